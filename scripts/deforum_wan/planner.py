@@ -1,0 +1,222 @@
+"""RenderSettings -> ClipPlan: which Wan windows to generate, in what order, with what.
+
+Pure arithmetic (no torch): the plan is printable before any GPU time is spent.
+
+Timeline (DESIGN.md, Timing): prompt segment i covers output frames [k_i, k_i+1) at the
+settings' fps. It is generated as M_i "new" native frames at the model's fps
+(M_i = round(L_i * native / fps)) and retimed onto exactly L_i output frames, so
+every prompt starts on its keyframe and the video has exactly max_frames frames.
+A segment's new frames come from chained windows of at most ``window`` frames (4n+1):
+the first window of the video is T2V (all its frames are new); every later window is
+I2V from the frame ``overlap`` before the end of what exists, its frame 0 (Wan's copy
+of the conditioning frame) is dropped and its next ``overlap`` frames are crossfaded
+with the existing tail, so it adds F - 1 - overlap new frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .errors import SettingsError
+from .models import ModelSpec, continuation_model
+from .schedule import seed_at
+from .settings import RenderSettings
+
+MIN_WINDOW = 5
+
+
+@dataclass
+class Segment:
+    index: int
+    start: int  # output frame, inclusive
+    end: int  # output frame, exclusive
+    prompt: str
+    negative_prompt: str
+    native_frames: int  # new native frames generated for it (M_i)
+
+
+@dataclass
+class Window:
+    index: int
+    segment: int
+    mode: str  # "t2v" | "i2v"
+    model: str
+    start_frame: int  # first output frame made from this window's new frames
+    end_frame: int  # exclusive
+    native_frames: int  # frames Wan generates (4n+1)
+    new_frames: int  # of those, frames added to the video's native stream
+    overlap: int  # frames crossfaded with the previous window
+    native_start: int  # segment-local native index of the first new frame
+    seed: int
+    guidance_scale: float
+    guidance_scale_2: float | None
+    steps: int
+    shift: float
+    prompt: str
+    negative_prompt: str
+
+
+@dataclass
+class ClipPlan:
+    fps: float  # output fps
+    max_frames: int  # output frames
+    model: str
+    continue_model: str
+    native_fps: int
+    width: int
+    height: int
+    retime: str
+    overlap: int
+    window_limit: int
+    segments: list[Segment]
+    windows: list[Window]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @property
+    def native_total(self) -> int:
+        return sum(s.native_frames for s in self.segments)
+
+
+def window_limit(spec: ModelSpec, native_fps: int, clip_duration: float) -> int:
+    """Largest 4n+1 frame count for one window: the model's limit, or clip_duration."""
+    limit = spec.max_frames
+    if clip_duration > 0:
+        limit = min(limit, round_4n1_down(int(clip_duration * native_fps) + 1))
+    return max(limit, MIN_WINDOW)
+
+
+def round_4n1_up(n: int) -> int:
+    return max(MIN_WINDOW, 4 * math.ceil((max(n, 1) - 1) / 4) + 1)
+
+
+def round_4n1_down(n: int) -> int:
+    return max(MIN_WINDOW, 4 * ((max(n, 1) - 1) // 4) + 1)
+
+
+def make_plan(settings: RenderSettings) -> ClipPlan:
+    spec = settings.model
+    warnings = list(settings.warnings)
+    first_mode = "i2v" if settings.init_image else "t2v"
+    cont = settings.continue_model or (spec if spec.can_i2v else _partner(spec, settings))
+    first_model = spec
+    if first_mode == "t2v" and not spec.can_t2v:
+        raise SettingsError(f"{spec.id} is image-to-video only; set use_init and init_image,"
+                            " or choose a text-to-video model", settings.source)
+    if first_mode == "i2v" and not spec.can_i2v:
+        first_model = cont
+    if not cont.can_i2v:
+        raise SettingsError(f"{cont.id} cannot continue from a frame (not I2V)", settings.source)
+    if cont.native_fps != spec.native_fps:
+        raise SettingsError(f"{spec.id} ({spec.native_fps} fps) and {cont.id} ({cont.native_fps} fps)"
+                            " run at different native fps; pick a matching pair", settings.source)
+    native = spec.native_fps
+    multiple = max(spec.size_multiple, cont.size_multiple)
+    width, height = settings.W - settings.W % multiple, settings.H - settings.H % multiple
+    if (width, height) != (settings.W, settings.H):
+        warnings.append(f"size rounded down to {width}x{height} (multiple of {multiple} for {cont.id})")
+    if width < multiple or height < multiple:
+        raise SettingsError(f"size {settings.W}x{settings.H} is too small for {cont.id}", settings.source)
+
+    limit = min(window_limit(spec, native, settings.clip_duration),
+                window_limit(cont, native, settings.clip_duration))
+    overlap = settings.overlap
+    if overlap > limit - 2:
+        raise SettingsError(f"wan_overlap={overlap} leaves no new frames in a {limit}-frame window;"
+                            f" use at most {limit - 2}", settings.source)
+
+    if settings.retime == "native":
+        fps, max_frames = float(native), max(1, round(settings.max_frames * native / settings.fps))
+        scale = native / settings.fps
+    else:
+        fps, max_frames, scale = settings.fps, settings.max_frames, None
+    segments = _segments(settings, max_frames, scale, native / fps)
+
+    windows: list[Window] = []
+    stream = 0  # native frames so far in the whole video
+    for seg in segments:
+        local = 0
+        while local < seg.native_frames:
+            first = not windows
+            ov = 0 if first else min(overlap, stream - 1)
+            cap = limit if first else limit - 1 - ov
+            left_windows = math.ceil((seg.native_frames - local) / max(cap, 1))
+            new = min(cap, math.ceil((seg.native_frames - local) / left_windows))
+            need = new if first else new + 1 + ov
+            out_start = seg.start + _out_index(local, seg)
+            out_end = seg.start + _out_index(local + new, seg)
+            at = min(out_start, seg.end - 1)
+            model = first_model if first else cont
+            windows.append(Window(
+                index=len(windows), segment=seg.index, mode=first_mode if first else "i2v",
+                model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
+                native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
+                seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
+                             settings.seed_schedule),
+                guidance_scale=round(settings.cfg[at], 4),
+                guidance_scale_2=settings.guidance_2 if settings.guidance_2 is not None else model.guidance_2,
+                steps=settings.steps_at(at),
+                shift=round((settings.shift or model.shift) * settings.motion_strength, 4),
+                prompt=seg.prompt, negative_prompt=seg.negative_prompt))
+            local += new
+            stream += new
+    return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
+                    native_fps=native, width=width, height=height, retime=settings.retime,
+                    overlap=overlap, window_limit=limit, segments=segments, windows=windows,
+                    warnings=warnings)
+
+
+def _partner(spec: ModelSpec, settings: RenderSettings) -> ModelSpec:
+    try:
+        return continuation_model(spec)
+    except Exception as exc:
+        raise SettingsError(str(exc), settings.source) from None
+
+
+def _segments(settings: RenderSettings, max_frames: int, scale: float | None,
+              native_per_out: float) -> list[Segment]:
+    keys = []
+    for p in settings.prompts:
+        k = p.frame if scale is None else round(p.frame * scale)
+        if keys and k <= keys[-1][0]:  # native rescale can merge close keys
+            keys[-1] = (keys[-1][0], p)
+            continue
+        keys.append((k, p))
+    segments = []
+    for i, (start, prompt) in enumerate(keys):
+        end = keys[i + 1][0] if i + 1 < len(keys) else max_frames
+        length = end - start
+        native = length if scale is not None else max(1, round(length * native_per_out))
+        segments.append(Segment(i, start, end, prompt.positive, prompt.negative, native))
+    return segments
+
+
+def _out_index(native_local: int, seg: Segment) -> int:
+    """First output frame (segment-local) whose source position is >= native_local."""
+    length = seg.end - seg.start
+    return min(length, math.ceil(native_local * length / seg.native_frames))
+
+
+def format_plan(plan: ClipPlan) -> str:
+    """A readable table for the terminal."""
+    lines = [
+        f"{plan.max_frames} frames at {plan.fps:g} fps ({plan.max_frames / plan.fps:.2f} s),"
+        f" {plan.width}x{plan.height}, model {plan.model} -> {plan.continue_model},"
+        f" native {plan.native_fps} fps, window <= {plan.window_limit} frames,"
+        f" overlap {plan.overlap}, retime {plan.retime}",
+        f"{len(plan.segments)} prompt segments, {len(plan.windows)} windows,"
+        f" {sum(w.native_frames for w in plan.windows)} native frames to generate",
+        "",
+        f"{'win':>3} {'seg':>3} {'mode':4} {'frames':>11} {'native':>6} {'new':>4} {'ovl':>3}"
+        f" {'seed':>10} {'cfg':>5} {'steps':>5}  prompt",
+    ]
+    for w in plan.windows:
+        prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
+        lines.append(f"{w.index:>3} {w.segment:>3} {w.mode:4} {w.start_frame:>5}-{w.end_frame - 1:<5}"
+                     f" {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
+                     f" {w.guidance_scale:>5g} {w.steps:>5}  {prompt}")
+    for warning in plan.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)

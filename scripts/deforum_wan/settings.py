@@ -1,0 +1,466 @@
+"""Deforum settings file (or dict) -> validated ``RenderSettings``.
+
+Reads what real Deforum files hold (see DESIGN.md, "Deforum settings"): Deforum's
+defaults for missing keys, the legacy ``animation_prompts``, ``--neg``, the
+positive/negative prompt fields, keys that are expressions, Deforum's own
+deprecated keys, and our ``wan_*`` keys. Unknown keys are kept and written back,
+so a settings file round-trips through this tool and through Deforum.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError, WanError
+from .models import DEFAULT_MODEL, ModelSpec, get_model
+from .schedule import (
+    SEED_BEHAVIORS, MAX_SEED, ExprError, Schedule, build_schedule, evaluate_number,
+    parse_frame_key,
+)
+
+MAX_FILE_BYTES = 16 * 1024 * 1024  # real run-saved files reach ~1 MB (per-frame schedules)
+TIMESTRING_RE = re.compile(r"^\d{14}$")
+
+# Deforum's defaults (args.py) for the keys this tool reads.
+DEFORUM_DEFAULTS: dict[str, Any] = {
+    "W": 512, "H": 512, "seed": -1, "seed_behavior": "iter", "seed_iter_N": 1,
+    "seed_schedule": '0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)',
+    "steps": 25, "enable_steps_scheduling": False, "steps_schedule": "0: (25)",
+    "cfg_scale_schedule": "0: (7)", "fps": 15, "max_frames": 120,
+    "batch_name": "Deforum_{timestring}", "color_coherence": "LAB",
+    "animation_prompts_positive": "", "animation_prompts_negative": "",
+    "use_init": False, "init_image": None, "add_soundtrack": "None", "soundtrack_path": "",
+    "skip_video_creation": False, "resume_from_timestring": False,
+    "resume_timestring": "", "prompts": {"0": ""},
+}
+
+# Our keys; they live in the same file so it re-imports.
+WAN_DEFAULTS: dict[str, Any] = {
+    "wan_model": DEFAULT_MODEL,
+    "wan_continue_model": "",  # "" = the model's documented I2V partner
+    "wan_backend": "auto",
+    "wan_clip_duration": 0.0,  # seconds per window; 0 = the model's full window
+    "wan_overlap": 4,  # native frames crossfaded between chained windows
+    "wan_motion_strength": 1.0,  # multiplies the flow shift; 1 = model default
+    "wan_retime": "blend",
+    "wan_guidance_2": None,  # second expert's guidance (Wan2.2 A14B); None = model default
+    "wan_shift": None,  # None = model default
+    "wan_offload": "none",
+    "wan_vae_tiling": False,
+    "wan_dtype": "auto",
+    "wan_attention": "auto",
+    "wan_loras": [],
+    "wan_write_srt": False,
+}
+# Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).
+WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}
+
+RETIME_MODES = ("blend", "nearest", "native")
+COLOR_MODES = ("None", "LAB", "HSV", "RGB")
+BACKENDS = ("auto", "official", "diffusers")
+OFFLOAD_MODES = ("none", "model", "sequential", "group")
+
+# Deforum's deprecation_utils: renamed keys and replaced values.
+_RENAMED = {"flip_2d_perspective": "enable_perspective_flip",
+            "skip_video_for_run_all": "skip_video_creation"}
+_COLOR_LEGACY = {"Match Frame 0 HSV": "HSV", "Match Frame 0 LAB": "LAB", "Match Frame 0 RGB": "RGB"}
+
+_EMPHASIS_WEIGHT = re.compile(r"\(([^()]*?):\s*-?[\d.]+\s*\)")
+_EMPHASIS_PARENS = re.compile(r"\({2,}([^()]*)\){2,}")
+_LORA_TAG = re.compile(r"<(?:lora|lyco|hypernet):[^>]*>", re.IGNORECASE)
+_BATCH_UNSAFE = re.compile(r'[<>:"/\\|?*\s,]')
+
+
+@dataclass
+class Prompt:
+    frame: int
+    positive: str
+    negative: str
+
+
+@dataclass
+class RenderSettings:
+    source: str
+    raw: dict  # everything the file held (legacy keys converted), for writing back
+    W: int
+    H: int
+    fps: float
+    max_frames: int
+    seed: int
+    seed_was_random: bool
+    seed_behavior: str
+    seed_iter_N: int
+    seed_schedule: Schedule | None
+    cfg: Schedule
+    steps: int
+    steps_schedule: Schedule | None
+    prompts: list[Prompt]  # sorted by frame, first at frame 0
+    batch_name: str  # template; resolve with resolve_batch_name()
+    color_coherence: str
+    init_image: str | None
+    soundtrack: str | None
+    skip_video_creation: bool
+    resume_timestring: str | None
+    model: ModelSpec
+    continue_model: ModelSpec | None
+    backend: str
+    clip_duration: float
+    overlap: int
+    motion_strength: float
+    retime: str
+    guidance_2: float | None
+    shift: float | None
+    offload: str
+    vae_tiling: bool
+    dtype: str
+    attention: str
+    loras: list[tuple[str, float]]
+    write_srt: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def steps_at(self, frame: int) -> int:
+        return int(self.steps_schedule[frame]) if self.steps_schedule else self.steps
+
+    def to_dict(self) -> dict:
+        """The settings as a file Deforum and this tool both re-import (seed resolved)."""
+        out = dict(self.raw)
+        out["seed"] = self.seed
+        out["W"], out["H"] = self.W, self.H
+        for key in WAN_DEFAULTS:
+            out.setdefault(key, WAN_DEFAULTS[key])
+        out["wan_model"] = self.model.id
+        return out
+
+
+def read_settings_file(path: str | os.PathLike) -> dict:
+    """Read a Deforum settings file (.txt/.json, UTF-8 with or without BOM, CRLF ok)."""
+    p = Path(path)
+    name = p.name
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise SettingsError(f"cannot read: {exc.strerror}", name) from None
+    if size > MAX_FILE_BYTES:
+        raise SettingsError(f"file is {size / 1e6:.1f} MB; settings files are at most "
+                            f"{MAX_FILE_BYTES // 2**20} MB", name)
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"not UTF-8 text (byte {exc.start})", name) from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read: {exc.strerror}", name) from None
+    return parse_settings_text(text, name)
+
+
+def parse_settings_text(text: str, source: str = "<settings>") -> dict:
+    if len(text) > MAX_FILE_BYTES:
+        raise SettingsError("settings text is too large", source)
+    if not text.strip():
+        raise SettingsError("file is empty", source)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                            source) from None
+    except RecursionError:
+        raise SettingsError("JSON nested too deeply", source) from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"expected a JSON object of settings, got {type(data).__name__}", source)
+    return data
+
+
+def load_settings(source: str | os.PathLike | dict, overrides: dict | None = None,
+                  name: str | None = None) -> RenderSettings:
+    """Load, convert and validate settings. Raises ``SettingsError`` with one line."""
+    if isinstance(source, dict):
+        data, label = dict(source), name or "<settings>"
+    else:
+        data, label = read_settings_file(source), name or Path(source).name
+    if overrides:
+        data.update(overrides)
+    try:
+        return _validate(data, label)
+    except SettingsError:
+        raise
+    except (ExprError, WanError) as exc:  # unknown model ids come from the registry
+        raise SettingsError(str(exc), label) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line; VALUE is JSON when it parses, else a string."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SettingsError(f"--set expects KEY=VALUE, got {text!r}", "--set")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+# --- validation ---------------------------------------------------------------------
+
+def _validate(data: dict, label: str) -> RenderSettings:
+    warnings: list[str] = []
+    raw = _convert_legacy(data, warnings)
+    get = lambda key: raw.get(key, DEFORUM_DEFAULTS.get(key, WAN_DEFAULTS.get(key)))  # noqa: E731
+
+    if "W" not in raw and ("width" in raw or "height" in raw):
+        warnings.append("'width'/'height' are not Deforum keys; Deforum uses W/H (512x512 here)")
+    max_frames = _int(get("max_frames"), "max_frames", 1, 100_000)
+    fps = _number(get("fps"), "fps", 1, 240)
+    model = get_model(str(get("wan_model")))
+    cont_id = str(get("wan_continue_model") or "")
+    continue_model = get_model(cont_id) if cont_id else None
+    W = _size(get("W"), "W", model, warnings)
+    H = _size(get("H"), "H", model, warnings)
+
+    seed_raw = _int(get("seed"), "seed", -1, 2**63 - 1)
+    seed_was_random = seed_raw == -1
+    seed = random.SystemRandom().randint(0, MAX_SEED) if seed_was_random else seed_raw
+    behavior = str(get("seed_behavior"))
+    if behavior not in SEED_BEHAVIORS:
+        raise ExprError(f"seed_behavior {behavior!r} is not one of {', '.join(SEED_BEHAVIORS)}")
+    iter_n = _int(get("seed_iter_N"), "seed_iter_N", 1, 1_000_000)
+    seed_schedule = None
+    if behavior == "schedule":
+        seed_schedule = build_schedule(get("seed_schedule"), max_frames, seed, "seed_schedule")
+
+    cfg = build_schedule(get("cfg_scale_schedule"), max_frames, seed, "cfg_scale_schedule")
+    if any(not (0 <= v <= 100) for v in cfg.values):
+        raise ExprError("cfg_scale_schedule: values must be between 0 and 100")
+    warnings += cfg.warnings
+    steps = _int(get("steps"), "steps", 1, 1000)
+    steps_schedule = None
+    if _bool(get("enable_steps_scheduling")):
+        steps_schedule = build_schedule(get("steps_schedule"), max_frames, seed, "steps_schedule")
+        if any(not (1 <= v <= 1000) for v in steps_schedule.values):
+            raise ExprError("steps_schedule: values must be between 1 and 1000")
+        warnings += steps_schedule.warnings
+
+    prompts = _prompts(raw, max_frames, warnings)
+    batch_name = _batch_template(get("batch_name"))
+    color = str(get("color_coherence"))
+    if color not in COLOR_MODES:
+        warnings.append(f"color_coherence {color!r} is not available for Wan; using None")
+        color = "None"
+
+    init_image = None
+    if _bool(get("use_init")) and get("init_image") not in (None, "", "None"):
+        init_image = str(get("init_image"))
+    soundtrack = None
+    if str(get("add_soundtrack")) == "File" and get("soundtrack_path"):
+        soundtrack = str(get("soundtrack_path"))
+    elif str(get("add_soundtrack")) not in ("None", "File"):
+        warnings.append(f"add_soundtrack {get('add_soundtrack')!r} is not supported; no soundtrack")
+
+    resume = None
+    if _bool(get("resume_from_timestring")):
+        resume = str(get("resume_timestring") or "")
+        if not TIMESTRING_RE.match(resume):
+            raise ExprError(f"resume_timestring must be 14 digits (YYYYmmddHHMMSS), got {resume!r}")
+
+    backend = _choice(get("wan_backend"), "wan_backend", BACKENDS)
+    retime = _choice(get("wan_retime"), "wan_retime", RETIME_MODES)
+    offload = _choice(get("wan_offload"), "wan_offload", OFFLOAD_MODES)
+    clip_duration = _number(get("wan_clip_duration"), "wan_clip_duration", 0, 3600)
+    overlap = _int(get("wan_overlap"), "wan_overlap", 0, 64)
+    motion = _number(get("wan_motion_strength"), "wan_motion_strength", 0.05, 10)
+    g2 = get("wan_guidance_2")
+    guidance_2 = None if g2 in (None, "") else _number(g2, "wan_guidance_2", 0, 100)
+    sh = get("wan_shift")
+    shift = None if sh in (None, "") else _number(sh, "wan_shift", 0.1, 100)
+
+    return RenderSettings(
+        source=label, raw=raw, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
+        seed_was_random=seed_was_random, seed_behavior=behavior, seed_iter_N=iter_n,
+        seed_schedule=seed_schedule, cfg=cfg, steps=steps, steps_schedule=steps_schedule,
+        prompts=prompts, batch_name=batch_name, color_coherence=color, init_image=init_image,
+        soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
+        resume_timestring=resume, model=model, continue_model=continue_model, backend=backend,
+        clip_duration=clip_duration, overlap=overlap, motion_strength=motion, retime=retime,
+        guidance_2=guidance_2, shift=shift, offload=offload, vae_tiling=_bool(get("wan_vae_tiling")),
+        dtype=str(get("wan_dtype")), attention=str(get("wan_attention")),
+        loras=_loras(get("wan_loras")), write_srt=_bool(get("wan_write_srt")), warnings=warnings,
+    )
+
+
+def _convert_legacy(data: dict, warnings: list[str]) -> dict:
+    raw = dict(data)
+    for old, new in _RENAMED.items():
+        if old in raw:
+            raw[new] = raw.pop(old)
+            warnings.append(f"'{old}' is now '{new}' (as Deforum converts it)")
+    if raw.get("color_coherence") in _COLOR_LEGACY:
+        raw["color_coherence"] = _COLOR_LEGACY[raw["color_coherence"]]
+    for old, new in WAN_ALIASES.items():
+        if old in raw and new not in raw:
+            raw[new] = raw[old]
+    # Deforum's UI loader lets the legacy key win when present.
+    if "animation_prompts" in raw and raw["animation_prompts"] not in (None, ""):
+        legacy = raw.pop("animation_prompts")
+        if isinstance(legacy, str):
+            try:
+                legacy = json.loads(legacy)
+            except json.JSONDecodeError as exc:
+                raise ExprError(f"animation_prompts is not valid JSON: {exc.msg}") from None
+        raw["prompts"] = legacy
+    return raw
+
+
+def _prompts(raw: dict, max_frames: int, warnings: list[str]) -> list[Prompt]:
+    prompts = raw.get("prompts", DEFORUM_DEFAULTS["prompts"])
+    if not isinstance(prompts, dict):
+        raise ExprError(f"prompts must be a mapping of frame -> prompt, got {type(prompts).__name__}")
+    if not prompts:
+        raise ExprError("prompts is empty")
+    pos_all = _text(raw.get("animation_prompts_positive", ""), "animation_prompts_positive")
+    # Deforum strips a stray --neg from the negative field.
+    neg_all = _text(raw.get("animation_prompts_negative", ""), "animation_prompts_negative").replace("--neg", "")
+    by_frame: dict[int, str] = {}
+    for key, value in prompts.items():
+        frame = parse_frame_key(key, max_frames)
+        if frame >= max_frames:
+            warnings.append(f"prompt at frame {key!r} ({frame}) is at or past max_frames={max_frames}; ignored")
+            continue
+        if frame in by_frame:
+            warnings.append(f"two prompts at frame {frame}; the later one ({key!r}) wins")
+        by_frame[frame] = _text(value, f"prompt {key!r}")
+    if not by_frame:
+        raise ExprError(f"no prompt keyframe falls inside max_frames={max_frames}")
+    stripped = False
+    out = []
+    for frame in sorted(by_frame):
+        text = by_frame[frame]
+        if pos_all or neg_all:  # Deforum's args.py, positive text first
+            text = f"{pos_all} {text} {'' if '--neg' in text else '--neg'} {neg_all}"
+        positive, _, negative = text.partition("--neg")
+        negative = negative.replace("--neg", " ")
+        clean_pos, clean_neg = _strip_emphasis(positive), _strip_emphasis(negative)
+        stripped |= (clean_pos, clean_neg) != (_squash(positive), _squash(negative))
+        out.append(Prompt(frame, clean_pos, clean_neg))
+    if out[0].frame != 0:  # Deforum back-fills frames before the first key with it
+        out[0] = Prompt(0, out[0].positive, out[0].negative)
+    if stripped:
+        warnings.append("A1111 emphasis like (word:1.2) and <lora:...> tags mean nothing to Wan's"
+                        " text encoder; they were removed from the prompts")
+    return out
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _strip_emphasis(text: str) -> str:
+    text = _LORA_TAG.sub(" ", text)
+    for _ in range(8):  # nested emphasis unwraps one level per pass
+        new = _EMPHASIS_PARENS.sub(r"\1", _EMPHASIS_WEIGHT.sub(r"\1", text))
+        if new == text:
+            break
+        text = new
+    return _squash(text).strip(" ,")
+
+
+def resolve_batch_name(template: str, timestring: str, settings: RenderSettings) -> str:
+    """Fill ``{timestring}``, ``{seed}`` and any ``{settings_key}`` (case-insensitive), then
+    make the name safe the way Deforum does (``/ \\ : * ? " < > | , whitespace`` -> ``_``)."""
+    values = {str(k).lower(): v for k, v in settings.raw.items() if isinstance(v, (str, int, float))}
+    values.update(timestring=timestring, seed=settings.seed, w=settings.W, h=settings.H)
+
+    def fill(match: re.Match) -> str:
+        return str(values.get(match.group(1).lower(), match.group(0)))
+
+    name = _BATCH_UNSAFE.sub("_", re.sub(r"{(\w+)}", fill, template))[:120]
+    if name in ("", ".", ".."):
+        raise SettingsError(f"batch_name {template!r} resolves to {name!r}, not a folder name",
+                            settings.source)
+    return name
+
+
+def _batch_template(value) -> str:
+    text = _text(value, "batch_name")
+    if "\x00" in text:
+        raise ExprError("batch_name contains a NUL character")
+    if text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", text):
+        raise ExprError(f"batch_name {text!r} is an absolute path; it must be a folder name")
+    if ".." in re.split(r"[/\\]", text):
+        raise ExprError(f"batch_name {text!r} contains '..'; it must stay inside the output folder")
+    if not text.strip():
+        return DEFORUM_DEFAULTS["batch_name"]
+    return text
+
+
+def _loras(value) -> list[tuple[str, float]]:
+    if value in (None, "", []):
+        return []
+    if not isinstance(value, list):
+        raise ExprError("wan_loras must be a list of {\"path\": ..., \"weight\": ...}")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            out.append((item, 1.0))
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            out.append((item["path"], _number(item.get("weight", 1.0), "wan_loras weight", -10, 10)))
+        else:
+            raise ExprError(f"wan_loras entry {item!r} needs a 'path'")
+    return out
+
+
+# --- scalar helpers (Deforum files hold numbers as numbers, strings or expressions) ----
+
+def _number(value, key: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ExprError(f"{key} must be a number, got {value!r}")
+    try:
+        number = float(evaluate_number(str(value).strip()) if isinstance(value, str) else value)
+    except (ExprError, TypeError, ValueError):
+        raise ExprError(f"{key} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise ExprError(f"{key} must be between {lo:g} and {hi:g}, got {value!r}")
+    return number
+
+
+def _int(value, key: str, lo: int, hi: int) -> int:
+    number = _number(value, key, lo, hi)
+    if number != int(number):
+        raise ExprError(f"{key} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _size(value, key: str, model: ModelSpec, warnings: list[str]) -> int:
+    size = _int(value, key, model.size_multiple, 8192)
+    rounded = size - size % model.size_multiple
+    if rounded != size:
+        warnings.append(f"{key}={size} is not a multiple of {model.size_multiple} ({model.id});"
+                        f" rounded down to {rounded}")
+    return rounded
+
+
+def _bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
+def _text(value, key: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ExprError(f"{key} must be text, got {type(value).__name__}")
+    return value
+
+
+def _choice(value, key: str, options: tuple[str, ...]) -> str:
+    text = str(value).strip().lower() if value is not None else ""
+    for option in options:
+        if text == option.lower():
+            return option
+    raise ExprError(f"{key} must be one of {', '.join(options)}, got {value!r}")
