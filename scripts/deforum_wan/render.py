@@ -1,0 +1,421 @@
+"""The render loop: a ClipPlan's windows, in order, into Deforum-named frames and a video.
+
+Per window: generate -> drop Wan's copy of the conditioning frame -> colour coherence
+against the anchor (frame 0) -> crossfade the overlap with the held-back tail ->
+retime each finished native frame onto output frames -> background PNG writer.
+After each window the manifest and a small carry file (the native frames the next
+window needs) are saved atomically, so a killed render resumes at the first
+unfinished window and produces the same frames.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import output
+from .errors import Interrupted, SettingsError, WanError
+from .models import get_model
+from .planner import ClipPlan, Window, make_plan
+from .retime import Retimer
+from .settings import RenderSettings, load_settings, resolve_batch_name
+
+EventSink = Callable[[dict], None]
+
+
+@dataclass
+class RenderResult:
+    run_dir: Path
+    timestring: str
+    frames: int
+    video: Path | None
+    settings_file: Path
+    status: str  # done | interrupted
+    backend_report: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def carry_path(run_dir: Path, ts: str) -> Path:
+    return run_dir / f"{ts}_carry.npz"
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    return (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def load_image(path: str, width: int, height: int, base: Path | None = None) -> np.ndarray:
+    """An init image file as float32 (H, W, 3) in [0, 1], resized like Deforum (no crop)."""
+    if "://" in path:
+        raise WanError(f"init_image {path} is a URL; download it and give the local path")
+    p = Path(path)
+    if not p.is_absolute() and base is not None and not p.exists():
+        p = base / p
+    from PIL import Image
+
+    try:
+        with Image.open(p) as img:
+            img = img.convert("RGB").resize((width, height), Image.LANCZOS)
+            return np.asarray(img, dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise WanError(f"cannot read init_image {path}: {exc}") from None
+
+
+class _Stream:
+    """The video's native frames: the held-back tail plus one Retimer per segment."""
+
+    def __init__(self, plan: ClipPlan, writer: output.FrameWriter, on_frame: Callable[[int, np.ndarray], None]):
+        self.plan = plan
+        self.writer = writer
+        self.on_frame = on_frame
+        self.offsets = np.cumsum([0] + [s.native_frames for s in plan.segments]).tolist()
+        self.tail: list[np.ndarray] = []  # last native frames, float32
+        self.tail_start = 0  # global native index of tail[0]
+        self.final = 0  # native frames handed to the retimers
+        self.segment = 0
+        self.retimer = self._retimer(0, 0)
+        self.written = 0  # output frames sent to the writer
+
+    def _retimer(self, seg: int, next_out: int) -> Retimer:
+        s = self.plan.segments[seg]
+        mode = "nearest" if self.plan.retime == "native" else self.plan.retime
+        return Retimer(s.native_frames, s.end - s.start, mode, next_out)
+
+    def add(self, frames: list[np.ndarray], overlap: int, hold: int) -> None:
+        """Merge a window's frames (its first ``overlap`` crossfaded with the tail), then
+        finalize everything but the last ``hold`` frames (the next window's overlap)."""
+        from .color import crossfade
+
+        if overlap:
+            n = len(self.tail)
+            old = np.stack(self.tail[n - overlap:])
+            blended = crossfade(old, np.stack(frames[:overlap]))
+            self.tail[n - overlap:] = list(blended)
+            frames = frames[overlap:]
+        self.tail.extend(frames)
+        end = self.tail_start + len(self.tail)
+        self._finalize(end - hold)
+        keep = max(hold + 1, 2)  # the next conditioning frame sits just before the held ones
+        drop = max(0, len(self.tail) - keep)
+        self.tail, self.tail_start = self.tail[drop:], self.tail_start + drop
+
+    def _finalize(self, upto: int) -> None:
+        while self.final < upto:
+            frame = self.tail[self.final - self.tail_start]
+            seg = self.segment
+            for j, out in self.retimer.push(self.final - self.offsets[seg], frame):
+                index = self.plan.segments[seg].start + j
+                u8 = to_uint8(out)
+                self.writer.put(index, u8)
+                self.on_frame(index, u8)
+                self.written = index + 1
+            self.final += 1
+            if self.final == self.offsets[seg + 1] and seg + 1 < len(self.plan.segments):
+                self.segment = seg + 1
+                self.retimer = self._retimer(seg + 1, 0)
+
+    def conditioning(self, overlap: int) -> np.ndarray:
+        return self.tail[len(self.tail) - 1 - overlap]
+
+    # Carry: what the next window needs, saved after each window for resume.
+    def save(self, path: Path) -> None:
+        ret = sorted(self.retimer.frames)
+        arrays = {
+            "tail": np.stack(self.tail) if self.tail else np.zeros((0, 1, 1, 3), np.float32),
+            "ret_index": np.array(ret, dtype=np.int64),
+            "ret_frames": (np.stack([self.retimer.frames[k] for k in ret]) if ret
+                           else np.zeros((0, 1, 1, 3), np.float32)),
+            "state": np.array([self.tail_start, self.final, self.segment, self.retimer.next_out,
+                               self.retimer.available, self.written], dtype=np.int64),
+        }
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                tail, state = data["tail"], data["state"].tolist()
+                ret_index, ret_frames = data["ret_index"].tolist(), data["ret_frames"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise WanError(f"cannot resume: {path.name} is unreadable ({exc})") from None
+        self.tail = [f for f in tail]
+        self.tail_start, self.final, self.segment, next_out, available, self.written = state
+        self.retimer = self._retimer(self.segment, next_out)
+        self.retimer.available = available
+        self.retimer.frames = {k: ret_frames[i] for i, k in enumerate(ret_index)}
+
+
+class Renderer:
+    """Renders one settings object. ``should_stop`` is polled at every denoising step."""
+
+    def __init__(self, settings: RenderSettings, outdir: str | os.PathLike, *, backend: str | None = None,
+                 models_dir: str | None = None, resume: str | None = None,
+                 on_event: EventSink | None = None, should_stop: Callable[[], bool] | None = None,
+                 progress: bool = True, sync_writes: bool = False, settings_base: Path | None = None):
+        self.settings = settings
+        self.outdir = Path(outdir)
+        self.backend_choice = backend or settings.backend
+        self.models_dir = models_dir
+        self.resume = resume or settings.resume_timestring
+        self.on_event = on_event or (lambda e: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.progress = progress
+        self.sync_writes = sync_writes
+        self.settings_base = settings_base
+        self.report: list = []
+
+    def emit(self, event: str, **data) -> None:
+        self.on_event({"event": event, "time": round(time.time(), 3), **data})
+
+    # --- setup -------------------------------------------------------------------------
+    def _prepare(self) -> tuple[ClipPlan, Path, str, output.Manifest]:
+        s = self.settings
+        ts = self.resume or output.make_timestring()
+        name = resolve_batch_name(s.batch_name, ts, s)
+        run_dir = output.run_dir(self.outdir, name)  # checks it stays inside and is writable
+        manifest_file = output.manifest_path(run_dir, ts)
+        if self.resume:
+            saved = output.settings_path(run_dir, ts)
+            if not saved.is_file() or not manifest_file.is_file():
+                raise WanError(f"nothing to resume: no {saved.name} and {manifest_file.name} in {run_dir}")
+            # The saved file holds the drawn seed; it is the render being continued.
+            self.settings = s = load_settings(saved, {"resume_from_timestring": False})
+            manifest = output.Manifest.load(manifest_file)
+            if manifest.status == "done":
+                raise WanError(f"render {ts} in {run_dir} is already finished")
+        else:
+            output.write_settings(output.settings_path(run_dir, ts),
+                                  {**s.to_dict(), "resume_timestring": ts})
+            manifest = output.Manifest(manifest_file, ts, output.settings_hash(s.to_dict()))
+            manifest.save()
+        plan = make_plan(s)
+        return plan, run_dir, ts, manifest
+
+    def _options(self):
+        from .backends.base import BackendOptions
+
+        s = self.settings
+        return BackendOptions(dtype=s.dtype, offload=s.offload, vae_tiling=s.vae_tiling,
+                              attention=s.attention, loras=list(s.loras), models_dir=self.models_dir,
+                              official_repo_path=os.environ.get("DEFORUM_WAN_OFFICIAL_REPO"))
+
+    # --- the loop ----------------------------------------------------------------------
+    def run(self) -> RenderResult:
+        plan, run_dir, ts, manifest = self._prepare()
+        s = self.settings
+        done_windows = {w["index"] for w in manifest.windows}
+        start = next((w.index for w in plan.windows if w.index not in done_windows), len(plan.windows))
+        if start and start not in done_windows and start - 1 not in done_windows:
+            raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
+        self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
+                  frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings)
+        for warning in plan.warnings:
+            self._log(f"warning: {warning}")
+
+        writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes)
+        anchor: list[np.ndarray] = []
+        stream = _Stream(plan, writer, lambda i, f: anchor.append(f) if i == 0 else None)
+        if start:
+            stream.load(carry_path(run_dir, ts))
+            anchor_file = output.frame_path(run_dir, ts, 0)
+            anchor.append(_read_png(anchor_file))
+        bar = self._bar(plan, start)
+        backend = None
+        status = "interrupted"
+        try:
+            for w in plan.windows[start:]:
+                if backend is None or backend.spec.id != w.model:
+                    if backend is not None:
+                        backend.close()
+                    backend = self._load(w.model)
+                frames = self._generate(backend, w, plan, stream, bar)
+                frames = [f for f in frames]
+                if w.index > 0 and s.color_coherence != "None" and anchor:
+                    from .color import match_color
+                    frames = [match_color(to_uint8(f), anchor[0], s.color_coherence).astype(np.float32) / 255.0
+                              for f in frames]
+                nxt = plan.windows[w.index + 1].overlap if w.index + 1 < len(plan.windows) else 0
+                stream.add(frames, w.overlap, nxt)
+                writer.flush()  # the manifest must only count frames that are on disk
+                stream.save(carry_path(run_dir, ts))
+                manifest.record_window({"index": w.index, "start_frame": w.start_frame,
+                                        "end_frame": w.end_frame, "seed": w.seed, "model": w.model},
+                                       frames_written=stream.written)
+                preview = output.frame_path(run_dir, ts, stream.written - 1) if stream.written else None
+                self.emit("window_done", window=w.index, windows=len(plan.windows),
+                          start_frame=w.start_frame, end_frame=w.end_frame,
+                          frames_written=stream.written, preview=str(preview) if preview else None)
+            status = "done"
+        except Interrupted:
+            self._log(f"interrupted: keeping {stream.written} frames")
+        except BaseException:
+            manifest.set_status("failed")
+            try:
+                writer.close()
+            except Exception:
+                pass
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if backend is not None:
+                backend.close()
+        writer.close()
+        written = stream.written
+        if status == "done" and written != plan.max_frames:
+            manifest.set_status("failed")
+            raise WanError(f"internal error: wrote {written} frames, the plan has {plan.max_frames}")
+        video = self._finish(run_dir, ts, plan, written)
+        manifest.set_status(status)
+        if status == "done":
+            carry_path(run_dir, ts).unlink(missing_ok=True)
+        result = RenderResult(run_dir, ts, written, video, output.settings_path(run_dir, ts), status,
+                              self.report, plan.warnings)
+        self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
+                  frames=written, video=str(video) if video else None,
+                  settings=str(result.settings_file))
+        if status != "done":
+            raise Interrupted(f"stopped after {written} frames; resume with --resume {ts}"
+                              + (f" (video of those frames: {video})" if video else ""))
+        return result
+
+    def _load(self, model_id: str):
+        from .backends.chain import load_backend
+
+        self.emit("loading", model=model_id)
+        backend, report = load_backend(get_model(model_id), self.backend_choice, self._options())
+        self.report.extend(report)
+        self.emit("loaded", model=model_id, backend=backend.name,
+                  report=[list(r) for r in report], notes=list(getattr(backend, "notes", [])))
+        return backend
+
+    def _generate(self, backend, w: Window, plan: ClipPlan, stream: _Stream, bar) -> list[np.ndarray]:
+        from .backends.base import GenerateRequest
+
+        image = None
+        if w.mode == "i2v":
+            if w.index == 0:
+                image = load_image(self.settings.init_image, plan.width, plan.height, self.settings_base)
+            else:
+                image = stream.conditioning(w.overlap)
+        req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
+                              num_frames=w.native_frames, width=plan.width, height=plan.height,
+                              seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
+                              image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift)
+
+        def on_step(done: int, total: int) -> None:
+            if bar is not None:
+                bar.update(1)
+            self.emit("step", window=w.index, step=done, steps=total)
+
+        frames = backend.generate(req, on_step=on_step, should_stop=self.should_stop)
+        if self.should_stop():  # backends without a step callback stop between windows
+            raise Interrupted("stopped")
+        if w.index > 0:
+            frames = frames[1:]  # Wan's copy of the conditioning frame
+            return list(frames[: w.overlap + w.new_frames])
+        return list(frames[: w.new_frames])
+
+    def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
+        s = self.settings
+        if s.write_srt:
+            output.write_srt(output.srt_path(run_dir, ts), plan.fps,
+                             [(seg.start, seg.end, seg.prompt) for seg in plan.segments
+                              if seg.start < written])
+        if s.skip_video_creation or written == 0:
+            return None
+        soundtrack = s.soundtrack
+        if soundtrack and "://" in soundtrack:
+            self._log(f"warning: soundtrack {soundtrack} is a URL; the video has no sound"
+                      " (give a local file)")
+            soundtrack = None
+        return output.make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
+
+    def _bar(self, plan: ClipPlan, start: int):
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        total = sum(w.steps for w in plan.windows)
+        done = sum(w.steps for w in plan.windows[:start])
+        return tqdm(total=total, initial=done, unit="step", desc=f"{len(plan.windows)} windows",
+                    file=sys.stderr, dynamic_ncols=True)
+
+    def _log(self, text: str) -> None:
+        if self.progress:
+            from tqdm import tqdm
+            tqdm.write(text, file=sys.stderr)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except OSError as exc:
+        raise WanError(f"cannot resume: {path.name} is unreadable ({exc})") from None
+
+
+def check_outdir(outdir: str | os.PathLike) -> None:
+    """Fail in seconds, before any model loads, when the output folder is unusable."""
+    try:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WanError(f"cannot create output folder {outdir}: {exc.strerror or exc}") from None
+    output.check_writable(outdir)
+
+
+def render_cli(args, overrides: dict) -> int:
+    """``render SETTINGS...``: one after another, each into its own folder."""
+    import signal
+
+    stop = {"flag": False}
+
+    def on_sigint(signum, frame):
+        if stop["flag"]:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+        print("\nstopping at the next step (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    events = _json_events if args.events else None
+    failures = 0
+    try:
+        # Validate every file (and the outdir) before any model loads.
+        loaded = []
+        for path in args.settings:
+            loaded.append((path, load_settings(path, overrides)))
+        check_outdir(args.outdir)
+        for path, settings in loaded:
+            if args.resume and len(loaded) > 1:
+                raise WanError("--resume takes one settings file")
+            try:
+                result = Renderer(settings, args.outdir, backend=args.backend, models_dir=args.models_dir,
+                                  resume=args.resume, on_event=events, should_stop=lambda: stop["flag"],
+                                  progress=True, settings_base=Path(path).parent).run()
+            except Interrupted:
+                raise
+            except WanError as exc:
+                if len(loaded) == 1:
+                    raise
+                failures += 1
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                if events:
+                    events({"event": "error", "settings": str(path), "message": str(exc)})
+                continue
+            print(f"{path}: {result.frames} frames in {result.run_dir}"
+                  + (f", video {result.video.name}" if result.video else ""), file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 2 if failures else 0
+
+
+def _json_events(event: dict) -> None:
+    print(json.dumps(event, ensure_ascii=False), flush=True)

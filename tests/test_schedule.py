@@ -1,0 +1,125 @@
+"""Keyframe schedules, safe expressions and seeds against Deforum's behaviour."""
+import math
+
+import pytest
+from hypothesis import given, strategies as st
+
+from deforum_wan.schedule import (
+    ExprError, build_schedule, compile_expr, evaluate_number, parse_frame_key, parse_keyframes,
+    seed_at,
+)
+
+import deforum_oracle
+
+
+def test_linear_between_numeric_keys_and_held_after_last():
+    s = build_schedule("0: (7), 30: (5.5)", 40)
+    assert s[0] == 7 and s[30] == 5.5 and s[39] == 5.5
+    assert s[15] == pytest.approx(6.25)
+    assert s[10] == pytest.approx(7 - 1.5 * 10 / 30)
+
+
+def test_expression_value_is_evaluated_per_frame_until_next_key():
+    s = build_schedule("0: (1+0.5*sin(t/4)), 20: (3)", 30)
+    for t in range(20):
+        assert s[t] == pytest.approx(1 + 0.5 * math.sin(t / 4))
+    assert s[25] == 3
+
+
+def test_non_plain_number_holds_like_deforum():
+    # Deforum interpolates only plain numbers; "2*3" is re-evaluated (held) until the next key.
+    s = build_schedule("0: (2*3), 10: (0)", 11)
+    assert s[5] == 6
+
+
+def test_expression_keys_and_names():
+    s = build_schedule('0: (1), "max_f-9": (max_f), "max_f": (s)', 20, seed=77)
+    assert s[10] == 19  # max_f = max_frames - 1
+    assert s[19] == 77
+    assert s[5] == pytest.approx(1 + (19 - 1) * 5 / 10)
+
+
+def test_missing_frame_zero_holds_first_value_with_warning():
+    s = build_schedule("10: (3), 20: (5)", 30)
+    assert s[0] == 3 and s[10] == 3 and s[15] == 4
+    assert any("frame 0" in w for w in s.warnings)
+
+
+def test_keys_past_max_frames_ignored_with_warning():
+    s = build_schedule("0: (1), 50: (9)", 10)
+    assert s.values == [1.0] * 10
+    assert any("50" in w for w in s.warnings)
+
+
+def test_commas_inside_functions_are_not_separators():
+    keys = parse_keyframes("0: (where(t>5, 1, 2)), 10: (3)", 20)
+    assert keys == {0: "(where(t>5, 1, 2))", 10: "(3)"}
+    s = build_schedule("0: (where(t>5, 1, 2)), 10: (3)", 20)
+    assert s[3] == 2 and s[7] == 1
+
+
+@pytest.mark.parametrize("bad", [
+    "0: (7", "0: 7)", "0: ((1)", "0 (7)", "",
+    "0: (__import__('os').system('true'))", "0: (t.__class__)", "0: ((1).real)",
+    "0: (open('x'))", "0: (lambda: 1)", "0: ([1,2])", "0: ('text')", "0: (9**9**9)",
+    "0: (10**100)", "0: (1e308*10)", "0: (1/0)", "0: (x)", "0: (t if t else __x__)",
+    "-5: (1)", "2.5: (1)", '"max_f+": (1)', "0: (" + "1+" * 600 + "1)",
+])
+def test_hostile_or_malformed_schedules_raise_our_error(bad):
+    with pytest.raises(ExprError):
+        build_schedule(bad, 10)
+
+
+def test_frame_keys():
+    assert parse_frame_key("max_f-20", 120) == 99
+    assert parse_frame_key("2*15", 120) == 30
+    assert parse_frame_key('"10+5"', 120) == 15
+    with pytest.raises(ExprError):
+        parse_frame_key("max_f/2", 120)  # 59.5, not whole
+    with pytest.raises(ExprError):
+        parse_frame_key("0-1", 120)
+
+
+@pytest.mark.parametrize("behavior", ["iter", "fixed", "ladder", "alternate"])
+@pytest.mark.parametrize("iter_n", [1, 2, 5])
+def test_seeds_match_deforum_next_seed(behavior, iter_n):
+    expected = deforum_oracle.seeds(1000, behavior, iter_n, 60)
+    assert [seed_at(f, 1000, behavior, iter_n) for f in range(60)] == expected
+
+
+def test_random_and_schedule_seeds_are_reproducible():
+    a = [seed_at(f, 5, "random") for f in range(20)]
+    assert a == [seed_at(f, 5, "random") for f in range(20)]
+    assert a[0] == 5 and len(set(a)) > 15
+    sched = build_schedule('0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)', 10, seed=5)
+    seeds = [seed_at(f, 5, "schedule", schedule=sched) for f in range(10)]
+    assert seeds[0] == 5 and seeds[9] == 5 and len(set(seeds[1:9])) > 4
+
+
+def test_compile_rejects_unknown_names_and_evaluates_allowed():
+    assert compile_expr("t*2+max_f", {"t", "max_f"}).evaluate(t=3, max_f=10) == 16
+    with pytest.raises(ExprError):
+        compile_expr("os", {"t"})
+    assert evaluate_number("2*15") == 30
+
+
+_text = st.text(alphabet=st.sampled_from(list("0123456789:(), t+-*/.maxf_s'\"e<>=abc")), max_size=60)
+
+
+@given(_text, st.integers(min_value=1, max_value=200))
+def test_fuzz_schedule_never_crashes_with_other_errors(text, max_frames):
+    try:
+        s = build_schedule(text, max_frames)
+    except ExprError:
+        return
+    assert len(s.values) == max_frames
+    assert all(math.isfinite(v) for v in s.values)
+
+
+@given(st.text(max_size=80))
+def test_fuzz_arbitrary_text_expressions(text):
+    try:
+        value = evaluate_number(text, t=1, max_f=10, s=3)
+    except ExprError:
+        return
+    assert math.isfinite(value)

@@ -1,0 +1,245 @@
+"""Settings import: real Deforum files, all key variants, hostile input."""
+import json
+
+import pytest
+from hypothesis import given, strategies as st
+
+from deforum_wan.errors import SettingsError
+from deforum_wan.settings import load_settings, parse_settings_text, resolve_batch_name
+
+import deforum_oracle
+from conftest import EXAMPLE, real_settings_files
+
+
+def _prompt_text(p):
+    return (p.positive, p.negative)
+
+
+@pytest.mark.parametrize("path", real_settings_files(), ids=lambda p: p.name)
+def test_real_files_load_with_deforums_prompts_and_seed(path):
+    raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    s = load_settings(path)
+    assert s.max_frames == int(raw.get("max_frames", 120))
+    assert s.fps == float(raw.get("fps", 15))
+    if raw.get("seed", -1) != -1:
+        assert s.seed == raw["seed"] and not s.seed_was_random
+    # Per-frame prompt as Deforum computes it (args.py folding, render.py ffill/bfill).
+    prompts = raw.get("prompts")
+    pos, neg = raw.get("animation_prompts_positive", ""), raw.get("animation_prompts_negative", "")
+    if pos or neg:
+        prompts = deforum_oracle.apply_pos_neg(prompts, pos, neg)
+    max_f = s.max_frames - 1
+    by_frame = {}
+    for key, text in prompts.items():
+        frame = int(key) if str(key).isdigit() else int(eval_key(key, max_f))
+        by_frame[frame] = text
+    series = deforum_oracle.prompt_series(by_frame, s.max_frames)
+    ours = {p.frame: p for p in s.prompts}
+    current = None
+    for f in range(s.max_frames):
+        current = ours.get(f, current)
+        pos_d, _, neg_d = series[f].partition("--neg")
+        # Same text up to whitespace and the emphasis/LoRA syntax we strip (warned).
+        assert current.positive in " ".join(pos_d.split()) or "emphasis" in " ".join(s.warnings)
+        assert " ".join(current.negative.split()) == " ".join(neg_d.split()) or "emphasis" in " ".join(s.warnings)
+
+
+def eval_key(key, max_f):
+    from deforum_wan.schedule import evaluate_number
+    return evaluate_number(key.strip("'\""), max_f=max_f)
+
+
+def test_deforum_default_file(deforum_dir):
+    s = load_settings(deforum_dir / "sdwebui_default_settings.txt")
+    assert [p.frame for p in s.prompts] == [0, 30, 60, 90]
+    assert s.prompts[2].positive == "a beautiful coconut"
+    assert s.prompts[2].negative == "photo, realistic nsfw, nude"
+    # positive_prompts/negative_prompts are write-only: never applied again.
+    assert s.prompts[0].negative == "nsfw, nude"
+    assert s.seed_was_random and 0 <= s.seed < 2**32
+    assert s.cfg[0] == 7 and s.steps == 25 and s.color_coherence == "LAB"
+
+
+def test_webpilot_positive_prompts_not_doubled(deforum_dir):
+    s = load_settings(deforum_dir / "webpilot_20250919110444_settings.txt")
+    assert len(s.prompts) == 1
+    assert s.prompts[0].positive.count("jungle") == 1
+    assert "<lora" not in s.prompts[0].positive and s.prompts[0].negative == ""
+    assert any("emphasis" in w for w in s.warnings)
+
+
+def test_xmyx_empty_prompt_takes_positive_and_negative_fields(deforum_dir):
+    s = load_settings(deforum_dir / "xmyx_Evolve-Glitch-2.txt")
+    assert s.prompts[0].positive == "Symmetrical Centred"
+    assert s.prompts[0].negative.startswith("nsfw, nudes")
+    assert s.seed_behavior == "fixed"
+
+
+def test_edream_width_height_fall_back_to_512_like_deforum(deforum_dir):
+    s = load_settings(deforum_dir / "edream_test-settings.txt")
+    assert (s.W, s.H) == (512, 512)
+    assert any("width" in w for w in s.warnings)
+
+
+def test_string_cadence_and_keys_past_max_frames(deforum_dir):
+    s = load_settings(deforum_dir / "sdwebui_simple.input_settings.txt")
+    assert [p.frame for p in s.prompts] == [0]
+    assert sum("past max_frames" in w for w in s.warnings) == 3
+    s = load_settings(deforum_dir / "dorplaut_settings.json")
+    assert s.raw["diffusion_cadence"] == "2"  # unknown keys kept as they were
+
+
+@pytest.mark.parametrize("name", ["r1_real_dorplaut_settings-example_stray_V.json",
+                                  "r2_real_xmyx_Scene-Change_unquoted_karras.txt",
+                                  "r3_real_colab_StableFun_inverted_prompts.txt"])
+def test_real_broken_files_fail_with_one_clear_line(deforum_dir, name):
+    with pytest.raises(SettingsError) as err:
+        load_settings(deforum_dir / "broken" / name)
+    msg = str(err.value)
+    assert msg.startswith(name + ": ") and "\n" not in msg
+
+
+def _base(**kw):
+    d = {"prompts": {"0": "a cat"}, "max_frames": 20, "fps": 10, "seed": 1, "W": 64, "H": 64,
+         "wan_model": "tiny-random"}
+    d.update(kw)
+    return d
+
+
+def test_legacy_animation_prompts_win_also_as_json_string():
+    s = load_settings(_base(animation_prompts=json.dumps({"0": "legacy --neg bad", "10": "two"})))
+    assert [(p.frame, p.positive, p.negative) for p in s.prompts] == [(0, "legacy", "bad"), (10, "two", "")]
+    s = load_settings(_base(animation_prompts={"5": "dict form"}))
+    assert s.prompts[0].positive == "dict form" and s.prompts[0].frame == 0
+
+
+def test_expression_prompt_keys():
+    s = load_settings(_base(prompts={"0": "a", "2*5": "b", "max_f-4": "c"}))
+    assert [p.frame for p in s.prompts] == [0, 10, 15]
+
+
+def test_pos_neg_fields_are_folded_like_deforum():
+    s = load_settings(_base(prompts={"0": "cat --neg dog", "5": "bird"},
+                            animation_prompts_positive="photo,", animation_prompts_negative="--neg ugly"))
+    assert (s.prompts[0].positive, s.prompts[0].negative) == ("photo, cat", "dog ugly")
+    assert (s.prompts[1].positive, s.prompts[1].negative) == ("photo, bird", "ugly")
+
+
+def test_legacy_keys_converted():
+    s = load_settings(_base(color_coherence="Match Frame 0 HSV", skip_video_for_run_all=True))
+    assert s.color_coherence == "HSV" and s.skip_video_creation
+    assert "skip_video_for_run_all" not in s.raw
+
+
+def test_bom_and_crlf(tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(_base(), indent=4).replace("\n", "\r\n").encode())
+    assert load_settings(p).max_frames == 20
+
+
+def test_size_rounded_down_with_warning():
+    s = load_settings(_base(W=70, H=100))
+    assert (s.W, s.H) == (64, 96) and any("rounded" in w for w in s.warnings)
+
+
+def test_random_seed_is_drawn_once_and_written_back():
+    s = load_settings(_base(seed=-1))
+    assert s.seed_was_random and s.to_dict()["seed"] == s.seed
+    again = load_settings(s.to_dict())
+    assert again.seed == s.seed and not again.seed_was_random
+
+
+def test_round_trip_keeps_unknown_keys_and_prompts():
+    s = load_settings(_base(my_custom_key={"x": [1, 2]}, wan_overlap=3))
+    d = json.loads(json.dumps(s.to_dict()))
+    assert d["my_custom_key"] == {"x": [1, 2]} and d["wan_overlap"] == 3
+    again = load_settings(d)
+    assert [(p.frame, p.positive) for p in again.prompts] == [(p.frame, p.positive) for p in s.prompts]
+
+
+def test_batch_name_resolution_and_sanitizing():
+    s = load_settings(_base(batch_name="My run: {seed}/{timestring}"))
+    assert resolve_batch_name(s.batch_name, "20240101010101", s) == "My_run__1_20240101010101"
+
+
+HOSTILE = [
+    ("not json", "{", "invalid JSON"),
+    ("truncated", '{"prompts": {"0": "a"', "invalid JSON"),
+    ("list", "[1, 2]", "JSON object"),
+    ("empty", "", "empty"),
+    ("prompts list", {"prompts": ["a"]}, "mapping"),
+    ("prompt key word", {"prompts": {"zero": "a"}}, "unknown name"),
+    ("prompt key import", {"prompts": {"__import__('os')": "a"}}, "frame key"),
+    ("prompt key attr", {"prompts": {"max_f.real": "a"}}, "not allowed"),
+    ("prompt key negative", {"prompts": {"-3": "a"}}, "negative"),
+    ("prompt key fraction", {"prompts": {"1.5": "a"}}, "whole"),
+    ("prompt value list", {"prompts": {"0": ["a"]}}, "text"),
+    ("only keys past end", {"prompts": {"500": "a"}}, "inside max_frames"),
+    ("max_frames zero", {"max_frames": 0}, "max_frames"),
+    ("max_frames text", {"max_frames": "many"}, "max_frames"),
+    ("max_frames huge", {"max_frames": 10**9}, "max_frames"),
+    ("fps negative", {"fps": -5}, "fps"),
+    ("fps null", {"fps": None}, "fps"),
+    ("W text", {"W": "wide"}, "W"),
+    ("H tiny", {"H": 3}, "H"),
+    ("cfg unbalanced", {"cfg_scale_schedule": "0: (7"}, "unbalanced"),
+    ("cfg hostile", {"cfg_scale_schedule": "0: (__import__('os').getcwd())"}, "math function"),
+    ("cfg huge exponent", {"cfg_scale_schedule": "0: (2**99999)"}, "exponent"),
+    ("seed text", {"seed": "lucky"}, "seed"),
+    ("seed_iter_N zero", {"seed_iter_N": 0}, "seed_iter_N"),
+    ("seed behavior", {"seed_behavior": "chaos"}, "seed_behavior"),
+    ("batch dotdot", {"batch_name": "../escape"}, ".."),
+    ("batch absolute", {"batch_name": "/etc/x"}, "absolute"),
+    ("batch windows abs", {"batch_name": "C:\\x"}, "absolute"),
+    ("batch nul", {"batch_name": "a\x00b"}, "NUL"),
+    ("resume bad", {"resume_from_timestring": True, "resume_timestring": "../../x"}, "14 digits"),
+    ("model unknown", {"wan_model": "wan9"}, "unknown model"),
+    ("overlap text", {"wan_overlap": "lots"}, "wan_overlap"),
+    ("retime unknown", {"wan_retime": "warp"}, "wan_retime"),
+    ("animation_prompts bad json", {"animation_prompts": "{oops"}, "animation_prompts"),
+]
+
+
+@pytest.mark.parametrize("label,data,needle", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_settings_table(label, data, needle):
+    with pytest.raises(SettingsError) as err:
+        if isinstance(data, str):
+            load_settings(parse_settings_text(data, "f.txt"), name="f.txt")
+        else:
+            load_settings(_base(**data), name="f.txt")
+    msg = str(err.value)
+    assert msg.startswith("f.txt: ") and needle in msg and "\n" not in msg
+
+
+def test_file_too_large(tmp_path):
+    p = tmp_path / "big.txt"
+    p.write_bytes(b'{"x": "' + b"a" * (17 * 2**20) + b'"}')
+    with pytest.raises(SettingsError, match="big.txt: file is"):
+        load_settings(p)
+
+
+def test_missing_and_binary_files(tmp_path):
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_settings(tmp_path / "nope.txt")
+    p = tmp_path / "bin.txt"
+    p.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(SettingsError, match="not UTF-8"):
+        load_settings(p)
+
+
+_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
+                         st.floats(allow_nan=True), st.text(max_size=20))
+_keys = st.sampled_from(["W", "H", "fps", "max_frames", "seed", "seed_behavior", "seed_iter_N",
+                         "steps", "cfg_scale_schedule", "batch_name", "prompts", "animation_prompts",
+                         "wan_overlap", "wan_clip_duration", "color_coherence", "seed_schedule",
+                         "enable_steps_scheduling", "steps_schedule", "wan_model", "wan_loras"])
+
+
+@given(st.dictionaries(_keys, st.one_of(_json_scalar, st.dictionaries(st.text(max_size=8), _json_scalar, max_size=4),
+                                        st.lists(_json_scalar, max_size=3)), max_size=8))
+def test_fuzz_settings_only_raise_settings_error(data):
+    from deforum_wan.planner import make_plan
+    try:
+        make_plan(load_settings(data))
+    except SettingsError:
+        pass
