@@ -157,7 +157,8 @@ class Renderer:
     def __init__(self, settings: RenderSettings, outdir: str | os.PathLike, *, backend: str | None = None,
                  models_dir: str | None = None, resume: str | None = None,
                  on_event: EventSink | None = None, should_stop: Callable[[], bool] | None = None,
-                 progress: bool = True, sync_writes: bool = False, settings_base: Path | None = None):
+                 progress: bool = True, sync_writes: bool = False, settings_base: Path | None = None,
+                 backend_cache: dict | None = None):
         self.settings = settings
         self.outdir = Path(outdir)
         self.backend_choice = backend or settings.backend
@@ -168,6 +169,9 @@ class Renderer:
         self.progress = progress
         self.sync_writes = sync_writes
         self.settings_base = settings_base
+        # A warm worker passes a dict that outlives the render: loaded pipelines stay in it
+        # (keyed by model, backend choice and options) and are not closed at the end.
+        self.backend_cache = backend_cache
         self.report: list = []
 
     def emit(self, event: str, **data) -> None:
@@ -195,6 +199,8 @@ class Renderer:
             manifest = output.Manifest(manifest_file, ts, output.settings_hash(s.to_dict()))
             manifest.save()
         plan = make_plan(s)
+        if s.soundtrack and "://" not in s.soundtrack:
+            output.check_soundtrack(s.soundtrack)  # a missing file fails now, not after the render
         return plan, run_dir, ts, manifest
 
     def _options(self):
@@ -231,8 +237,7 @@ class Renderer:
         try:
             for w in plan.windows[start:]:
                 if backend is None or backend.spec.id != w.model:
-                    if backend is not None:
-                        backend.close()
+                    self._release(backend)
                     backend = self._load(w.model)
                 frames = self._generate(backend, w, plan, stream, bar)
                 frames = [f for f in frames]
@@ -264,8 +269,7 @@ class Renderer:
         finally:
             if bar is not None:
                 bar.close()
-            if backend is not None:
-                backend.close()
+            self._release(backend)
         writer.close()
         written = stream.written
         if status == "done" and written != plan.max_frames:
@@ -285,11 +289,32 @@ class Renderer:
                               + (f" (video of those frames: {video})" if video else ""))
         return result
 
+    def _cache_key(self, model_id: str) -> str:
+        return json.dumps([model_id, self.backend_choice, repr(self._options())])
+
+    def _release(self, backend) -> None:
+        if backend is None:
+            return
+        if self.backend_cache is not None:
+            return  # stays warm for the next job; the cache owner closes it
+        backend.close()
+
     def _load(self, model_id: str):
         from .backends.chain import load_backend
 
+        key = self._cache_key(model_id)
+        if self.backend_cache is not None:
+            if key in self.backend_cache:
+                backend = self.backend_cache[key]
+                self.emit("loaded", model=model_id, backend=backend.name, warm=True, report=[], notes=[])
+                return backend
+            # Keep one pipeline at a time: a second one would double VRAM.
+            for old in list(self.backend_cache):
+                self.backend_cache.pop(old).close()
         self.emit("loading", model=model_id)
         backend, report = load_backend(get_model(model_id), self.backend_choice, self._options())
+        if self.backend_cache is not None:
+            self.backend_cache[key] = backend
         self.report.extend(report)
         self.emit("loaded", model=model_id, backend=backend.name,
                   report=[list(r) for r in report], notes=list(getattr(backend, "notes", [])))
