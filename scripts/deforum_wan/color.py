@@ -1,0 +1,92 @@
+"""Color coherence and overlap blending for chained Wan windows.
+
+``match_color`` is Deforum's ``maintain_colors`` (colors.py): histogram matching per
+channel in the chosen colour space, uint8 in and out. The histogram matching is
+scikit-image's ``match_histograms(..., channel_axis=-1)`` re-implemented in numpy
+(same algorithm, same uint8 truncation; tests compare the two) because scikit-image
+0.26 needs Python >= 3.11 and pulls in scipy, while A1111 hosts run Python 3.10.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COLOR_MODES = ("None", "LAB", "HSV", "RGB")
+
+
+def _match_cumulative_cdf(source: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """skimage's ``_match_cumulative_cdf`` for unsigned ints: map each source value to
+    the template value at the same quantile (linear between template values)."""
+    src = source.reshape(-1)
+    src_counts = np.bincount(src)
+    tmpl_counts = np.bincount(template.reshape(-1))
+    tmpl_values = np.nonzero(tmpl_counts)[0]  # only values that occur
+    tmpl_counts = tmpl_counts[tmpl_values]
+    src_quantiles = np.cumsum(src_counts) / source.size
+    tmpl_quantiles = np.cumsum(tmpl_counts) / template.size
+    return np.interp(src_quantiles, tmpl_quantiles, tmpl_values)[src].reshape(source.shape)
+
+
+def match_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-channel (last axis) histogram matching of uint8 images; returns uint8.
+
+    As in skimage, float results are stored into a uint8 array, i.e. truncated.
+    """
+    if image.dtype != np.uint8 or reference.dtype != np.uint8:
+        raise ValueError("match_histograms takes uint8 images")
+    if image.ndim != reference.ndim or image.shape[-1] != reference.shape[-1]:
+        raise ValueError("image and reference must have the same number of channels")
+    matched = np.empty(image.shape, dtype=image.dtype)
+    for c in range(image.shape[-1]):
+        matched[..., c] = _match_cumulative_cdf(image[..., c], reference[..., c])
+    return matched
+
+
+def match_color(frame: np.ndarray, anchor: np.ndarray, mode: str) -> np.ndarray:
+    """Match ``frame``'s colour histograms to ``anchor`` (both uint8 (H,W,3) RGB; sizes
+    may differ) in ``mode``'s colour space, as Deforum's ``maintain_colors``.
+
+    "None" returns ``frame`` itself. HSV matches hue linearly like Deforum (cv2's 8-bit
+    hue is 0..179), and LAB uses cv2's 8-bit LAB, exactly as Deforum does.
+    """
+    if mode == "None":
+        return frame
+    if mode not in COLOR_MODES:
+        raise ValueError(f"color coherence mode must be one of {COLOR_MODES}, got {mode!r}")
+    for name, img in (("frame", frame), ("anchor", anchor)):
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"{name} must be uint8 (H,W,3) RGB, got {img.dtype} {img.shape}")
+    if mode == "RGB":
+        return match_histograms(frame, anchor)
+    import cv2  # render extra; only needed when colour coherence is on
+
+    to, back = ((cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB) if mode == "HSV"
+                else (cv2.COLOR_RGB2LAB, cv2.COLOR_LAB2RGB))
+    matched = match_histograms(cv2.cvtColor(frame, to), cv2.cvtColor(anchor, to))
+    return cv2.cvtColor(matched, back)
+
+
+def crossfade_weights(n: int) -> np.ndarray:
+    """Weights of ``b`` for ``n`` overlapping frames: (i+1)/(n+1), i = 0..n-1.
+
+    Strictly inside (0, 1): the frame before the overlap is pure ``a`` (weight 0) and
+    the frame after it pure ``b`` (weight 1), so the n frames step evenly between them.
+    """
+    return (np.arange(1, n + 1, dtype=np.float32) / np.float32(n + 1))
+
+
+def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Blend the overlap of two windows: frame i = a_i + w_i (b_i - a_i), w from
+    ``crossfade_weights``. ``a``/``b`` are float (N,...) of the same shape; float32 out.
+
+    ``a + w(b - a)`` rather than ``(1-w)a + wb``: equal inputs come back exactly.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if a.shape != b.shape or a.ndim < 1:
+        raise ValueError(f"crossfade needs two arrays of the same (N,...) shape, got {a.shape} and {b.shape}")
+    w = crossfade_weights(a.shape[0]).reshape((-1,) + (1,) * (a.ndim - 1))
+    return a + w * (b - a)
+
+
+__all__ = ["COLOR_MODES", "crossfade", "crossfade_weights", "match_color", "match_histograms"]
