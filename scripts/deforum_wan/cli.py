@@ -73,12 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print JSON-line events on stdout for other programs")
     p.set_defaults(func=cmd_render)
 
-    try:
-        from .cli_models import add_model_commands
-    except ImportError:  # the backends part is optional for the pure front
-        pass
-    else:
-        add_model_commands(sub)
+    from .bench import add_bench_command
+    from .cli_models import add_model_commands
+
+    add_model_commands(sub)
+    add_bench_command(sub)
     return parser
 
 

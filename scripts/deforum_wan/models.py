@@ -6,7 +6,10 @@ and generate.py (Wan2.1 ``wan/configs``, Wan2.2 ``wan/configs``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import WanError
 
@@ -93,6 +96,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("tiny-random-ti2v", "wan2.2", "ti2v", None, None, 24, 121, ((64, 64),),
                   size_multiple=32, steps=2, shift=5.0, guidance=5.0, tiny=True,
                   notes="random weights, TI2V-style"),
+        ModelSpec("tiny-random-flf2v", "wan2.1", "flf2v", None, None, 16, 81, ((64, 64),),
+                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, FLF2V-style"),
         ModelSpec("tiny-random-vace", "wan2.1", "vace", None, None, 16, 81, ((64, 64),),
                   steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, VACE-style"),
         ModelSpec("tiny-random-a14b", "wan2.2", "t2v", None, None, 16, 81, ((64, 64),),
@@ -118,3 +123,216 @@ def continuation_model(spec: ModelSpec) -> ModelSpec:
     if spec.continue_with:
         return MODELS[spec.continue_with]
     raise WanError(f"{spec.id} cannot continue from a frame and has no I2V partner")
+
+
+# ---------------------------------------------------------------------------
+# Where weights live: a models dir of plain folders (the WebUI's models/wan), or the
+# Hugging Face hub cache. Downloads go through huggingface_hub (progress, resume, auth).
+
+MODELS_DIR_ENV = "DEFORUM_WAN_MODELS_DIR"
+LAYOUTS = ("diffusers", "official")
+# diffusers loads only safetensors, never pickles (.bin/.pth). The official code loads its
+# T5, VAE and CLIP weights from .pth files itself, so that layout has to fetch them.
+ALLOW_PATTERNS = {
+    "diffusers": ["*.json", "*.safetensors", "*.txt", "*.model"],
+    "official": ["*.json", "*.safetensors", "*.txt", "*.model", "*.pth"],
+}
+_WEIGHT_SUFFIXES = (".safetensors", ".pth")
+
+
+def default_models_dir() -> Path:
+    env = os.environ.get(MODELS_DIR_ENV, "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "deforum-wan" / "models"
+
+
+def resolve_models_dir(models_dir) -> Path:
+    return Path(models_dir).expanduser() if models_dir else default_models_dir()
+
+
+def hub_repo(spec: ModelSpec, layout: str = "diffusers") -> str | None:
+    if layout not in LAYOUTS:
+        raise WanError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    return spec.diffusers_repo if layout == "diffusers" else spec.official_repo
+
+
+def download_command(spec: ModelSpec, layout: str = "diffusers") -> str:
+    extra = " --layout official" if layout == "official" else ""
+    return f"python -m deforum_wan download {spec.id}{extra}"
+
+
+def weights_missing_message(spec: ModelSpec, models_dir=None, layout: str = "diffusers") -> str:
+    repo = hub_repo(spec, layout)
+    return (f"weights for {spec.id} ({repo}, {layout} layout) not found in {resolve_models_dir(models_dir)} "
+            f"or the Hugging Face cache; run: {download_command(spec, layout)}")
+
+
+def _has_weights(folder: Path) -> bool:
+    """At least one weight file, and every shard an index names is present."""
+    if not any(f.name.endswith(_WEIGHT_SUFFIXES) for f in folder.iterdir() if f.is_file()):
+        return False
+    for index in folder.glob("*.index.json"):
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not all((folder / shard).is_file() for shard in shards):
+            return False
+    return True
+
+
+def _is_complete(folder: Path, layout: str) -> bool:
+    """Cheap check that a folder holds a whole checkpoint (catches interrupted downloads)."""
+    if not folder.is_dir():
+        return False
+    if layout == "official":
+        # Every official Wan checkpoint ships its UMT5 encoder as models_t5_*.pth.
+        return any(folder.glob("models_t5_*.pth"))
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        part = folder / name
+        if not part.is_dir():
+            return False
+        if value[0] in ("diffusers", "transformers") and (part / "config.json").is_file():
+            if not _has_weights(part):
+                return False
+    return True
+
+
+def _hub_snapshot(repo: str, layout: str) -> Path | None:
+    """The cached snapshot of ``repo`` in the hub cache, without touching the network."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo, local_files_only=True, allow_patterns=ALLOW_PATTERNS[layout])
+    except Exception:  # absent from the cache (the hub raises several kinds): not found
+        return None
+    return Path(path)
+
+
+def locate_weights(spec: ModelSpec, models_dir=None, layout: str = "diffusers") -> Path | None:
+    """The folder holding ``spec``'s weights in ``layout``, or None.
+
+    Looked up as ``<models_dir>/<repo name>``, ``<models_dir>/<model id>``, then the hub cache.
+    """
+    repo = hub_repo(spec, layout)
+    root = resolve_models_dir(models_dir)
+    if spec.tiny:
+        folder = root / spec.id
+        return folder if layout == "diffusers" and _is_complete(folder, layout) else None
+    if repo is None:
+        return None
+    for folder in (root / repo.split("/")[-1], root / spec.id):
+        if _is_complete(folder, layout):
+            return folder
+    snapshot = _hub_snapshot(repo, layout)
+    if snapshot is not None and _is_complete(snapshot, layout):
+        return snapshot
+    return None
+
+
+def require_weights(spec: ModelSpec, models_dir=None, layout: str = "diffusers") -> Path:
+    path = locate_weights(spec, models_dir, layout)
+    if path is None:
+        raise WanError(weights_missing_message(spec, models_dir, layout))
+    return path
+
+
+def hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return True
+    except ImportError:
+        pass
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_error_message(repo: str, spec: ModelSpec, layout: str, error: Exception) -> str:
+    kind = type(error).__name__
+    command = download_command(spec, layout)
+    if kind == "GatedRepoError":
+        return f"{repo} is gated: accept its license on huggingface.co and pass --token (or HF_TOKEN)"
+    if kind in ("RepositoryNotFoundError", "RevisionNotFoundError"):
+        return f"{repo} was not found on the Hugging Face hub (or needs a token); check the id"
+    if kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or hub_offline():
+        return f"{repo} is not downloaded and the hub is unreachable or offline; when online run: {command}"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else kind
+    return f"downloading {repo} failed ({kind}: {first}); run again to resume: {command}"
+
+
+def _fetch(spec: ModelSpec, repo: str, target: Path, layout: str, token=None) -> Path:
+    """snapshot_download into a plain folder; the hub client shows progress and resumes."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(repo, local_dir=target, allow_patterns=ALLOW_PATTERNS[layout],
+                                 token=token)
+    except Exception as e:  # the hub raises many types (HTTP, auth, offline, disk): one line each
+        raise WanError(_hub_error_message(repo, spec, layout, e)) from e
+    return Path(path)
+
+
+def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None) -> Path:
+    """Download ``spec`` into ``<models_dir>/<repo name>`` (tiny models are built instead)."""
+    root = resolve_models_dir(models_dir)
+    if spec.tiny:
+        if layout != "diffusers":
+            raise WanError(f"{spec.id} is built locally in the diffusers layout only")
+        from .tiny import ensure_tiny_model
+
+        return ensure_tiny_model(spec.id, root)
+    repo = hub_repo(spec, layout)
+    if repo is None:
+        raise WanError(f"{spec.id} has no {layout}-layout repo on the hub")
+    if hub_offline():
+        raise WanError(f"cannot download {repo} while HF_HUB_OFFLINE is set; unset it and run: "
+                       f"{download_command(spec, layout)}")
+    path = _fetch(spec, repo, root / repo.split("/")[-1], layout, token)
+    if not _is_complete(path, layout):
+        raise WanError(f"{repo} downloaded to {path} but looks incomplete; run again to resume: "
+                       f"{download_command(spec, layout)}")
+    return path
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    model_id: str
+    diffusers_path: Path | None
+    official_path: Path | None
+    size_bytes: int  # on disk, both layouts together
+
+    @property
+    def present(self) -> bool:
+        return self.diffusers_path is not None or self.official_path is not None
+
+    @property
+    def path(self) -> Path | None:
+        return self.diffusers_path or self.official_path
+
+
+def disk_size(folder: Path) -> int:
+    """Bytes under ``folder``, following file links once (hub snapshots link to blobs)."""
+    seen, total = set(), 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def model_status(spec: ModelSpec, models_dir=None) -> ModelStatus:
+    diff = locate_weights(spec, models_dir, "diffusers")
+    off = None if spec.tiny else locate_weights(spec, models_dir, "official")
+    size = sum(disk_size(p) for p in {diff, off} if p is not None)
+    return ModelStatus(spec.id, diff, off, size)

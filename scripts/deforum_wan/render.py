@@ -236,8 +236,12 @@ class Renderer:
         status = "interrupted"
         try:
             for w in plan.windows[start:]:
+                if bar is not None:
+                    bar.set_postfix_str(f"window {w.index + 1}/{len(plan.windows)}")
                 if backend is None or backend.spec.id != w.model:
                     self._release(backend)
+                    if bar is not None:
+                        bar.set_postfix_str(f"loading {w.model}")
                     backend = self._load(w.model)
                 frames = self._generate(backend, w, plan, stream, bar)
                 frames = [f for f in frames]

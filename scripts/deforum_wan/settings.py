@@ -297,8 +297,8 @@ def _convert_legacy(data: dict, warnings: list[str]) -> dict:
         if old in raw:
             raw[new] = raw.pop(old)
             warnings.append(f"'{old}' is now '{new}' (as Deforum converts it)")
-    if raw.get("color_coherence") in _COLOR_LEGACY:
-        raw["color_coherence"] = _COLOR_LEGACY[raw["color_coherence"]]
+    if str(raw.get("color_coherence")) in _COLOR_LEGACY:
+        raw["color_coherence"] = _COLOR_LEGACY[str(raw["color_coherence"])]
     for old, new in WAN_ALIASES.items():
         if old in raw and new not in raw:
             raw[new] = raw[old]

@@ -1,0 +1,184 @@
+"""What every backend takes and returns; request checks shared by all of them.
+
+Frames cross this boundary as numpy float32 in [0, 1], (F, H, W, 3) for videos and
+(H, W, 3) for images, so the render loop never sees a backend's tensor conventions.
+Importing this module does not import torch.
+"""
+from __future__ import annotations
+
+import gc
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import WanError
+from ..models import ModelSpec
+
+StepCallback = Callable[[int, int], None]  # (steps done, steps total)
+StopCheck = Callable[[], bool]
+
+MODES = ("t2v", "i2v")
+OFFLOAD_MODES = ("none", "model", "sequential", "group")
+DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+          "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+
+
+@dataclass
+class GenerateRequest:
+    mode: str  # "t2v" | "i2v"
+    prompt: str
+    negative_prompt: str
+    num_frames: int  # 4n+1; the result has exactly this many frames
+    width: int
+    height: int
+    seed: int
+    guidance_scale: float  # two-expert models: the high-noise expert
+    steps: int
+    image: Optional[np.ndarray] = None  # (H, W, 3) float32 in [0, 1]: the first frame (i2v)
+    guidance_scale_2: Optional[float] = None  # low-noise expert; None: the model's default
+    shift: Optional[float] = None  # flow shift; None: the model's default
+    last_image: Optional[np.ndarray] = None  # (H, W, 3): the last frame (FLF2V, VACE)
+    # (N, H, W, 3): leading frames kept as they are (VACE only): the overlap of the previous
+    # window as real conditioning. When set it replaces ``image``.
+    context: Optional[np.ndarray] = None
+
+
+@dataclass
+class BackendOptions:
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
+    vae_dtype: str = "float32"
+    offload: str = "none"  # none | model | sequential | group
+    vae_tiling: bool = False
+    attention: str = "auto"  # auto: the library's default (PyTorch SDPA)
+    loras: list[tuple[str, float]] = field(default_factory=list)  # (.safetensors path, weight)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    official_repo_path: Optional[str] = None  # a Wan2.1/Wan2.2 clone providing module `wan`
+    models_dir: Optional[str] = None
+
+    def check(self) -> None:
+        if self.offload not in OFFLOAD_MODES:
+            raise WanError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, not {self.offload!r}")
+        for name, value in (("dtype", self.dtype), ("vae_dtype", self.vae_dtype)):
+            if value != "auto" and value not in DTYPES:
+                raise WanError(f"{name} must be auto, bfloat16, float16 or float32, not {value!r}")
+        for path, weight in self.loras:
+            if not str(path).endswith(".safetensors"):
+                raise WanError(f"LoRA {path}: only .safetensors files are loaded")
+            float(weight)
+
+
+class Backend:
+    """A loaded model. ``generate`` renders one window; ``close`` frees its memory."""
+
+    name: str = ""
+    spec: ModelSpec
+    # Adjustments made while loading (an offload mode that does not apply, an attention
+    # backend that is missing): shown to the user in the load report.
+    notes: list[str]
+
+    def generate(self, req: GenerateRequest, on_step: StepCallback | None = None,
+                 should_stop: StopCheck | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        free_memory()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def free_memory() -> None:
+    """Collect garbage and return cached CUDA blocks (only if torch is already loaded)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def check_image(name: str, image, width: int, height: int) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise WanError(f"{name} must be an (H, W, 3) RGB array, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise WanError(f"{name} must be float in [0, 1], got {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise WanError(f"{name} contains NaN or infinite values")
+    if arr.shape[:2] != (height, width):
+        # Backends resize silently otherwise, which would shift the chain's frames.
+        raise WanError(f"{name} is {arr.shape[1]}x{arr.shape[0]}, the request is {width}x{height}")
+    return np.clip(arr.astype(np.float32), 0.0, 1.0)
+
+
+def check_request(req: GenerateRequest, spec: ModelSpec, size_multiple: int | None = None) -> None:
+    """Refuse what a model cannot do, with one line the user can act on."""
+    if req.mode not in MODES:
+        raise WanError(f"mode must be t2v or i2v, not {req.mode!r}")
+    if req.mode == "t2v" and not spec.can_t2v:
+        raise WanError(f"{spec.id} cannot start from text alone (it needs an image)")
+    if req.mode == "t2v" and (req.image is not None or req.context is not None):
+        raise WanError("t2v takes no image; use mode i2v to start from one")
+    if req.mode == "i2v":
+        if not spec.can_i2v:
+            raise WanError(f"{spec.id} cannot continue from an image")
+        if req.image is None and req.context is None:
+            raise WanError("i2v needs an image")
+    if spec.kind == "flf2v" and req.last_image is None:
+        raise WanError(f"{spec.id} needs a last image as well as the first (first-last-frame model)")
+    if req.last_image is not None and spec.kind not in ("flf2v", "vace"):
+        raise WanError(f"{spec.id} cannot take a last image; use an FLF2V or VACE model")
+    if req.context is not None and spec.kind != "vace":
+        raise WanError(f"{spec.id} cannot take several context frames; use a VACE model")
+    if req.num_frames < 1 or req.num_frames % 4 != 1:
+        raise WanError(f"num_frames must be 4n+1 (1, 5, 9, ..., 81), not {req.num_frames}")
+    multiple = size_multiple or spec.size_multiple
+    if req.width <= 0 or req.height <= 0 or req.width % multiple or req.height % multiple:
+        raise WanError(f"{spec.id} needs width and height that are multiples of {multiple}, "
+                       f"not {req.width}x{req.height}")
+    if req.steps < 1:
+        raise WanError(f"steps must be at least 1, not {req.steps}")
+    if not 0 <= int(req.seed) < 2**63:
+        raise WanError(f"seed must be between 0 and 2**63-1, not {req.seed}")
+    for name in ("image", "last_image"):
+        value = getattr(req, name)
+        if value is not None:
+            check_image(name, value, req.width, req.height)
+    if req.context is not None:
+        ctx = np.asarray(req.context)
+        if ctx.ndim != 4 or not 1 <= ctx.shape[0] < req.num_frames:
+            raise WanError(f"context must be (N, H, W, 3) with 1 <= N < num_frames, got {ctx.shape}")
+        for i, frame in enumerate(ctx):
+            check_image(f"context frame {i}", frame, req.width, req.height)
+
+
+def to_pil(image: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
+
+
+def torch_dtype(name: str, device_type: str):
+    """'auto' is bfloat16 on CUDA (what Wan is trained and shipped in) and float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device_type == "cuda" else torch.float32
+    return getattr(torch, DTYPES[name])
+
+
+def torch_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise WanError(f"device {name!r} is not a device name ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WanError(f"device {name!r} asked for, but CUDA is not available here")
+    return device

@@ -1,0 +1,69 @@
+"""Pick a backend: ordered tries, every failure reason kept, no fake fallback.
+
+``auto`` tries the official code first (its own solvers, multi-GPU) and diffusers
+second; what is on disk decides much of it. If nothing loads, one BackendError lists
+each backend with its reason, one line each.
+"""
+from __future__ import annotations
+
+from ..errors import BackendError, WanError
+from ..models import ModelSpec
+from .base import Backend, BackendOptions
+
+ORDER = ("official", "diffusers")
+CHOICES = ("auto",) + ORDER
+
+Report = list[tuple[str, str]]
+
+
+def _open(name: str, spec: ModelSpec, options: BackendOptions) -> Backend:
+    # Imported here: each backend pulls torch (and diffusers) only when it is tried.
+    if name == "official":
+        from .official import OfficialBackend
+
+        return OfficialBackend(spec, options)
+    from .diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend(spec, options)
+
+
+def _reason(name: str, error: Exception) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    if not isinstance(error, WanError):
+        line = f"{type(error).__name__}: {line}"
+    # Backends prefix their own messages; add the name where they did not.
+    return line if line.startswith(f"{name}:") else f"{name}: {line}"
+
+
+def load_backend(spec: ModelSpec, backend: str = "auto",
+                 options: BackendOptions | None = None) -> tuple[Backend, Report]:
+    """Load ``spec`` with ``backend`` ('auto', 'official' or 'diffusers').
+
+    Returns the backend and a report of (backend name, what happened) lines: why each
+    earlier one was skipped, which was chosen, and any adjustments it made.
+    """
+    options = options or BackendOptions()
+    options.check()
+    key = (backend or "auto").strip().lower()
+    if key not in CHOICES:
+        raise WanError(f"backend must be one of {', '.join(CHOICES)}, not {backend!r}")
+    names = ORDER if key == "auto" else (key,)
+    report: Report = []
+    failures: list[str] = []
+    last_error: Exception | None = None
+    for name in names:
+        try:
+            loaded = _open(name, spec, options)
+        except Exception as e:  # any failure of one backend is a reason to try the next
+            reason = _reason(name, e)
+            failures.append(reason)
+            report.append((name, "skipped: " + reason.split(": ", 1)[1]))
+            last_error = e
+            continue
+        where = getattr(loaded, "path", None)
+        report.append((name, f"chosen for {spec.id}" + (f" (weights: {where})" if where else "")))
+        report.extend((name, note) for note in getattr(loaded, "notes", []))
+        return loaded, report
+    summary = f"no backend could load {spec.id} (tried {', '.join(names)}):"
+    raise BackendError("\n".join([summary] + [f"  {line}" for line in failures])) from last_error

@@ -1,0 +1,291 @@
+"""The official backend: the ``wan`` package of Wan-Video/Wan2.1 or Wan2.2.
+
+It gives the official solvers and code paths, and loads checkpoints in the official
+layout (``models_t5_*.pth``, ``Wan2.x_VAE.pth``, DiT safetensors). The package runs on
+CUDA only and calls flash-attn directly: without CUDA this backend refuses before
+importing anything from it, and without flash-attn its ``flash_attention`` is rebound
+to a masked PyTorch SDPA (sdpa_attention.py).
+
+Progress and interrupt: ``generate`` has no step callback. Every official sampler
+calls its DiT exactly twice per step (conditional, then unconditional), so a forward
+pre-hook on the DiT(s) counts steps: progress is reported per step, and a stop request
+is honoured at the next step boundary by raising out of the sampler (nothing is
+decoded). Should a future version change that call pattern, progress is still
+bounded by the step count and stopping still works, only at a different granularity.
+
+Where the official code loads .pth files (T5, VAE, CLIP) it does so with its own
+``torch.load``; those files come from the Wan-AI repos.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendError, Interrupted, WanError
+from ..models import ModelSpec, locate_weights, weights_missing_message
+from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
+                   check_request, free_memory, to_pil)
+
+log = logging.getLogger(__name__)
+
+NAME = "official"
+CALLS_PER_STEP = 2  # conditional + unconditional DiT pass in every official sampler
+
+# model id -> (task in wan.configs.WAN_CONFIGS, pipeline class in the wan package)
+TASKS = {
+    "wan2.1-t2v-1.3b": ("t2v-1.3B", "WanT2V"),
+    "wan2.1-t2v-14b": ("t2v-14B", "WanT2V"),
+    "wan2.1-i2v-14b-480p": ("i2v-14B", "WanI2V"),
+    "wan2.1-i2v-14b-720p": ("i2v-14B", "WanI2V"),
+    "wan2.1-flf2v-14b-720p": ("flf2v-14B", "WanFLF2V"),
+    "wan2.1-vace-1.3b": ("vace-1.3B", "WanVace"),
+    "wan2.1-vace-14b": ("vace-14B", "WanVace"),
+    "wan2.2-ti2v-5b": ("ti2v-5B", "WanTI2V"),
+    "wan2.2-t2v-a14b": ("t2v-A14B", "WanT2V"),
+    "wan2.2-i2v-a14b": ("i2v-A14B", "WanI2V"),
+}
+# Attributes holding the DiT(s) in the official pipeline classes (Wan2.2 A14B has two).
+DIT_ATTRIBUTES = ("model", "high_noise_model", "low_noise_model")
+
+
+class _StopRequested(Exception):
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+def check_cuda(options: BackendOptions):
+    """The CUDA device to use, or BackendError; imports torch only, never ``wan``."""
+    import torch
+
+    if options.device not in ("auto", "") and not options.device.startswith("cuda"):
+        raise BackendError(f"{NAME}: needs CUDA, but device {options.device!r} was asked for")
+    if not torch.cuda.is_available():
+        raise BackendError(f"{NAME}: needs CUDA (the official wan package runs on NVIDIA GPUs only); "
+                           "no CUDA device here")
+    device = torch.device("cuda" if options.device in ("auto", "") else options.device)
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+def import_wan(repo_path: str | None, task: str):
+    """Import the official ``wan`` package (from ``repo_path`` when given) that knows ``task``."""
+    if repo_path:
+        root = Path(repo_path).expanduser().resolve()
+        if not (root / "wan" / "__init__.py").is_file():
+            raise BackendError(f"{NAME}: no wan package in {root} (expected a Wan2.1 or Wan2.2 clone)")
+        loaded = sys.modules.get("wan")
+        if loaded is not None and not Path(loaded.__file__).resolve().is_relative_to(root):
+            raise BackendError(f"{NAME}: another wan package is already loaded from "
+                               f"{Path(loaded.__file__).parent}; restart to use {root}")
+        if str(root) not in sys.path:
+            # The one place the project extends sys.path: a clone is not an installed package.
+            sys.path.insert(0, str(root))
+    try:
+        wan = importlib.import_module("wan")
+        configs = importlib.import_module("wan.configs")
+    except ImportError as e:
+        if getattr(e, "name", None) == "wan":
+            raise BackendError(f"{NAME}: the wan package is not installed; pip install wan22 (Wan2.2) or "
+                               "set the official repo path to a Wan2.1/Wan2.2 clone") from e
+        # Wan2.2's package imports its speech and animate pipelines too, with their deps.
+        raise BackendError(f"{NAME}: the wan package needs {getattr(e, 'name', None) or e} "
+                           f"({e}); install the official repo's requirements") from e
+    except Exception as e:  # the package runs code at import (CUDA, distributed): keep the reason
+        raise BackendError(f"{NAME}: importing wan failed: {type(e).__name__}: {e}") from e
+    if task not in getattr(configs, "WAN_CONFIGS", {}):
+        raise BackendError(f"{NAME}: the wan package in {Path(wan.__file__).parent.parent} has no task "
+                           f"{task!r} (Wan2.1 code runs Wan2.1 models, Wan2.2 code Wan2.2 models)")
+    return wan
+
+
+def use_sdpa_without_flash_attn() -> bool:
+    """Rebind ``flash_attention`` in every loaded ``wan`` module when flash-attn is absent.
+
+    The model modules import it by name (``from .attention import flash_attention``), so
+    the attention module alone is not enough. Returns True when it rebound.
+    """
+    from .sdpa_attention import sdpa_flash_attention
+
+    attention = importlib.import_module("wan.modules.attention")
+    if getattr(attention, "FLASH_ATTN_2_AVAILABLE", False) or getattr(attention, "FLASH_ATTN_3_AVAILABLE", False):
+        return False
+    original = attention.flash_attention
+    if original is sdpa_flash_attention:
+        return True
+    for name, module in list(sys.modules.items()):
+        if (name == "wan" or name.startswith("wan.")) and getattr(module, "flash_attention", None) is original:
+            module.flash_attention = sdpa_flash_attention
+    return True
+
+
+class OfficialBackend(Backend):
+    name = NAME
+
+    def __init__(self, spec: ModelSpec, options: BackendOptions | None = None):
+        self.spec = spec
+        self.options = options or BackendOptions()
+        self.options.check()
+        self.notes: list[str] = []
+        self.model = None
+        # Cheap refusals first, in the order a user can act on them.
+        if spec.tiny:
+            raise BackendError(f"{NAME}: no official-layout weights for tiny models")
+        if spec.id not in TASKS:
+            raise BackendError(f"{NAME}: {spec.id} has no official task")
+        if self.options.loras:
+            raise BackendError(f"{NAME}: LoRA is not supported by the official code; use diffusers")
+        self.device = check_cuda(self.options)
+        self.path = locate_weights(spec, self.options.models_dir, "official")
+        if self.path is None:
+            raise BackendError(f"{NAME}: {weights_missing_message(spec, self.options.models_dir, 'official')}")
+        self.task, class_name = TASKS[spec.id]
+        wan = import_wan(self.options.official_repo_path, self.task)
+        if use_sdpa_without_flash_attn():
+            self._note("flash-attn not installed; official attention runs on PyTorch SDPA")
+        self._describe_ignored_options()
+        self.offload_model = self.options.offload != "none"
+        cls = getattr(wan, class_name)
+        config = wan.configs.WAN_CONFIGS[self.task]
+        wanted = dict(config=config, checkpoint_dir=str(self.path), device_id=self.device.index, rank=0,
+                      t5_cpu=self.options.offload in ("sequential", "group"),
+                      convert_model_dtype=True)  # Wan2.2: DiT in bf16, as its README runs on one GPU
+        accepted = inspect.signature(cls.__init__).parameters
+        try:
+            self.model = cls(**{k: v for k, v in wanted.items() if k in accepted})
+        except Exception as e:
+            self.close()
+            raise BackendError(f"{NAME}: loading {self.path} failed: {type(e).__name__}: "
+                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+        self.class_name = class_name
+        self.two_experts = isinstance(config.get("sample_guide_scale"), (tuple, list))
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        log.warning("%s: %s", NAME, text)
+
+    def _describe_ignored_options(self) -> None:
+        o = self.options
+        if o.dtype not in ("auto", "bf16", "bfloat16"):
+            self._note(f"dtype {o.dtype!r} ignored: the official code runs in its config's dtype (bf16)")
+        if o.vae_tiling:
+            self._note("vae_tiling is not available in the official code; ignored")
+        if o.attention not in ("auto", "", "default"):
+            self._note(f"attention {o.attention!r} ignored: the official code uses flash-attn or SDPA")
+        if o.offload in ("sequential", "group"):
+            self._note(f"offload {o.offload!r}: the official code offloads whole models (and T5 to CPU)")
+
+    def _dits(self):
+        import torch
+
+        for attr in DIT_ATTRIBUTES:
+            module = getattr(self.model, attr, None)
+            if isinstance(module, torch.nn.Module):
+                yield module
+
+    def _guide_scale(self, req: GenerateRequest):
+        g = float(req.guidance_scale)
+        if not self.two_experts:
+            return g
+        g2 = req.guidance_scale_2 if req.guidance_scale_2 is not None else self.spec.guidance_2
+        # The official tuple is (low-noise expert, high-noise expert).
+        return (float(g2 if g2 is not None else g), g)
+
+    def _run(self, req: GenerateRequest):
+        shift = req.shift if req.shift is not None else self.spec.shift
+        common = dict(frame_num=req.num_frames, shift=float(shift), sample_solver="unipc",
+                      sampling_steps=int(req.steps), guide_scale=self._guide_scale(req),
+                      n_prompt=req.negative_prompt, seed=int(req.seed), offload_model=self.offload_model)
+        size = (req.width, req.height)
+        # +1 pixel: the official size search floors sqrt(max_area * aspect); exactly W*H can
+        # land a hair below H in floating point and lose a whole latent row.
+        max_area = req.width * req.height + 1
+        name = self.class_name
+        if name == "WanT2V":
+            return self.model.generate(req.prompt, size=size, **common)
+        if name == "WanI2V":
+            return self.model.generate(req.prompt, to_pil(req.image), max_area=max_area, **common)
+        if name == "WanFLF2V":
+            return self.model.generate(req.prompt, to_pil(req.image), to_pil(req.last_image),
+                                       max_area=max_area, **common)
+        if name == "WanTI2V":
+            image = to_pil(req.image) if req.mode == "i2v" else None
+            return self.model.generate(req.prompt, img=image, size=size, max_area=max_area, **common)
+        if name == "WanVace":
+            frames, masks = _vace_tensors(req, self.device)
+            return self.model.generate(req.prompt, frames, masks, [None], size=size, **common)
+        raise WanError(f"{NAME}: no call for {name}")
+
+    def generate(self, req: GenerateRequest, on_step: StepCallback | None = None,
+                 should_stop: StopCheck | None = None) -> np.ndarray:
+        if self.model is None:
+            raise WanError(f"{NAME}: the backend for {self.spec.id} is closed")
+        check_request(req, self.spec)
+        if should_stop is not None and should_stop():
+            raise Interrupted("stopped before the first step")
+        calls = [0]
+
+        def before_dit(module, args):
+            if calls[0] % CALLS_PER_STEP == 0:
+                done = min(calls[0] // CALLS_PER_STEP, req.steps)
+                if done and on_step is not None:
+                    on_step(done, req.steps)
+                if should_stop is not None and should_stop():
+                    raise _StopRequested(done)
+            calls[0] += 1
+
+        handles = [dit.register_forward_pre_hook(before_dit) for dit in self._dits()]
+        try:
+            video = self._run(req)
+        except _StopRequested as stop:
+            free_memory()
+            raise Interrupted(f"stopped after step {stop.step} of {req.steps}") from None
+        finally:
+            for handle in handles:
+                handle.remove()
+        if on_step is not None:
+            on_step(req.steps, req.steps)
+        return _to_frames(video, req)
+
+    def close(self) -> None:
+        self.model = None
+        free_memory()
+
+
+def _vace_tensors(req: GenerateRequest, device):
+    """Official VACE inputs: frames in [-1, 1] (grey 0 where generated), mask 1 = generate."""
+    import torch
+
+    f, h, w = req.num_frames, req.height, req.width
+    frames = torch.zeros(3, f, h, w)
+    masks = torch.ones(1, f, h, w)
+    first = list(req.context) if req.context is not None else ([req.image] if req.image is not None else [])
+    for i, image in enumerate(first):
+        frames[:, i] = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1) * 2 - 1
+        masks[:, i] = 0
+    if req.last_image is not None:
+        frames[:, -1] = torch.from_numpy(np.asarray(req.last_image, np.float32)).permute(2, 0, 1) * 2 - 1
+        masks[:, -1] = 0
+    return [frames.to(device)], [masks.to(device)]
+
+
+def _to_frames(video, req: GenerateRequest) -> np.ndarray:
+    """(3, F, H, W) in [-1, 1] -> (F, H, W, 3) float32 in [0, 1], at the requested size."""
+    import torch.nn.functional as F
+
+    if video is None:
+        raise BackendError(f"{NAME}: the model returned no video (not rank 0?)")
+    video = video.detach().float().clamp(-1, 1)
+    if tuple(video.shape[2:]) != (req.height, req.width):
+        log.warning("%s: output %sx%s resized to %sx%s", NAME, video.shape[3], video.shape[2],
+                    req.width, req.height)
+        video = F.interpolate(video.permute(1, 0, 2, 3), size=(req.height, req.width), mode="bilinear",
+                              align_corners=False).permute(1, 0, 2, 3)
+    if video.shape[1] != req.num_frames:
+        raise BackendError(f"{NAME}: got {video.shape[1]} frames, expected {req.num_frames}")
+    frames = ((video + 1) / 2).permute(1, 2, 3, 0).cpu()
+    return np.ascontiguousarray(frames.numpy(), dtype=np.float32)

@@ -1,0 +1,93 @@
+"""CLI commands about models: ``models``, ``download ID``, ``tiny-models DIR``.
+
+cli.py registers them with ``add_model_commands(subparsers)``; each parser sets
+``func`` to its ``cmd_*`` function, which returns an exit code and raises WanError
+for anything the user can fix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .models import LAYOUTS, MODELS, get_model, model_status, resolve_models_dir
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _rows(models_dir) -> list[dict]:
+    rows = []
+    for spec in MODELS.values():
+        status = model_status(spec, models_dir)
+        w, h = spec.default_size
+        rows.append({
+            "id": spec.id, "kind": spec.kind, "fps": spec.native_fps, "window": spec.max_frames,
+            "size": f"{w}x{h}", "present": status.present,
+            "path": str(status.path) if status.path else None, "bytes": status.size_bytes,
+            "layouts": [name for name, p in (("diffusers", status.diffusers_path),
+                                              ("official", status.official_path)) if p],
+            "repo": spec.diffusers_repo or ("built locally" if spec.tiny else ""),
+        })
+    return rows
+
+
+def cmd_models(args) -> int:
+    models_dir = resolve_models_dir(getattr(args, "models_dir", None))
+    rows = _rows(models_dir)
+    if getattr(args, "json", False):
+        print(json.dumps({"models_dir": str(models_dir), "models": rows}, indent=1))
+        return 0
+    print(f"models dir: {models_dir}")
+    header = ("id", "kind", "fps", "window", "size", "local", "repo")
+    table = [header] + [
+        (r["id"], r["kind"], str(r["fps"]), str(r["window"]), r["size"],
+         f"yes {_size(r['bytes'])} ({'+'.join(r['layouts'])})" if r["present"] else "no", r["repo"])
+        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .models import download
+
+    spec = get_model(args.id)
+    path = download(spec, models_dir=args.models_dir, layout=args.layout, token=args.token)
+    print(f"{spec.id}: {path}")
+    return 0
+
+
+def cmd_tiny_models(args) -> int:
+    from .tiny import build_tiny_models
+
+    for model_id, path in build_tiny_models(args.dir, force=args.force).items():
+        print(f"{model_id}: {path}")
+    return 0
+
+
+def add_model_commands(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list the Wan models and whether their weights are on disk")
+    p.add_argument("--models-dir", default=None, help="where weights live (default: $DEFORUM_WAN_MODELS_DIR "
+                                                      "or ~/.cache/deforum-wan/models)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = subparsers.add_parser("download", help="download a model's weights from the Hugging Face hub",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("id", help="model id (see: models)")
+    p.add_argument("--layout", choices=LAYOUTS, default="diffusers",
+                   help="diffusers for the diffusers backend, official for the official wan code")
+    p.add_argument("--models-dir", default=None, help="download into this folder")
+    p.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or the saved login)")
+    p.set_defaults(func=cmd_download)
+
+    p = subparsers.add_parser("tiny-models", help="build the tiny random-weight Wan models (tests, demo)")
+    p.add_argument("dir", help="folder to build them in")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.set_defaults(func=cmd_tiny_models)

@@ -1,0 +1,268 @@
+"""Tiny Wan pipelines with random weights, built locally in about a second each.
+
+They are real diffusers pipelines (same classes, same loader, same call) so tests,
+the demo and offline smoke runs exercise exactly the code that runs the real
+models; only the sizes are small. Saved files are bound to the diffusers and
+transformers versions that wrote them, so a marker file records those versions and
+``ensure_tiny_model`` rebuilds when they change.
+
+Shapes follow diffusers' own pipeline tests (tests/pipelines/wan/): Wan2.1 T2V,
+Wan2.1 I2V (CLIP image encoder, transformer in_channels 2*z+4), Wan2.1 FLF2V (the
+same with a position table over both end images), Wan2.2 TI2V-5B (residual VAE with
+patch 2 and spatial factor 16, ``expand_timesteps``), Wan2.1 VACE and a Wan2.2
+A14B-style two-expert T2V (``transformer_2``, ``boundary_ratio``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import WanError
+
+MARKER = "deforum_wan_tiny.json"
+# Bump when a builder below changes, so stale folders are rebuilt.
+BUILD_FORMAT = 2
+
+Z_DIM = 4
+TI2V_Z_DIM = 8
+TEXT_DIM = 16
+CLIP_DIM = 8
+
+
+def tiny_model_ids() -> list[str]:
+    from .models import MODELS
+
+    return [m.id for m in MODELS.values() if m.tiny]
+
+
+def _versions() -> dict:
+    import diffusers
+    import transformers
+
+    return {"diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "format": BUILD_FORMAT}
+
+
+def _tokenizer():
+    """Character-level WordLevel tokenizer: any prompt maps to distinct ids, no files needed."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(c) for c in range(32, 127) if not chr(c).isupper()]
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    vocab.update({c: i + 3 for i, c in enumerate(chars)})
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    # UMT5 appends </s> to every sequence; keep that so prompt lengths behave alike.
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
+def _text_encoder(vocab_size: int):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=8, d_ff=32, num_layers=1,
+                        num_heads=2, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+                        relative_attention_num_buckets=8, relative_attention_max_distance=32)
+    # eval(): a freshly built model is in training mode and its dropout would make runs differ.
+    return UMT5EncoderModel(config).eval()
+
+
+def _vae(z_dim: int = Z_DIM, **extra):
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(base_dim=4, z_dim=z_dim, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True, True],
+                            latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim, **extra)
+
+
+def _transformer(in_channels: int, out_channels: int = Z_DIM, cls=None, **extra):
+    from diffusers import WanTransformer3DModel
+
+    cls = cls or WanTransformer3DModel
+    # rope_max_seq_len bounds latent frames and patches per side: 64 covers 121 frames and 512 px.
+    return cls(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+               in_channels=in_channels, out_channels=out_channels, text_dim=TEXT_DIM, freq_dim=16,
+               ffn_dim=32, num_layers=extra.pop("num_layers", 1), cross_attn_norm=True,
+               qk_norm="rms_norm_across_heads", rope_max_seq_len=64, **extra)
+
+
+def _scheduler(shift: float):
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                   flow_shift=shift, num_train_timesteps=1000)
+
+
+def _common(shift: float = 5.0) -> dict:
+    tokenizer = _tokenizer()
+    return {"tokenizer": tokenizer, "text_encoder": _text_encoder(len(tokenizer)),
+            "scheduler": _scheduler(shift)}
+
+
+def _build_t2v():
+    from diffusers import WanPipeline
+
+    parts = _common()
+    return WanPipeline(vae=_vae(), transformer=_transformer(Z_DIM), **parts)
+
+
+CLIP_IMAGE = 32
+CLIP_PATCH = 8
+CLIP_TOKENS = (CLIP_IMAGE // CLIP_PATCH) ** 2 + 1  # patches + class token
+
+
+def _build_i2v(two_images: bool = False):
+    from diffusers import WanImageToVideoPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    parts = _common()
+    # CLIPVisionModel, as in the real Wan2.1 I2V repos (the pipeline reads hidden_states[-2]).
+    clip = CLIPVisionModel(CLIPVisionConfig(
+        hidden_size=CLIP_DIM, projection_dim=CLIP_DIM, num_hidden_layers=2, num_attention_heads=2,
+        image_size=CLIP_IMAGE, intermediate_size=16, patch_size=CLIP_PATCH)).eval()
+    processor = CLIPImageProcessor(crop_size=CLIP_IMAGE, size=CLIP_IMAGE)
+    # Wan2.1 I2V input: noise latents + condition latents + 4 mask channels. FLF2V embeds
+    # both end images with a learned position table over the two token sequences.
+    extra = {"pos_embed_seq_len": 2 * CLIP_TOKENS} if two_images else {}
+    transformer = _transformer(2 * Z_DIM + 4, image_dim=CLIP_DIM, **extra)
+    return WanImageToVideoPipeline(vae=_vae(), transformer=transformer, image_encoder=clip,
+                                   image_processor=processor, **parts)
+
+
+def _build_flf2v():
+    return _build_i2v(two_images=True)
+
+
+def _build_ti2v():
+    from diffusers import WanPipeline
+
+    parts = _common()
+    # Wan2.2 VAE: pixels patchified 2x2 before encoding (12 channels), residual blocks,
+    # 16x spatial compression; so sizes are multiples of 32 with the transformer's 2x2 patch.
+    vae = _vae(TI2V_Z_DIM, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
+               scale_factor_spatial=16, scale_factor_temporal=4)
+    return WanPipeline(vae=vae, transformer=_transformer(TI2V_Z_DIM, TI2V_Z_DIM), transformer_2=None,
+                       boundary_ratio=None, expand_timesteps=True, **parts)
+
+
+def _build_vace():
+    from diffusers import WanVACEPipeline, WanVACETransformer3DModel
+
+    parts = _common()
+    # VACE context: inactive + reactive latents (2*z) + the mask folded to 8*8 channels.
+    transformer = _transformer(Z_DIM, cls=WanVACETransformer3DModel, num_layers=2,
+                               vace_layers=[0], vace_in_channels=2 * Z_DIM + 64)
+    return WanVACEPipeline(vae=_vae(), transformer=transformer, **parts)
+
+
+def _build_two_expert():
+    import torch
+    from diffusers import WanPipeline
+
+    parts = _common()
+    high = _transformer(Z_DIM)
+    torch.manual_seed(1)  # the second expert gets its own weights
+    low = _transformer(Z_DIM)
+    return WanPipeline(vae=_vae(), transformer=high, transformer_2=low, boundary_ratio=0.875, **parts)
+
+
+_BUILDERS = {
+    "t2v": _build_t2v,
+    "i2v": _build_i2v,
+    "ti2v": _build_ti2v,
+    "vace": _build_vace,
+    "flf2v": _build_flf2v,
+}
+
+
+def _builder(model_id: str):
+    from .models import get_model
+
+    spec = get_model(model_id)
+    if not spec.tiny:
+        raise WanError(f"{spec.id} is not a tiny model; tiny models: {', '.join(tiny_model_ids())}")
+    if spec.guidance_2 is not None:
+        return _build_two_expert
+    return _BUILDERS[spec.kind]
+
+
+def _marker_ok(folder: Path) -> bool:
+    try:
+        return json.loads((folder / MARKER).read_text(encoding="utf-8")).get("versions") == _versions()
+    except (OSError, ValueError):
+        return False
+
+
+def build_tiny_model(model_id: str, folder: Path) -> Path:
+    """Build one tiny pipeline into ``folder`` (replaced atomically), seeded for reproducibility."""
+    import torch
+
+    build = _builder(model_id)
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a sibling temp folder and rename: a crash or a parallel build never leaves
+    # a half-written model that looks complete.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            pipe = build()
+        with _quiet_saving():
+            pipe.save_pretrained(tmp, safe_serialization=True)
+        marker = {"model": model_id, "versions": _versions()}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and _marker_ok(folder):  # a parallel build finished first
+            return folder
+        raise
+    return folder
+
+
+@contextlib.contextmanager
+def _quiet_saving():
+    """No per-file 'Writing model shards' bars for kilobyte files; restores the setting."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def ensure_tiny_model(model_id: str, cache_dir: str | os.PathLike) -> Path:
+    """The folder of a tiny model under ``cache_dir``, built if missing or built by other versions."""
+    from .models import get_model
+
+    spec = get_model(model_id)
+    folder = Path(cache_dir).expanduser() / spec.id
+    if _marker_ok(folder):
+        return folder
+    return build_tiny_model(spec.id, folder)
+
+
+def build_tiny_models(dest_dir: str | os.PathLike, models: list[str] | None = None,
+                      force: bool = False) -> dict[str, Path]:
+    """Build every tiny model (or ``models``) under ``dest_dir``; returns id -> folder."""
+    dest = Path(dest_dir).expanduser()
+    out = {}
+    for model_id in models or tiny_model_ids():
+        if force:
+            out[model_id] = build_tiny_model(model_id, dest / model_id)
+        else:
+            out[model_id] = ensure_tiny_model(model_id, dest)
+    return out
