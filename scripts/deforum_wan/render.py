@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from .retime import Retimer
 from .settings import RenderSettings, load_settings, resolve_batch_name
 
 EventSink = Callable[[dict], None]
+# A warm worker keeps both models of a T2V -> I2V chain loaded when their weights
+# together stay under this (1.3B + VACE-1.3B, TI2V-5B); 14B pairs load one at a time.
+WARM_PAIR_MAX_GB = 40.0
 
 
 @dataclass
@@ -158,7 +162,7 @@ class Renderer:
                  models_dir: str | None = None, resume: str | None = None,
                  on_event: EventSink | None = None, should_stop: Callable[[], bool] | None = None,
                  progress: bool = True, sync_writes: bool = False, settings_base: Path | None = None,
-                 backend_cache: dict | None = None):
+                 backend_cache: dict | None = None, timestring: str | None = None):
         self.settings = settings
         self.outdir = Path(outdir)
         self.backend_choice = backend or settings.backend
@@ -172,6 +176,9 @@ class Renderer:
         # A warm worker passes a dict that outlives the render: loaded pipelines stay in it
         # (keyed by model, backend choice and options) and are not closed at the end.
         self.backend_cache = backend_cache
+        # A new run under a timestring the caller chose (a batch driver decides it up front,
+        # so a retry on another machine finds the same run folder).
+        self.timestring = timestring
         self.report: list = []
 
     def emit(self, event: str, **data) -> None:
@@ -180,9 +187,19 @@ class Renderer:
     # --- setup -------------------------------------------------------------------------
     def _prepare(self) -> tuple[ClipPlan, Path, str, output.Manifest]:
         s = self.settings
-        ts = self.resume or output.make_timestring()
+        if self.timestring and not self.resume and not re.fullmatch(r"\d{14}", self.timestring):
+            raise WanError(f"timestring must be 14 digits (YYYYmmddHHMMSS), got {self.timestring!r}")
+        ts = self.resume or self.timestring or output.make_timestring()
         name = resolve_batch_name(s.batch_name, ts, s)
         run_dir = output.run_dir(self.outdir, name)  # checks it stays inside and is writable
+        if not self.resume and self.timestring and output.manifest_path(run_dir, ts).exists():
+            raise WanError(f"run {ts} already exists in {run_dir}; resume it or choose another timestring")
+        while not self.resume and not self.timestring and output.settings_path(run_dir, ts).exists():
+            # Timestrings have one-second resolution: never write into another run's files.
+            time.sleep(0.2)
+            ts = output.make_timestring()
+            name = resolve_batch_name(s.batch_name, ts, s)
+            run_dir = output.run_dir(self.outdir, name)
         manifest_file = output.manifest_path(run_dir, ts)
         if self.resume:
             saved = output.settings_path(run_dir, ts)
@@ -209,12 +226,15 @@ class Renderer:
         s = self.settings
         return BackendOptions(dtype=s.dtype, offload=s.offload, vae_tiling=s.vae_tiling,
                               attention=s.attention, loras=list(s.loras), models_dir=self.models_dir,
+                              gpus=s.gpus,
                               official_repo_path=os.environ.get("DEFORUM_WAN_OFFICIAL_REPO"))
 
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> RenderResult:
         plan, run_dir, ts, manifest = self._prepare()
         s = self.settings
+        self._plan_models = sorted({w.model for w in plan.windows})
+        self._pair_fits = sum(get_model(m).approx_gb for m in self._plan_models) <= WARM_PAIR_MAX_GB
         done_windows = {w["index"] for w in manifest.windows}
         start = next((w.index for w in plan.windows if w.index not in done_windows), len(plan.windows))
         if start and start not in done_windows and start - 1 not in done_windows:
@@ -312,8 +332,10 @@ class Renderer:
                 backend = self.backend_cache[key]
                 self.emit("loaded", model=model_id, backend=backend.name, warm=True, report=[], notes=[])
                 return backend
-            # Keep one pipeline at a time: a second one would double VRAM.
-            for old in list(self.backend_cache):
+            # Keep the pipelines this render chains (T2V + I2V partner) when they fit
+            # together; otherwise one at a time, since a second one would double VRAM.
+            keep = {self._cache_key(m) for m in self._plan_models} if self._pair_fits else set()
+            for old in [k for k in self.backend_cache if k not in keep]:
                 self.backend_cache.pop(old).close()
         self.emit("loading", model=model_id)
         backend, report = load_backend(get_model(model_id), self.backend_choice, self._options())

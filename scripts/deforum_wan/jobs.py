@@ -1,0 +1,415 @@
+"""The render queue the Wan tab, the standalone UI and the API share.
+
+``JobManager`` keeps its jobs in SQLite (``jobstore.py``) and runs them one at a
+time in a worker subprocess (``worker.py``), fed by one dispatcher thread that also
+reads the worker's events. Whatever the worker does (a Python error, a CUDA OOM, a
+segfault, the OOM killer) the host stays up: the job is marked and a new worker
+takes the next one.
+
+Queue control, as in the WebUI: ``interrupt()`` stops the running job and pauses
+the queue (``submit`` or ``start_queue()`` runs it again); ``skip()`` stops the
+running job and goes on; ``cancel(id)`` drops a queued job or stops a running one.
+A stopped job keeps its frames and video and can be continued with ``resume(id)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from .errors import SettingsError, WanError
+from .jobstore import FINISHED, JobNotFound, JobStore, empty_progress
+from .settings import MAX_FILE_BYTES, load_settings, read_settings_file
+from .worker_client import WorkerExited, WorkerProcess, exit_description
+
+__all__ = ["JobManager", "JobNotFound", "FINISHED"]
+
+Callback = Callable[[dict], None]
+FORCE_AFTER = 3.0  # seconds between two stop requests that kill an unresponsive worker
+
+
+class JobManager:
+    def __init__(self, db_path: str | os.PathLike, outdir: str | os.PathLike, *, models_dir: str | None = None,
+                 keep_warm: bool = False, python: str = sys.executable, env: dict | None = None):
+        self.outdir = Path(outdir).expanduser().resolve()
+        self.models_dir = str(models_dir) if models_dir else None
+        self.keep_warm = keep_warm
+        self.python = python
+        self.env = dict(env) if env is not None else None
+        self.store = JobStore(db_path)
+        self.store.recover()
+        self._state = threading.RLock()  # guards the fields below
+        self._wake = threading.Condition(self._state)
+        self._worker: WorkerProcess | None = None
+        self._current: str | None = None
+        self._stop_requested: dict[str, float] = {}  # job id -> when the first stop was asked
+        self._forced: set[str] = set()  # jobs whose worker was killed on a repeated stop
+        self._paused = False
+        self._closing = False
+        self._live: dict = {}  # the running job's step-level progress (not persisted)
+        self._subscribers: list[Callback] = []
+        self._thread = threading.Thread(target=self._dispatch, name="wan-jobs", daemon=True)
+        self._thread.start()
+
+    # --- submitting --------------------------------------------------------------------
+    def submit(self, settings: dict, name: str = "", *, resume: str | None = None) -> str:
+        """Validate ``settings`` (a Deforum settings dict) and queue it. Raises SettingsError."""
+        return self.submit_batch([(name, settings)], resume=resume)[0]
+
+    def submit_batch(self, items, *, resume: str | None = None) -> list[str]:
+        """Queue ``[(name, settings), ...]``: every one is validated first; all or nothing."""
+        items = list(items)
+        if not items:
+            raise SettingsError("nothing to queue", "<batch>")
+        checked = []
+        for index, item in enumerate(items):
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise SettingsError("each batch item must be (name, settings)", f"<batch item {index + 1}>")
+            name, settings = str(item[0] or ""), item[1]
+            label = name or (f"<batch item {index + 1}>" if len(items) > 1 else "<settings>")
+            checked.append((name, _checked_settings(settings, label), resume))
+        ids = self.store.add(checked)
+        with self._state:
+            self._paused = False  # queuing is "Generate": it also restarts a paused queue
+            self._wake.notify_all()
+        for job_id in ids:
+            self._publish({"event": "job_queued", "job": job_id})
+        return ids
+
+    def resume(self, job_id: str) -> str:
+        """Queue the continuation of an interrupted or failed job (same folder, same seed)."""
+        job = self.store.get(job_id)
+        if job["status"] not in ("interrupted", "failed") or not job["timestring"] or not job["settings_file"]:
+            raise WanError(f"job {job_id} has nothing to resume (status {job['status']})")
+        saved = Path(job["settings_file"])
+        if not _inside(saved, self.outdir):
+            raise WanError(f"job {job_id}'s settings file {saved} is outside {self.outdir}")
+        settings = read_settings_file(saved)  # holds the drawn seed and the resolved run
+        return self.submit(settings, job["name"], resume=job["timestring"])
+
+    # --- reading -----------------------------------------------------------------------
+    def list(self) -> list[dict]:
+        return [self._with_live(job) for job in self.store.list()]
+
+    def get(self, job_id: str) -> dict:
+        return self._with_live(self.store.get(job_id))
+
+    def settings(self, job_id: str) -> dict:
+        """The settings dict a job was submitted with."""
+        return self.store.settings(job_id)
+
+    def state(self) -> dict:
+        with self._state:
+            return {"current": self._current, "paused": self._paused, "queued": self.store.count("queued"),
+                    "worker_pid": self.worker_pid, "keep_warm": self.keep_warm, "outdir": str(self.outdir)}
+
+    @property
+    def worker_pid(self) -> int | None:
+        worker = self._worker
+        return worker.pid if worker is not None and worker.alive() else None
+
+    def _with_live(self, job: dict) -> dict:
+        with self._state:
+            if job["id"] == self._current and job["status"] == "running":
+                job["progress"] = {**job["progress"], **self._live}
+        return job
+
+    # --- control -----------------------------------------------------------------------
+    def cancel(self, job_id: str) -> bool:
+        """A queued job is cancelled; a running one is stopped at the next step (frames kept)."""
+        self.store.get(job_id)  # JobNotFound for an unknown id
+        if self.store.set_status_if(job_id, "queued", "cancelled", finished=time.time()):
+            self._publish({"event": "job_cancelled", "job": job_id})
+            return True
+        return self._stop(job_id)
+
+    def interrupt(self) -> bool:
+        """Stop the running job and pause the queue (the WebUI's Interrupt)."""
+        with self._state:
+            if self._current is None:
+                return False
+            self._paused = True
+            current = self._current
+        self._publish({"event": "queue_paused"})
+        return self._stop(current)
+
+    def skip(self) -> bool:
+        """Stop the running job and go on with the next queued one (the WebUI's Skip)."""
+        with self._state:
+            current = self._current
+        return self._stop(current) if current else False
+
+    def start_queue(self) -> None:
+        """Run queued jobs again after ``interrupt()``."""
+        with self._state:
+            self._paused = False
+            self._wake.notify_all()
+
+    def clear_finished(self) -> int:
+        """Forget finished job records (their files stay on disk)."""
+        return self.store.delete(FINISHED)
+
+    def _stop(self, job_id: str) -> bool:
+        """Ask the worker to stop ``job_id`` at its next step. Asked again after
+        FORCE_AFTER seconds (a hung worker, or a model load that takes too long), the
+        worker is killed: finished windows are on disk, so the job stays resumable."""
+        with self._state:
+            if job_id != self._current:
+                return False
+            first = self._stop_requested.setdefault(job_id, time.monotonic())
+            worker = self._worker
+            force = worker is not None and time.monotonic() - first >= FORCE_AFTER
+            if force:
+                self._forced.add(job_id)
+        if worker is not None:
+            if force:
+                worker.kill()
+            else:
+                worker.send({"cmd": "interrupt", "job": job_id})
+        return True
+
+    # --- events ------------------------------------------------------------------------
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event (from the dispatcher thread); returns
+        a function that unsubscribes. Events carry ``job``; see worker.py for the kinds."""
+        with self._state:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._state:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _publish(self, event: dict) -> None:
+        with self._state:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:  # a broken listener must not stop the queue
+                traceback.print_exc(file=sys.stderr)
+
+    # --- shutting down -----------------------------------------------------------------
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop the running job (its frames and video are kept), stop the worker, close the
+        database. Queued jobs stay queued for the next start."""
+        with self._state:
+            if self._closing:
+                return
+            self._closing = True
+            worker = self._worker
+            self._wake.notify_all()
+        if worker is not None:
+            # EOF on its stdin: the worker stops the running job at its next step (frames
+            # and video kept), runs nothing more and exits; the dispatcher reads it all.
+            worker.close(timeout)
+        self._thread.join(timeout)
+        self.store.close()
+
+    # --- the dispatcher thread ---------------------------------------------------------
+    def _dispatch(self) -> None:
+        while True:
+            with self._state:
+                while not self._closing and (self._paused or self.store.count("queued") == 0):
+                    self._wake.wait(timeout=5.0)
+                if self._closing:
+                    return
+            job = self.store.claim_next()
+            if job is None:
+                continue
+            try:
+                self._run(job)
+            except Exception as exc:  # never let the queue thread die
+                traceback.print_exc(file=sys.stderr)
+                self._fail(job["id"], f"internal error: {type(exc).__name__}: {exc}")
+            finally:
+                with self._state:
+                    self._current = None
+                    self._live = {}
+                    self._stop_requested.pop(job["id"], None)
+                    self._forced.discard(job["id"])
+
+    def _ensure_worker(self) -> WorkerProcess | None:
+        """The live worker, started if needed; None once shutdown() began."""
+        with self._state:
+            if self._closing:
+                return None
+            if self._worker is not None and self._worker.alive():
+                return self._worker
+            # Started under the lock so that shutdown() always sees (and stops) it.
+            worker = self._worker = WorkerProcess(self.python, self.env, self.keep_warm)
+        worker.wait_ready()
+        return worker
+
+    def _run(self, job: dict) -> None:
+        job_id = job["id"]
+        with self._state:
+            self._current = job_id
+            self._live = {}
+            stopped, closing = job_id in self._stop_requested, self._closing
+        if closing:  # claimed as shutdown began: leave it for the next start
+            self.store.update(job_id, status="queued", started=None)
+            return
+        self._publish({"event": "job_running", "job": job_id})
+        if stopped:
+            self._finish(job_id, "cancelled", message="stopped before it started")
+            self._publish({"event": "job_done", "job": job_id, "status": "cancelled"})
+            return
+        try:
+            worker = self._ensure_worker()
+        except WorkerExited as exc:
+            with self._state:
+                self._worker = None
+            self._fail(job_id, str(exc))
+            return
+        with self._state:  # an interrupt racing this send is handled by the worker
+            if worker is None or self._closing:
+                self.store.update(job_id, status="queued", started=None)
+                return
+            if job_id in self._stop_requested:
+                worker.send({"cmd": "interrupt", "job": job_id})
+            worker.send({"cmd": "render", "job": job_id, "settings": job["settings"],
+                         "outdir": str(self.outdir), "models_dir": self.models_dir, "backend": None,
+                         "resume": job["resume"], "name": job["name"] or None})
+        while True:
+            event = worker.read_event()
+            if event is None:
+                self._worker_died(job_id, worker)
+                return
+            if event.get("job") != job_id:
+                continue  # protocol notes or a late event of an earlier job
+            self._on_event(job_id, event)
+            self._publish(event)
+            if event.get("event") in ("job_done", "job_error"):
+                return
+
+    def _on_event(self, job_id: str, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "started":
+            from .output import settings_path
+
+            run_dir, ts = event.get("run_dir"), event.get("timestring")
+            progress = {**empty_progress(), "window": event.get("resume_from_window", 0),
+                        "windows": event.get("windows", 0), "frames": event.get("frames", 0),
+                        "frames_written": _frames_kept(run_dir, ts) if event.get("resume_from_window") else 0}
+            self.store.update(job_id, run_dir=run_dir, timestring=ts, progress=progress,
+                              settings_file=str(settings_path(run_dir, ts)) if run_dir and ts else None)
+            with self._state:
+                self._live = {"phase": "starting"}
+        elif kind in ("loading", "loaded"):
+            with self._state:
+                self._live["phase"] = "loading model" if kind == "loading" else "rendering"
+        elif kind == "step":
+            with self._state:  # every step: memory only, the database gets window_done
+                self._live.update(window=event.get("window", 0), step=event.get("step", 0),
+                                  steps=event.get("steps", 0), phase="rendering")
+        elif kind == "window_done":
+            progress = self.store.get(job_id)["progress"]
+            progress.update(window=event.get("window", 0) + 1, windows=event.get("windows", 0),
+                            frames_written=event.get("frames_written", 0), step=0)
+            self.store.update(job_id, progress=progress, preview=event.get("preview"))
+            with self._state:
+                self._live.update(window=progress["window"], step=0, frames_written=progress["frames_written"])
+        elif kind in ("done", "interrupted"):
+            progress = self.store.get(job_id)["progress"]
+            progress["frames_written"] = event.get("frames", progress["frames_written"])
+            self.store.update(job_id, progress=progress, video=event.get("video"),
+                              settings_file=event.get("settings"))
+        elif kind == "job_done":
+            status = event.get("status")
+            if status not in ("done", "interrupted", "cancelled"):
+                status = "failed"
+            with self._state:
+                requeue = status == "cancelled" and self._closing and job_id not in self._stop_requested
+            if requeue:  # never started because the host is shutting down: next start runs it
+                self.store.update(job_id, status="queued", started=None)
+            else:
+                self._finish(job_id, status, message=event.get("message"))
+        elif kind == "job_error":
+            message = event.get("message") or "the render failed"
+            self._finish(job_id, "failed", error=message, message=message)
+
+    def _finish(self, job_id: str, status: str, **fields) -> None:
+        self.store.update(job_id, status=status, finished=time.time(), **fields)
+
+    def _fail(self, job_id: str, message: str, **extra) -> None:
+        """Mark failed and tell subscribers (failures the worker did not report itself)."""
+        self._finish(job_id, "failed", error=message, message=message)
+        self._publish({"event": "job_error", "job": job_id, "message": message, **extra})
+
+    def _worker_died(self, job_id: str, worker: WorkerProcess) -> None:
+        code = worker.proc.wait()
+        with self._state:
+            closing = self._closing
+            if self._worker is worker:
+                self._worker = None
+        job = self.store.get(job_id)
+        with self._state:
+            forced = job_id in self._forced
+        if forced:
+            kept = f"; its frames are kept in {job['run_dir']}" if job["run_dir"] else ""
+            self._finish(job_id, "interrupted" if job["run_dir"] else "cancelled",
+                         message=f"stopped by force (the worker did not stop in time and was killed){kept}")
+            self._publish({"event": "job_done", "job": job_id, "status": self.store.get(job_id)["status"]})
+            return
+        if closing:  # the worker was stopped by shutdown(): resumable, or simply still queued
+            if job["run_dir"]:
+                self._finish(job_id, "interrupted", message="stopped when the host shut down")
+            else:
+                self.store.update(job_id, status="queued", started=None)
+            return
+        message = f"worker crashed ({exit_description(code)})"
+        if job["run_dir"]:
+            message += f"; its frames are kept in {job['run_dir']}; resume with {self._resume_hint(job)}"
+        else:
+            detail = worker.last_error_line()
+            message += " before the render started" + (f": {detail}" if detail else "")
+        self._fail(job_id, message, crashed=True)
+
+    def _resume_hint(self, job: dict) -> str:
+        if not job["settings_file"] or not job["timestring"]:
+            return "the job's Resume action"
+        cmd = ["python", "-m", "deforum_wan", "render", job["settings_file"], "--resume", job["timestring"],
+               "--outdir", str(self.outdir)]
+        return "the job's Resume action or: " + " ".join(shlex.quote(part) for part in cmd)
+
+
+def _checked_settings(settings, label: str) -> dict:
+    if not isinstance(settings, dict):
+        raise SettingsError(f"settings must be a JSON object, got {type(settings).__name__}", label)
+    try:
+        size = len(json.dumps(settings, ensure_ascii=False))
+    except (TypeError, ValueError) as exc:  # the queue stores JSON; the worker receives JSON
+        raise SettingsError(f"settings are not plain JSON data ({exc})", label) from None
+    if size > MAX_FILE_BYTES:
+        raise SettingsError(f"settings are {size / 1e6:.1f} MB; at most {MAX_FILE_BYTES // 2**20} MB", label)
+    load_settings(settings, name=label)  # raises SettingsError with one line
+    return settings
+
+
+def _frames_kept(run_dir: str | None, ts: str | None) -> int:
+    """Frames a resumed run already has on disk (from its manifest)."""
+    from .output import Manifest, manifest_path
+
+    if not run_dir or not ts:
+        return 0
+    try:
+        return Manifest.load(manifest_path(run_dir, ts)).frames_written
+    except WanError:
+        return 0
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False

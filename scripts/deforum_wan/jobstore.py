@@ -1,0 +1,217 @@
+"""The job records: one SQLite table (stdlib ``sqlite3``), safe across crashes.
+
+Every state change is its own committed statement, so a host that dies loses no
+queued or finished record. ``JobStore`` is not thread-aware beyond one lock: the
+manager calls it from its dispatcher thread and from the host's threads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from .errors import WanError
+
+STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
+FINISHED = ("done", "failed", "interrupted", "cancelled")
+PROGRESS_KEYS = ("window", "windows", "step", "steps", "frames_written", "frames")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    resume TEXT,
+    progress TEXT NOT NULL DEFAULT '{}',
+    run_dir TEXT,
+    timestring TEXT,
+    video TEXT,
+    settings_file TEXT,
+    preview TEXT,
+    error TEXT,
+    message TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL
+)
+"""
+# Columns a caller may set through update(); the rest are fixed at insert.
+_UPDATABLE = ("status", "progress", "run_dir", "timestring", "video", "settings_file", "preview",
+              "error", "message", "started", "finished")
+_PUBLIC = ("id", "name", "status", "progress", "run_dir", "timestring", "video", "settings_file",
+           "preview", "error", "message", "resume", "created", "started", "finished")
+
+
+def empty_progress() -> dict:
+    return {key: 0 for key in PROGRESS_KEYS}
+
+
+class JobNotFound(WanError, LookupError):
+    """No job has this id."""
+
+
+class DatabaseLocked(WanError):
+    """Another process serves this job database."""
+
+
+class _ProcessLock:
+    """An exclusive lock on ``<db>.lock`` for this process's lifetime (freed if it dies)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(self.fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise DatabaseLocked(f"job database {path.with_suffix('')} is in use by another "
+                                 "process (one WebUI or standalone UI per database)") from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock on every platform
+            self.fd = None
+
+
+class JobStore:
+    def __init__(self, db_path: str | os.PathLike):
+        self.path = Path(db_path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WanError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
+        self._plock = _ProcessLock(self.path.with_name(self.path.name + ".lock"))
+        self._lock = threading.RLock()
+        try:
+            # Autocommit: each statement is durable on its own; batches use BEGIN/COMMIT.
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                       timeout=10)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._plock.release()
+            raise WanError(f"cannot open job database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            self._plock.release()
+
+    # --- writes ----------------------------------------------------------------------
+    def add(self, items: list[tuple[str, dict, str | None]]) -> list[str]:
+        """Insert (name, settings, resume) records as queued, all or none."""
+        now = time.time()
+        rows = [(uuid.uuid4().hex[:12], name, json.dumps(settings, ensure_ascii=False), resume, now)
+                for name, settings, resume in items]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO jobs (id, name, status, settings, resume, progress, created) "
+                    f"VALUES (?, ?, 'queued', ?, ?, '{json.dumps(empty_progress())}', ?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return [row[0] for row in rows]
+
+    def claim_next(self) -> dict | None:
+        """The oldest queued job, switched to running (with its settings), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            self._db.execute("UPDATE jobs SET status = 'running', started = ?, error = NULL, message = NULL "
+                             "WHERE id = ?", (time.time(), row["id"]))
+            job = self._public(row)
+            job.update(status="running", settings=json.loads(row["settings"]))
+            return job
+
+    def update(self, job_id: str, **fields) -> None:
+        bad = set(fields) - set(_UPDATABLE)
+        if bad:
+            raise ValueError(f"cannot update {sorted(bad)}")
+        if "progress" in fields:
+            fields["progress"] = json.dumps(fields["progress"])
+        if not fields:
+            return
+        cols = ", ".join(f"{key} = ?" for key in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
+
+    def set_status_if(self, job_id: str, old: str, new: str, **fields) -> bool:
+        """Atomically move ``job_id`` from ``old`` to ``new``; False when it was not ``old``."""
+        fields = {"status": new, **fields}
+        cols = ", ".join(f"{key} = ?" for key in fields)
+        with self._lock:
+            cur = self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status = ?",
+                                   (*fields.values(), job_id, old))
+            return cur.rowcount == 1
+
+    def recover(self) -> list[dict]:
+        """Jobs left ``running`` by a process that died: those that had started writing
+        become interrupted (resumable), the others go back to the queue."""
+        with self._lock:
+            rows = [self._public(r) for r in
+                    self._db.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY seq")]
+            for job in rows:
+                if job["run_dir"]:
+                    self.update(job["id"], status="interrupted", finished=time.time(),
+                                message=f"the host stopped while this job ran; its frames are kept in "
+                                        f"{job['run_dir']}; resume it to continue")
+                else:
+                    self.update(job["id"], status="queued", started=None)
+            return rows
+
+    def delete(self, statuses: tuple[str, ...] = FINISHED) -> int:
+        marks = ", ".join("?" for _ in statuses)
+        with self._lock:
+            return self._db.execute(f"DELETE FROM jobs WHERE status IN ({marks})", statuses).rowcount
+
+    # --- reads -----------------------------------------------------------------------
+    def get(self, job_id: str) -> dict:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return self._public(row)
+
+    def settings(self, job_id: str) -> dict:
+        with self._lock:
+            row = self._db.execute("SELECT settings FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return json.loads(row["settings"])
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [self._public(r) for r in self._db.execute("SELECT * FROM jobs ORDER BY seq")]
+
+    def count(self, status: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
+
+    @staticmethod
+    def _public(row: sqlite3.Row) -> dict:
+        job = {key: row[key] for key in _PUBLIC}
+        try:
+            progress = json.loads(row["progress"] or "{}")
+        except ValueError:
+            progress = {}
+        job["progress"] = {**empty_progress(), **progress}
+        return job

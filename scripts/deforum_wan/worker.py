@@ -1,0 +1,287 @@
+"""The isolated render process: ``python -m deforum_wan.worker [--keep-warm]``.
+
+Reads one JSON command per line on stdin::
+
+    {"cmd": "render", "job": "<id>", "settings": {...}, "outdir": "...",
+     "models_dir": null, "backend": null, "resume": null}
+    {"cmd": "interrupt", "job": "<id>"}   # job optional: the current one
+    {"cmd": "quit"}                        # or stdin closed (the host went away)
+
+``quit`` and a closed stdin stop the current job at its next step (its frames and
+video are kept) and end the process; so does the host dying.
+
+and writes one JSON event per line on stdout: ``ready``, ``job_started``, the
+Renderer's events (each with ``job``), ``job_done`` (status done | interrupted |
+cancelled, with result paths), ``job_error`` (one-line ``message``), ``bye``.
+stdout carries nothing else: the process's own stdout (Python prints, libraries,
+child processes) is pointed at stderr. Renders run one at a time on the main thread;
+a reader thread takes interrupts while one runs. The host only ever sees a dead pipe
+if the process itself dies (crash, OOM killer): every Python exception of a job ends
+as ``job_error`` and the worker goes on serving.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import IO
+
+from .errors import Interrupted, WanError
+from .settings import TIMESTRING_RE
+
+PROTOCOL = 1
+
+
+def one_line(text: str) -> str:
+    """A multi-line message (the backend chain lists one reason per line) as one line."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    out = lines[0]
+    for ln in lines[1:]:
+        out += (" " if out.endswith(":") else "; ") + ln
+    return out
+
+
+def find_out_of_memory(exc: BaseException | None) -> BaseException | None:
+    """The CUDA OOM error in ``exc``'s chain (the backend chain wraps load failures)."""
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    seen = set()
+    while oom is not None and exc is not None and id(exc) not in seen:
+        if isinstance(exc, oom):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """The one line a person sees for a failed job."""
+    oom = find_out_of_memory(exc)
+    if oom is not None:
+        return f"out of GPU memory: {one_line(str(oom)) or 'CUDA OutOfMemoryError'}"
+    if isinstance(exc, WanError):
+        return one_line(str(exc)) or type(exc).__name__
+    text = one_line(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Worker:
+    def __init__(self, events: IO[str], commands: IO[str], *, keep_warm: bool = False):
+        self.events = events
+        self.commands = commands
+        self.keep_warm = keep_warm
+        self.cache: dict = {}  # backend_cache handed to every Renderer
+        self.queue: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.quitting = threading.Event()  # quit or EOF seen: jobs still queued here don't run
+        self.lock = threading.Lock()  # guards current and early_stops
+        self.write_lock = threading.Lock()
+        self.current: str | None = None
+        self.early_stops: set[str] = set()  # interrupts that arrived before their job started
+        self.last_start = ""  # timestring of the previous job's start
+
+    # --- events out ----------------------------------------------------------------
+    def emit(self, event: str, **data) -> None:
+        line = json.dumps({"event": event, "time": round(time.time(), 3), **data},
+                          ensure_ascii=False, default=str)
+        self._write(line)
+
+    def forward(self, job: str, event: dict) -> None:
+        self._write(json.dumps({**event, "job": job}, ensure_ascii=False, default=str))
+
+    def _write(self, line: str) -> None:
+        with self.write_lock:
+            try:
+                self.events.write(line + "\n")
+                self.events.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                # The host is gone: stop the render at the next step, then exit.
+                self._quit()
+
+    # --- commands in (reader thread) -----------------------------------------------
+    def read_commands(self) -> None:
+        try:
+            for raw in self.commands:
+                if not raw.strip():
+                    continue
+                try:
+                    cmd = json.loads(raw)
+                    if not isinstance(cmd, dict) or not isinstance(cmd.get("cmd"), str):
+                        raise ValueError("expected an object with a string 'cmd'")
+                except ValueError as exc:
+                    self.emit("protocol_error", message=f"bad command line: {one_line(str(exc))}")
+                    continue
+                if cmd["cmd"] == "interrupt":
+                    self.interrupt(cmd.get("job"))
+                elif cmd["cmd"] == "quit":
+                    self._quit()
+                    return
+                elif cmd["cmd"] == "render":
+                    self.queue.put(cmd)
+                else:
+                    self.emit("protocol_error", message=f"unknown cmd {cmd['cmd']!r}")
+        except (OSError, ValueError):
+            pass
+        # stdin closed: the host went away; finish what was started and leave.
+        self._quit()
+
+    def _quit(self) -> None:
+        self.quitting.set()
+        self.interrupt(None)
+        self.queue.put({"cmd": "quit"})
+
+    def interrupt(self, job) -> None:
+        with self.lock:
+            if job is None or job == self.current:
+                self.stop.set()
+            else:
+                self.early_stops.add(str(job))
+
+    # --- jobs (main thread) --------------------------------------------------------
+    def serve(self) -> None:
+        self.emit("ready", pid=os.getpid(), keep_warm=self.keep_warm, protocol=PROTOCOL)
+        while True:
+            cmd = self.queue.get()
+            if cmd.get("cmd") == "quit":
+                break
+            self.run_job(cmd)
+        self.drop_cache()
+        self.emit("bye")
+
+    def run_job(self, cmd: dict) -> None:
+        job = str(cmd.get("job") or "")
+        with self.lock:
+            self.current = job
+            self.stop.clear()
+            if job in self.early_stops or self.quitting.is_set():
+                self.early_stops.discard(job)
+                self.stop.set()
+        self.emit("job_started", job=job)
+        info: dict = {}
+
+        def on_event(event: dict) -> None:
+            kind = event.get("event")
+            if kind == "started":
+                info.update(run_dir=event.get("run_dir"), timestring=event.get("timestring"))
+            elif kind in ("done", "interrupted"):
+                info.update(video=event.get("video"), settings_file=event.get("settings"),
+                            frames=event.get("frames"))
+            self.forward(job, event)
+
+        failed = False
+        try:
+            if self.stop.is_set():
+                self.emit("job_done", job=job, status="cancelled", message="interrupted before it started")
+                return
+            renderer = self._renderer(cmd, on_event)
+            self._wait_for_new_timestring()
+            result = renderer.run()
+            self.emit("job_done", job=job, status="done", run_dir=str(result.run_dir),
+                      timestring=result.timestring, frames=result.frames,
+                      video=str(result.video) if result.video else None,
+                      settings_file=str(result.settings_file), warnings=result.warnings)
+        except WanError as exc:
+            if isinstance(exc, Interrupted) and info.get("run_dir"):
+                self.emit("job_done", job=job, status="interrupted", message=one_line(str(exc)), **info)
+            elif isinstance(exc, Interrupted):
+                self.emit("job_done", job=job, status="cancelled", message=one_line(str(exc)))
+            else:
+                failed = find_out_of_memory(exc) is not None
+                self.emit("job_error", job=job, message=describe_error(exc), **info)
+        except Exception as exc:  # a bug or a library failure: report it, keep serving
+            failed = True
+            traceback.print_exc(file=sys.stderr)
+            self.emit("job_error", job=job, message=describe_error(exc), **info)
+        finally:
+            with self.lock:
+                self.current = None
+            # A failed pipeline may hold half-freed memory or hooks: never reuse it.
+            if failed or not self.keep_warm:
+                self.drop_cache()
+
+    def _renderer(self, cmd: dict, on_event):
+        from .render import Renderer, check_outdir
+        from .settings import load_settings
+
+        settings = cmd.get("settings")
+        if not isinstance(settings, dict):
+            raise WanError("render command needs 'settings' as a JSON object")
+        outdir = cmd.get("outdir")
+        if not isinstance(outdir, str) or not outdir:
+            raise WanError("render command needs 'outdir'")
+        resume = cmd.get("resume") or None
+        if resume is not None and not TIMESTRING_RE.match(str(resume)):
+            raise WanError(f"resume must be a 14-digit timestring, not {resume!r}")
+        models_dir = cmd.get("models_dir") or None
+        backend = cmd.get("backend") or None
+        check_outdir(outdir)
+        return Renderer(load_settings(settings, name=cmd.get("name") or None), outdir,
+                        backend=backend, models_dir=models_dir, resume=resume,
+                        on_event=on_event, should_stop=self.stop.is_set, progress=False,
+                        backend_cache=self.cache)
+
+    def _wait_for_new_timestring(self) -> None:
+        # Deforum's run id has one-second resolution: two jobs started in the same second
+        # would share a timestring (and, with the default batch_name, a folder).
+        from .output import make_timestring
+
+        while make_timestring() == self.last_start:
+            time.sleep(0.05)
+        self.last_start = make_timestring()
+
+    def drop_cache(self) -> None:
+        cache, self.cache = self.cache, {}
+        if not cache:
+            return  # nothing loaded: skip the (slow, with torch imported) garbage collection
+        for backend in cache.values():
+            try:
+                backend.close()
+            except Exception:  # freeing the rest matters more than one close failing
+                traceback.print_exc(file=sys.stderr)
+        cache.clear()
+        from .backends.base import free_memory
+
+        free_memory()
+
+
+def _claim_stdio() -> tuple[IO[str], IO[str]]:
+    """Private copies of stdin/stdout for the protocol; fds 0/1 become /dev/null/stderr.
+
+    Anything else writing to fd 1 (a print, a C library, a child process) lands on
+    stderr, and no child process can read our commands.
+    """
+    events = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    commands = os.fdopen(os.dup(0), "r", encoding="utf-8", errors="replace")
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+    return events, commands
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deforum_wan.worker",
+                                     description="deforum-wan render worker (JSON lines on stdin/stdout)")
+    parser.add_argument("--keep-warm", action="store_true",
+                        help="keep the loaded pipeline between jobs (else all memory is freed after each)")
+    args = parser.parse_args(argv)
+    events, commands = _claim_stdio()
+    worker = Worker(events, commands, keep_warm=args.keep_warm)
+    # Ctrl-C in the host's terminal reaches this process too: stop the job like Interrupt.
+    signal.signal(signal.SIGINT, lambda signum, frame: worker.interrupt(None))
+    threading.Thread(target=worker.read_commands, name="wan-worker-stdin", daemon=True).start()
+    worker.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

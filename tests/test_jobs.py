@@ -1,0 +1,235 @@
+"""``JobManager``: the SQLite-backed queue and its worker subprocess, for real."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from deforum_wan.errors import SettingsError, WanError
+from deforum_wan.jobs import FORCE_AFTER, JobManager, JobNotFound
+from deforum_wan.jobstore import DatabaseLocked
+from deforum_wan.output import probe_video
+from wan_jobs_support import LONG, QUICK, frames_on_disk, manifest, settings, wait_for, worker_env
+
+pytestmark = pytest.mark.slow
+
+
+class Recorder:
+    def __init__(self):
+        self.events: list[dict] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def seen(self, job: str, kind: str) -> list[dict]:
+        with self.lock:
+            return [e for e in self.events if e.get("job") == job and e.get("event") == kind]
+
+
+def finished(manager: JobManager, job: str) -> dict | None:
+    record = manager.get(job)
+    return record if record["status"] not in ("queued", "running") else None
+
+
+@pytest.fixture(scope="module")
+def env():
+    return worker_env()
+
+
+@pytest.fixture(scope="module")
+def shared(tiny_models_dir, tmp_path_factory, env):
+    """One manager for the tests that need no restart (its worker survives them all)."""
+    root = tmp_path_factory.mktemp("jobs")
+    manager = JobManager(root / "jobs.db", root / "out", models_dir=str(tiny_models_dir), env=env)
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    yield manager, recorder
+    manager.shutdown()
+
+
+def test_submit_validates_first_and_queues_nothing_on_error(shared):
+    manager, _ = shared
+    before = len(manager.list())
+    with pytest.raises(SettingsError, match="W must be a number"):
+        manager.submit({"W": "wide"})
+    with pytest.raises(SettingsError, match="settings must be a JSON object"):
+        manager.submit(["not", "a", "dict"])
+    with pytest.raises(SettingsError, match="^second: "):  # all or nothing, the bad one named
+        manager.submit_batch([("first", settings(QUICK)), ("second", settings(QUICK, fps="fast"))])
+    assert len(manager.list()) == before
+    with pytest.raises(JobNotFound):
+        manager.get("no-such-job")
+    with pytest.raises(JobNotFound):
+        manager.cancel("no-such-job")
+
+
+def test_queue_runs_in_order_cancel_and_progress(shared):
+    manager, recorder = shared
+    long_job, quick_job, dropped = manager.submit_batch(
+        [("long", settings(LONG)), ("quick", settings(QUICK)), ("dropped", settings(QUICK))])
+    assert [j["id"] for j in manager.list()[-3:]] == [long_job, quick_job, dropped]
+    assert manager.cancel(dropped) is True
+    assert manager.get(dropped)["status"] == "cancelled"
+
+    wait_for(lambda: recorder.seen(long_job, "window_done"), 90, "the long job's first window")
+    running = manager.get(long_job)
+    assert running["status"] == "running" and running["run_dir"]
+    assert running["progress"]["windows"] > 2 and running["progress"]["frames"] == 24
+    assert manager.get(quick_job)["status"] == "queued"
+    assert manager.cancel(long_job) is True  # running: stopped, frames kept, the queue goes on
+
+    stopped = wait_for(lambda: finished(manager, long_job), 60, "the long job to stop")
+    assert stopped["status"] == "interrupted"
+    frames = stopped["progress"]["frames_written"]
+    assert 0 < frames < 24
+    assert len(frames_on_disk(stopped["run_dir"], stopped["timestring"])) == frames
+    assert Path(stopped["video"]).is_file() and Path(stopped["preview"]).is_file()
+
+    done = wait_for(lambda: finished(manager, quick_job), 60, "the quick job")
+    assert done["status"] == "done", done
+    assert done["progress"]["frames_written"] == done["progress"]["frames"] == 12
+    assert probe_video(done["video"])["frames"] == 12
+    assert done["started"] >= stopped["finished"] - 1 and done["finished"] >= done["started"]
+    assert manager.get(dropped)["status"] == "cancelled"  # never ran
+    kinds = [e["event"] for e in recorder.events if e.get("job") == quick_job]
+    assert kinds[0] == "job_queued" and kinds[-1] == "job_done" and "step" in kinds
+
+    # Resume continues the same run in the same folder up to the last frame.
+    again = manager.resume(long_job)
+    resumed = wait_for(lambda: finished(manager, again), 90, "the resumed job")
+    assert resumed["status"] == "done", resumed
+    assert resumed["run_dir"] == stopped["run_dir"] and resumed["timestring"] == stopped["timestring"]
+    assert len(frames_on_disk(resumed["run_dir"], resumed["timestring"])) == 24
+    with pytest.raises(WanError, match="nothing to resume"):
+        manager.resume(quick_job)
+
+
+def test_interrupt_pauses_the_queue_and_skip_goes_on(shared):
+    manager, recorder = shared
+    first, second = manager.submit_batch([("a", settings(LONG)), ("b", settings(QUICK))])
+    wait_for(lambda: recorder.seen(first, "window_done"), 90, "the first job's first window")
+    assert manager.interrupt() is True
+    assert wait_for(lambda: finished(manager, first), 60, "the stop")["status"] == "interrupted"
+    time.sleep(1.0)
+    assert manager.get(second)["status"] == "queued" and manager.state()["paused"] is True
+    manager.start_queue()
+    wait_for(lambda: recorder.seen(second, "step"), 60, "the second job to start")
+    assert manager.skip() is True
+    assert wait_for(lambda: finished(manager, second), 60, "the skip")["status"] in ("interrupted", "cancelled")
+    assert manager.interrupt() is False and manager.skip() is False  # nothing running
+
+
+def test_killed_worker_fails_the_job_and_the_next_one_runs(shared):
+    manager, recorder = shared
+    victim, survivor = manager.submit_batch([("victim", settings(LONG)), ("survivor", settings(QUICK))])
+    wait_for(lambda: recorder.seen(victim, "window_done"), 90, "the victim's first window")
+    pid = manager.worker_pid
+    os.kill(pid, signal.SIGKILL)
+    failed = wait_for(lambda: finished(manager, victim), 60, "the crash to be noticed")
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("worker crashed (exit code -9: killed by SIGKILL")
+    assert f"its frames are kept in {failed['run_dir']}; resume with " in failed["error"]
+    assert f"--resume {failed['timestring']}" in failed["error"]
+    assert recorder.seen(victim, "job_error")[-1]["crashed"] is True
+
+    done = wait_for(lambda: finished(manager, survivor), 90, "the next job on a new worker")
+    assert done["status"] == "done", done
+    assert manager.worker_pid not in (None, pid)
+
+
+def test_a_repeated_stop_kills_a_hung_worker(shared):
+    manager, recorder = shared
+    job = manager.submit(settings(LONG), "hung")
+    wait_for(lambda: recorder.seen(job, "window_done"), 90, "the first window")
+    pid = manager.worker_pid
+    os.kill(pid, signal.SIGSTOP)  # frozen for real: it cannot read the interrupt
+    try:
+        assert manager.cancel(job) is True
+        time.sleep(FORCE_AFTER + 0.3)
+        assert manager.get(job)["status"] == "running"
+        assert manager.cancel(job) is True  # asked again: the worker is killed
+        stopped = wait_for(lambda: finished(manager, job), 30, "the forced stop")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    assert stopped["status"] == "interrupted", stopped
+    assert stopped["message"].startswith("stopped by force") and stopped["run_dir"] in stopped["message"]
+    assert manifest(stopped["run_dir"], stopped["timestring"])["windows"]  # resumable
+
+
+def test_second_manager_on_the_same_database_is_refused(shared, tmp_path):
+    manager, _ = shared
+    with pytest.raises(DatabaseLocked):
+        JobManager(manager.store.path, tmp_path)
+
+
+HOST = """
+import json, sys, time
+from deforum_wan.jobs import JobManager
+db, out, models, long_s, quick_s = sys.argv[1:6]
+m = JobManager(db, out, models_dir=models)
+a = m.submit(json.loads(long_s), "long")
+b = m.submit(json.loads(quick_s), "quick")
+while not m.get(a)["progress"]["frames_written"]:
+    time.sleep(0.05)
+print(json.dumps({"long": a, "quick": b, "worker": m.worker_pid}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_host_killed_mid_job_loses_nothing(tiny_models_dir, tmp_path, env):
+    db, out = tmp_path / "jobs.db", tmp_path / "out"
+    host = subprocess.Popen([sys.executable, "-c", HOST, str(db), str(out), str(tiny_models_dir),
+                             json.dumps(settings(LONG)), json.dumps(settings(QUICK))],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        info = json.loads(host.stdout.readline())
+    finally:
+        host.kill()  # SIGKILL: no shutdown, no cleanup
+        host.wait()
+    # The orphaned worker sees its stdin close, stops at the next step and exits.
+    wait_for(lambda: not _alive(info["worker"]), 60, "the orphaned worker to exit")
+
+    manager = JobManager(db, out, models_dir=str(tiny_models_dir), env=env)
+    try:
+        long_job = manager.get(info["long"])
+        assert long_job["status"] == "interrupted", long_job
+        assert long_job["run_dir"] and "the host stopped" in long_job["message"]
+        assert manifest(long_job["run_dir"], long_job["timestring"])["frames_written"] > 0
+        # The queued job survived the restart and runs now.
+        done = wait_for(lambda: finished(manager, info["quick"]), 90, "the queued job after restart")
+        assert done["status"] == "done", done
+        again_id = manager.resume(info["long"])
+        resumed = wait_for(lambda: finished(manager, again_id), 90, "the resume")
+        assert resumed["status"] == "done", resumed
+        assert len(frames_on_disk(resumed["run_dir"], resumed["timestring"])) == 24
+    finally:
+        manager.shutdown()
+    # Records outlive the manager: a fresh one reads the same history.
+    again = JobManager(db, out, env=env)
+    try:
+        assert {j["status"] for j in again.list()} == {"done", "interrupted"}
+        assert len(again.list()) == 3
+    finally:
+        again.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,51 @@
+"""Shared bits of the worker / job queue / API tests: small tiny-model settings and waits."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "example_settings.txt"
+
+# Two prompts -> a T2V window then an I2V window: 12 frames, a few seconds on the CPU.
+QUICK = {"max_frames": 12, "prompts": {"0": "a lighthouse at dawn", "6": "the lighthouse at night"},
+         "cfg_scale_schedule": "0: (5)"}
+# One prompt, one full-length T2V window (keep-warm reuses its pipeline).
+SINGLE = {"max_frames": 12, "prompts": {"0": "a lighthouse at dawn"}, "wan_clip_duration": 0,
+          "cfg_scale_schedule": "0: (5)"}
+# Many short windows: long enough to stop or kill in the middle.
+LONG = {"max_frames": 24, "wan_clip_duration": 0.3, "steps": 4, "cfg_scale_schedule": "0: (5)",
+        "prompts": {"0": "a lighthouse at dawn", "12": "the lighthouse at night"}}
+
+
+def settings(overrides: dict, **more) -> dict:
+    data = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    data.update(overrides)
+    data.update(more)
+    return data
+
+
+def worker_env() -> dict:
+    # One torch thread per worker (2-core CI machine); never reach for the hub.
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+                TOKENIZERS_PARALLELISM="false")
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def frames_on_disk(run_dir: str | Path, timestring: str) -> list[Path]:
+    return sorted(Path(run_dir).glob(f"{timestring}_" + "[0-9]" * 9 + ".png"))
+
+
+def manifest(run_dir: str | Path, timestring: str) -> dict:
+    return json.loads((Path(run_dir) / f"{timestring}_manifest.json").read_text(encoding="utf-8"))
