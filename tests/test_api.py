@@ -106,6 +106,11 @@ BAD_PAYLOADS = [
     ({"batch": [{"settings": settings(QUICK)}, {"settings": settings(QUICK, fps="fast")}]}, 422, "fps"),
     ({"batch": [{"settings": settings(QUICK)}, "x"]}, 422, "batch item 2"),
     ({"settings": settings(QUICK, prompts={"-5": "before time"})}, 422, "negative"),
+    # Requests cannot make the server read its own files.
+    ({"settings": settings(QUICK, use_init=True, init_image="/etc/hostname")}, 422, "init_image"),
+    ({"settings": settings(QUICK, use_init=True, init_image="../../../etc/hostname")}, 422, "init_image"),
+    ({"settings": settings(QUICK, add_soundtrack="File", soundtrack_path="/etc/hostname")}, 422,
+     "soundtrack_path"),
 ]
 
 
@@ -153,3 +158,16 @@ def test_queue_controls_and_openapi(client):
     # The host's /docs must keep working with these routes in it.
     paths = client.get("/openapi.json").json()["paths"]
     assert "/wan_api/jobs/{job_id}/cancel" in paths
+
+
+def test_init_image_inside_the_output_folder_is_accepted(client, manager):
+    from PIL import Image
+
+    manager.outdir.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(manager.outdir / "start.png")
+    r = client.post("/wan_api/jobs", json={"settings": settings(QUICK, use_init=True, init_image="start.png")})
+    assert r.status_code == 200, r.text
+    (job_id,) = r.json()["jobs"]
+    job = poll_done(client, job_id)
+    assert job["status"] == "done", job
+    assert client.get(f"/wan_api/jobs/{job_id}/preview").status_code == 200

@@ -85,6 +85,23 @@ def _settings_of(item: object, where: str) -> tuple[str, dict]:
     return name, settings
 
 
+def _confine_input_files(settings: dict, root: Path, where: str) -> None:
+    """A request may only read input files (init image, soundtrack) from the output
+    folder, never arbitrary files of the server; relative names are taken from there."""
+    use_init = settings.get("use_init")
+    wanted = {"init_image": use_init is True or str(use_init).lower() == "true",
+              "soundtrack_path": settings.get("add_soundtrack") == "File"}
+    for key, active in wanted.items():
+        value = settings.get(key)
+        if not active or value in (None, "", "None") or "://" in str(value):
+            continue  # unused, or a URL (refused with its own message at render time)
+        path = Path(str(value))
+        found = _inside(str(path if path.is_absolute() else root / path), root.resolve())
+        if found is None:
+            raise _HTTPError(422, f"{where}: {key} must name an existing file inside the output folder")
+        settings[key] = str(found)
+
+
 def _submission(body: object) -> list[tuple[str, dict]]:
     if not isinstance(body, dict):
         raise _HTTPError(422, "expected a JSON object with \"settings\" or \"batch\"")
@@ -176,6 +193,8 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:
     @route("/jobs", ["POST"])
     async def submit(request):
         items = _submission(await _json_body(request))
+        for i, (_, settings) in enumerate(items):
+            _confine_input_files(settings, Path(manager.outdir), f"job {i + 1}")
         ids = await run_in_threadpool(manager.submit_batch, items)
         return JSONResponse({"jobs": ids})
 
