@@ -10,6 +10,7 @@ import sys
 
 from . import __version__
 from .errors import Interrupted, WanError
+from .presets import PRESETS  # pure, no torch
 
 
 def _add_settings_args(p: argparse.ArgumentParser, many: bool) -> None:
@@ -26,6 +27,8 @@ def _overrides(args) -> dict:
     out = dict(parse_override(item) for item in args.overrides)
     if args.model:
         out["wan_model"] = args.model
+    if getattr(args, "preset", None):
+        out["wan_preset"] = args.preset
     return out
 
 
@@ -71,13 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted render with this timestring")
     p.add_argument("--events", action="store_true",
                    help="print JSON-line events on stdout for other programs")
+    p.add_argument("--preset", choices=PRESETS,
+                   help="speed/memory preset (wan_preset): quality (default), balanced, fast, low-vram")
     p.set_defaults(func=cmd_render)
 
+    from .batch import add_batch_command
     from .bench import add_bench_command
+    from .cli_ui import add_ui_command
     from .cli_models import add_model_commands
 
     add_model_commands(sub)
     add_bench_command(sub)
+    add_batch_command(sub)
+    add_ui_command(sub)
     return parser
 
 

@@ -222,10 +222,13 @@ class Renderer:
 
     def _options(self):
         from .backends.base import BackendOptions
+        from .presets import resolve
 
         s = self.settings
-        return BackendOptions(dtype=s.dtype, offload=s.offload, vae_tiling=s.vae_tiling,
-                              attention=s.attention, loras=list(s.loras), models_dir=self.models_dir,
+        # wan_preset's fields (offload, vae_tiling, attention, cache, compile, ...) with the
+        # explicitly set wan_* keys on top.
+        speed = resolve(s.preset, s.speed_overrides)
+        return BackendOptions(dtype=s.dtype, loras=list(s.loras), models_dir=self.models_dir, **speed,
                               gpus=s.gpus,
                               official_repo_path=os.environ.get("DEFORUM_WAN_OFFICIAL_REPO"))
 
@@ -362,6 +365,9 @@ class Renderer:
 
         def on_step(done: int, total: int) -> None:
             if bar is not None:
+                if done == 1 and total != w.steps:  # the backend runs its own count (distilled LoRA)
+                    bar.total -= w.steps - total
+                    bar.refresh()
                 bar.update(1)
             self.emit("step", window=w.index, step=done, steps=total)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import SettingsError, WanError
 from .models import DEFAULT_MODEL, ModelSpec, get_model
+from .presets import explicit_overrides, get_preset
 from .schedule import (
     SEED_BEHAVIORS, MAX_SEED, ExprError, Schedule, build_schedule, evaluate_number,
     parse_frame_key,
@@ -55,8 +56,16 @@ WAN_DEFAULTS: dict[str, Any] = {
     "wan_vae_tiling": False,
     "wan_dtype": "auto",
     "wan_attention": "auto",
+    # Speed/memory preset (presets.py) and the keys that override it; None = the preset's value.
+    "wan_preset": "quality",
+    "wan_cache": None,  # none | first_block | taylorseer | mag | faster
+    "wan_cache_threshold": None,
+    "wan_compile": None,
+    "wan_layerwise_fp8": None,
+    "wan_distill_lora": None,  # auto | off | path to a step-distilled LoRA
     "wan_loras": [],
     "wan_write_srt": False,
+    "wan_gpus": 1,  # GPUs for one clip (torchrun: FSDP + sequence parallel); 1 = this process
 }
 # Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).
 WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}
@@ -122,6 +131,9 @@ class RenderSettings:
     attention: str
     loras: list[tuple[str, float]]
     write_srt: bool
+    gpus: int = 1
+    preset: str = "quality"  # wan_preset
+    speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
     def steps_at(self, frame: int) -> int:
@@ -276,6 +288,10 @@ def _validate(data: dict, label: str) -> RenderSettings:
     guidance_2 = None if g2 in (None, "") else _number(g2, "wan_guidance_2", 0, 100)
     sh = get("wan_shift")
     shift = None if sh in (None, "") else _number(sh, "wan_shift", 0.1, 100)
+    preset = get_preset(get("wan_preset")).name
+    speed = explicit_overrides(raw, offload=offload, vae_tiling=_bool(get("wan_vae_tiling")),
+                               attention=str(get("wan_attention")))
+    gpus = _int(get("wan_gpus"), "wan_gpus", 1, 64)
 
     return RenderSettings(
         source=label, raw=raw, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -287,7 +303,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
         clip_duration=clip_duration, overlap=overlap, motion_strength=motion, retime=retime,
         guidance_2=guidance_2, shift=shift, offload=offload, vae_tiling=_bool(get("wan_vae_tiling")),
         dtype=str(get("wan_dtype")), attention=str(get("wan_attention")),
-        loras=_loras(get("wan_loras")), write_srt=_bool(get("wan_write_srt")), warnings=warnings,
+        loras=_loras(get("wan_loras")), write_srt=_bool(get("wan_write_srt")), gpus=gpus,
+        preset=preset, speed_overrides=speed, warnings=warnings,
     )
 
 

@@ -21,6 +21,7 @@ StopCheck = Callable[[], bool]
 
 MODES = ("t2v", "i2v")
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
+CACHES = ("none", "first_block", "taylorseer", "mag", "faster")  # as presets.CACHES
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 
@@ -56,10 +57,27 @@ class BackendOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     official_repo_path: Optional[str] = None  # a Wan2.1/Wan2.2 clone providing module `wan`
     models_dir: Optional[str] = None
+    # Speed features (presets.py fills them from ``wan_preset``); each is detected at load
+    # and noted, never fatal, where the machine or the installed diffusers lacks it.
+    preset: str = "quality"  # the name notes are prefixed with
+    cache: str = "none"  # none | first_block | taylorseer | mag | faster (diffusers cache hooks)
+    cache_threshold: Optional[float] = None  # None: the cache's default for the model
+    compile: bool = False  # regional torch.compile of the repeated transformer blocks (CUDA)
+    layerwise_fp8: bool = False  # float8 weight storage, upcast per layer (CUDA)
+    distill_lora: str = "off"  # off | auto (from the models dir) | path: 4 steps, guidance 1
+    gpus: int = 1  # > 1: one clip on several GPUs through torchrun (backends/multigpu.py)
 
     def check(self) -> None:
+        if not isinstance(self.gpus, int) or self.gpus < 1:
+            raise WanError(f"gpus must be a whole number of at least 1, not {self.gpus!r}")
         if self.offload not in OFFLOAD_MODES:
             raise WanError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, not {self.offload!r}")
+        if self.cache not in CACHES:
+            raise WanError(f"cache must be one of {', '.join(CACHES)}, not {self.cache!r}")
+        if self.cache_threshold is not None and not 0 < float(self.cache_threshold) <= 10:
+            raise WanError(f"cache_threshold must be in (0, 10], not {self.cache_threshold!r}")
+        if self.distill_lora not in ("off", "auto") and not str(self.distill_lora).endswith(".safetensors"):
+            raise WanError(f"distill_lora must be off, auto or a .safetensors file, not {self.distill_lora!r}")
         for name, value in (("dtype", self.dtype), ("vae_dtype", self.vae_dtype)):
             if value != "auto" and value not in DTYPES:
                 raise WanError(f"{name} must be auto, bfloat16, float16 or float32, not {value!r}")

@@ -18,6 +18,10 @@ Report = list[tuple[str, str]]
 
 def _open(name: str, spec: ModelSpec, options: BackendOptions) -> Backend:
     # Imported here: each backend pulls torch (and diffusers) only when it is tried.
+    if options.gpus > 1:  # one clip on several GPUs: the same engine under torchrun
+        from .multigpu import MultiGPUBackend
+
+        return MultiGPUBackend(spec, options, engine=name)
     if name == "official":
         from .official import OfficialBackend
 

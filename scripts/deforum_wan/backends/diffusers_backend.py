@@ -8,6 +8,7 @@ remaining steps and the VAE decode are skipped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import re
@@ -17,6 +18,8 @@ import numpy as np
 
 from ..errors import BackendError, Interrupted, WanError
 from ..models import ModelSpec, locate_weights, resolve_models_dir, weights_missing_message
+from ..presets import (DISTILL_GUIDANCE, DISTILL_STEPS, FASTEST_ATTENTION, CachePlan, distill_lora_names,
+                       find_distill_lora, plan_cache)
 from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
                    check_request, free_memory, to_pil, torch_device, torch_dtype)
 
@@ -26,6 +29,14 @@ NAME = "diffusers"
 # Friendly names for diffusers' attention backends (diffusers.models.attention_dispatch).
 ATTENTION_ALIASES = {"sdpa": "native", "torch": "native", "flash-attn": "flash", "flash_attn": "flash",
                      "flash-attn-3": "_flash_3", "sageattention": "sage", "xformers": "xformers"}
+# Attention backends that need a kernel package (module, pip name) and a CUDA device.
+KERNEL_PACKAGES = {"sage": ("sageattention", "sageattention"), "flash": ("flash_attn", "flash-attn"),
+                   "_flash_3": ("flash_attn_interface", "flash-attn 3")}
+# "fastest": quantized SageAttention first, then flash-attention; SDPA when neither loads.
+FASTEST_ORDER = ("sage", "flash")
+# diffusers cache config class per cache kind (diffusers.hooks); older releases lack some.
+CACHE_CONFIGS = {"first_block": "FirstBlockCacheConfig", "taylorseer": "TaylorSeerCacheConfig",
+                 "mag": "MagCacheConfig"}
 
 
 class _StopRequested(Exception):
@@ -95,6 +106,12 @@ class DiffusersBackend(Backend):
         self.options = options or BackendOptions()
         self.options.check()
         self.notes: list[str] = []
+        # What the speed options did: the cache in use, compiled or not, the distilled LoRA.
+        self.cache_plan = CachePlan("none")
+        self.compiled = False
+        self.distill_lora: Path | None = None
+        self._cache_modules: list = []
+        self._mag_steps: int | None = None
         self.path = Path(path) if path is not None else weights_folder(spec, self.options)
         self.device = torch_device(self.options.device)
         self.dtype = torch_dtype(self.options.dtype, self.device.type)
@@ -110,8 +127,10 @@ class DiffusersBackend(Backend):
         try:
             pipe = self._load(first)
             self._pipes[first] = pipe
+            self.distill_lora = self._find_distill()
             self._load_loras(pipe)
             self._configure(pipe)
+            self._speedups(pipe)
             self._place(pipe)
             self._active = pipe
         except WanError:
@@ -128,9 +147,14 @@ class DiffusersBackend(Backend):
     def pipe(self):
         return self._active
 
-    def _note(self, text: str) -> None:
+    def _note(self, text: str, warn: bool = True) -> None:
         self.notes.append(text)
-        log.warning("%s: %s", NAME, text)
+        (log.warning if warn else log.info)("%s: %s", NAME, text)
+
+    def _speed_note(self, text: str, warn: bool = True) -> None:
+        """A note about a speed feature, prefixed with the preset that asked for it."""
+        preset = self.options.preset
+        self._note(f"{preset}: {text}" if preset and preset != "quality" else text, warn)
 
     def _load(self, class_name: str):
         import diffusers
@@ -145,14 +169,35 @@ class DiffusersBackend(Backend):
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    def _find_distill(self) -> Path | None:
+        """The step-distilled LoRA asked for, if its file is there (auto: quietly absent)."""
+        choice = self.options.distill_lora
+        if choice == "off":
+            return None
+        if choice == "auto":
+            root = resolve_models_dir(self.options.models_dir)
+            path = find_distill_lora(self.spec.id, root)
+            if path is None:
+                names = " or ".join(distill_lora_names(self.spec.id))
+                self._speed_note(f"step-distilled LoRA not available ({names} not in {root / 'loras'});"
+                                 " keeping the full steps", warn=False)
+            return path
+        path = Path(choice).expanduser()
+        if not path.is_file():
+            raise WanError(f"distilled LoRA file not found: {path}")
+        return path
+
     def _load_loras(self, pipe) -> None:
-        if not self.options.loras:
+        loras = list(self.options.loras)
+        if self.distill_lora is not None:
+            loras.append((str(self.distill_lora), 1.0))
+        if not loras:
             return
         if importlib.util.find_spec("peft") is None:  # diffusers loads LoRAs through peft
             raise BackendError(f"{NAME}: LoRA needs the peft package (pip install peft)")
         names, weights = [], []
         two_experts = getattr(pipe, "transformer_2", None) is not None
-        for i, (path, weight) in enumerate(self.options.loras):
+        for i, (path, weight) in enumerate(loras):
             path = Path(path).expanduser()
             if not path.is_file():
                 raise WanError(f"LoRA file not found: {path}")
@@ -165,6 +210,9 @@ class DiffusersBackend(Backend):
             names.append(name)
             weights.append(float(weight))
         pipe.set_adapters(names, adapter_weights=weights)
+        if self.distill_lora is not None:
+            self._speed_note(f"step-distilled LoRA {self.distill_lora.name}: {DISTILL_STEPS} steps at guidance"
+                             f" {DISTILL_GUIDANCE:g}", warn=False)
 
     def _configure(self, pipe) -> None:
         if self.options.vae_tiling:
@@ -172,7 +220,13 @@ class DiffusersBackend(Backend):
         wanted = self.options.attention.strip().lower()
         if wanted in ("auto", "", "default"):
             return
+        if wanted == FASTEST_ATTENTION:
+            self._pick_attention(pipe, FASTEST_ORDER)
+            return
         backend = ATTENTION_ALIASES.get(wanted, wanted)
+        if backend in KERNEL_PACKAGES:
+            self._pick_attention(pipe, (backend,))
+            return
         try:
             from diffusers.models.attention_dispatch import AttentionBackendName
 
@@ -192,6 +246,148 @@ class DiffusersBackend(Backend):
                 self._note(f"attention {wanted!r} unavailable ({_first_line(e)[:200]}); using SDPA")
                 module.set_attention_backend("native")
                 return
+
+    def _transformers(self, pipe) -> list:
+        return [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
+                if m is not None]
+
+    def _pick_attention(self, pipe, backends) -> None:
+        """The first of ``backends`` whose package is installed and loads on this device."""
+        reasons = []
+        for backend in backends:
+            module, pip_name = KERNEL_PACKAGES[backend]
+            if importlib.util.find_spec(module) is None:
+                reasons.append(f"{pip_name} not installed")
+                continue
+            if self.device.type != "cuda":
+                reasons.append(f"{backend} attention needs CUDA")
+                continue
+            try:
+                for part in self._transformers(pipe):
+                    part.set_attention_backend(backend)
+            except Exception as e:  # version too old, GPU not supported: diffusers checks at set time
+                for part in self._transformers(pipe):
+                    part.set_attention_backend("native")
+                reasons.append(f"{backend} attention unavailable ({_first_line(e)[:160]})")
+                continue
+            self._speed_note(f"attention {backend}", warn=False)
+            return
+        self._speed_note(", ".join(reasons) + ", using SDPA")
+
+    def _speedups(self, pipe) -> None:
+        """Float8 weight storage, a cache and regional compile: diffusers' own features, each
+        checked here so that what this machine or diffusers lacks becomes a note."""
+        options, cuda = self.options, self.device.type == "cuda"
+        parts = self._transformers(pipe)
+        if options.layerwise_fp8:
+            self._layerwise_fp8(parts, cuda)
+        self._setup_cache(parts)
+        if options.compile:
+            self._compile(parts, cuda)
+
+    def _layerwise_fp8(self, parts, cuda: bool) -> None:
+        import torch
+
+        if not cuda:
+            self._speed_note("float8 weight storage needs CUDA; weights stay in full precision")
+            return
+        if not all(hasattr(m, "enable_layerwise_casting") for m in parts):
+            self._speed_note("this diffusers has no layerwise casting; weights stay in full precision")
+            return
+        try:
+            for m in parts:
+                m.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
+        except Exception as e:  # a layer type the hook cannot cast
+            self._speed_note(f"float8 weight storage failed ({_first_line(e)[:160]}); keeping full precision")
+            return
+        self._speed_note(f"float8 weight storage, computing in {str(self.dtype).replace('torch.', '')}",
+                         warn=False)
+
+    def _setup_cache(self, parts) -> None:
+        options = self.options
+        if options.cache == "none" or not parts:
+            return
+        vace = self.spec.kind == "vace" or "VACE" in type(parts[0]).__name__
+        plan = plan_cache(options.cache, options.cache_threshold, self.spec.id,
+                          blocks=len(getattr(parts[0], "blocks", ())), vace=vace)
+        for text in plan.notes:
+            self._speed_note(text)
+        if plan.kind != "none" and self.distill_lora is not None:
+            self._speed_note(f"no cache: {DISTILL_STEPS} distilled steps leave nothing to skip", warn=False)
+            plan = CachePlan("none")
+        if plan.kind == "none":
+            return
+        import diffusers.hooks
+
+        config_cls = getattr(diffusers.hooks, CACHE_CONFIGS[plan.kind], None)
+        if config_cls is None or not all(hasattr(m, "enable_cache") for m in parts):
+            import diffusers
+
+            self._speed_note(f"diffusers {diffusers.__version__} has no {CACHE_CONFIGS[plan.kind]}: no cache")
+            return
+        self._cache_modules = parts
+        self.cache_plan = plan
+        if plan.kind != "mag":  # MagCache needs the step count: applied per call (_prepare_cache)
+            try:
+                for m in parts:
+                    m.enable_cache(config_cls(**plan.params))
+            except Exception as e:  # a block layout the hook does not know
+                self._drop_cache(f"{plan.describe()} failed ({_first_line(e)[:160]}): no cache")
+                return
+        self._speed_note(plan.describe(), warn=False)
+
+    def _drop_cache(self, reason: str) -> None:
+        for m in self._cache_modules:
+            if getattr(m, "is_cache_enabled", False):
+                m.disable_cache()
+        self._cache_modules, self.cache_plan, self._mag_steps = [], CachePlan("none"), None
+        self._speed_note(reason)
+
+    def _prepare_cache(self, steps: int) -> None:
+        """(Re)configure MagCache for this call's step count; its ratios are per step."""
+        if self.cache_plan.kind != "mag" or self._mag_steps == steps:
+            return
+        from diffusers.hooks import MagCacheConfig
+
+        try:
+            for m in self._cache_modules:
+                if m.is_cache_enabled:
+                    m.disable_cache()
+                m.enable_cache(MagCacheConfig(num_inference_steps=steps, **self.cache_plan.params))
+        except Exception as e:
+            self._drop_cache(f"{self.cache_plan.describe()} failed ({_first_line(e)[:160]}): no cache")
+            return
+        self._mag_steps = steps
+
+    def _compile(self, parts, cuda: bool) -> None:
+        if not cuda:
+            self._speed_note("regional torch.compile needs CUDA here; not compiled")
+            return
+        if importlib.util.find_spec("triton") is None:
+            self._speed_note("torch.compile needs triton (not installed); not compiled")
+            return
+        if not all(hasattr(m, "compile_repeated_blocks") for m in parts):
+            self._speed_note("this diffusers has no regional compile (compile_repeated_blocks); not compiled")
+            return
+        try:
+            for m in parts:
+                # fullgraph=False: cache hooks decide on the host between blocks (graph breaks).
+                m.compile_repeated_blocks(fullgraph=False)
+        except Exception as e:  # a model without _repeated_blocks
+            self._uncompile()
+            self._speed_note(f"regional torch.compile failed ({_first_line(e)[:160]}); not compiled")
+            return
+        self.compiled = True
+        self._speed_note("regional torch.compile of the transformer blocks (compiles on the first window)",
+                         warn=False)
+
+    def _uncompile(self) -> None:
+        for pipe in self._pipes.values():
+            for part in self._transformers(pipe):
+                for sub in part.modules():
+                    if getattr(sub, "_compiled_call_impl", None) is not None:
+                        sub._compiled_call_impl = None
+        self.compiled = False
 
     def _place(self, pipe) -> None:
         if self.offload == "none":
@@ -256,6 +452,10 @@ class DiffusersBackend(Backend):
         if self._active is None:
             raise WanError(f"{NAME}: the backend for {self.spec.id} is closed")
         check_request(req, self.spec)
+        if self.distill_lora is not None:
+            # The distilled LoRA is trained for these; the request's schedule values do not apply.
+            req = dataclasses.replace(req, steps=DISTILL_STEPS, guidance_scale=DISTILL_GUIDANCE,
+                                      guidance_scale_2=DISTILL_GUIDANCE)
         pipe = self._pipeline_for(req.mode)
         check_request(req, self.spec, max(self.spec.size_multiple, self._size_multiple(pipe)))
         if should_stop is not None and should_stop():
@@ -272,9 +472,24 @@ class DiffusersBackend(Backend):
                 raise _StopRequested(i + 1)  # leave now: no further steps, no VAE decode
             return {}
 
-        generator = torch.Generator(device=self.generator_device).manual_seed(int(req.seed))
+        self._prepare_cache(req.steps)
+
+        def run():
+            generator = torch.Generator(device=self.generator_device).manual_seed(int(req.seed))
+            return pipe(**kwargs, generator=generator, output_type="np", callback_on_step_end=on_step_end)
+
         try:
-            out = pipe(**kwargs, generator=generator, output_type="np", callback_on_step_end=on_step_end)
+            try:
+                out = run()
+            except Exception as e:
+                if not (self.compiled and _is_compile_error(e)):
+                    raise
+                # Compilation happens on the first call; a compiler failure is not the model's.
+                pipe.maybe_free_model_hooks()
+                self._uncompile()
+                self._speed_note(f"torch.compile failed on the first window ({_first_line(e)[:160]});"
+                                 " running uncompiled")
+                out = run()
         except _StopRequested as stop:
             pipe.maybe_free_model_hooks()
             raise Interrupted(f"stopped after step {stop.step} of {req.steps}") from None
@@ -337,6 +552,10 @@ def _vace_inputs(req: GenerateRequest):
     if req.last_image is not None:
         video[-1], mask[-1] = to_pil(req.last_image), keep
     return video, mask
+
+
+def _is_compile_error(error: BaseException) -> bool:
+    return type(error).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 def _first_line(error: Exception) -> str:

@@ -155,6 +155,7 @@ class OfficialBackend(Backend):
                       t5_cpu=self.options.offload in ("sequential", "group"),
                       convert_model_dtype=True)  # Wan2.2: DiT in bf16, as its README runs on one GPU
         accepted = inspect.signature(cls.__init__).parameters
+        wanted.update(self._parallel_kwargs(accepted))
         try:
             self.model = cls(**{k: v for k, v in wanted.items() if k in accepted})
         except Exception as e:
@@ -167,6 +168,10 @@ class OfficialBackend(Backend):
     def _note(self, text: str) -> None:
         self.notes.append(text)
         log.warning("%s: %s", NAME, text)
+
+    def _parallel_kwargs(self, accepted) -> dict:
+        """Extra constructor arguments; the per-rank backend of multigpu.py adds FSDP/SP here."""
+        return {}
 
     def _describe_ignored_options(self) -> None:
         o = self.options

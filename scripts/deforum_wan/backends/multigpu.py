@@ -1,0 +1,406 @@
+"""One clip on several GPUs (``wan_gpus`` > 1): each window runs as a torchrun process group.
+
+This module is both sides of it:
+
+- the launcher, ``MultiGPUBackend``: a Backend whose ``generate`` writes the conditioning
+  image to a temporary ``.npy``, starts ``torchrun --standalone --nproc_per_node N -m
+  deforum_wan.backends.multigpu ...`` (``torchrun_command`` builds it; pure), forwards
+  rank 0's step lines as progress, stops the group on interrupt, and reads the window's
+  frames back from the ``.npy`` rank 0 saved;
+- the per-rank entry, ``main``, run by torchrun on every rank.
+
+Engines:
+
+- ``official``: the ``wan`` package's FSDP + Ulysses sequence parallel, set up the way the
+  Wan repos' generate.py does for ``--dit_fsdp --t5_fsdp --ulysses_size N`` (Wan2.1 through
+  xfuser, Wan2.2 with its own ``use_sp``). generate.py itself is not called: it has no
+  negative prompt, accepts only its fixed size list and saves an H.264 mp4, a lossy copy
+  the next window would be conditioned on.
+- ``diffusers``: context parallelism (``ContextParallelConfig(ulysses_degree=N)`` and
+  ``transformer.enable_parallelism``; WanTransformer3DModel has a ``_cp_plan`` in diffusers
+  0.42), every rank running the same seeded pipeline call, rank 0 keeping the frames.
+
+The process group is started per window, so each window loads the model again: worth it
+for 14B models at 720p, where a window takes minutes on one GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from queue import Empty, Queue
+
+import numpy as np
+
+from ..errors import BackendError, Interrupted, WanError
+from ..models import ModelSpec, get_model, locate_weights, weights_missing_message
+from .base import Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck, check_request
+
+ENGINES = ("official", "diffusers")
+ENTRY = "deforum_wan.backends.multigpu"
+MARK = "deforum_wan"  # key of the JSON lines rank 0 prints on stdout
+# Attention heads of the official DiTs (wan/configs): Ulysses splits heads across GPUs.
+OFFICIAL_HEADS = {"wan2.1-t2v-1.3b": 12, "wan2.1-vace-1.3b": 12, "wan2.2-ti2v-5b": 24}
+OFFICIAL_HEADS_DEFAULT = 40  # every 14B / A14B model
+
+
+def torchrun_command(req: GenerateRequest, *, model_id: str, engine: str, gpus: int, weights: str,
+                     save_file: str, image_file: str | None = None, options: BackendOptions | None = None,
+                     python: str = sys.executable) -> list[str]:
+    """The argv that renders one window on ``gpus`` GPUs (no shell; print with shlex.join).
+
+    ``python -m torch.distributed.run`` is torchrun (same module, no PATH lookup);
+    ``--standalone`` picks a free local rendezvous port, so two renders on one machine
+    do not collide.
+    """
+    if engine not in ENGINES:
+        raise WanError(f"multi-GPU engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if gpus < 2:
+        raise WanError(f"a multi-GPU window needs at least 2 GPUs, not {gpus}")
+    if req.mode == "i2v" and not image_file:
+        raise WanError("an i2v window needs the conditioning image file")
+    o = options or BackendOptions()
+    cmd = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+           "-m", ENTRY,
+           "--engine", engine, "--model", model_id, "--ckpt_dir", str(weights),
+           "--mode", req.mode, "--prompt", req.prompt, "--n_prompt", req.negative_prompt,
+           "--size", f"{req.width}*{req.height}", "--frame_num", str(req.num_frames),
+           "--base_seed", str(int(req.seed)), "--sample_steps", str(int(req.steps)),
+           "--sample_guide_scale", repr(float(req.guidance_scale))]
+    if req.guidance_scale_2 is not None:
+        cmd += ["--sample_guide_scale_2", repr(float(req.guidance_scale_2))]
+    if req.shift is not None:
+        cmd += ["--sample_shift", repr(float(req.shift))]
+    if image_file:
+        cmd += ["--image", str(image_file)]
+    cmd += ["--save_file", str(save_file), "--ulysses_size", str(gpus)]
+    if engine == "official":
+        cmd += ["--dit_fsdp", "--t5_fsdp"]  # as the Wan READMEs run multi-GPU
+        if o.official_repo_path:
+            cmd += ["--repo", str(o.official_repo_path)]
+    else:
+        cmd += ["--dtype", o.dtype, "--vae_dtype", o.vae_dtype, "--attention", o.attention]
+        if o.vae_tiling:
+            cmd += ["--vae_tiling"]
+        for path, weight in o.loras:
+            cmd += ["--lora", f"{path}={float(weight)!r}"]
+    if o.models_dir:
+        cmd += ["--models_dir", str(o.models_dir)]
+    return cmd
+
+
+def attention_heads(spec: ModelSpec, engine: str, weights: Path) -> int | None:
+    """Heads of the model's DiT, or None when unknown (then torchrun's ranks check)."""
+    if engine == "official":
+        return OFFICIAL_HEADS.get(spec.id, OFFICIAL_HEADS_DEFAULT)
+    try:
+        config = json.loads((Path(weights) / "transformer" / "config.json").read_text())
+        return int(config["num_attention_heads"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class MultiGPUBackend(Backend):
+    """Renders each window with ``options.gpus`` processes, one per GPU (see module doc)."""
+
+    def __init__(self, spec: ModelSpec, options: BackendOptions, engine: str):
+        self.spec = spec
+        self.options = options
+        self.options.check()
+        self.engine = engine
+        self.gpus = options.gpus
+        self.name = f"{engine} on {self.gpus} GPUs"
+        self.notes = [f"{self.gpus} GPUs through torchrun; the model loads again for each window"]
+        self.tmp: Path | None = None
+        if engine not in ENGINES:
+            raise BackendError(f"{engine}: no multi-GPU launcher")
+        if engine == "official":
+            from .official import TASKS
+
+            if spec.tiny or spec.id not in TASKS:
+                raise BackendError(f"{engine}: {spec.id} has no official task")
+            if options.loras:
+                raise BackendError(f"{engine}: LoRA is not supported by the official code; use diffusers")
+        if options.offload != "none":
+            self.notes.append(f"offload {options.offload!r} ignored: the model is split across GPUs instead")
+        unused = [k for k, off in (("cache", "none"), ("compile", False), ("layerwise_fp8", False),
+                                   ("distill_lora", "off")) if getattr(options, k, off) != off]
+        if unused:  # the ranks build their backend from the command line, which lacks these
+            self.notes.append(f"{', '.join(unused)} not applied on the multi-GPU path")
+        import torch
+
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if found < self.gpus:
+            raise BackendError(f"{engine}: wan_gpus={self.gpus} but {found} CUDA device(s) are visible")
+        if engine == "official":
+            self.path = locate_weights(spec, options.models_dir, "official")
+            if self.path is None:
+                raise BackendError(f"{engine}: {weights_missing_message(spec, options.models_dir, 'official')}")
+        else:
+            from .diffusers_backend import weights_folder
+
+            self.path = weights_folder(spec, options)
+        heads = attention_heads(spec, engine, self.path)
+        if heads is not None and heads % self.gpus:
+            raise BackendError(f"{engine}: {spec.id} has {heads} attention heads, which {self.gpus} GPUs"
+                               " cannot split evenly (Ulysses); choose a divisor")
+        self.tmp = Path(tempfile.mkdtemp(prefix="deforum-wan-gpus-"))
+
+    def generate(self, req: GenerateRequest, on_step: StepCallback | None = None,
+                 should_stop: StopCheck | None = None) -> np.ndarray:
+        if self.tmp is None:
+            raise WanError(f"{self.name}: the backend for {self.spec.id} is closed")
+        check_request(req, self.spec)
+        if req.context is not None or req.last_image is not None:
+            raise WanError(f"{self.name}: context and last frames are single-GPU only for now")
+        image_file = None
+        if req.image is not None:
+            image_file = self.tmp / "image.npy"  # float32, lossless: the chain stays exact
+            np.save(image_file, np.asarray(req.image, np.float32))
+        save_file = self.tmp / "frames.npy"
+        save_file.unlink(missing_ok=True)
+        cmd = torchrun_command(req, model_id=self.spec.id, engine=self.engine, gpus=self.gpus,
+                               weights=str(self.path), save_file=str(save_file), image_file=image_file,
+                               options=self.options)
+        log_file = self.tmp / "torchrun.log"
+        _run_group(cmd, log_file, on_step, should_stop)
+        try:
+            frames = np.load(save_file, allow_pickle=False)
+        except OSError as exc:
+            raise BackendError(f"{self.name}: no frames came back ({exc}); log: {log_file}") from None
+        expected = (req.num_frames, req.height, req.width, 3)
+        if frames.shape != expected:
+            raise BackendError(f"{self.name}: got frames {frames.shape}, expected {expected}")
+        return np.clip(frames.astype(np.float32), 0.0, 1.0)
+
+    def close(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+
+def _run_group(cmd: list[str], log_file: Path, on_step: StepCallback | None,
+               should_stop: StopCheck | None) -> None:
+    """Run torchrun, relaying rank 0's JSON lines; a stop request ends the whole group."""
+    with open(log_file, "wb") as log:
+        # Own session: torchrun and all ranks are signalled together.
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    lines: Queue = Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)],
+                     daemon=True).start()
+    error = None
+    while True:
+        if should_stop is not None and should_stop():
+            _stop_group(proc)
+            raise Interrupted("stopped (the multi-GPU window was not finished)")
+        try:
+            line = lines.get(timeout=0.5)
+        except Empty:
+            continue
+        if line is None:
+            break
+        message = _parse_line(line)
+        if message is None:
+            continue
+        if "step" in message and on_step is not None:
+            on_step(int(message["step"]), int(message["steps"]))
+        if "error" in message:
+            error = str(message["error"])
+    code = proc.wait()
+    if code != 0 or error:
+        tail = error or _last_line(log_file) or f"exit status {code}"
+        raise BackendError(f"multi-GPU window failed: {tail} (log: {log_file})")
+
+
+def _parse_line(line: bytes) -> dict | None:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None  # other output of the ranks
+    if isinstance(message, dict) and isinstance(message.get(MARK), dict):
+        return message[MARK]
+    return None
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)  # torchrun forwards it to every rank
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _last_line(log_file: Path) -> str:
+    try:
+        lines = [x.strip() for x in log_file.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    # The ranks' own error line is the most useful; torchrun's summary follows it.
+    for line in reversed(lines):
+        if "Error" in line and not line.startswith(("torch.distributed", "[")):
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
+# --- per rank (run by torchrun) ----------------------------------------------------------
+
+def _rank_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"torchrun ... -m {ENTRY}",
+                                description="One Wan window on this rank of a torchrun group.")
+    p.add_argument("--engine", choices=ENGINES, required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--ckpt_dir", required=True)
+    p.add_argument("--mode", choices=("t2v", "i2v"), required=True)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--n_prompt", default="")
+    p.add_argument("--size", required=True, help="W*H")
+    p.add_argument("--frame_num", type=int, required=True)
+    p.add_argument("--base_seed", type=int, required=True)
+    p.add_argument("--sample_steps", type=int, required=True)
+    p.add_argument("--sample_guide_scale", type=float, required=True)
+    p.add_argument("--sample_guide_scale_2", type=float)
+    p.add_argument("--sample_shift", type=float)
+    p.add_argument("--image", help=".npy (float32 HxWx3 in [0, 1]) or an image file")
+    p.add_argument("--save_file", required=True, help=".npy written by rank 0")
+    p.add_argument("--ulysses_size", type=int, required=True)
+    p.add_argument("--dit_fsdp", action="store_true")
+    p.add_argument("--t5_fsdp", action="store_true")
+    p.add_argument("--repo", help="Wan2.1/Wan2.2 clone providing module wan")
+    p.add_argument("--models_dir")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--vae_dtype", default="float32")
+    p.add_argument("--attention", default="auto")
+    p.add_argument("--vae_tiling", action="store_true")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH=WEIGHT")
+    return p
+
+
+def request_from_args(args) -> GenerateRequest:
+    w, _, h = args.size.partition("*")
+    image = None
+    if args.image:
+        image = _read_image(args.image)
+    return GenerateRequest(mode=args.mode, prompt=args.prompt, negative_prompt=args.n_prompt,
+                           num_frames=args.frame_num, width=int(w), height=int(h), seed=args.base_seed,
+                           guidance_scale=args.sample_guide_scale, steps=args.sample_steps, image=image,
+                           guidance_scale_2=args.sample_guide_scale_2, shift=args.sample_shift)
+
+
+def _read_image(path: str) -> np.ndarray:
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False).astype(np.float32)
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _emit(**data) -> None:
+    print(json.dumps({MARK: data}), flush=True)
+
+
+def _official_rank_backend(args, spec: ModelSpec):
+    from .official import OfficialBackend
+
+    class RankOfficial(OfficialBackend):
+        def _parallel_kwargs(self, accepted) -> dict:
+            import torch.distributed as dist
+
+            sp = args.ulysses_size > 1
+            if sp and "use_usp" in accepted:
+                # Wan2.1 runs sequence parallel through xfuser, initialised as its generate.py does.
+                from xfuser.core.distributed import init_distributed_environment, initialize_model_parallel
+
+                init_distributed_environment(rank=dist.get_rank(), world_size=dist.get_world_size())
+                initialize_model_parallel(sequence_parallel_degree=dist.get_world_size(), ring_degree=1,
+                                          ulysses_degree=args.ulysses_size)
+            return dict(rank=dist.get_rank(), t5_fsdp=args.t5_fsdp, dit_fsdp=args.dit_fsdp, t5_cpu=False,
+                        use_usp=sp, use_sp=sp)
+
+    options = BackendOptions(models_dir=args.models_dir, official_repo_path=args.repo)
+    return RankOfficial(spec, options)  # finds the same weights the launcher found
+
+
+def _diffusers_rank_backend(args, spec: ModelSpec, local_rank: int):
+    from diffusers import ContextParallelConfig
+
+    from .diffusers_backend import DiffusersBackend
+
+    loras = []
+    for item in args.lora:
+        path, _, weight = item.rpartition("=")
+        loras.append((path, float(weight)))
+    options = BackendOptions(dtype=args.dtype, vae_dtype=args.vae_dtype, attention=args.attention,
+                             vae_tiling=args.vae_tiling, loras=loras, device=f"cuda:{local_rank}",
+                             models_dir=args.models_dir)
+    backend = DiffusersBackend(spec, options, path=args.ckpt_dir)
+    config = ContextParallelConfig(ulysses_degree=args.ulysses_size)
+    seen = set()
+    for pipe in backend._pipes.values():  # siblings created later share these modules
+        for part in ("transformer", "transformer_2"):
+            module = getattr(pipe, part, None)
+            if module is not None and id(module) not in seen:
+                seen.add(id(module))
+                module.enable_parallelism(config=config)
+    return backend
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _rank_parser().parse_args(argv)
+    import torch
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    try:
+        if world != args.ulysses_size:
+            raise WanError(f"--ulysses_size {args.ulysses_size} must equal the torchrun world size {world}")
+        # Both engines' parallelism needs CUDA (diffusers builds its mesh on the accelerator).
+        if not torch.cuda.is_available():
+            raise WanError("multi-GPU windows need CUDA devices")
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl", init_method="env://", rank=rank, world_size=world)
+        spec = get_model(args.model)
+        req = request_from_args(args)
+        if args.engine == "official":
+            backend = _official_rank_backend(args, spec)
+        else:
+            backend = _diffusers_rank_backend(args, spec, local_rank)
+        on_step = (lambda done, total: _emit(step=done, steps=total)) if rank == 0 else None
+        if args.engine == "official" and rank != 0:
+            backend._run(req)  # only rank 0 decodes a video in the official code
+        else:
+            frames = backend.generate(req, on_step=on_step)
+            if rank == 0:
+                tmp = args.save_file + ".tmp.npy"
+                np.save(tmp, np.asarray(frames, np.float32))
+                os.replace(tmp, args.save_file)
+        dist.barrier()
+        return 0
+    except WanError as exc:  # a user error: its one line is the whole story
+        if rank == 0:
+            _emit(error=str(exc))
+        return 1
+    except Exception as exc:  # one line for the launcher; the traceback stays in the log
+        if rank == 0:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _emit(error=f"{type(exc).__name__}: {text}")
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

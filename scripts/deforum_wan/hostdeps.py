@@ -1,0 +1,238 @@
+"""Which libraries the render worker gets inside a WebUI, and where (pure; install.py runs it).
+
+A1111 v1.10 ships transformers 4.30 and no diffusers; Forge ships diffusers 0.31: both too old
+for Wan. The worker's libraries therefore go into a private folder, ``<extension>/.wan-packages``,
+which only the worker sees (``PYTHONPATH``, see ``worker_env``). The WebUI's own packages are never
+changed: pip resolves the pins against the WebUI's environment with its torch and numpy pinned
+(a constraints file), and only what that environment lacks, or has at another version, is
+installed into the folder, without dependencies. A marker file records what was installed for
+which host, so later launches are a no-op.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+PACKAGES_DIR = ".wan-packages"
+MARKER = "installed.json"
+MARKER_VERSION = 1
+# What the worker imports beyond the host's torch/numpy/Pillow.
+WORKER_PACKAGES = ("diffusers", "transformers", "accelerate", "huggingface_hub", "safetensors", "tokenizers",
+                   "ftfy", "imageio-ffmpeg", "opencv-python-headless", "numexpr")
+# Never installed into the folder: changing them would mean GBs of downloads and a second copy
+# of the host's GPU stack. They are pinned to the host's versions for the resolver instead.
+HOST_PINNED = ("torch", "torchvision", "torchaudio", "xformers", "numpy", "triton")
+_NEVER_PREFIXES = ("nvidia-",)
+MIN_TORCH = (2, 1)
+
+# Pins per host (checked by resolving against each host with pip): diffusers >= 0.36 for Wan 2.2's
+# two experts; diffusers 0.42 / transformers 5.23 need Python >= 3.11 and torch >= 2.6.
+PINS_PY310_TORCH26 = {"diffusers": "0.41.0", "transformers": "5.20.2", "huggingface_hub": "1.33.0",
+                      "numexpr": "2.14.1"}
+PINS_TORCH21 = {"diffusers": "0.36.0", "transformers": "4.57.1", "accelerate": "1.15.0",
+                "huggingface_hub": "0.36.2", "safetensors": "0.8.0", "tokenizers": "0.22.2",
+                "numexpr": "2.14.1"}
+OPENCV_NUMPY1 = "4.11.0.86"  # opencv 5 needs numpy >= 2
+# diffusers imports these when they are importable at all, so an old copy in the host breaks
+# the worker (A1111 and Forge ship kornia 0.6, whose API diffusers' guiders no longer match).
+# peft: diffusers loads LoRAs through it (>= 0.17). The worker gets these versions whenever the
+# host has the package (kornia) or always (peft).
+OPTIONAL_IF_HOST_HAS = {"kornia": "0.8.2"}
+ALWAYS_EXTRA = {"peft": "0.21.2"}
+
+
+class HostDepsError(Exception):
+    """The host cannot run the worker (one line: what to change)."""
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def version_tuple(text: str | None) -> tuple[int, ...]:
+    """'2.1.2+cu121' -> (2, 1, 2); None or garbage -> ()."""
+    parts = []
+    for piece in re.split(r"[.+-]", str(text or "")):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def read_requirements(path: str | os.PathLike) -> dict[str, str]:
+    """``name==version`` lines of requirements.txt (comments and others ignored)."""
+    pins = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        name, sep, version = line.partition("==")
+        if sep and name and version:
+            pins[canonical(name)] = version.strip()
+    return pins
+
+
+def choose_pins(python: tuple[int, ...], host: dict[str, str], requirements: dict[str, str]) -> dict[str, str]:
+    """Worker package -> version for this host.
+
+    ``host``: the WebUI's installed versions (canonical names); ``requirements``: our
+    requirements.txt pins (used as they are on Python >= 3.11 with torch >= 2.6).
+    """
+    torch = version_tuple(host.get("torch"))
+    if not torch:
+        raise HostDepsError("torch is not installed in this WebUI's environment")
+    if torch[:2] < MIN_TORCH:
+        raise HostDepsError(f"the Wan worker needs torch >= {'.'.join(map(str, MIN_TORCH))}; this WebUI has"
+                            f" {host['torch']}: update the WebUI's torch first")
+    if python[:2] < (3, 10):
+        raise HostDepsError(f"the Wan worker needs Python >= 3.10; this WebUI runs {'.'.join(map(str, python))}")
+    pins = {canonical(p): requirements[canonical(p)] for p in WORKER_PACKAGES if canonical(p) in requirements}
+    missing = [p for p in WORKER_PACKAGES if canonical(p) not in pins]
+    if missing:
+        raise HostDepsError(f"requirements.txt has no pin for {', '.join(missing)}")
+    if torch[:2] < (2, 6):  # transformers 5 / diffusers >= 0.40 disable torch < 2.6
+        pins.update({canonical(k): v for k, v in PINS_TORCH21.items()})
+    elif python[:2] < (3, 11):
+        pins.update({canonical(k): v for k, v in PINS_PY310_TORCH26.items()})
+    if version_tuple(host.get("numpy"))[:1] < (2,):
+        pins["opencv-python-headless"] = OPENCV_NUMPY1
+    pins.update({canonical(k): v for k, v in ALWAYS_EXTRA.items()})
+    pins.update({canonical(k): v for k, v in OPTIONAL_IF_HOST_HAS.items() if host.get(canonical(k))})
+    return pins
+
+
+def constraints(host: dict[str, str]) -> list[str]:
+    """Lines of the constraints file: the host's GPU stack and numpy stay as they are."""
+    return [f"{name}=={host[name]}" for name in HOST_PINNED if host.get(name)]
+
+
+def to_install(report: dict) -> list[str]:
+    """``name==version`` for each package a ``pip install --dry-run --report`` would install."""
+    out = []
+    for item in report.get("install", []):
+        meta = item.get("metadata", {})
+        name, version = canonical(meta.get("name", "")), meta.get("version", "")
+        if not name or not version:
+            continue
+        if name in HOST_PINNED or name.startswith(_NEVER_PREFIXES):
+            raise HostDepsError(f"resolving the worker's libraries wanted to change {name} to {version};"
+                                " nothing was installed")
+        out.append(f"{name}=={version}")
+    return sorted(out)
+
+
+def marker_data(python: tuple[int, ...], host: dict[str, str], pins: dict[str, str],
+                environment: dict | None = None) -> dict:
+    watched = HOST_PINNED + tuple(OPTIONAL_IF_HOST_HAS)
+    return {"version": MARKER_VERSION, "python": ".".join(map(str, python[:2])),
+            "host": {k: host[k] for k in watched if host.get(k)}, "pins": dict(sorted(pins.items())),
+            "environment": environment or {}}
+
+
+def environment_fingerprint() -> dict:
+    """Which environment the folder was resolved against, and when it last changed: any install
+    or removal in the WebUI's site-packages changes its folder's mtime (a stat, not a scan of
+    every package, so a satisfied launch stays fast)."""
+    import sysconfig
+
+    sites = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+    mtimes = []
+    for site in sites:
+        try:
+            mtimes.append(int(os.stat(site).st_mtime))
+        except OSError:
+            mtimes.append(0)
+    import sys
+
+    return {"prefix": sys.prefix, "site_packages": sites, "mtime": max(mtimes, default=0)}
+
+
+def is_satisfied(folder: str | os.PathLike, wanted: dict) -> bool:
+    """True when ``folder`` holds an install made for exactly this host and these pins."""
+    try:
+        found = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return found == wanted
+
+
+def write_marker(folder: str | os.PathLike, data: dict) -> None:
+    path = Path(folder) / MARKER
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def packages_dir(extension_dir: str | os.PathLike) -> Path:
+    return Path(extension_dir) / PACKAGES_DIR
+
+
+def worker_env(extension_dir: str | os.PathLike, base: dict | None = None) -> dict:
+    """The worker's environment: its private packages first, then the core package (scripts/)."""
+    env = dict(os.environ if base is None else base)
+    ext = Path(extension_dir)
+    paths = [str(packages_dir(ext)), str(ext / "scripts")]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def host_versions(names=HOST_PINNED + tuple(OPTIONAL_IF_HOST_HAS)) -> dict[str, str]:
+    """Installed versions in this interpreter's environment (absent packages left out)."""
+    from importlib import metadata
+
+    found = {}
+    for name in names:
+        try:
+            found[canonical(name)] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def pip_base(python: str, index_url: str | None = None) -> list[str]:
+    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", "--prefer-binary"]
+    return cmd + (["--index-url", index_url] if index_url else [])
+
+
+def ensure_installed(extension_dir: str | os.PathLike, *, python: str, python_version: tuple[int, ...],
+                     host: dict[str, str], run, index_url: str | None = None,
+                     environment: dict | None = None) -> str:
+    """Fill ``<extension>/.wan-packages`` for this host unless its marker already matches.
+
+    ``run(cmd: list[str])`` runs a command and raises on failure (install.py passes
+    subprocess). Returns one line saying what was done. Raises ``HostDepsError``.
+    """
+    ext = Path(extension_dir)
+    pins = choose_pins(python_version, host, read_requirements(ext / "requirements.txt"))
+    wanted = marker_data(python_version, host, pins, environment)
+    target = packages_dir(ext)
+    if is_satisfied(target, wanted):
+        return ""
+    work = ext / (PACKAGES_DIR + ".new")
+    _remove(work)
+    work.mkdir(parents=True)
+    (work / "constraints.txt").write_text("\n".join(constraints(host)) + "\n", encoding="utf-8")
+    report_file = work / "report.json"
+    requirements = [f"{name}=={version}" for name, version in sorted(pins.items())]
+    # Resolve against the WebUI's environment: what it already has at a fitting version is not installed.
+    run(pip_base(python, index_url) + ["--dry-run", "--quiet", "--report", str(report_file),
+                                       "-c", str(work / "constraints.txt")] + requirements)
+    packages = to_install(json.loads(report_file.read_text(encoding="utf-8")))
+    if packages:
+        run(pip_base(python, index_url) + ["--quiet", "--no-deps", "--target", str(work / "lib")] + packages)
+    lib = work / "lib"
+    lib.mkdir(exist_ok=True)
+    write_marker(lib, wanted)
+    _remove(target)
+    os.replace(lib, target)  # the folder appears complete or not at all
+    _remove(work)
+    return f"installed {len(packages)} packages for the Wan worker into {target}"
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)

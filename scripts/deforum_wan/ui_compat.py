@@ -1,0 +1,103 @@
+"""What differs between gradio 3.41 (A1111 v1.10), 4.40 (Forge) and 5+/6.x, in one place.
+
+- components: keyword arguments a version lacks are dropped (``show_copy_button``,
+  ``buttons``...), ``sources=[...]`` becomes ``source="upload"`` on 3.x, and ``type="filepath"``
+  of ``gr.File`` is ``"file"`` on 3.x (a temp-file object; ``file_path`` reads either);
+- events: ``js=`` is ``_js=`` on 3.x;
+- polling: ``gr.Timer`` where it exists (4.40+), else a hidden ``every=`` ticker (3.x, queue on);
+- ``update``: ``gr.update`` everywhere (``Component.update`` is gone in 4).
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any, Callable
+
+import gradio as gr
+
+GRADIO_VERSION = tuple(int(p) for p in gr.__version__.split(".")[:2] if p.isdigit())
+GRADIO_MAJOR = GRADIO_VERSION[0]
+
+
+def update(**kwargs) -> dict:
+    return gr.update(**kwargs)
+
+
+def _accepted(cls) -> set[str] | None:
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None  # takes anything (3.x components pass **kwargs on)
+    return set(params)
+
+
+def component_kwargs(fn: Callable, **kwargs) -> dict:
+    """The keyword arguments ``fn`` accepts in this version (None values dropped)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if v is not None and k in params}
+
+
+def component(cls, **kwargs):
+    """Build ``cls`` with the keyword arguments this gradio version knows."""
+    if "sources" in kwargs and GRADIO_MAJOR < 4:
+        sources = kwargs.pop("sources")
+        kwargs["source"] = sources[0] if sources else "upload"
+    if cls is gr.File and kwargs.get("type") == "filepath" and GRADIO_MAJOR < 4:
+        kwargs["type"] = "file"
+    accepted = _accepted(cls)
+    if accepted is not None:
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    else:  # 3.x: drop what would only raise a deprecation warning or a TypeError downstream
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("buttons", "sources", "min_height")}
+    return cls(**kwargs)
+
+
+def blocks(**kwargs):
+    """``gr.Blocks``; ``css`` moved to ``launch``/``mount_gradio_app`` in 6 (cli_ui passes it there)."""
+    if GRADIO_MAJOR >= 6:
+        kwargs.pop("css", None)
+    return component(gr.Blocks, **kwargs)
+
+
+def on(event: Callable, fn: Callable, inputs=None, outputs=None, js: str | None = None, **kwargs):
+    """``button.click`` and friends with ``js``/``_js`` spelled for this version."""
+    if js is not None:
+        kwargs["js" if GRADIO_MAJOR >= 4 else "_js"] = js
+    if GRADIO_MAJOR >= 4:
+        kwargs.pop("every", None)
+    accepted = set(inspect.signature(event).parameters)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(event).parameters.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    return event(fn, inputs=inputs, outputs=outputs, **kwargs)
+
+
+def poll(blocks, fn: Callable, inputs: list, outputs: list, seconds: float) -> Any:
+    """Call ``fn`` every ``seconds`` while the page is open (the queue must be enabled)."""
+    if hasattr(gr, "Timer"):
+        timer = gr.Timer(seconds)
+        return timer.tick(fn, inputs=inputs, outputs=outputs, show_progress="hidden")
+    # 3.x: an every= event stays "pending" for ever and outlines its outputs as busy, so a
+    # hidden ticker takes the every= loop and its change event runs fn, which then ends.
+    ticker = gr.Number(value=_now, every=seconds, visible=False)
+    return ticker.change(fn, inputs=inputs, outputs=outputs, show_progress="hidden")
+
+
+def _now() -> float:
+    return time.time()  # gradio 3 reads the signature of a value callable (builtins have none)
+
+
+def file_path(value: Any) -> str | None:
+    """The path of an uploaded file whatever the version hands over."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):  # 4.x FileData dicts in some code paths
+        return value.get("path") or value.get("name")
+    return getattr(value, "name", None) or getattr(value, "path", None)
+
+
+def file_paths(value: Any) -> list[str]:
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [p for p in (file_path(v) for v in items) if p]

@@ -1,0 +1,316 @@
+"""The Wan tab's fields <-> a Deforum settings dict. Pure: no gradio, no torch.
+
+``settings_to_fields`` shows a settings dict the way ``load_settings`` reads it (legacy
+keys, Deforum's defaults). ``fields_to_settings`` writes the fields back onto the dict
+they came from: a field the user did not change keeps the file's own value and spelling
+(``"seed": "1"``, ``"Match Frame 0 LAB"``), and every key the tab has no field for is kept,
+so an imported file is written back as Deforum and this tool read it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import SettingsError
+from .models import DEFAULT_MODEL, MODELS, get_model
+from .schedule import SEED_BEHAVIORS
+from .settings import (
+    BACKENDS, COLOR_MODES, DEFORUM_DEFAULTS, OFFLOAD_MODES, RETIME_MODES, WAN_ALIASES, WAN_DEFAULTS,
+)
+
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
+CUSTOM_SIZE = "custom"
+_COLOR_LEGACY = {"Match Frame 0 HSV": "HSV", "Match Frame 0 LAB": "LAB", "Match Frame 0 RGB": "RGB"}
+
+# Field name -> the settings key it edits. Fields whose value lives in two keys
+# (init_image: use_init + init_image, soundtrack: add_soundtrack + soundtrack_path,
+# prompts: prompts / animation_prompts) are handled by name below.
+FIELD_KEYS: dict[str, str] = {
+    "model": "wan_model", "backend": "wan_backend",
+    "width": "W", "height": "H", "fps": "fps", "frames": "max_frames",
+    "clip_duration": "wan_clip_duration", "steps": "steps", "cfg": "cfg_scale_schedule",
+    "guidance_2": "wan_guidance_2", "seed": "seed", "seed_behavior": "seed_behavior",
+    "seed_iter_n": "seed_iter_N", "overlap": "wan_overlap",
+    "motion_strength": "wan_motion_strength", "color_coherence": "color_coherence",
+    "retime": "wan_retime", "offload": "wan_offload", "vae_tiling": "wan_vae_tiling",
+    "dtype": "wan_dtype", "loras": "wan_loras", "prompts": "prompts",
+    "positive": "animation_prompts_positive", "negative": "animation_prompts_negative",
+    "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
+}
+FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
+# Fields that configure Wan rather than describe the animation: applied to every file of
+# an imported batch (each file keeps its own prompts, frames, size, seed, ...).
+WAN_FIELDS: tuple[str, ...] = ("model", "backend", "clip_duration", "guidance_2", "overlap",
+                               "motion_strength", "retime", "offload", "vae_tiling", "dtype",
+                               "loras")
+
+
+def _get(settings: dict, key: str) -> Any:
+    if key in settings:
+        return settings[key]
+    for alias, ours in WAN_ALIASES.items():
+        if ours == key and alias in settings:
+            return settings[alias]
+    return DEFORUM_DEFAULTS.get(key, WAN_DEFAULTS.get(key))
+
+
+def _number(value: Any) -> float | int | None:
+    """A number for a Number field; None when the file holds something else (an expression)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        number = value
+    else:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            return None
+    return int(number) if float(number).is_integer() else float(number)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
+def _choice(value: Any, options: tuple[str, ...], default: str) -> str:
+    text = str(value).strip().lower() if value is not None else ""
+    return next((o for o in options if o.lower() == text), default)
+
+
+def model_id(value: Any) -> str:
+    """The registry id in a model field value ("wan2.1-t2v-1.3b [installed]" -> the id)."""
+    text = str(value or "").strip()
+    return text.split()[0].lower() if text else DEFAULT_MODEL
+
+
+def size_label(width: int, height: int) -> str:
+    return f"{width}x{height}"
+
+
+def size_choices(model: str) -> list[str]:
+    """The model's trained sizes, then "custom" (W/H typed in)."""
+    try:
+        sizes = get_model(model_id(model)).sizes
+    except Exception:  # an unknown id: load_settings reports it; offer custom only
+        sizes = ()
+    return [size_label(w, h) for w, h in sizes] + [CUSTOM_SIZE]
+
+
+def size_for(model: str, width: Any, height: Any) -> str:
+    label = size_label(_number(width) or 0, _number(height) or 0)
+    return label if label in size_choices(model) else CUSTOM_SIZE
+
+
+def parse_size(label: str) -> tuple[int, int] | None:
+    w, sep, h = str(label or "").partition("x")
+    return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() else None
+
+
+def prompts_text(prompts: Any) -> str:
+    """Deforum's prompts JSON as the editor shows it (Deforum's UI also shows indented JSON)."""
+    if isinstance(prompts, str):
+        try:
+            prompts = json.loads(prompts)
+        except json.JSONDecodeError:
+            return prompts  # shown as it is; parse_prompts reports the error on use
+    return json.dumps(prompts, indent=4, ensure_ascii=False)
+
+
+def parse_prompts(text: str) -> dict:
+    try:
+        prompts = json.loads(text or "")
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"prompts: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                            "prompt schedule") from None
+    if not isinstance(prompts, dict) or not prompts:
+        raise SettingsError('prompts: expected a JSON object like {"0": "a prompt --neg a negative"}',
+                            "prompt schedule")
+    return prompts
+
+
+def loras_text(loras: Any) -> str:
+    """``wan_loras`` as one ``path:weight`` per line."""
+    if not isinstance(loras, list):
+        return ""
+    lines = []
+    for item in loras:
+        if isinstance(item, str):
+            lines.append(f"{item}:1")
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            lines.append(f"{item['path']}:{item.get('weight', 1.0):g}")
+    return "\n".join(lines)
+
+
+def parse_loras(text: str) -> list[dict]:
+    """``path:weight`` lines (weight optional; a Windows ``C:\\`` path keeps its colon)."""
+    out = []
+    for line in str(text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        path, sep, weight = line.rpartition(":")
+        try:
+            value = float(weight) if sep and path and "\\" not in weight and "/" not in weight else None
+        except ValueError:
+            value = None
+        if value is None:
+            path, value = line, 1.0
+        out.append({"path": path.strip(), "weight": value})
+    return out
+
+
+def cfg_text(value: Any) -> str:
+    return str(value if value is not None else DEFORUM_DEFAULTS["cfg_scale_schedule"]).strip()
+
+
+def normalize_cfg(text: Any) -> str:
+    """A bare number typed in the guidance field means a constant schedule."""
+    text = str(text or "").strip()
+    try:
+        return f"0: ({float(text):g})"
+    except ValueError:
+        return text
+
+
+def _init_image(settings: dict) -> str:
+    image = settings.get("init_image")
+    if _bool(_get(settings, "use_init")) and image not in (None, "", "None"):
+        return str(image)
+    return ""
+
+
+def _soundtrack(settings: dict) -> str:
+    if str(_get(settings, "add_soundtrack")) == "File":
+        return str(settings.get("soundtrack_path") or "")
+    return ""
+
+
+def _prompts(settings: dict) -> Any:
+    legacy = settings.get("animation_prompts")
+    return legacy if legacy not in (None, "") else _get(settings, "prompts")
+
+
+def settings_to_fields(settings: dict) -> dict[str, Any]:
+    """Field values for a settings dict (missing keys show Deforum's / our defaults)."""
+    s = settings
+    color = str(_get(s, "color_coherence"))
+    color = _COLOR_LEGACY.get(color, color)
+    g2 = _get(s, "wan_guidance_2")
+    return {
+        "model": model_id(_get(s, "wan_model")),
+        "backend": _choice(_get(s, "wan_backend"), BACKENDS, "auto"),
+        "width": _number(_get(s, "W")) or DEFORUM_DEFAULTS["W"],
+        "height": _number(_get(s, "H")) or DEFORUM_DEFAULTS["H"],
+        "fps": _number(_get(s, "fps")),
+        "frames": _number(_get(s, "max_frames")),
+        "clip_duration": _number(_get(s, "wan_clip_duration")) or 0,
+        "steps": _number(_get(s, "steps")),
+        "cfg": cfg_text(_get(s, "cfg_scale_schedule")),
+        "guidance_2": "" if g2 in (None, "") else str(g2),
+        "seed": _number(_get(s, "seed")),
+        "seed_behavior": _choice(_get(s, "seed_behavior"), SEED_BEHAVIORS, "iter"),
+        "seed_iter_n": _number(_get(s, "seed_iter_N")),
+        "overlap": _number(_get(s, "wan_overlap")),
+        "motion_strength": _number(_get(s, "wan_motion_strength")),
+        "color_coherence": color if color in COLOR_MODES else "None",
+        "retime": _choice(_get(s, "wan_retime"), RETIME_MODES, "blend"),
+        "offload": _choice(_get(s, "wan_offload"), OFFLOAD_MODES, "none"),
+        "vae_tiling": _bool(_get(s, "wan_vae_tiling")),
+        "dtype": _choice(_get(s, "wan_dtype"), DTYPE_CHOICES, "auto"),
+        "loras": loras_text(_get(s, "wan_loras")),
+        "prompts": prompts_text(_prompts(s)),
+        "positive": str(_get(s, "animation_prompts_positive") or ""),
+        "negative": str(_get(s, "animation_prompts_negative") or ""),
+        "init_image": _init_image(s),
+        "soundtrack": _soundtrack(s),
+        "batch_name": str(_get(s, "batch_name") or ""),
+    }
+
+
+def _normalize(name: str, value: Any) -> Any:
+    """A field value as settings_to_fields would show it (gradio hands floats, labels...)."""
+    if name == "model":
+        return model_id(value)
+    if name in ("width", "height", "fps", "frames", "clip_duration", "steps", "seed",
+                "seed_iter_n", "overlap", "motion_strength"):
+        number = _number(value)
+        return number if number is not None else value
+    if name == "cfg":
+        return normalize_cfg(value)
+    if name == "vae_tiling":
+        return _bool(value)
+    if name == "prompts":
+        return prompts_text(parse_prompts(value))
+    if name == "loras":
+        return loras_text(parse_loras(value))
+    if name == "guidance_2":
+        return "" if value is None else str(value).strip()
+    if name in ("backend", "seed_behavior", "color_coherence", "retime", "offload", "dtype"):
+        return str(value or "").strip()
+    return "" if value is None else value  # free text is kept as typed
+
+
+def fields_to_settings(fields: dict[str, Any], base: dict | None = None,
+                       only: tuple[str, ...] | None = None) -> dict:
+    """The settings dict for these field values, written onto ``base`` (the imported file).
+
+    ``only`` limits which fields are applied (a batch applies ``WAN_FIELDS`` to each file).
+    Raises ``SettingsError`` (one line) for a prompt schedule that is not JSON.
+    """
+    base = dict(base or {})
+    shown = settings_to_fields(base)
+    out = dict(base)
+    for name in only or FIELDS:
+        if name not in fields:
+            continue
+        value = _normalize(name, fields[name])
+        if value == shown[name] and _present(base, name):
+            continue  # unchanged: keep the file's own value and spelling
+        _apply(out, name, value)
+    return out
+
+
+def _present(base: dict, name: str) -> bool:
+    if name == "prompts":
+        return "prompts" in base or "animation_prompts" in base
+    if name == "init_image":
+        return "use_init" in base
+    if name == "soundtrack":
+        return "add_soundtrack" in base
+    key = FIELD_KEYS[name]
+    return key in base or any(ours == key and alias in base for alias, ours in WAN_ALIASES.items())
+
+
+def _apply(out: dict, name: str, value: Any) -> None:
+    if name == "prompts":
+        out.pop("animation_prompts", None)  # the legacy key would win over the edit
+        out["prompts"] = parse_prompts(value)
+    elif name == "loras":
+        out["wan_loras"] = parse_loras(value)
+    elif name == "guidance_2":
+        out["wan_guidance_2"] = value if value != "" else None
+    elif name == "init_image":
+        out["use_init"] = bool(value)
+        if value:
+            out["init_image"] = value
+    elif name == "soundtrack":
+        out["add_soundtrack"] = "File" if value else "None"
+        if value:
+            out["soundtrack_path"] = value
+    else:
+        out[FIELD_KEYS[name]] = value  # ours wins over another fork's alias on re-import
+
+
+def model_choices(installed: set[str] | None = None) -> list[str]:
+    """Registry ids for the model dropdown, each marked installed or not."""
+    installed = installed or set()
+    return [f"{mid} [{'installed' if mid in installed else 'not downloaded'}]" for mid in MODELS]
+
+
+def model_label(mid: str, installed: set[str] | None = None) -> str:
+    mid = model_id(mid)
+    if mid not in MODELS:
+        return mid
+    return f"{mid} [{'installed' if mid in (installed or set()) else 'not downloaded'}]"

@@ -1,0 +1,179 @@
+"""The Wan tab in AUTOMATIC1111 v1.10 and Forge: the only file that imports the WebUI's `modules`.
+
+Everything is imported here, at load time: A1111 puts the extension root on sys.path only
+while it loads this file, so nothing may be imported lazily from callbacks. Nothing heavy is
+imported (no torch/diffusers): renders run in a worker subprocess (deforum_wan.jobs) whose
+libraries come from <extension>/.wan-packages (install.py).
+"""
+import os
+import sys
+import threading
+from pathlib import Path
+
+EXTENSION = Path(__file__).resolve().parent.parent
+if str(EXTENSION / "scripts") not in sys.path:
+    sys.path.insert(0, str(EXTENSION / "scripts"))
+
+from modules import call_queue, paths, script_callbacks, sd_models, shared  # noqa: E402
+
+import deforum_wan  # noqa: E402
+from deforum_wan import hostdeps  # noqa: E402
+from deforum_wan.api import mount_api  # noqa: E402
+from deforum_wan.cli_ui import jobs_db_path  # noqa: E402
+from deforum_wan.errors import WanError  # noqa: E402
+from deforum_wan.host_bridge import ProgressBridge  # noqa: E402
+from deforum_wan.jobs import FINISHED, JobManager  # noqa: E402
+from deforum_wan.settings import BACKENDS, read_settings_file  # noqa: E402
+from deforum_wan.ui import build_ui  # noqa: E402
+
+SECTION = ("wan", "Wan")
+
+
+def _opt(name, default=None):
+    return getattr(shared.opts, name, default) if hasattr(shared, "opts") else default
+
+
+def _models_dir() -> str:
+    return (getattr(shared.cmd_opts, "wan_models_dir", None) or _opt("wan_models_dir")
+            or os.path.join(paths.models_path, "wan"))
+
+
+def _outdir() -> str:
+    # Deforum writes to img2img's folder; its tools (resume, stitching) look there.
+    return _opt("wan_outdir") or _opt("outdir_img2img_samples") or "outputs/img2img-images"
+
+
+def _load_image(path):
+    from PIL import Image  # the WebUI has Pillow loaded already
+
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+class _Host:
+    """The one manager of this WebUI process. Kept on the deforum_wan package (which stays in
+    sys.modules) so a UI reload, which re-runs this file, does not start a second one."""
+
+    unloaded = False
+
+    @classmethod
+    def manager(cls) -> JobManager:
+        existing = getattr(deforum_wan, "_webui_manager", None)
+        if existing is not None:
+            return existing
+        env = hostdeps.worker_env(EXTENSION)
+        if _opt("wan_official_repo"):
+            env["DEFORUM_WAN_OFFICIAL_REPO"] = _opt("wan_official_repo")
+        outdir = _outdir()
+        db = jobs_db_path(outdir)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        manager = JobManager(db, outdir, models_dir=_models_dir(), keep_warm=bool(_opt("wan_keep_warm", False)),
+                             python=sys.executable, env=env)
+        bridge = ProgressBridge(manager, shared.state, lock=call_queue.queue_lock, before=cls.unload_sd,
+                                after=cls.reload_sd, load_image=_load_image)
+        manager.subscribe(bridge)
+        deforum_wan._webui_manager = manager
+        return manager
+
+    @classmethod
+    def unload_sd(cls) -> None:
+        # model_data.sd_model, not shared.sd_model: reading the latter loads a checkpoint.
+        loaded = getattr(getattr(sd_models, "model_data", None), "sd_model", None)
+        if _opt("wan_unload_sd", True) and loaded is not None:
+            sd_models.unload_model_weights()
+            cls.unloaded = True
+
+    @classmethod
+    def reload_sd(cls) -> None:
+        if cls.unloaded:
+            cls.unloaded = False
+            sd_models.reload_model_weights()
+
+
+def deforum_installed() -> bool:
+    extensions = Path(paths.script_path) / "extensions"
+    return any("deforum" in p.name.lower() and p.resolve() != EXTENSION and (p / "scripts").is_dir()
+               for p in (extensions.iterdir() if extensions.is_dir() else []))
+
+
+def deforum_prompts():
+    """Deforum's prompts from its settings file (Deforum's "General Settings File", in the
+    WebUI folder); the button reads Deforum's tab in the page first."""
+    settings = Path(paths.script_path) / "deforum_settings.txt"
+    if not settings.is_file():
+        return None
+    data = read_settings_file(settings)
+    keys = ("prompts", "animation_prompts", "animation_prompts_positive", "animation_prompts_negative")
+    found = {k: data[k] for k in keys if k in data}
+    if "animation_prompts" in found:  # Deforum's loader lets the legacy key win
+        found["prompts"] = found.pop("animation_prompts")
+    return found or None
+
+
+def on_ui_tabs():
+    defaults = {"wan_backend": _opt("wan_default_backend", "auto")}
+    blocks = build_ui(_Host.manager(), defaults=defaults,
+                      deforum_prompts=deforum_prompts if deforum_installed() else None)
+    return [(blocks, "Wan", "wan")]
+
+
+def on_ui_settings():
+    def option(default, label, component=None, args=None, restart=False):
+        info = shared.OptionInfo(default, label, component, args, section=SECTION)
+        return info.needs_restart() if restart and hasattr(info, "needs_restart") else info
+
+    import gradio as gr  # the WebUI's own, already loaded
+
+    opts = {
+        "wan_models_dir": option(os.path.join(paths.models_path, "wan"), "Wan model weights folder", restart=True),
+        "wan_official_repo": option("", "Path of a Wan2.1/Wan2.2 clone for the official backend (empty: not used)",
+                                    restart=True),
+        "wan_default_backend": option("auto", "Default backend", gr.Dropdown, {"choices": list(BACKENDS)}),
+        "wan_keep_warm": option(False, "Keep the model loaded between Wan jobs (faster; holds VRAM)", restart=True),
+        "wan_outdir": option("", "Wan output folder (empty: Deforum's, the img2img output folder)", restart=True),
+        "wan_unload_sd": option(True, "Unload the SD checkpoint while Wan renders, reload it afterwards"),
+    }
+    for key, info in opts.items():
+        shared.opts.add_option(key, info)
+
+
+def on_app_started(demo, app):
+    manager = _Host.manager()
+    if getattr(shared.cmd_opts, "api", False):
+        mount_api(app, manager)
+    _run_now(manager)
+
+
+def _run_now(manager) -> None:
+    files = getattr(shared.cmd_opts, "wan_run_now", None)
+    if not files or getattr(deforum_wan, "_webui_run_now_done", False):
+        return
+    deforum_wan._webui_run_now_done = True  # a UI reload runs on_app_started again
+    try:
+        items = [(Path(f).stem, read_settings_file(f)) for f in files]
+        ids = manager.submit_batch(items)
+        print(f"deforum-wan: --wan-run-now queued {len(ids)} jobs")
+    except WanError as exc:
+        print(f"deforum-wan: --wan-run-now: {exc}")
+        ids = []
+    if getattr(shared.cmd_opts, "wan_terminate_after_run_now", False):
+        threading.Thread(target=_stop_when_done, args=(manager, ids), name="wan-run-now", daemon=True).start()
+
+
+def _stop_when_done(manager, ids) -> None:
+    import time
+
+    while ids and not all(manager.get(i)["status"] in FINISHED for i in ids):
+        time.sleep(1.0)
+    failed = [i for i in ids if manager.get(i)["status"] != "done"]
+    print(f"deforum-wan: run-now finished ({len(ids) - len(failed)} done, {len(failed)} not); stopping the WebUI")
+    manager.shutdown()
+    shared.state.server_command = "stop"
+    # A1111 exits on "stop"; Forge's main thread loops on, so end the process ourselves.
+    time.sleep(15)
+    os._exit(1 if failed else 0)
+
+
+script_callbacks.on_ui_tabs(on_ui_tabs)
+script_callbacks.on_ui_settings(on_ui_settings)
+script_callbacks.on_app_started(on_app_started)

@@ -1,0 +1,64 @@
+"""Run inside a venv with the WebUI's gradio (see test_ui_gradio_versions.py): build the Wan
+tab, mount it with the API on FastAPI, fetch the page and its config, exercise the handlers."""
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+from fastapi.testclient import TestClient
+
+from deforum_wan.cli_ui import build_app
+from deforum_wan.settings import load_settings, read_settings_file
+from deforum_wan.ui import WanTab, build_ui
+from deforum_wan.ui_fields import fields_to_settings, settings_to_fields
+
+
+class Manager:
+    def __init__(self, outdir):
+        self.outdir, self.models_dir, self.submitted = Path(outdir), None, []
+
+    def submit(self, settings, name=""):
+        self.submitted.append(settings)
+        return "job1"
+
+    def list(self):
+        return []
+
+    def state(self):
+        return {}
+
+
+def main(files):
+    out = {"gradio": gr.__version__}
+    with tempfile.TemporaryDirectory() as tmp:
+        manager = Manager(tmp)
+        demo = build_ui(manager, deforum_prompts=dict)
+        config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
+        out["components"] = len(config["components"])
+        out["dependencies"] = len(config["dependencies"])
+        client = TestClient(build_app(manager, outdir=tmp))
+        out["page"] = client.get("/").status_code
+        out["config"] = client.get("/config").status_code
+        tab = WanTab(manager)
+        round_trips = 0
+        for path in files:
+            data = read_settings_file(path)
+            back = fields_to_settings(settings_to_fields(data), data)
+            assert {k: back[k] for k in data} == data, path
+            load_settings(back)
+            values = tab.field_values(data)
+            table, status = tab.plan(*values, data, [])
+            assert status.startswith(("plan:", "error:")) and "\n" not in status, status
+            round_trips += 1
+        out["round_trips"] = round_trips
+        values = tab.field_values(tab.initial)
+        assert tab.generate(*values, tab.initial, []) == "queued job job1"
+        saved, status = tab.save_settings(*values, tab.initial)
+        assert status.startswith("saved "), status
+        out["poll"] = tab.poll({})[0]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,287 @@
+"""Speed presets: pure resolution, every preset rendering on the tiny models, each optional
+feature detected and noted (never fatal), the caches really applied, and bench's JSON.
+
+CPU only: nothing here checks a speed target (tests/gpu/test_gpu_presets.py does).
+"""
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from deforum_wan import presets
+from deforum_wan.backends.base import BackendOptions, GenerateRequest
+from deforum_wan.backends.diffusers_backend import DiffusersBackend
+from deforum_wan.errors import SettingsError, WanError
+from deforum_wan.models import get_model
+from deforum_wan.render import Renderer
+from deforum_wan.settings import load_settings
+
+SMALL = {"W": 32, "H": 32, "fps": 16, "max_frames": 8, "seed": 3, "seed_behavior": "fixed", "steps": 2,
+         "prompts": {"0": "a red fox --neg blur"}, "wan_model": "tiny-random", "color_coherence": "None",
+         "skip_video_creation": True, "batch_name": "preset_{timestring}"}
+
+
+def request(**kw):
+    base = dict(mode="t2v", prompt="a red fox in the snow", negative_prompt="blurry", num_frames=9,
+                width=32, height=32, seed=1, guidance_scale=5.0, steps=6)
+    base.update(kw)
+    return GenerateRequest(**base)
+
+
+# --- pure resolution --------------------------------------------------------------------------
+
+def test_every_preset_resolves_to_its_table_row():
+    for name in presets.PRESETS:
+        fields = presets.resolve(name)
+        row = presets.TABLE[name]
+        assert fields == {**{f: getattr(row, f) for f in presets.FIELDS}, "preset": name}
+        BackendOptions(**fields).check()  # every field is a BackendOptions field with a valid value
+    assert presets.resolve(None)["preset"] == "quality"
+    assert presets.resolve("LOW_VRAM")["offload"] == "group"
+    quality = presets.resolve("quality")  # the default changes nothing that rendered before presets
+    assert (quality["cache"], quality["compile"], quality["offload"], quality["attention"]) == \
+        ("none", False, "none", "auto")
+    with pytest.raises(WanError, match="wan_preset must be one of"):
+        presets.resolve("turbo")
+
+
+def test_explicit_keys_override_the_preset_defaults_do_not():
+    s = load_settings(dict(SMALL, wan_preset="fast", wan_cache="first-block", wan_cache_threshold="0.1",
+                           wan_compile=True, wan_attention="sdpa", wan_distill_lora="off"))
+    assert s.preset == "fast"
+    fields = presets.resolve(s.preset, s.speed_overrides)
+    assert (fields["cache"], fields["cache_threshold"], fields["compile"], fields["attention"],
+            fields["distill_lora"]) == ("first_block", 0.1, True, "sdpa", "off")
+    # Keys at their defaults (what files written before presets and UIs send) keep the preset.
+    s = load_settings(dict(SMALL, wan_preset="low-vram", wan_offload="none", wan_vae_tiling=False,
+                           wan_attention="auto", wan_cache=None))
+    assert s.speed_overrides == {}
+    assert presets.resolve(s.preset, s.speed_overrides)["offload"] == "group"
+    # A settings file written back re-imports to the same choice.
+    again = load_settings(s.to_dict())
+    assert (again.preset, again.speed_overrides) == ("low-vram", {})
+
+
+@pytest.mark.parametrize("bad", [{"wan_preset": "turbo"}, {"wan_cache": "tea"}, {"wan_cache_threshold": -1},
+                                 {"wan_cache_threshold": "x"}, {"wan_compile": "maybe"},
+                                 {"wan_distill_lora": "lora.bin"}])
+def test_bad_speed_keys_stop_at_the_settings(bad):
+    with pytest.raises(SettingsError):
+        load_settings(dict(SMALL, **bad))
+
+
+def test_cache_plan_per_model():
+    plan = presets.plan_cache("mag", None, "wan2.1-t2v-1.3b", blocks=30)
+    assert plan.kind == "mag" and plan.params["threshold"] == 0.12 and len(plan.params["mag_ratios"]) == 50
+    assert presets.plan_cache("mag", 0.3, "wan2.1-t2v-14b", blocks=40).params["threshold"] == 0.3
+    plan = presets.plan_cache("mag", None, "wan2.2-ti2v-5b", blocks=30)
+    assert plan.kind == "first_block" and "no published MagCache ratios" in plan.notes[0]
+    assert presets.plan_cache("first_block", None, "tiny-random", blocks=1).kind == "none"
+    plan = presets.plan_cache("first_block", None, "wan2.1-vace-1.3b", blocks=30, vace=True)
+    assert plan.kind == "none" and "VACE" in plan.notes[0]
+    assert presets.plan_cache("taylorseer", None, "wan2.1-vace-1.3b", blocks=30, vace=True).kind == "taylorseer"
+    assert presets.plan_cache("faster", None, "wan2.1-t2v-1.3b", blocks=30).kind == "none"
+
+
+def test_distill_lora_lookup(tmp_path):
+    assert presets.find_distill_lora("wan2.1-t2v-14b", tmp_path) is None
+    (tmp_path / "loras").mkdir()
+    for rank in (32, 64):
+        (tmp_path / "loras" / f"Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank{rank}.safetensors").touch()
+    found = presets.find_distill_lora("wan2.1-t2v-14b", tmp_path)
+    assert found.name.endswith("rank64.safetensors")
+    assert presets.find_distill_lora("wan2.1-t2v-1.3b", tmp_path) is None  # no published one
+
+
+def test_pure_front_imports_without_torch():
+    from deforum_wan.bench import import_cost
+
+    cost = import_cost()  # a fresh interpreter: sys.modules there, not this test session's
+    assert cost["imports_torch"] is False, cost
+    assert "deforum_wan.presets" in cost["modules"]
+
+
+# --- on the tiny models --------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", presets.PRESETS)
+def test_every_preset_renders_valid_frames(preset, tiny_models_dir, tmp_path):
+    events = []
+    result = Renderer(load_settings(dict(SMALL, wan_preset=preset)), tmp_path, models_dir=str(tiny_models_dir),
+                      progress=False, on_event=events.append).run()
+    assert result.status == "done" and result.frames == 8
+    from PIL import Image
+
+    frames = [np.asarray(Image.open(result.run_dir / f"{result.timestring}_{i:09d}.png")) for i in range(8)]
+    assert all(f.shape == (32, 32, 3) and f.dtype == np.uint8 for f in frames)
+    assert np.std(np.stack(frames)) > 0
+    loaded = [e for e in events if e["event"] == "loaded"]
+    assert loaded and all(isinstance(e["notes"], list) for e in loaded)
+    if preset == "fast":
+        assert any(n.startswith("fast: ") for n in loaded[0]["notes"])  # what it could not do, said
+
+
+@pytest.mark.slow
+def test_missing_kernel_packages_are_noted_and_skipped(tiny_models_dir, monkeypatch):
+    spec = get_model("tiny-random")
+    missing = [name for name in ("sageattention", "flash_attn") if importlib.util.find_spec(name) is None]
+    backend = DiffusersBackend(spec, BackendOptions(models_dir=str(tiny_models_dir), preset="fast",
+                                                    attention="fastest"))
+    with backend:
+        note = [n for n in backend.notes if "using SDPA" in n]
+        assert note and note[0].startswith("fast: ")
+        for name in missing:
+            assert {"sageattention": "sageattention not installed",
+                    "flash_attn": "flash-attn not installed"}[name] in note[0]
+        assert backend.generate(request(steps=2)).shape == (9, 32, 32, 3)
+    # Installed but no CUDA: also a note, not a crash.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "sageattention" else real(name, *a))
+    backend = DiffusersBackend(spec, BackendOptions(models_dir=str(tiny_models_dir), attention="sage"))
+    with backend:
+        assert "sage attention needs CUDA, using SDPA" in backend.notes
+
+
+@pytest.mark.slow
+def test_cuda_only_features_are_noted_on_the_cpu(tiny_models_dir):
+    backend = DiffusersBackend(get_model("tiny-random"),
+                               BackendOptions(models_dir=str(tiny_models_dir), preset="balanced", compile=True,
+                                              layerwise_fp8=True, offload="group"))
+    with backend:
+        text = "\n".join(backend.notes)
+        assert "balanced: regional torch.compile needs CUDA here" in text
+        assert "balanced: float8 weight storage needs CUDA" in text
+        assert "offload 'group' does not apply on the CPU" in text
+        assert not backend.compiled
+        assert backend.generate(request(steps=2)).shape == (9, 32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory):
+    """tiny-random with 4 transformer blocks: block caches have blocks to skip."""
+    from deforum_wan.bench import build_layered_tiny
+
+    root = tmp_path_factory.mktemp("layered")
+    return root, build_layered_tiny(root, 4)
+
+
+def _attn_calls(backend, block=1):
+    calls = []
+    backend.pipe.transformer.blocks[block].attn1.register_forward_hook(lambda *a: calls.append(1))
+    return calls
+
+
+@pytest.mark.slow
+def test_first_block_cache_is_registered_and_skips_blocks(layered):
+    from diffusers.hooks import HookRegistry
+
+    root, folder = layered
+    spec = get_model("tiny-random")
+    plain = DiffusersBackend(spec, BackendOptions(models_dir=str(root)), path=folder)
+    with plain:
+        calls = _attn_calls(plain)
+        reference = plain.generate(request())
+        full = len(calls)
+    # A high threshold: every step after the first reuses the cached residual of blocks 1..3.
+    cached = DiffusersBackend(spec, BackendOptions(models_dir=str(root), cache="first_block", cache_threshold=5.0),
+                              path=folder)
+    with cached:
+        blocks = cached.pipe.transformer.blocks
+        assert "fbc_leader_block_hook" in HookRegistry.check_if_exists_or_initialize(blocks[0]).hooks
+        for block in blocks[1:]:
+            assert "fbc_block_hook" in HookRegistry.check_if_exists_or_initialize(block).hooks
+        assert cached.cache_plan.kind == "first_block"
+        calls = _attn_calls(cached)
+        frames = cached.generate(request())
+        assert full == 2 * 6  # 6 steps, conditional and unconditional branch
+        assert len(calls) == 2  # only the first step ran the skipped blocks
+        assert not np.allclose(frames, reference)
+        again = cached.generate(request())  # state is reset between calls: same frames again
+        np.testing.assert_array_equal(again, frames)
+
+
+@pytest.mark.slow
+def test_mag_cache_follows_the_step_count(layered, monkeypatch):
+    from diffusers.hooks import HookRegistry
+
+    root, folder = layered
+    profile = presets.MagProfile(tuple([1.0] + [0.99] * 9), threshold=0.5, max_skip_steps=3, retention_ratio=0.2)
+    monkeypatch.setitem(presets.MAG_PROFILES, "tiny-random", profile)
+    backend = DiffusersBackend(get_model("tiny-random"), BackendOptions(models_dir=str(root), preset="fast",
+                                                                        cache="mag"), path=folder)
+    with backend:
+        assert backend.cache_plan.kind == "mag"
+        calls = _attn_calls(backend)
+        backend.generate(request(steps=6))
+        head = HookRegistry.check_if_exists_or_initialize(backend.pipe.transformer.blocks[0])
+        assert "mag_cache_leader_block_hook" in head.hooks
+        assert head.hooks["mag_cache_leader_block_hook"].config.num_inference_steps == 6
+        assert len(calls) < 12  # some steps reused the residual
+        backend.generate(request(steps=8))
+        head = HookRegistry.check_if_exists_or_initialize(backend.pipe.transformer.blocks[0])
+        assert head.hooks["mag_cache_leader_block_hook"].config.num_inference_steps == 8
+
+
+@pytest.mark.slow
+def test_distill_lora_in_the_models_dir_sets_steps_and_guidance(tiny_models_dir, tiny_lora, tmp_path):
+    spec = get_model("tiny-random")
+    options = BackendOptions(models_dir=str(tmp_path), preset="fast", distill_lora="auto", cache="first_block")
+    backend = DiffusersBackend(spec, options, path=tiny_models_dir / "tiny-random")
+    with backend:  # not there: said, and the full steps are kept
+        assert backend.distill_lora is None
+        assert any("step-distilled LoRA not available" in n for n in backend.notes)
+        steps = []
+        backend.generate(request(steps=3), on_step=lambda done, total: steps.append(total))
+        assert steps == [3, 3, 3]
+    (tmp_path / "loras").mkdir()
+    shutil.copy(tiny_lora, tmp_path / "loras" / "tiny-random-distill.safetensors")
+    backend = DiffusersBackend(spec, options, path=tiny_models_dir / "tiny-random")
+    with backend:
+        assert backend.distill_lora.name == "tiny-random-distill.safetensors"
+        assert any("4 steps at guidance 1" in n for n in backend.notes)
+        steps = []
+        backend.generate(request(steps=3), on_step=lambda done, total: steps.append(total))
+        assert steps == [4, 4, 4, 4]
+        assert backend.pipe.guidance_scale == 1.0  # no classifier-free guidance branch
+
+
+# --- bench ---------------------------------------------------------------------------------------
+
+TOP_FIELDS = {"model", "size", "windows", "frames", "steps", "repeat", "device", "gpu", "torch_threads",
+              "versions", "bare_diffusers_s", "loop_s", "loop_over_bare", "loop_sync_writes_s",
+              "async_over_sync_writes", "peak_rss_short_mb", "peak_rss_long_mb", "rss_long_over_short",
+              "long_frames", "presets", "quality_metrics", "targets", "import"}
+PRESET_FIELDS = {"preset", "time_s", "first_run_s", "load_s", "peak_rss_mb", "peak_rss_scope", "peak_vram_mb",
+                 "peak_vram_reserved_mb", "frames", "notes", "options"}
+COMPARED_FIELDS = {"speedup_vs_quality", "psnr_db", "ssim", "lpips"}
+
+
+@pytest.mark.slow
+def test_bench_json_has_every_field(tiny_models_dir, tmp_path, capsys):
+    from deforum_wan.bench import markdown
+    from deforum_wan.cli import build_parser
+
+    md = tmp_path / "bench.md"
+    args = build_parser().parse_args(
+        ["bench", "--json", "--repeat", "1", "--preset", "all", "--size", "32x32", "--frames", "8", "--steps", "2",
+         "--threads", "1", "--models-dir", str(tiny_models_dir), "--md", str(md)])
+    assert args.func(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert TOP_FIELDS <= set(r), TOP_FIELDS - set(r)
+    assert list(r["presets"]) == list(presets.PRESETS)
+    for name, row in r["presets"].items():
+        assert PRESET_FIELDS <= set(row), (name, PRESET_FIELDS - set(row))
+        assert row["time_s"] > 0 and row["frames"] == 8 and row["peak_rss_mb"] > 0
+        assert row["peak_vram_mb"] is None  # CPU
+        if name != "quality":
+            assert COMPARED_FIELDS <= set(row)
+            assert row["psnr_db"] > 0
+            assert 0 < row["ssim"] <= 1  # scikit-image is a test requirement
+    assert r["quality_metrics"]["lpips"].startswith(("unavailable", "lpips"))
+    assert r["targets"]["applies"] is False  # targets are stated for 1.3B 832x480x81 on CUDA
+    assert r["import"]["imports_torch"] is False and r["import"]["seconds"] > 0
+    assert r["gpu"] is None and r["device"] == "cpu"
+    assert "| quality |" in md.read_text() and md.read_text() == markdown(r)
