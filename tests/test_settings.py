@@ -8,7 +8,7 @@ from deforum_wan.errors import SettingsError
 from deforum_wan.settings import load_settings, parse_settings_text, resolve_batch_name
 
 import deforum_oracle
-from conftest import EXAMPLE, real_settings_files
+from conftest import real_settings_files
 
 
 def _prompt_text(p):

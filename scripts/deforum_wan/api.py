@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .errors import SettingsError, WanError
 from .jobstore import JobNotFound
+from .models import registry_rows
 from .settings import MAX_FILE_BYTES
 
 PREFIX = "/wan_api"
@@ -127,27 +128,6 @@ def _inside(path: str | None, root: Path) -> Path | None:
     except ValueError:
         return None
     return p if p.is_file() else None
-
-
-def model_rows(models_dir=None) -> dict:
-    """The registry with local presence (what ``python -m deforum_wan models --json`` shows)."""
-    from .models import MODELS, model_status, resolve_models_dir
-
-    root = resolve_models_dir(models_dir)
-    rows = []
-    for spec in MODELS.values():
-        status = model_status(spec, root)
-        w, h = spec.default_size
-        rows.append({
-            "id": spec.id, "family": spec.family, "kind": spec.kind, "fps": spec.native_fps,
-            "window": spec.max_frames, "width": w, "height": h, "tiny": spec.tiny,
-            "diffusers_repo": spec.diffusers_repo, "official_repo": spec.official_repo,
-            "present": status.present, "path": str(status.path) if status.path else None,
-            "layouts": [name for name, p in (("diffusers", status.diffusers_path),
-                                              ("official", status.official_path)) if p],
-            "bytes": status.size_bytes, "approx_gb": spec.approx_gb, "notes": spec.notes,
-        })
-    return {"models_dir": str(root), "models": rows}
 
 
 def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:
@@ -253,4 +233,4 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:
 
     @route("/models", ["GET"])
     async def models(request):
-        return JSONResponse(await run_in_threadpool(model_rows, manager.models_dir))
+        return JSONResponse(await run_in_threadpool(registry_rows, manager.models_dir))

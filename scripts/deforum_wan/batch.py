@@ -18,7 +18,6 @@ mounted at the same path everywhere. Actors report step and window events throug
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from collections import deque
@@ -509,28 +508,19 @@ def cmd_batch(args) -> int:
         raise WanError("batch needs at least one settings file")
     if args.ray is not None:
         import_ray()
-    stop = {"flag": False}
+    from .sigint import stop_on_sigint
 
-    def on_sigint(signum, frame):
-        if stop["flag"]:
-            raise KeyboardInterrupt
-        stop["flag"] = True
-        print("\nstopping every job at its next step (Ctrl-C again to abort)", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with stop_on_sigint("stopping every job at its next step") as should_stop:
         jobs = run_batch([(path, path) for path in args.settings], outdir=args.outdir,
                          overrides=_overrides(args), models_dir=args.models_dir, backend=args.backend,
                          use_ray=args.ray is not None, address=args.ray or None,
                          gpus_per_actor=args.gpus_per_actor, actors=args.actors, retries=args.retries,
-                         should_stop=lambda: stop["flag"])
-    finally:
-        signal.signal(signal.SIGINT, previous)
+                         should_stop=should_stop)
     print(format_summary(jobs))
     for job in jobs:
         if job.status == "interrupted":
             print(f"resume {job.name}: python -m deforum_wan render {job.name} --outdir {args.outdir}"
                   f" --resume {job.timestring}", file=sys.stderr)
-    if stop["flag"]:
+    if should_stop():
         return 130
     return 0 if all(job.status == "done" for job in jobs) else 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .models import LAYOUTS, MODELS, get_model, model_status, resolve_models_dir
+from .models import LAYOUTS, get_model, registry_rows
 
 
 def _size(n: int) -> str:
@@ -20,34 +20,18 @@ def _size(n: int) -> str:
     return f"{n:.1f} TB"
 
 
-def _rows(models_dir) -> list[dict]:
-    rows = []
-    for spec in MODELS.values():
-        status = model_status(spec, models_dir)
-        w, h = spec.default_size
-        rows.append({
-            "id": spec.id, "kind": spec.kind, "fps": spec.native_fps, "window": spec.max_frames,
-            "size": f"{w}x{h}", "present": status.present,
-            "path": str(status.path) if status.path else None, "bytes": status.size_bytes,
-            "layouts": [name for name, p in (("diffusers", status.diffusers_path),
-                                              ("official", status.official_path)) if p],
-            "repo": spec.diffusers_repo or ("built locally" if spec.tiny else ""),
-        })
-    return rows
-
-
 def cmd_models(args) -> int:
-    models_dir = resolve_models_dir(getattr(args, "models_dir", None))
-    rows = _rows(models_dir)
+    registry = registry_rows(getattr(args, "models_dir", None))
     if getattr(args, "json", False):
-        print(json.dumps({"models_dir": str(models_dir), "models": rows}, indent=1))
+        print(json.dumps(registry, indent=1))
         return 0
-    print(f"models dir: {models_dir}")
+    print(f"models dir: {registry['models_dir']}")
     header = ("id", "kind", "fps", "window", "size", "local", "repo")
     table = [header] + [
-        (r["id"], r["kind"], str(r["fps"]), str(r["window"]), r["size"],
-         f"yes {_size(r['bytes'])} ({'+'.join(r['layouts'])})" if r["present"] else "no", r["repo"])
-        for r in rows]
+        (r["id"], r["kind"], str(r["fps"]), str(r["window"]), f"{r['width']}x{r['height']}",
+         f"yes {_size(r['bytes'])} ({'+'.join(r['layouts'])})" if r["present"] else "no",
+         r["diffusers_repo"] or ("built locally" if r["tiny"] else ""))
+        for r in registry["models"]]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -336,3 +336,22 @@ def model_status(spec: ModelSpec, models_dir=None) -> ModelStatus:
     off = None if spec.tiny else locate_weights(spec, models_dir, "official")
     size = sum(disk_size(p) for p in {diff, off} if p is not None)
     return ModelStatus(spec.id, diff, off, size)
+
+
+def registry_rows(models_dir=None) -> dict:
+    """The registry with local presence: ``models --json`` and ``GET /wan_api/models``."""
+    root = resolve_models_dir(models_dir)
+    rows = []
+    for spec in MODELS.values():
+        status = model_status(spec, root)
+        w, h = spec.default_size
+        rows.append({
+            "id": spec.id, "family": spec.family, "kind": spec.kind, "fps": spec.native_fps,
+            "window": spec.max_frames, "width": w, "height": h, "tiny": spec.tiny,
+            "diffusers_repo": spec.diffusers_repo, "official_repo": spec.official_repo,
+            "present": status.present, "path": str(status.path) if status.path else None,
+            "layouts": [name for name, p in (("diffusers", status.diffusers_path),
+                                              ("official", status.official_path)) if p],
+            "bytes": status.size_bytes, "approx_gb": spec.approx_gb, "notes": spec.notes,
+        })
+    return {"models_dir": str(root), "models": rows}

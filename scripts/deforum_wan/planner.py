@@ -180,6 +180,8 @@ def _segments(settings: RenderSettings, max_frames: int, scale: float | None,
     keys = []
     for p in settings.prompts:
         k = p.frame if scale is None else round(p.frame * scale)
+        if k >= max_frames:  # native rescale can push a key of the last frames past the end
+            break
         if keys and k <= keys[-1][0]:  # native rescale can merge close keys
             keys[-1] = (keys[-1][0], p)
             continue

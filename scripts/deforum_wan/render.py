@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from . import output
-from .errors import Interrupted, SettingsError, WanError
+from .errors import Interrupted, WanError
 from .models import get_model
 from .planner import ClipPlan, Window, make_plan
 from .retime import Retimer
@@ -431,20 +431,11 @@ def check_outdir(outdir: str | os.PathLike) -> None:
 
 def render_cli(args, overrides: dict) -> int:
     """``render SETTINGS...``: one after another, each into its own folder."""
-    import signal
+    from .sigint import stop_on_sigint
 
-    stop = {"flag": False}
-
-    def on_sigint(signum, frame):
-        if stop["flag"]:
-            raise KeyboardInterrupt
-        stop["flag"] = True
-        print("\nstopping at the next step (Ctrl-C again to abort)", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     events = _json_events if args.events else None
     failures = 0
-    try:
+    with stop_on_sigint("stopping at the next step") as should_stop:
         # Validate every file (and the outdir) before any model loads.
         loaded = []
         for path in args.settings:
@@ -455,7 +446,7 @@ def render_cli(args, overrides: dict) -> int:
                 raise WanError("--resume takes one settings file")
             try:
                 result = Renderer(settings, args.outdir, backend=args.backend, models_dir=args.models_dir,
-                                  resume=args.resume, on_event=events, should_stop=lambda: stop["flag"],
+                                  resume=args.resume, on_event=events, should_stop=should_stop,
                                   progress=True, settings_base=Path(path).parent).run()
             except Interrupted:
                 raise
@@ -469,8 +460,6 @@ def render_cli(args, overrides: dict) -> int:
                 continue
             print(f"{path}: {result.frames} frames in {result.run_dir}"
                   + (f", video {result.video.name}" if result.video else ""), file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     return 2 if failures else 0
 
 

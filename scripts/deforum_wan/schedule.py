@@ -14,7 +14,6 @@ import random
 import re
 from dataclasses import dataclass
 
-from .errors import SettingsError
 
 MAX_EXPR_LEN = 1000
 MAX_EXPR_NODES = 200
