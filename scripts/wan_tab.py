@@ -67,10 +67,14 @@ class _Host:
         outdir = _outdir()
         db = jobs_db_path(outdir)
         db.parent.mkdir(parents=True, exist_ok=True)
-        manager = JobManager(db, outdir, models_dir=_models_dir(), keep_warm=bool(_opt("wan_keep_warm", False)),
-                             python=sys.executable, env=env)
-        bridge = ProgressBridge(manager, shared.state, lock=call_queue.queue_lock, before=cls.unload_sd,
+        # The bridge first: the manager's dispatcher calls its before_job (take the WebUI's lock,
+        # unload the checkpoint) before a worker starts loading Wan, from the first job on.
+        bridge = ProgressBridge(None, shared.state, lock=call_queue.queue_lock, before=cls.unload_sd,
                                 after=cls.reload_sd, load_image=_load_image)
+        manager = JobManager(db, outdir, models_dir=_models_dir(), keep_warm=bool(_opt("wan_keep_warm", False)),
+                             python=sys.executable, env=env, before_job=bridge.before_job,
+                             after_job=bridge.after_job)
+        bridge.manager = manager  # the WebUI's Interrupt/Skip go to it
         manager.subscribe(bridge)
         deforum_wan._webui_manager = manager
         return manager

@@ -9,9 +9,10 @@ import gradio as gr
 from fastapi.testclient import TestClient
 
 from deforum_wan.cli_ui import build_app
+from deforum_wan.presets import PRESETS, resolve
 from deforum_wan.settings import load_settings, read_settings_file
 from deforum_wan.ui import WanTab, build_ui
-from deforum_wan.ui_fields import fields_to_settings, settings_to_fields
+from deforum_wan.ui_fields import FIELDS, fields_to_settings, settings_to_fields
 
 
 class Manager:
@@ -37,6 +38,12 @@ def main(files):
         config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
         out["components"] = len(config["components"])
         out["dependencies"] = len(config["dependencies"])
+        by_id = {comp["id"]: comp.get("props", {}) for comp in config["components"]}
+        preset = by_id[demo.wan_components["preset"]._id]
+        choices = [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in preset.get("choices", [])]
+        out["preset_choices"] = choices
+        out["preset_info"] = all(f"{name}: " in (preset.get("info") or "") for name in PRESETS)
+        out["gpus_value"] = by_id[demo.wan_components["gpus"]._id].get("value")
         client = TestClient(build_app(manager, outdir=tmp))
         out["page"] = client.get("/").status_code
         out["config"] = client.get("/config").status_code
@@ -54,6 +61,12 @@ def main(files):
         out["round_trips"] = round_trips
         values = tab.field_values(tab.initial)
         assert tab.generate(*values, tab.initial, []) == "queued job job1"
+        # The preset and GPUs fields reach the settings; Memory at its defaults keeps the preset.
+        values[FIELDS.index("preset")], values[FIELDS.index("gpus")] = "low-vram", 2.0
+        assert tab.generate(*values, tab.initial, []) == "queued job job1"
+        s = load_settings(manager.submitted[-1])
+        speed = resolve(s.preset, s.speed_overrides)
+        out["preset_settings"] = [s.preset, s.gpus, speed["offload"], speed["vae_tiling"]]
         saved, status = tab.save_settings(*values, tab.initial)
         assert status.startswith("saved "), status
         out["poll"] = tab.poll({})[0]

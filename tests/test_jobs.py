@@ -16,7 +16,7 @@ from deforum_wan.errors import SettingsError, WanError
 from deforum_wan.jobs import FORCE_AFTER, JobManager, JobNotFound
 from deforum_wan.jobstore import DatabaseLocked
 from deforum_wan.output import probe_video
-from wan_jobs_support import LONG, QUICK, frames_on_disk, manifest, settings, wait_for, worker_env
+from wan_jobs_support import LONG, QUICK, SINGLE, frames_on_disk, manifest, settings, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -164,6 +164,60 @@ def test_a_repeated_stop_kills_a_hung_worker(shared):
     assert stopped["status"] == "interrupted", stopped
     assert stopped["message"].startswith("stopped by force") and stopped["run_dir"] in stopped["message"]
     assert manifest(stopped["run_dir"], stopped["timestring"])["windows"]  # resumable
+
+
+def test_host_hooks_wrap_each_job_before_the_worker_starts(tiny_models_dir, tmp_path, env):
+    gates = {"gated": threading.Event(), "stopped": threading.Event()}
+    calls: list[tuple] = []
+    box: dict = {}
+
+    def before_job(job):
+        manager = box["manager"]
+        calls.append(("before", job["name"], job["status"], threading.current_thread().name, manager.worker_pid))
+        if job["name"] in gates:
+            assert gates[job["name"]].wait(60)  # a host waiting for its GPU lock
+        if job["name"] == "broken":
+            raise RuntimeError("no lock today")
+
+    def after_job(job):
+        calls.append(("after", job["name"], job["status"]))
+        if job["name"] == "gated":
+            raise RuntimeError("a failing after_job must not stop the queue")
+
+    manager = box["manager"] = JobManager(tmp_path / "jobs.db", tmp_path / "out", models_dir=str(tiny_models_dir),
+                                          env=env, before_job=before_job, after_job=after_job)
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    try:
+        gated, stopped, broken, ok = manager.submit_batch(
+            [(name, settings(SINGLE)) for name in ("gated", "stopped", "broken", "ok")])
+        wait_for(lambda: calls, 30, "before_job of the first job")
+        time.sleep(1.0)
+        # Blocked in before_job: the job is running for the queue, no worker was started.
+        assert calls == [("before", "gated", "running", "wan-jobs", None)]
+        assert manager.worker_pid is None
+        assert manager.get(gated)["progress"]["phase"] == "waiting for the host"
+        assert [e["event"] for e in recorder.events if e.get("job") == gated] == ["job_queued", "job_running"]
+        gates["gated"].set()
+        wait_for(lambda: len(calls) >= 3, 120, "the first job and before_job of the second")
+        assert manager.cancel(stopped) is True  # stopped while its before_job waits
+        gates["stopped"].set()
+        wait_for(lambda: len(calls) == 8, 120, "the last job")
+        assert [c[:3] for c in calls] == [
+            ("before", "gated", "running"), ("after", "gated", "done"),
+            ("before", "stopped", "running"), ("after", "stopped", "cancelled"),
+            ("before", "broken", "running"), ("after", "broken", "failed"),
+            ("before", "ok", "running"), ("after", "ok", "done")]
+        assert all(c[3] == "wan-jobs" for c in calls if c[0] == "before")  # the dispatcher thread
+        assert manager.get(stopped)["message"] == "stopped before it started"
+        assert not recorder.seen(stopped, "started")  # never sent to the worker
+        assert manager.get(broken)["error"] == ("internal error: the host's before_job hook:"
+                                                " RuntimeError: no lock today")
+        assert not recorder.seen(broken, "started")
+    finally:
+        for gate in gates.values():
+            gate.set()
+        manager.shutdown()
 
 
 def test_second_manager_on_the_same_database_is_refused(shared, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE, ROOT, real_settings_files
+from deforum_wan.presets import PRESETS, resolve
 from deforum_wan.settings import WAN_DEFAULTS, load_settings, read_settings_file
 from deforum_wan.ui_fields import (
     CUSTOM_SIZE, FIELDS, WAN_FIELDS, fields_to_settings, model_choices, parse_loras, settings_to_fields,
@@ -154,6 +155,8 @@ FIELD_EFFECTS = {
     "offload": ("model", lambda s: s.offload == "model"),
     "vae_tiling": (True, lambda s: s.vae_tiling is True),
     "dtype": ("float16", lambda s: s.dtype == "float16"),
+    "preset": ("fast", lambda s: s.preset == "fast"),
+    "gpus": (2, lambda s: s.gpus == 2),
     "loras": ("C:\\loras\\style.safetensors:0.7\nother.safetensors",
               lambda s: s.loras == [("C:\\loras\\style.safetensors", 0.7), ("other.safetensors", 1.0)]),
     "prompts": ('{"0": "a cat --neg dog", "5": "a bird"}',
@@ -179,6 +182,45 @@ def test_every_field_changes_the_render_settings(name):
     assert not check(before), f"{name}: the example already has this value"
     after = load_settings(fields_to_settings({**settings_to_fields(base), name: value}, base))
     assert check(after), name
+
+
+def speed(settings) -> dict:
+    """The backend's speed fields for loaded settings, as render.py resolves them."""
+    return resolve(settings.preset, settings.speed_overrides)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_memory_fields_at_their_defaults_keep_the_preset(preset):
+    # The tab sends every field; Offload none and VAE tiling off must not undo low-vram.
+    base = read_settings_file(EXAMPLE)
+    fields = {**settings_to_fields(base), "preset": preset}
+    assert (fields["offload"], fields["vae_tiling"], fields["gpus"]) == ("none", False, 1)
+    out = fields_to_settings(fields, base)
+    assert out["wan_preset"] == preset and out["wan_offload"] == "none"
+    s = load_settings(out)
+    assert s.speed_overrides == {} and speed(s) == resolve(preset)
+    if preset == "low-vram":
+        assert (speed(s)["offload"], speed(s)["vae_tiling"]) == ("group", True)
+
+
+def test_memory_fields_set_away_from_their_defaults_override_the_preset():
+    base = read_settings_file(EXAMPLE)
+    fields = {**settings_to_fields(base), "preset": "low-vram", "offload": "model"}
+    s = load_settings(fields_to_settings(fields, base))
+    assert (s.preset, speed(s)["offload"], speed(s)["vae_tiling"]) == ("low-vram", "model", True)
+    fields = {**settings_to_fields(base), "preset": "quality", "vae_tiling": True}
+    assert speed(load_settings(fields_to_settings(fields, base)))["vae_tiling"] is True
+
+
+def test_preset_and_gpus_from_a_file_are_shown_and_kept():
+    data = {"wan_preset": "LOW_VRAM", "wan_gpus": "4", "wan_cache": "mag"}
+    fields = settings_to_fields(data)
+    assert (fields["preset"], fields["gpus"]) == ("low-vram", 4)
+    out = fields_to_settings({**fields, "gpus": 4.0}, data)  # gradio's Number gives floats
+    assert {k: out[k] for k in data} == data  # unchanged: the file's spelling stays
+    s = load_settings(out)
+    assert (s.preset, s.gpus, speed(s)["cache"], speed(s)["offload"]) == ("low-vram", 4, "mag", "group")
+    assert settings_to_fields({})["preset"] == "quality" and settings_to_fields({})["gpus"] == 1
 
 
 def test_clearing_init_image_and_soundtrack_turns_them_off():
@@ -263,6 +305,8 @@ def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
     assert [name for name, _ in batch] == ["xmyx_Flashbacks-30s", "sdwebui_simple.input_settings"]
     assert "batch" in status
     values[FIELDS.index("model")] = "tiny-random"  # a Wan field: applies to every file
+    values[FIELDS.index("preset")] = "low-vram"
+    values[FIELDS.index("gpus")] = 2.0
     values[FIELDS.index("seed")] = 1  # an animation field: each file keeps its own
     table, plan_status = tab.plan(*values, base, batch)
     assert table.count("win seg mode") == 2 and plan_status == "plan: 2 files"
@@ -270,6 +314,7 @@ def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
     (n1, s1), (n2, s2) = manager.submitted
     assert (n1, n2) == ("xmyx_Flashbacks-30s", "sdwebui_simple.input_settings")
     assert s1["wan_model"] == s2["wan_model"] == "tiny-random"
+    assert s1["wan_preset"] == s2["wan_preset"] == "low-vram" and s1["wan_gpus"] == s2["wan_gpus"] == 2
     assert s1["seed"] == 3159940858 and s2["seed"] == 1
     assert set(WAN_FIELDS) <= set(FIELDS)
     assert tab.clear_batch()[0] == []
@@ -339,6 +384,17 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
     assert tab.poll(view)[0] == "run [aaaaaaaa]: failed - worker crashed (exit code -9)"
 
 
+def test_the_output_folder_is_shown_relative_to_the_webui_folder(tab, manager, tmp_path, monkeypatch):
+    run_dir = tmp_path / "outputs" / "img2img-images" / "Run_20260101000000"
+    manager.jobs = [{"id": "b" * 32, "name": "run", "status": "done", "progress": {}, "run_dir": str(run_dir),
+                     "created": 1.0}]
+    monkeypatch.chdir(tmp_path)  # the WebUI runs in its own folder
+    assert tab.poll({})[3] == str(Path("outputs", "img2img-images", "Run_20260101000000"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the output folder is outside it: the full path
+    assert tab.poll({})[3] == str(run_dir)
+
+
 # --- the built Blocks ---------------------------------------------------------------------
 
 def test_build_ui_wires_every_field(manager):
@@ -346,6 +402,10 @@ def test_build_ui_wires_every_field(manager):
     c = demo.wan_components
     assert all(name in c for name in FIELDS)
     assert c["backend"].value == "diffusers"
+    assert c["preset"].value == "quality" and c["gpus"].value == 1
+    choices = [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in c["preset"].choices]
+    assert choices == list(PRESETS)
+    assert all(f"{name}: " in c["preset"].info for name in PRESETS) and "group offload" in c["preset"].info
     config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
     ids = {c[name]._id for name in FIELDS}
     inputs = set()

@@ -10,6 +10,11 @@ Queue control, as in the WebUI: ``interrupt()`` stops the running job and pauses
 the queue (``submit`` or ``start_queue()`` runs it again); ``skip()`` stops the
 running job and goes on; ``cancel(id)`` drops a queued job or stops a running one.
 A stopped job keeps its frames and video and can be continued with ``resume(id)``.
+
+Host hooks: ``before_job(job)`` runs on the dispatcher thread before the worker is started
+or sent the job, and may block (a WebUI takes its generation lock and frees the SD
+checkpoint there, so Wan never loads next to it); ``after_job(job)`` runs once that job
+has finished, whatever the outcome. ``job`` is the job's record (``get(id)``).
 """
 from __future__ import annotations
 
@@ -36,12 +41,16 @@ FORCE_AFTER = 3.0  # seconds between two stop requests that kill an unresponsive
 
 class JobManager:
     def __init__(self, db_path: str | os.PathLike, outdir: str | os.PathLike, *, models_dir: str | None = None,
-                 keep_warm: bool = False, python: str = sys.executable, env: dict | None = None):
+                 keep_warm: bool = False, python: str = sys.executable, env: dict | None = None,
+                 before_job: Callable[[dict], None] | None = None, after_job: Callable[[dict], None] | None = None):
         self.outdir = Path(outdir).expanduser().resolve()
         self.models_dir = str(models_dir) if models_dir else None
         self.keep_warm = keep_warm
         self.python = python
         self.env = dict(env) if env is not None else None
+        # Set before the dispatcher starts: a job left queued by the last run is covered too.
+        self.before_job = before_job
+        self.after_job = after_job
         self.store = JobStore(db_path)
         self.store.recover()
         self._state = threading.RLock()  # guards the fields below
@@ -259,6 +268,38 @@ class JobManager:
             self.store.update(job_id, status="queued", started=None)
             return
         self._publish({"event": "job_running", "job": job_id})
+        if stopped or self.before_job is None:
+            self._run_job(job)
+            return
+        with self._state:
+            self._live = {"phase": "waiting for the host"}
+        try:  # after_job pairs with every before_job call, even one that raised
+            try:
+                self.before_job(self.get(job_id))  # may block
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                self._fail(job_id, f"internal error: the host's before_job hook: {type(exc).__name__}: {exc}")
+                return
+            self._run_job(job)
+        finally:
+            self._after_job(job_id)
+
+    def _after_job(self, job_id: str) -> None:
+        if self.after_job is None:
+            return
+        try:
+            self.after_job(self.get(job_id))
+        except Exception:  # the job is over; a failing hook must not stop the queue
+            traceback.print_exc(file=sys.stderr)
+
+    def _run_job(self, job: dict) -> None:
+        job_id = job["id"]
+        with self._state:  # again: a stop or a shutdown may have come while before_job waited
+            self._live = {}
+            stopped, closing = job_id in self._stop_requested, self._closing
+        if closing:
+            self.store.update(job_id, status="queued", started=None)
+            return
         if stopped:
             self._finish(job_id, "cancelled", message="stopped before it started")
             self._publish({"event": "job_done", "job": job_id, "status": "cancelled"})

@@ -20,6 +20,7 @@ from . import output
 from .errors import WanError
 from .models import MODELS, locate_weights
 from .planner import format_plan, make_plan
+from .presets import PRESETS
 from .schedule import SEED_BEHAVIORS
 from .settings import (
     BACKENDS, COLOR_MODES, OFFLOAD_MODES, RETIME_MODES, load_settings, read_settings_file,
@@ -37,6 +38,11 @@ POLL_SECONDS = 1.0
 CSS = """#wan_plan_out textarea, #wan_progress textarea { font-family: ui-monospace, Menlo, Consolas, monospace; }
 #wan_plan_out textarea { white-space: pre; overflow-x: auto; }
 """
+
+# What each speed preset turns on, short (presets.TABLE and README "Speed presets" say why).
+PRESET_INFO = ("quality: the model as shipped; balanced: torch.compile, flash-attention, mild block cache;"
+               " fast: MagCache, SageAttention, distilled LoRA if present; low-vram: group offload, tiled VAE."
+               " Memory's offload none / tiling off keep the preset's choice.")
 
 # A first render that works on the model's trained size; everything else is Deforum's default.
 STARTER_SETTINGS: dict = {
@@ -198,7 +204,8 @@ class WanTab:
         return values + [first, batch, size,
                          f"imported {len(loaded)} files as a batch: Generate queues one job per file, each"
                          " with its own prompts, frames, size and seed, and this tab's model, backend,"
-                         " memory, LoRA, overlap, motion and retime settings; Clear batch to edit one file"]
+                         " preset, memory, LoRA, overlap, motion and retime settings; Clear batch to edit one"
+                         " file"]
 
     def _size(self, values: list) -> str:
         f = dict(zip(FIELDS, values))
@@ -280,7 +287,7 @@ class WanTab:
             "progress": progress_text(job, jobs),
             "preview": (job or {}).get("preview") or None,
             "video": (job or {}).get("video") if job and job["status"] != "running" else None,
-            "folder": (job or {}).get("run_dir") or "",
+            "folder": shown_path((job or {}).get("run_dir") or ""),
             "jobs": jobs_table(jobs),
         }
         out = []
@@ -294,6 +301,17 @@ class WanTab:
                 out.append(value)
                 view[key] = value
         return out + [view]
+
+
+def shown_path(path: str) -> str:
+    """A folder as the tab shows it: relative to the working folder (the WebUI's) when inside it,
+    as the WebUI shows its own output folders (outputs/img2img-images/...)."""
+    if not path:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 def job_name(batch_name) -> str:
@@ -424,14 +442,24 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                                        value=start["color_coherence"], elem_id="wan_color")
                     c["retime"] = gr.Dropdown(label="Retime", choices=list(RETIME_MODES), value=start["retime"],
                                               elem_id="wan_retime")
+                with gr.Row():
+                    c["preset"] = component(gr.Dropdown, label="Speed preset", choices=list(PRESETS),
+                                            value=start["preset"], info=PRESET_INFO, elem_id="wan_preset")
                 with gr.Accordion("Memory", open=False):
                     with gr.Row():
-                        c["offload"] = gr.Dropdown(label="Offload", choices=list(OFFLOAD_MODES),
-                                                   value=start["offload"], elem_id="wan_offload")
-                        c["vae_tiling"] = gr.Checkbox(label="VAE tiling", value=start["vae_tiling"],
-                                                      elem_id="wan_vae_tiling")
+                        # "none"/off are "no opinion" (presets.explicit_overrides): low-vram keeps its offload.
+                        c["offload"] = gr.Dropdown(label="Offload (none = as the preset says)",
+                                                   choices=list(OFFLOAD_MODES), value=start["offload"],
+                                                   elem_id="wan_offload")
+                        c["vae_tiling"] = gr.Checkbox(label="VAE tiling (off = as the preset says)",
+                                                      value=start["vae_tiling"], elem_id="wan_vae_tiling")
+                    with gr.Row():
                         c["dtype"] = gr.Dropdown(label="Dtype", choices=list(DTYPE_CHOICES), value=start["dtype"],
                                                  elem_id="wan_dtype")
+                        c["gpus"] = component(gr.Number, label="GPUs per clip", value=start["gpus"], precision=0,
+                                              info="1 = this process; N > 1 runs each window with torchrun on"
+                                              " N GPUs (N divides the heads: 1.3B 2/3/4/6, 14B 2/4/5/8)",
+                                              elem_id="wan_gpus")
                 with gr.Accordion("LoRAs", open=False):
                     c["loras"] = gr.Textbox(label="LoRAs: one path:weight per line (.safetensors)", lines=3,
                                             value=start["loras"], elem_id="wan_loras")

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import SettingsError
 from .models import DEFAULT_MODEL, MODELS, get_model
+from .presets import DEFAULT_PRESET, PRESETS
 from .schedule import SEED_BEHAVIORS
 from .settings import (
     BACKENDS, COLOR_MODES, DEFORUM_DEFAULTS, OFFLOAD_MODES, RETIME_MODES, WAN_ALIASES, WAN_DEFAULTS,
@@ -33,7 +34,8 @@ FIELD_KEYS: dict[str, str] = {
     "seed_iter_n": "seed_iter_N", "overlap": "wan_overlap",
     "motion_strength": "wan_motion_strength", "color_coherence": "color_coherence",
     "retime": "wan_retime", "offload": "wan_offload", "vae_tiling": "wan_vae_tiling",
-    "dtype": "wan_dtype", "loras": "wan_loras", "prompts": "prompts",
+    "dtype": "wan_dtype", "preset": "wan_preset", "gpus": "wan_gpus", "loras": "wan_loras",
+    "prompts": "prompts",
     "positive": "animation_prompts_positive", "negative": "animation_prompts_negative",
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
 }
@@ -42,7 +44,7 @@ FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
 # an imported batch (each file keeps its own prompts, frames, size, seed, ...).
 WAN_FIELDS: tuple[str, ...] = ("model", "backend", "clip_duration", "guidance_2", "overlap",
                                "motion_strength", "retime", "offload", "vae_tiling", "dtype",
-                               "loras")
+                               "preset", "gpus", "loras")
 
 
 def _get(settings: dict, key: str) -> Any:
@@ -77,6 +79,12 @@ def _bool(value: Any) -> bool:
 def _choice(value: Any, options: tuple[str, ...], default: str) -> str:
     text = str(value).strip().lower() if value is not None else ""
     return next((o for o in options if o.lower() == text), default)
+
+
+def preset_name(value: Any) -> str:
+    """A preset as the dropdown lists it (presets.get_preset also takes ``low_vram``)."""
+    text = str(value).strip().lower().replace("_", "-") if value not in (None, "") else DEFAULT_PRESET
+    return text if text in PRESETS else str(value).strip()  # an unknown name: load_settings reports it
 
 
 def model_id(value: Any) -> str:
@@ -219,6 +227,8 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         "offload": _choice(_get(s, "wan_offload"), OFFLOAD_MODES, "none"),
         "vae_tiling": _bool(_get(s, "wan_vae_tiling")),
         "dtype": _choice(_get(s, "wan_dtype"), DTYPE_CHOICES, "auto"),
+        "preset": preset_name(_get(s, "wan_preset")),
+        "gpus": _number(_get(s, "wan_gpus")) or 1,
         "loras": loras_text(_get(s, "wan_loras")),
         "prompts": prompts_text(_prompts(s)),
         "positive": str(_get(s, "animation_prompts_positive") or ""),
@@ -234,7 +244,7 @@ def _normalize(name: str, value: Any) -> Any:
     if name == "model":
         return model_id(value)
     if name in ("width", "height", "fps", "frames", "clip_duration", "steps", "seed",
-                "seed_iter_n", "overlap", "motion_strength"):
+                "seed_iter_n", "overlap", "motion_strength", "gpus"):
         number = _number(value)
         return number if number is not None else value
     if name == "cfg":
@@ -247,6 +257,8 @@ def _normalize(name: str, value: Any) -> Any:
         return loras_text(parse_loras(value))
     if name == "guidance_2":
         return "" if value is None else str(value).strip()
+    if name == "preset":
+        return preset_name(value)
     if name in ("backend", "seed_behavior", "color_coherence", "retime", "offload", "dtype"):
         return str(value or "").strip()
     return "" if value is None else value  # free text is kept as typed
