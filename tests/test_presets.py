@@ -251,7 +251,7 @@ def test_distill_lora_in_the_models_dir_sets_steps_and_guidance(tiny_models_dir,
 # --- bench ---------------------------------------------------------------------------------------
 
 TOP_FIELDS = {"model", "size", "windows", "frames", "steps", "repeat", "device", "gpu", "torch_threads",
-              "versions", "bare_diffusers_s", "loop_s", "loop_over_bare", "loop_sync_writes_s",
+              "versions", "bare_diffusers_s", "loop_s", "loop_over_bare", "loop_with_video_s", "loop_sync_writes_s",
               "async_over_sync_writes", "peak_rss_short_mb", "peak_rss_long_mb", "rss_long_over_short",
               "long_frames", "presets", "quality_metrics", "targets", "import"}
 PRESET_FIELDS = {"preset", "time_s", "first_run_s", "load_s", "peak_rss_mb", "peak_rss_scope", "peak_vram_mb",
