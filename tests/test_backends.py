@@ -236,8 +236,11 @@ def test_offload_vae_tiling_and_attention_options_on_cpu(options):
 
 
 def test_bad_options_are_refused(options):
-    for bad in (dict(offload="disk"), dict(dtype="int8")):
-        with pytest.raises(WanError):
+    cases = [(dict(offload="disk"), "offload must be one of"), (dict(dtype="int8"), "dtype must be auto"),
+             (dict(cache_threshold="high"), "cache_threshold must be in"),
+             (dict(loras=[("a.safetensors", "strong")]), "weight must be a number, not 'strong'")]
+    for bad, message in cases:
+        with pytest.raises(WanError, match=message):
             load_backend(get_model("tiny-random"), "diffusers", BackendOptions(models_dir=options.models_dir, **bad))
 
 
@@ -330,3 +333,14 @@ def test_sdpa_stand_in_matches_flash_attention_semantics():
     torch.testing.assert_close(sdpa_flash_attention(q, k2, v2, k_lens=k_lens), out, atol=1e-5, rtol=1e-5)
     causal = sdpa_flash_attention(q, k, v, causal=True)
     torch.testing.assert_close(causal, naive_attention(q, k, v, causal=True), atol=1e-5, rtol=1e-5)
+
+
+def test_official_refuses_torch_without_weights_only_load():
+    from deforum_wan.backends.official import check_safe_torch_load
+    from deforum_wan.errors import BackendError
+
+    for old in ("2.1.2+cu121", "2.5.1", "1.13.0"):
+        with pytest.raises(BackendError, match="torch >= 2.6"):
+            check_safe_torch_load(old)
+    for ok in ("2.6.0", "2.13.0+cpu", "3.0.0"):
+        check_safe_torch_load(ok)

@@ -27,7 +27,7 @@ def test_official_command_is_torchrun_with_fsdp_and_ulysses():
     assert cmd[:6] == ["/py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
     args = cmd[7:]
     assert cmd[6] == "deforum_wan.backends.multigpu"
-    pairs = dict(zip(args[::1], args[1::1]))
+    pairs = dict(zip(args, args[1:]))  # each flag -> the word after it
     assert pairs["--prompt"] == 'a "fox" --in snow' and pairs["--n_prompt"] == "blur, text"
     assert (pairs["--size"], pairs["--frame_num"], pairs["--base_seed"]) == ("1280*720", "81", "123456789")
     assert (pairs["--sample_steps"], pairs["--sample_guide_scale"], pairs["--sample_shift"]) == ("40", "5.0", "7.5")

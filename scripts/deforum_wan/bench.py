@@ -73,36 +73,50 @@ _PIPES: dict = {}
 
 
 def _bare_diffusers(plan, models_dir: str | None) -> float:
-    """The plan's windows as plain diffusers calls: the floor our loop is compared with."""
-    import numpy as np
-    import torch
-    from PIL import Image
+    """The plan's windows as plain diffusers calls: the floor our loop is compared with.
 
-    from .backends.base import BackendOptions
-    from .backends.diffusers_backend import _dtype_kwargs, weights_folder
+    Same pipeline classes, device and dtypes as the diffusers backend's defaults, so the
+    difference is the loop's own work.
+    """
+    import diffusers
+    import torch
+
+    from .backends.base import BackendOptions, GenerateRequest, to_pil, torch_device, torch_dtype
+    from .backends.diffusers_backend import (_dtype_kwargs, _pipeline_classes, _sibling, _vace_inputs,
+                                             weights_folder)
     from .models import get_model
 
-    pipes = _PIPES  # loaded once, like the loop's warm cache
-    for model_id in {w.model for w in plan.windows} - set(pipes):
+    device = torch_device("auto")
+    dtypes = {"default": torch_dtype("auto", device.type), "vae": torch.float32, "image_encoder": torch.float32}
+    pipes = _PIPES  # (model id, mode) -> pipeline, loaded once like the loop's warm cache
+    for model_id, mode in sorted({(w.model, w.mode) for w in plan.windows} - set(pipes)):
         spec = get_model(model_id)
-        import diffusers
-
-        cls = getattr(diffusers, "WanPipeline" if model_id == plan.model and spec.can_t2v
-                      else "WanImageToVideoPipeline")
-        pipe = cls.from_pretrained(weights_folder(spec, BackendOptions(models_dir=models_dir)),
-                                   **_dtype_kwargs(torch.float32))
-        pipe.set_progress_bar_config(disable=True)
-        pipes[model_id] = pipe
+        class_name = _pipeline_classes(spec)[mode]
+        loaded = next((p for (m, _), p in pipes.items() if m == model_id), None)
+        if loaded is not None:  # TI2V: the other pipeline class over the same modules
+            pipe = loaded if type(loaded).__name__ == class_name else _sibling(loaded, class_name)
+        else:
+            cls = getattr(diffusers, class_name)
+            pipe = cls.from_pretrained(str(weights_folder(spec, BackendOptions(models_dir=models_dir))),
+                                       use_safetensors=True, **_dtype_kwargs(dtypes)).to(device)
+            pipe.set_progress_bar_config(disable=True)
+        pipes[(model_id, mode)] = pipe
     last = None
     start = time.perf_counter()
     for w in plan.windows:
         kwargs = dict(prompt=w.prompt, negative_prompt=w.negative_prompt, height=plan.height,
                       width=plan.width, num_frames=w.native_frames, num_inference_steps=w.steps,
                       guidance_scale=w.guidance_scale, output_type="np",
-                      generator=torch.Generator("cpu").manual_seed(w.seed))
+                      generator=torch.Generator(device).manual_seed(w.seed))
         if w.mode == "i2v":
-            kwargs["image"] = Image.fromarray((last * 255).astype(np.uint8))
-        frames = pipes[w.model](**kwargs).frames[0]
+            if get_model(w.model).kind == "vace":
+                req = GenerateRequest(mode="i2v", prompt=w.prompt, negative_prompt=w.negative_prompt,
+                                      num_frames=w.native_frames, width=plan.width, height=plan.height,
+                                      seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps, image=last)
+                kwargs["video"], kwargs["mask"] = _vace_inputs(req)
+            else:
+                kwargs["image"] = to_pil(last)
+        frames = pipes[(w.model, w.mode)](**kwargs).frames[0]
         last = frames[-1 - w.overlap] if w.index else frames[-1]
     return time.perf_counter() - start
 
@@ -364,9 +378,6 @@ def build_layered_tiny(models_dir: str | os.PathLike, layers: int) -> Path:
     The standard tiny model has one block, which block caches cannot skip; the marker
     file is the one tiny.py checks, so the normal loader takes this folder as it is.
     """
-    import torch
-    from diffusers import WanPipeline
-
     from . import tiny
 
     folder = Path(models_dir) / "tiny-random"
@@ -376,19 +387,7 @@ def build_layered_tiny(models_dir: str | os.PathLike, layers: int) -> Path:
             return folder
     except (OSError, ValueError):
         pass
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-random-", dir=Path(models_dir)))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = WanPipeline(vae=tiny._vae(), transformer=tiny._transformer(tiny.Z_DIM, num_layers=layers),
-                           **tiny._common())
-    with tiny._quiet_saving():
-        pipe.save_pretrained(tmp, safe_serialization=True)
-    (tmp / tiny.MARKER).write_text(json.dumps({"model": "tiny-random", "versions": tiny._versions(),
-                                               "layers": layers}), encoding="utf-8")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    return tiny.build_tiny_model("tiny-random", folder, layers=layers)
 
 
 def _preset_names(values: list[str] | None) -> list[str]:

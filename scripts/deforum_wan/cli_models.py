@@ -6,18 +6,21 @@ for anything the user can fix.
 """
 from __future__ import annotations
 
-import argparse
 import json
 
-from .models import LAYOUTS, get_model, registry_rows
+from .models import LAYOUTS, download, get_model, registry_rows
+
+MODELS_DIR_HELP = "(default: $DEFORUM_WAN_MODELS_DIR or ~/.cache/deforum-wan/models)"
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         n /= 1024
-    return f"{n:.1f} TB"
+        if n < 1024 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 def cmd_models(args) -> int:
@@ -39,8 +42,6 @@ def cmd_models(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .models import download
-
     spec = get_model(args.id)
     path = download(spec, models_dir=args.models_dir, layout=args.layout, token=args.token)
     print(f"{spec.id}: {path}")
@@ -57,17 +58,16 @@ def cmd_tiny_models(args) -> int:
 
 def add_model_commands(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the Wan models and whether their weights are on disk")
-    p.add_argument("--models-dir", default=None, help="where weights live (default: $DEFORUM_WAN_MODELS_DIR "
-                                                      "or ~/.cache/deforum-wan/models)")
+    p.add_argument("--models-dir", default=None, help=f"where weights live {MODELS_DIR_HELP}")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_models)
 
-    p = subparsers.add_parser("download", help="download a model's weights from the Hugging Face hub",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser("download", help="download a model's weights from the Hugging Face hub")
     p.add_argument("id", help="model id (see: models)")
     p.add_argument("--layout", choices=LAYOUTS, default="diffusers",
-                   help="diffusers for the diffusers backend, official for the official wan code")
-    p.add_argument("--models-dir", default=None, help="download into this folder")
+                   help="diffusers for the diffusers backend, official for the official wan code"
+                        " (default: diffusers)")
+    p.add_argument("--models-dir", default=None, help=f"download into this folder {MODELS_DIR_HELP}")
     p.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or the saved login)")
     p.set_defaults(func=cmd_download)
 

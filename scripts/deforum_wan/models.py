@@ -137,7 +137,6 @@ ALLOW_PATTERNS = {
     "diffusers": ["*.json", "*.safetensors", "*.txt", "*.model"],
     "official": ["*.json", "*.safetensors", "*.txt", "*.model", "*.pth"],
 }
-_WEIGHT_SUFFIXES = (".safetensors", ".pth")
 
 
 def default_models_dir() -> Path:
@@ -167,8 +166,8 @@ def weights_missing_message(spec: ModelSpec, models_dir=None, layout: str = "dif
 
 
 def _has_weights(folder: Path) -> bool:
-    """At least one weight file, and every shard an index names is present."""
-    if not any(f.name.endswith(_WEIGHT_SUFFIXES) for f in folder.iterdir() if f.is_file()):
+    """At least one safetensors file (all diffusers loads), and every shard an index names is present."""
+    if not any(f.name.endswith(".safetensors") for f in folder.iterdir() if f.is_file()):
         return False
     for index in folder.glob("*.index.json"):
         try:

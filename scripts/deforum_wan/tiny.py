@@ -82,14 +82,14 @@ def _vae(z_dim: int = Z_DIM, **extra):
                             latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim, **extra)
 
 
-def _transformer(in_channels: int, out_channels: int = Z_DIM, cls=None, **extra):
+def _transformer(in_channels: int, out_channels: int = Z_DIM, cls=None, num_layers: int = 1, **extra):
     from diffusers import WanTransformer3DModel
 
     cls = cls or WanTransformer3DModel
     # rope_max_seq_len bounds latent frames and patches per side: 64 covers 121 frames and 512 px.
     return cls(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
                in_channels=in_channels, out_channels=out_channels, text_dim=TEXT_DIM, freq_dim=16,
-               ffn_dim=32, num_layers=extra.pop("num_layers", 1), cross_attn_norm=True,
+               ffn_dim=32, num_layers=num_layers, cross_attn_norm=True,
                qk_norm="rms_norm_across_heads", rope_max_seq_len=64, **extra)
 
 
@@ -106,11 +106,11 @@ def _common(shift: float = 5.0) -> dict:
             "scheduler": _scheduler(shift)}
 
 
-def _build_t2v():
+def _build_t2v(layers: int = 1):
     from diffusers import WanPipeline
 
     parts = _common()
-    return WanPipeline(vae=_vae(), transformer=_transformer(Z_DIM), **parts)
+    return WanPipeline(vae=_vae(), transformer=_transformer(Z_DIM, num_layers=layers), **parts)
 
 
 CLIP_IMAGE = 32
@@ -200,11 +200,21 @@ def _marker_ok(folder: Path) -> bool:
         return False
 
 
-def build_tiny_model(model_id: str, folder: Path) -> Path:
-    """Build one tiny pipeline into ``folder`` (replaced atomically), seeded for reproducibility."""
+def build_tiny_model(model_id: str, folder: Path, layers: int | None = None) -> Path:
+    """Build one tiny pipeline into ``folder`` (replaced atomically), seeded for reproducibility.
+
+    ``layers``: transformer blocks of a single-transformer T2V model (default 1; block
+    caches need 2 or more), recorded in the marker.
+    """
+    import functools
+
     import torch
 
     build = _builder(model_id)
+    if layers is not None:
+        if build is not _build_t2v:
+            raise WanError(f"only the T2V tiny model takes a layer count, not {model_id}")
+        build = functools.partial(_build_t2v, layers)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Build in a sibling temp folder and rename: a crash or a parallel build never leaves
@@ -216,7 +226,7 @@ def build_tiny_model(model_id: str, folder: Path) -> Path:
             pipe = build()
         with _quiet_saving():
             pipe.save_pretrained(tmp, safe_serialization=True)
-        marker = {"model": model_id, "versions": _versions()}
+        marker = {"model": model_id, "versions": _versions(), **({"layers": layers} if layers else {})}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
         if folder.exists():

@@ -15,13 +15,13 @@ import numpy as np
 
 from ..errors import WanError
 from ..models import ModelSpec
+from ..presets import CACHES
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 StopCheck = Callable[[], bool]
 
 MODES = ("t2v", "i2v")
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
-CACHES = ("none", "first_block", "taylorseer", "mag", "faster")  # as presets.CACHES
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 
@@ -44,6 +44,12 @@ class GenerateRequest:
     # (N, H, W, 3): leading frames kept as they are (VACE only): the overlap of the previous
     # window as real conditioning. When set it replaces ``image``.
     context: Optional[np.ndarray] = None
+
+    def leading_frames(self) -> list[np.ndarray]:
+        """The frames the window starts from and keeps: the VACE context, else the image."""
+        if self.context is not None:
+            return list(self.context)
+        return [self.image] if self.image is not None else []
 
 
 @dataclass
@@ -74,7 +80,7 @@ class BackendOptions:
             raise WanError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, not {self.offload!r}")
         if self.cache not in CACHES:
             raise WanError(f"cache must be one of {', '.join(CACHES)}, not {self.cache!r}")
-        if self.cache_threshold is not None and not 0 < float(self.cache_threshold) <= 10:
+        if self.cache_threshold is not None and not _in_range(self.cache_threshold, 0, 10):
             raise WanError(f"cache_threshold must be in (0, 10], not {self.cache_threshold!r}")
         if self.distill_lora not in ("off", "auto") and not str(self.distill_lora).endswith(".safetensors"):
             raise WanError(f"distill_lora must be off, auto or a .safetensors file, not {self.distill_lora!r}")
@@ -84,7 +90,18 @@ class BackendOptions:
         for path, weight in self.loras:
             if not str(path).endswith(".safetensors"):
                 raise WanError(f"LoRA {path}: only .safetensors files are loaded")
-            float(weight)
+            try:
+                float(weight)
+            except (TypeError, ValueError):
+                raise WanError(f"LoRA {path}: weight must be a number, not {weight!r}") from None
+
+
+def _in_range(value, low: float, high: float) -> bool:
+    """low < value <= high, False for anything that is not a number."""
+    try:
+        return low < float(value) <= high
+    except (TypeError, ValueError):
+        return False
 
 
 class Backend:
@@ -108,6 +125,12 @@ class Backend:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when it has none): no tracebacks."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def free_memory() -> None:

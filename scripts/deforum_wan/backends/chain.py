@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import BackendError, WanError
 from ..models import ModelSpec
-from .base import Backend, BackendOptions
+from .base import Backend, BackendOptions, first_line
 
 ORDER = ("official", "diffusers")
 CHOICES = ("auto",) + ORDER
@@ -32,9 +32,8 @@ def _open(name: str, spec: ModelSpec, options: BackendOptions) -> Backend:
 
 
 def _reason(name: str, error: Exception) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    if not isinstance(error, WanError):
+    line = first_line(error)
+    if not isinstance(error, WanError) and line != type(error).__name__:
         line = f"{type(error).__name__}: {line}"
     # Backends prefix their own messages; add the name where they did not.
     return line if line.startswith(f"{name}:") else f"{name}: {line}"

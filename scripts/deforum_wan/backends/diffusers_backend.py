@@ -21,7 +21,7 @@ from ..models import ModelSpec, locate_weights, resolve_models_dir, weights_miss
 from ..presets import (DISTILL_GUIDANCE, DISTILL_STEPS, FASTEST_ATTENTION, CachePlan, distill_lora_names,
                        find_distill_lora, plan_cache)
 from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
-                   check_request, free_memory, to_pil, torch_device, torch_dtype)
+                   check_request, first_line, free_memory, to_pil, torch_device, torch_dtype)
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,14 @@ def _quiet_loading():
         transformers.logging.enable_progress_bar()
 
 
-def _dtype_kwargs(dtype_map: dict) -> dict:
-    # diffusers 0.40 renamed torch_dtype to dtype (the old name warns).
+def _dtype_kwargs(dtype) -> dict:
+    """``from_pretrained``'s dtype argument (a dtype, or a dict per component): diffusers 0.40
+    renamed torch_dtype to dtype (the old name warns)."""
     import diffusers
     from packaging.version import Version
 
     key = "dtype" if Version(diffusers.__version__).release >= (0, 40) else "torch_dtype"
-    return {key: dtype_map}
+    return {key: dtype}
 
 
 class DiffusersBackend(Backend):
@@ -139,9 +140,7 @@ class DiffusersBackend(Backend):
         except Exception as e:  # keep the reason, free what was loaded
             self.close()
             raise BackendError(f"{NAME}: loading {self.path} failed: {type(e).__name__}: "
-                               f"{_first_line(e)}") from e
-        # The generator lives where the latents are made (the execution device).
-        self.generator_device = self.device
+                               f"{first_line(e)}") from e
 
     @property
     def pipe(self):
@@ -236,16 +235,14 @@ class DiffusersBackend(Backend):
         if backend not in known:
             self._note(f"attention {wanted!r} is not a diffusers attention backend; using SDPA")
             return
-        for part in ("transformer", "transformer_2"):
-            module = getattr(pipe, part, None)
-            if module is None:
-                continue
-            try:
+        parts = self._transformers(pipe)
+        try:
+            for module in parts:
                 module.set_attention_backend(backend)
-            except Exception as e:  # its kernel package is missing or does not fit this GPU
-                self._note(f"attention {wanted!r} unavailable ({_first_line(e)[:200]}); using SDPA")
+        except Exception as e:  # its kernel package is missing or does not fit this GPU
+            for module in parts:  # both experts on the same kernel
                 module.set_attention_backend("native")
-                return
+            self._note(f"attention {wanted!r} unavailable ({first_line(e)[:200]}); using SDPA")
 
     def _transformers(self, pipe) -> list:
         return [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
@@ -268,7 +265,7 @@ class DiffusersBackend(Backend):
             except Exception as e:  # version too old, GPU not supported: diffusers checks at set time
                 for part in self._transformers(pipe):
                     part.set_attention_backend("native")
-                reasons.append(f"{backend} attention unavailable ({_first_line(e)[:160]})")
+                reasons.append(f"{backend} attention unavailable ({first_line(e)[:160]})")
                 continue
             self._speed_note(f"attention {backend}", warn=False)
             return
@@ -298,7 +295,7 @@ class DiffusersBackend(Backend):
             for m in parts:
                 m.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
         except Exception as e:  # a layer type the hook cannot cast
-            self._speed_note(f"float8 weight storage failed ({_first_line(e)[:160]}); keeping full precision")
+            self._speed_note(f"float8 weight storage failed ({first_line(e)[:160]}); keeping full precision")
             return
         self._speed_note(f"float8 weight storage, computing in {str(self.dtype).replace('torch.', '')}",
                          warn=False)
@@ -332,7 +329,7 @@ class DiffusersBackend(Backend):
                 for m in parts:
                     m.enable_cache(config_cls(**plan.params))
             except Exception as e:  # a block layout the hook does not know
-                self._drop_cache(f"{plan.describe()} failed ({_first_line(e)[:160]}): no cache")
+                self._drop_cache(f"{plan.describe()} failed ({first_line(e)[:160]}): no cache")
                 return
         self._speed_note(plan.describe(), warn=False)
 
@@ -355,7 +352,7 @@ class DiffusersBackend(Backend):
                     m.disable_cache()
                 m.enable_cache(MagCacheConfig(num_inference_steps=steps, **self.cache_plan.params))
         except Exception as e:
-            self._drop_cache(f"{self.cache_plan.describe()} failed ({_first_line(e)[:160]}): no cache")
+            self._drop_cache(f"{self.cache_plan.describe()} failed ({first_line(e)[:160]}): no cache")
             return
         self._mag_steps = steps
 
@@ -375,7 +372,7 @@ class DiffusersBackend(Backend):
                 m.compile_repeated_blocks(fullgraph=False)
         except Exception as e:  # a model without _repeated_blocks
             self._uncompile()
-            self._speed_note(f"regional torch.compile failed ({_first_line(e)[:160]}); not compiled")
+            self._speed_note(f"regional torch.compile failed ({first_line(e)[:160]}); not compiled")
             return
         self.compiled = True
         self._speed_note("regional torch.compile of the transformer blocks (compiles on the first window)",
@@ -468,14 +465,14 @@ class DiffusersBackend(Backend):
             if on_step is not None:
                 on_step(i + 1, total)
             if should_stop is not None and should_stop():
-                p._interrupt = True
                 raise _StopRequested(i + 1)  # leave now: no further steps, no VAE decode
             return {}
 
         self._prepare_cache(req.steps)
 
         def run():
-            generator = torch.Generator(device=self.generator_device).manual_seed(int(req.seed))
+            # The generator lives where the latents are made (the execution device).
+            generator = torch.Generator(device=self.device).manual_seed(int(req.seed))
             return pipe(**kwargs, generator=generator, output_type="np", callback_on_step_end=on_step_end)
 
         try:
@@ -487,7 +484,7 @@ class DiffusersBackend(Backend):
                 # Compilation happens on the first call; a compiler failure is not the model's.
                 pipe.maybe_free_model_hooks()
                 self._uncompile()
-                self._speed_note(f"torch.compile failed on the first window ({_first_line(e)[:160]});"
+                self._speed_note(f"torch.compile failed on the first window ({first_line(e)[:160]});"
                                  " running uncompiled")
                 out = run()
         except _StopRequested as stop:
@@ -545,9 +542,7 @@ def _vace_inputs(req: GenerateRequest):
     grey = Image.new("RGB", size, (128, 128, 128))
     keep, make = Image.new("L", size, 0), Image.new("L", size, 255)
     video, mask = [grey] * req.num_frames, [make] * req.num_frames
-    first = list(req.context) if req.context is not None else (
-        [req.image] if req.image is not None else [])
-    for i, frame in enumerate(first):
+    for i, frame in enumerate(req.leading_frames()):
         video[i], mask[i] = to_pil(frame), keep
     if req.last_image is not None:
         video[-1], mask[-1] = to_pil(req.last_image), keep
@@ -556,8 +551,3 @@ def _vace_inputs(req: GenerateRequest):
 
 def _is_compile_error(error: BaseException) -> bool:
     return type(error).__module__.startswith(("torch._dynamo", "torch._inductor"))
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import BackendError, Interrupted, WanError
 from ..models import ModelSpec, get_model, locate_weights, weights_missing_message
-from .base import Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck, check_request
+from .base import Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck, check_request, first_line
 
 ENGINES = ("official", "diffusers")
 ENTRY = "deforum_wan.backends.multigpu"
@@ -345,13 +345,9 @@ def _diffusers_rank_backend(args, spec: ModelSpec, local_rank: int):
                              models_dir=args.models_dir)
     backend = DiffusersBackend(spec, options, path=args.ckpt_dir)
     config = ContextParallelConfig(ulysses_degree=args.ulysses_size)
-    seen = set()
-    for pipe in backend._pipes.values():  # siblings created later share these modules
-        for part in ("transformer", "transformer_2"):
-            module = getattr(pipe, part, None)
-            if module is not None and id(module) not in seen:
-                seen.add(id(module))
-                module.enable_parallelism(config=config)
+    # Only the first pipeline is loaded; siblings created later share its modules.
+    for module in backend._transformers(backend.pipe):
+        module.enable_parallelism(config=config)
     return backend
 
 
@@ -394,8 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # one line for the launcher; the traceback stays in the log
         if rank == 0:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            _emit(error=f"{type(exc).__name__}: {text}")
+            _emit(error=f"{type(exc).__name__}: {first_line(exc)}")
         raise
     finally:
         if dist.is_initialized():

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import BackendError, Interrupted, WanError
 from ..models import ModelSpec, locate_weights, weights_missing_message
 from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
-                   check_request, free_memory, to_pil)
+                   check_request, first_line, free_memory, to_pil)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,15 @@ def check_cuda(options: BackendOptions):
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
+def check_safe_torch_load(version: str) -> None:
+    """The official code loads its T5/VAE/CLIP ``.pth`` files with a plain ``torch.load``,
+    which is weights-only (no pickled code) only from torch 2.6 on: refuse older torch."""
+    major, minor = (int(part) for part in version.split("+")[0].split(".")[:2])
+    if (major, minor) < (2, 6):
+        raise BackendError(f"{NAME}: needs torch >= 2.6 (here {version}) so that the official .pth "
+                           "checkpoints load weights-only; use the diffusers backend (safetensors)")
+
+
 def import_wan(repo_path: str | None, task: str):
     """Import the official ``wan`` package (from ``repo_path`` when given) that knows ``task``."""
     if repo_path:
@@ -96,7 +105,7 @@ def import_wan(repo_path: str | None, task: str):
         raise BackendError(f"{NAME}: the wan package needs {getattr(e, 'name', None) or e} "
                            f"({e}); install the official repo's requirements") from e
     except Exception as e:  # the package runs code at import (CUDA, distributed): keep the reason
-        raise BackendError(f"{NAME}: importing wan failed: {type(e).__name__}: {e}") from e
+        raise BackendError(f"{NAME}: importing wan failed: {type(e).__name__}: {first_line(e)}") from e
     if task not in getattr(configs, "WAN_CONFIGS", {}):
         raise BackendError(f"{NAME}: the wan package in {Path(wan.__file__).parent.parent} has no task "
                            f"{task!r} (Wan2.1 code runs Wan2.1 models, Wan2.2 code Wan2.2 models)")
@@ -140,6 +149,9 @@ class OfficialBackend(Backend):
         if self.options.loras:
             raise BackendError(f"{NAME}: LoRA is not supported by the official code; use diffusers")
         self.device = check_cuda(self.options)
+        import torch
+
+        check_safe_torch_load(torch.__version__)
         self.path = locate_weights(spec, self.options.models_dir, "official")
         if self.path is None:
             raise BackendError(f"{NAME}: {weights_missing_message(spec, self.options.models_dir, 'official')}")
@@ -161,7 +173,7 @@ class OfficialBackend(Backend):
         except Exception as e:
             self.close()
             raise BackendError(f"{NAME}: loading {self.path} failed: {type(e).__name__}: "
-                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+                               f"{first_line(e)}") from e
         self.class_name = class_name
         self.two_experts = isinstance(config.get("sample_guide_scale"), (tuple, list))
 
@@ -268,8 +280,7 @@ def _vace_tensors(req: GenerateRequest, device):
     f, h, w = req.num_frames, req.height, req.width
     frames = torch.zeros(3, f, h, w)
     masks = torch.ones(1, f, h, w)
-    first = list(req.context) if req.context is not None else ([req.image] if req.image is not None else [])
-    for i, image in enumerate(first):
+    for i, image in enumerate(req.leading_frames()):
         frames[:, i] = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1) * 2 - 1
         masks[:, i] = 0
     if req.last_image is not None:
