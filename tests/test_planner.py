@@ -47,9 +47,12 @@ def test_real_files_plan(path):
     check_invariants(plan, s)
     assert plan.max_frames == s.max_frames and plan.fps == s.fps
     # Seed and guidance of each window are Deforum's at the window's first frame.
-    seeds = deforum_oracle.seeds(s.seed, s.seed_behavior, s.seed_iter_N, s.max_frames)
+    # Deforum draws random/schedule(-1) seeds from the global RNG; those are ours to derive.
+    deterministic = s.seed_behavior in ("iter", "fixed", "ladder", "alternate")
+    seeds = deforum_oracle.seeds(s.seed, s.seed_behavior, s.seed_iter_N, s.max_frames) if deterministic else None
     for w in plan.windows:
-        assert w.seed == seeds[w.start_frame]
+        if deterministic:
+            assert w.seed == seeds[w.start_frame]
         assert w.guidance_scale == pytest.approx(s.cfg[w.start_frame])
 
 

@@ -174,3 +174,40 @@ def test_motion_strength_changes_the_render(tmp_path, models_dir):
     assert outs[0].shape == outs[1].shape
     # A dead field would give identical frames; on random tiny weights the shift's effect is small.
     assert np.abs(outs[0].astype(int) - outs[1].astype(int)).mean() > 0.1
+
+
+def test_bad_plan_or_resume_timestring_exit_2_nothing_written(tmp_path, models_dir):
+    out = tmp_path / "out"
+    r = _render(str(_settings_file(tmp_path, wan_overlap=16)), "--outdir", str(out), models_dir=models_dir,
+                cwd=tmp_path)
+    assert r.returncode == 2 and "wan_overlap=16" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    # A resume timestring names files: anything but 14 digits could reach outside the run folder.
+    r = _render(str(EXAMPLE), "--outdir", str(out), "--resume", "../../x", models_dir=models_dir, cwd=tmp_path)
+    assert r.returncode == 2 and "14 digits" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_resume_when_killed_between_carry_and_manifest(tmp_path, tiny_models_dir):
+    from deforum_wan.errors import Interrupted
+    from deforum_wan.output import Manifest, manifest_path
+    from deforum_wan.render import Renderer
+
+    settings = load_settings(_settings_file(tmp_path, skip_video_creation=True))
+    kw = dict(models_dir=str(tiny_models_dir), progress=False)
+    ref = Renderer(settings, tmp_path / "ref", **kw).run()
+    stop = []
+    with pytest.raises(Interrupted):
+        Renderer(settings, tmp_path / "out", should_stop=lambda: bool(stop),
+                 on_event=lambda e: stop.append(1) if e["event"] == "window_done" and e["window"] == 1 else None,
+                 **kw).run()
+    run_dir, ts = _only_run(tmp_path / "out")
+    # The carry of window 1 is on disk, the manifest has not recorded window 1 yet.
+    manifest = Manifest.load(manifest_path(run_dir, ts))
+    assert [w["index"] for w in manifest.windows] == [0, 1]
+    manifest.windows.pop()
+    manifest.save()
+    done = Renderer(settings, tmp_path / "out", resume=ts, **kw).run()
+    assert done.status == "done" and done.frames == ref.frames == 24
+    for a, b in zip(_frames(run_dir, ts), _frames(ref.run_dir, ref.timestring), strict=True):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name

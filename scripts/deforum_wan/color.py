@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-COLOR_MODES = ("None", "LAB", "HSV", "RGB")
+from .settings import COLOR_MODES
 
 
 def _match_cumulative_cdf(source: np.ndarray, template: np.ndarray) -> np.ndarray:

@@ -75,10 +75,6 @@ class ClipPlan:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @property
-    def native_total(self) -> int:
-        return sum(s.native_frames for s in self.segments)
-
 
 def window_limit(spec: ModelSpec, native_fps: int, clip_duration: float) -> int:
     """Largest 4n+1 frame count for one window: the model's limit, or clip_duration."""

@@ -9,9 +9,9 @@ unfinished window and produces the same frames.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from .errors import Interrupted, WanError
 from .models import get_model
 from .planner import ClipPlan, Window, make_plan
 from .retime import Retimer
-from .settings import RenderSettings, load_settings, resolve_batch_name
+from .settings import TIMESTRING_RE, RenderSettings, load_settings, resolve_batch_name
 
 EventSink = Callable[[dict], None]
 # A warm worker keeps both models of a T2V -> I2V chain loaded when their weights
@@ -127,7 +127,7 @@ class _Stream:
         return self.tail[len(self.tail) - 1 - overlap]
 
     # Carry: what the next window needs, saved after each window for resume.
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, next_window: int) -> None:
         ret = sorted(self.retimer.frames)
         arrays = {
             "tail": np.stack(self.tail) if self.tail else np.zeros((0, 1, 1, 3), np.float32),
@@ -135,24 +135,26 @@ class _Stream:
             "ret_frames": (np.stack([self.retimer.frames[k] for k in ret]) if ret
                            else np.zeros((0, 1, 1, 3), np.float32)),
             "state": np.array([self.tail_start, self.final, self.segment, self.retimer.next_out,
-                               self.retimer.available, self.written], dtype=np.int64),
+                               self.retimer.available, self.written, next_window], dtype=np.int64),
         }
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        output.atomic_write_bytes(path, buf.getvalue())
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path) -> int | None:
+        """Restore the carry; returns the window it was saved for (None: an older carry)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 tail, state = data["tail"], data["state"].tolist()
                 ret_index, ret_frames = data["ret_index"].tolist(), data["ret_frames"]
         except (OSError, KeyError, ValueError) as exc:
             raise WanError(f"cannot resume: {path.name} is unreadable ({exc})") from None
-        self.tail = [f for f in tail]
-        self.tail_start, self.final, self.segment, next_out, available, self.written = state
+        self.tail = list(tail)
+        self.tail_start, self.final, self.segment, next_out, available, self.written = state[:6]
         self.retimer = self._retimer(self.segment, next_out)
         self.retimer.available = available
         self.retimer.frames = {k: ret_frames[i] for i, k in enumerate(ret_index)}
+        return state[6] if len(state) > 6 else None
 
 
 class Renderer:
@@ -187,8 +189,13 @@ class Renderer:
     # --- setup -------------------------------------------------------------------------
     def _prepare(self) -> tuple[ClipPlan, Path, str, output.Manifest]:
         s = self.settings
-        if self.timestring and not self.resume and not re.fullmatch(r"\d{14}", self.timestring):
-            raise WanError(f"timestring must be 14 digits (YYYYmmddHHMMSS), got {self.timestring!r}")
+        # A timestring becomes part of file names: anything but 14 digits could leave the run folder.
+        for label, value in (("resume timestring", self.resume), ("timestring", self.timestring)):
+            if value and not TIMESTRING_RE.match(str(value)):
+                raise WanError(f"{label} must be 14 digits (YYYYmmddHHMMSS), got {value!r}")
+        # Bad input stops here, before a folder or a file is written (a resume re-checks
+        # the settings it continues below).
+        plan = None if self.resume else self._check(s)
         ts = self.resume or self.timestring or output.make_timestring()
         name = resolve_batch_name(s.batch_name, ts, s)
         run_dir = output.run_dir(self.outdir, name)  # checks it stays inside and is writable
@@ -207,6 +214,7 @@ class Renderer:
                 raise WanError(f"nothing to resume: no {saved.name} and {manifest_file.name} in {run_dir}")
             # The saved file holds the drawn seed; it is the render being continued.
             self.settings = s = load_settings(saved, {"resume_from_timestring": False})
+            plan = self._check(s)
             manifest = output.Manifest.load(manifest_file)
             if manifest.status == "done":
                 raise WanError(f"render {ts} in {run_dir} is already finished")
@@ -215,10 +223,14 @@ class Renderer:
                                   {**s.to_dict(), "resume_timestring": ts})
             manifest = output.Manifest(manifest_file, ts, output.settings_hash(s.to_dict()))
             manifest.save()
+        return plan, run_dir, ts, manifest
+
+    @staticmethod
+    def _check(s: RenderSettings) -> ClipPlan:
         plan = make_plan(s)
         if s.soundtrack and "://" not in s.soundtrack:
             output.check_soundtrack(s.soundtrack)  # a missing file fails now, not after the render
-        return plan, run_dir, ts, manifest
+        return plan
 
     def _options(self):
         from .backends.base import BackendOptions
@@ -238,22 +250,28 @@ class Renderer:
         s = self.settings
         self._plan_models = sorted({w.model for w in plan.windows})
         self._pair_fits = sum(get_model(m).approx_gb for m in self._plan_models) <= WARM_PAIR_MAX_GB
+        for rec in manifest.windows:
+            if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
+                raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
         done_windows = {w["index"] for w in manifest.windows}
         start = next((w.index for w in plan.windows if w.index not in done_windows), len(plan.windows))
-        if start and start not in done_windows and start - 1 not in done_windows:
-            raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
+        writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes)
+        anchor: list[np.ndarray] = []
+        stream = _Stream(plan, writer, lambda i, f: anchor.append(f) if i == 0 else None)
+        if start:
+            carried = stream.load(carry_path(run_dir, ts))
+            if carried == start + 1:  # killed after the carry was saved, before the manifest
+                manifest.record_window(self._record(plan.windows[start]), frames_written=stream.written)
+                start += 1
+            elif carried not in (None, start):
+                raise WanError(f"cannot resume: {carry_path(run_dir, ts).name} does not match"
+                               f" the manifest of {ts}")
+            anchor.append(_read_png(output.frame_path(run_dir, ts, 0)))
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
                   frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings)
         for warning in plan.warnings:
             self._log(f"warning: {warning}")
 
-        writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes)
-        anchor: list[np.ndarray] = []
-        stream = _Stream(plan, writer, lambda i, f: anchor.append(f) if i == 0 else None)
-        if start:
-            stream.load(carry_path(run_dir, ts))
-            anchor_file = output.frame_path(run_dir, ts, 0)
-            anchor.append(_read_png(anchor_file))
         bar = self._bar(plan, start)
         backend = None
         status = "interrupted"
@@ -267,7 +285,6 @@ class Renderer:
                         bar.set_postfix_str(f"loading {w.model}")
                     backend = self._load(w.model)
                 frames = self._generate(backend, w, plan, stream, bar)
-                frames = [f for f in frames]
                 if w.index > 0 and s.color_coherence != "None" and anchor:
                     from .color import match_color
                     frames = [match_color(to_uint8(f), anchor[0], s.color_coherence).astype(np.float32) / 255.0
@@ -275,10 +292,8 @@ class Renderer:
                 nxt = plan.windows[w.index + 1].overlap if w.index + 1 < len(plan.windows) else 0
                 stream.add(frames, w.overlap, nxt)
                 writer.flush()  # the manifest must only count frames that are on disk
-                stream.save(carry_path(run_dir, ts))
-                manifest.record_window({"index": w.index, "start_frame": w.start_frame,
-                                        "end_frame": w.end_frame, "seed": w.seed, "model": w.model},
-                                       frames_written=stream.written)
+                stream.save(carry_path(run_dir, ts), w.index + 1)
+                manifest.record_window(self._record(w), frames_written=stream.written)
                 preview = output.frame_path(run_dir, ts, stream.written - 1) if stream.written else None
                 self.emit("window_done", window=w.index, windows=len(plan.windows),
                           start_frame=w.start_frame, end_frame=w.end_frame,
@@ -315,6 +330,12 @@ class Renderer:
             raise Interrupted(f"stopped after {written} frames; resume with --resume {ts}"
                               + (f" (video of those frames: {video})" if video else ""))
         return result
+
+    @staticmethod
+    def _record(w: Window) -> dict:
+        """A finished window as the manifest keeps it (and a resume compares it)."""
+        return {"index": w.index, "start_frame": w.start_frame, "end_frame": w.end_frame,
+                "seed": w.seed, "model": w.model}
 
     def _cache_key(self, model_id: str) -> str:
         return json.dumps([model_id, self.backend_choice, repr(self._options())])
@@ -383,7 +404,7 @@ class Renderer:
         s = self.settings
         if s.write_srt:
             output.write_srt(output.srt_path(run_dir, ts), plan.fps,
-                             [(seg.start, seg.end, seg.prompt) for seg in plan.segments
+                             [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
                               if seg.start < written])
         if s.skip_video_creation or written == 0:
             return None
@@ -435,15 +456,17 @@ def render_cli(args, overrides: dict) -> int:
 
     events = _json_events if args.events else None
     failures = 0
+    if args.resume and len(args.settings) > 1:
+        raise WanError("--resume takes one settings file")
     with stop_on_sigint("stopping at the next step") as should_stop:
-        # Validate every file (and the outdir) before any model loads.
+        # Validate every file, its plan and the outdir before any model loads or file is written.
         loaded = []
         for path in args.settings:
-            loaded.append((path, load_settings(path, overrides)))
+            settings = load_settings(path, overrides)
+            make_plan(settings)
+            loaded.append((path, settings))
         check_outdir(args.outdir)
         for path, settings in loaded:
-            if args.resume and len(loaded) > 1:
-                raise WanError("--resume takes one settings file")
             try:
                 result = Renderer(settings, args.outdir, backend=args.backend, models_dir=args.models_dir,
                                   resume=args.resume, on_event=events, should_stop=should_stop,

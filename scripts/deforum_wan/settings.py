@@ -19,14 +19,14 @@ from typing import Any
 
 from .errors import SettingsError, WanError
 from .models import DEFAULT_MODEL, ModelSpec, get_model
-from .presets import explicit_overrides, get_preset
+from .presets import OFFLOAD_MODES, explicit_overrides, get_preset
 from .schedule import (
     SEED_BEHAVIORS, MAX_SEED, ExprError, Schedule, build_schedule, evaluate_number,
     parse_frame_key,
 )
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # real run-saved files reach ~1 MB (per-frame schedules)
-TIMESTRING_RE = re.compile(r"^\d{14}$")
+TIMESTRING_RE = re.compile(r"^\d{14}\Z")  # \Z: "$" would also accept a trailing newline
 
 # Deforum's defaults (args.py) for the keys this tool reads.
 DEFORUM_DEFAULTS: dict[str, Any] = {
@@ -73,7 +73,6 @@ WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}
 RETIME_MODES = ("blend", "nearest", "native")
 COLOR_MODES = ("None", "LAB", "HSV", "RGB")
 BACKENDS = ("auto", "official", "diffusers")
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
 
 # Deforum's deprecation_utils: renamed keys and replaced values.
 _RENAMED = {"flip_2d_perspective": "enable_perspective_flip",
@@ -289,8 +288,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
     sh = get("wan_shift")
     shift = None if sh in (None, "") else _number(sh, "wan_shift", 0.1, 100)
     preset = get_preset(get("wan_preset")).name
-    speed = explicit_overrides(raw, offload=offload, vae_tiling=_bool(get("wan_vae_tiling")),
-                               attention=str(get("wan_attention")))
+    vae_tiling, attention = _bool(get("wan_vae_tiling")), str(get("wan_attention"))
+    speed = explicit_overrides(raw, offload=offload, vae_tiling=vae_tiling, attention=attention)
     gpus = _int(get("wan_gpus"), "wan_gpus", 1, 64)
 
     return RenderSettings(
@@ -301,8 +300,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
         resume_timestring=resume, model=model, continue_model=continue_model, backend=backend,
         clip_duration=clip_duration, overlap=overlap, motion_strength=motion, retime=retime,
-        guidance_2=guidance_2, shift=shift, offload=offload, vae_tiling=_bool(get("wan_vae_tiling")),
-        dtype=str(get("wan_dtype")), attention=str(get("wan_attention")),
+        guidance_2=guidance_2, shift=shift, offload=offload, vae_tiling=vae_tiling,
+        dtype=str(get("wan_dtype")), attention=attention,
         loras=_loras(get("wan_loras")), write_srt=_bool(get("wan_write_srt")), gpus=gpus,
         preset=preset, speed_overrides=speed, warnings=warnings,
     )
