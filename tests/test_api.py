@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import socket
 import threading
 
@@ -109,8 +110,13 @@ BAD_PAYLOADS = [
     # Requests cannot make the server read its own files.
     ({"settings": settings(QUICK, use_init=True, init_image="/etc/hostname")}, 422, "init_image"),
     ({"settings": settings(QUICK, use_init=True, init_image="../../../etc/hostname")}, 422, "init_image"),
+    ({"settings": settings(QUICK, use_init="yes", init_image="/etc/hostname")}, 422, "init_image"),
+    ({"settings": settings(QUICK, use_init=1, init_image="/etc/hostname")}, 422, "init_image"),
     ({"settings": settings(QUICK, add_soundtrack="File", soundtrack_path="/etc/hostname")}, 422,
      "soundtrack_path"),
+    ({"settings": settings(QUICK, wan_loras=[{"path": "/etc/x.safetensors", "weight": 1}])}, 422, "wan_loras"),
+    ({"settings": settings(QUICK, wan_loras=["../../x.safetensors"])}, 422, "wan_loras"),
+    ({"settings": settings(QUICK, wan_distill_lora="/etc/x.safetensors")}, 422, "wan_distill_lora"),
 ]
 
 
@@ -171,3 +177,15 @@ def test_init_image_inside_the_output_folder_is_accepted(client, manager):
     job = poll_done(client, job_id)
     assert job["status"] == "done", job
     assert client.get(f"/wan_api/jobs/{job_id}/preview").status_code == 200
+
+
+def test_lora_in_the_models_folder_is_accepted(client, manager, tiny_lora):
+    import shutil
+
+    shutil.copy(tiny_lora, Path(manager.models_dir) / "style.safetensors")
+    r = client.post("/wan_api/jobs", json={"settings": settings(QUICK, wan_loras=[{"path": "style.safetensors",
+                                                                                   "weight": 0.5}])})
+    assert r.status_code == 200, r.text
+    (job_id,) = r.json()["jobs"]
+    job = poll_done(client, job_id)
+    assert job["status"] == "done", job

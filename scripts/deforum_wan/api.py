@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .errors import SettingsError, WanError
 from .jobstore import JobNotFound
-from .models import registry_rows
-from .settings import MAX_FILE_BYTES
+from .models import registry_rows, resolve_models_dir
+from .settings import MAX_FILE_BYTES, _bool
 
 PREFIX = "/wan_api"
 MAX_BODY_BYTES = MAX_FILE_BYTES + 1024 * 1024  # one settings file and its wrapping
@@ -89,9 +89,9 @@ def _settings_of(item: object, where: str) -> tuple[str, dict]:
 def _confine_input_files(settings: dict, root: Path, where: str) -> None:
     """A request may only read input files (init image, soundtrack) from the output
     folder, never arbitrary files of the server; relative names are taken from there."""
-    use_init = settings.get("use_init")
-    wanted = {"init_image": use_init is True or str(use_init).lower() == "true",
-              "soundtrack_path": settings.get("add_soundtrack") == "File"}
+    # Read the flags as load_settings does ("1", "yes", 1 enable an init image too).
+    wanted = {"init_image": _bool(settings.get("use_init")),
+              "soundtrack_path": str(settings.get("add_soundtrack")) == "File"}
     for key, active in wanted.items():
         value = settings.get(key)
         if not active or value in (None, "", "None") or "://" in str(value):
@@ -101,6 +101,29 @@ def _confine_input_files(settings: dict, root: Path, where: str) -> None:
         if found is None:
             raise _HTTPError(422, f"{where}: {key} must name an existing file inside the output folder")
         settings[key] = str(found)
+
+
+def _confine_loras(settings: dict, roots: list[Path], where: str) -> None:
+    """LoRA files named by a request must lie in the models folder or the output folder
+    (relative names are looked up there), so a request cannot probe the server's files."""
+    def place(value, key: str) -> str:
+        path = Path(str(value))
+        for root in roots:
+            found = _inside(str(path if path.is_absolute() else root / path), root.resolve())
+            if found is not None:
+                return str(found)
+        raise _HTTPError(422, f"{where}: {key} must name a .safetensors file in the models or output folder")
+
+    loras = settings.get("wan_loras")
+    if isinstance(loras, list):
+        settings["wan_loras"] = [
+            place(item, "wan_loras") if isinstance(item, str)
+            else {**item, "path": place(item["path"], "wan_loras")}
+            if isinstance(item, dict) and isinstance(item.get("path"), str) else item
+            for item in loras]
+    distill = settings.get("wan_distill_lora")
+    if isinstance(distill, str) and distill.strip().lower() not in ("", "auto", "off"):
+        settings["wan_distill_lora"] = place(distill, "wan_distill_lora")
 
 
 def _submission(body: object) -> list[tuple[str, dict]]:
@@ -175,6 +198,8 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:
         items = _submission(await _json_body(request))
         for i, (_, settings) in enumerate(items):
             _confine_input_files(settings, Path(manager.outdir), f"job {i + 1}")
+            _confine_loras(settings, [resolve_models_dir(manager.models_dir), Path(manager.outdir)],
+                           f"job {i + 1}")
         ids = await run_in_threadpool(manager.submit_batch, items)
         return JSONResponse({"jobs": ids})
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m deforum_wan plan|render|models|download|tiny-models|bench``.
+"""Command line: ``python -m deforum_wan plan|render|models|download|tiny-models|bench|batch|ui``.
 
 User errors (``WanError``) print one ``error: ...`` line and exit 2; Ctrl-C exits 130.
 """

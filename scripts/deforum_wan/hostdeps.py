@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 PACKAGES_DIR = ".wan-packages"
@@ -142,8 +143,6 @@ def environment_fingerprint() -> dict:
             mtimes.append(int(os.stat(site).st_mtime))
         except OSError:
             mtimes.append(0)
-    import sys
-
     return {"prefix": sys.prefix, "site_packages": sites, "mtime": max(mtimes, default=0)}
 
 

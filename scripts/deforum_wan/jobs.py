@@ -31,6 +31,7 @@ from typing import Callable
 from .errors import SettingsError, WanError
 from .jobstore import FINISHED, JobNotFound, JobStore, empty_progress
 from .settings import MAX_FILE_BYTES, load_settings, read_settings_file
+from .worker import describe_error
 from .worker_client import WorkerExited, WorkerProcess, exit_description
 
 __all__ = ["JobManager", "JobNotFound", "FINISHED"]
@@ -238,7 +239,7 @@ class JobManager:
                 self._run(job)
             except Exception as exc:  # never let the queue thread die
                 traceback.print_exc(file=sys.stderr)
-                self._fail(job["id"], f"internal error: {type(exc).__name__}: {exc}")
+                self._fail(job["id"], f"internal error: {describe_error(exc)}")
             finally:
                 with self._state:
                     self._current = None
@@ -278,7 +279,7 @@ class JobManager:
                 self.before_job(self.get(job_id))  # may block
             except Exception as exc:
                 traceback.print_exc(file=sys.stderr)
-                self._fail(job_id, f"internal error: the host's before_job hook: {type(exc).__name__}: {exc}")
+                self._fail(job_id, f"internal error: the host's before_job hook: {describe_error(exc)}")
                 return
             self._run_job(job)
         finally:

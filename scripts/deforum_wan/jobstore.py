@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .errors import WanError
 
-STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
 FINISHED = ("done", "failed", "interrupted", "cancelled")
 PROGRESS_KEYS = ("window", "windows", "step", "steps", "frames_written", "frames")
 

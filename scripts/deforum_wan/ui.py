@@ -28,8 +28,8 @@ from .settings import (
 )
 from .ui_compat import blocks, component, file_path, file_paths, on, poll, update
 from .ui_fields import (
-    CUSTOM_SIZE, DTYPE_CHOICES, FIELDS, WAN_FIELDS, fields_to_settings, model_id, model_label,
-    parse_size, prompts_text, settings_to_fields, size_choices, size_for,
+    CUSTOM_SIZE, DTYPE_CHOICES, FIELDS, WAN_FIELDS, fields_to_settings, model_choices, model_id,
+    model_label, parse_size, prompts_text, settings_to_fields, size_choices, size_for,
 )
 
 POLL_SECONDS = 1.0
@@ -208,7 +208,7 @@ class WanTab:
                          " file"]
 
     def _size(self, values: list) -> str:
-        f = dict(zip(FIELDS, values))
+        f = self.fields(values)
         return size_for(f["model"], f["width"], f["height"])
 
     def clear_batch(self) -> tuple[list, str]:
@@ -268,8 +268,7 @@ class WanTab:
 
     def refresh_models(self, model):
         self.installed = installed_models(self.models_dir)
-        choices = [model_label(mid, self.installed) for mid in MODELS]
-        return update(choices=choices, value=model_label(model_id(model), self.installed))
+        return update(choices=model_choices(self.installed), value=model_label(model_id(model), self.installed))
 
     # --- progress ----------------------------------------------------------------------
     def poll(self, view: dict | None) -> list:
@@ -294,7 +293,7 @@ class WanTab:
         for key in ("progress", "preview", "video", "folder", "jobs"):
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():
-                value = None  # not written yet (or deleted): keep what is shown
+                value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
             if key in view and view[key] == value:
                 out.append(update())
             else:
@@ -400,7 +399,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                                elem_id="wan_negative")
                 with gr.Row():
                     c["model"] = component(gr.Dropdown, label="Model",
-                                           choices=[model_label(m, tab.installed) for m in MODELS],
+                                           choices=model_choices(tab.installed),
                                            value=start["model"], allow_custom_value=True, scale=3,
                                            elem_id="wan_model")
                     c["backend"] = component(gr.Dropdown, label="Backend", choices=list(BACKENDS),

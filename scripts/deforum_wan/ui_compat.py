@@ -23,10 +23,11 @@ def update(**kwargs) -> dict:
     return gr.update(**kwargs)
 
 
-def _accepted(cls) -> set[str] | None:
-    params = inspect.signature(cls.__init__).parameters
+def _accepted_by(fn: Callable) -> set[str] | None:
+    """``fn``'s keyword names; None when it takes ``**kwargs`` (3.x components pass them on)."""
+    params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None  # takes anything (3.x components pass **kwargs on)
+        return None
     return set(params)
 
 
@@ -43,7 +44,7 @@ def component(cls, **kwargs):
         kwargs["source"] = sources[0] if sources else "upload"
     if cls is gr.File and kwargs.get("type") == "filepath" and GRADIO_MAJOR < 4:
         kwargs["type"] = "file"
-    accepted = _accepted(cls)
+    accepted = _accepted_by(cls.__init__)
     if accepted is not None:
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     else:  # 3.x: drop what would only raise a deprecation warning or a TypeError downstream
@@ -64,8 +65,8 @@ def on(event: Callable, fn: Callable, inputs=None, outputs=None, js: str | None 
         kwargs["js" if GRADIO_MAJOR >= 4 else "_js"] = js
     if GRADIO_MAJOR >= 4:
         kwargs.pop("every", None)
-    accepted = set(inspect.signature(event).parameters)
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(event).parameters.values()):
+    accepted = _accepted_by(event)
+    if accepted is not None:
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     return event(fn, inputs=inputs, outputs=outputs, **kwargs)
 

@@ -15,13 +15,13 @@ from .errors import SettingsError
 from .models import DEFAULT_MODEL, MODELS, get_model
 from .presets import DEFAULT_PRESET, PRESETS
 from .schedule import SEED_BEHAVIORS
-from .settings import (
-    BACKENDS, COLOR_MODES, DEFORUM_DEFAULTS, OFFLOAD_MODES, RETIME_MODES, WAN_ALIASES, WAN_DEFAULTS,
+from .settings import (  # _bool, _COLOR_LEGACY: fields read values exactly as load_settings does
+    _COLOR_LEGACY, BACKENDS, COLOR_MODES, DEFORUM_DEFAULTS, OFFLOAD_MODES, RETIME_MODES, WAN_ALIASES,
+    WAN_DEFAULTS, _bool,
 )
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 CUSTOM_SIZE = "custom"
-_COLOR_LEGACY = {"Match Frame 0 HSV": "HSV", "Match Frame 0 LAB": "LAB", "Match Frame 0 RGB": "RGB"}
 
 # Field name -> the settings key it edits. Fields whose value lives in two keys
 # (init_image: use_init + init_image, soundtrack: add_soundtrack + soundtrack_path,
@@ -68,12 +68,6 @@ def _number(value: Any) -> float | int | None:
         except ValueError:
             return None
     return int(number) if float(number).is_integer() else float(number)
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
 
 
 def _choice(value: Any, options: tuple[str, ...], default: str) -> str:
@@ -317,8 +311,7 @@ def _apply(out: dict, name: str, value: Any) -> None:
 
 def model_choices(installed: set[str] | None = None) -> list[str]:
     """Registry ids for the model dropdown, each marked installed or not."""
-    installed = installed or set()
-    return [f"{mid} [{'installed' if mid in installed else 'not downloaded'}]" for mid in MODELS]
+    return [model_label(mid, installed) for mid in MODELS]
 
 
 def model_label(mid: str, installed: set[str] | None = None) -> str:

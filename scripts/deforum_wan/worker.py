@@ -86,7 +86,6 @@ class Worker:
         self.write_lock = threading.Lock()
         self.current: str | None = None
         self.early_stops: set[str] = set()  # interrupts that arrived before their job started
-        self.last_start = ""  # timestring of the previous job's start
 
     # --- events out ----------------------------------------------------------------
     def emit(self, event: str, **data) -> None:
@@ -181,9 +180,9 @@ class Worker:
             if self.stop.is_set():
                 self.emit("job_done", job=job, status="cancelled", message="interrupted before it started")
                 return
-            renderer = self._renderer(cmd, on_event)
-            self._wait_for_new_timestring()
-            result = renderer.run()
+            # Two jobs in the same second get distinct runs: Renderer moves to a later
+            # timestring while its run folder already holds one with this timestring.
+            result = self._renderer(cmd, on_event).run()
             self.emit("job_done", job=job, status="done", run_dir=str(result.run_dir),
                       timestring=result.timestring, frames=result.frames,
                       video=str(result.video) if result.video else None,
@@ -227,15 +226,6 @@ class Worker:
                         backend=backend, models_dir=models_dir, resume=resume,
                         on_event=on_event, should_stop=self.stop.is_set, progress=False,
                         backend_cache=self.cache)
-
-    def _wait_for_new_timestring(self) -> None:
-        # Deforum's run id has one-second resolution: two jobs started in the same second
-        # would share a timestring (and, with the default batch_name, a folder).
-        from .output import make_timestring
-
-        while make_timestring() == self.last_start:
-            time.sleep(0.05)
-        self.last_start = make_timestring()
 
     def drop_cache(self) -> None:
         cache, self.cache = self.cache, {}
