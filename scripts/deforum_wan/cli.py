@@ -21,6 +21,14 @@ def _add_settings_args(p: argparse.ArgumentParser, many: bool) -> None:
                    help="override one settings key (VALUE is JSON or text); repeatable")
 
 
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """--outdir and --models-dir, shared by `render` and `ui`."""
+    p.add_argument("--outdir", default="outputs",
+                   help="output folder; each render goes to OUTDIR/<batch_name>/ (default: outputs)")
+    p.add_argument("--models-dir", help="folder with model weights (default: DEFORUM_WAN_MODELS_DIR"
+                   " or ~/.cache/deforum-wan/models)")
+
+
 def _overrides(args) -> dict:
     from .settings import parse_override
 
@@ -66,10 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_args(p, many=True)
     p.add_argument("--backend", choices=["auto", "official", "diffusers"],
                    help="which backend loads Wan (default: wan_backend, else auto)")
-    p.add_argument("--outdir", default="outputs",
-                   help="output folder; each render goes to OUTDIR/<batch_name>/ (default: outputs)")
-    p.add_argument("--models-dir", help="folder with model weights (default: DEFORUM_WAN_MODELS_DIR"
-                   " or ~/.cache/deforum-wan/models)")
+    add_output_args(p)
     p.add_argument("--resume", metavar="TIMESTRING",
                    help="continue an interrupted render with this timestring")
     p.add_argument("--events", action="store_true",

@@ -18,13 +18,12 @@ def jobs_db_path(outdir: str | os.PathLike) -> Path:
 
 
 def add_ui_command(subparsers) -> argparse.ArgumentParser:
+    from .cli import add_output_args  # cli.py is already loaded when this runs
+
     p = subparsers.add_parser("ui", help="serve the Wan tab and the /wan_api routes in a browser")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7870, help="port (default: 7870)")
-    p.add_argument("--outdir", default="outputs",
-                   help="output folder; each render goes to OUTDIR/<batch_name>/ (default: outputs)")
-    p.add_argument("--models-dir", help="folder with model weights (default: DEFORUM_WAN_MODELS_DIR"
-                   " or ~/.cache/deforum-wan/models)")
+    add_output_args(p)
     p.add_argument("--keep-warm", action="store_true",
                    help="keep the model loaded in the worker between jobs (faster, holds VRAM)")
     p.add_argument("--worker-python", default=sys.executable, metavar="PYTHON",
