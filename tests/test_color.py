@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from deforum_wan.color import crossfade, crossfade_weights, match_color, match_histograms
+from deforum_wan.color import ColorMatcher, crossfade, crossfade_weights, match_color, match_histograms
 
 
 def deforum_maintain_colors(prev_img, color_match_sample, mode):
@@ -84,6 +84,18 @@ def test_match_color_undoes_drift(mode):
 def test_none_returns_frame_unchanged():
     frame = drifted(textured(), 3)
     assert match_color(frame, textured(), "None") is frame
+
+
+@pytest.mark.parametrize("mode", ["RGB", "HSV", "LAB"])
+def test_color_matcher_reused_over_frames_equals_deforum(mode):
+    """The render builds one matcher from frame 0 and applies it to every later frame."""
+    anchor = textured(seed=7)
+    matcher = ColorMatcher(anchor, mode)
+    for step in range(1, 5):
+        frame = drifted(textured(seed=step), step)
+        np.testing.assert_array_equal(matcher(frame), deforum_maintain_colors(frame, anchor, mode))
+    with pytest.raises(ValueError, match="uint8"):
+        matcher(anchor.astype(np.float32))
 
 
 def test_match_color_rejects_bad_input():

@@ -206,10 +206,36 @@ def test_frame_writer_error_reaches_caller(tmp_path):
     writer.flush()
     shutil.rmtree(folder)  # the run folder disappears mid-render
     writer.put(1, frames[1])
-    with pytest.raises(WanError, match="could not write a frame.*1 frames written are kept"):
+    with pytest.raises(WanError, match="could not write to.*1 frames written are kept"):
         writer.close()
     with pytest.raises(WanError):  # sticky: the render cannot miss it
         writer.flush()
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_frame_writer_after_runs_once_earlier_frames_are_on_disk(tmp_path, sync):
+    frames = synthetic_frames(6, 16, 16)
+    seen = []
+    writer = GatedWriter(tmp_path, TS, max_queued=8, sync=sync)
+    writer.gate.set()
+    for i in range(3):
+        writer.put(i, frames[i])
+    writer.after(lambda: seen.append(len(list(tmp_path.glob("*.png")))))
+    for i in range(3, 6):
+        writer.put(i, frames[i])
+    writer.after(lambda: seen.append(len(list(tmp_path.glob("*.png")))))
+    writer.close()
+    assert seen == [3, 6]
+    # an error in a checkpoint is raised like a write error, and sticks
+    writer = FrameWriter(tmp_path, TS, sync=sync)
+    write_into_missing_folder = lambda: open(tmp_path / "missing" / "manifest.json", "w")  # noqa: E731
+    if sync:
+        with pytest.raises(WanError, match="could not write to"):
+            writer.after(write_into_missing_folder)
+    else:
+        writer.after(write_into_missing_folder)
+    with pytest.raises(WanError, match="could not write to"):
+        writer.close()
 
 
 def test_frame_writer_error_in_sync_mode_and_in_with_block(tmp_path):
@@ -217,7 +243,7 @@ def test_frame_writer_error_in_sync_mode_and_in_with_block(tmp_path):
     folder.mkdir()
     writer = FrameWriter(folder, TS, sync=True)
     shutil.rmtree(folder)
-    with pytest.raises(WanError, match="could not write a frame"):
+    with pytest.raises(WanError, match="could not write to"):
         writer.put(0, synthetic_frames(1, 8, 8)[0])
     # an error already unwinding the with-block is not replaced by the writer's
     folder.mkdir()

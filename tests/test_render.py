@@ -211,3 +211,32 @@ def test_resume_when_killed_between_carry_and_manifest(tmp_path, tiny_models_dir
     assert done.status == "done" and done.frames == ref.frames == 24
     for a, b in zip(_frames(run_dir, ts), _frames(ref.run_dir, ref.timestring), strict=True):
         assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
+
+
+def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path, tiny_models_dir):
+    """Frames and checkpoints are written behind the loop; window_done must still only
+    report what a resume would find on disk."""
+    from deforum_wan.output import Manifest, manifest_path
+    from deforum_wan.render import Renderer, carry_path
+
+    seen = []
+
+    def on_event(e):
+        if e["event"] == "started":
+            seen.append(Path(e["run_dir"]))
+        elif e["event"] == "window_done":
+            run_dir = seen[0]
+            ts = run_dir.name[-14:]
+            manifest = Manifest.load(manifest_path(run_dir, ts))
+            # (a later window may already be saved too: events are emitted between steps)
+            assert e["window"] in [w["index"] for w in manifest.windows]
+            assert manifest.frames_written >= e["frames_written"]
+            assert len(_frames(run_dir, ts)) >= e["frames_written"]
+            assert Path(e["preview"]).is_file() and carry_path(run_dir, ts).is_file()
+            seen.append(e["window"])
+
+    settings = load_settings(_settings_file(tmp_path, skip_video_creation=True))
+    result = Renderer(settings, tmp_path / "out", models_dir=str(tiny_models_dir), progress=False,
+                      on_event=on_event).run()
+    plan_windows = json.loads((result.run_dir / f"{result.timestring}_manifest.json").read_text())["windows"]
+    assert seen[1:] == [w["index"] for w in plan_windows] and len(seen) > 2

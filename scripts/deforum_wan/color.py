@@ -14,16 +14,19 @@ import numpy as np
 from .settings import COLOR_MODES
 
 
-def _match_cumulative_cdf(source: np.ndarray, template: np.ndarray) -> np.ndarray:
+def _template_cdf(template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values that occur in a uint8 channel and their cumulative quantiles."""
+    counts = np.bincount(template.reshape(-1))
+    values = np.nonzero(counts)[0]
+    return np.cumsum(counts[values]) / template.size, values
+
+
+def _match_cumulative_cdf(source: np.ndarray, template: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """skimage's ``_match_cumulative_cdf`` for unsigned ints: map each source value to
     the template value at the same quantile (linear between template values)."""
     src = source.reshape(-1)
-    src_counts = np.bincount(src)
-    tmpl_counts = np.bincount(template.reshape(-1))
-    tmpl_values = np.nonzero(tmpl_counts)[0]  # only values that occur
-    tmpl_counts = tmpl_counts[tmpl_values]
-    src_quantiles = np.cumsum(src_counts) / source.size
-    tmpl_quantiles = np.cumsum(tmpl_counts) / template.size
+    src_quantiles = np.cumsum(np.bincount(src)) / source.size
+    tmpl_quantiles, tmpl_values = template
     return np.interp(src_quantiles, tmpl_quantiles, tmpl_values)[src].reshape(source.shape)
 
 
@@ -36,10 +39,49 @@ def match_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
         raise ValueError("match_histograms takes uint8 images")
     if image.ndim != reference.ndim or image.shape[-1] != reference.shape[-1]:
         raise ValueError("image and reference must have the same number of channels")
+    return _match_channels(image, [_template_cdf(reference[..., c]) for c in range(reference.shape[-1])])
+
+
+def _match_channels(image: np.ndarray, templates: list) -> np.ndarray:
     matched = np.empty(image.shape, dtype=image.dtype)
-    for c in range(image.shape[-1]):
-        matched[..., c] = _match_cumulative_cdf(image[..., c], reference[..., c])
+    for c, template in enumerate(templates):
+        matched[..., c] = _match_cumulative_cdf(image[..., c], template)
     return matched
+
+
+def _check_rgb(name: str, img: np.ndarray) -> None:
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{name} must be uint8 (H,W,3) RGB, got {img.dtype} {img.shape}")
+
+
+class ColorMatcher:
+    """``match_color`` against one anchor, whose histograms are computed once (a render
+    matches every frame of every window to frame 0)."""
+
+    def __init__(self, anchor: np.ndarray, mode: str):
+        if mode not in COLOR_MODES:
+            raise ValueError(f"color coherence mode must be one of {COLOR_MODES}, got {mode!r}")
+        _check_rgb("anchor", anchor)
+        self.mode = mode
+        self._convert = None
+        if mode in ("HSV", "LAB"):
+            import cv2  # render extra; only needed when colour coherence is on
+
+            self._convert = ((cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB) if mode == "HSV"
+                             else (cv2.COLOR_RGB2LAB, cv2.COLOR_LAB2RGB))
+            anchor = cv2.cvtColor(anchor, self._convert[0])
+        self._templates = [] if mode == "None" else [_template_cdf(anchor[..., c]) for c in range(3)]
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        if self.mode == "None":
+            return frame
+        _check_rgb("frame", frame)
+        if self._convert is None:
+            return _match_channels(frame, self._templates)
+        import cv2
+
+        to, back = self._convert
+        return cv2.cvtColor(_match_channels(cv2.cvtColor(frame, to), self._templates), back)
 
 
 def match_color(frame: np.ndarray, anchor: np.ndarray, mode: str) -> np.ndarray:
@@ -51,19 +93,7 @@ def match_color(frame: np.ndarray, anchor: np.ndarray, mode: str) -> np.ndarray:
     """
     if mode == "None":
         return frame
-    if mode not in COLOR_MODES:
-        raise ValueError(f"color coherence mode must be one of {COLOR_MODES}, got {mode!r}")
-    for name, img in (("frame", frame), ("anchor", anchor)):
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"{name} must be uint8 (H,W,3) RGB, got {img.dtype} {img.shape}")
-    if mode == "RGB":
-        return match_histograms(frame, anchor)
-    import cv2  # render extra; only needed when colour coherence is on
-
-    to, back = ((cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB) if mode == "HSV"
-                else (cv2.COLOR_RGB2LAB, cv2.COLOR_LAB2RGB))
-    matched = match_histograms(cv2.cvtColor(frame, to), cv2.cvtColor(anchor, to))
-    return cv2.cvtColor(matched, back)
+    return ColorMatcher(anchor, mode)(frame)
 
 
 def crossfade_weights(n: int) -> np.ndarray:
@@ -89,4 +119,4 @@ def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + w * (b - a)
 
 
-__all__ = ["COLOR_MODES", "crossfade", "crossfade_weights", "match_color", "match_histograms"]
+__all__ = ["COLOR_MODES", "ColorMatcher", "crossfade", "crossfade_weights", "match_color", "match_histograms"]

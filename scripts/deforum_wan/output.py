@@ -21,7 +21,7 @@ import time
 import uuid
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -201,8 +201,9 @@ class FrameWriter:
     error stops the writer; the next ``put``/``flush``/``close`` raises it in the
     caller's thread (OSErrors as a one-line WanError). ``sync=True`` writes inline.
 
-    Each file is fsynced but its folder is not: call ``flush()`` and then save the
-    manifest (same folder, fsynced) so the frames a manifest counts are on disk.
+    Each file is fsynced but its folder is not: save the manifest (same folder,
+    fsynced) through ``after()`` or after ``flush()``, so the frames a manifest counts
+    are on disk.
     """
 
     def __init__(self, run_dir: str | os.PathLike, timestring: str, *, max_queued: int = 8,
@@ -237,14 +238,22 @@ class FrameWriter:
         # Copy: the caller may reuse its buffer, and a view would pin a whole window.
         frame = np.array(frame, copy=True, order="C")
         if self.sync:
-            try:
-                self._write(int(index), frame)
-            except BaseException as e:
-                self._error = e
-                self._raise_error()
+            self._call(self._write, int(index), frame)
             return
         self._queue.put((int(index), frame))  # blocks while full
         self.high_water = max(self.high_water, self._queue.qsize())
+
+    def after(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once every frame put so far is on disk: on the writer thread, so
+        the caller goes on (the next window generates while this one's frames and
+        checkpoint are written); inline in sync mode. Its errors surface like write errors."""
+        if self._closed:
+            raise RuntimeError("FrameWriter is closed")
+        self._raise_error()
+        if self.sync:
+            self._call(fn)
+            return
+        self._queue.put((None, fn))
 
     def flush(self) -> None:
         """Wait until every frame put so far is on disk."""
@@ -278,7 +287,11 @@ class FrameWriter:
                 if item is _STOP:
                     return
                 if self._error is None:  # after an error, drain so put() never deadlocks
-                    self._write(*item)
+                    index, payload = item
+                    if index is None:
+                        payload()
+                    else:
+                        self._write(index, payload)
             except BaseException as e:
                 self._error = e
             finally:
@@ -290,12 +303,20 @@ class FrameWriter:
                            fsync=self.fsync, fsync_dir=False)
         self.written += 1
 
+    def _call(self, fn, *args) -> None:
+        """Sync mode: run inline, keeping the error sticky as the thread does."""
+        try:
+            fn(*args)
+        except BaseException as e:
+            self._error = e
+            self._raise_error()
+
     def _raise_error(self) -> None:
         e = self._error
         if e is None:
             return
         if isinstance(e, OSError):
-            raise WanError(f"could not write a frame to {self.run_dir}: {e.strerror or e} "
+            raise WanError(f"could not write to {self.run_dir}: {e.strerror or e} "
                            f"({self.written} frames written are kept)") from e
         raise e
 

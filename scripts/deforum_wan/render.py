@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ EventSink = Callable[[dict], None]
 # A warm worker keeps both models of a T2V -> I2V chain loaded when their weights
 # together stay under this (1.3B + VACE-1.3B, TI2V-5B); 14B pairs load one at a time.
 WARM_PAIR_MAX_GB = 40.0
+FRAME_QUEUE_BYTES = 256 << 20
 
 
 @dataclass
@@ -127,7 +129,8 @@ class _Stream:
         return self.tail[len(self.tail) - 1 - overlap]
 
     # Carry: what the next window needs, saved after each window for resume.
-    def save(self, path: Path, next_window: int) -> None:
+    def carry_bytes(self, next_window: int) -> bytes:
+        """A snapshot of the carry (npz), taken now and written later by the frame writer."""
         ret = sorted(self.retimer.frames)
         arrays = {
             "tail": np.stack(self.tail) if self.tail else np.zeros((0, 1, 1, 3), np.float32),
@@ -139,7 +142,7 @@ class _Stream:
         }
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        output.atomic_write_bytes(path, buf.getvalue())
+        return buf.getvalue()
 
     def load(self, path: Path) -> int | None:
         """Restore the carry; returns the window it was saved for (None: an older carry)."""
@@ -182,6 +185,7 @@ class Renderer:
         # so a retry on another machine finds the same run folder).
         self.timestring = timestring
         self.report: list = []
+        self._saved: queue.SimpleQueue = queue.SimpleQueue()  # window_done events, from the writer
 
     def emit(self, event: str, **data) -> None:
         self.on_event({"event": event, "time": round(time.time(), 3), **data})
@@ -255,7 +259,10 @@ class Renderer:
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
         done_windows = {w["index"] for w in manifest.windows}
         start = next((w.index for w in plan.windows if w.index not in done_windows), len(plan.windows))
-        writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes)
+        # Up to FRAME_QUEUE_BYTES of frames wait for the writer (at least 8), so a window's
+        # PNGs are written while the next one generates instead of stalling the GPU.
+        queued = max(8, FRAME_QUEUE_BYTES // (plan.width * plan.height * 3))
+        writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes, max_queued=queued)
         anchor: list[np.ndarray] = []
         stream = _Stream(plan, writer, lambda i, f: anchor.append(f) if i == 0 else None)
         if start:
@@ -274,6 +281,7 @@ class Renderer:
 
         bar = self._bar(plan, start)
         backend = None
+        matcher = None  # colour coherence against frame 0, built once it exists
         status = "interrupted"
         try:
             for w in plan.windows[start:]:
@@ -286,33 +294,32 @@ class Renderer:
                     backend = self._load(w.model)
                 frames = self._generate(backend, w, plan, stream, bar)
                 if w.index > 0 and s.color_coherence != "None" and anchor:
-                    from .color import match_color
-                    frames = [match_color(to_uint8(f), anchor[0], s.color_coherence).astype(np.float32) / 255.0
-                              for f in frames]
+                    if matcher is None:
+                        from .color import ColorMatcher
+                        matcher = ColorMatcher(anchor[0], s.color_coherence)
+                    frames = [matcher(to_uint8(f)).astype(np.float32) / 255.0 for f in frames]
                 nxt = plan.windows[w.index + 1].overlap if w.index + 1 < len(plan.windows) else 0
                 stream.add(frames, w.overlap, nxt)
-                writer.flush()  # the manifest must only count frames that are on disk
-                stream.save(carry_path(run_dir, ts), w.index + 1)
-                manifest.record_window(self._record(w), frames_written=stream.written)
-                preview = output.frame_path(run_dir, ts, stream.written - 1) if stream.written else None
-                self.emit("window_done", window=w.index, windows=len(plan.windows),
-                          start_frame=w.start_frame, end_frame=w.end_frame,
-                          frames_written=stream.written, preview=str(preview) if preview else None)
+                # The next window generates while the writer finishes these frames, then
+                # saves the carry and the manifest: a manifest only counts frames on disk.
+                writer.after(self._checkpoint(plan, w, run_dir, ts, manifest, stream))
+                self._emit_checkpoints()
             status = "done"
         except Interrupted:
             self._log(f"interrupted: keeping {stream.written} frames")
         except BaseException:
-            manifest.set_status("failed")
             try:
-                writer.close()
+                writer.close()  # the checkpoints of the windows whose frames are written
             except Exception:
                 pass
+            manifest.set_status("failed")
             raise
         finally:
             if bar is not None:
                 bar.close()
             self._release(backend)
         writer.close()
+        self._emit_checkpoints()
         written = stream.written
         if status == "done" and written != plan.max_frames:
             manifest.set_status("failed")
@@ -330,6 +337,31 @@ class Renderer:
             raise Interrupted(f"stopped after {written} frames; resume with --resume {ts}"
                               + (f" (video of those frames: {video})" if video else ""))
         return result
+
+    def _checkpoint(self, plan: ClipPlan, w: Window, run_dir: Path, ts: str, manifest: output.Manifest,
+                    stream: _Stream) -> Callable[[], None]:
+        """What the frame writer saves once window ``w``'s frames are on disk (state taken now)."""
+        carry, written, record = stream.carry_bytes(w.index + 1), stream.written, self._record(w)
+        preview = output.frame_path(run_dir, ts, written - 1) if written else None
+        event = dict(window=w.index, windows=len(plan.windows), start_frame=w.start_frame,
+                     end_frame=w.end_frame, frames_written=written, preview=str(preview) if preview else None)
+
+        def save() -> None:
+            output.atomic_write_bytes(carry_path(run_dir, ts), carry)
+            manifest.record_window(record, frames_written=written)
+            self._saved.put(event)
+
+        return save
+
+    def _emit_checkpoints(self) -> None:
+        """window_done for every saved checkpoint, from the render's own thread (event
+        sinks are not thread-safe): called between windows, at each step and at the end."""
+        while True:
+            try:
+                event = self._saved.get_nowait()
+            except queue.Empty:
+                return
+            self.emit("window_done", **event)
 
     @staticmethod
     def _record(w: Window) -> dict:
@@ -385,6 +417,7 @@ class Renderer:
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift)
 
         def on_step(done: int, total: int) -> None:
+            self._emit_checkpoints()
             if bar is not None:
                 if done == 1 and total != w.steps:  # the backend runs its own count (distilled LoRA)
                     bar.total -= w.steps - total
