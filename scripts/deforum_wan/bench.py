@@ -35,14 +35,22 @@ WINDOW_PROMPT = ("a red fox running through fresh snow at dawn, cinematic, detai
 
 # Issue 7's targets, for one configuration: Wan2.1 T2V-1.3B, one 832x480x81 window, on CUDA.
 TARGET_CASE = {"model": "wan2.1-t2v-1.3b", "size": "832x480", "frames": 81}
-TARGETS = {
+TARGETS = {  # issue 7
+    "loop_over_bare_max": {"cuda": 1.03, "cpu": 1.10},  # our loop over bare diffusers calls
+    "rss_long_over_short_max": 1.05,  # RSS flat over window count (4x the frames)
+    "import_s_max": 0.2,  # the pure front, in a fresh interpreter, without torch
     "fast_speedup_min": 2.5,  # fast's warm time at least 2.5x shorter than quality's
-    # Bounds on fast's frames against quality's. Caches change details, so these are
-    # loose: TeaCache at 2.6x on Wan 2.1 measured SSIM 0.61 / LPIPS 0.34, MagCache claims better.
-    "fast_ssim_min": 0.6,
-    "fast_lpips_max": 0.3,
+    "fast_lpips_max": 0.10,  # fast's frames against quality's
+    # Only where LPIPS cannot be computed (no lpips package or weights): a stand-in, not
+    # the issue's bound. TeaCache at 2.6x on Wan 2.1 measured SSIM 0.61 / LPIPS 0.34.
+    "fast_ssim_min": 0.80,
+    "distill_speedup_min": 8.0,  # fast with a 4-step distilled LoRA
     "low_vram_peak_gib_max": 8.0,  # low-vram's peak reserved VRAM (loading included)
+    "a14b_480p_peak_gib_max": 24.0,  # any 14B model at 832x480, its leanest preset
+    # The Wan2.1 README's table: T2V-1.3B 480p on one RTX 4090, 261.4 s at 8.19 GB.
+    "wan21_table_s_max": 261.4,
 }
+WAN21_TABLE_GPU = "RTX 4090"
 # What ``import deforum_wan.<these>`` costs: the pure front must not pull torch.
 IMPORT_MODULES = ("deforum_wan.settings", "deforum_wan.planner", "deforum_wan.presets")
 
@@ -273,8 +281,12 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
     started: dict = {}
     notes: list[str] = []
 
+    steps_run: list[int] = []
+
     def on_event(event: dict) -> None:
-        if event["event"] == "loading":
+        if event["event"] == "step" and event["step"] == 1:
+            steps_run.append(event["steps"])  # a distilled LoRA runs its own count
+        elif event["event"] == "loading":
             started[event["model"]] = event["time"]
         elif event["event"] == "loaded" and event["model"] in started:
             loads.append(event["time"] - started.pop(event["model"]))
@@ -300,7 +312,7 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
         "load_s": round(sum(loads), 3), "peak_rss_mb": round(_rss_peak_mb(), 1), "peak_rss_scope": scope,
         "peak_vram_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
         "peak_vram_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1) if cuda else None,
-        "frames": int(frames.shape[0]), "notes": notes,
+        "frames": int(frames.shape[0]), "steps_run": max(steps_run, default=None), "notes": notes,
         "options": resolve(s.preset, s.speed_overrides),
     }
     for backend in cache.values():
@@ -336,24 +348,46 @@ def _bench_presets(names: list[str], settings: dict, outdir: str, models_dir: st
 
 
 def _targets(result: dict) -> dict:
-    """Issue 7's targets against this run; ``applies`` is False off the target configuration."""
-    applies = (result["device"] == "cuda" and result["model"] == TARGET_CASE["model"]
-               and result["size"] == TARGET_CASE["size"] and result["frames"] == TARGET_CASE["frames"])
+    """Issue 7's targets against this run. Each has ``value``, ``min`` or ``max``, ``met``
+    (None: not measured) and ``applies`` (False off the configuration it is stated for)."""
+    cuda = result["device"] == "cuda"
+    case = (cuda and result["model"] == TARGET_CASE["model"] and result["size"] == TARGET_CASE["size"]
+            and result["frames"] == TARGET_CASE["frames"])
     rows = result.get("presets", {})
-    fast, low = rows.get("fast"), rows.get("low-vram")
+    quality, fast, low = rows.get("quality"), rows.get("fast"), rows.get("low-vram")
 
-    def check(value, bound, at_least: bool) -> dict:
+    def check(value, bound, at_least: bool, applies: bool = True) -> dict:
         met = None if value is None else (value >= bound if at_least else value <= bound)
-        return {"value": value, ("min" if at_least else "max"): bound, "met": met}
+        return {"value": value, ("min" if at_least else "max"): bound, "met": met, "applies": bool(applies)}
 
-    out = {"case": TARGET_CASE, "applies": applies}
-    if fast and "quality" in rows:
-        out["fast_speedup"] = check(fast.get("speedup_vs_quality"), TARGETS["fast_speedup_min"], True)
-        out["fast_ssim"] = check(fast.get("ssim"), TARGETS["fast_ssim_min"], True)
-        out["fast_lpips"] = check(fast.get("lpips"), TARGETS["fast_lpips_max"], False)
+    out: dict = {"case": TARGET_CASE, "applies": case}
+    if "loop_over_bare" in result:
+        out["loop_over_bare"] = check(result["loop_over_bare"],
+                                      TARGETS["loop_over_bare_max"]["cuda" if cuda else "cpu"], False)
+        out["rss_long_over_short"] = check(result["rss_long_over_short"], TARGETS["rss_long_over_short_max"], False)
+    imp = result.get("import")
+    if imp:
+        out["import_s"] = check(None if imp["imports_torch"] else imp["seconds"], TARGETS["import_s_max"], False)
+    if fast and quality:
+        distilled = fast.get("steps_run") is not None and fast["steps_run"] < (quality.get("steps_run") or 0)
+        if distilled:
+            out["distill_speedup"] = check(fast.get("speedup_vs_quality"), TARGETS["distill_speedup_min"], True, case)
+        else:
+            out["fast_speedup"] = check(fast.get("speedup_vs_quality"), TARGETS["fast_speedup_min"], True, case)
+        out["fast_lpips"] = check(fast.get("lpips"), TARGETS["fast_lpips_max"], False, case)
+        if fast.get("lpips") is None:
+            out["fast_ssim"] = check(fast.get("ssim"), TARGETS["fast_ssim_min"], True, case)
     if low and low.get("peak_vram_reserved_mb") is not None:
         out["low_vram_peak_gib"] = check(round(low["peak_vram_reserved_mb"] / 1024, 2),
-                                         TARGETS["low_vram_peak_gib_max"], False)
+                                         TARGETS["low_vram_peak_gib_max"], False, case)
+    if cuda and "14b" in result["model"] and result["size"] == "832x480":
+        peaks = [r["peak_vram_reserved_mb"] for r in rows.values() if r.get("peak_vram_reserved_mb") is not None]
+        if peaks:
+            out["a14b_480p_peak_gib"] = check(round(min(peaks) / 1024, 2), TARGETS["a14b_480p_peak_gib_max"], False)
+    if quality and case and result["steps"] == 50:
+        # The line to beat on its own GPU class; elsewhere it is reported, not judged.
+        out["wan21_table_s"] = check(quality["time_s"], TARGETS["wan21_table_s_max"], False,
+                                     WAN21_TABLE_GPU.lower() in (result.get("gpu") or "").lower())
     return out
 
 
@@ -462,8 +496,8 @@ def run_bench(args) -> dict:
                                        getattr(args, "warmup", 1))
         result["presets"] = rows
         result["quality_metrics"] = metrics
-        result["targets"] = _targets(result)
     result["import"] = import_cost()
+    result["targets"] = _targets(result)
     shutil.rmtree(out, ignore_errors=True)
     return result
 
@@ -533,13 +567,9 @@ def markdown(r: dict) -> str:
             lines.append(f"- {note if note.startswith(name + ':') else f'{name}: {note}'}")
     t = r.get("targets")
     if t:
-        lines += ["", f"Targets (issue 7; they apply to {t['case']['model']} {t['case']['size']}x"
-                      f"{t['case']['frames']} on CUDA; this run: {'applies' if t['applies'] else 'does not apply'}):"]
-        for key, check in t.items():
-            if isinstance(check, dict) and "met" in check:
-                bound = f">= {check['min']}" if "min" in check else f"<= {check['max']}"
-                lines.append(f"- {key}: {_fmt(check['value'], '')} ({bound}): "
-                             f"{'met' if check['met'] else 'not met' if check['met'] is False else 'not measured'}")
+        lines += ["", f"Targets (issue 7; the preset targets are stated for {t['case']['model']}"
+                      f" {t['case']['size']}x{t['case']['frames']} on CUDA):"]
+        lines += [f"- {line}" for line in target_lines(t)]
     lines.append("")
     return "\n".join(lines)
 
@@ -572,15 +602,26 @@ def cmd_bench(args) -> int:
         for name, row in r["presets"].items():
             for note in row["notes"]:  # notes of a preset's own features start with its name
                 print(f"    {note if note.startswith(name + ':') else f'{name}: {note}'}")
-        t = r["targets"]
-        if not t["applies"]:
-            print(f"  targets: stated for {t['case']['model']} {t['case']['size']}x{t['case']['frames']} on CUDA;"
-                  " not this run")
-        for key, check in t.items():
-            if isinstance(check, dict) and "met" in check and t["applies"]:
-                print(f"  target {key}: {_fmt(check['value'], '')} -> "
-                      f"{'met' if check['met'] else 'NOT met' if check['met'] is False else 'not measured'}")
     imp = r["import"]
     print(f"  import {', '.join(imp['modules'])}: {imp['seconds'] * 1000:.1f} ms"
           f" ({'pulls torch!' if imp['imports_torch'] else 'no torch'})")
+    for line in target_lines(r["targets"]):
+        print(f"  target {line}")
     return 0
+
+
+def target_lines(targets: dict) -> list[str]:
+    """One line per target: value, bound, verdict (or why it is not judged here)."""
+    lines = []
+    for key, check in targets.items():
+        if not (isinstance(check, dict) and "met" in check):
+            continue
+        bound = f">= {check['min']}" if "min" in check else f"<= {check['max']}"
+        if check["met"] is None:
+            verdict = "not measured"
+        elif not check["applies"]:
+            verdict = "not judged (stated for another model, size or GPU)"
+        else:
+            verdict = "met" if check["met"] else "NOT met"
+        lines.append(f"{key}: {_fmt(check['value'], '')} ({bound}): {verdict}")
+    return lines

@@ -1,9 +1,10 @@
 """Issue 7's targets on a CUDA GPU with the real Wan2.1 T2V-1.3B (skipped elsewhere).
 
 One 832x480x81 window at the model's 50 steps, through the same bench code as
-``benchmarks/run_gpu.sh``: the fast preset is at least 2.5x quicker than quality with its
-frames within the SSIM (and, where the lpips package and weights are present, LPIPS)
-bound, and low-vram's peak VRAM stays within 8 GiB. About 10 minutes on an H100.
+``benchmarks/run_gpu.sh``: the fast preset is at least 2.5x quicker than quality (8x when a
+4-step distilled LoRA is in the models folder) with LPIPS <= 0.10 against it (SSIM stands in
+where the lpips package or its weights are missing), low-vram's peak VRAM stays within
+8 GiB, and on an RTX 4090 quality beats the Wan2.1 README's 261.4 s. About 10 minutes on an H100.
 
 Needs the weights (``python -m deforum_wan download wan2.1-t2v-1.3b``) in
 DEFORUM_WAN_MODELS_DIR or the hub cache; sageattention makes the fast target reachable.
@@ -39,19 +40,29 @@ def bench():
     return result
 
 
-def test_fast_is_at_least_2_5x_quicker_than_quality(bench):
-    fast = bench["presets"]["fast"]
-    assert fast["speedup_vs_quality"] >= TARGETS["fast_speedup_min"], (fast, bench["presets"]["quality"])
+def _assert_met(bench, *keys):
+    targets = bench["targets"]
+    for key in keys:
+        if key in targets:
+            check = targets[key]
+            assert check["met"] is not None, (key, check)
+            assert check["met"] or not check["applies"], (key, check, bench["presets"])
+
+
+def test_fast_is_quicker_than_quality(bench):
+    assert "fast_speedup" in bench["targets"] or "distill_speedup" in bench["targets"]
+    _assert_met(bench, "fast_speedup", "distill_speedup")
 
 
 def test_fast_frames_stay_close_to_quality(bench):
-    fast = bench["presets"]["fast"]
-    assert fast["ssim"] is not None, "scikit-image is needed for SSIM"
-    assert fast["ssim"] >= TARGETS["fast_ssim_min"], fast
-    if fast["lpips"] is not None:
-        assert fast["lpips"] <= TARGETS["fast_lpips_max"], fast
+    assert "fast_lpips" in bench["targets"]
+    if bench["presets"]["fast"]["lpips"] is None:
+        assert bench["presets"]["fast"]["ssim"] is not None, "scikit-image is needed for SSIM"
+        _assert_met(bench, "fast_ssim")
+    else:
+        _assert_met(bench, "fast_lpips")
 
 
-def test_low_vram_peak_within_8_gib(bench):
-    low = bench["presets"]["low-vram"]
-    assert low["peak_vram_reserved_mb"] / 1024 <= TARGETS["low_vram_peak_gib_max"], low
+def test_low_vram_peak_within_8_gib_and_the_wan21_table(bench):
+    assert bench["targets"]["low_vram_peak_gib"]["max"] == TARGETS["low_vram_peak_gib_max"]
+    _assert_met(bench, "low_vram_peak_gib", "wan21_table_s")
