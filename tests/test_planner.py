@@ -116,7 +116,7 @@ def test_motion_strength_scales_shift():
     overlap=st.integers(0, 8),
     clip=st.sampled_from([0, 0.5, 1.0, 2.5, 5.0]),
     model=st.sampled_from(["tiny-random", "tiny-random-ti2v", "wan2.1-t2v-14b", "wan2.2-t2v-a14b"]),
-    retime=st.sampled_from(["blend", "nearest", "native"]),
+    retime=st.sampled_from(["blend", "flow", "nearest", "native"]),
 )
 def test_plan_invariants_hold_for_any_schedule(max_frames, fps, keys, overlap, clip, model, retime):
     prompts = {"0": "first", **{str(k): f"p{k}" for k in keys}}

@@ -240,3 +240,17 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
                       on_event=on_event).run()
     plan_windows = json.loads((result.run_dir / f"{result.timestring}_manifest.json").read_text())["windows"]
     assert seen[1:] == [w["index"] for w in plan_windows] and len(seen) > 2
+
+
+def test_flow_retime_renders_every_frame_and_differs_from_blend(tmp_path, tiny_models_dir):
+    from deforum_wan.render import Renderer
+
+    results = {}
+    for mode in ("blend", "flow"):
+        settings = load_settings(_settings_file(tmp_path, skip_video_creation=True, wan_retime=mode))
+        results[mode] = Renderer(settings, tmp_path / mode, models_dir=str(tiny_models_dir), progress=False).run()
+    blend, flow = (_frames(r.run_dir, r.timestring) for r in (results["blend"], results["flow"]))
+    assert len(flow) == len(blend) == 24
+    pixels = [(np.asarray(Image.open(a)), np.asarray(Image.open(b))) for a, b in zip(blend, flow)]
+    assert np.array_equal(*pixels[0])  # output frame 0 is native frame 0 in both
+    assert any(not np.array_equal(a, b) for a, b in pixels)  # in-between frames are warped, not mixed

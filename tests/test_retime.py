@@ -16,7 +16,7 @@ def _run(n_native, n_out, mode):
     return r, out, held
 
 
-@given(st.integers(1, 300), st.integers(1, 300), st.sampled_from(["nearest", "blend"]))
+@given(st.integers(1, 300), st.integers(1, 300), st.sampled_from(["nearest", "blend", "flow"]))
 def test_exact_output_count_in_order_and_bounded_memory(n_native, n_out, mode):
     r, out, held = _run(n_native, n_out, mode)
     assert [j for j, _ in out] == list(range(n_out)) and r.done
@@ -50,3 +50,33 @@ def test_out_of_order_push_is_refused():
     list(r.push(0, np.zeros((1, 1, 3))))
     with pytest.raises(ValueError):
         list(r.push(2, np.zeros((1, 1, 3))))
+
+
+def _blob(x: float, h=48, w=64) -> np.ndarray:
+    """A bright blob centred at column x on a still, smooth background, float32 RGB."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    background = (0.2 + 0.1 * np.sin(yy / 7.0) * np.cos(xx / 9.0))[..., None]
+    blob = np.exp(-(((xx - x) / 6.0) ** 2 + ((yy - h / 2) / 6.0) ** 2))[..., None]
+    return np.clip(background + blob * np.array([0.7, 0.5, 0.3], np.float32), 0, 1).astype(np.float32)
+
+
+def test_flow_moves_the_content_where_blend_ghosts_it():
+    """Native frames 0 and 1 with a blob 10 px apart; the output frame halfway between them
+    should show one blob at the midpoint, not two half-bright ones."""
+    r = Retimer(2, 4, "flow")  # outputs at p = 0, 0.5, 1.0 (clamped), 1.5 (clamped)
+    out = dict(list(r.push(0, _blob(20))) + list(r.push(1, _blob(30))))
+    truth = _blob(25)
+    blend = 0.5 * _blob(20) + 0.5 * _blob(30)
+    flow_err = float(np.abs(out[1] - truth).mean())
+    blend_err = float(np.abs(blend - truth).mean())
+    assert flow_err < 0.5 * blend_err, (flow_err, blend_err)
+    np.testing.assert_array_equal(out[0], _blob(20))  # on a native frame: that frame
+    assert out[1].dtype == np.float32 and out[1].shape == truth.shape
+
+
+def test_flow_equals_blend_when_nothing_moves():
+    r_flow, out_flow, _ = _run(21, 16, "flow")
+    _, out_blend, _ = _run(21, 16, "blend")
+    for (_, a), (_, b) in zip(out_flow, out_blend, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert r_flow.done

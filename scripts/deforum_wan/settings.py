@@ -70,7 +70,7 @@ WAN_DEFAULTS: dict[str, Any] = {
 # Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).
 WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}
 
-RETIME_MODES = ("blend", "nearest", "native")
+RETIME_MODES = ("blend", "flow", "nearest", "native")
 COLOR_MODES = ("None", "LAB", "HSV", "RGB")
 BACKENDS = ("auto", "official", "diffusers")
 
