@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -276,18 +277,15 @@ class DiffusersBackend(Backend):
         checked here so that what this machine or diffusers lacks becomes a note."""
         options, cuda = self.options, self.device.type == "cuda"
         parts = self._transformers(pipe)
-        if options.layerwise_fp8:
-            self._layerwise_fp8(parts, cuda)
+        if options.layerwise_fp8:  # a storage format: any device
+            self._layerwise_fp8(parts)
         self._setup_cache(parts)
         if options.compile:
             self._compile(parts, cuda)
 
-    def _layerwise_fp8(self, parts, cuda: bool) -> None:
+    def _layerwise_fp8(self, parts) -> None:
         import torch
 
-        if not cuda:
-            self._speed_note("float8 weight storage needs CUDA; weights stay in full precision")
-            return
         if not all(hasattr(m, "enable_layerwise_casting") for m in parts):
             self._speed_note("this diffusers has no layerwise casting; weights stay in full precision")
             return
@@ -357,11 +355,15 @@ class DiffusersBackend(Backend):
         self._mag_steps = steps
 
     def _compile(self, parts, cuda: bool) -> None:
-        if not cuda:
-            self._speed_note("regional torch.compile needs CUDA here; not compiled")
-            return
-        if importlib.util.find_spec("triton") is None:
+        # Inductor generates triton kernels on CUDA and C++ on the CPU; other devices are not tried.
+        if cuda and importlib.util.find_spec("triton") is None:
             self._speed_note("torch.compile needs triton (not installed); not compiled")
+            return
+        if not cuda and self.device.type != "cpu":
+            self._speed_note(f"regional torch.compile is not tried on {self.device.type}; not compiled")
+            return
+        if not cuda and not any(shutil.which(c) for c in ("c++", "g++", "clang++", "cl")):
+            self._speed_note("torch.compile on the CPU needs a C++ compiler (none on PATH); not compiled")
             return
         if not all(hasattr(m, "compile_repeated_blocks") for m in parts):
             self._speed_note("this diffusers has no regional compile (compile_repeated_blocks); not compiled")
