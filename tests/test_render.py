@@ -254,3 +254,17 @@ def test_flow_retime_renders_every_frame_and_differs_from_blend(tmp_path, tiny_m
     pixels = [(np.asarray(Image.open(a)), np.asarray(Image.open(b))) for a, b in zip(blend, flow)]
     assert np.array_equal(*pixels[0])  # output frame 0 is native frame 0 in both
     assert any(not np.array_equal(a, b) for a, b in pixels)  # in-between frames are warped, not mixed
+
+
+def test_opencv_features_without_opencv_fail_before_anything_is_written(tmp_path, tiny_models_dir, monkeypatch):
+    import importlib.util
+
+    from deforum_wan.errors import WanError
+    from deforum_wan.render import Renderer
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a))
+    settings = load_settings(_settings_file(tmp_path, wan_retime="flow", color_coherence="LAB"))
+    with pytest.raises(WanError, match="color_coherence LAB and wan_retime flow need OpenCV"):
+        Renderer(settings, tmp_path / "out", models_dir=str(tiny_models_dir), progress=False).run()
+    assert not (tmp_path / "out").exists()

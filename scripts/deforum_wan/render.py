@@ -9,6 +9,7 @@ unfinished window and produces the same frames.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -234,6 +235,10 @@ class Renderer:
         plan = make_plan(s)
         if s.soundtrack and "://" not in s.soundtrack:
             output.check_soundtrack(s.soundtrack)  # a missing file fails now, not after the render
+        needs_cv2 = ([f"color_coherence {s.color_coherence}"] if s.color_coherence in ("HSV", "LAB") else []) + \
+            (["wan_retime flow"] if s.retime == "flow" else [])
+        if needs_cv2 and importlib.util.find_spec("cv2") is None:  # before any file, not mid-render
+            raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
         return plan
 
     def _options(self):
