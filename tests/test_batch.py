@@ -146,7 +146,9 @@ def test_killed_actor_job_resumes_on_another_actor(settings_files, reference, ra
     first, second = long.windows_by_attempt[0], long.windows_by_attempt[1]
     windows = list(range(len(long.window_steps)))
     # The retry resumed: it rendered only the windows the killed attempt had not finished.
-    assert first and second and first + second == windows and not set(first) & set(second)
+    # (That attempt may have saved windows it never reported: the kill lost their events.)
+    assert first == windows[: len(first)] and second == windows[windows.index(second[0]):]
+    assert second[0] >= len(first) > 0
     for job, ref in zip(jobs, reference):
         _same_output(job, ref)
     manifest = Manifest.load(Path(long.run_dir) / f"{long.timestring}_manifest.json")

@@ -146,6 +146,7 @@ def test_missing_kernel_packages_are_noted_and_skipped(tiny_models_dir, monkeypa
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="no C++ compiler")
 def test_compile_and_float8_storage_run_on_the_cpu_offload_is_noted(tiny_models_dir):
     """Regional compile (inductor's C++ backend) and float8 weight storage are the same
     code on the CPU as on CUDA: run them here, against the plain pipeline's frames."""
@@ -333,4 +334,15 @@ def test_bench_targets_follow_the_issue_and_judge_only_their_configuration():
                               "low-vram": row(2, 50, peak_vram_reserved_mb=20 * 1024)}})
     assert t["a14b_480p_peak_gib"]["value"] == 20.0 and t["a14b_480p_peak_gib"]["met"] is True
     assert t["low_vram_peak_gib"]["applies"] is False  # the 8 GiB bound is for 1.3B
+
+
+def test_compile_without_a_cpu_compiler_is_a_note(tiny_models_dir, monkeypatch):
+    from deforum_wan.backends import diffusers_backend
+
+    monkeypatch.setattr(diffusers_backend.shutil, "which", lambda name: None)
+    with DiffusersBackend(get_model("tiny-random"), BackendOptions(models_dir=str(tiny_models_dir),
+                                                                   compile=True)) as backend:
+        assert "torch.compile on the CPU needs a C++ compiler (none on PATH); not compiled" in backend.notes
+        assert not backend.compiled
+        assert backend.generate(request(steps=2)).shape == (9, 32, 32, 3)
 

@@ -219,9 +219,11 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
     from deforum_wan.output import Manifest, manifest_path
     from deforum_wan.render import Renderer, carry_path
 
-    seen = []
+    seen, order = [], []
 
     def on_event(e):
+        if e["event"] in ("step", "window_done"):
+            order.append((e["event"], e["window"]))
         if e["event"] == "started":
             seen.append(Path(e["run_dir"]))
         elif e["event"] == "window_done":
@@ -240,6 +242,11 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
                       on_event=on_event).run()
     plan_windows = json.loads((result.run_dir / f"{result.timestring}_manifest.json").read_text())["windows"]
     assert seen[1:] == [w["index"] for w in plan_windows] and len(seen) > 2
+    # Progress consumers rely on this order: no step of window k+1 before window_done(k).
+    for i, (kind, window) in enumerate(order):
+        if kind == "step":
+            done = {w for k, w in order[:i] if k == "window_done"}
+            assert set(range(window)) <= done, order[: i + 1]
 
 
 def test_flow_retime_renders_every_frame_and_differs_from_blend(tmp_path, tiny_models_dir):

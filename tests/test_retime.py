@@ -80,3 +80,12 @@ def test_flow_equals_blend_when_nothing_moves():
     for (_, a), (_, b) in zip(out_flow, out_blend, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert r_flow.done
+
+
+def test_flow_on_frames_too_small_to_track_blends():
+    """OpenCV's DIS cannot take inputs under 16 pixels a side (5.0 even crashes): blend there."""
+    a, b = np.zeros((8, 64, 3), np.float32), np.ones((8, 64, 3), np.float32)
+    r = Retimer(2, 4, "flow")
+    out = dict(list(r.push(0, a)) + list(r.push(1, b)))
+    np.testing.assert_allclose(out[1], 0.5 * a + 0.5 * b, atol=1e-6)
+

@@ -187,6 +187,8 @@ class Renderer:
         self.timestring = timestring
         self.report: list = []
         self._saved: queue.SimpleQueue = queue.SimpleQueue()  # window_done events, from the writer
+        self._pending = 0  # checkpoints queued whose window_done is not emitted yet
+        self._held_step: dict | None = None
 
     def emit(self, event: str, **data) -> None:
         self.on_event({"event": event, "time": round(time.time(), 3), **data})
@@ -307,14 +309,17 @@ class Renderer:
                 stream.add(frames, w.overlap, nxt)
                 # The next window generates while the writer finishes these frames, then
                 # saves the carry and the manifest: a manifest only counts frames on disk.
+                self._pending += 1
                 writer.after(self._checkpoint(plan, w, run_dir, ts, manifest, stream))
                 self._emit_checkpoints()
+            self._close_writer(writer, manifest)
             status = "done"
         except Interrupted:
             self._log(f"interrupted: keeping {stream.written} frames")
         except BaseException:
             try:
                 writer.close()  # the checkpoints of the windows whose frames are written
+                self._emit_checkpoints()
             except Exception:
                 pass
             manifest.set_status("failed")
@@ -323,8 +328,7 @@ class Renderer:
             if bar is not None:
                 bar.close()
             self._release(backend)
-        writer.close()
-        self._emit_checkpoints()
+        self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
         written = stream.written
         if status == "done" and written != plan.max_frames:
             manifest.set_status("failed")
@@ -358,15 +362,38 @@ class Renderer:
 
         return save
 
+    def _close_writer(self, writer: output.FrameWriter, manifest: output.Manifest) -> None:
+        """The last frames and checkpoints to disk; a write error there fails the run."""
+        try:
+            writer.close()
+        except BaseException:
+            manifest.set_status("failed")
+            raise
+        finally:
+            self._emit_checkpoints()
+
     def _emit_checkpoints(self) -> None:
         """window_done for every saved checkpoint, from the render's own thread (event
-        sinks are not thread-safe): called between windows, at each step and at the end."""
+        sinks are not thread-safe): called between windows, at each step and at the end.
+        A step of the next window held back meanwhile follows it, so consumers still see
+        window_done(k) before any step of window k+1."""
         while True:
             try:
                 event = self._saved.get_nowait()
             except queue.Empty:
-                return
+                break
+            self._pending -= 1
             self.emit("window_done", **event)
+        if not self._pending and self._held_step is not None:
+            held, self._held_step = self._held_step, None
+            self.emit("step", **held)
+
+    def _step(self, **data) -> None:
+        self._emit_checkpoints()
+        if self._pending:
+            self._held_step = data  # only the latest: it says where the render is
+        else:
+            self.emit("step", **data)
 
     @staticmethod
     def _record(w: Window) -> dict:
@@ -422,13 +449,12 @@ class Renderer:
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift)
 
         def on_step(done: int, total: int) -> None:
-            self._emit_checkpoints()
             if bar is not None:
                 if done == 1 and total != w.steps:  # the backend runs its own count (distilled LoRA)
                     bar.total -= w.steps - total
                     bar.refresh()
                 bar.update(1)
-            self.emit("step", window=w.index, step=done, steps=total)
+            self._step(window=w.index, step=done, steps=total)
 
         frames = backend.generate(req, on_step=on_step, should_stop=self.should_stop)
         if self.should_stop():  # backends without a step callback stop between windows

@@ -84,7 +84,7 @@ def pair_flows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
     ga, gb = _gray_u8(a), _gray_u8(b)
-    if max(ga.shape) < 12:  # below DIS's smallest input there is nothing to track: blend
+    if min(ga.shape) < 16:  # DIS fails (OpenCV 5 even crashes) on smaller inputs: blend
         zero = np.zeros(ga.shape + (2,), np.float32)
         return zero, zero
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)

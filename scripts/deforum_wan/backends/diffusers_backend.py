@@ -277,7 +277,9 @@ class DiffusersBackend(Backend):
         checked here so that what this machine or diffusers lacks becomes a note."""
         options, cuda = self.options, self.device.type == "cuda"
         parts = self._transformers(pipe)
-        if options.layerwise_fp8:  # a storage format: any device
+        if options.layerwise_fp8 and self.device.type not in ("cuda", "cpu"):
+            self._speed_note(f"float8 weight storage is not tried on {self.device.type}; full precision")
+        elif options.layerwise_fp8:  # a storage format: the same hooks on CUDA and the CPU
             self._layerwise_fp8(parts)
         self._setup_cache(parts)
         if options.compile:
