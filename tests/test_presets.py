@@ -18,6 +18,8 @@ from deforum_wan.models import get_model
 from deforum_wan.render import Renderer
 from deforum_wan.settings import load_settings
 
+from conftest import EXAMPLE
+
 SMALL = {"W": 32, "H": 32, "fps": 16, "max_frames": 8, "seed": 3, "seed_behavior": "fixed", "steps": 2,
          "prompts": {"0": "a red fox --neg blur"}, "wan_model": "tiny-random", "color_coherence": "None",
          "skip_video_creation": True, "batch_name": "preset_{timestring}"}
@@ -266,7 +268,7 @@ def test_distill_lora_in_the_models_dir_sets_steps_and_guidance(tiny_models_dir,
 TOP_FIELDS = {"model", "size", "windows", "frames", "steps", "repeat", "device", "gpu", "torch_threads",
               "versions", "bare_diffusers_s", "loop_s", "loop_over_bare", "loop_with_video_s", "loop_sync_writes_s",
               "async_over_sync_writes", "peak_rss_short_mb", "peak_rss_long_mb", "rss_long_over_short",
-              "long_frames", "presets", "quality_metrics", "targets", "import"}
+              "long_frames", "rss_skipped", "presets", "quality_metrics", "targets", "import"}
 PRESET_FIELDS = {"preset", "time_s", "first_run_s", "load_s", "peak_rss_mb", "peak_rss_scope", "peak_vram_mb",
                  "peak_vram_reserved_mb", "frames", "steps_run", "notes", "options"}
 COMPARED_FIELDS = {"speedup_vs_quality", "psnr_db", "ssim", "lpips"}
@@ -345,4 +347,14 @@ def test_compile_without_a_cpu_compiler_is_a_note(tiny_models_dir, monkeypatch):
         assert "torch.compile on the CPU needs a C++ compiler (none on PATH); not compiled" in backend.notes
         assert not backend.compiled
         assert backend.generate(request(steps=2)).shape == (9, 32, 32, 3)
+
+
+def test_bench_skips_the_memory_check_when_the_longer_render_lacks_weights(tmp_path):
+    """On a GPU box with only Wan2.1 T2V-1.3B, the 4x longer render would chain into VACE-1.3B."""
+    from deforum_wan.bench import _missing_weights
+
+    data = json.loads(EXAMPLE.read_text())
+    real = dict(data, wan_model="wan2.1-t2v-1.3b", W=832, H=480, max_frames=324)
+    assert _missing_weights(real, str(tmp_path)) == ["wan2.1-t2v-1.3b", "wan2.1-vace-1.3b"]
+    assert _missing_weights(dict(data, max_frames=192), str(tmp_path)) == []  # tiny models are built
 
