@@ -114,3 +114,38 @@ def test_render_through_the_webui(webui):
     assert info["status"] == "done", info
     assert Path(info["video"]).is_file() and info["progress"]["frames_written"] == 48
     assert "wan" in seen  # the WebUI's progress state showed the Wan job
+
+
+def test_use_deforum_prompts_reads_the_deforum_tab(webui):
+    """With the Deforum extension installed next to this one: prompts typed in Deforum's tab
+    reach the Wan tab through "Use Deforum's prompts"."""
+    url, root = webui
+    extensions = root / "extensions"
+    if not any("deforum" in p.name.lower() and (p / "scripts" / "deforum.py").is_file()
+               for p in extensions.iterdir()):
+        pytest.skip("the Deforum extension is not installed in this WebUI")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from test_ui_browser import CHROMIUM, CHROMIUM_ARGS
+
+    prompts = {"0": "a lighthouse at dawn", "30": "a lighthouse in a storm --neg blurry"}
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, timeout=120_000)
+        nav = page.locator("#tabs > .tab-nav > button")
+        nav.filter(has_text="Deforum").first.click(timeout=120_000)
+        deforum = page.locator("#tab_deforum_interface")
+        deforum.locator("button", has_text="Prompts").first.click()  # Deforum's own Prompts sub-tab
+        for label, value in (("Prompts", json.dumps(prompts)), ("Prompts positive", "cinematic, ")):
+            area = deforum.locator(f"label:has(span:text-is('{label}')) textarea").first
+            area.fill(value)
+            area.dispatch_event("input")
+        nav.filter(has_text="Wan").first.click()
+        page.locator("#wan_use_deforum").click()
+        wan = page.locator("#tab_wan")
+        page.wait_for_function("""() => [...document.querySelectorAll('#tab_wan textarea, #tab_wan input')]
+            .some(e => e.value.includes("loaded Deforum's prompts"))""", timeout=30_000)
+        values = [a.input_value() for a in wan.locator("textarea").all()]
+        browser.close()
+    assert any(v and json.loads(v) == prompts for v in values if v.startswith("{")), values
+    assert "cinematic, " in values
