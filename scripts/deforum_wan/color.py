@@ -21,13 +21,13 @@ def _template_cdf(template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(counts[values]) / template.size, values
 
 
-def _match_cumulative_cdf(source: np.ndarray, template: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """skimage's ``_match_cumulative_cdf`` for unsigned ints: map each source value to
-    the template value at the same quantile (linear between template values)."""
-    src = source.reshape(-1)
-    src_quantiles = np.cumsum(np.bincount(src)) / source.size
+def _match_lut(source: np.ndarray, template: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """skimage's ``_match_cumulative_cdf`` for unsigned ints as a 256-entry table: each
+    source value maps to the template value at the same quantile (linear between template
+    values), truncated to uint8 as skimage's store into a uint8 array does."""
+    src_quantiles = np.cumsum(np.bincount(source, minlength=256)) / source.size
     tmpl_quantiles, tmpl_values = template
-    return np.interp(src_quantiles, tmpl_quantiles, tmpl_values)[src].reshape(source.shape)
+    return np.interp(src_quantiles, tmpl_quantiles, tmpl_values).astype(np.uint8)
 
 
 def match_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -45,8 +45,22 @@ def match_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def _match_channels(image: np.ndarray, templates: list) -> np.ndarray:
     matched = np.empty(image.shape, dtype=image.dtype)
     for c, template in enumerate(templates):
-        matched[..., c] = _match_cumulative_cdf(image[..., c], template)
+        channel = image[..., c].reshape(-1)
+        matched[..., c] = _match_lut(channel, template)[channel].reshape(image.shape[:-1])
     return matched
+
+
+def _match_channels_cv2(image: np.ndarray, templates: list) -> np.ndarray:
+    """``_match_channels`` through OpenCV's histogram and table lookup: the same tables,
+    ~4x quicker on an 832x480 frame (the render does this for every frame of every window)."""
+    import cv2
+
+    luts = []
+    for c, (tmpl_quantiles, tmpl_values) in enumerate(templates):
+        counts = cv2.calcHist([image], [c], None, [256], [0, 256]).ravel()  # float32: exact below 2**24
+        quantiles = np.cumsum(counts, dtype=np.float64) / (image.shape[0] * image.shape[1])
+        luts.append(np.interp(quantiles, tmpl_quantiles, tmpl_values).astype(np.uint8))
+    return cv2.LUT(image, np.stack(luts, axis=-1).reshape(1, 256, len(templates)))
 
 
 def _check_rgb(name: str, img: np.ndarray) -> None:
@@ -76,12 +90,14 @@ class ColorMatcher:
         if self.mode == "None":
             return frame
         _check_rgb("frame", frame)
-        if self._convert is None:
+        try:
+            import cv2
+        except ImportError:  # RGB without the render extra
             return _match_channels(frame, self._templates)
-        import cv2
-
+        if self._convert is None:
+            return _match_channels_cv2(np.ascontiguousarray(frame), self._templates)
         to, back = self._convert
-        return cv2.cvtColor(_match_channels(cv2.cvtColor(frame, to), self._templates), back)
+        return cv2.cvtColor(_match_channels_cv2(cv2.cvtColor(frame, to), self._templates), back)
 
 
 def match_color(frame: np.ndarray, anchor: np.ndarray, mode: str) -> np.ndarray:
