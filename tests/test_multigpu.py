@@ -1,4 +1,6 @@
 """wan_gpus > 1: the torchrun command, the relay of rank 0's lines, and selection (no GPU here)."""
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -8,7 +10,8 @@ import pytest
 
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.chain import load_backend
-from deforum_wan.backends.multigpu import _rank_parser, _run_group, request_from_args, torchrun_command
+from deforum_wan.backends.multigpu import (_Group, _rank_parser, request_from_json, request_to_json,
+                                           torchrun_command)
 from deforum_wan.errors import BackendError, Interrupted, WanError
 from deforum_wan.models import get_model
 from deforum_wan.settings import load_settings
@@ -20,50 +23,40 @@ def _req(**kw):
     return GenerateRequest(**{**base, **kw})
 
 
-def test_official_command_is_torchrun_with_fsdp_and_ulysses():
-    cmd = torchrun_command(_req(shift=7.5), model_id="wan2.1-t2v-14b", engine="official", gpus=4,
-                           weights="/w/Wan2.1-T2V-14B", save_file="/t/frames.npy",
-                           options=BackendOptions(official_repo_path="/src/Wan2.1"), python="/py")
+def test_official_command_is_a_torchrun_group_with_fsdp_and_ulysses():
+    cmd = torchrun_command(model_id="wan2.1-t2v-14b", engine="official", gpus=4, weights="/w/Wan2.1-T2V-14B",
+                           serve_dir="/t/serve", options=BackendOptions(official_repo_path="/src/Wan2.1"),
+                           python="/py")
     assert cmd[:6] == ["/py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
-    args = cmd[7:]
     assert cmd[6] == "deforum_wan.backends.multigpu"
-    pairs = dict(zip(args, args[1:]))  # each flag -> the word after it
-    assert pairs["--prompt"] == 'a "fox" --in snow' and pairs["--n_prompt"] == "blur, text"
-    assert (pairs["--size"], pairs["--frame_num"], pairs["--base_seed"]) == ("1280*720", "81", "123456789")
-    assert (pairs["--sample_steps"], pairs["--sample_guide_scale"], pairs["--sample_shift"]) == ("40", "5.0", "7.5")
-    assert (pairs["--ulysses_size"], pairs["--save_file"], pairs["--repo"]) == ("4", "/t/frames.npy", "/src/Wan2.1")
-    assert "--dit_fsdp" in args and "--t5_fsdp" in args and "--image" not in args
-    # What the command says is what the rank reads back.
-    parsed = _rank_parser().parse_args(args)
-    back = request_from_args(parsed)
-    assert (back.prompt, back.negative_prompt, back.width, back.height, back.num_frames, back.seed,
-            back.steps, back.guidance_scale, back.shift) == ('a "fox" --in snow', "blur, text", 1280, 720, 81,
-                                                             123456789, 40, 5.0, 7.5)
-    assert parsed.engine == "official" and parsed.dit_fsdp and parsed.t5_fsdp
+    parsed = _rank_parser().parse_args(cmd[7:])  # what the command says is what the ranks read
+    assert (parsed.engine, parsed.model, parsed.ckpt_dir, parsed.serve, parsed.ulysses_size, parsed.repo) == (
+        "official", "wan2.1-t2v-14b", "/w/Wan2.1-T2V-14B", "/t/serve", 4, "/src/Wan2.1")
+    assert parsed.dit_fsdp and parsed.t5_fsdp
 
 
-def test_i2v_command_carries_the_conditioning_image_losslessly(tmp_path):
+def test_window_requests_round_trip_with_the_image_lossless(tmp_path):
     image = np.random.default_rng(0).random((64, 96, 3), dtype=np.float32)
     np.save(tmp_path / "image.npy", image)
-    cmd = torchrun_command(_req(mode="i2v", width=96, height=64, guidance_scale_2=3.0), model_id="wan2.2-i2v-a14b",
-                           engine="diffusers", gpus=2, weights="/w", save_file=str(tmp_path / "f.npy"),
-                           image_file=str(tmp_path / "image.npy"),
-                           options=BackendOptions(dtype="bf16", loras=[("/l/a=b.safetensors", 0.5)],
-                                                  vae_tiling=True))
-    args = cmd[cmd.index("deforum_wan.backends.multigpu") + 1:]
-    parsed = _rank_parser().parse_args(args)
-    assert parsed.lora == ["/l/a=b.safetensors=0.5"] and parsed.vae_tiling and parsed.dtype == "bf16"
-    assert "--dit_fsdp" not in args
-    back = request_from_args(parsed)
-    assert back.mode == "i2v" and back.guidance_scale_2 == 3.0
+    req = _req(mode="i2v", width=96, height=64, guidance_scale_2=3.0, shift=7.5)
+    data = json.loads(json.dumps(request_to_json(req, str(tmp_path / "image.npy"))))  # as the file carries it
+    back = request_from_json(data)
+    for field in ("mode", "prompt", "negative_prompt", "num_frames", "width", "height", "seed", "guidance_scale",
+                  "steps", "guidance_scale_2", "shift"):
+        assert getattr(back, field) == getattr(req, field), field
     assert np.array_equal(back.image, image)
+    cmd = torchrun_command(model_id="wan2.2-i2v-a14b", engine="diffusers", gpus=2, weights="/w", serve_dir="/s",
+                           options=BackendOptions(dtype="bf16", loras=[("/l/a=b.safetensors", 0.5)], vae_tiling=True))
+    parsed = _rank_parser().parse_args(cmd[cmd.index("deforum_wan.backends.multigpu") + 1:])
+    assert parsed.lora == ["/l/a=b.safetensors=0.5"] and parsed.vae_tiling and parsed.dtype == "bf16"
+    assert not parsed.dit_fsdp
 
 
 def test_command_refuses_what_cannot_run():
     with pytest.raises(WanError, match="at least 2 GPUs"):
-        torchrun_command(_req(), model_id="m", engine="official", gpus=1, weights="/w", save_file="/s")
+        torchrun_command(model_id="m", engine="official", gpus=1, weights="/w", serve_dir="/s")
     with pytest.raises(WanError, match="conditioning image"):
-        torchrun_command(_req(mode="i2v"), model_id="m", engine="official", gpus=2, weights="/w", save_file="/s")
+        request_to_json(_req(mode="i2v"))
 
 
 def test_wan_gpus_setting_reaches_the_backend_chain(tiny_models_dir):
@@ -86,16 +79,22 @@ def _script(tmp_path, body: str) -> list[str]:
     return [sys.executable, str(path)]
 
 
-def test_relay_reports_steps_and_the_ranks_error_line(tmp_path):
-    ok = _script(tmp_path, "import json\nprint('noise from a library')\n"
-                 "for i in (1, 2, 3): print(json.dumps({'deforum_wan': {'step': i, 'steps': 3}}), flush=True)\n")
+def test_group_relays_steps_returns_frames_and_the_ranks_error_line(tmp_path):
+    ok = _script(tmp_path, "import json, sys, numpy as np\nprint('noise from a library')\n"
+                 "for i in (1, 2, 3): print(json.dumps({'deforum_wan': {'step': i, 'steps': 3}}), flush=True)\n"
+                 f"np.save({str(tmp_path / 'frames-1.npy')!r}, np.ones((2, 4, 4, 3), np.float32))\n"
+                 "print(json.dumps({'deforum_wan': {'done': 1}}), flush=True)\n")
     steps = []
-    _run_group(ok, tmp_path / "log", lambda d, t: steps.append((d, t)), None)
-    assert steps == [(1, 3), (2, 3), (3, 3)]
+    frames = _Group(ok, tmp_path).run(1, {"op": "window"}, lambda d, t: steps.append((d, t)), None)
+    assert steps == [(1, 3), (2, 3), (3, 3)] and frames.shape == (2, 4, 4, 3)
+    assert (tmp_path / "requests" / "000001.json").is_file()  # the request the ranks would read
     bad = _script(tmp_path, "import json, sys\nprint(json.dumps({'deforum_wan': {'error': 'CUDA out of memory'}}))\n"
                   "sys.exit(1)\n")
     with pytest.raises(BackendError, match="multi-GPU window failed: CUDA out of memory"):
-        _run_group(bad, tmp_path / "log", None, None)
+        _Group(bad, tmp_path).run(2, {}, None, None)
+    gone = _script(tmp_path, "import sys\nsys.stderr.write('RuntimeError: NCCL error\\n')\nsys.exit(3)\n")
+    with pytest.raises(BackendError, match="multi-GPU window failed: RuntimeError: NCCL error"):
+        _Group(gone, tmp_path).run(3, {}, None, None)
 
 
 def test_stop_ends_the_whole_process_group(tmp_path):
@@ -105,8 +104,10 @@ def test_stop_ends_the_whole_process_group(tmp_path):
                   "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
                   f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
                   "time.sleep(120)\n")
+    group = _Group(cmd, tmp_path)
     with pytest.raises(Interrupted):
-        _run_group(cmd, tmp_path / "log", None, lambda: pid_file.exists() and pid_file.read_text() != "")
+        group.run(1, {}, None, lambda: pid_file.exists() and pid_file.read_text() != "")
+    assert not group.alive()
     stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
     for _ in range(50):
         try:
@@ -120,9 +121,46 @@ def test_stop_ends_the_whole_process_group(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_entry_without_cuda_fails_with_one_line(tmp_path):
+def test_torchrun_entry_without_cuda_fails_with_one_line(tmp_path, tiny_models_dir):
     """The real torchrun and entry module: two ranks start, rank 0's error comes back as one line."""
-    cmd = torchrun_command(_req(width=64, height=64, num_frames=5, steps=1), model_id="tiny-random",
-                           engine="diffusers", gpus=2, weights=str(tmp_path), save_file=str(tmp_path / "f.npy"))
+    cmd = torchrun_command(model_id="tiny-random", engine="diffusers", gpus=2, weights=str(tiny_models_dir),
+                           serve_dir=str(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k != "DEFORUM_WAN_MULTIGPU_CPU"}
+    group = _Group(cmd, tmp_path, env=env)
     with pytest.raises(BackendError, match=r"^multi-GPU window failed: multi-GPU windows need CUDA devices"):
-        _run_group(cmd, tmp_path / "log", None, None)
+        group.run(1, request_to_json(_req(width=64, height=64, num_frames=5, steps=1)), None, None)
+
+
+@pytest.mark.slow
+def test_a_cpu_group_serves_several_windows_without_restarting(tiny_models_dir, monkeypatch):
+    """DEFORUM_WAN_MULTIGPU_CPU=1: two gloo ranks running the same diffusers pipeline. The
+    group's life is real: one start for several windows, a stop, a restart, a clean exit."""
+    from deforum_wan.backends import multigpu
+    from deforum_wan.backends.diffusers_backend import DiffusersBackend
+
+    monkeypatch.setenv("DEFORUM_WAN_MULTIGPU_CPU", "1")
+    monkeypatch.setattr(multigpu, "CPU_TEST", True)
+    spec = get_model("tiny-random")
+    opts = dict(models_dir=str(tiny_models_dir), dtype="float32")
+    requests = [_req(width=32, height=32, num_frames=9, steps=2, seed=s) for s in (1, 2)]
+    with DiffusersBackend(spec, BackendOptions(**opts)) as one:
+        expected = [one.generate(r) for r in requests]
+    backend = multigpu.MultiGPUBackend(spec, BackendOptions(gpus=2, **opts), engine="diffusers")
+    try:
+        steps = []
+        first = backend.generate(requests[0], on_step=lambda d, t: steps.append((d, t)))
+        pid = backend.group.proc.pid
+        second = backend.generate(requests[1])
+        assert backend.group.proc.pid == pid  # the same group: the model was not loaded again
+        assert steps == [(1, 2), (2, 2)]
+        for got, want in zip((first, second), expected):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+        with pytest.raises(Interrupted):  # a stop ends the group ...
+            backend.generate(requests[0], should_stop=lambda: bool(steps.append(None)) or len(steps) > 4)
+        assert backend.group is None
+        again = backend.generate(requests[1])  # ... and the next window starts a new one
+        np.testing.assert_allclose(again, expected[1], atol=1e-5)
+        group = backend.group
+    finally:
+        backend.close()
+    assert group.proc.returncode == 0  # the ranks left on the exit request, not by a signal

@@ -41,6 +41,9 @@ def test_diffusers_context_parallel_matches_one_gpu(tiny_models_dir):
     try:
         assert two.name == "diffusers on 2 GPUs", report
         frames = two.generate(_req(), on_step=lambda d, t: steps.append(d))
+        pid = two.group.proc.pid
+        assert two.generate(_req(seed=8)).shape == (9, 64, 64, 3)
+        assert two.group.proc.pid == pid  # the next window ran on the same group, model loaded once
     finally:
         two.close()
     assert frames.shape == expected.shape == (9, 64, 64, 3)

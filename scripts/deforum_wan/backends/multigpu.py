@@ -1,13 +1,18 @@
-"""One clip on several GPUs (``wan_gpus`` > 1): each window runs as a torchrun process group.
+"""One clip on several GPUs (``wan_gpus`` > 1): a torchrun process group that serves windows.
 
 This module is both sides of it:
 
-- the launcher, ``MultiGPUBackend``: a Backend whose ``generate`` writes the conditioning
-  image to a temporary ``.npy``, starts ``torchrun --standalone --nproc_per_node N -m
-  deforum_wan.backends.multigpu ...`` (``torchrun_command`` builds it; pure), forwards
-  rank 0's step lines as progress, stops the group on interrupt, and reads the window's
-  frames back from the ``.npy`` rank 0 saved;
-- the per-rank entry, ``main``, run by torchrun on every rank.
+- the launcher, ``MultiGPUBackend``: a Backend that starts ``torchrun --standalone
+  --nproc_per_node N -m deforum_wan.backends.multigpu --serve DIR ...`` (``torchrun_command``
+  builds it; pure) on its first window and keeps it for the next ones, so the model loads
+  once per render, not once per window. Each ``generate`` writes the window's request
+  (``DIR/requests/<n>.json``, the conditioning image as a lossless ``.npy``), forwards rank
+  0's step lines as progress and reads the frames back from the ``.npy`` rank 0 saved. A
+  stop request ends the whole group (the next window starts a new one); ``close`` asks it
+  to exit.
+- the per-rank entry, ``main``, run by torchrun on every rank: load the model, then rank 0
+  waits for the next request file and broadcasts it to the others over a gloo group (no
+  GPU collective sits waiting between windows), every rank generates, rank 0 saves.
 
 Engines:
 
@@ -20,8 +25,9 @@ Engines:
   ``transformer.enable_parallelism``; WanTransformer3DModel has a ``_cp_plan`` in diffusers
   0.42), every rank running the same seeded pipeline call, rank 0 keeping the frames.
 
-The process group is started per window, so each window loads the model again: worth it
-for 14B models at 720p, where a window takes minutes on one GPU.
+Without CUDA the ranks refuse, except under ``DEFORUM_WAN_MULTIGPU_CPU=1``: a test mode
+(gloo, the diffusers engine replicated on every rank, no parallel split) so that the group's
+life (start, windows, stop, errors, exit) runs for real on a machine without GPUs.
 """
 from __future__ import annotations
 
@@ -49,38 +55,27 @@ MARK = "deforum_wan"  # key of the JSON lines rank 0 prints on stdout
 # Attention heads of the official DiTs (wan/configs): Ulysses splits heads across GPUs.
 OFFICIAL_HEADS = {"wan2.1-t2v-1.3b": 12, "wan2.1-vace-1.3b": 12, "wan2.2-ti2v-5b": 24}
 OFFICIAL_HEADS_DEFAULT = 40  # every 14B / A14B model
+CPU_TEST = os.environ.get("DEFORUM_WAN_MULTIGPU_CPU") == "1"  # see the module doc
+EXIT = 999_999  # the request number that asks the ranks to exit
 
 
-def torchrun_command(req: GenerateRequest, *, model_id: str, engine: str, gpus: int, weights: str,
-                     save_file: str, image_file: str | None = None, options: BackendOptions | None = None,
-                     python: str = sys.executable) -> list[str]:
-    """The argv that renders one window on ``gpus`` GPUs (no shell; print with shlex.join).
+def torchrun_command(*, model_id: str, engine: str, gpus: int, weights: str, serve_dir: str,
+                     options: BackendOptions | None = None, python: str = sys.executable) -> list[str]:
+    """The argv of the serving group on ``gpus`` GPUs (no shell; print with shlex.join).
 
     ``python -m torch.distributed.run`` is torchrun (same module, no PATH lookup);
     ``--standalone`` picks a free local rendezvous port, so two renders on one machine
-    do not collide.
+    do not collide. What changes per window travels as request files, not arguments.
     """
     if engine not in ENGINES:
         raise WanError(f"multi-GPU engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if gpus < 2:
         raise WanError(f"a multi-GPU window needs at least 2 GPUs, not {gpus}")
-    if req.mode == "i2v" and not image_file:
-        raise WanError("an i2v window needs the conditioning image file")
     o = options or BackendOptions()
     cmd = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
            "-m", ENTRY,
            "--engine", engine, "--model", model_id, "--ckpt_dir", str(weights),
-           "--mode", req.mode, "--prompt", req.prompt, "--n_prompt", req.negative_prompt,
-           "--size", f"{req.width}*{req.height}", "--frame_num", str(req.num_frames),
-           "--base_seed", str(int(req.seed)), "--sample_steps", str(int(req.steps)),
-           "--sample_guide_scale", repr(float(req.guidance_scale))]
-    if req.guidance_scale_2 is not None:
-        cmd += ["--sample_guide_scale_2", repr(float(req.guidance_scale_2))]
-    if req.shift is not None:
-        cmd += ["--sample_shift", repr(float(req.shift))]
-    if image_file:
-        cmd += ["--image", str(image_file)]
-    cmd += ["--save_file", str(save_file), "--ulysses_size", str(gpus)]
+           "--serve", str(serve_dir), "--ulysses_size", str(gpus)]
     if engine == "official":
         cmd += ["--dit_fsdp", "--t5_fsdp"]  # as the Wan READMEs run multi-GPU
         if o.official_repo_path:
@@ -94,6 +89,25 @@ def torchrun_command(req: GenerateRequest, *, model_id: str, engine: str, gpus: 
     if o.models_dir:
         cmd += ["--models_dir", str(o.models_dir)]
     return cmd
+
+
+REQUEST_FIELDS = ("mode", "prompt", "negative_prompt", "num_frames", "width", "height", "seed", "guidance_scale",
+                  "steps", "guidance_scale_2", "shift")
+
+
+def request_to_json(req: GenerateRequest, image_file: str | None = None) -> dict:
+    """A window's request as the ranks read it (the image by file: float32, lossless)."""
+    if req.mode == "i2v" and not image_file:
+        raise WanError("an i2v window needs the conditioning image file")
+    data = {k: getattr(req, k) for k in REQUEST_FIELDS}
+    data["seed"], data["steps"] = int(req.seed), int(req.steps)
+    data["image"] = str(image_file) if image_file else None
+    return data
+
+
+def request_from_json(data: dict) -> GenerateRequest:
+    image = _read_image(data["image"]) if data.get("image") else None
+    return GenerateRequest(**{k: data[k] for k in REQUEST_FIELDS}, image=image)
 
 
 def attention_heads(spec: ModelSpec, engine: str, weights: Path) -> int | None:
@@ -117,8 +131,9 @@ class MultiGPUBackend(Backend):
         self.engine = engine
         self.gpus = options.gpus
         self.name = f"{engine} on {self.gpus} GPUs"
-        self.notes = [f"{self.gpus} GPUs through torchrun; the model loads again for each window"]
+        self.notes = [f"{self.gpus} GPUs through torchrun; the group and its model stay loaded between windows"]
         self.tmp: Path | None = None
+        self.group: _Group | None = None
         if engine not in ENGINES:
             raise BackendError(f"{engine}: no multi-GPU launcher")
         if engine == "official":
@@ -137,7 +152,7 @@ class MultiGPUBackend(Backend):
         import torch
 
         found = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if found < self.gpus:
+        if found < self.gpus and not (CPU_TEST and engine == "diffusers"):
             raise BackendError(f"{engine}: wan_gpus={self.gpus} but {found} CUDA device(s) are visible")
         if engine == "official":
             self.path = locate_weights(spec, options.models_dir, "official")
@@ -160,63 +175,106 @@ class MultiGPUBackend(Backend):
         check_request(req, self.spec)
         if req.context is not None or req.last_image is not None:
             raise WanError(f"{self.name}: context and last frames are single-GPU only for now")
+        if self.group is None or not self.group.alive():
+            self.group = _Group(torchrun_command(model_id=self.spec.id, engine=self.engine, gpus=self.gpus,
+                                                 weights=str(self.path), serve_dir=str(self.tmp),
+                                                 options=self.options), self.tmp)
+        self.group.windows += 1
+        n = self.group.windows  # each group counts its own windows from 1
         image_file = None
         if req.image is not None:
-            image_file = self.tmp / "image.npy"  # float32, lossless: the chain stays exact
+            image_file = self.tmp / f"image-{n}.npy"  # float32, lossless: the chain stays exact
             np.save(image_file, np.asarray(req.image, np.float32))
-        save_file = self.tmp / "frames.npy"
-        save_file.unlink(missing_ok=True)
-        cmd = torchrun_command(req, model_id=self.spec.id, engine=self.engine, gpus=self.gpus,
-                               weights=str(self.path), save_file=str(save_file), image_file=image_file,
-                               options=self.options)
-        log_file = self.tmp / "torchrun.log"
-        _run_group(cmd, log_file, on_step, should_stop)
         try:
-            frames = np.load(save_file, allow_pickle=False)
-        except OSError as exc:
-            raise BackendError(f"{self.name}: no frames came back ({exc}); log: {log_file}") from None
+            frames = self.group.run(n, request_to_json(req, str(image_file) if image_file else None),
+                                    on_step, should_stop)
+        except BaseException:
+            if not self.group.alive():
+                self.group = None
+            raise
+        finally:
+            if image_file is not None:
+                image_file.unlink(missing_ok=True)
         expected = (req.num_frames, req.height, req.width, 3)
         if frames.shape != expected:
             raise BackendError(f"{self.name}: got frames {frames.shape}, expected {expected}")
         return np.clip(frames.astype(np.float32), 0.0, 1.0)
 
     def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
+            self.group = None
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
 
 
-def _run_group(cmd: list[str], log_file: Path, on_step: StepCallback | None,
-               should_stop: StopCheck | None) -> None:
-    """Run torchrun, relaying rank 0's JSON lines; a stop request ends the whole group."""
-    with open(log_file, "wb") as log:
-        # Own session: torchrun and all ranks are signalled together.
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    lines: Queue = Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)],
-                     daemon=True).start()
-    error = None
-    while True:
-        if should_stop is not None and should_stop():
-            _stop_group(proc)
-            raise Interrupted("stopped (the multi-GPU window was not finished)")
+class _Group:
+    """A running torchrun group: its process (own session), rank 0's lines, the log."""
+
+    def __init__(self, cmd: list[str], serve_dir: Path, env: dict | None = None):
+        self.dir = serve_dir
+        (serve_dir / "requests").mkdir(parents=True, exist_ok=True)
+        self.log_file = serve_dir / "torchrun.log"
+        with open(self.log_file, "ab") as log:
+            # Own session: torchrun and all ranks are signalled together.
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env=env)
+        self.windows = 0  # requests sent to this group
+        self.lines: Queue = Queue()
+        threading.Thread(target=lambda: [self.lines.put(x) for x in self.proc.stdout] + [self.lines.put(None)],
+                         daemon=True).start()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _request(self, n: int, data: dict) -> None:
+        path = self.dir / "requests" / f"{n:06d}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)  # rank 0 never reads half a request
+
+    def run(self, n: int, data: dict, on_step: StepCallback | None, should_stop: StopCheck | None) -> np.ndarray:
+        """Window ``n`` on the group: its frames, or the ranks' error as a BackendError."""
+        self._request(n, data)
+        while True:
+            if should_stop is not None and should_stop():
+                _stop_group(self.proc)
+                raise Interrupted("stopped (the multi-GPU window was not finished)")
+            try:
+                line = self.lines.get(timeout=0.5)
+            except Empty:
+                continue
+            if line is None:  # the group ended without finishing the window
+                code = self.proc.wait()
+                raise BackendError(f"multi-GPU window failed: {_last_line(self.log_file) or f'exit status {code}'}"
+                                   f" (log: {self.log_file})")
+            message = _parse_line(line)
+            if message is None:
+                continue
+            if "step" in message and on_step is not None:
+                on_step(int(message["step"]), int(message["steps"]))
+            if "error" in message:
+                self.proc.wait()  # the ranks exit after an error
+                raise BackendError(f"multi-GPU window failed: {message['error']} (log: {self.log_file})")
+            if message.get("done") == n:
+                save_file = self.dir / f"frames-{n}.npy"
+                try:
+                    return np.load(save_file, allow_pickle=False)
+                except OSError as exc:
+                    raise BackendError(f"multi-GPU window: no frames came back ({exc}); log: {self.log_file}") \
+                        from None
+                finally:
+                    save_file.unlink(missing_ok=True)
+
+    def close(self, timeout: float = 60) -> None:
+        """Ask the ranks to exit (they free their GPUs in order); stop them if they do not."""
+        if not self.alive():
+            return
         try:
-            line = lines.get(timeout=0.5)
-        except Empty:
-            continue
-        if line is None:
-            break
-        message = _parse_line(line)
-        if message is None:
-            continue
-        if "step" in message and on_step is not None:
-            on_step(int(message["step"]), int(message["steps"]))
-        if "error" in message:
-            error = str(message["error"])
-    code = proc.wait()
-    if code != 0 or error:
-        tail = error or _last_line(log_file) or f"exit status {code}"
-        raise BackendError(f"multi-GPU window failed: {tail} (log: {log_file})")
+            self._request(EXIT, {"op": "exit"})
+            self.proc.wait(timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            _stop_group(self.proc)
 
 
 def _parse_line(line: bytes) -> dict | None:
@@ -256,22 +314,11 @@ def _last_line(log_file: Path) -> str:
 
 def _rank_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"torchrun ... -m {ENTRY}",
-                                description="One Wan window on this rank of a torchrun group.")
+                                description="Serve Wan windows on this rank of a torchrun group.")
     p.add_argument("--engine", choices=ENGINES, required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--ckpt_dir", required=True)
-    p.add_argument("--mode", choices=("t2v", "i2v"), required=True)
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--n_prompt", default="")
-    p.add_argument("--size", required=True, help="W*H")
-    p.add_argument("--frame_num", type=int, required=True)
-    p.add_argument("--base_seed", type=int, required=True)
-    p.add_argument("--sample_steps", type=int, required=True)
-    p.add_argument("--sample_guide_scale", type=float, required=True)
-    p.add_argument("--sample_guide_scale_2", type=float)
-    p.add_argument("--sample_shift", type=float)
-    p.add_argument("--image", help=".npy (float32 HxWx3 in [0, 1]) or an image file")
-    p.add_argument("--save_file", required=True, help=".npy written by rank 0")
+    p.add_argument("--serve", required=True, help="folder: requests/<n>.json in, frames-<n>.npy out (rank 0)")
     p.add_argument("--ulysses_size", type=int, required=True)
     p.add_argument("--dit_fsdp", action="store_true")
     p.add_argument("--t5_fsdp", action="store_true")
@@ -283,17 +330,6 @@ def _rank_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae_tiling", action="store_true")
     p.add_argument("--lora", action="append", default=[], metavar="PATH=WEIGHT")
     return p
-
-
-def request_from_args(args) -> GenerateRequest:
-    w, _, h = args.size.partition("*")
-    image = None
-    if args.image:
-        image = _read_image(args.image)
-    return GenerateRequest(mode=args.mode, prompt=args.prompt, negative_prompt=args.n_prompt,
-                           num_frames=args.frame_num, width=int(w), height=int(h), seed=args.base_seed,
-                           guidance_scale=args.sample_guide_scale, steps=args.sample_steps, image=image,
-                           guidance_scale_2=args.sample_guide_scale_2, shift=args.sample_shift)
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -331,9 +367,7 @@ def _official_rank_backend(args, spec: ModelSpec):
     return RankOfficial(spec, options)  # finds the same weights the launcher found
 
 
-def _diffusers_rank_backend(args, spec: ModelSpec, local_rank: int):
-    from diffusers import ContextParallelConfig
-
+def _diffusers_rank_backend(args, spec: ModelSpec, device: str, parallel: bool):
     from .diffusers_backend import DiffusersBackend
 
     loras = []
@@ -341,49 +375,81 @@ def _diffusers_rank_backend(args, spec: ModelSpec, local_rank: int):
         path, _, weight = item.rpartition("=")
         loras.append((path, float(weight)))
     options = BackendOptions(dtype=args.dtype, vae_dtype=args.vae_dtype, attention=args.attention,
-                             vae_tiling=args.vae_tiling, loras=loras, device=f"cuda:{local_rank}",
+                             vae_tiling=args.vae_tiling, loras=loras, device=device,
                              models_dir=args.models_dir)
     backend = DiffusersBackend(spec, options, path=args.ckpt_dir)
-    config = ContextParallelConfig(ulysses_degree=args.ulysses_size)
-    # Only the first pipeline is loaded; siblings created later share its modules.
-    for module in backend._transformers(backend.pipe):
-        module.enable_parallelism(config=config)
+    if parallel:
+        from diffusers import ContextParallelConfig
+
+        config = ContextParallelConfig(ulysses_degree=args.ulysses_size)
+        # Only the first pipeline is loaded; siblings created later share its modules.
+        for module in backend._transformers(backend.pipe):
+            module.enable_parallelism(config=config)
     return backend
+
+
+def _next_request(serve: Path, n: int) -> dict:
+    """Rank 0: wait for request ``n`` (or the exit request) and return it."""
+    import time
+
+    wanted, leave = serve / "requests" / f"{n:06d}.json", serve / "requests" / f"{EXIT:06d}.json"
+    while True:
+        for path in (wanted, leave):
+            if path.is_file():
+                data = json.loads(path.read_text(encoding="utf-8"))
+                path.unlink()
+                return data
+        time.sleep(0.02)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _rank_parser().parse_args(argv)
+    from datetime import timedelta
+
     import torch
     import torch.distributed as dist
 
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    serve = Path(args.serve)
+    n = 0
     try:
         if world != args.ulysses_size:
             raise WanError(f"--ulysses_size {args.ulysses_size} must equal the torchrun world size {world}")
+        cuda = torch.cuda.is_available()
         # Both engines' parallelism needs CUDA (diffusers builds its mesh on the accelerator).
-        if not torch.cuda.is_available():
+        if not cuda and not (CPU_TEST and args.engine == "diffusers"):
             raise WanError("multi-GPU windows need CUDA devices")
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend="nccl", init_method="env://", rank=rank, world_size=world)
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://", rank=rank,
+                                world_size=world)
+        # Requests travel on the CPU: the ranks wait there between windows (for as long as a
+        # warm worker keeps the group), not inside a GPU collective with its watchdog.
+        control = dist.new_group(backend="gloo", timeout=timedelta(days=30))
         spec = get_model(args.model)
-        req = request_from_args(args)
         if args.engine == "official":
             backend = _official_rank_backend(args, spec)
         else:
-            backend = _diffusers_rank_backend(args, spec, local_rank)
+            backend = _diffusers_rank_backend(args, spec, f"cuda:{local_rank}" if cuda else "cpu", parallel=cuda)
         on_step = (lambda done, total: _emit(step=done, steps=total)) if rank == 0 else None
-        if args.engine == "official" and rank != 0:
-            backend._run(req)  # only rank 0 decodes a video in the official code
-        else:
+        while True:
+            message = [_next_request(serve, n + 1) if rank == 0 else None]
+            dist.broadcast_object_list(message, src=0, group=control)
+            if message[0].get("op") == "exit":
+                return 0
+            n += 1
+            req = request_from_json(message[0])
+            if args.engine == "official" and rank != 0:
+                backend._run(req)  # only rank 0 decodes a video in the official code
+                continue
             frames = backend.generate(req, on_step=on_step)
             if rank == 0:
-                tmp = args.save_file + ".tmp.npy"
+                tmp = serve / f"frames-{n}.tmp.npy"
                 np.save(tmp, np.asarray(frames, np.float32))
-                os.replace(tmp, args.save_file)
-        dist.barrier()
-        return 0
+                os.replace(tmp, serve / f"frames-{n}.npy")
+                _emit(done=n)
     except WanError as exc:  # a user error: its one line is the whole story
         if rank == 0:
             _emit(error=str(exc))
