@@ -164,3 +164,28 @@ def test_a_cpu_group_serves_several_windows_without_restarting(tiny_models_dir, 
     finally:
         backend.close()
     assert group.proc.returncode == 0  # the ranks left on the exit request, not by a signal
+
+
+@pytest.mark.slow
+def test_render_with_wan_gpus_2_on_cpu_groups_matches_one_process(tiny_models_dir, tmp_path, monkeypatch):
+    """A whole chained render (T2V group, then an I2V group fed the carried frame) through
+    the CPU test mode gives the frames of a plain render."""
+    from PIL import Image
+
+    from conftest import EXAMPLE
+    from deforum_wan.backends import multigpu
+    from deforum_wan.render import Renderer
+
+    monkeypatch.setenv("DEFORUM_WAN_MULTIGPU_CPU", "1")
+    monkeypatch.setattr(multigpu, "CPU_TEST", True)
+    data = dict(json.loads(EXAMPLE.read_text()), max_frames=24, skip_video_creation=True)
+    results = {}
+    for gpus in (1, 2):
+        results[gpus] = Renderer(load_settings(dict(data, wan_gpus=gpus)), tmp_path / str(gpus),
+                                 models_dir=str(tiny_models_dir), progress=False).run()
+    assert any("2 GPUs through torchrun" in line for _, line in results[2].backend_report)
+    frames = [sorted(r.run_dir.glob(f"{r.timestring}_0*.png")) for r in (results[1], results[2])]
+    assert len(frames[0]) == len(frames[1]) == 24
+    for a, b in zip(*frames):
+        diff = np.abs(np.asarray(Image.open(a), np.int16) - np.asarray(Image.open(b), np.int16))
+        assert diff.max() <= 1, a.name
