@@ -1,6 +1,7 @@
 """wan_gpus > 1: the torchrun command, the relay of rank 0's lines, and selection (no GPU here)."""
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,16 +86,16 @@ def test_group_relays_steps_returns_frames_and_the_ranks_error_line(tmp_path):
                  f"np.save({str(tmp_path / 'frames-1.npy')!r}, np.ones((2, 4, 4, 3), np.float32))\n"
                  "print(json.dumps({'deforum_wan': {'done': 1}}), flush=True)\n")
     steps = []
-    frames = _Group(ok, tmp_path).run(1, {"op": "window"}, lambda d, t: steps.append((d, t)), None)
+    frames = _Group(ok, tmp_path).run({"op": "window"}, lambda d, t: steps.append((d, t)), None)
     assert steps == [(1, 3), (2, 3), (3, 3)] and frames.shape == (2, 4, 4, 3)
     assert (tmp_path / "requests" / "000001.json").is_file()  # the request the ranks would read
     bad = _script(tmp_path, "import json, sys\nprint(json.dumps({'deforum_wan': {'error': 'CUDA out of memory'}}))\n"
                   "sys.exit(1)\n")
     with pytest.raises(BackendError, match="multi-GPU window failed: CUDA out of memory"):
-        _Group(bad, tmp_path).run(2, {}, None, None)
+        _Group(bad, tmp_path).run({}, None, None)
     gone = _script(tmp_path, "import sys\nsys.stderr.write('RuntimeError: NCCL error\\n')\nsys.exit(3)\n")
     with pytest.raises(BackendError, match="multi-GPU window failed: RuntimeError: NCCL error"):
-        _Group(gone, tmp_path).run(3, {}, None, None)
+        _Group(gone, tmp_path).run({}, None, None)
 
 
 def test_stop_ends_the_whole_process_group(tmp_path):
@@ -106,7 +107,7 @@ def test_stop_ends_the_whole_process_group(tmp_path):
                   "time.sleep(120)\n")
     group = _Group(cmd, tmp_path)
     with pytest.raises(Interrupted):
-        group.run(1, {}, None, lambda: pid_file.exists() and pid_file.read_text() != "")
+        group.run({}, None, lambda: pid_file.exists() and pid_file.read_text() != "")
     assert not group.alive()
     stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
     for _ in range(50):
@@ -121,25 +122,36 @@ def test_stop_ends_the_whole_process_group(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="with CUDA the ranks would render")
 def test_torchrun_entry_without_cuda_fails_with_one_line(tmp_path, tiny_models_dir):
     """The real torchrun and entry module: two ranks start, rank 0's error comes back as one line."""
     cmd = torchrun_command(model_id="tiny-random", engine="diffusers", gpus=2, weights=str(tiny_models_dir),
                            serve_dir=str(tmp_path))
     env = {k: v for k, v in os.environ.items() if k != "DEFORUM_WAN_MULTIGPU_CPU"}
     group = _Group(cmd, tmp_path, env=env)
-    with pytest.raises(BackendError, match=r"^multi-GPU window failed: multi-GPU windows need CUDA devices"):
-        group.run(1, request_to_json(_req(width=64, height=64, num_frames=5, steps=1)), None, None)
+    try:
+        with pytest.raises(BackendError, match=r"^multi-GPU window failed: multi-GPU windows need CUDA devices"):
+            group.run(request_to_json(_req(width=64, height=64, num_frames=5, steps=1)), None, None)
+    finally:
+        group.close()
+    assert not group.alive()
+
+
+def _cpu_groups(monkeypatch):
+    from deforum_wan.backends import multigpu
+
+    monkeypatch.setenv("DEFORUM_WAN_MULTIGPU_CPU", "1")
+    monkeypatch.setattr(multigpu, "CPU_TEST", True)
+    return multigpu
 
 
 @pytest.mark.slow
 def test_a_cpu_group_serves_several_windows_without_restarting(tiny_models_dir, monkeypatch):
     """DEFORUM_WAN_MULTIGPU_CPU=1: two gloo ranks running the same diffusers pipeline. The
     group's life is real: one start for several windows, a stop, a restart, a clean exit."""
-    from deforum_wan.backends import multigpu
     from deforum_wan.backends.diffusers_backend import DiffusersBackend
 
-    monkeypatch.setenv("DEFORUM_WAN_MULTIGPU_CPU", "1")
-    monkeypatch.setattr(multigpu, "CPU_TEST", True)
+    multigpu = _cpu_groups(monkeypatch)
     spec = get_model("tiny-random")
     opts = dict(models_dir=str(tiny_models_dir), dtype="float32")
     requests = [_req(width=32, height=32, num_frames=9, steps=2, seed=s) for s in (1, 2)]
@@ -161,6 +173,14 @@ def test_a_cpu_group_serves_several_windows_without_restarting(tiny_models_dir, 
         again = backend.generate(requests[1])  # ... and the next window starts a new one
         np.testing.assert_allclose(again, expected[1], atol=1e-5)
         group = backend.group
+        # A window that fails before its request is written leaves the group in step.
+        real = multigpu.request_to_json
+        monkeypatch.setattr(multigpu, "request_to_json", lambda *a: (_ for _ in ()).throw(OSError(28, "No space")))
+        with pytest.raises(OSError):
+            backend.generate(requests[0])
+        monkeypatch.setattr(multigpu, "request_to_json", real)
+        np.testing.assert_allclose(backend.generate(requests[0]), expected[0], atol=1e-5)
+        assert backend.group is group
     finally:
         backend.close()
     assert group.proc.returncode == 0  # the ranks left on the exit request, not by a signal
@@ -173,11 +193,9 @@ def test_render_with_wan_gpus_2_on_cpu_groups_matches_one_process(tiny_models_di
     from PIL import Image
 
     from conftest import EXAMPLE
-    from deforum_wan.backends import multigpu
     from deforum_wan.render import Renderer
 
-    monkeypatch.setenv("DEFORUM_WAN_MULTIGPU_CPU", "1")
-    monkeypatch.setattr(multigpu, "CPU_TEST", True)
+    _cpu_groups(monkeypatch)
     data = dict(json.loads(EXAMPLE.read_text()), max_frames=24, skip_video_creation=True)
     results = {}
     for gpus in (1, 2):
@@ -189,3 +207,45 @@ def test_render_with_wan_gpus_2_on_cpu_groups_matches_one_process(tiny_models_di
     for a, b in zip(*frames):
         diff = np.abs(np.asarray(Image.open(a), np.int16) - np.asarray(Image.open(b), np.int16))
         assert diff.max() <= 1, a.name
+
+
+LAUNCHER = """
+import json, sys
+from deforum_wan.backends import multigpu
+from deforum_wan.backends.base import BackendOptions, GenerateRequest
+from deforum_wan.models import get_model
+backend = multigpu.MultiGPUBackend(get_model("tiny-random"), BackendOptions(gpus=2, models_dir=sys.argv[1]),
+                                   engine="diffusers")
+backend.generate(GenerateRequest(mode="t2v", prompt="x", negative_prompt="", num_frames=5, width=32, height=32,
+                                 seed=1, guidance_scale=5.0, steps=1))
+print(json.dumps([backend.group.proc.pid, *backend.group.rank_pids]), flush=True)
+import time; time.sleep(300)
+"""
+
+
+@pytest.mark.slow
+def test_a_group_whose_launcher_dies_exits(tiny_models_dir, tmp_path, monkeypatch):
+    """A killed worker must not leave ranks holding the GPUs: rank 0 sees its stdin close."""
+    _cpu_groups(monkeypatch)
+    script = tmp_path / "launcher.py"
+    script.write_text(LAUNCHER)
+    proc = subprocess.Popen([sys.executable, str(script), str(tiny_models_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(pids) == 3  # torchrun and two ranks
+    deadline = time.time() + 60
+    while time.time() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in pids), [pid for pid in pids if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+

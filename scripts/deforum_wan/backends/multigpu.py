@@ -32,6 +32,7 @@ life (start, windows, stop, errors, exit) runs for real on a machine without GPU
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from queue import Empty, Queue
 
@@ -179,20 +181,16 @@ class MultiGPUBackend(Backend):
             self.group = _Group(torchrun_command(model_id=self.spec.id, engine=self.engine, gpus=self.gpus,
                                                  weights=str(self.path), serve_dir=str(self.tmp),
                                                  options=self.options), self.tmp)
-        self.group.windows += 1
-        n = self.group.windows  # each group counts its own windows from 1
         image_file = None
-        if req.image is not None:
-            image_file = self.tmp / f"image-{n}.npy"  # float32, lossless: the chain stays exact
-            np.save(image_file, np.asarray(req.image, np.float32))
         try:
-            frames = self.group.run(n, request_to_json(req, str(image_file) if image_file else None),
+            if req.image is not None:
+                image_file = self.tmp / "image.npy"  # float32, lossless: the chain stays exact
+                np.save(image_file, np.asarray(req.image, np.float32))
+            frames = self.group.run(request_to_json(req, str(image_file) if image_file else None),
                                     on_step, should_stop)
-        except BaseException:
+        finally:
             if not self.group.alive():
                 self.group = None
-            raise
-        finally:
             if image_file is not None:
                 image_file.unlink(missing_ok=True)
         expected = (req.num_frames, req.height, req.width, 3)
@@ -210,16 +208,23 @@ class MultiGPUBackend(Backend):
 
 
 class _Group:
-    """A running torchrun group: its process (own session), rank 0's lines, the log."""
+    """A running torchrun group: its process (own session), the ranks' pids, rank 0's lines.
+
+    torchrun's stdin is a pipe only this object writes to: the ranks inherit it, and rank 0
+    leaves when it reads end-of-file between windows, so a launcher that dies (killed worker,
+    crashed WebUI) never leaves a group holding the GPUs.
+    """
 
     def __init__(self, cmd: list[str], serve_dir: Path, env: dict | None = None):
         self.dir = serve_dir
-        (serve_dir / "requests").mkdir(parents=True, exist_ok=True)
+        _clear_serve_dir(serve_dir)  # nothing a previous group left may be read as this one's
         self.log_file = serve_dir / "torchrun.log"
-        with open(self.log_file, "ab") as log:
-            # Own session: torchrun and all ranks are signalled together.
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env=env)
-        self.windows = 0  # requests sent to this group
+        with open(self.log_file, "wb") as log:  # this group's log only: its errors are the ones quoted
+            # Own session: a stop signals torchrun's whole process group at once.
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         start_new_session=True, env=env)
+        self.rank_pids: set[int] = set()  # torchrun starts each rank in a session of its own
+        self.windows = 0  # requests written to this group
         self.lines: Queue = Queue()
         threading.Thread(target=lambda: [self.lines.put(x) for x in self.proc.stdout] + [self.lines.put(None)],
                          daemon=True).start()
@@ -233,48 +238,72 @@ class _Group:
         tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, path)  # rank 0 never reads half a request
 
-    def run(self, n: int, data: dict, on_step: StepCallback | None, should_stop: StopCheck | None) -> np.ndarray:
-        """Window ``n`` on the group: its frames, or the ranks' error as a BackendError."""
+    def run(self, data: dict, on_step: StepCallback | None, should_stop: StopCheck | None) -> np.ndarray:
+        """One window on the group: its frames, or the ranks' error as a BackendError. Whatever
+        ends the wait early (a stop, an error of the caller's) ends the group too."""
+        n = self.windows + 1
         self._request(n, data)
-        while True:
-            if should_stop is not None and should_stop():
-                _stop_group(self.proc)
-                raise Interrupted("stopped (the multi-GPU window was not finished)")
-            try:
-                line = self.lines.get(timeout=0.5)
-            except Empty:
-                continue
-            if line is None:  # the group ended without finishing the window
-                code = self.proc.wait()
-                raise BackendError(f"multi-GPU window failed: {_last_line(self.log_file) or f'exit status {code}'}"
-                                   f" (log: {self.log_file})")
-            message = _parse_line(line)
-            if message is None:
-                continue
-            if "step" in message and on_step is not None:
-                on_step(int(message["step"]), int(message["steps"]))
-            if "error" in message:
-                self.proc.wait()  # the ranks exit after an error
-                raise BackendError(f"multi-GPU window failed: {message['error']} (log: {self.log_file})")
-            if message.get("done") == n:
-                save_file = self.dir / f"frames-{n}.npy"
+        self.windows = n  # numbered only once written: rank 0 waits for exactly this file
+        error = None
+        try:
+            while True:
+                if should_stop is not None and should_stop():
+                    raise Interrupted("stopped (the multi-GPU window was not finished)")
                 try:
-                    return np.load(save_file, allow_pickle=False)
-                except OSError as exc:
-                    raise BackendError(f"multi-GPU window: no frames came back ({exc}); log: {self.log_file}") \
-                        from None
-                finally:
-                    save_file.unlink(missing_ok=True)
+                    line = self.lines.get(timeout=0.5)
+                except Empty:
+                    continue
+                if line is None:  # the group ended without finishing the window
+                    code = self.proc.wait()
+                    tail = error or _last_line(self.log_file) or f"exit status {code}"
+                    raise BackendError(f"multi-GPU window failed: {tail} (log: {self.log_file})")
+                message = _parse_line(line)
+                if message is None:
+                    continue
+                if "pid" in message:
+                    self.rank_pids.add(int(message["pid"]))
+                if "step" in message and on_step is not None and error is None:
+                    on_step(int(message["step"]), int(message["steps"]))
+                if "error" in message:
+                    error = str(message["error"])  # the ranks are leaving; the end of output follows
+                if message.get("done") == n:
+                    return self._frames(n)
+        except BaseException:
+            if self.alive():
+                self.stop()
+            raise
+
+    def _frames(self, n: int) -> np.ndarray:
+        save_file = self.dir / f"frames-{n}.npy"
+        try:
+            return np.load(save_file, allow_pickle=False)
+        except OSError as exc:
+            raise BackendError(f"multi-GPU window: no frames came back ({exc}); log: {self.log_file}") from None
+        finally:
+            save_file.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        _stop_group(self.proc, self.rank_pids)
+        _clear_serve_dir(self.dir)
 
     def close(self, timeout: float = 60) -> None:
         """Ask the ranks to exit (they free their GPUs in order); stop them if they do not."""
-        if not self.alive():
-            return
-        try:
-            self._request(EXIT, {"op": "exit"})
-            self.proc.wait(timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired):
-            _stop_group(self.proc)
+        if self.alive():
+            try:
+                self._request(EXIT, {"op": "exit"})
+                self.proc.stdin.close()
+                self.proc.wait(timeout=timeout)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self.alive():
+            self.stop()
+        _clear_serve_dir(self.dir)
+
+
+def _clear_serve_dir(serve_dir: Path) -> None:
+    (serve_dir / "requests").mkdir(parents=True, exist_ok=True)
+    for path in [*(serve_dir / "requests").iterdir(), *serve_dir.glob("frames-*.npy")]:
+        path.unlink(missing_ok=True)
 
 
 def _parse_line(line: bytes) -> dict | None:
@@ -287,15 +316,22 @@ def _parse_line(line: bytes) -> dict | None:
     return None
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
+def _stop_group(proc: subprocess.Popen, rank_pids: set[int] = frozenset()) -> None:
+    """SIGTERM to torchrun (it forwards it to the ranks and gives them 30 s), then SIGKILL to
+    torchrun and to every rank, which live in sessions of their own."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)  # torchrun forwards it to every rank
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pid in rank_pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _last_line(log_file: Path) -> str:
@@ -389,9 +425,12 @@ def _diffusers_rank_backend(args, spec: ModelSpec, device: str, parallel: bool):
 
 
 def _next_request(serve: Path, n: int) -> dict:
-    """Rank 0: wait for request ``n`` (or the exit request) and return it."""
-    import time
+    """Rank 0: wait for request ``n`` or the exit request; a closed stdin (the launcher is
+    gone) counts as the exit request."""
+    import select
+    import stat
 
+    watch = stat.S_ISFIFO(os.fstat(0).st_mode)  # the launcher's pipe (not a terminal or /dev/null)
     wanted, leave = serve / "requests" / f"{n:06d}.json", serve / "requests" / f"{EXIT:06d}.json"
     while True:
         for path in (wanted, leave):
@@ -399,7 +438,10 @@ def _next_request(serve: Path, n: int) -> dict:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 path.unlink()
                 return data
-        time.sleep(0.02)
+        if not watch:
+            time.sleep(0.02)
+        elif select.select([0], [], [], 0.02)[0] and not os.read(0, 4096):
+            return {"op": "exit"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         # Requests travel on the CPU: the ranks wait there between windows (for as long as a
         # warm worker keeps the group), not inside a GPU collective with its watchdog.
         control = dist.new_group(backend="gloo", timeout=timedelta(days=30))
+        _emit(pid=os.getpid())  # every rank: the launcher can stop ranks torchrun left behind
         spec = get_model(args.model)
         if args.engine == "official":
             backend = _official_rank_backend(args, spec)
