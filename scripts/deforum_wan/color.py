@@ -2,9 +2,10 @@
 
 ``match_color`` is Deforum's ``maintain_colors`` (colors.py): histogram matching per
 channel in the chosen colour space, uint8 in and out. The histogram matching is
-scikit-image's ``match_histograms(..., channel_axis=-1)`` re-implemented in numpy
-(same algorithm, same uint8 truncation; tests compare the two) because scikit-image
-0.26 needs Python >= 3.11 and pulls in scipy, while A1111 hosts run Python 3.10.
+scikit-image's ``match_histograms(..., channel_axis=-1)`` re-implemented (same algorithm,
+same uint8 truncation; tests compare the two) because scikit-image 0.26 needs Python >=
+3.11 and pulls in scipy, while A1111 hosts run Python 3.10: in numpy, and for the render's
+``ColorMatcher`` as 256-entry tables applied with OpenCV.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def _match_channels_cv2(image: np.ndarray, templates: list) -> np.ndarray:
         quantiles = np.cumsum(counts, dtype=np.float64) / (image.shape[0] * image.shape[1])
         luts.append(np.interp(quantiles, tmpl_quantiles, tmpl_values).astype(np.uint8))
     return cv2.LUT(image, np.stack(luts, axis=-1).reshape(1, 256, len(templates)))
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] to uint8, rounded."""
+    return (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _check_rgb(name: str, img: np.ndarray) -> None:
@@ -135,4 +141,5 @@ def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + w * (b - a)
 
 
-__all__ = ["COLOR_MODES", "ColorMatcher", "crossfade", "crossfade_weights", "match_color", "match_histograms"]
+__all__ = ["COLOR_MODES", "ColorMatcher", "crossfade", "crossfade_weights", "match_color", "match_histograms",
+           "to_uint8"]

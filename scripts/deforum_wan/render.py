@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from . import output
+from .color import to_uint8
 from .errors import Interrupted, WanError
 from .models import get_model
 from .planner import ClipPlan, Window, make_plan
@@ -50,10 +51,6 @@ class RenderResult:
 
 def carry_path(run_dir: Path, ts: str) -> Path:
     return run_dir / f"{ts}_carry.npz"
-
-
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-    return (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def load_image(path: str, width: int, height: int, base: Path | None = None) -> np.ndarray:

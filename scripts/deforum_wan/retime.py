@@ -16,6 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .color import to_uint8
+
 
 class Retimer:
     def __init__(self, n_native: int, n_out: int, mode: str, next_out: int = 0):
@@ -76,7 +78,7 @@ class Retimer:
 def _gray_u8(frame: np.ndarray):
     import cv2  # render extra, like colour coherence
 
-    return cv2.cvtColor((np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(to_uint8(frame), cv2.COLOR_RGB2GRAY)
 
 
 def pair_flows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
