@@ -378,7 +378,11 @@ def _read_image(path: str) -> np.ndarray:
 
 
 def _emit(**data) -> None:
-    print(json.dumps({MARK: data}), flush=True)
+    # One write() per line: every rank shares torchrun's stdout, and print() may write the
+    # text and its newline separately (PYTHONUNBUFFERED), letting another rank's line in
+    # between. Writes under PIPE_BUF bytes to a pipe are atomic.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (json.dumps({MARK: data}) + "\n").encode())
 
 
 def _official_rank_backend(args, spec: ModelSpec):
