@@ -243,3 +243,28 @@ def test_fuzz_settings_only_raise_settings_error(data):
         make_plan(load_settings(data))
     except SettingsError:
         pass
+
+
+@pytest.mark.parametrize("mode, key, schedule, warned", [
+    ("3D", "translation_z", "0: (1.75)", True),
+    ("3D", "rotation_3d_y", "0: (0), 30: (0.5*sin(t/10))", True),
+    ("3D", "translation_z", "0: (0)", False),  # still camera
+    ("2D", "zoom", "0: (1.0025+0.002*sin(1.25*3.14*t/30))", True),  # Deforum's default 2D zoom
+    ("2D", "zoom", "0: (1.0)", False),
+    ("2D", "translation_z", "0: (1.75)", False),  # a 3D key means nothing in 2D
+    ("Video Input", "translation_z", "0: (1.75)", False),
+    ("3D", "translation_z", "0: (1.75", False),  # broken, but Wan does not use it: no error either
+])
+def test_deforum_camera_motion_is_reported_not_silently_dropped(mode, key, schedule, warned):
+    s = load_settings({"prompts": {"0": "a lighthouse"}, "max_frames": 60, "animation_mode": mode, key: schedule})
+    camera = [w for w in s.warnings if "camera motion" in w]
+    assert bool(camera) == warned, s.warnings
+    if warned:
+        assert f"Deforum's {mode} camera motion ({key}) is not applied" in camera[0]
+    assert s.raw[key] == schedule  # kept and written back for Deforum
+
+
+def test_real_3d_file_reports_its_camera_motion(deforum_dir):
+    s = load_settings(deforum_dir / "xmyx_Flashbacks-30s.txt")
+    (camera,) = [w for w in s.warnings if "camera motion" in w]
+    assert camera.startswith("Deforum's 3D camera motion (translation_x, translation_y, translation_z,")

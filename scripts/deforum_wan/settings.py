@@ -256,6 +256,9 @@ def _validate(data: dict, label: str) -> RenderSettings:
         warnings += steps_schedule.warnings
 
     prompts = _prompts(raw, max_frames, warnings)
+    camera = _camera_warning(raw, max_frames, seed)
+    if camera:
+        warnings.append(camera)
     batch_name = _batch_template(get("batch_name"))
     color = str(get("color_coherence"))
     if color not in COLOR_MODES:
@@ -305,6 +308,34 @@ def _validate(data: dict, label: str) -> RenderSettings:
         loras=_loras(get("wan_loras")), write_srt=_bool(get("wan_write_srt")), gpus=gpus,
         preset=preset, speed_overrides=speed, warnings=warnings,
     )
+
+
+# Deforum's camera schedules per animation mode and the value that means "still" (args.py).
+CAMERA_KEYS = {
+    "2D": {"angle": 0.0, "zoom": 1.0, "translation_x": 0.0, "translation_y": 0.0},
+    "3D": {"translation_x": 0.0, "translation_y": 0.0, "translation_z": 0.0,
+           "rotation_3d_x": 0.0, "rotation_3d_y": 0.0, "rotation_3d_z": 0.0},
+}
+
+
+def _camera_warning(raw: dict, max_frames: int, seed: int) -> str | None:
+    """Deforum's 2D/3D camera schedules move the canvas; Wan takes no camera path, so a file
+    whose camera moves gets told so instead of silently rendering a different shot."""
+    mode = str(raw.get("animation_mode"))
+    moving = []
+    for key, still in CAMERA_KEYS.get(mode, {}).items():
+        if raw.get(key) is None:
+            continue
+        try:
+            values = build_schedule(raw[key], max_frames, seed, key).values
+        except ExprError:
+            continue  # a schedule Wan does not use must not stop the render
+        if any(abs(v - still) > 1e-9 for v in values):
+            moving.append(key)
+    if not moving:
+        return None
+    return (f"Deforum's {mode} camera motion ({', '.join(moving)}) is not applied: Wan moves the scene from"
+            " the prompts and the last frame; describe camera moves in the prompts (e.g. 'slow dolly forward')")
 
 
 def _convert_legacy(data: dict, warnings: list[str]) -> dict:
