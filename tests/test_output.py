@@ -202,14 +202,16 @@ def test_frame_writer_error_reaches_caller(tmp_path):
     folder.mkdir()
     frames = synthetic_frames(3, 16, 16)
     writer = FrameWriter(folder, TS)
+    written = threading.Event()
     writer.put(0, frames[0])
-    writer.flush()
+    writer.after(written.set)
+    assert written.wait(10)
     shutil.rmtree(folder)  # the run folder disappears mid-render
     writer.put(1, frames[1])
     with pytest.raises(WanError, match="could not write to.*1 frames written are kept"):
         writer.close()
     with pytest.raises(WanError):  # sticky: the render cannot miss it
-        writer.flush()
+        writer.after(lambda: None)
 
 
 @pytest.mark.parametrize("sync", [False, True])

@@ -198,12 +198,11 @@ class FrameWriter:
 
     ``put`` copies the frame and blocks while ``max_queued`` frames wait, so memory
     stays flat (at most max_queued + 1 frames held) however fast frames arrive. A write
-    error stops the writer; the next ``put``/``flush``/``close`` raises it in the
+    error stops the writer; the next ``put``/``after``/``close`` raises it in the
     caller's thread (OSErrors as a one-line WanError). ``sync=True`` writes inline.
 
     Each file is fsynced but its folder is not: save the manifest (same folder,
-    fsynced) through ``after()`` or after ``flush()``, so the frames a manifest counts
-    are on disk.
+    fsynced) through ``after()``, so the frames a manifest counts are on disk.
     """
 
     def __init__(self, run_dir: str | os.PathLike, timestring: str, *, max_queued: int = 8,
@@ -216,7 +215,7 @@ class FrameWriter:
         self.sync = sync
         self.compress_level = compress_level
         self.fsync = fsync
-        self.written = 0  # frames on disk (read it after flush/close)
+        self.written = 0  # frames on disk (read it in an after() callback or after close)
         self.high_water = 0  # most frames ever waiting in the queue
         self._error: BaseException | None = None  # sticky: every later call raises it
         self._closed = False
@@ -246,20 +245,15 @@ class FrameWriter:
     def after(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once every frame put so far is on disk: on the writer thread, so
         the caller goes on (the next window generates while this one's frames and
-        checkpoint are written); inline in sync mode. Its errors surface like write errors."""
+        checkpoint are written); inline in sync mode. Its errors surface like write errors,
+        and a write error stays the answer after close too."""
+        self._raise_error()
         if self._closed:
             raise RuntimeError("FrameWriter is closed")
-        self._raise_error()
         if self.sync:
             self._call(fn)
             return
         self._queue.put((None, fn))
-
-    def flush(self) -> None:
-        """Wait until every frame put so far is on disk."""
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.join()
-        self._raise_error()
 
     def close(self) -> None:
         """Write what is queued, stop the thread, raise any write error."""

@@ -9,6 +9,7 @@ unfinished window and produces the same frames.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -314,11 +315,8 @@ class Renderer:
         except Interrupted:
             self._log(f"interrupted: keeping {stream.written} frames")
         except BaseException:
-            try:
-                writer.close()  # the checkpoints of the windows whose frames are written
-                self._emit_checkpoints()
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):  # the error already unwinding is the one to report
+                self._close_writer(writer, manifest)  # the checkpoints of the windows whose frames are written
             manifest.set_status("failed")
             raise
         finally:
