@@ -11,7 +11,7 @@ from pathlib import Path
 EXTENSION = Path(__file__).resolve().parent
 sys.path.insert(0, str(EXTENSION / "scripts"))
 
-from deforum_wan import hostdeps  # noqa: E402  (stdlib only)
+from deforum_wan.webui import hostdeps  # noqa: E402  (stdlib only)
 
 
 def _run(cmd):

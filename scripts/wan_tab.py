@@ -2,7 +2,7 @@
 
 Everything is imported here, at load time: A1111 puts the extension root on sys.path only
 while it loads this file, so nothing may be imported lazily from callbacks. Nothing heavy is
-imported (no torch/diffusers): renders run in a worker subprocess (deforum_wan.jobs) whose
+imported (no torch/diffusers): renders run in a worker subprocess (deforum_wan.service.jobs) whose
 libraries come from <extension>/.wan-packages (install.py).
 """
 import os
@@ -17,14 +17,14 @@ if str(EXTENSION / "scripts") not in sys.path:
 from modules import call_queue, paths, script_callbacks, sd_models, shared  # noqa: E402
 
 import deforum_wan  # noqa: E402
-from deforum_wan import hostdeps  # noqa: E402
-from deforum_wan.api import mount_api  # noqa: E402
-from deforum_wan.cli_ui import jobs_db_path  # noqa: E402
+from deforum_wan.webui import hostdeps  # noqa: E402
+from deforum_wan.service.api import mount_api  # noqa: E402
+from deforum_wan.cli.ui import jobs_db_path  # noqa: E402
 from deforum_wan.errors import WanError  # noqa: E402
-from deforum_wan.host_bridge import ProgressBridge  # noqa: E402
-from deforum_wan.jobs import FINISHED, JobManager  # noqa: E402
-from deforum_wan.settings import BACKENDS, read_settings_file  # noqa: E402
-from deforum_wan.ui import build_ui  # noqa: E402
+from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
+from deforum_wan.service.jobs import FINISHED, JobManager  # noqa: E402
+from deforum_wan.config.settings import BACKENDS, read_settings_file  # noqa: E402
+from deforum_wan.webui.tab import build_ui  # noqa: E402
 
 SECTION = ("wan", "Wan")
 

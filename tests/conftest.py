@@ -48,7 +48,7 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     """A models dir holding every tiny Wan model, built once per session (one torch thread)."""
     import torch
 
-    from deforum_wan.tiny import build_tiny_models
+    from deforum_wan.models.tiny import build_tiny_models
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("models")

@@ -12,8 +12,8 @@ fastapi = pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
-from deforum_wan.api import mount_api  # noqa: E402
-from deforum_wan.jobs import JobManager  # noqa: E402
+from deforum_wan.service.api import mount_api  # noqa: E402
+from deforum_wan.service.jobs import JobManager  # noqa: E402
 from wan_jobs_support import LONG, QUICK, settings, wait_for, worker_env  # noqa: E402
 
 pytestmark = pytest.mark.slow

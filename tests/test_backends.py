@@ -7,7 +7,7 @@ import pytest
 from deforum_wan.backends import BackendOptions, GenerateRequest, load_backend
 from deforum_wan.backends.diffusers_backend import DiffusersBackend
 from deforum_wan.errors import BackendError, Interrupted, WanError
-from deforum_wan.models import get_model
+from deforum_wan.models.registry import get_model
 
 SIZE = 32
 FRAMES = 5

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deforum_wan.batch import format_summary, prepare_jobs, run_batch
-from deforum_wan.output import Manifest, make_timestring
+from deforum_wan.service.batch import format_summary, prepare_jobs, run_batch
+from deforum_wan.render.output import Manifest, make_timestring
 
 from conftest import EXAMPLE
 
@@ -75,7 +75,7 @@ def test_seed_minus_one_is_drawn_once_on_the_driver(tmp_path):
 
 def test_batch_with_ray_missing_says_how_to_install(tmp_path):
     code = ("import sys; sys.modules['ray'] = None\n"
-            "from deforum_wan.cli import main\n"
+            "from deforum_wan.cli.main import main\n"
             f"sys.exit(main(['batch', '--ray', {str(EXAMPLE)!r}, '--outdir', {str(tmp_path)!r}]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
@@ -175,8 +175,8 @@ def test_batch_command_here_prints_summary_and_exits_2_on_a_bad_file(settings_fi
 @pytest.mark.slow
 def test_stop_interrupts_running_jobs_which_then_resume(settings_files, reference, ray_cluster, tiny_models_dir,
                                                          tmp_path):
-    from deforum_wan.render import Renderer
-    from deforum_wan.settings import load_settings
+    from deforum_wan.render.loop import Renderer
+    from deforum_wan.config.settings import load_settings
 
     stop = {"flag": False}
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from deforum_wan.color import ColorMatcher, crossfade, crossfade_weights, match_color, match_histograms
+from deforum_wan.render.color import ColorMatcher, crossfade, crossfade_weights, match_color, match_histograms
 
 
 def deforum_maintain_colors(prev_img, color_match_sample, mode):

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from deforum_wan import hostdeps
-from deforum_wan.hostdeps import HostDepsError, choose_pins, read_requirements
+from deforum_wan.webui import hostdeps
+from deforum_wan.webui.hostdeps import HostDepsError, choose_pins, read_requirements
 
 REQ = read_requirements(ROOT / "requirements.txt")
 A1111 = {"torch": "2.1.2+cu121", "torchvision": "0.16.2+cu121", "numpy": "1.26.2", "kornia": "0.6.7"}

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from deforum_wan.errors import SettingsError, WanError
-from deforum_wan.jobs import FORCE_AFTER, JobManager, JobNotFound
-from deforum_wan.jobstore import DatabaseLocked
-from deforum_wan.output import probe_video
+from deforum_wan.service.jobs import FORCE_AFTER, JobManager, JobNotFound
+from deforum_wan.service.jobstore import DatabaseLocked
+from deforum_wan.render.output import probe_video
 from wan_jobs_support import LONG, QUICK, SINGLE, frames_on_disk, manifest, settings, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
@@ -228,7 +228,7 @@ def test_second_manager_on_the_same_database_is_refused(shared, tmp_path):
 
 HOST = """
 import json, sys, time
-from deforum_wan.jobs import JobManager
+from deforum_wan.service.jobs import JobManager
 db, out, models, long_s, quick_s = sys.argv[1:6]
 m = JobManager(db, out, models_dir=models)
 a = m.submit(json.loads(long_s), "long")

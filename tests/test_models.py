@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deforum_wan.cli_models import add_model_commands
+from deforum_wan.cli.models import add_model_commands
 from deforum_wan.errors import WanError
-from deforum_wan.models import (MODELS, default_models_dir, download, get_model, locate_weights,
-                                model_status, require_weights)
+from deforum_wan.models.registry import MODELS, get_model
+from deforum_wan.models.weights import default_models_dir, download, locate_weights, model_status, require_weights
 
 T2V = "wan2.1-t2v-1.3b"
 REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
@@ -88,7 +88,8 @@ def test_hub_cache_snapshot_is_found_offline(tiny_models_dir, tmp_path):
     (hub / "refs").mkdir()
     (hub / "refs" / "main").write_text(commit)
     code = f"""
-        from deforum_wan.models import get_model, locate_weights
+        from deforum_wan.models.registry import get_model
+        from deforum_wan.models.weights import locate_weights
         print(locate_weights(get_model({T2V!r}), {str(tmp_path / 'empty')!r}))
     """
     done = run_python(code, {"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1"})
@@ -99,7 +100,8 @@ def test_hub_cache_snapshot_is_found_offline(tiny_models_dir, tmp_path):
 def test_offline_download_fails_with_one_clear_line(tmp_path):
     code = f"""
         from deforum_wan.errors import WanError
-        from deforum_wan.models import download, get_model, locate_weights, _fetch
+        from deforum_wan.models.registry import get_model
+        from deforum_wan.models.weights import download, locate_weights, _fetch
         spec = get_model({T2V!r})
         assert locate_weights(spec, {str(tmp_path / 'models')!r}) is None
         for attempt in (lambda: download(spec, {str(tmp_path / 'models')!r}),
@@ -125,7 +127,7 @@ def test_offline_download_fails_with_one_clear_line(tmp_path):
 def test_download_cli_reports_offline_as_wan_error(tmp_path):
     code = f"""
         import argparse
-        from deforum_wan.cli_models import add_model_commands
+        from deforum_wan.cli.models import add_model_commands
         from deforum_wan.errors import WanError
         parser = argparse.ArgumentParser()
         add_model_commands(parser.add_subparsers(dest="command"))

@@ -14,8 +14,8 @@ from deforum_wan.backends.chain import load_backend
 from deforum_wan.backends.multigpu import (_Group, _rank_parser, request_from_json, request_to_json,
                                            torchrun_command)
 from deforum_wan.errors import BackendError, Interrupted, WanError
-from deforum_wan.models import get_model
-from deforum_wan.settings import load_settings
+from deforum_wan.models.registry import get_model
+from deforum_wan.config.settings import load_settings
 
 
 def _req(**kw):
@@ -193,7 +193,7 @@ def test_render_with_wan_gpus_2_on_cpu_groups_matches_one_process(tiny_models_di
     from PIL import Image
 
     from conftest import EXAMPLE
-    from deforum_wan.render import Renderer
+    from deforum_wan.render.loop import Renderer
 
     _cpu_groups(monkeypatch)
     data = dict(json.loads(EXAMPLE.read_text()), max_frames=24, skip_video_creation=True)
@@ -213,7 +213,7 @@ LAUNCHER = """
 import json, sys
 from deforum_wan.backends import multigpu
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
-from deforum_wan.models import get_model
+from deforum_wan.models.registry import get_model
 backend = multigpu.MultiGPUBackend(get_model("tiny-random"), BackendOptions(gpus=2, models_dir=sys.argv[1]),
                                    engine="diffusers")
 backend.generate(GenerateRequest(mode="t2v", prompt="x", negative_prompt="", num_frames=5, width=32, height=32,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from deforum_wan.errors import SettingsError
-from deforum_wan.planner import make_plan
-from deforum_wan.settings import load_settings
+from deforum_wan.config.planner import make_plan
+from deforum_wan.config.settings import load_settings
 
 import deforum_oracle
 from conftest import EXAMPLE, real_settings_files

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deforum_wan.output import probe_video
-from deforum_wan.settings import load_settings
+from deforum_wan.render.output import probe_video
+from deforum_wan.config.settings import load_settings
 
 from conftest import EXAMPLE
 
@@ -190,8 +190,8 @@ def test_bad_plan_or_resume_timestring_exit_2_nothing_written(tmp_path, models_d
 
 def test_resume_when_killed_between_carry_and_manifest(tmp_path, tiny_models_dir):
     from deforum_wan.errors import Interrupted
-    from deforum_wan.output import Manifest, manifest_path
-    from deforum_wan.render import Renderer
+    from deforum_wan.render.output import Manifest, manifest_path
+    from deforum_wan.render.loop import Renderer
 
     settings = load_settings(_settings_file(tmp_path, skip_video_creation=True))
     kw = dict(models_dir=str(tiny_models_dir), progress=False)
@@ -216,8 +216,8 @@ def test_resume_when_killed_between_carry_and_manifest(tmp_path, tiny_models_dir
 def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path, tiny_models_dir):
     """Frames and checkpoints are written behind the loop; window_done must still only
     report what a resume would find on disk."""
-    from deforum_wan.output import Manifest, manifest_path
-    from deforum_wan.render import Renderer, carry_path
+    from deforum_wan.render.output import Manifest, manifest_path
+    from deforum_wan.render.loop import Renderer, carry_path
 
     seen, order = [], []
 
@@ -250,7 +250,7 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
 
 
 def test_flow_retime_renders_every_frame_and_differs_from_blend(tmp_path, tiny_models_dir):
-    from deforum_wan.render import Renderer
+    from deforum_wan.render.loop import Renderer
 
     results = {}
     for mode in ("blend", "flow"):
@@ -267,7 +267,7 @@ def test_opencv_features_without_opencv_fail_before_anything_is_written(tmp_path
     import importlib.util
 
     from deforum_wan.errors import WanError
-    from deforum_wan.render import Renderer
+    from deforum_wan.render.loop import Renderer
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a))

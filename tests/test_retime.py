@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from deforum_wan.retime import Retimer
+from deforum_wan.render.retime import Retimer
 
 
 def _run(n_native, n_out, mode):

@@ -4,7 +4,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from deforum_wan.schedule import (
+from deforum_wan.config.schedule import (
     ExprError, build_schedule, compile_expr, evaluate_number, parse_frame_key, parse_keyframes,
     seed_at,
 )

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from deforum_wan.errors import SettingsError
-from deforum_wan.settings import load_settings, parse_settings_text, resolve_batch_name
+from deforum_wan.config.settings import load_settings, parse_settings_text, resolve_batch_name
 
 import deforum_oracle
 from conftest import real_settings_files
@@ -45,7 +45,7 @@ def test_real_files_load_with_deforums_prompts_and_seed(path):
 
 
 def eval_key(key, max_f):
-    from deforum_wan.schedule import evaluate_number
+    from deforum_wan.config.schedule import evaluate_number
     return evaluate_number(key.strip("'\""), max_f=max_f)
 
 
@@ -238,7 +238,7 @@ _keys = st.sampled_from(["W", "H", "fps", "max_frames", "seed", "seed_behavior",
 @given(st.dictionaries(_keys, st.one_of(_json_scalar, st.dictionaries(st.text(max_size=8), _json_scalar, max_size=4),
                                         st.lists(_json_scalar, max_size=3)), max_size=8))
 def test_fuzz_settings_only_raise_settings_error(data):
-    from deforum_wan.planner import make_plan
+    from deforum_wan.config.planner import make_plan
     try:
         make_plan(load_settings(data))
     except SettingsError:

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE, ROOT, real_settings_files
-from deforum_wan.presets import PRESETS, resolve
-from deforum_wan.settings import WAN_DEFAULTS, load_settings, read_settings_file
-from deforum_wan.ui_fields import (
+from deforum_wan.config.presets import PRESETS, resolve
+from deforum_wan.config.settings import WAN_DEFAULTS, load_settings, read_settings_file
+from deforum_wan.webui.fields import (
     CUSTOM_SIZE, FIELDS, WAN_FIELDS, fields_to_settings, model_choices, parse_loras, settings_to_fields,
     size_choices,
 )
 
 gr = pytest.importorskip("gradio")
 
-from deforum_wan import ui  # noqa: E402
-from deforum_wan.ui_compat import GRADIO_MAJOR  # noqa: E402
+from deforum_wan.webui import tab as ui  # noqa: E402
+from deforum_wan.webui.gradio_compat import GRADIO_MAJOR  # noqa: E402
 
 REAL = real_settings_files()
 BROKEN = sorted((REAL[0].parent / "broken").iterdir()) if REAL else []
@@ -424,7 +424,7 @@ def test_style_css_matches_the_standalone_css():
 def test_standalone_app_serves_the_tab_and_the_api(manager, tmp_path):
     from fastapi.testclient import TestClient
 
-    from deforum_wan.cli_ui import build_app
+    from deforum_wan.cli.ui import build_app
 
     app = build_app(manager, outdir=tmp_path)
     client = TestClient(app)

@@ -35,19 +35,19 @@ GRADIO_VENVS = {"current": None, "gradio-3.41.2": ROOT / ".venv-gradio3", "gradi
 
 def _ui_command(venv: Path | None) -> list[str]:
     if venv is not None:
-        return [str(venv / "bin" / "python"), "-m", "deforum_wan.cli_ui", "--worker-python", sys.executable]
-    from deforum_wan.cli import build_parser
+        return [str(venv / "bin" / "python"), "-m", "deforum_wan.cli.ui", "--worker-python", sys.executable]
+    from deforum_wan.cli.main import build_parser
 
     try:  # `ui` is registered in cli.py; the module entry point serves the same command
         build_parser().parse_args(["ui", "--port", "1"])
         return [sys.executable, "-m", "deforum_wan", "ui"]
     except SystemExit:
-        return [sys.executable, "-m", "deforum_wan.cli_ui"]
+        return [sys.executable, "-m", "deforum_wan.cli.ui"]
 
 
 @pytest.fixture(scope="session")
 def ui_models(tmp_path_factory) -> Path:
-    from deforum_wan.tiny import ensure_tiny_model
+    from deforum_wan.models.tiny import ensure_tiny_model
 
     models = tmp_path_factory.mktemp("ui-models")
     for model in ("tiny-random", "tiny-random-i2v"):

@@ -1,4 +1,4 @@
-"""``python -m deforum_wan.worker`` driven over real pipes, rendering the tiny models."""
+"""``python -m deforum_wan.service.worker`` driven over real pipes, rendering the tiny models."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from deforum_wan.errors import BackendError, SettingsError
-from deforum_wan.output import probe_video
-from deforum_wan.worker import describe_error, one_line
+from deforum_wan.render.output import probe_video
+from deforum_wan.service.worker import describe_error, one_line
 from wan_jobs_support import LONG, QUICK, SINGLE, frames_on_disk, manifest, settings, worker_env
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 class WorkerPipe:
     def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "deforum_wan.worker", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "deforum_wan.service.worker", *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, encoding="utf-8", env=worker_env())
         self.events: queue.Queue = queue.Queue()

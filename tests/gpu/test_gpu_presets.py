@@ -16,8 +16,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from deforum_wan.bench import TARGET_CASE, TARGETS, run_bench  # noqa: E402
-from deforum_wan.models import get_model, locate_weights  # noqa: E402
+from deforum_wan.cli.bench import TARGET_CASE, TARGETS, run_bench  # noqa: E402
+from deforum_wan.models.registry import get_model# noqa: E402
+from deforum_wan.models.weights import locate_weights
 
 pytestmark = [
     pytest.mark.gpu,

@@ -14,8 +14,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import WanError
-from ..models import ModelSpec
-from ..presets import CACHES
+from ..models.registry import ModelSpec
+from ..config.presets import CACHES
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 StopCheck = Callable[[], bool]

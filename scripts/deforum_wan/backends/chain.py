@@ -7,7 +7,7 @@ each backend with its reason, one line each.
 from __future__ import annotations
 
 from ..errors import BackendError, WanError
-from ..models import ModelSpec
+from ..models.registry import ModelSpec
 from .base import Backend, BackendOptions, first_line
 
 ORDER = ("official", "diffusers")

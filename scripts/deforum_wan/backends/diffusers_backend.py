@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, Interrupted, WanError
-from ..models import ModelSpec, locate_weights, resolve_models_dir, weights_missing_message
-from ..presets import (DISTILL_GUIDANCE, DISTILL_STEPS, FASTEST_ATTENTION, CachePlan, distill_lora_names,
+from ..models.registry import ModelSpec
+from ..models.weights import locate_weights, resolve_models_dir, weights_missing_message
+from ..config.presets import (DISTILL_GUIDANCE, DISTILL_STEPS, FASTEST_ATTENTION, CachePlan, distill_lora_names,
                        find_distill_lora, plan_cache)
 from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
                    check_request, first_line, free_memory, to_pil, torch_device, torch_dtype)
@@ -60,7 +61,7 @@ def _pipeline_classes(spec: ModelSpec) -> dict[str, str]:
 def weights_folder(spec: ModelSpec, options: BackendOptions) -> Path:
     """The diffusers-layout folder for ``spec``; tiny models are built here on first use."""
     if spec.tiny:
-        from ..tiny import ensure_tiny_model
+        from ..models.tiny import ensure_tiny_model
 
         return ensure_tiny_model(spec.id, resolve_models_dir(options.models_dir))
     path = locate_weights(spec, options.models_dir, "diffusers")

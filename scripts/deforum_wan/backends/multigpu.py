@@ -48,7 +48,8 @@ from queue import Empty, Queue
 import numpy as np
 
 from ..errors import BackendError, Interrupted, WanError
-from ..models import ModelSpec, get_model, locate_weights, weights_missing_message
+from ..models.registry import ModelSpec, get_model
+from ..models.weights import locate_weights, weights_missing_message
 from .base import Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck, check_request, first_line
 
 ENGINES = ("official", "diffusers")

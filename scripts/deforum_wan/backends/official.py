@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, Interrupted, WanError
-from ..models import ModelSpec, locate_weights, weights_missing_message
+from ..models.registry import ModelSpec
+from ..models.weights import locate_weights, weights_missing_message
 from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
                    check_request, first_line, free_memory, to_pil)
 

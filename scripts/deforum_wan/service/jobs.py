@@ -28,9 +28,9 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from .errors import SettingsError, WanError
+from ..errors import SettingsError, WanError
 from .jobstore import FINISHED, JobNotFound, JobStore, empty_progress
-from .settings import MAX_FILE_BYTES, load_settings, read_settings_file
+from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
 from .worker import describe_error
 from .worker_client import WorkerExited, WorkerProcess, exit_description
 
@@ -336,7 +336,7 @@ class JobManager:
     def _on_event(self, job_id: str, event: dict) -> None:
         kind = event.get("event")
         if kind == "started":
-            from .output import settings_path
+            from ..render.output import settings_path
 
             run_dir, ts = event.get("run_dir"), event.get("timestring")
             progress = {**empty_progress(), "window": event.get("resume_from_window", 0),
@@ -439,7 +439,7 @@ def _checked_settings(settings, label: str) -> dict:
 
 def _frames_kept(run_dir: str | None, ts: str | None) -> int:
     """Frames a resumed run already has on disk (from its manifest)."""
-    from .output import Manifest, manifest_path
+    from ..render.output import Manifest, manifest_path
 
     if not run_dir or not ts:
         return 0

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import WanError
+from ..errors import WanError
 
 MARKER = "deforum_wan_tiny.json"
 # Bump when a builder below changes, so stale folders are rebuilt.
@@ -34,7 +34,7 @@ CLIP_DIM = 8
 
 
 def tiny_model_ids() -> list[str]:
-    from .models import MODELS
+    from .registry import MODELS
 
     return [m.id for m in MODELS.values() if m.tiny]
 
@@ -183,7 +183,7 @@ _BUILDERS = {
 
 
 def _builder(model_id: str):
-    from .models import get_model
+    from .registry import get_model
 
     spec = get_model(model_id)
     if not spec.tiny:
@@ -256,7 +256,7 @@ def _quiet_saving():
 
 def ensure_tiny_model(model_id: str, cache_dir: str | os.PathLike) -> Path:
     """The folder of a tiny model under ``cache_dir``, built if missing or built by other versions."""
-    from .models import get_model
+    from .registry import get_model
 
     spec = get_model(model_id)
     folder = Path(cache_dir).expanduser() / spec.id

@@ -16,18 +16,19 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from . import output
-from .errors import WanError
-from .models import MODELS, locate_weights
-from .planner import format_plan, make_plan
-from .presets import PRESETS
-from .schedule import SEED_BEHAVIORS
-from .settings import (
+from ..render import output
+from ..errors import WanError
+from ..models.registry import MODELS
+from ..models.weights import locate_weights
+from ..config.planner import format_plan, make_plan
+from ..config.presets import PRESETS
+from ..config.schedule import SEED_BEHAVIORS
+from ..config.settings import (
     BACKENDS, COLOR_MODES, OFFLOAD_MODES, RETIME_MODES, load_settings, read_settings_file,
     resolve_batch_name,
 )
-from .ui_compat import blocks, component, file_path, file_paths, on, poll, update
-from .ui_fields import (
+from .gradio_compat import blocks, component, file_path, file_paths, on, poll, update
+from .fields import (
     CUSTOM_SIZE, DTYPE_CHOICES, FIELDS, WAN_FIELDS, fields_to_settings, model_choices, model_id,
     model_label, parse_size, prompts_text, settings_to_fields, size_choices, size_for,
 )

@@ -8,9 +8,9 @@ import argparse
 import json
 import sys
 
-from . import __version__
-from .errors import Interrupted, WanError
-from .presets import PRESETS  # pure, no torch
+from .. import __version__
+from ..errors import Interrupted, WanError
+from ..config.presets import PRESETS  # pure, no torch
 
 
 def _add_settings_args(p: argparse.ArgumentParser, many: bool) -> None:
@@ -30,7 +30,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args) -> dict:
-    from .settings import parse_override
+    from ..config.settings import parse_override
 
     out = dict(parse_override(item) for item in args.overrides)
     if args.model:
@@ -41,8 +41,8 @@ def _overrides(args) -> dict:
 
 
 def cmd_plan(args) -> int:
-    from .planner import format_plan, make_plan
-    from .settings import load_settings
+    from ..config.planner import format_plan, make_plan
+    from ..config.settings import load_settings
 
     plan = make_plan(load_settings(args.settings, _overrides(args)))
     if args.json:
@@ -53,7 +53,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .render import render_cli
+    from ..render.loop import render_cli
 
     return render_cli(args, _overrides(args))
 
@@ -83,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speed/memory preset (wan_preset): quality (default), balanced, fast, low-vram")
     p.set_defaults(func=cmd_render)
 
-    from .batch import add_batch_command
+    from ..service.batch import add_batch_command
     from .bench import add_bench_command
-    from .cli_ui import add_ui_command
-    from .cli_models import add_model_commands
+    from .ui import add_ui_command
+    from .models import add_model_commands
 
     add_model_commands(sub)
     add_bench_command(sub)

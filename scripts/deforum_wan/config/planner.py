@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import SettingsError
-from .models import ModelSpec, continuation_model
+from ..errors import SettingsError
+from ..models.registry import ModelSpec, continuation_model
 from .schedule import seed_at
 from .settings import RenderSettings
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
-from .models import LAYOUTS, download, get_model, registry_rows
+from ..models.registry import get_model
+
+from ..models.weights import LAYOUTS, download, registry_rows
 
 MODELS_DIR_HELP = "(default: $DEFORUM_WAN_MODELS_DIR or ~/.cache/deforum-wan/models)"
 
@@ -49,7 +51,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_tiny_models(args) -> int:
-    from .tiny import build_tiny_models
+    from ..models.tiny import build_tiny_models
 
     for model_id, path in build_tiny_models(args.dir, force=args.force).items():
         print(f"{model_id}: {path}")

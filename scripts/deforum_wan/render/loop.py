@@ -25,11 +25,11 @@ import numpy as np
 
 from . import output
 from .color import to_uint8
-from .errors import Interrupted, WanError
-from .models import get_model
-from .planner import ClipPlan, Window, make_plan
+from ..errors import Interrupted, WanError
+from ..models.registry import get_model
+from ..config.planner import ClipPlan, Window, make_plan
 from .retime import Retimer
-from .settings import TIMESTRING_RE, RenderSettings, load_settings, resolve_batch_name
+from ..config.settings import TIMESTRING_RE, RenderSettings, load_settings, resolve_batch_name
 
 EventSink = Callable[[dict], None]
 # A warm worker keeps both models of a T2V -> I2V chain loaded when their weights
@@ -242,8 +242,8 @@ class Renderer:
         return plan
 
     def _options(self):
-        from .backends.base import BackendOptions
-        from .presets import resolve
+        from ..backends.base import BackendOptions
+        from ..config.presets import resolve
 
         s = self.settings
         # wan_preset's fields (offload, vae_tiling, attention, cache, compile, ...) with the
@@ -407,7 +407,7 @@ class Renderer:
         backend.close()
 
     def _load(self, model_id: str):
-        from .backends.chain import load_backend
+        from ..backends.chain import load_backend
 
         key = self._cache_key(model_id)
         if self.backend_cache is not None:
@@ -430,7 +430,7 @@ class Renderer:
         return backend
 
     def _generate(self, backend, w: Window, plan: ClipPlan, stream: _Stream, bar) -> list[np.ndarray]:
-        from .backends.base import GenerateRequest
+        from ..backends.base import GenerateRequest
 
         image = None
         if w.mode == "i2v":
@@ -511,7 +511,7 @@ def check_outdir(outdir: str | os.PathLike) -> None:
 
 def render_cli(args, overrides: dict) -> int:
     """``render SETTINGS...``: one after another, each into its own folder."""
-    from .sigint import stop_on_sigint
+    from ..cli.sigint import stop_on_sigint
 
     events = _json_events if args.events else None
     failures = 0

@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import WanError
+from ..errors import WanError
 
 FINISHED = ("done", "failed", "interrupted", "cancelled")
 PROGRESS_KEYS = ("window", "windows", "step", "steps", "frames_written", "frames")

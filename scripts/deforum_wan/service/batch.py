@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import output
-from .errors import Interrupted, WanError
-from .settings import load_settings, resolve_batch_name
+from ..render import output
+from ..errors import Interrupted, WanError
+from ..config.settings import load_settings, resolve_batch_name
 
 EventCallback = Callable[["Job", dict], None]
 # Renderer events the actors forward to the driver (the rest stay on the worker).
@@ -79,7 +79,7 @@ def prepare_jobs(items: Iterable[tuple[str, str | os.PathLike | dict]], override
     one; when ``outdir`` is given (the driver sees the output folder) a timestring whose
     run folder already holds that run is skipped.
     """
-    from .planner import make_plan
+    from ..config.planner import make_plan
 
     jobs: list[Job] = []
     clock = int(now if now is not None else time.time())
@@ -126,7 +126,7 @@ def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: s
     A retry (attempt > 0) resumes the run folder an earlier attempt started; if that
     attempt had not written its manifest yet, it starts fresh in the same folder.
     """
-    from .render import Renderer
+    from ..render.loop import Renderer
 
     result = {"status": "failed", "error": "", "frames": 0, "run_dir": "", "video": None,
               "timestring": job["timestring"]}
@@ -427,7 +427,7 @@ def run_batch(items: Iterable[tuple[str, str | os.PathLike | dict]], *, outdir: 
     outdir = str(Path(outdir).expanduser().resolve())
     models_dir = str(Path(models_dir).expanduser().resolve()) if models_dir else None
     if not remote:
-        from .render import check_outdir
+        from ..render.loop import check_outdir
 
         check_outdir(outdir)
     jobs = prepare_jobs(items, overrides, outdir=None if remote else outdir, now=now)
@@ -498,7 +498,7 @@ def add_batch_command(sub) -> None:
 
 
 def cmd_batch(args) -> int:
-    from .cli import _overrides
+    from ..cli.main import _overrides
 
     if args.ray and (args.ray.endswith((".txt", ".json")) or Path(args.ray).is_file()):
         # `batch --ray a.txt b.txt`: argparse took the first file for the optional address.
@@ -508,7 +508,7 @@ def cmd_batch(args) -> int:
         raise WanError("batch needs at least one settings file")
     if args.ray is not None:
         import_ray()
-    from .sigint import stop_on_sigint
+    from ..cli.sigint import stop_on_sigint
 
     with stop_on_sigint("stopping every job at its next step") as should_stop:
         jobs = run_batch([(path, path) for path in args.settings], outdir=args.outdir,

@@ -52,14 +52,14 @@ TARGETS = {  # issue 7
 }
 WAN21_TABLE_GPU = "RTX 4090"
 # What ``import deforum_wan.<these>`` costs: the pure front must not pull torch.
-IMPORT_MODULES = ("deforum_wan.settings", "deforum_wan.planner", "deforum_wan.presets")
+IMPORT_MODULES = ("deforum_wan.config.settings", "deforum_wan.config.planner", "deforum_wan.config.presets")
 
 
 def _settings(args, **extra) -> dict:
     data = dict(EXAMPLE, wan_model=args.model, **extra)
     if getattr(args, "window", False):
         # One T2V window at the model's native fps: nothing chained, nothing retimed.
-        from .models import get_model
+        from ..models.registry import get_model
 
         spec = get_model(args.model)
         data.update(fps=spec.native_fps, max_frames=spec.max_frames, prompts={"0": args.prompt or WINDOW_PROMPT},
@@ -89,10 +89,10 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
     import diffusers
     import torch
 
-    from .backends.base import BackendOptions, GenerateRequest, to_pil, torch_device, torch_dtype
-    from .backends.diffusers_backend import (_dtype_kwargs, _pipeline_classes, _sibling, _vace_inputs,
+    from ..backends.base import BackendOptions, GenerateRequest, to_pil, torch_device, torch_dtype
+    from ..backends.diffusers_backend import (_dtype_kwargs, _pipeline_classes, _sibling, _vace_inputs,
                                              weights_folder)
-    from .models import get_model
+    from ..models.registry import get_model
 
     device = torch_device("auto")
     dtypes = {"default": torch_dtype("auto", device.type), "vae": torch.float32, "image_encoder": torch.float32}
@@ -132,8 +132,8 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
 def _render(settings: dict, outdir: str, models_dir: str | None, cache: dict, sync: bool = False,
             on_event=None):
     """One whole render; (seconds, RenderResult)."""
-    from .render import Renderer
-    from .settings import load_settings
+    from ..render.loop import Renderer
+    from ..config.settings import load_settings
 
     start = time.perf_counter()
     result = Renderer(load_settings(settings), outdir, models_dir=models_dir, progress=False,
@@ -155,9 +155,10 @@ def _loop(settings: dict, outdir: str, models_dir: str | None, cache: dict, sync
 
 def _missing_weights(settings: dict, models_dir: str | None) -> list[str]:
     """Models the render of ``settings`` needs whose weights are not on disk (tiny ones are built)."""
-    from .models import get_model, locate_weights
-    from .planner import make_plan
-    from .settings import load_settings
+    from ..models.registry import get_model
+    from ..models.weights import locate_weights
+    from ..config.planner import make_plan
+    from ..config.settings import load_settings
 
     models = sorted({w.model for w in make_plan(load_settings(settings)).windows})
     return [m for m in models if not get_model(m).tiny and locate_weights(get_model(m), models_dir) is None]
@@ -213,7 +214,7 @@ def _read_frames(result):
     import numpy as np
     from PIL import Image
 
-    from . import output
+    from ..render import output
 
     frames = []
     for i in range(result.frames):
@@ -282,9 +283,9 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
                   warmup: int) -> tuple[dict, object]:
     import torch
 
-    from .backends.base import free_memory
-    from .presets import resolve
-    from .settings import load_settings
+    from ..backends.base import free_memory
+    from ..config.presets import resolve
+    from ..config.settings import load_settings
 
     cuda = torch.cuda.is_available()
     loads: list[float] = []
@@ -425,7 +426,7 @@ def build_layered_tiny(models_dir: str | os.PathLike, layers: int) -> Path:
     The standard tiny model has one block, which block caches cannot skip; the marker
     file is the one tiny.py checks, so the normal loader takes this folder as it is.
     """
-    from . import tiny
+    from ..models import tiny
 
     folder = Path(models_dir) / "tiny-random"
     try:
@@ -438,7 +439,7 @@ def build_layered_tiny(models_dir: str | os.PathLike, layers: int) -> Path:
 
 
 def _preset_names(values: list[str] | None) -> list[str]:
-    from .presets import PRESETS, get_preset
+    from ..config.presets import PRESETS, get_preset
 
     names: list[str] = []
     for value in values or []:
@@ -457,8 +458,8 @@ def _preset_names(values: list[str] | None) -> list[str]:
 def run_bench(args) -> dict:
     import torch
 
-    from .planner import make_plan
-    from .settings import load_settings
+    from ..config.planner import make_plan
+    from ..config.settings import load_settings
 
     if args.threads:
         torch.set_num_threads(args.threads)

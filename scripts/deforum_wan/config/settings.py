@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError, WanError
-from .models import DEFAULT_MODEL, ModelSpec, get_model
+from ..errors import SettingsError, WanError
+from ..models.registry import DEFAULT_MODEL, ModelSpec, get_model
 from .presets import OFFLOAD_MODES, explicit_overrides, get_preset
 from .schedule import (
     SEED_BEHAVIORS, MAX_SEED, ExprError, Schedule, build_schedule, evaluate_number,

@@ -26,7 +26,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import WanError
+from ..errors import WanError
 
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"

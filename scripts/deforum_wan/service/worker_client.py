@@ -1,4 +1,4 @@
-"""The host's side of the worker pipe: start ``python -m deforum_wan.worker``,
+"""The host's side of the worker pipe: start ``python -m deforum_wan.service.worker``,
 send commands, read events. Its stderr (tracebacks, loading bars) is passed on
 to the host's stderr and the last lines are kept for crash messages.
 """
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 
-from .errors import WanError
+from ..errors import WanError
 
 
 class WorkerExited(WanError):
@@ -38,7 +38,7 @@ def exit_description(code: int | None) -> str:
 class WorkerProcess:
     def __init__(self, python: str = sys.executable, env: dict | None = None, keep_warm: bool = False,
                  echo_stderr: bool = True):
-        cmd = [python, "-m", "deforum_wan.worker"] + (["--keep-warm"] if keep_warm else [])
+        cmd = [python, "-m", "deforum_wan.service.worker"] + (["--keep-warm"] if keep_warm else [])
         env = dict(os.environ if env is None else env)
         env.setdefault("PYTHONIOENCODING", "utf-8")
         env.setdefault("PYTHONUNBUFFERED", "1")

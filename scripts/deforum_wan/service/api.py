@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import SettingsError, WanError
+from ..errors import SettingsError, WanError
 from .jobstore import JobNotFound
-from .models import registry_rows, resolve_models_dir
-from .settings import MAX_FILE_BYTES, _bool
+from ..models.weights import registry_rows, resolve_models_dir
+from ..config.settings import MAX_FILE_BYTES, _bool
 
 PREFIX = "/wan_api"
 MAX_BODY_BYTES = MAX_FILE_BYTES + 1024 * 1024  # one settings file and its wrapping
@@ -249,8 +249,8 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:
 
     @route("/plan", ["POST"])
     async def plan(request):
-        from .planner import make_plan
-        from .settings import load_settings
+        from ..config.planner import make_plan
+        from ..config.settings import load_settings
 
         name, settings = _settings_of(await _json_body(request), "the request")
         result = make_plan(load_settings(settings, name=name or None))

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .errors import WanError
+from ..errors import WanError
 
 TIMESTRING_FORMAT = "%Y%m%d%H%M%S"
 DEFAULT_CRF = 17  # Deforum's deforum_ffmpeg_crf default

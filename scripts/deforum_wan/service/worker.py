@@ -1,4 +1,4 @@
-"""The isolated render process: ``python -m deforum_wan.worker [--keep-warm]``.
+"""The isolated render process: ``python -m deforum_wan.service.worker [--keep-warm]``.
 
 Reads one JSON command per line on stdin::
 
@@ -32,8 +32,8 @@ import time
 import traceback
 from typing import IO
 
-from .errors import Interrupted, WanError
-from .settings import TIMESTRING_RE
+from ..errors import Interrupted, WanError
+from ..config.settings import TIMESTRING_RE
 
 PROTOCOL = 1
 
@@ -207,8 +207,8 @@ class Worker:
                 self.drop_cache()
 
     def _renderer(self, cmd: dict, on_event):
-        from .render import Renderer, check_outdir
-        from .settings import load_settings
+        from ..render.loop import Renderer, check_outdir
+        from ..config.settings import load_settings
 
         settings = cmd.get("settings")
         if not isinstance(settings, dict):
@@ -237,7 +237,7 @@ class Worker:
             except Exception:  # freeing the rest matters more than one close failing
                 traceback.print_exc(file=sys.stderr)
         cache.clear()
-        from .backends.base import free_memory
+        from ..backends.base import free_memory
 
         free_memory()
 
@@ -259,7 +259,7 @@ def _claim_stdio() -> tuple[IO[str], IO[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deforum_wan.worker",
+    parser = argparse.ArgumentParser(prog="python -m deforum_wan.service.worker",
                                      description="deforum-wan render worker (JSON lines on stdin/stdout)")
     parser.add_argument("--keep-warm", action="store_true",
                         help="keep the loaded pipeline between jobs (else all memory is freed after each)")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import SettingsError
-from .models import DEFAULT_MODEL, MODELS, get_model
-from .presets import DEFAULT_PRESET, PRESETS
-from .schedule import SEED_BEHAVIORS
-from .settings import (  # _bool, _COLOR_LEGACY: fields read values exactly as load_settings does
+from ..errors import SettingsError
+from ..models.registry import DEFAULT_MODEL, MODELS, get_model
+from ..config.presets import DEFAULT_PRESET, PRESETS
+from ..config.schedule import SEED_BEHAVIORS
+from ..config.settings import (  # _bool, _COLOR_LEGACY: fields read values exactly as load_settings does
     _COLOR_LEGACY, BACKENDS, COLOR_MODES, DEFORUM_DEFAULTS, OFFLOAD_MODES, RETIME_MODES, WAN_ALIASES,
     WAN_DEFAULTS, _bool,
 )

@@ -18,7 +18,7 @@ def jobs_db_path(outdir: str | os.PathLike) -> Path:
 
 
 def add_ui_command(subparsers) -> argparse.ArgumentParser:
-    from .cli import add_output_args  # cli.py is already loaded when this runs
+    from .main import add_output_args  # cli.py is already loaded when this runs
 
     p = subparsers.add_parser("ui", help="serve the Wan tab and the /wan_api routes in a browser")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -46,9 +46,9 @@ def build_app(manager, *, outdir: str | os.PathLike):
     import gradio as gr
     from fastapi import FastAPI
 
-    from .api import mount_api
-    from .ui import CSS, build_ui
-    from .ui_compat import GRADIO_MAJOR, component_kwargs
+    from ..service.api import mount_api
+    from ..webui.tab import CSS, build_ui
+    from ..webui.gradio_compat import GRADIO_MAJOR, component_kwargs
 
     demo = build_ui(manager)
     demo.queue()  # gradio 3 polls with every=, which needs the queue
@@ -63,9 +63,9 @@ def build_app(manager, *, outdir: str | os.PathLike):
 def cmd_ui(args) -> int:
     import uvicorn
 
-    from .jobs import JobManager
-    from .render import check_outdir
-    from .ui_compat import component_kwargs
+    from ..service.jobs import JobManager
+    from ..render.loop import check_outdir
+    from ..webui.gradio_compat import component_kwargs
 
     check_outdir(args.outdir)  # fail in seconds on an unusable folder
     db = jobs_db_path(args.outdir)
@@ -84,11 +84,11 @@ def cmd_ui(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deforum_wan.cli_ui`` (the same as ``python -m deforum_wan ui``)."""
-    parser = argparse.ArgumentParser(prog="python -m deforum_wan.cli_ui")
+    """``python -m deforum_wan.cli.ui`` (the same as ``python -m deforum_wan ui``)."""
+    parser = argparse.ArgumentParser(prog="python -m deforum_wan.cli.ui")
     add_ui_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["ui", *(sys.argv[1:] if argv is None else argv)])
-    from .errors import WanError
+    from ..errors import WanError
 
     try:
         return args.func(args)

@@ -1,0 +1,122 @@
+"""The Wan model registry: what each model is and how it runs.
+
+Pure data; importing this module never imports torch.
+Defaults (steps, shift, guidance) are those of the official Wan repos' configs
+and generate.py (Wan2.1 ``wan/configs``, Wan2.2 ``wan/configs``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import WanError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    family: str  # "wan2.1" | "wan2.2"
+    kind: str  # "t2v" | "i2v" | "ti2v" | "flf2v" | "vace"
+    diffusers_repo: str | None  # hub id of the diffusers layout
+    official_repo: str | None  # hub id of the official layout
+    native_fps: int
+    max_frames: int  # frames of one model window (4n+1)
+    sizes: tuple[tuple[int, int], ...]  # trained (W, H), first is the default
+    size_multiple: int = 16
+    steps: int = 50
+    shift: float = 5.0
+    guidance: float = 5.0  # (two experts: the high-noise one, diffusers' guidance_scale)
+    guidance_2: float | None = None  # low-noise expert (Wan2.2 A14B), diffusers' guidance_scale_2
+    continue_with: str | None = None  # I2V-capable model for windows after the first
+    approx_gb: float = 0.0  # weights on disk, diffusers layout (for the models list)
+    notes: str = ""
+    tiny: bool = False  # built locally by tiny.py
+
+    @property
+    def can_t2v(self) -> bool:
+        return self.kind in ("t2v", "ti2v", "vace")
+
+    @property
+    def can_i2v(self) -> bool:
+        return self.kind in ("i2v", "ti2v", "flf2v", "vace")
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        return self.sizes[0]
+
+
+_480 = ((832, 480), (480, 832))
+_720 = ((1280, 720), (720, 1280))
+
+MODELS: dict[str, ModelSpec] = {
+    m.id: m
+    for m in [
+        ModelSpec("wan2.1-t2v-1.3b", "wan2.1", "t2v", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+                  "Wan-AI/Wan2.1-T2V-1.3B", 16, 81, _480, steps=50, shift=8.0, guidance=6.0,
+                  continue_with="wan2.1-vace-1.3b", approx_gb=17.0,
+                  notes="Wan's recommended shift 8-12 and guidance 6 for 1.3B"),
+        ModelSpec("wan2.1-t2v-14b", "wan2.1", "t2v", "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+                  "Wan-AI/Wan2.1-T2V-14B", 16, 81, _720 + _480, steps=50, shift=5.0,
+                  guidance=5.0, continue_with="wan2.1-i2v-14b-720p", approx_gb=75.0),
+        ModelSpec("wan2.1-i2v-14b-480p", "wan2.1", "i2v", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+                  "Wan-AI/Wan2.1-I2V-14B-480P", 16, 81, _480, steps=40, shift=3.0,
+                  guidance=5.0, approx_gb=80.0),
+        ModelSpec("wan2.1-i2v-14b-720p", "wan2.1", "i2v", "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+                  "Wan-AI/Wan2.1-I2V-14B-720P", 16, 81, _720, steps=40, shift=5.0,
+                  guidance=5.0, approx_gb=80.0),
+        ModelSpec("wan2.1-flf2v-14b-720p", "wan2.1", "flf2v", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+                  "Wan-AI/Wan2.1-FLF2V-14B-720P", 16, 81, _720, steps=50, shift=16.0,
+                  guidance=5.0, approx_gb=80.0, notes="first and last frame to video"),
+        ModelSpec("wan2.1-vace-1.3b", "wan2.1", "vace", "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+                  "Wan-AI/Wan2.1-VACE-1.3B", 16, 81, _480, steps=50, shift=16.0,
+                  guidance=5.0, approx_gb=19.0),
+        ModelSpec("wan2.1-vace-14b", "wan2.1", "vace", "Wan-AI/Wan2.1-VACE-14B-diffusers",
+                  "Wan-AI/Wan2.1-VACE-14B", 16, 81, _720 + _480, steps=50, shift=16.0,
+                  guidance=5.0, approx_gb=75.0),
+        ModelSpec("wan2.2-ti2v-5b", "wan2.2", "ti2v", "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+                  "Wan-AI/Wan2.2-TI2V-5B", 24, 121, ((1280, 704), (704, 1280)), size_multiple=32,
+                  steps=50, shift=5.0, guidance=5.0, approx_gb=34.0,
+                  notes="text and image to video in one model, 24 fps"),
+        ModelSpec("wan2.2-t2v-a14b", "wan2.2", "t2v", "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+                  "Wan-AI/Wan2.2-T2V-A14B", 16, 81, _720 + _480, steps=40, shift=12.0,
+                  # official sample_guide_scale = (3.0 low noise, 4.0 high noise)
+                  guidance=4.0, guidance_2=3.0, continue_with="wan2.2-i2v-a14b", approx_gb=126.0,
+                  notes="two experts (high/low noise)"),
+        ModelSpec("wan2.2-i2v-a14b", "wan2.2", "i2v", "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+                  "Wan-AI/Wan2.2-I2V-A14B", 16, 81, _720 + _480, steps=40, shift=5.0,
+                  guidance=3.5, guidance_2=3.5, approx_gb=126.0, notes="two experts"),
+        # Built locally from random weights by tiny.py: for tests, the demo, offline smoke runs.
+        ModelSpec("tiny-random", "wan2.1", "t2v", None, None, 16, 81, ((64, 64),),
+                  steps=2, shift=5.0, guidance=5.0, continue_with="tiny-random-i2v", tiny=True,
+                  notes="random weights, built locally; for tests and the demo"),
+        ModelSpec("tiny-random-i2v", "wan2.1", "i2v", None, None, 16, 81, ((64, 64),),
+                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights"),
+        ModelSpec("tiny-random-ti2v", "wan2.2", "ti2v", None, None, 24, 121, ((64, 64),),
+                  size_multiple=32, steps=2, shift=5.0, guidance=5.0, tiny=True,
+                  notes="random weights, TI2V-style"),
+        ModelSpec("tiny-random-flf2v", "wan2.1", "flf2v", None, None, 16, 81, ((64, 64),),
+                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, FLF2V-style"),
+        ModelSpec("tiny-random-vace", "wan2.1", "vace", None, None, 16, 81, ((64, 64),),
+                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, VACE-style"),
+        ModelSpec("tiny-random-a14b", "wan2.2", "t2v", None, None, 16, 81, ((64, 64),),
+                  steps=2, shift=5.0, guidance=4.0, guidance_2=3.0, tiny=True,
+                  notes="random weights, two experts like Wan2.2 A14B"),
+    ]
+}
+
+DEFAULT_MODEL = "wan2.1-t2v-1.3b"
+
+
+def get_model(model_id: str) -> ModelSpec:
+    key = model_id.strip().lower()
+    if key in MODELS:
+        return MODELS[key]
+    raise WanError(f"unknown model {model_id!r}; known: {', '.join(MODELS)}")
+
+
+def continuation_model(spec: ModelSpec) -> ModelSpec:
+    """The model that renders I2V windows after the first one."""
+    if spec.can_i2v:
+        return spec
+    if spec.continue_with:
+        return MODELS[spec.continue_with]
+    raise WanError(f"{spec.id} cannot continue from a frame and has no I2V partner")
