@@ -19,7 +19,7 @@ from modules import call_queue, paths, script_callbacks, sd_models, shared  # no
 import deforum_wan  # noqa: E402
 from deforum_wan.webui import hostdeps  # noqa: E402
 from deforum_wan.service.api import mount_api  # noqa: E402
-from deforum_wan.cli.ui import jobs_db_path  # noqa: E402
+from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
 from deforum_wan.errors import WanError  # noqa: E402
 from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
 from deforum_wan.service.jobs import FINISHED, JobManager  # noqa: E402

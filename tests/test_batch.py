@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deforum_wan.service.batch import format_summary, prepare_jobs, run_batch
+from deforum_wan.cli.batch import format_summary
+from deforum_wan.service.batch import prepare_jobs, run_batch
 from deforum_wan.render.output import Manifest, make_timestring
 
 from conftest import EXAMPLE
@@ -95,7 +96,7 @@ def reference(settings_files, tiny_models_dir, tmp_path_factory):
     """The batch rendered here, one file after another (one torch thread, like the actors)."""
     out = tmp_path_factory.mktemp("sequential")
     jobs = run_batch([(str(p), p) for p in settings_files], outdir=out, models_dir=str(tiny_models_dir),
-                     progress=False, now=NOW)
+                     now=NOW)
     assert [j.status for j in jobs] == ["done", "done", "done", "failed"], [j.error for j in jobs]
     return jobs
 
@@ -112,7 +113,7 @@ def ray_cluster():
 def test_ray_batch_equals_sequential_render(settings_files, reference, ray_cluster, tiny_models_dir, tmp_path):
     events = []
     jobs = run_batch([(str(p), p) for p in settings_files], outdir=tmp_path, models_dir=str(tiny_models_dir),
-                     use_ray=True, actors=2, progress=False, now=NOW,
+                     use_ray=True, actors=2, now=NOW,
                      on_event=lambda job, e: events.append((job.index, e)))
     assert [j.status for j in jobs] == ["done", "done", "done", "failed"]
     for job, ref in zip(jobs[:3], reference[:3]):
@@ -137,7 +138,7 @@ def test_killed_actor_job_resumes_on_another_actor(settings_files, reference, ra
             os.kill(event["pid"], signal.SIGKILL)
 
     jobs = run_batch([(str(p), p) for p in settings_files[:3]], outdir=tmp_path,
-                     models_dir=str(tiny_models_dir), use_ray=True, actors=2, retries=2, progress=False,
+                     models_dir=str(tiny_models_dir), use_ray=True, actors=2, retries=2,
                      now=NOW, on_event=on_event)
     assert killed, "the long job finished no window"
     assert [j.status for j in jobs] == ["done", "done", "done"], [j.error for j in jobs]
@@ -185,13 +186,13 @@ def test_stop_interrupts_running_jobs_which_then_resume(settings_files, referenc
             stop["flag"] = True
 
     jobs = run_batch([(str(p), p) for p in settings_files[:3]], outdir=tmp_path,
-                     models_dir=str(tiny_models_dir), use_ray=True, actors=1, progress=False, now=NOW,
+                     models_dir=str(tiny_models_dir), use_ray=True, actors=1, now=NOW,
                      on_event=on_event, should_stop=lambda: stop["flag"])
     # One actor: the long job ran first (it is third, so after a and b), then the stop.
     assert [j.status for j in jobs] == ["done", "done", "interrupted"], [j.error for j in jobs]
     long = jobs[2]
     assert 0 < long.frames < long.max_frames and "resume with --resume " + long.timestring in long.error
     settings = load_settings(Path(long.run_dir) / f"{long.timestring}_settings.txt")
-    Renderer(settings, tmp_path, models_dir=str(tiny_models_dir), resume=long.timestring, progress=False).run()
+    Renderer(settings, tmp_path, models_dir=str(tiny_models_dir), resume=long.timestring).run()
     long.status = "done"
     _same_output(long, reference[2])

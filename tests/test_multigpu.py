@@ -200,7 +200,7 @@ def test_render_with_wan_gpus_2_on_cpu_groups_matches_one_process(tiny_models_di
     results = {}
     for gpus in (1, 2):
         results[gpus] = Renderer(load_settings(dict(data, wan_gpus=gpus)), tmp_path / str(gpus),
-                                 models_dir=str(tiny_models_dir), progress=False).run()
+                                 models_dir=str(tiny_models_dir)).run()
     assert any("2 GPUs through torchrun" in line for _, line in results[2].backend_report)
     frames = [sorted(r.run_dir.glob(f"{r.timestring}_0*.png")) for r in (results[1], results[2])]
     assert len(frames[0]) == len(frames[1]) == 24

@@ -112,7 +112,7 @@ def test_pure_front_imports_without_torch():
 def test_every_preset_renders_valid_frames(preset, tiny_models_dir, tmp_path):
     events = []
     result = Renderer(load_settings(dict(SMALL, wan_preset=preset)), tmp_path, models_dir=str(tiny_models_dir),
-                      progress=False, on_event=events.append).run()
+                      on_event=events.append).run()
     assert result.status == "done" and result.frames == 8
     from PIL import Image
 

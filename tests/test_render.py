@@ -194,7 +194,7 @@ def test_resume_when_killed_between_carry_and_manifest(tmp_path, tiny_models_dir
     from deforum_wan.render.loop import Renderer
 
     settings = load_settings(_settings_file(tmp_path, skip_video_creation=True))
-    kw = dict(models_dir=str(tiny_models_dir), progress=False)
+    kw = dict(models_dir=str(tiny_models_dir))
     ref = Renderer(settings, tmp_path / "ref", **kw).run()
     stop = []
     with pytest.raises(Interrupted):
@@ -238,7 +238,7 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
             seen.append(e["window"])
 
     settings = load_settings(_settings_file(tmp_path, skip_video_creation=True))
-    result = Renderer(settings, tmp_path / "out", models_dir=str(tiny_models_dir), progress=False,
+    result = Renderer(settings, tmp_path / "out", models_dir=str(tiny_models_dir),
                       on_event=on_event).run()
     plan_windows = json.loads((result.run_dir / f"{result.timestring}_manifest.json").read_text())["windows"]
     assert seen[1:] == [w["index"] for w in plan_windows] and len(seen) > 2
@@ -255,7 +255,7 @@ def test_flow_retime_renders_every_frame_and_differs_from_blend(tmp_path, tiny_m
     results = {}
     for mode in ("blend", "flow"):
         settings = load_settings(_settings_file(tmp_path, skip_video_creation=True, wan_retime=mode))
-        results[mode] = Renderer(settings, tmp_path / mode, models_dir=str(tiny_models_dir), progress=False).run()
+        results[mode] = Renderer(settings, tmp_path / mode, models_dir=str(tiny_models_dir)).run()
     blend, flow = (_frames(r.run_dir, r.timestring) for r in (results["blend"], results["flow"]))
     assert len(flow) == len(blend) == 24
     pixels = [(np.asarray(Image.open(a)), np.asarray(Image.open(b))) for a, b in zip(blend, flow)]
@@ -273,5 +273,5 @@ def test_opencv_features_without_opencv_fail_before_anything_is_written(tmp_path
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a))
     settings = load_settings(_settings_file(tmp_path, wan_retime="flow", color_coherence="LAB"))
     with pytest.raises(WanError, match="color_coherence LAB and wan_retime flow need OpenCV"):
-        Renderer(settings, tmp_path / "out", models_dir=str(tiny_models_dir), progress=False).run()
+        Renderer(settings, tmp_path / "out", models_dir=str(tiny_models_dir)).run()
     assert not (tmp_path / "out").exists()

@@ -60,7 +60,7 @@ def test_render_with_wan_gpus_2(tiny_models_dir, tmp_path):
 
     data = json.loads(EXAMPLE.read_text())
     data.update(max_frames=24, wan_gpus=2, wan_backend="diffusers")
-    result = Renderer(load_settings(data), tmp_path, models_dir=str(tiny_models_dir), progress=False).run()
+    result = Renderer(load_settings(data), tmp_path, models_dir=str(tiny_models_dir)).run()
     assert result.frames == 24 and result.status == "done"
     assert any("2 GPUs" in line for _, line in result.backend_report)
 

@@ -127,10 +127,13 @@ class Backend:
         self.close()
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (its type name when it has none): no tracebacks."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+class StopRequested(Exception):
+    """Raised from a step hook to leave the sampler now (no further steps, no VAE decode);
+    each backend turns it into ``Interrupted`` with the step it stopped after."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
 
 
 def free_memory() -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..errors import BackendError, WanError
 from ..models.registry import ModelSpec
-from .base import Backend, BackendOptions, first_line
+from ..errors import first_line
+from .base import Backend, BackendOptions
 
 ORDER = ("official", "diffusers")
 CHOICES = ("auto",) + ORDER

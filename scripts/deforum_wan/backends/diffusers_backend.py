@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendError, Interrupted, WanError
+from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, resolve_models_dir, weights_missing_message
 from ..config.presets import (DISTILL_GUIDANCE, DISTILL_STEPS, FASTEST_ATTENTION, CachePlan, distill_lora_names,
                        find_distill_lora, plan_cache)
 from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
-                   check_request, first_line, free_memory, to_pil, torch_device, torch_dtype)
+                   StopRequested, check_request, free_memory, to_pil, torch_device, torch_dtype)
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,7 @@ CACHE_CONFIGS = {"first_block": "FirstBlockCacheConfig", "taylorseer": "TaylorSe
                  "mag": "MagCacheConfig"}
 
 
-class _StopRequested(Exception):
-    def __init__(self, step: int):
-        super().__init__(step)
-        self.step = step
-
-
-def _pipeline_classes(spec: ModelSpec) -> dict[str, str]:
+def pipeline_classes(spec: ModelSpec) -> dict[str, str]:
     """Pipeline class per mode. TI2V is one model behind two pipeline classes."""
     if spec.kind == "vace":
         return {"t2v": "WanVACEPipeline", "i2v": "WanVACEPipeline"}
@@ -91,7 +85,7 @@ def _quiet_loading():
         transformers.logging.enable_progress_bar()
 
 
-def _dtype_kwargs(dtype) -> dict:
+def dtype_kwargs(dtype) -> dict:
     """``from_pretrained``'s dtype argument (a dtype, or a dict per component): diffusers 0.40
     renamed torch_dtype to dtype (the old name warns)."""
     import diffusers
@@ -123,7 +117,7 @@ class DiffusersBackend(Backend):
         if self.offload != "none" and self.device.type == "cpu":
             self._note(f"offload {self.offload!r} does not apply on the CPU; running without offload")
             self.offload = "none"
-        self._classes = _pipeline_classes(spec)
+        self._classes = pipeline_classes(spec)
         self._pipes: dict[str, object] = {}  # class name -> pipeline, sharing one set of modules
         self._active = None
         first = self._classes.get("t2v") or self._classes["i2v"]
@@ -166,7 +160,7 @@ class DiffusersBackend(Backend):
         dtypes = {"default": self.dtype, "vae": self.vae_dtype, "image_encoder": torch.float32}
         with _quiet_loading():  # the getattr imports the pipeline module, which warns too
             cls = getattr(diffusers, class_name)
-            pipe = cls.from_pretrained(str(self.path), use_safetensors=True, **_dtype_kwargs(dtypes))
+            pipe = cls.from_pretrained(str(self.path), use_safetensors=True, **dtype_kwargs(dtypes))
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -410,7 +404,7 @@ class DiffusersBackend(Backend):
             raise WanError(f"{self.spec.id} cannot do {mode}")
         pipe = self._pipes.get(class_name)
         if pipe is None:
-            pipe = _sibling(self._active, class_name)
+            pipe = sibling_pipeline(self._active, class_name)
             self._pipes[class_name] = pipe
         if pipe is not self._active:
             if self.offload == "model":
@@ -436,7 +430,7 @@ class DiffusersBackend(Backend):
                 kwargs["guidance_scale_2"] = float(g2)
         if self.spec.kind == "vace":
             if req.mode == "i2v" or req.last_image is not None:
-                kwargs["video"], kwargs["mask"] = _vace_inputs(req)
+                kwargs["video"], kwargs["mask"] = vace_inputs(req)
         elif req.mode == "i2v":
             kwargs["image"] = to_pil(req.image)
             if req.last_image is not None:
@@ -470,7 +464,7 @@ class DiffusersBackend(Backend):
             if on_step is not None:
                 on_step(i + 1, total)
             if should_stop is not None and should_stop():
-                raise _StopRequested(i + 1)  # leave now: no further steps, no VAE decode
+                raise StopRequested(i + 1)  # leave now: no further steps, no VAE decode
             return {}
 
         self._prepare_cache(req.steps)
@@ -492,7 +486,7 @@ class DiffusersBackend(Backend):
                 self._speed_note(f"torch.compile failed on the first window ({first_line(e)[:160]});"
                                  " running uncompiled")
                 out = run()
-        except _StopRequested as stop:
+        except StopRequested as stop:
             pipe.maybe_free_model_hooks()
             raise Interrupted(f"stopped after step {stop.step} of {req.steps}") from None
         frames = np.asarray(out.frames[0], dtype=np.float32)
@@ -512,7 +506,7 @@ class DiffusersBackend(Backend):
         free_memory()
 
 
-def _sibling(pipe, class_name: str):
+def sibling_pipeline(pipe, class_name: str):
     """Another pipeline class over the same modules and config (TI2V: text and image input).
 
     Not ``from_pipe``: it casts every shared module to float32 unless told a dtype.
@@ -535,7 +529,7 @@ def _sibling(pipe, class_name: str):
     return sibling
 
 
-def _vace_inputs(req: GenerateRequest):
+def vace_inputs(req: GenerateRequest):
     """VACE conditioning: given frames are kept (black mask), the rest generated (white mask).
 
     Frames to generate are mid grey, as in diffusers' VACE docs and the official code

@@ -47,10 +47,10 @@ from queue import Empty, Queue
 
 import numpy as np
 
-from ..errors import BackendError, Interrupted, WanError
+from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models.registry import ModelSpec, get_model
 from ..models.weights import locate_weights, weights_missing_message
-from .base import Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck, check_request, first_line
+from .base import Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck, check_request
 
 ENGINES = ("official", "diffusers")
 ENTRY = "deforum_wan.backends.multigpu"

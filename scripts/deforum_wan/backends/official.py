@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendError, Interrupted, WanError
+from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, weights_missing_message
 from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
-                   check_request, first_line, free_memory, to_pil)
+                   StopRequested, check_request, free_memory, to_pil)
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,6 @@ TASKS = {
 }
 # Attributes holding the DiT(s) in the official pipeline classes (Wan2.2 A14B has two).
 DIT_ATTRIBUTES = ("model", "high_noise_model", "low_noise_model")
-
-
-class _StopRequested(Exception):
-    def __init__(self, step: int):
-        super().__init__(step)
-        self.step = step
 
 
 def check_cuda(options: BackendOptions):
@@ -253,13 +247,13 @@ class OfficialBackend(Backend):
                 if done and on_step is not None:
                     on_step(done, req.steps)
                 if should_stop is not None and should_stop():
-                    raise _StopRequested(done)
+                    raise StopRequested(done)
             calls[0] += 1
 
         handles = [dit.register_forward_pre_hook(before_dit) for dit in self._dits()]
         try:
             video = self._run(req)
-        except _StopRequested as stop:
+        except StopRequested as stop:
             free_memory()
             raise Interrupted(f"stopped after step {stop.step} of {req.steps}") from None
         finally:

@@ -90,7 +90,7 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
     import torch
 
     from ..backends.base import BackendOptions, GenerateRequest, to_pil, torch_device, torch_dtype
-    from ..backends.diffusers_backend import (_dtype_kwargs, _pipeline_classes, _sibling, _vace_inputs,
+    from ..backends.diffusers_backend import (dtype_kwargs, pipeline_classes, sibling_pipeline, vace_inputs,
                                              weights_folder)
     from ..models.registry import get_model
 
@@ -99,14 +99,14 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
     pipes = _PIPES  # (model id, mode) -> pipeline, loaded once like the loop's warm cache
     for model_id, mode in sorted({(w.model, w.mode) for w in plan.windows} - set(pipes)):
         spec = get_model(model_id)
-        class_name = _pipeline_classes(spec)[mode]
+        class_name = pipeline_classes(spec)[mode]
         loaded = next((p for (m, _), p in pipes.items() if m == model_id), None)
         if loaded is not None:  # TI2V: the other pipeline class over the same modules
-            pipe = loaded if type(loaded).__name__ == class_name else _sibling(loaded, class_name)
+            pipe = loaded if type(loaded).__name__ == class_name else sibling_pipeline(loaded, class_name)
         else:
             cls = getattr(diffusers, class_name)
             pipe = cls.from_pretrained(str(weights_folder(spec, BackendOptions(models_dir=models_dir))),
-                                       use_safetensors=True, **_dtype_kwargs(dtypes)).to(device)
+                                       use_safetensors=True, **dtype_kwargs(dtypes)).to(device)
             pipe.set_progress_bar_config(disable=True)
         pipes[(model_id, mode)] = pipe
     last = None
@@ -121,7 +121,7 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
                 req = GenerateRequest(mode="i2v", prompt=w.prompt, negative_prompt=w.negative_prompt,
                                       num_frames=w.native_frames, width=plan.width, height=plan.height,
                                       seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps, image=last)
-                kwargs["video"], kwargs["mask"] = _vace_inputs(req)
+                kwargs["video"], kwargs["mask"] = vace_inputs(req)
             else:
                 kwargs["image"] = to_pil(last)
         frames = pipes[(w.model, w.mode)](**kwargs).frames[0]
@@ -129,26 +129,26 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
     return time.perf_counter() - start
 
 
-def _render(settings: dict, outdir: str, models_dir: str | None, cache: dict, sync: bool = False,
+def _render(settings: dict, outdir: str, models_dir: str | None, pool, sync: bool = False,
             on_event=None):
     """One whole render; (seconds, RenderResult)."""
     from ..render.loop import Renderer
     from ..config.settings import load_settings
 
     start = time.perf_counter()
-    result = Renderer(load_settings(settings), outdir, models_dir=models_dir, progress=False,
-                      backend_cache=cache, sync_writes=sync, on_event=on_event).run()
+    result = Renderer(load_settings(settings), outdir, models_dir=models_dir,
+                      pool=pool, sync_writes=sync, on_event=on_event).run()
     return time.perf_counter() - start, result
 
 
-def _loop(settings: dict, outdir: str, models_dir: str | None, cache: dict, sync: bool) -> tuple[float, float]:
+def _loop(settings: dict, outdir: str, models_dir: str | None, pool, sync: bool) -> tuple[float, float]:
     """(seconds until every frame is on disk, seconds including the mp4 encode).
 
     The bare side makes no video, so the loop is compared with it up to the last frame;
     the encode is reported on its own."""
     last = []
     start = time.perf_counter()
-    total = _render(settings, outdir, models_dir, cache, sync,
+    total = _render(settings, outdir, models_dir, pool, sync,
                     on_event=lambda e: last.append(time.perf_counter()) if e["event"] == "window_done" else None)[0]
     return last[-1] - start, total
 
@@ -284,6 +284,7 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
     import torch
 
     from ..backends.base import free_memory
+    from ..backends.pool import BackendPool
     from ..config.presets import resolve
     from ..config.settings import load_settings
 
@@ -305,17 +306,17 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
 
     data = dict(settings, wan_preset=name)
     s = load_settings(data)
-    cache: dict = {}
+    pool = BackendPool()
     free_memory()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     scope = _reset_rss_peak()
-    first, result = _render(data, outdir, models_dir, cache, on_event=on_event)
+    first, result = _render(data, outdir, models_dir, pool, on_event=on_event)
     for _ in range(max(0, warmup - 1)):
-        _render(data, outdir, models_dir, cache)
+        _render(data, outdir, models_dir, pool)
     times = []
     for _ in range(repeat):
-        seconds, result = _render(data, outdir, models_dir, cache)
+        seconds, result = _render(data, outdir, models_dir, pool)
         times.append(seconds)
     frames = _read_frames(result)
     row = {
@@ -326,10 +327,7 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
         "frames": int(frames.shape[0]), "steps_run": max(steps_run, default=None), "notes": notes,
         "options": resolve(s.preset, s.speed_overrides),
     }
-    for backend in cache.values():
-        backend.close()
-    cache.clear()
-    free_memory()
+    pool.close()
     return row, frames
 
 
@@ -412,7 +410,7 @@ def import_cost() -> dict:
             f"import {', '.join(IMPORT_MODULES)}\n"
             "print(json.dumps({'seconds': time.perf_counter() - t, 'imports_torch': 'torch' in sys.modules}))")
     env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1])  # scripts/: works without an installed package too
+    src = str(Path(__file__).resolve().parents[2])  # scripts/: works without an installed package too
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
@@ -481,18 +479,19 @@ def run_bench(args) -> dict:
         "versions": _versions(),
     }
     if not getattr(args, "presets_only", False):
-        cache: dict = {}
-        _loop(settings, out, models_dir, cache, sync=False)  # warm-up: loads and caches pipelines
+        from ..backends.pool import BackendPool
+
+        pool = BackendPool()
+        _loop(settings, out, models_dir, pool, sync=False)  # warm-up: loads and caches pipelines
         _bare_diffusers(plan, models_dir)  # warm-up of the bare side too
         bare, ours, sync, whole = [], [], [], []
         for _ in range(args.repeat):
             bare.append(_bare_diffusers(plan, models_dir))
-            frames_s, total_s = _loop(settings, out, models_dir, cache, sync=False)
+            frames_s, total_s = _loop(settings, out, models_dir, pool, sync=False)
             ours.append(frames_s)
             whole.append(total_s)
-            sync.append(_loop(settings, out, models_dir, cache, sync=True)[0])
-        for backend in cache.values():
-            backend.close()
+            sync.append(_loop(settings, out, models_dir, pool, sync=True)[0])
+        pool.close()
         _PIPES.clear()
         result.update({
             "bare_diffusers_s": round(min(bare), 3), "loop_s": round(min(ours), 3),

@@ -10,16 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-JOBS_DB = Path(".deforum-wan") / "jobs.sqlite"  # inside the output folder
-
-
-def jobs_db_path(outdir: str | os.PathLike) -> Path:
-    return Path(outdir).expanduser() / JOBS_DB
-
+from .args import add_output_args
 
 def add_ui_command(subparsers) -> argparse.ArgumentParser:
-    from .main import add_output_args  # cli.py is already loaded when this runs
-
     p = subparsers.add_parser("ui", help="serve the Wan tab and the /wan_api routes in a browser")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7870, help="port (default: 7870)")
@@ -35,7 +28,7 @@ def add_ui_command(subparsers) -> argparse.ArgumentParser:
 
 def _worker_env() -> dict:
     """The worker imports deforum_wan from this checkout even when its interpreter lacks it."""
-    scripts = str(Path(__file__).resolve().parent.parent)
+    scripts = str(Path(__file__).resolve().parents[2])  # scripts/, above deforum_wan/cli/
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, env.get("PYTHONPATH", "")) if p)
     return env
@@ -68,6 +61,8 @@ def cmd_ui(args) -> int:
     from ..webui.gradio_compat import component_kwargs
 
     check_outdir(args.outdir)  # fail in seconds on an unusable folder
+    from ..service.jobstore import jobs_db_path
+
     db = jobs_db_path(args.outdir)
     db.parent.mkdir(parents=True, exist_ok=True)
     manager = JobManager(db, args.outdir, models_dir=args.models_dir, keep_warm=args.keep_warm,

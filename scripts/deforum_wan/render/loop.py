@@ -15,7 +15,6 @@ import io
 import json
 import os
 import queue
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ import numpy as np
 
 from . import output
 from .color import to_uint8
+from .. import events
+from ..backends.pool import BackendPool
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from ..config.planner import ClipPlan, Window, make_plan
@@ -165,8 +166,8 @@ class Renderer:
     def __init__(self, settings: RenderSettings, outdir: str | os.PathLike, *, backend: str | None = None,
                  models_dir: str | None = None, resume: str | None = None,
                  on_event: EventSink | None = None, should_stop: Callable[[], bool] | None = None,
-                 progress: bool = True, sync_writes: bool = False, settings_base: Path | None = None,
-                 backend_cache: dict | None = None, timestring: str | None = None):
+                 sync_writes: bool = False, settings_base: Path | None = None,
+                 pool: BackendPool | None = None, timestring: str | None = None):
         self.settings = settings
         self.outdir = Path(outdir)
         self.backend_choice = backend or settings.backend
@@ -174,12 +175,11 @@ class Renderer:
         self.resume = resume or settings.resume_timestring
         self.on_event = on_event or (lambda e: None)
         self.should_stop = should_stop or (lambda: False)
-        self.progress = progress
         self.sync_writes = sync_writes
         self.settings_base = settings_base
-        # A warm worker passes a dict that outlives the render: loaded pipelines stay in it
-        # (keyed by model, backend choice and options) and are not closed at the end.
-        self.backend_cache = backend_cache
+        # A warm worker passes a pool that outlives the render: loaded pipelines stay in it
+        # (keyed by model, backend choice and options) and the pool's owner closes them.
+        self.pool = pool
         # A new run under a timestring the caller chose (a batch driver decides it up front,
         # so a retry on another machine finds the same run folder).
         self.timestring = timestring
@@ -189,7 +189,7 @@ class Renderer:
         self._held_step: dict | None = None
 
     def emit(self, event: str, **data) -> None:
-        self.on_event({"event": event, "time": round(time.time(), 3), **data})
+        self.on_event(events.make(event, **data))
 
     # --- setup -------------------------------------------------------------------------
     def _prepare(self) -> tuple[ClipPlan, Path, str, output.Manifest]:
@@ -280,24 +280,17 @@ class Renderer:
                                f" the manifest of {ts}")
             anchor.append(_read_png(output.frame_path(run_dir, ts, 0)))
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
-                  frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings)
-        for warning in plan.warnings:
-            self._log(f"warning: {warning}")
-
-        bar = self._bar(plan, start)
+                  frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings,
+                  window_steps=[w.steps for w in plan.windows])
         backend = None
         matcher = None  # colour coherence against frame 0, built once it exists
         status = "interrupted"
         try:
             for w in plan.windows[start:]:
-                if bar is not None:
-                    bar.set_postfix_str(f"window {w.index + 1}/{len(plan.windows)}")
                 if backend is None or backend.spec.id != w.model:
                     self._release(backend)
-                    if bar is not None:
-                        bar.set_postfix_str(f"loading {w.model}")
                     backend = self._load(w.model)
-                frames = self._generate(backend, w, plan, stream, bar)
+                frames = self._generate(backend, w, plan, stream)
                 if w.index > 0 and s.color_coherence != "None" and anchor:
                     if matcher is None:
                         from .color import ColorMatcher
@@ -313,15 +306,13 @@ class Renderer:
             self._close_writer(writer, manifest)
             status = "done"
         except Interrupted:
-            self._log(f"interrupted: keeping {stream.written} frames")
+            pass  # the frames so far are kept; the video of them is made below
         except BaseException:
             with contextlib.suppress(Exception):  # the error already unwinding is the one to report
                 self._close_writer(writer, manifest)  # the checkpoints of the windows whose frames are written
             manifest.set_status("failed")
             raise
         finally:
-            if bar is not None:
-                bar.close()
             self._release(backend)
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
         written = stream.written
@@ -402,34 +393,32 @@ class Renderer:
     def _release(self, backend) -> None:
         if backend is None:
             return
-        if self.backend_cache is not None:
-            return  # stays warm for the next job; the cache owner closes it
+        if self.pool is not None:
+            return  # stays warm for the next job; the pool's owner closes it
         backend.close()
 
     def _load(self, model_id: str):
         from ..backends.chain import load_backend
 
         key = self._cache_key(model_id)
-        if self.backend_cache is not None:
-            if key in self.backend_cache:
-                backend = self.backend_cache[key]
+        if self.pool is not None:
+            backend = self.pool.get(key)
+            if backend is not None:
                 self.emit("loaded", model=model_id, backend=backend.name, warm=True, report=[], notes=[])
                 return backend
             # Keep the pipelines this render chains (T2V + I2V partner) when they fit
             # together; otherwise one at a time, since a second one would double VRAM.
-            keep = {self._cache_key(m) for m in self._plan_models} if self._pair_fits else set()
-            for old in [k for k in self.backend_cache if k not in keep]:
-                self.backend_cache.pop(old).close()
+            self.pool.keep_only({self._cache_key(m) for m in self._plan_models} if self._pair_fits else ())
         self.emit("loading", model=model_id)
         backend, report = load_backend(get_model(model_id), self.backend_choice, self._options())
-        if self.backend_cache is not None:
-            self.backend_cache[key] = backend
+        if self.pool is not None:
+            self.pool.put(key, backend)
         self.report.extend(report)
         self.emit("loaded", model=model_id, backend=backend.name,
                   report=[list(r) for r in report], notes=list(getattr(backend, "notes", [])))
         return backend
 
-    def _generate(self, backend, w: Window, plan: ClipPlan, stream: _Stream, bar) -> list[np.ndarray]:
+    def _generate(self, backend, w: Window, plan: ClipPlan, stream: _Stream) -> list[np.ndarray]:
         from ..backends.base import GenerateRequest
 
         image = None
@@ -444,11 +433,6 @@ class Renderer:
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift)
 
         def on_step(done: int, total: int) -> None:
-            if bar is not None:
-                if done == 1 and total != w.steps:  # the backend runs its own count (distilled LoRA)
-                    bar.total -= w.steps - total
-                    bar.refresh()
-                bar.update(1)
             self._step(window=w.index, step=done, steps=total)
 
         frames = backend.generate(req, on_step=on_step, should_stop=self.should_stop)
@@ -469,25 +453,10 @@ class Renderer:
             return None
         soundtrack = s.soundtrack
         if soundtrack and "://" in soundtrack:
-            self._log(f"warning: soundtrack {soundtrack} is a URL; the video has no sound"
+            self.emit("warning", message=f"soundtrack {soundtrack} is a URL; the video has no sound"
                       " (give a local file)")
             soundtrack = None
         return output.make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
-
-    def _bar(self, plan: ClipPlan, start: int):
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        total = sum(w.steps for w in plan.windows)
-        done = sum(w.steps for w in plan.windows[:start])
-        return tqdm(total=total, initial=done, unit="step", desc=f"{len(plan.windows)} windows",
-                    file=sys.stderr, dynamic_ncols=True)
-
-    def _log(self, text: str) -> None:
-        if self.progress:
-            from tqdm import tqdm
-            tqdm.write(text, file=sys.stderr)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -507,43 +476,3 @@ def check_outdir(outdir: str | os.PathLike) -> None:
     except OSError as exc:
         raise WanError(f"cannot create output folder {outdir}: {exc.strerror or exc}") from None
     output.check_writable(outdir)
-
-
-def render_cli(args, overrides: dict) -> int:
-    """``render SETTINGS...``: one after another, each into its own folder."""
-    from ..cli.sigint import stop_on_sigint
-
-    events = _json_events if args.events else None
-    failures = 0
-    if args.resume and len(args.settings) > 1:
-        raise WanError("--resume takes one settings file")
-    with stop_on_sigint("stopping at the next step") as should_stop:
-        # Validate every file, its plan and the outdir before any model loads or file is written.
-        loaded = []
-        for path in args.settings:
-            settings = load_settings(path, overrides)
-            make_plan(settings)
-            loaded.append((path, settings))
-        check_outdir(args.outdir)
-        for path, settings in loaded:
-            try:
-                result = Renderer(settings, args.outdir, backend=args.backend, models_dir=args.models_dir,
-                                  resume=args.resume, on_event=events, should_stop=should_stop,
-                                  progress=True, settings_base=Path(path).parent).run()
-            except Interrupted:
-                raise
-            except WanError as exc:
-                if len(loaded) == 1:
-                    raise
-                failures += 1
-                print(f"error: {path}: {exc}", file=sys.stderr)
-                if events:
-                    events({"event": "error", "settings": str(path), "message": str(exc)})
-                continue
-            print(f"{path}: {result.frames} frames in {result.run_dir}"
-                  + (f", video {result.video.name}" if result.video else ""), file=sys.stderr)
-    return 2 if failures else 0
-
-
-def _json_events(event: dict) -> None:
-    print(json.dumps(event, ensure_ascii=False), flush=True)

@@ -18,7 +18,6 @@ mounted at the same path everywhere. Actors report step and window events throug
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,7 +25,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..render import output
-from ..errors import Interrupted, WanError
+from .. import events
+from ..backends.pool import BackendPool
+from ..errors import Interrupted, WanError, first_line
 from ..config.settings import load_settings, resolve_batch_name
 
 EventCallback = Callable[["Job", dict], None]
@@ -52,9 +53,6 @@ class Job:
     run_dir: str = ""
     video: str | None = None
     windows_by_attempt: dict[int, list[int]] = field(default_factory=dict)  # from window_done events
-    # progress of the current attempt
-    steps_done: int = 0
-    step_in_window: int = 0
 
     def payload(self) -> dict:
         """What an actor needs (plain data: it crosses the object store)."""
@@ -119,7 +117,7 @@ def _run_exists(outdir, settings, ts: str) -> bool:
 
 
 def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: str | None = None,
-            cache: dict | None = None, on_event: Callable[[dict], None] | None = None,
+            pool: BackendPool | None = None, on_event: Callable[[dict], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict:
     """Render one job (a ``Job.payload()``); never raises for a render's own failure.
 
@@ -147,9 +145,8 @@ def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: s
             resume = ts
         renderer = Renderer(settings, outdir, backend=backend, models_dir=models_dir, resume=resume,
                             timestring=None if resume else ts, on_event=on_event, should_stop=should_stop,
-                            progress=False,
                             settings_base=Path(job["settings_base"]) if job["settings_base"] else None,
-                            backend_cache=cache)
+                            pool=pool)
         r = renderer.run()
         return {**result, "status": "done", "frames": r.frames, "run_dir": str(r.run_dir),
                 "video": str(r.video) if r.video else None}
@@ -166,30 +163,20 @@ def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: s
         return {**result, "error": f"{type(exc).__name__}: {text}"}
 
 
-def close_cache(cache: dict) -> None:
-    for backend in list(cache.values()):
-        try:
-            backend.close()
-        except Exception:
-            pass
-    cache.clear()
-
-
 # --- progress ----------------------------------------------------------------------------
 
-class Progress:
-    """One tqdm bar over every job's denoising steps; retries never count a window twice."""
+class Tracker:
+    """Each job's attempts and outcome from its render events. The events of a job's
+    current attempt go on to ``on_event(job, event)`` (the caller's hook) and, with the
+    job's outcome and notes, to ``view.event(name, event)`` (the command line's bar)."""
 
-    def __init__(self, jobs: list[Job], enabled: bool = True, on_event: EventCallback | None = None):
+    def __init__(self, jobs: list[Job], on_event: EventCallback | None = None, view=None):
         self.jobs = {job.index: job for job in jobs}
         self.on_event = on_event
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            total = sum(sum(job.window_steps) for job in jobs if job.settings is not None)
-            self.bar = tqdm(total=total, unit="step", desc=f"{len(jobs)} jobs", file=sys.stderr,
-                            dynamic_ncols=True)
+        self.view = view
+        for job in jobs:
+            if job.settings is not None:
+                self._show(job, events.make("planned", window_steps=list(job.window_steps)))
 
     def event(self, index: int, event: dict) -> None:
         job = self.jobs[index]
@@ -201,53 +188,32 @@ class Progress:
         if attempt != job.attempts - 1:
             return  # a lost attempt's late events
         if kind == "started":
-            if attempt == 0:
-                for warning in event.get("warnings") or []:
-                    self.write(f"{job.name}: warning: {warning}")
-            start = int(event.get("resume_from_window", 0))
-            job.steps_done, job.step_in_window = sum(job.window_steps[:start]), 0
             job.run_dir = event.get("run_dir", job.run_dir)
-        elif kind == "step":
-            window = int(event["window"])
-            job.step_in_window = min(int(event["step"]), job.window_steps[window])
-        elif kind == "window_done":
-            job.steps_done += job.window_steps[int(event["window"])]
-            job.step_in_window = 0
-        self._refresh()
+            if attempt > 0:
+                event = {**event, "warnings": []}  # shown at the first attempt
+        self._show(job, event)
 
     def finish(self, job: Job, result: dict) -> None:
         job.status, job.error = result["status"], result.get("error", "")
         job.frames, job.video = result.get("frames", 0), result.get("video")
         job.run_dir = result.get("run_dir") or job.run_dir
-        if job.status == "done":
-            job.steps_done, job.step_in_window = sum(job.window_steps), 0
-        self._refresh()
+        self._show(job, events.make("job_done", job=job.name, status=job.status))
 
-    def write(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr)
+    def note(self, text: str) -> None:
+        if self.view is not None:
+            self.view.event("", events.make("note", message=text))
 
-    def _refresh(self) -> None:
-        if self.bar is None:
-            return
-        self.bar.n = sum(j.steps_done + j.step_in_window for j in self.jobs.values())
-        counts = {s: sum(j.status == s for j in self.jobs.values()) for s in ("running", "done", "failed")}
-        self.bar.set_postfix_str(", ".join(f"{v} {k}" for k, v in counts.items() if v), refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    def _show(self, job: Job, event: dict) -> None:
+        if self.view is not None:
+            self.view.event(job.name, event)
 
 
 # --- running -----------------------------------------------------------------------------
 
-def run_local(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: str | None = None,
+def run_local(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: str | None = None,
               backend: str | None = None, should_stop: Callable[[], bool] = lambda: False) -> None:
     """One job after another in this process, pipelines kept warm between jobs."""
-    cache: dict = {}
+    pool = BackendPool()
     try:
         for job in jobs:
             if job.status != "queued":
@@ -256,7 +222,7 @@ def run_local(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: s
                 break
             payload = job.payload()
             job.status, job.attempts = "running", 1
-            result = run_job(payload, outdir=outdir, models_dir=models_dir, backend=backend, cache=cache,
+            result = run_job(payload, outdir=outdir, models_dir=models_dir, backend=backend, pool=pool,
                              should_stop=should_stop,
                              on_event=lambda e, i=job.index: progress.event(i, {**e, "attempt": 0}))
             progress.finish(job, result)
@@ -264,7 +230,7 @@ def run_local(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: s
             if job.status == "queued" and should_stop():
                 job.error = "not started (stopped)"
     finally:
-        close_cache(cache)
+        pool.close()
 
 
 def import_ray():
@@ -281,7 +247,7 @@ class RenderActor:
     def __init__(self, outdir: str, models_dir: str | None, backend: str | None, events, cpu_threads: int = 0):
         self.outdir, self.models_dir, self.backend = outdir, models_dir, backend
         self.events = events
-        self.cache: dict = {}
+        self.pool = BackendPool()
         self.stopping = False
         if cpu_threads:  # a CPU actor keeps to its share of the machine
             import torch
@@ -302,10 +268,10 @@ class RenderActor:
                 self.events.put({"job": job["index"], "attempt": job["attempt"], "pid": pid, **event})
 
         return run_job(job, outdir=self.outdir, models_dir=self.models_dir, backend=self.backend,
-                       cache=self.cache, on_event=on_event, should_stop=lambda: self.stopping)
+                       pool=self.pool, on_event=on_event, should_stop=lambda: self.stopping)
 
 
-def run_ray(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: str | None = None,
+def run_ray(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: str | None = None,
             backend: str | None = None, address: str | None = None, gpus_per_actor: int = 1,
             actors: int | None = None, retries: int = 2, init_kwargs: dict | None = None,
             should_stop: Callable[[], bool] = lambda: False) -> None:
@@ -335,7 +301,7 @@ def run_ray(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: str
                                           f"--gpus-per-actor {job.gpus} (actors have {gpus_per_actor})"})
         else:  # CPU-only cluster (tests, trying it out): one CPU per actor
             num_gpus, count = 0, actors or 1
-            progress.write("note: the Ray cluster has no GPUs; rendering on CPU actors")
+            progress.note("note: the Ray cluster has no GPUs; rendering on CPU actors")
         queued = [job for job in jobs if job.status == "queued"]
         if not queued:
             return
@@ -371,9 +337,9 @@ def run_ray(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: str
                     result = ray.get(ref)
                 except retryable as exc:
                     ray.kill(actor)  # make sure a merely unreachable actor stops writing too
-                    reason = _first_line(exc)
+                    reason = first_line(exc)[:300]
                     if job.attempts <= retries and not stopping:
-                        progress.write(f"{job.name}: worker lost ({reason}); resuming on another actor"
+                        progress.note(f"{job.name}: worker lost ({reason}); resuming on another actor"
                                        f" (retry {job.attempts} of {retries})")
                         job.status = "queued"
                         pending.appendleft(job)
@@ -383,7 +349,7 @@ def run_ray(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: str
                                               "error": f"worker lost {job.attempts} times: {reason}"})
                     continue
                 except ray.exceptions.RayError as exc:
-                    result = {"status": "failed", "error": _first_line(exc)}
+                    result = {"status": "failed", "error": first_line(exc)[:300]}
                 _drain(events, progress)  # the job's last window events before its result
                 progress.finish(job, result)
                 idle.append(actor)
@@ -396,7 +362,7 @@ def run_ray(jobs: list[Job], progress: Progress, *, outdir: str, models_dir: str
             ray.shutdown()
 
 
-def _drain(events, progress: Progress) -> None:
+def _drain(events, progress: Tracker) -> None:
     while True:
         batch = events.get_nowait_batch(events.qsize()) if events.qsize() else []
         if not batch:
@@ -405,19 +371,15 @@ def _drain(events, progress: Progress) -> None:
             progress.event(event["job"], event)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
 def run_batch(items: Iterable[tuple[str, str | os.PathLike | dict]], *, outdir: str | os.PathLike,
               overrides: dict | None = None, models_dir: str | None = None, backend: str | None = None,
               use_ray: bool = False, address: str | None = None, gpus_per_actor: int = 1,
               actors: int | None = None, retries: int = 2, init_kwargs: dict | None = None,
-              progress: bool = True, on_event: EventCallback | None = None,
+              view=None, on_event: EventCallback | None = None,
               should_stop: Callable[[], bool] = lambda: False, now: float | None = None) -> list[Job]:
     """Validate, then render every item; returns the jobs with their outcome (never raises
-    for one job's failure). ``on_event(job, event)`` sees every forwarded render event."""
+    for one job's failure). ``on_event(job, event)`` sees every forwarded render event;
+    ``view.event(name, event)`` (a progress bar) also sees each job's plan and outcome."""
     if use_ray:
         import_ray()  # fail before anything else when Ray is missing
     if gpus_per_actor < 1 or (actors is not None and actors < 1) or retries < 0:
@@ -431,18 +393,15 @@ def run_batch(items: Iterable[tuple[str, str | os.PathLike | dict]], *, outdir: 
 
         check_outdir(outdir)
     jobs = prepare_jobs(items, overrides, outdir=None if remote else outdir, now=now)
-    bar = Progress(jobs, enabled=progress, on_event=on_event)
-    try:
-        if any(job.status == "queued" for job in jobs):
-            if use_ray:
-                run_ray(jobs, bar, outdir=outdir, models_dir=models_dir, backend=backend, address=address,
-                        gpus_per_actor=gpus_per_actor, actors=actors, retries=retries,
-                        init_kwargs=init_kwargs, should_stop=should_stop)
-            else:
-                run_local(jobs, bar, outdir=outdir, models_dir=models_dir, backend=backend,
-                          should_stop=should_stop)
-    finally:
-        bar.close()
+    tracker = Tracker(jobs, on_event=on_event, view=view)
+    if any(job.status == "queued" for job in jobs):
+        if use_ray:
+            run_ray(jobs, tracker, outdir=outdir, models_dir=models_dir, backend=backend, address=address,
+                    gpus_per_actor=gpus_per_actor, actors=actors, retries=retries,
+                    init_kwargs=init_kwargs, should_stop=should_stop)
+        else:
+            run_local(jobs, tracker, outdir=outdir, models_dir=models_dir, backend=backend,
+                      should_stop=should_stop)
     return jobs
 
 
@@ -453,74 +412,5 @@ def submit_to_ray(address: str | None, settings: Iterable[tuple[str, dict]], *, 
     None: a local one) and return one plain dict per item (``Job.to_dict``). Blocks; call it
     from a thread. ``on_event(job, event)`` carries progress; ``should_stop`` is polled."""
     jobs = run_batch(list(settings), outdir=outdir, models_dir=models_dir, use_ray=True, address=address,
-                     progress=False, on_event=on_event, should_stop=should_stop, **options)
+                     on_event=on_event, should_stop=should_stop, **options)
     return [job.to_dict() for job in jobs]
-
-
-# --- command line ------------------------------------------------------------------------
-
-def format_summary(jobs: list[Job]) -> str:
-    rows = [("file", "status", "frames", "run dir", "error")]
-    for job in jobs:
-        frames = f"{job.frames}/{job.max_frames}" if job.settings is not None else "-"
-        status = job.status + (f" ({job.attempts} tries)" if job.attempts > 1 else "")
-        rows.append((job.name, status, frames, job.run_dir or "-", job.error))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4]
-                     for r in rows).rstrip()
-
-
-def add_batch_command(sub) -> None:
-    p = sub.add_parser("batch", help="render many settings files, here or on a Ray cluster",
-                       description="Render settings files one after another here, or on Ray actors "
-                                   "(one per GPU, pipelines kept warm, lost workers resumed).")
-    # "*", checked in cmd_batch: with "+", `batch --ray one.txt` would fail in argparse after
-    # --ray took the file as its address.
-    p.add_argument("settings", nargs="*", metavar="SETTINGS", help="Deforum settings files (.txt or .json)")
-    p.add_argument("--model", help="model id (see `models`) overriding wan_model")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one settings key (VALUE is JSON or text); repeatable")
-    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                   help="render on Ray: a running cluster's address (e.g. auto, ray://head:10001)"
-                        " or, without one, a local cluster")
-    p.add_argument("--backend", choices=["auto", "official", "diffusers"],
-                   help="which backend loads Wan (default: wan_backend, else auto)")
-    p.add_argument("--outdir", default="outputs", help="output folder, shared storage on a cluster"
-                   " (default: outputs)")
-    p.add_argument("--models-dir", help="folder with model weights (on every node)")
-    p.add_argument("--gpus-per-actor", type=int, default=1, metavar="N",
-                   help="GPUs each Ray actor holds; clips with wan_gpus up to N use them all (default 1)")
-    p.add_argument("--actors", type=int, metavar="N",
-                   help="Ray actors (default: the cluster's GPUs / --gpus-per-actor; 1 without GPUs)")
-    p.add_argument("--retries", type=int, default=2, metavar="N",
-                   help="times a job whose worker died is resumed on another actor (default 2)")
-    p.set_defaults(func=cmd_batch)
-
-
-def cmd_batch(args) -> int:
-    from ..cli.main import _overrides
-
-    if args.ray and (args.ray.endswith((".txt", ".json")) or Path(args.ray).is_file()):
-        # `batch --ray a.txt b.txt`: argparse took the first file for the optional address.
-        args.settings.insert(0, args.ray)
-        args.ray = ""
-    if not args.settings:
-        raise WanError("batch needs at least one settings file")
-    if args.ray is not None:
-        import_ray()
-    from ..cli.sigint import stop_on_sigint
-
-    with stop_on_sigint("stopping every job at its next step") as should_stop:
-        jobs = run_batch([(path, path) for path in args.settings], outdir=args.outdir,
-                         overrides=_overrides(args), models_dir=args.models_dir, backend=args.backend,
-                         use_ray=args.ray is not None, address=args.ray or None,
-                         gpus_per_actor=args.gpus_per_actor, actors=args.actors, retries=args.retries,
-                         should_stop=should_stop)
-    print(format_summary(jobs))
-    for job in jobs:
-        if job.status == "interrupted":
-            print(f"resume {job.name}: python -m deforum_wan render {job.name} --outdir {args.outdir}"
-                  f" --resume {job.timestring}", file=sys.stderr)
-    if should_stop():
-        return 130
-    return 0 if all(job.status == "done" for job in jobs) else 2

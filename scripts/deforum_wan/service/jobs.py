@@ -28,10 +28,10 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from ..errors import SettingsError, WanError
+from ..errors import SettingsError, WanError, describe_error
 from .jobstore import FINISHED, JobNotFound, JobStore, empty_progress
 from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
-from .worker import describe_error
+
 from .worker_client import WorkerExited, WorkerProcess, exit_description
 
 __all__ = ["JobManager", "JobNotFound", "FINISHED"]

@@ -17,7 +17,15 @@ from pathlib import Path
 from ..errors import WanError
 
 FINISHED = ("done", "failed", "interrupted", "cancelled")
+JOBS_DB = Path(".deforum-wan") / "jobs.sqlite"  # inside the output folder
 PROGRESS_KEYS = ("window", "windows", "step", "steps", "frames_written", "frames")
+
+
+
+def jobs_db_path(outdir: str | os.PathLike) -> Path:
+    """Where a host (the WebUI, ``ui``) keeps the job table of an output folder."""
+    return Path(outdir).expanduser() / JOBS_DB
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -32,45 +32,11 @@ import time
 import traceback
 from typing import IO
 
-from ..errors import Interrupted, WanError
+from ..backends.pool import BackendPool
+from ..errors import Interrupted, WanError, describe_error, find_out_of_memory, one_line
 from ..config.settings import TIMESTRING_RE
 
 PROTOCOL = 1
-
-
-def one_line(text: str) -> str:
-    """A multi-line message (the backend chain lists one reason per line) as one line."""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    out = lines[0]
-    for ln in lines[1:]:
-        out += (" " if out.endswith(":") else "; ") + ln
-    return out
-
-
-def find_out_of_memory(exc: BaseException | None) -> BaseException | None:
-    """The CUDA OOM error in ``exc``'s chain (the backend chain wraps load failures)."""
-    torch = sys.modules.get("torch")
-    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-    seen = set()
-    while oom is not None and exc is not None and id(exc) not in seen:
-        if isinstance(exc, oom):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def describe_error(exc: BaseException) -> str:
-    """The one line a person sees for a failed job."""
-    oom = find_out_of_memory(exc)
-    if oom is not None:
-        return f"out of GPU memory: {one_line(str(oom)) or 'CUDA OutOfMemoryError'}"
-    if isinstance(exc, WanError):
-        return one_line(str(exc)) or type(exc).__name__
-    text = one_line(str(exc))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Worker:
@@ -78,7 +44,7 @@ class Worker:
         self.events = events
         self.commands = commands
         self.keep_warm = keep_warm
-        self.cache: dict = {}  # backend_cache handed to every Renderer
+        self.pool = BackendPool()  # handed to every Renderer; warm between jobs
         self.queue: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.quitting = threading.Event()  # quit or EOF seen: jobs still queued here don't run
@@ -224,22 +190,11 @@ class Worker:
         check_outdir(outdir)
         return Renderer(load_settings(settings, name=cmd.get("name") or None), outdir,
                         backend=backend, models_dir=models_dir, resume=resume,
-                        on_event=on_event, should_stop=self.stop.is_set, progress=False,
-                        backend_cache=self.cache)
+                        on_event=on_event, should_stop=self.stop.is_set,
+                        pool=self.pool)
 
     def drop_cache(self) -> None:
-        cache, self.cache = self.cache, {}
-        if not cache:
-            return  # nothing loaded: skip the (slow, with torch imported) garbage collection
-        for backend in cache.values():
-            try:
-                backend.close()
-            except Exception:  # freeing the rest matters more than one close failing
-                traceback.print_exc(file=sys.stderr)
-        cache.clear()
-        from ..backends.base import free_memory
-
-        free_memory()
+        self.pool.close()
 
 
 def _claim_stdio() -> tuple[IO[str], IO[str]]:

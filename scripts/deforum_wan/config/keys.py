@@ -1,0 +1,205 @@
+"""The key table: every ``wan_*`` settings key once, with its kind, default, allowed values,
+help line and the tab field that edits it. The settings reader, the tab's fields, the API
+(through the settings reader) and the README's settings tables come from or are tested
+against this table: a new key is one row here plus its behaviour.
+
+Also the one home of the vocabularies those keys take (backends, retime, colour, offload,
+cache and dtype names, presets).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..models.registry import DEFAULT_MODEL
+from . import values
+from .schedule import ExprError
+
+BACKENDS = ("auto", "official", "diffusers")
+RETIME_MODES = ("blend", "flow", "nearest", "native")
+COLOR_MODES = ("None", "LAB", "HSV", "RGB")
+OFFLOAD_MODES = ("none", "model", "sequential", "group")
+CACHES = ("none", "first_block", "taylorseer", "mag", "faster")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+PRESETS = ("quality", "balanced", "fast", "low-vram")
+DEFAULT_PRESET = "quality"
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # number | int | flag | strict_flag | choice | text | model | preset | loras | distill
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    lo: float = 0.0
+    hi: float = 0.0
+    optional: bool = False  # None / "" = no value of its own (the model's or the preset's)
+    field: str | None = None  # the Wan tab's field for it
+    attr: str | None = None  # the RenderSettings attribute; None for preset fields
+    preset_field: str | None = None  # the preset (BackendOptions) field it overrides
+    shown_default: str | None = None  # the README's default column, when not the value itself
+    example: Any = None  # a valid non-default value (the key-table test sets it)
+
+    def read(self, value: Any) -> Any:
+        """The value as the render uses it; raises ``ExprError`` (one line) when invalid."""
+        if self.optional and (value is None or (isinstance(value, str) and not value.strip())):
+            return None
+        return _READERS[self.kind](self, value)
+
+    @property
+    def readme_default(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return str(int(self.default))
+        return "[]" if self.default == [] else str(self.default)
+
+
+def _read_distill(key: Key, value: Any) -> str:
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    spelled = str(value).strip()
+    if spelled.lower() in ("auto", "off"):
+        return spelled.lower()
+    if not spelled.endswith(".safetensors"):
+        raise ExprError(f"{key.name} must be auto, off or a .safetensors file, got {value!r}")
+    return spelled
+
+
+def _read_positive(key: Key, value: Any) -> float:
+    try:
+        out = values.number(value, key.name, 0, key.hi)
+    except ExprError:
+        out = 0.0
+    if out <= 0:
+        raise ExprError(f"{key.name} must be a number in (0, {key.hi:g}], got {value!r}")
+    return out
+
+
+def _read_loras(key: Key, value: Any) -> list[tuple[str, float]]:
+    if value in (None, "", []):
+        return []
+    if not isinstance(value, list):
+        raise ExprError(f"{key.name} must be a list of {{\"path\": ..., \"weight\": ...}}")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            out.append((item, 1.0))
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            out.append((item["path"], values.number(item.get("weight", 1.0), f"{key.name} weight", -10, 10)))
+        else:
+            raise ExprError(f"{key.name} entry {item!r} needs a 'path'")
+    return out
+
+
+def _read_preset(key: Key, value: Any) -> str:
+    spelled = str(value or DEFAULT_PRESET).strip().lower().replace("_", "-")
+    if spelled not in PRESETS:
+        raise ExprError(f"{key.name} must be one of {', '.join(PRESETS)}, not {value!r}")
+    return spelled
+
+
+_READERS = {
+    "number": lambda k, v: values.number(v, k.name, k.lo, k.hi),
+    "positive": _read_positive,
+    "int": lambda k, v: values.whole(v, k.name, int(k.lo), int(k.hi)),
+    "flag": lambda k, v: values.truthy(v),
+    "strict_flag": lambda k, v: values.strict_flag(v, k.name),
+    "choice": lambda k, v: values.choice(str(v).replace("-", "_") if k.name == "wan_cache" else v,
+                                         k.name, k.choices),
+    "text": lambda k, v: values.text(v, k.name).strip() or str(k.default),
+    "model": lambda k, v: values.text(v, k.name).strip().lower(),
+    "preset": _read_preset,
+    "loras": _read_loras,
+    "distill": _read_distill,
+}
+
+KEYS: tuple[Key, ...] = (
+    Key("wan_model", "model", DEFAULT_MODEL, "model id (`python -m deforum_wan models`)",
+        field="model", attr="model", example="tiny-random"),
+    Key("wan_continue_model", "model", "", "model for the I2V windows after the first (1.3B → VACE-1.3B,"
+        " 14B → I2V-14B-720P, A14B → I2V-A14B)", optional=True, attr="continue_model",
+        shown_default="partner", example="tiny-random-i2v"),
+    Key("wan_backend", "choice", "auto", "`auto` (official, then diffusers), `official`, `diffusers`",
+        choices=BACKENDS, field="backend", attr="backend", example="diffusers"),
+    Key("wan_clip_duration", "number", 0.0, "seconds per window; 0 = the model's full window"
+        " (81 frames at 16 fps)", lo=0, hi=3600, field="clip_duration", attr="clip_duration", example=2.5),
+    Key("wan_overlap", "int", 4, "native frames shared by chained windows and crossfaded",
+        lo=0, hi=64, field="overlap", attr="overlap", example=2),
+    Key("wan_motion_strength", "number", 1.0, "multiplies the flow shift: above 1 the sampler spends"
+        " longer at high noise (more change and motion), below 1 the result stays closer to the"
+        " conditioning frame", lo=0.05, hi=10, field="motion_strength", attr="motion_strength",
+        example=1.5),
+    Key("wan_retime", "choice", "blend", "native fps → output fps: `blend` (linear mix of neighbours),"
+        " `flow` (both neighbours moved along OpenCV DIS optical flow, then mixed: no double edges on"
+        " motion; ~0.1 s per native frame at 832x480 on CPU), `nearest`, or `native` (keep Wan's fps;"
+        " keyframes are rescaled)", choices=RETIME_MODES, field="retime", attr="retime", example="nearest"),
+    Key("wan_guidance_2", "number", None, "low-noise expert guidance (Wan 2.2 A14B)", lo=0, hi=100,
+        optional=True, field="guidance_2", attr="guidance_2", shown_default="model's", example=3.5),
+    Key("wan_shift", "number", None, "flow shift", lo=0.1, hi=100, optional=True, attr="shift",
+        shown_default="model's", example=8.0),
+    Key("wan_offload", "choice", "none", "`model`, `sequential` or `group` CPU offload (CUDA)",
+        choices=OFFLOAD_MODES, field="offload", attr="offload", preset_field="offload", example="model"),
+    Key("wan_vae_tiling", "flag", False, "decode the VAE in tiles (less VRAM)", field="vae_tiling",
+        attr="vae_tiling", preset_field="vae_tiling", example=True),
+    Key("wan_dtype", "text", "auto", "bf16 on CUDA, fp32 on CPU; VAE stays fp32", choices=DTYPES,
+        field="dtype", attr="dtype", example="float32"),
+    Key("wan_attention", "text", "auto", "diffusers attention backend: `fastest` (sage, then flash,"
+        " then SDPA), `sage`, `flash`, `sdpa`, or any diffusers backend name", attr="attention",
+        preset_field="attention", example="sdpa"),
+    Key("wan_preset", "preset", DEFAULT_PRESET, "speed/memory preset: `balanced`, `fast`, `low-vram`"
+        " (see Speed presets)", choices=PRESETS, field="preset", attr="preset", example="fast"),
+    Key("wan_cache", "choice", None, "`none`, `first_block`, `mag`, `taylorseer`, `faster`"
+        " (diffusers cache hooks)", choices=CACHES, optional=True, preset_field="cache",
+        shown_default="preset's", example="first_block"),
+    Key("wan_cache_threshold", "positive", None, "first-block / MagCache threshold (higher: more"
+        " skipped, less exact)", hi=10, optional=True, preset_field="cache_threshold",
+        shown_default="preset's", example=0.05),
+    Key("wan_compile", "strict_flag", None, "`true`/`false`: regional `torch.compile` (CUDA with"
+        " triton, or the CPU with a C++ compiler; the first window compiles)", optional=True,
+        preset_field="compile", shown_default="preset's", example=True),
+    Key("wan_layerwise_fp8", "strict_flag", None, "`true`: store transformer weights in float8,"
+        " compute in the model dtype (`enable_layerwise_casting`; any device)", optional=True,
+        preset_field="layerwise_fp8", shown_default="preset's", example=True),
+    Key("wan_distill_lora", "distill", None, "`auto` (look in `<models dir>/loras`), `off`, or a"
+        " `.safetensors` path", optional=True, preset_field="distill_lora", shown_default="preset's",
+        example="off"),
+    Key("wan_loras", "loras", [], '`[{"path": "x.safetensors", "weight": 0.8}]`', field="loras",
+        attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
+    Key("wan_write_srt", "flag", False, "write `{ts}.srt` with one subtitle per prompt", attr="write_srt",
+        example=True),
+    Key("wan_gpus", "int", 1, "GPUs per window (torchrun; see Studios)", lo=1, hi=64, field="gpus",
+        attr="gpus", example=2),
+)
+BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+WAN_DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
+# Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).
+WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}
+
+
+def read_all(get) -> dict[str, Any]:
+    """Every key read from ``get(name)`` (the file's value or the default)."""
+    return {k.name: k.read(get(k.name)) for k in KEYS}
+
+
+def preset_overrides(read: dict[str, Any]) -> dict:
+    """The preset fields these settings set explicitly (``config.presets.resolve`` applies them).
+
+    The keys that existed before presets (offload, VAE tiling, attention) are written back
+    with their defaults and sent by UIs that always send every field, so their default
+    values mean "as the preset says"; the others are unset (None) unless given.
+    """
+    out = {}
+    for key in KEYS:
+        value = read.get(key.name)
+        if key.preset_field is None or value is None:
+            continue
+        if key.name == "wan_attention" and value.lower() in ("auto", "default"):
+            continue
+        if value == key.default:
+            continue
+        out[key.preset_field] = value
+    return out
