@@ -17,13 +17,14 @@ if str(EXTENSION / "scripts") not in sys.path:
 from modules import call_queue, paths, script_callbacks, sd_models, shared  # noqa: E402
 
 import deforum_wan  # noqa: E402
-from deforum_wan.webui import hostdeps  # noqa: E402
-from deforum_wan.service.api import mount_api  # noqa: E402
-from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
+from deforum_wan.config.keys import BACKENDS  # noqa: E402
+from deforum_wan.config.settings import read_settings_file  # noqa: E402
 from deforum_wan.errors import WanError  # noqa: E402
-from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
+from deforum_wan.service.api import mount_api  # noqa: E402
 from deforum_wan.service.jobs import FINISHED, JobManager  # noqa: E402
-from deforum_wan.config.settings import BACKENDS, read_settings_file  # noqa: E402
+from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
+from deforum_wan.webui import hostdeps  # noqa: E402
+from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
 from deforum_wan.webui.tab import build_ui  # noqa: E402
 
 SECTION = ("wan", "Wan")

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +12,10 @@ fastapi = pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
+from wan_jobs_support import LONG, QUICK, settings, wait_for, worker_env  # noqa: E402
+
 from deforum_wan.service.api import mount_api  # noqa: E402
 from deforum_wan.service.jobs import JobManager  # noqa: E402
-from wan_jobs_support import LONG, QUICK, settings, wait_for, worker_env  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -147,6 +148,19 @@ def test_plan_needs_no_gpu_and_validates(client):
     assert plan["max_frames"] == 12 and len(plan["windows"]) == 2
     r = client.post("/wan_api/plan", json={"settings": {"W": "wide"}})
     assert r.status_code == 422 and "W must be a number" in r.json()["error"]
+
+
+def test_every_key_of_the_table_is_read_and_checked_by_the_api(client):
+    from test_keys import BAD
+
+    from deforum_wan.config.keys import KEYS
+
+    for key in KEYS:
+        r = client.post("/wan_api/plan", json={"settings": settings(QUICK, **{key.name: key.example})})
+        assert r.status_code == 200, (key.name, r.text)
+        if key.kind in BAD:
+            r = client.post("/wan_api/plan", json={"settings": settings(QUICK, **{key.name: BAD[key.kind]})})
+            assert r.status_code == 422 and (key.name in r.json()["error"] or "unknown model" in r.json()["error"])
 
 
 def test_models_lists_the_registry_with_local_presence(client):

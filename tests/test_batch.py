@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLE
 from PIL import Image
 
 from deforum_wan.cli.batch import format_summary
-from deforum_wan.service.batch import prepare_jobs, run_batch
 from deforum_wan.render.output import Manifest, make_timestring
-
-from conftest import EXAMPLE
+from deforum_wan.service.batch import prepare_jobs, run_batch
 
 NOW = time.mktime((2030, 1, 2, 3, 4, 5, 0, 0, -1))  # every batch here gets the same timestrings
 
@@ -176,8 +175,8 @@ def test_batch_command_here_prints_summary_and_exits_2_on_a_bad_file(settings_fi
 @pytest.mark.slow
 def test_stop_interrupts_running_jobs_which_then_resume(settings_files, reference, ray_cluster, tiny_models_dir,
                                                          tmp_path):
-    from deforum_wan.render.loop import Renderer
     from deforum_wan.config.settings import load_settings
+    from deforum_wan.render.loop import Renderer
 
     stop = {"flag": False}
 

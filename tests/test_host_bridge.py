@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
-
-from deforum_wan.webui.host_bridge import ProgressBridge
-from deforum_wan.service.jobs import JobManager
 from wan_jobs_support import SINGLE, settings, worker_env
 from wan_jobs_support import wait_for as wait_until
+
+from deforum_wan.service.jobs import JobManager
+from deforum_wan.webui.host_bridge import ProgressBridge
 
 
 class State:

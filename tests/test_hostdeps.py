@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
+
 from deforum_wan.webui import hostdeps
 from deforum_wan.webui.hostdeps import HostDepsError, choose_pins, read_requirements
 

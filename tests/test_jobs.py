@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from wan_jobs_support import LONG, QUICK, SINGLE, frames_on_disk, manifest, settings, wait_for, worker_env
 
 from deforum_wan.errors import SettingsError, WanError
+from deforum_wan.render.output import probe_video
 from deforum_wan.service.jobs import FORCE_AFTER, JobManager, JobNotFound
 from deforum_wan.service.jobstore import DatabaseLocked
-from deforum_wan.render.output import probe_video
-from wan_jobs_support import LONG, QUICK, SINGLE, frames_on_disk, manifest, settings, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,10 @@ import pytest
 
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.chain import load_backend
-from deforum_wan.backends.multigpu import (_Group, _rank_parser, request_from_json, request_to_json,
-                                           torchrun_command)
+from deforum_wan.backends.multigpu import _Group, _rank_parser, request_from_json, request_to_json, torchrun_command
+from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import BackendError, Interrupted, WanError
 from deforum_wan.models.registry import get_model
-from deforum_wan.config.settings import load_settings
 
 
 def _req(**kw):
@@ -190,9 +189,9 @@ def test_a_cpu_group_serves_several_windows_without_restarting(tiny_models_dir, 
 def test_render_with_wan_gpus_2_on_cpu_groups_matches_one_process(tiny_models_dir, tmp_path, monkeypatch):
     """A whole chained render (T2V group, then an I2V group fed the carried frame) through
     the CPU test mode gives the frames of a plain render."""
+    from conftest import EXAMPLE
     from PIL import Image
 
-    from conftest import EXAMPLE
     from deforum_wan.render.loop import Renderer
 
     _cpu_groups(monkeypatch)

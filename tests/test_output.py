@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from deforum_wan.render import output
 from deforum_wan.errors import WanError
+from deforum_wan.render import output
 from deforum_wan.render.output import FrameWriter, Manifest, VideoError
 
 TS = "20240101120000"

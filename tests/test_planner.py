@@ -3,15 +3,15 @@ import json
 import subprocess
 import sys
 
+import deforum_oracle
 import pytest
-from hypothesis import given, strategies as st
+from conftest import EXAMPLE, real_settings_files
+from hypothesis import given
+from hypothesis import strategies as st
 
-from deforum_wan.errors import SettingsError
 from deforum_wan.config.planner import make_plan
 from deforum_wan.config.settings import load_settings
-
-import deforum_oracle
-from conftest import EXAMPLE, real_settings_files
+from deforum_wan.errors import SettingsError
 
 
 def check_invariants(plan, settings):

@@ -9,16 +9,15 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import EXAMPLE
 
-from deforum_wan.config import presets
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.diffusers_backend import DiffusersBackend
+from deforum_wan.config import presets
+from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import SettingsError, WanError
 from deforum_wan.models.registry import get_model
 from deforum_wan.render.loop import Renderer
-from deforum_wan.config.settings import load_settings
-
-from conftest import EXAMPLE
 
 SMALL = {"W": 32, "H": 32, "fps": 16, "max_frames": 8, "seed": 3, "seed_behavior": "fixed", "steps": 2,
          "prompts": {"0": "a red fox --neg blur"}, "wan_model": "tiny-random", "color_coherence": "None",

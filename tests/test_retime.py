@@ -1,7 +1,8 @@
 """Streaming retime: frame counts, timing and memory for any native/output ratio."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from deforum_wan.render.retime import Retimer
 

@@ -1,15 +1,20 @@
 """Keyframe schedules, safe expressions and seeds against Deforum's behaviour."""
 import math
 
+import deforum_oracle
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from deforum_wan.config.schedule import (
-    ExprError, build_schedule, compile_expr, evaluate_number, parse_frame_key, parse_keyframes,
+    ExprError,
+    build_schedule,
+    compile_expr,
+    evaluate_number,
+    parse_frame_key,
+    parse_keyframes,
     seed_at,
 )
-
-import deforum_oracle
 
 
 def test_linear_between_numeric_keys_and_held_after_last():

@@ -1,14 +1,14 @@
 """Settings import: real Deforum files, all key variants, hostile input."""
 import json
 
-import pytest
-from hypothesis import given, strategies as st
-
-from deforum_wan.errors import SettingsError
-from deforum_wan.config.settings import load_settings, parse_settings_text, resolve_batch_name
-
 import deforum_oracle
+import pytest
 from conftest import real_settings_files
+from hypothesis import given
+from hypothesis import strategies as st
+
+from deforum_wan.config.settings import load_settings, parse_settings_text, resolve_batch_name
+from deforum_wan.errors import SettingsError
 
 
 def _prompt_text(p):

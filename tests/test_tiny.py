@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 from deforum_wan.cli.models import add_model_commands
 from deforum_wan.errors import WanError
 from deforum_wan.models.registry import MODELS
-from deforum_wan.models.weights import locate_weights
 from deforum_wan.models.tiny import MARKER, build_tiny_model, ensure_tiny_model, tiny_model_ids
+from deforum_wan.models.weights import locate_weights
 
 EXPECTED_CLASS = {
     "tiny-random": "WanPipeline",

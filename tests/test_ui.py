@@ -6,12 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE, ROOT, real_settings_files
+
 from deforum_wan.config.presets import PRESETS, resolve
 from deforum_wan.config.settings import WAN_DEFAULTS, load_settings, read_settings_file
 from deforum_wan.webui.fields import (
-    CUSTOM_SIZE, FIELDS, WAN_FIELDS, fields_to_settings, model_choices, parse_loras, settings_to_fields,
+    CUSTOM_SIZE,
+    FIELDS,
+    WAN_FIELDS,
+    fields_to_settings,
+    model_choices,
+    parse_loras,
+    settings_to_fields,
     size_choices,
 )
 

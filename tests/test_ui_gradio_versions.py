@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, real_settings_files
 
 SCRIPT = ROOT / "tests" / "gradio_version_check.py"

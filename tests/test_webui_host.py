@@ -23,7 +23,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE, ROOT
 
 pytestmark = pytest.mark.slow

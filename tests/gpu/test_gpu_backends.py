@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from deforum_wan.backends import BackendOptions, GenerateRequest, load_backend  # noqa: E402
 from deforum_wan.errors import Interrupted  # noqa: E402
-from deforum_wan.models.registry import get_model# noqa: E402
+from deforum_wan.models.registry import get_model  # noqa: E402
 from deforum_wan.models.weights import locate_weights
 
 pytestmark = [

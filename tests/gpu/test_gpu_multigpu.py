@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from deforum_wan.backends import BackendOptions, GenerateRequest, load_backend  # noqa: E402
-from deforum_wan.models.registry import get_model# noqa: E402
+from deforum_wan.models.registry import get_model  # noqa: E402
 from deforum_wan.models.weights import locate_weights
 
 pytestmark = [
@@ -55,8 +55,9 @@ def test_diffusers_context_parallel_matches_one_gpu(tiny_models_dir):
 
 def test_render_with_wan_gpus_2(tiny_models_dir, tmp_path):
     from conftest import EXAMPLE
-    from deforum_wan.render.loop import Renderer
+
     from deforum_wan.config.settings import load_settings
+    from deforum_wan.render.loop import Renderer
 
     data = json.loads(EXAMPLE.read_text())
     data.update(max_frames=24, wan_gpus=2, wan_backend="diffusers")

@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from deforum_wan.cli.bench import TARGET_CASE, TARGETS, run_bench  # noqa: E402
-from deforum_wan.models.registry import get_model# noqa: E402
+from deforum_wan.models.registry import get_model  # noqa: E402
 from deforum_wan.models.weights import locate_weights
 
 pytestmark = [

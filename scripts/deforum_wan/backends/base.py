@@ -13,15 +13,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..config.keys import CACHES, OFFLOAD_MODES
 from ..errors import WanError
 from ..models.registry import ModelSpec
-from ..config.presets import CACHES
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 StopCheck = Callable[[], bool]
 
 MODES = ("t2v", "i2v")
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 
@@ -159,7 +158,14 @@ def check_image(name: str, image, width: int, height: int) -> np.ndarray:
 
 
 def check_request(req: GenerateRequest, spec: ModelSpec, size_multiple: int | None = None) -> None:
-    """Refuse what a model cannot do, with one line the user can act on."""
+    """Refuse what a model cannot do, with one line the user can act on (every backend's
+    opening check of ``generate``)."""
+    _check_mode(req, spec)
+    _check_shape(req, spec, size_multiple or spec.size_multiple)
+    _check_inputs(req)
+
+
+def _check_mode(req: GenerateRequest, spec: ModelSpec) -> None:
     if req.mode not in MODES:
         raise WanError(f"mode must be t2v or i2v, not {req.mode!r}")
     if req.mode == "t2v" and not spec.can_t2v:
@@ -177,9 +183,11 @@ def check_request(req: GenerateRequest, spec: ModelSpec, size_multiple: int | No
         raise WanError(f"{spec.id} cannot take a last image; use an FLF2V or VACE model")
     if req.context is not None and spec.kind != "vace":
         raise WanError(f"{spec.id} cannot take several context frames; use a VACE model")
+
+
+def _check_shape(req: GenerateRequest, spec: ModelSpec, multiple: int) -> None:
     if req.num_frames < 1 or req.num_frames % 4 != 1:
         raise WanError(f"num_frames must be 4n+1 (1, 5, 9, ..., 81), not {req.num_frames}")
-    multiple = size_multiple or spec.size_multiple
     if req.width <= 0 or req.height <= 0 or req.width % multiple or req.height % multiple:
         raise WanError(f"{spec.id} needs width and height that are multiples of {multiple}, "
                        f"not {req.width}x{req.height}")
@@ -187,6 +195,9 @@ def check_request(req: GenerateRequest, spec: ModelSpec, size_multiple: int | No
         raise WanError(f"steps must be at least 1, not {req.steps}")
     if not 0 <= int(req.seed) < 2**63:
         raise WanError(f"seed must be between 0 and 2**63-1, not {req.seed}")
+
+
+def _check_inputs(req: GenerateRequest) -> None:
     for name in ("image", "last_image"):
         value = getattr(req, name)
         if value is not None:

@@ -6,13 +6,12 @@ each backend with its reason, one line each.
 """
 from __future__ import annotations
 
-from ..errors import BackendError, WanError
+from ..config.keys import BACKENDS
+from ..errors import BackendError, WanError, first_line
 from ..models.registry import ModelSpec
-from ..errors import first_line
 from .base import Backend, BackendOptions
 
-ORDER = ("official", "diffusers")
-CHOICES = ("auto",) + ORDER
+ORDER = tuple(b for b in BACKENDS if b != "auto")  # official, then diffusers
 
 Report = list[tuple[str, str]]
 
@@ -50,8 +49,8 @@ def load_backend(spec: ModelSpec, backend: str = "auto",
     options = options or BackendOptions()
     options.check()
     key = (backend or "auto").strip().lower()
-    if key not in CHOICES:
-        raise WanError(f"backend must be one of {', '.join(CHOICES)}, not {backend!r}")
+    if key not in BACKENDS:
+        raise WanError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     names = ORDER if key == "auto" else (key,)
     report: Report = []
     failures: list[str] = []

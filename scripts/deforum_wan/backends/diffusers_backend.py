@@ -17,13 +17,31 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.presets import (
+    DISTILL_GUIDANCE,
+    DISTILL_STEPS,
+    FASTEST_ATTENTION,
+    CachePlan,
+    distill_lora_names,
+    find_distill_lora,
+    plan_cache,
+)
 from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, resolve_models_dir, weights_missing_message
-from ..config.presets import (DISTILL_GUIDANCE, DISTILL_STEPS, FASTEST_ATTENTION, CachePlan, distill_lora_names,
-                       find_distill_lora, plan_cache)
-from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
-                   StopRequested, check_request, free_memory, to_pil, torch_device, torch_dtype)
+from .base import (
+    Backend,
+    BackendOptions,
+    GenerateRequest,
+    StepCallback,
+    StopCheck,
+    StopRequested,
+    check_request,
+    free_memory,
+    to_pil,
+    torch_device,
+    torch_dtype,
+)
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,17 @@ import numpy as np
 from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, weights_missing_message
-from .base import (Backend, BackendOptions, GenerateRequest, StepCallback, StopCheck,
-                   StopRequested, check_request, free_memory, to_pil)
+from .base import (
+    Backend,
+    BackendOptions,
+    GenerateRequest,
+    StepCallback,
+    StopCheck,
+    StopRequested,
+    check_request,
+    free_memory,
+    to_pil,
+)
 
 log = logging.getLogger(__name__)
 

@@ -90,8 +90,13 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
     import torch
 
     from ..backends.base import BackendOptions, GenerateRequest, to_pil, torch_device, torch_dtype
-    from ..backends.diffusers_backend import (dtype_kwargs, pipeline_classes, sibling_pipeline, vace_inputs,
-                                             weights_folder)
+    from ..backends.diffusers_backend import (
+        dtype_kwargs,
+        pipeline_classes,
+        sibling_pipeline,
+        vace_inputs,
+        weights_folder,
+    )
     from ..models.registry import get_model
 
     device = torch_device("auto")
@@ -132,8 +137,8 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
 def _render(settings: dict, outdir: str, models_dir: str | None, pool, sync: bool = False,
             on_event=None):
     """One whole render; (seconds, RenderResult)."""
-    from ..render.loop import Renderer
     from ..config.settings import load_settings
+    from ..render.loop import Renderer
 
     start = time.perf_counter()
     result = Renderer(load_settings(settings), outdir, models_dir=models_dir,
@@ -155,10 +160,10 @@ def _loop(settings: dict, outdir: str, models_dir: str | None, pool, sync: bool)
 
 def _missing_weights(settings: dict, models_dir: str | None) -> list[str]:
     """Models the render of ``settings`` needs whose weights are not on disk (tiny ones are built)."""
-    from ..models.registry import get_model
-    from ..models.weights import locate_weights
     from ..config.planner import make_plan
     from ..config.settings import load_settings
+    from ..models.registry import get_model
+    from ..models.weights import locate_weights
 
     models = sorted({w.model for w in make_plan(load_settings(settings)).windows})
     return [m for m in models if not get_model(m).tiny and locate_weights(get_model(m), models_dir) is None]

@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .batch import add_batch_command
     from .bench import add_bench_command
-    from .ui import add_ui_command
     from .models import add_model_commands
     from .render import add_render_command
+    from .ui import add_ui_command
 
     add_render_command(sub)
     add_model_commands(sub)

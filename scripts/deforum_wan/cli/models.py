@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 from ..models.registry import get_model
-
 from ..models.weights import LAYOUTS, download, registry_rows
 
 MODELS_DIR_HELP = "(default: $DEFORUM_WAN_MODELS_DIR or ~/.cache/deforum-wan/models)"

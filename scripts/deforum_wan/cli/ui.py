@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .args import add_output_args
 
+
 def add_ui_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("ui", help="serve the Wan tab and the /wan_api routes in a browser")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -40,8 +41,8 @@ def build_app(manager, *, outdir: str | os.PathLike):
     from fastapi import FastAPI
 
     from ..service.api import mount_api
-    from ..webui.tab import CSS, build_ui
     from ..webui.gradio_compat import GRADIO_MAJOR, component_kwargs
+    from ..webui.tab import CSS, build_ui
 
     demo = build_ui(manager)
     demo.queue()  # gradio 3 polls with every=, which needs the queue
@@ -56,8 +57,8 @@ def build_app(manager, *, outdir: str | os.PathLike):
 def cmd_ui(args) -> int:
     import uvicorn
 
-    from ..service.jobs import JobManager
     from ..render.loop import check_outdir
+    from ..service.jobs import JobManager
     from ..webui.gradio_compat import component_kwargs
 
     check_outdir(args.outdir)  # fail in seconds on an unusable folder

@@ -203,3 +203,12 @@ def preset_overrides(read: dict[str, Any]) -> dict:
             continue
         out[key.preset_field] = value
     return out
+
+
+def markdown_table() -> str:
+    """The README's table of Wan keys (a test holds the README to it)."""
+    rows = ["| key | default | meaning | tab field |", "|---|---|---|---|"]
+    for k in KEYS:
+        default = k.readme_default if k.shown_default else f"`{k.readme_default}`"
+        rows.append(f"| `{k.name}` | {default} | {k.help} | {k.field or '—'} |")
+    return "\n".join(rows)

@@ -22,16 +22,13 @@ Why each preset holds what it holds (published numbers; see README "Speed preset
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import WanError
+from .keys import BY_NAME, CACHES, DEFAULT_PRESET, OFFLOAD_MODES, PRESETS  # noqa: F401 (the vocabulary's home)
+from .schedule import ExprError
 
-PRESETS = ("quality", "balanced", "fast", "low-vram")
-DEFAULT_PRESET = "quality"
-CACHES = ("none", "first_block", "taylorseer", "mag", "faster")
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
 # "fastest": SageAttention, then flash-attention, then PyTorch SDPA, whichever loads first.
 FASTEST_ATTENTION = "fastest"
 
@@ -64,17 +61,16 @@ TABLE: dict[str, Preset] = {p.name: p for p in [
            offload="group", vae_tiling=True),
 ]}
 
-# BackendOptions fields a preset sets, and the settings key that overrides each.
+# BackendOptions fields a preset sets (each overridden by the key whose preset_field it is).
 FIELDS = ("cache", "cache_threshold", "compile", "layerwise_fp8", "offload", "vae_tiling",
           "attention", "distill_lora")
-SETTINGS_KEYS = {f"wan_{name}": name for name in FIELDS}
 
 
 def get_preset(name: str | None) -> Preset:
-    key = (name or DEFAULT_PRESET).strip().lower().replace("_", "-")
-    if key not in TABLE:
-        raise WanError(f"wan_preset must be one of {', '.join(PRESETS)}, not {name!r}")
-    return TABLE[key]
+    try:
+        return TABLE[BY_NAME["wan_preset"].read(name)]
+    except ExprError as exc:
+        raise WanError(str(exc)) from None
 
 
 def resolve(preset: str | None, overrides: dict | None = None) -> dict:
@@ -87,68 +83,6 @@ def resolve(preset: str | None, overrides: dict | None = None) -> dict:
         fields[name] = value
     fields["preset"] = p.name
     return fields
-
-
-def _flag(value, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise WanError(f"{key} must be true or false, got {value!r}")
-
-
-def explicit_overrides(raw: dict, *, offload: str = "none", vae_tiling: bool = False,
-                       attention: str = "auto") -> dict:
-    """Validated preset fields the settings set explicitly.
-
-    A key overrides the preset when it is present and not its default: the keys that
-    existed before presets (``wan_offload``, ``wan_vae_tiling``, ``wan_attention``) are
-    written back with their defaults and sent by UIs that always send every field, so
-    their default values mean "no opinion". ``offload``/``vae_tiling``/``attention`` are
-    those keys as settings.py already validated them.
-    """
-    out: dict = {}
-    if offload != "none":
-        out["offload"] = offload
-    if vae_tiling:
-        out["vae_tiling"] = True
-    if str(attention).strip().lower() not in ("", "auto", "default"):
-        out["attention"] = str(attention).strip()
-    value = raw.get("wan_cache")
-    if value not in (None, ""):
-        text = str(value).strip().lower().replace("-", "_")
-        if text not in CACHES:
-            raise WanError(f"wan_cache must be one of {', '.join(CACHES)}, got {value!r}")
-        out["cache"] = text
-    value = raw.get("wan_cache_threshold")
-    if value not in (None, ""):
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number) or not 0 < number <= 10:
-            raise WanError(f"wan_cache_threshold must be a number in (0, 10], got {value!r}")
-        out["cache_threshold"] = number
-    for key in ("wan_compile", "wan_layerwise_fp8"):
-        value = raw.get(key)
-        if value not in (None, ""):
-            out[SETTINGS_KEYS[key]] = _flag(value, key)
-    value = raw.get("wan_distill_lora")
-    if value not in (None, ""):
-        if isinstance(value, bool):
-            value = "auto" if value else "off"
-        text = str(value).strip()
-        if text.lower() in ("auto", "off"):
-            text = text.lower()
-        elif not text.endswith(".safetensors"):
-            raise WanError(f"wan_distill_lora must be auto, off or a .safetensors file, got {value!r}")
-        out["distill_lora"] = text
-    return out
 
 
 # --- caches ------------------------------------------------------------------------------

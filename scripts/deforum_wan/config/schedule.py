@@ -14,7 +14,6 @@ import random
 import re
 from dataclasses import dataclass
 
-
 MAX_EXPR_LEN = 1000
 MAX_EXPR_NODES = 200
 MAX_ABS_EXPONENT = 64
@@ -110,23 +109,11 @@ def _eval(node: ast.AST, names: dict[str, float]) -> float:
             return _CONSTS[node.id]
         raise ExprError(f"name {node.id!r} has no value here")
     if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, names), _eval(node.right, names)
-        if isinstance(node.op, ast.Pow) and (abs(right) > MAX_ABS_EXPONENT or abs(left) > MAX_ABS_VALUE):
-            raise ExprError(f"exponent {right} is too large")
-        try:
-            return _BINOPS[type(node.op)](left, right)
-        except (ZeroDivisionError, OverflowError, ValueError, TypeError) as exc:
-            raise ExprError(f"arithmetic error: {exc}") from None
+        return _binop(node, names)
     if isinstance(node, ast.UnaryOp):
         return _UNARY[type(node.op)](_eval(node.operand, names))
     if isinstance(node, ast.Compare):
-        left = _eval(node.left, names)
-        for op, comp in zip(node.ops, node.comparators):
-            right = _eval(comp, names)
-            if not _CMP[type(op)](left, right):
-                return 0
-            left = right
-        return 1
+        return _compare(node, names)
     if isinstance(node, ast.BoolOp):
         values = [_eval(v, names) for v in node.values]
         return int(all(values) if isinstance(node.op, ast.And) else any(values))
@@ -139,6 +126,26 @@ def _eval(node: ast.AST, names: dict[str, float]) -> float:
         except (ValueError, TypeError, OverflowError) as exc:
             raise ExprError(f"{node.func.id}(): {exc}") from None
     raise ExprError(f"{type(node).__name__} is not allowed")  # unreachable after compile_expr
+
+
+def _binop(node: ast.BinOp, names: dict[str, float]) -> float:
+    left, right = _eval(node.left, names), _eval(node.right, names)
+    if isinstance(node.op, ast.Pow) and (abs(right) > MAX_ABS_EXPONENT or abs(left) > MAX_ABS_VALUE):
+        raise ExprError(f"exponent {right} is too large")
+    try:
+        return _BINOPS[type(node.op)](left, right)
+    except (ZeroDivisionError, OverflowError, ValueError, TypeError) as exc:
+        raise ExprError(f"arithmetic error: {exc}") from None
+
+
+def _compare(node: ast.Compare, names: dict[str, float]) -> int:
+    left = _eval(node.left, names)
+    for op, comp in zip(node.ops, node.comparators):
+        right = _eval(comp, names)
+        if not _CMP[type(op)](left, right):
+            return 0
+        left = right
+    return 1
 
 
 def evaluate_number(text, **names: float) -> float:

@@ -1,6 +1,6 @@
 """Deforum settings file (or dict) -> validated ``RenderSettings``.
 
-Reads what real Deforum files hold (see DESIGN.md, "Deforum settings"): Deforum's
+Reads what real Deforum files hold (README, "Settings"): Deforum's
 defaults for missing keys, the legacy ``animation_prompts``, ``--neg``, the
 positive/negative prompt fields, keys that are expressions, Deforum's own
 deprecated keys, and our ``wan_*`` keys. Unknown keys are kept and written back,
@@ -9,7 +9,6 @@ so a settings file round-trips through this tool and through Deforum.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import re
@@ -18,12 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError, WanError
-from ..models.registry import DEFAULT_MODEL, ModelSpec, get_model
-from .presets import OFFLOAD_MODES, explicit_overrides, get_preset
-from .schedule import (
-    SEED_BEHAVIORS, MAX_SEED, ExprError, Schedule, build_schedule, evaluate_number,
-    parse_frame_key,
+from ..models.registry import ModelSpec, get_model
+from . import values
+from .keys import (  # noqa: F401
+    BACKENDS,
+    COLOR_MODES,
+    KEYS,
+    OFFLOAD_MODES,
+    RETIME_MODES,
+    WAN_ALIASES,
+    WAN_DEFAULTS,
+    preset_overrides,
+    read_all,
 )
+from .schedule import MAX_SEED, SEED_BEHAVIORS, ExprError, Schedule, build_schedule, parse_frame_key
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # real run-saved files reach ~1 MB (per-frame schedules)
 TIMESTRING_RE = re.compile(r"^\d{14}\Z")  # \Z: "$" would also accept a trailing newline
@@ -40,39 +47,6 @@ DEFORUM_DEFAULTS: dict[str, Any] = {
     "skip_video_creation": False, "resume_from_timestring": False,
     "resume_timestring": "", "prompts": {"0": ""},
 }
-
-# Our keys; they live in the same file so it re-imports.
-WAN_DEFAULTS: dict[str, Any] = {
-    "wan_model": DEFAULT_MODEL,
-    "wan_continue_model": "",  # "" = the model's documented I2V partner
-    "wan_backend": "auto",
-    "wan_clip_duration": 0.0,  # seconds per window; 0 = the model's full window
-    "wan_overlap": 4,  # native frames crossfaded between chained windows
-    "wan_motion_strength": 1.0,  # multiplies the flow shift; 1 = model default
-    "wan_retime": "blend",
-    "wan_guidance_2": None,  # second expert's guidance (Wan2.2 A14B); None = model default
-    "wan_shift": None,  # None = model default
-    "wan_offload": "none",
-    "wan_vae_tiling": False,
-    "wan_dtype": "auto",
-    "wan_attention": "auto",
-    # Speed/memory preset (presets.py) and the keys that override it; None = the preset's value.
-    "wan_preset": "quality",
-    "wan_cache": None,  # none | first_block | taylorseer | mag | faster
-    "wan_cache_threshold": None,
-    "wan_compile": None,
-    "wan_layerwise_fp8": None,
-    "wan_distill_lora": None,  # auto | off | path to a step-distilled LoRA
-    "wan_loras": [],
-    "wan_write_srt": False,
-    "wan_gpus": 1,  # GPUs for one clip (torchrun: FSDP + sequence parallel); 1 = this process
-}
-# Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).
-WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}
-
-RETIME_MODES = ("blend", "flow", "nearest", "native")
-COLOR_MODES = ("None", "LAB", "HSV", "RGB")
-BACKENDS = ("auto", "official", "diffusers")
 
 # Deforum's deprecation_utils: renamed keys and replaced values.
 _RENAMED = {"flip_2d_perspective": "enable_perspective_flip",
@@ -147,6 +121,21 @@ class RenderSettings:
             out.setdefault(key, WAN_DEFAULTS[key])
         out["wan_model"] = self.model.id
         return out
+
+
+def init_image_of(raw: dict) -> str | None:
+    """The init image these settings use (``use_init`` on and a file named), else None."""
+    image = raw.get("init_image")
+    if _bool(raw.get("use_init", DEFORUM_DEFAULTS["use_init"])) and image not in (None, "", "None"):
+        return str(image)
+    return None
+
+
+def soundtrack_of(raw: dict) -> str | None:
+    """The soundtrack file these settings use (``add_soundtrack`` "File" and a path), else None."""
+    if str(raw.get("add_soundtrack", DEFORUM_DEFAULTS["add_soundtrack"])) == "File" and raw.get("soundtrack_path"):
+        return str(raw["soundtrack_path"])
+    return None
 
 
 def read_settings_file(path: str | os.PathLike) -> dict:
@@ -226,9 +215,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
         warnings.append("'width'/'height' are not Deforum keys; Deforum uses W/H (512x512 here)")
     max_frames = _int(get("max_frames"), "max_frames", 1, 100_000)
     fps = _number(get("fps"), "fps", 1, 240)
-    model = get_model(str(get("wan_model")))
-    cont_id = str(get("wan_continue_model") or "")
-    continue_model = get_model(cont_id) if cont_id else None
+    model = get_model(str(get("wan_model")))  # read early: the size rules are the model's
     W = _size(get("W"), "W", model, warnings)
     H = _size(get("H"), "H", model, warnings)
 
@@ -265,13 +252,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
         warnings.append(f"color_coherence {color!r} is not available for Wan; using None")
         color = "None"
 
-    init_image = None
-    if _bool(get("use_init")) and get("init_image") not in (None, "", "None"):
-        init_image = str(get("init_image"))
-    soundtrack = None
-    if str(get("add_soundtrack")) == "File" and get("soundtrack_path"):
-        soundtrack = str(get("soundtrack_path"))
-    elif str(get("add_soundtrack")) not in ("None", "File"):
+    init_image, soundtrack = init_image_of(raw), soundtrack_of(raw)
+    if str(get("add_soundtrack")) not in ("None", "File"):
         warnings.append(f"add_soundtrack {get('add_soundtrack')!r} is not supported; no soundtrack")
 
     resume = None
@@ -280,20 +262,11 @@ def _validate(data: dict, label: str) -> RenderSettings:
         if not TIMESTRING_RE.match(resume):
             raise ExprError(f"resume_timestring must be 14 digits (YYYYmmddHHMMSS), got {resume!r}")
 
-    backend = _choice(get("wan_backend"), "wan_backend", BACKENDS)
-    retime = _choice(get("wan_retime"), "wan_retime", RETIME_MODES)
-    offload = _choice(get("wan_offload"), "wan_offload", OFFLOAD_MODES)
-    clip_duration = _number(get("wan_clip_duration"), "wan_clip_duration", 0, 3600)
-    overlap = _int(get("wan_overlap"), "wan_overlap", 0, 64)
-    motion = _number(get("wan_motion_strength"), "wan_motion_strength", 0.05, 10)
-    g2 = get("wan_guidance_2")
-    guidance_2 = None if g2 in (None, "") else _number(g2, "wan_guidance_2", 0, 100)
-    sh = get("wan_shift")
-    shift = None if sh in (None, "") else _number(sh, "wan_shift", 0.1, 100)
-    preset = get_preset(get("wan_preset")).name
-    vae_tiling, attention = _bool(get("wan_vae_tiling")), str(get("wan_attention"))
-    speed = explicit_overrides(raw, offload=offload, vae_tiling=vae_tiling, attention=attention)
-    gpus = _int(get("wan_gpus"), "wan_gpus", 1, 64)
+    wan = read_all(get)
+    model = get_model(wan["wan_model"])
+    cont_id = wan["wan_continue_model"]
+    attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
+    attrs.update(model=model, continue_model=get_model(cont_id) if cont_id else None)
 
     return RenderSettings(
         source=label, raw=raw, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -301,12 +274,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
         seed_schedule=seed_schedule, cfg=cfg, steps=steps, steps_schedule=steps_schedule,
         prompts=prompts, batch_name=batch_name, color_coherence=color, init_image=init_image,
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
-        resume_timestring=resume, model=model, continue_model=continue_model, backend=backend,
-        clip_duration=clip_duration, overlap=overlap, motion_strength=motion, retime=retime,
-        guidance_2=guidance_2, shift=shift, offload=offload, vae_tiling=vae_tiling,
-        dtype=str(get("wan_dtype")), attention=attention,
-        loras=_loras(get("wan_loras")), write_srt=_bool(get("wan_write_srt")), gpus=gpus,
-        preset=preset, speed_overrides=speed, warnings=warnings,
+        resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings, **attrs,
     )
 
 
@@ -443,41 +411,9 @@ def _batch_template(value) -> str:
     return text
 
 
-def _loras(value) -> list[tuple[str, float]]:
-    if value in (None, "", []):
-        return []
-    if not isinstance(value, list):
-        raise ExprError("wan_loras must be a list of {\"path\": ..., \"weight\": ...}")
-    out = []
-    for item in value:
-        if isinstance(item, str):
-            out.append((item, 1.0))
-        elif isinstance(item, dict) and isinstance(item.get("path"), str):
-            out.append((item["path"], _number(item.get("weight", 1.0), "wan_loras weight", -10, 10)))
-        else:
-            raise ExprError(f"wan_loras entry {item!r} needs a 'path'")
-    return out
+# --- scalar helpers (one definition each: config.values) ---------------------------------
 
-
-# --- scalar helpers (Deforum files hold numbers as numbers, strings or expressions) ----
-
-def _number(value, key: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ExprError(f"{key} must be a number, got {value!r}")
-    try:
-        number = float(evaluate_number(str(value).strip()) if isinstance(value, str) else value)
-    except (ExprError, TypeError, ValueError):
-        raise ExprError(f"{key} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise ExprError(f"{key} must be between {lo:g} and {hi:g}, got {value!r}")
-    return number
-
-
-def _int(value, key: str, lo: int, hi: int) -> int:
-    number = _number(value, key, lo, hi)
-    if number != int(number):
-        raise ExprError(f"{key} must be a whole number, got {value!r}")
-    return int(number)
+_number, _int, _bool, _text = values.number, values.whole, values.truthy, values.text
 
 
 def _size(value, key: str, model: ModelSpec, warnings: list[str]) -> int:
@@ -487,27 +423,3 @@ def _size(value, key: str, model: ModelSpec, warnings: list[str]) -> int:
         warnings.append(f"{key}={size} is not a multiple of {model.size_multiple} ({model.id});"
                         f" rounded down to {rounded}")
     return rounded
-
-
-def _bool(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
-
-
-def _text(value, key: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise ExprError(f"{key} must be text, got {type(value).__name__}")
-    return value
-
-
-def _choice(value, key: str, options: tuple[str, ...]) -> str:
-    text = str(value).strip().lower() if value is not None else ""
-    for option in options:
-        if text == option.lower():
-            return option
-    raise ExprError(f"{key} must be one of {', '.join(options)}, got {value!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config.settings import COLOR_MODES
+from ..config.keys import COLOR_MODES
 
 
 def _template_cdf(template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

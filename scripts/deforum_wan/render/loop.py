@@ -22,15 +22,15 @@ from typing import Callable
 
 import numpy as np
 
-from . import output
-from .color import to_uint8
 from .. import events
 from ..backends.pool import BackendPool
+from ..config.planner import ClipPlan, Window, make_plan
+from ..config.settings import TIMESTRING_RE, RenderSettings, load_settings, resolve_batch_name
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
-from ..config.planner import ClipPlan, Window, make_plan
+from . import output
+from .color import to_uint8
 from .retime import Retimer
-from ..config.settings import TIMESTRING_RE, RenderSettings, load_settings, resolve_batch_name
 
 EventSink = Callable[[dict], None]
 # A warm worker keeps both models of a T2V -> I2V chain loaded when their weights
@@ -414,7 +414,7 @@ class Renderer:
         if self.pool is not None:
             self.pool.put(key, backend)
         self.report.extend(report)
-        self.emit("loaded", model=model_id, backend=backend.name,
+        self.emit("loaded", model=model_id, backend=backend.name, warm=False,
                   report=[list(r) for r in report], notes=list(getattr(backend, "notes", [])))
         return backend
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..config.settings import MAX_FILE_BYTES, init_image_of, soundtrack_of
 from ..errors import SettingsError, WanError
-from .jobstore import JobNotFound
 from ..models.weights import registry_rows, resolve_models_dir
-from ..config.settings import MAX_FILE_BYTES, _bool
+from .jobstore import JobNotFound
 
 PREFIX = "/wan_api"
 MAX_BODY_BYTES = MAX_FILE_BYTES + 1024 * 1024  # one settings file and its wrapping
@@ -89,12 +89,9 @@ def _settings_of(item: object, where: str) -> tuple[str, dict]:
 def _confine_input_files(settings: dict, root: Path, where: str) -> None:
     """A request may only read input files (init image, soundtrack) from the output
     folder, never arbitrary files of the server; relative names are taken from there."""
-    # Read the flags as load_settings does ("1", "yes", 1 enable an init image too).
-    wanted = {"init_image": _bool(settings.get("use_init")),
-              "soundtrack_path": str(settings.get("add_soundtrack")) == "File"}
-    for key, active in wanted.items():
-        value = settings.get(key)
-        if not active or value in (None, "", "None") or "://" in str(value):
+    # The files the render will read, by the rules load_settings reads them with.
+    for key, value in (("init_image", init_image_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
+        if value is None or "://" in value:
             continue  # unused, or a URL (refused with its own message at render time)
         path = Path(str(value))
         found = _inside(str(path if path.is_absolute() else root / path), root.resolve())
@@ -153,7 +150,7 @@ def _inside(path: str | None, root: Path) -> Path | None:
     return p if p.is_file() else None
 
 
-def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:
+def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:  # noqa: C901 (one nested handler per route)
     """Add the routes to ``app``. Mounting again (a UI reload) replaces the old ones.
 
     ``dependencies``: FastAPI ``Depends(...)`` list applied to every route (e.g. the

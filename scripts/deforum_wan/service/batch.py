@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..render import output
 from .. import events
 from ..backends.pool import BackendPool
-from ..errors import Interrupted, WanError, first_line
 from ..config.settings import load_settings, resolve_batch_name
+from ..errors import Interrupted, WanError, first_line
+from ..render import output
 
 EventCallback = Callable[["Job", dict], None]
 # Renderer events the actors forward to the driver (the rest stay on the worker).
@@ -271,6 +271,32 @@ class RenderActor:
                        pool=self.pool, on_event=on_event, should_stop=lambda: self.stopping)
 
 
+def _connect(ray, address: str | None, init_kwargs: dict | None) -> bool:
+    """Join ``address`` or start a local cluster; False when the caller's session is used."""
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # Only settings and small results cross the object store; Ray's floor is 75 MB.
+        ray.init(**{"include_dashboard": False, "log_to_driver": False,
+                    "object_store_memory": 100 * 2**20, **(init_kwargs or {})})
+    return True
+
+
+def _actor_shape(cluster_gpus: int, jobs: list[Job], progress: Tracker, gpus_per_actor: int,
+                 actors: int | None) -> tuple[int, int]:
+    """(GPUs per actor, actors); a job that needs more GPUs than an actor has fails here."""
+    if not cluster_gpus:  # CPU-only cluster (tests, trying it out): one CPU per actor
+        progress.note("note: the Ray cluster has no GPUs; rendering on CPU actors")
+        return 0, actors or 1
+    for job in jobs:
+        if job.status == "queued" and job.gpus > gpus_per_actor:
+            progress.finish(job, {"status": "failed", "error": f"wan_gpus={job.gpus} needs "
+                                  f"--gpus-per-actor {job.gpus} (actors have {gpus_per_actor})"})
+    return gpus_per_actor, actors or max(1, cluster_gpus // gpus_per_actor)
+
+
 def run_ray(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: str | None = None,
             backend: str | None = None, address: str | None = None, gpus_per_actor: int = 1,
             actors: int | None = None, retries: int = 2, init_kwargs: dict | None = None,
@@ -280,28 +306,12 @@ def run_ray(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: str 
     ray = import_ray()
     from ray.util.queue import Queue
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            # Only settings and small results cross the object store; Ray's floor is 75 MB.
-            ray.init(**{"include_dashboard": False, "log_to_driver": False,
-                        "object_store_memory": 100 * 2**20, **(init_kwargs or {})})
+    started_here = _connect(ray, address, init_kwargs)
     retryable = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                  ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
     try:
-        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
-        if cluster_gpus:
-            num_gpus = gpus_per_actor
-            count = actors or max(1, cluster_gpus // gpus_per_actor)
-            for job in jobs:
-                if job.status == "queued" and job.gpus > gpus_per_actor:
-                    progress.finish(job, {"status": "failed", "error": f"wan_gpus={job.gpus} needs "
-                                          f"--gpus-per-actor {job.gpus} (actors have {gpus_per_actor})"})
-        else:  # CPU-only cluster (tests, trying it out): one CPU per actor
-            num_gpus, count = 0, actors or 1
-            progress.note("note: the Ray cluster has no GPUs; rendering on CPU actors")
+        num_gpus, count = _actor_shape(int(ray.cluster_resources().get("GPU", 0)), jobs, progress,
+                                       gpus_per_actor, actors)
         queued = [job for job in jobs if job.status == "queued"]
         if not queued:
             return

@@ -28,10 +28,10 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from .. import events
+from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
 from ..errors import SettingsError, WanError, describe_error
 from .jobstore import FINISHED, JobNotFound, JobStore, empty_progress
-from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
-
 from .worker_client import WorkerExited, WorkerProcess, exit_description
 
 __all__ = ["JobManager", "JobNotFound", "FINISHED"]
@@ -89,7 +89,7 @@ class JobManager:
             self._paused = False  # queuing is "Generate": it also restarts a paused queue
             self._wake.notify_all()
         for job_id in ids:
-            self._publish({"event": "job_queued", "job": job_id})
+            self._publish(events.make("job_queued", job=job_id))
         return ids
 
     def resume(self, job_id: str) -> str:
@@ -135,7 +135,7 @@ class JobManager:
         """A queued job is cancelled; a running one is stopped at the next step (frames kept)."""
         self.store.get(job_id)  # JobNotFound for an unknown id
         if self.store.set_status_if(job_id, "queued", "cancelled", finished=time.time()):
-            self._publish({"event": "job_cancelled", "job": job_id})
+            self._publish(events.make("job_cancelled", job=job_id))
             return True
         return self._stop(job_id)
 
@@ -146,7 +146,7 @@ class JobManager:
                 return False
             self._paused = True
             current = self._current
-        self._publish({"event": "queue_paused"})
+        self._publish(events.make("queue_paused"))
         return self._stop(current)
 
     def skip(self) -> bool:
@@ -268,7 +268,7 @@ class JobManager:
         if closing:  # claimed as shutdown began: leave it for the next start
             self.store.update(job_id, status="queued", started=None)
             return
-        self._publish({"event": "job_running", "job": job_id})
+        self._publish(events.make("job_running", job=job_id))
         if stopped or self.before_job is None:
             self._run_job(job)
             return
@@ -303,7 +303,7 @@ class JobManager:
             return
         if stopped:
             self._finish(job_id, "cancelled", message="stopped before it started")
-            self._publish({"event": "job_done", "job": job_id, "status": "cancelled"})
+            self._publish(events.make("job_done", job=job_id, status="cancelled"))
             return
         try:
             worker = self._ensure_worker()
@@ -385,7 +385,7 @@ class JobManager:
     def _fail(self, job_id: str, message: str, **extra) -> None:
         """Mark failed and tell subscribers (failures the worker did not report itself)."""
         self._finish(job_id, "failed", error=message, message=message)
-        self._publish({"event": "job_error", "job": job_id, "message": message, **extra})
+        self._publish(events.make("job_error", job=job_id, message=message, **extra))
 
     def _worker_died(self, job_id: str, worker: WorkerProcess) -> None:
         code = worker.proc.wait()
@@ -400,7 +400,7 @@ class JobManager:
             kept = f"; its frames are kept in {job['run_dir']}" if job["run_dir"] else ""
             self._finish(job_id, "interrupted" if job["run_dir"] else "cancelled",
                          message=f"stopped by force (the worker did not stop in time and was killed){kept}")
-            self._publish({"event": "job_done", "job": job_id, "status": self.store.get(job_id)["status"]})
+            self._publish(events.make("job_done", job=job_id, status=self.store.get(job_id)["status"]))
             return
         if closing:  # the worker was stopped by shutdown(): resumable, or simply still queued
             if job["run_dir"]:

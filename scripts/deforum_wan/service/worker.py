@@ -28,13 +28,13 @@ import queue
 import signal
 import sys
 import threading
-import time
 import traceback
 from typing import IO
 
+from .. import events
 from ..backends.pool import BackendPool
-from ..errors import Interrupted, WanError, describe_error, find_out_of_memory, one_line
 from ..config.settings import TIMESTRING_RE
+from ..errors import Interrupted, WanError, describe_error, find_out_of_memory, one_line
 
 PROTOCOL = 1
 
@@ -55,8 +55,7 @@ class Worker:
 
     # --- events out ----------------------------------------------------------------
     def emit(self, event: str, **data) -> None:
-        line = json.dumps({"event": event, "time": round(time.time(), 3), **data},
-                          ensure_ascii=False, default=str)
+        line = json.dumps(events.make(event, **data), ensure_ascii=False, default=str)
         self._write(line)
 
     def forward(self, job: str, event: dict) -> None:
@@ -173,8 +172,8 @@ class Worker:
                 self.drop_cache()
 
     def _renderer(self, cmd: dict, on_event):
-        from ..render.loop import Renderer, check_outdir
         from ..config.settings import load_settings
+        from ..render.loop import Renderer, check_outdir
 
         settings = cmd.get("settings")
         if not isinstance(settings, dict):

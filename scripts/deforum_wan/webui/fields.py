@@ -11,40 +11,38 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..config.keys import COLOR_MODES, DEFAULT_PRESET, KEYS, PRESETS, WAN_ALIASES, WAN_DEFAULTS, Key
+from ..config.schedule import SEED_BEHAVIORS
+from ..config.settings import (  # fields read values exactly as load_settings does
+    _COLOR_LEGACY,
+    DEFORUM_DEFAULTS,
+    init_image_of,
+    soundtrack_of,
+)
+from ..config.values import match_choice, truthy
 from ..errors import SettingsError
 from ..models.registry import DEFAULT_MODEL, MODELS, get_model
-from ..config.presets import DEFAULT_PRESET, PRESETS
-from ..config.schedule import SEED_BEHAVIORS
-from ..config.settings import (  # _bool, _COLOR_LEGACY: fields read values exactly as load_settings does
-    _COLOR_LEGACY, BACKENDS, COLOR_MODES, DEFORUM_DEFAULTS, OFFLOAD_MODES, RETIME_MODES, WAN_ALIASES,
-    WAN_DEFAULTS, _bool,
-)
 
-DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 CUSTOM_SIZE = "custom"
 
-# Field name -> the settings key it edits. Fields whose value lives in two keys
-# (init_image: use_init + init_image, soundtrack: add_soundtrack + soundtrack_path,
-# prompts: prompts / animation_prompts) are handled by name below.
-FIELD_KEYS: dict[str, str] = {
-    "model": "wan_model", "backend": "wan_backend",
-    "width": "W", "height": "H", "fps": "fps", "frames": "max_frames",
-    "clip_duration": "wan_clip_duration", "steps": "steps", "cfg": "cfg_scale_schedule",
-    "guidance_2": "wan_guidance_2", "seed": "seed", "seed_behavior": "seed_behavior",
-    "seed_iter_n": "seed_iter_N", "overlap": "wan_overlap",
-    "motion_strength": "wan_motion_strength", "color_coherence": "color_coherence",
-    "retime": "wan_retime", "offload": "wan_offload", "vae_tiling": "wan_vae_tiling",
-    "dtype": "wan_dtype", "preset": "wan_preset", "gpus": "wan_gpus", "loras": "wan_loras",
-    "prompts": "prompts",
+# The Wan keys' fields, from the key table: field name -> key.
+WAN_KEY_FIELDS: dict[str, Key] = {k.field: k for k in KEYS if k.field}
+# Field name -> the settings key it edits: Deforum's keys, then the Wan keys. Fields whose
+# value lives in two keys (init_image: use_init + init_image, soundtrack: add_soundtrack +
+# soundtrack_path, prompts: prompts / animation_prompts) are handled by name below.
+_DEFORUM_FIELDS: dict[str, str] = {
+    "width": "W", "height": "H", "fps": "fps", "frames": "max_frames", "steps": "steps",
+    "cfg": "cfg_scale_schedule", "seed": "seed", "seed_behavior": "seed_behavior",
+    "seed_iter_n": "seed_iter_N", "color_coherence": "color_coherence", "prompts": "prompts",
     "positive": "animation_prompts_positive", "negative": "animation_prompts_negative",
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
 }
+FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
-# Fields that configure Wan rather than describe the animation: applied to every file of
-# an imported batch (each file keeps its own prompts, frames, size, seed, ...).
-WAN_FIELDS: tuple[str, ...] = ("model", "backend", "clip_duration", "guidance_2", "overlap",
-                               "motion_strength", "retime", "offload", "vae_tiling", "dtype",
-                               "preset", "gpus", "loras")
+# Fields that configure Wan rather than describe the animation (every Wan key's field):
+# applied to every file of an imported batch (each file keeps its own prompts, frames, ...).
+WAN_FIELDS: tuple[str, ...] = tuple(WAN_KEY_FIELDS)
+_NUMBER_FIELDS = ("width", "height", "fps", "frames", "steps", "seed", "seed_iter_n")
 
 
 def _get(settings: dict, key: str) -> Any:
@@ -71,8 +69,38 @@ def _number(value: Any) -> float | int | None:
 
 
 def _choice(value: Any, options: tuple[str, ...], default: str) -> str:
-    text = str(value).strip().lower() if value is not None else ""
-    return next((o for o in options if o.lower() == text), default)
+    return match_choice(value, options) or default
+
+
+def _shown(key: Key, value: Any) -> Any:
+    """A Wan key's value as its field shows it (by the key's kind)."""
+    if key.kind == "model":
+        return model_id(value)
+    if key.kind == "preset":
+        return preset_name(value)
+    if key.kind == "loras":
+        return loras_text(value)
+    if key.kind == "flag":
+        return truthy(value)
+    if key.kind in ("choice", "text") and key.choices:
+        return _choice(value, key.choices, key.default)
+    if key.optional:  # a number the model supplies when empty
+        return "" if value in (None, "") else str(value)
+    return _number(value) if _number(value) is not None else key.default
+
+
+def _normalized(key: Key, value: Any) -> Any:
+    """A field value handed by gradio (floats, labels...) as ``_shown`` would show it."""
+    if key.kind == "loras":
+        return loras_text(parse_loras(value))
+    if key.kind in ("model", "preset", "flag"):
+        return _shown(key, value)
+    if key.kind in ("choice", "text"):
+        return str(value or "").strip()
+    if key.optional:
+        return "" if value is None else str(value).strip()
+    number = _number(value)
+    return number if number is not None else value
 
 
 def preset_name(value: Any) -> str:
@@ -176,19 +204,6 @@ def normalize_cfg(text: Any) -> str:
         return text
 
 
-def _init_image(settings: dict) -> str:
-    image = settings.get("init_image")
-    if _bool(_get(settings, "use_init")) and image not in (None, "", "None"):
-        return str(image)
-    return ""
-
-
-def _soundtrack(settings: dict) -> str:
-    if str(_get(settings, "add_soundtrack")) == "File":
-        return str(settings.get("soundtrack_path") or "")
-    return ""
-
-
 def _prompts(settings: dict) -> Any:
     legacy = settings.get("animation_prompts")
     return legacy if legacy not in (None, "") else _get(settings, "prompts")
@@ -199,61 +214,39 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
     s = settings
     color = str(_get(s, "color_coherence"))
     color = _COLOR_LEGACY.get(color, color)
-    g2 = _get(s, "wan_guidance_2")
     return {
-        "model": model_id(_get(s, "wan_model")),
-        "backend": _choice(_get(s, "wan_backend"), BACKENDS, "auto"),
         "width": _number(_get(s, "W")) or DEFORUM_DEFAULTS["W"],
         "height": _number(_get(s, "H")) or DEFORUM_DEFAULTS["H"],
         "fps": _number(_get(s, "fps")),
         "frames": _number(_get(s, "max_frames")),
-        "clip_duration": _number(_get(s, "wan_clip_duration")) or 0,
         "steps": _number(_get(s, "steps")),
         "cfg": cfg_text(_get(s, "cfg_scale_schedule")),
-        "guidance_2": "" if g2 in (None, "") else str(g2),
         "seed": _number(_get(s, "seed")),
         "seed_behavior": _choice(_get(s, "seed_behavior"), SEED_BEHAVIORS, "iter"),
         "seed_iter_n": _number(_get(s, "seed_iter_N")),
-        "overlap": _number(_get(s, "wan_overlap")),
-        "motion_strength": _number(_get(s, "wan_motion_strength")),
         "color_coherence": color if color in COLOR_MODES else "None",
-        "retime": _choice(_get(s, "wan_retime"), RETIME_MODES, "blend"),
-        "offload": _choice(_get(s, "wan_offload"), OFFLOAD_MODES, "none"),
-        "vae_tiling": _bool(_get(s, "wan_vae_tiling")),
-        "dtype": _choice(_get(s, "wan_dtype"), DTYPE_CHOICES, "auto"),
-        "preset": preset_name(_get(s, "wan_preset")),
-        "gpus": _number(_get(s, "wan_gpus")) or 1,
-        "loras": loras_text(_get(s, "wan_loras")),
         "prompts": prompts_text(_prompts(s)),
         "positive": str(_get(s, "animation_prompts_positive") or ""),
         "negative": str(_get(s, "animation_prompts_negative") or ""),
-        "init_image": _init_image(s),
-        "soundtrack": _soundtrack(s),
+        "init_image": init_image_of(s) or "",
+        "soundtrack": soundtrack_of(s) or "",
         "batch_name": str(_get(s, "batch_name") or ""),
+        **{f: _shown(k, _get(s, k.name)) for f, k in WAN_KEY_FIELDS.items()},
     }
 
 
 def _normalize(name: str, value: Any) -> Any:
     """A field value as settings_to_fields would show it (gradio hands floats, labels...)."""
-    if name == "model":
-        return model_id(value)
-    if name in ("width", "height", "fps", "frames", "clip_duration", "steps", "seed",
-                "seed_iter_n", "overlap", "motion_strength", "gpus"):
+    if name in WAN_KEY_FIELDS:
+        return _normalized(WAN_KEY_FIELDS[name], value)
+    if name in _NUMBER_FIELDS:
         number = _number(value)
         return number if number is not None else value
     if name == "cfg":
         return normalize_cfg(value)
-    if name == "vae_tiling":
-        return _bool(value)
     if name == "prompts":
         return prompts_text(parse_prompts(value))
-    if name == "loras":
-        return loras_text(parse_loras(value))
-    if name == "guidance_2":
-        return "" if value is None else str(value).strip()
-    if name == "preset":
-        return preset_name(value)
-    if name in ("backend", "seed_behavior", "color_coherence", "retime", "offload", "dtype"):
+    if name in ("seed_behavior", "color_coherence"):
         return str(value or "").strip()
     return "" if value is None else value  # free text is kept as typed
 
@@ -293,10 +286,10 @@ def _apply(out: dict, name: str, value: Any) -> None:
     if name == "prompts":
         out.pop("animation_prompts", None)  # the legacy key would win over the edit
         out["prompts"] = parse_prompts(value)
-    elif name == "loras":
-        out["wan_loras"] = parse_loras(value)
-    elif name == "guidance_2":
-        out["wan_guidance_2"] = value if value != "" else None
+    elif name in WAN_KEY_FIELDS and WAN_KEY_FIELDS[name].kind == "loras":
+        out[WAN_KEY_FIELDS[name].name] = parse_loras(value)
+    elif name in WAN_KEY_FIELDS and WAN_KEY_FIELDS[name].optional:
+        out[WAN_KEY_FIELDS[name].name] = value if value != "" else None
     elif name == "init_image":
         out["use_init"] = bool(value)
         if value:

@@ -21,7 +21,7 @@ MARKER = "installed.json"
 MARKER_VERSION = 1
 # What the worker imports beyond the host's torch/numpy/Pillow.
 WORKER_PACKAGES = ("diffusers", "transformers", "accelerate", "huggingface_hub", "safetensors", "tokenizers",
-                   "ftfy", "imageio-ffmpeg", "opencv-python-headless", "numexpr")
+                   "ftfy", "imageio-ffmpeg", "opencv-python-headless")
 # Never installed into the folder: changing them would mean GBs of downloads and a second copy
 # of the host's GPU stack. They are pinned to the host's versions for the resolver instead.
 HOST_PINNED = ("torch", "torchvision", "torchaudio", "xformers", "numpy", "triton")
@@ -30,11 +30,9 @@ MIN_TORCH = (2, 1)
 
 # Pins per host (checked by resolving against each host with pip): diffusers >= 0.36 for Wan 2.2's
 # two experts; diffusers 0.42 / transformers 5.23 need Python >= 3.11 and torch >= 2.6.
-PINS_PY310_TORCH26 = {"diffusers": "0.41.0", "transformers": "5.20.2", "huggingface_hub": "1.33.0",
-                      "numexpr": "2.14.1"}
+PINS_PY310_TORCH26 = {"diffusers": "0.41.0", "transformers": "5.20.2", "huggingface_hub": "1.33.0"}
 PINS_TORCH21 = {"diffusers": "0.36.0", "transformers": "4.57.1", "accelerate": "1.15.0",
-                "huggingface_hub": "0.36.2", "safetensors": "0.8.0", "tokenizers": "0.22.2",
-                "numexpr": "2.14.1"}
+                "huggingface_hub": "0.36.2", "safetensors": "0.8.0", "tokenizers": "0.22.2"}
 OPENCV_NUMPY1 = "4.11.0.86"  # opencv 5 needs numpy >= 2
 # diffusers imports these when they are importable at all, so an old copy in the host breaks
 # the worker (A1111 and Forge ship kornia 0.6, whose API diffusers' guiders no longer match).

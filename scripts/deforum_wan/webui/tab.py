@@ -16,22 +16,29 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from ..render import output
+from ..config.keys import BACKENDS, COLOR_MODES, DTYPES, OFFLOAD_MODES, PRESETS, RETIME_MODES
+from ..config.planner import format_plan, make_plan
+from ..config.schedule import SEED_BEHAVIORS
+from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import WanError
 from ..models.registry import MODELS
 from ..models.weights import locate_weights
-from ..config.planner import format_plan, make_plan
-from ..config.presets import PRESETS
-from ..config.schedule import SEED_BEHAVIORS
-from ..config.settings import (
-    BACKENDS, COLOR_MODES, OFFLOAD_MODES, RETIME_MODES, load_settings, read_settings_file,
-    resolve_batch_name,
+from ..render import output
+from .fields import (
+    CUSTOM_SIZE,
+    FIELDS,
+    WAN_FIELDS,
+    fields_to_settings,
+    model_choices,
+    model_id,
+    model_label,
+    parse_size,
+    prompts_text,
+    settings_to_fields,
+    size_choices,
+    size_for,
 )
 from .gradio_compat import blocks, component, file_path, file_paths, on, poll, update
-from .fields import (
-    CUSTOM_SIZE, DTYPE_CHOICES, FIELDS, WAN_FIELDS, fields_to_settings, model_choices, model_id,
-    model_label, parse_size, prompts_text, settings_to_fields, size_choices, size_for,
-)
 
 POLL_SECONDS = 1.0
 # Monospace for the plan table. The WebUIs load the extension's style.css (same rules);
@@ -454,7 +461,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                         c["vae_tiling"] = gr.Checkbox(label="VAE tiling (off = as the preset says)",
                                                       value=start["vae_tiling"], elem_id="wan_vae_tiling")
                     with gr.Row():
-                        c["dtype"] = gr.Dropdown(label="Dtype", choices=list(DTYPE_CHOICES), value=start["dtype"],
+                        c["dtype"] = gr.Dropdown(label="Dtype", choices=list(DTYPES), value=start["dtype"],
                                                  elem_id="wan_dtype")
                         c["gpus"] = component(gr.Number, label="GPUs per clip", value=start["gpus"], precision=0,
                                               info="1 = this process; N > 1 runs each window with torchrun on"
