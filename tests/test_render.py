@@ -215,8 +215,9 @@ def test_resume_when_killed_between_carry_and_manifest(tmp_path, tiny_models_dir
 def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path, tiny_models_dir):
     """Frames and checkpoints are written behind the loop; window_done must still only
     report what a resume would find on disk."""
-    from deforum_wan.render.loop import Renderer, carry_path
+    from deforum_wan.render.loop import Renderer
     from deforum_wan.render.output import Manifest, manifest_path
+    from deforum_wan.render.run_folder import RunFolder
 
     seen, order = [], []
 
@@ -233,7 +234,7 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
             assert e["window"] in [w["index"] for w in manifest.windows]
             assert manifest.frames_written >= e["frames_written"]
             assert len(_frames(run_dir, ts)) >= e["frames_written"]
-            assert Path(e["preview"]).is_file() and carry_path(run_dir, ts).is_file()
+            assert Path(e["preview"]).is_file() and RunFolder.at(run_dir, ts).carry_file.is_file()
             seen.append(e["window"])
 
     settings = load_settings(_settings_file(tmp_path, skip_video_creation=True))

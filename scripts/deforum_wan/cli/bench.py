@@ -219,11 +219,12 @@ def _read_frames(result):
     import numpy as np
     from PIL import Image
 
-    from ..render import output
+    from ..render.run_folder import RunFolder
+
 
     frames = []
     for i in range(result.frames):
-        with Image.open(output.frame_path(result.run_dir, result.timestring, i)) as img:
+        with Image.open(RunFolder.at(result.run_dir, result.timestring).frame(i)) as img:
             frames.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
     return np.stack(frames)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import json
 import os
 import queue
@@ -25,12 +24,13 @@ import numpy as np
 from .. import events
 from ..backends.pool import BackendPool
 from ..config.planner import ClipPlan, Window, make_plan
-from ..config.settings import TIMESTRING_RE, RenderSettings, load_settings, resolve_batch_name
+from ..config.settings import RenderSettings, load_settings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from . import output
 from .color import to_uint8
-from .retime import Retimer
+from .run_folder import RunFolder, check_timestring
+from .stream import CarryStream
 
 EventSink = Callable[[dict], None]
 # A warm worker keeps both models of a T2V -> I2V chain loaded when their weights
@@ -51,10 +51,6 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def carry_path(run_dir: Path, ts: str) -> Path:
-    return run_dir / f"{ts}_carry.npz"
-
-
 def load_image(path: str, width: int, height: int, base: Path | None = None) -> np.ndarray:
     """An init image file as float32 (H, W, 3) in [0, 1], resized like Deforum (no crop)."""
     if "://" in path:
@@ -70,94 +66,6 @@ def load_image(path: str, width: int, height: int, base: Path | None = None) -> 
             return np.asarray(img, dtype=np.float32) / 255.0
     except (OSError, ValueError) as exc:
         raise WanError(f"cannot read init_image {path}: {exc}") from None
-
-
-class _Stream:
-    """The video's native frames: the held-back tail plus one Retimer per segment."""
-
-    def __init__(self, plan: ClipPlan, writer: output.FrameWriter, on_frame: Callable[[int, np.ndarray], None]):
-        self.plan = plan
-        self.writer = writer
-        self.on_frame = on_frame
-        self.offsets = np.cumsum([0] + [s.native_frames for s in plan.segments]).tolist()
-        self.tail: list[np.ndarray] = []  # last native frames, float32
-        self.tail_start = 0  # global native index of tail[0]
-        self.final = 0  # native frames handed to the retimers
-        self.segment = 0
-        self.retimer = self._retimer(0, 0)
-        self.written = 0  # output frames sent to the writer
-
-    def _retimer(self, seg: int, next_out: int) -> Retimer:
-        s = self.plan.segments[seg]
-        mode = "nearest" if self.plan.retime == "native" else self.plan.retime
-        return Retimer(s.native_frames, s.end - s.start, mode, next_out)
-
-    def add(self, frames: list[np.ndarray], overlap: int, hold: int) -> None:
-        """Merge a window's frames (its first ``overlap`` crossfaded with the tail), then
-        finalize everything but the last ``hold`` frames (the next window's overlap)."""
-        from .color import crossfade
-
-        if overlap:
-            n = len(self.tail)
-            old = np.stack(self.tail[n - overlap:])
-            blended = crossfade(old, np.stack(frames[:overlap]))
-            self.tail[n - overlap:] = list(blended)
-            frames = frames[overlap:]
-        self.tail.extend(frames)
-        end = self.tail_start + len(self.tail)
-        self._finalize(end - hold)
-        keep = max(hold + 1, 2)  # the next conditioning frame sits just before the held ones
-        drop = max(0, len(self.tail) - keep)
-        self.tail, self.tail_start = self.tail[drop:], self.tail_start + drop
-
-    def _finalize(self, upto: int) -> None:
-        while self.final < upto:
-            frame = self.tail[self.final - self.tail_start]
-            seg = self.segment
-            for j, out in self.retimer.push(self.final - self.offsets[seg], frame):
-                index = self.plan.segments[seg].start + j
-                u8 = to_uint8(out)
-                self.writer.put(index, u8)
-                self.on_frame(index, u8)
-                self.written = index + 1
-            self.final += 1
-            if self.final == self.offsets[seg + 1] and seg + 1 < len(self.plan.segments):
-                self.segment = seg + 1
-                self.retimer = self._retimer(seg + 1, 0)
-
-    def conditioning(self, overlap: int) -> np.ndarray:
-        return self.tail[len(self.tail) - 1 - overlap]
-
-    # Carry: what the next window needs, saved after each window for resume.
-    def carry_bytes(self, next_window: int) -> bytes:
-        """A snapshot of the carry (npz), taken now and written later by the frame writer."""
-        ret = sorted(self.retimer.frames)
-        arrays = {
-            "tail": np.stack(self.tail) if self.tail else np.zeros((0, 1, 1, 3), np.float32),
-            "ret_index": np.array(ret, dtype=np.int64),
-            "ret_frames": (np.stack([self.retimer.frames[k] for k in ret]) if ret
-                           else np.zeros((0, 1, 1, 3), np.float32)),
-            "state": np.array([self.tail_start, self.final, self.segment, self.retimer.next_out,
-                               self.retimer.available, self.written, next_window], dtype=np.int64),
-        }
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
-
-    def load(self, path: Path) -> int | None:
-        """Restore the carry; returns the window it was saved for (None: an older carry)."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                tail, state = data["tail"], data["state"].tolist()
-                ret_index, ret_frames = data["ret_index"].tolist(), data["ret_frames"]
-        except (OSError, KeyError, ValueError) as exc:
-            raise WanError(f"cannot resume: {path.name} is unreadable ({exc})") from None
-        self.tail = list(tail)
-        self.tail_start, self.final, self.segment, next_out, available, self.written = state[:6]
-        self.retimer = self._retimer(self.segment, next_out)
-        self.retimer.available = available
-        self.retimer.frames = {k: ret_frames[i] for i, k in enumerate(ret_index)}
-        return state[6] if len(state) > 6 else None
 
 
 class Renderer:
@@ -194,41 +102,36 @@ class Renderer:
     # --- setup -------------------------------------------------------------------------
     def _prepare(self) -> tuple[ClipPlan, Path, str, output.Manifest]:
         s = self.settings
-        # A timestring becomes part of file names: anything but 14 digits could leave the run folder.
         for label, value in (("resume timestring", self.resume), ("timestring", self.timestring)):
-            if value and not TIMESTRING_RE.match(str(value)):
-                raise WanError(f"{label} must be 14 digits (YYYYmmddHHMMSS), got {value!r}")
+            if value:
+                check_timestring(value, label)
         # Bad input stops here, before a folder or a file is written (a resume re-checks
         # the settings it continues below).
         plan = None if self.resume else self._check(s)
         ts = self.resume or self.timestring or output.make_timestring()
-        name = resolve_batch_name(s.batch_name, ts, s)
-        run_dir = output.run_dir(self.outdir, name)  # checks it stays inside and is writable
-        if not self.resume and self.timestring and output.manifest_path(run_dir, ts).exists():
-            raise WanError(f"run {ts} already exists in {run_dir}; resume it or choose another timestring")
-        while not self.resume and not self.timestring and output.settings_path(run_dir, ts).exists():
+        folder = RunFolder.of(self.outdir, s, ts, create=True)
+        if not self.resume and self.timestring and folder.manifest_file.exists():
+            raise WanError(f"run {ts} already exists in {folder.dir}; resume it or choose another timestring")
+        while not self.resume and not self.timestring and folder.settings_file.exists():
             # Timestrings have one-second resolution: never write into another run's files.
             time.sleep(0.2)
-            ts = output.make_timestring()
-            name = resolve_batch_name(s.batch_name, ts, s)
-            run_dir = output.run_dir(self.outdir, name)
-        manifest_file = output.manifest_path(run_dir, ts)
+            folder = RunFolder.of(self.outdir, s, output.make_timestring(), create=True)
+        self.folder = folder
         if self.resume:
-            saved = output.settings_path(run_dir, ts)
+            saved, manifest_file = folder.settings_file, folder.manifest_file
             if not saved.is_file() or not manifest_file.is_file():
-                raise WanError(f"nothing to resume: no {saved.name} and {manifest_file.name} in {run_dir}")
+                raise WanError(f"nothing to resume: no {saved.name} and {manifest_file.name} in {folder.dir}")
             # The saved file holds the drawn seed; it is the render being continued.
             self.settings = s = load_settings(saved, {"resume_from_timestring": False})
             plan = self._check(s)
             manifest = output.Manifest.load(manifest_file)
             if manifest.status == "done":
-                raise WanError(f"render {ts} in {run_dir} is already finished")
+                raise WanError(f"render {ts} in {folder.dir} is already finished")
         else:
-            output.write_settings(output.settings_path(run_dir, ts),
-                                  {**s.to_dict(), "resume_timestring": ts})
-            manifest = output.Manifest(manifest_file, ts, output.settings_hash(s.to_dict()))
+            output.write_settings(folder.settings_file, {**s.to_dict(), "resume_timestring": folder.timestring})
+            manifest = output.Manifest(folder.manifest_file, folder.timestring, output.settings_hash(s.to_dict()))
             manifest.save()
-        return plan, run_dir, ts, manifest
+        return plan, folder.dir, folder.timestring, manifest
 
     @staticmethod
     def _check(s: RenderSettings) -> ClipPlan:
@@ -269,14 +172,14 @@ class Renderer:
         queued = max(8, FRAME_QUEUE_BYTES // (plan.width * plan.height * 3))
         writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes, max_queued=queued)
         anchor: list[np.ndarray] = []
-        stream = _Stream(plan, writer, lambda i, f: anchor.append(f) if i == 0 else None)
+        stream = CarryStream(plan, writer, lambda i, f: anchor.append(f) if i == 0 else None)
         if start:
-            carried = stream.load(carry_path(run_dir, ts))
+            carried = stream.load(self.folder.carry_file)
             if carried == start + 1:  # killed after the carry was saved, before the manifest
                 manifest.record_window(self._record(plan.windows[start]), frames_written=stream.written)
                 start += 1
             elif carried not in (None, start):
-                raise WanError(f"cannot resume: {carry_path(run_dir, ts).name} does not match"
+                raise WanError(f"cannot resume: {self.folder.carry_file.name} does not match"
                                f" the manifest of {ts}")
             anchor.append(_read_png(output.frame_path(run_dir, ts, 0)))
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
@@ -322,7 +225,7 @@ class Renderer:
         video = self._finish(run_dir, ts, plan, written)
         manifest.set_status(status)
         if status == "done":
-            carry_path(run_dir, ts).unlink(missing_ok=True)
+            self.folder.carry_file.unlink(missing_ok=True)
         result = RenderResult(run_dir, ts, written, video, output.settings_path(run_dir, ts), status,
                               self.report, plan.warnings)
         self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
@@ -334,7 +237,7 @@ class Renderer:
         return result
 
     def _checkpoint(self, plan: ClipPlan, w: Window, run_dir: Path, ts: str, manifest: output.Manifest,
-                    stream: _Stream) -> Callable[[], None]:
+                    stream: CarryStream) -> Callable[[], None]:
         """What the frame writer saves once window ``w``'s frames are on disk (state taken now)."""
         carry, written, record = stream.carry_bytes(w.index + 1), stream.written, self._record(w)
         preview = output.frame_path(run_dir, ts, written - 1) if written else None
@@ -342,7 +245,7 @@ class Renderer:
                      end_frame=w.end_frame, frames_written=written, preview=str(preview) if preview else None)
 
         def save() -> None:
-            output.atomic_write_bytes(carry_path(run_dir, ts), carry)
+            output.atomic_write_bytes(self.folder.carry_file, carry)
             manifest.record_window(record, frames_written=written)
             self._saved.put(event)
 
@@ -418,7 +321,7 @@ class Renderer:
                   report=[list(r) for r in report], notes=list(getattr(backend, "notes", [])))
         return backend
 
-    def _generate(self, backend, w: Window, plan: ClipPlan, stream: _Stream) -> list[np.ndarray]:
+    def _generate(self, backend, w: Window, plan: ClipPlan, stream: CarryStream) -> list[np.ndarray]:
         from ..backends.base import GenerateRequest
 
         image = None

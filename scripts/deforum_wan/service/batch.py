@@ -26,9 +26,10 @@ from typing import Callable, Iterable
 
 from .. import events
 from ..backends.pool import BackendPool
-from ..config.settings import load_settings, resolve_batch_name
-from ..errors import Interrupted, WanError, first_line
+from ..config.settings import load_settings
+from ..errors import Interrupted, WanError, describe_error, first_line
 from ..render import output
+from ..render.run_folder import RunFolder
 
 EventCallback = Callable[["Job", dict], None]
 # Renderer events the actors forward to the driver (the rest stay on the worker).
@@ -110,10 +111,9 @@ def prepare_jobs(items: Iterable[tuple[str, str | os.PathLike | dict]], override
 
 def _run_exists(outdir, settings, ts: str) -> bool:
     try:
-        folder = Path(outdir) / resolve_batch_name(settings.batch_name, ts, settings)
+        return RunFolder.of(outdir, settings, ts).started()
     except WanError:
         return False  # the render reports it
-    return output.settings_path(folder, ts).exists() or output.manifest_path(folder, ts).exists()
 
 
 def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: str | None = None,
@@ -128,18 +128,17 @@ def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: s
 
     result = {"status": "failed", "error": "", "frames": 0, "run_dir": "", "video": None,
               "timestring": job["timestring"]}
-    manifest_file = None
+    folder = None
     try:
         settings = load_settings(job["settings"], name=job["name"])
         ts = job["timestring"]
-        run_dir = Path(outdir) / resolve_batch_name(settings.batch_name, ts, settings)
-        result["run_dir"] = str(run_dir)
-        manifest_file = output.manifest_path(run_dir, ts)
+        folder = RunFolder.of(outdir, settings, ts)
+        result["run_dir"] = str(folder.dir)
         resume = settings.resume_timestring
-        if job["attempt"] > 0 and manifest_file.is_file():
-            manifest = output.Manifest.load(manifest_file)
+        if job["attempt"] > 0 and folder.manifest_file.is_file():
+            manifest = output.Manifest.load(folder.manifest_file)
             if manifest.status == "done":  # the lost attempt had finished; only its reply was lost
-                video = output.video_path(run_dir, ts)
+                video = folder.video_file
                 return {**result, "status": "done", "frames": manifest.frames_written,
                         "video": str(video) if video.is_file() else None}
             resume = ts
@@ -151,16 +150,12 @@ def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: s
         return {**result, "status": "done", "frames": r.frames, "run_dir": str(r.run_dir),
                 "video": str(r.video) if r.video else None}
     except Interrupted as exc:
-        try:
-            frames = output.Manifest.load(manifest_file).frames_written if manifest_file else 0
-        except WanError:
-            frames = 0
-        return {**result, "status": "interrupted", "error": str(exc), "frames": frames}
+        return {**result, "status": "interrupted", "error": str(exc),
+                "frames": folder.frames_written() if folder else 0}
     except WanError as exc:
         return {**result, "error": str(exc)}
     except Exception as exc:  # a bug or a CUDA error: one line here, the traceback in the worker log
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return {**result, "error": f"{type(exc).__name__}: {text}"}
+        return {**result, "error": describe_error(exc)}
 
 
 # --- progress ----------------------------------------------------------------------------

@@ -336,14 +336,14 @@ class JobManager:
     def _on_event(self, job_id: str, event: dict) -> None:
         kind = event.get("event")
         if kind == "started":
-            from ..render.output import settings_path
+            from ..render.run_folder import RunFolder
 
             run_dir, ts = event.get("run_dir"), event.get("timestring")
             progress = {**empty_progress(), "window": event.get("resume_from_window", 0),
                         "windows": event.get("windows", 0), "frames": event.get("frames", 0),
                         "frames_written": _frames_kept(run_dir, ts) if event.get("resume_from_window") else 0}
             self.store.update(job_id, run_dir=run_dir, timestring=ts, progress=progress,
-                              settings_file=str(settings_path(run_dir, ts)) if run_dir and ts else None)
+                              settings_file=str(RunFolder.at(run_dir, ts).settings_file) if run_dir and ts else None)
             with self._state:
                 self._live = {"phase": "starting"}
         elif kind in ("loading", "loaded"):
@@ -439,12 +439,12 @@ def _checked_settings(settings, label: str) -> dict:
 
 def _frames_kept(run_dir: str | None, ts: str | None) -> int:
     """Frames a resumed run already has on disk (from its manifest)."""
-    from ..render.output import Manifest, manifest_path
+    from ..render.run_folder import RunFolder
 
     if not run_dir or not ts:
         return 0
     try:
-        return Manifest.load(manifest_path(run_dir, ts)).frames_written
+        return RunFolder.at(run_dir, ts).frames_written()
     except WanError:
         return 0
 
