@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from deforum_wan.backends import BackendOptions, GenerateRequest, load_backend
+from deforum_wan.backends.base import BackendOptions, GenerateRequest
+from deforum_wan.backends.chain import load_backend
 from deforum_wan.backends.diffusers_backend import DiffusersBackend
 from deforum_wan.errors import BackendError, Interrupted, WanError
 from deforum_wan.models.registry import get_model

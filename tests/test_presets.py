@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import EXAMPLE
 
+from deforum_wan.backends import speed
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.diffusers_backend import DiffusersBackend
 from deforum_wan.config import presets
@@ -74,26 +75,26 @@ def test_bad_speed_keys_stop_at_the_settings(bad):
 
 
 def test_cache_plan_per_model():
-    plan = presets.plan_cache("mag", None, "wan2.1-t2v-1.3b", blocks=30)
+    plan = speed.plan_cache("mag", None, "wan2.1-t2v-1.3b", blocks=30)
     assert plan.kind == "mag" and plan.params["threshold"] == 0.12 and len(plan.params["mag_ratios"]) == 50
-    assert presets.plan_cache("mag", 0.3, "wan2.1-t2v-14b", blocks=40).params["threshold"] == 0.3
-    plan = presets.plan_cache("mag", None, "wan2.2-ti2v-5b", blocks=30)
+    assert speed.plan_cache("mag", 0.3, "wan2.1-t2v-14b", blocks=40).params["threshold"] == 0.3
+    plan = speed.plan_cache("mag", None, "wan2.2-ti2v-5b", blocks=30)
     assert plan.kind == "first_block" and "no published MagCache ratios" in plan.notes[0]
-    assert presets.plan_cache("first_block", None, "tiny-random", blocks=1).kind == "none"
-    plan = presets.plan_cache("first_block", None, "wan2.1-vace-1.3b", blocks=30, vace=True)
+    assert speed.plan_cache("first_block", None, "tiny-random", blocks=1).kind == "none"
+    plan = speed.plan_cache("first_block", None, "wan2.1-vace-1.3b", blocks=30, vace=True)
     assert plan.kind == "none" and "VACE" in plan.notes[0]
-    assert presets.plan_cache("taylorseer", None, "wan2.1-vace-1.3b", blocks=30, vace=True).kind == "taylorseer"
-    assert presets.plan_cache("faster", None, "wan2.1-t2v-1.3b", blocks=30).kind == "none"
+    assert speed.plan_cache("taylorseer", None, "wan2.1-vace-1.3b", blocks=30, vace=True).kind == "taylorseer"
+    assert speed.plan_cache("faster", None, "wan2.1-t2v-1.3b", blocks=30).kind == "none"
 
 
 def test_distill_lora_lookup(tmp_path):
-    assert presets.find_distill_lora("wan2.1-t2v-14b", tmp_path) is None
+    assert speed.find_distill_lora("wan2.1-t2v-14b", tmp_path) is None
     (tmp_path / "loras").mkdir()
     for rank in (32, 64):
         (tmp_path / "loras" / f"Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank{rank}.safetensors").touch()
-    found = presets.find_distill_lora("wan2.1-t2v-14b", tmp_path)
+    found = speed.find_distill_lora("wan2.1-t2v-14b", tmp_path)
     assert found.name.endswith("rank64.safetensors")
-    assert presets.find_distill_lora("wan2.1-t2v-1.3b", tmp_path) is None  # no published one
+    assert speed.find_distill_lora("wan2.1-t2v-1.3b", tmp_path) is None  # no published one
 
 
 def test_pure_front_imports_without_torch():
@@ -222,8 +223,8 @@ def test_mag_cache_follows_the_step_count(layered, monkeypatch):
     from diffusers.hooks import HookRegistry
 
     root, folder = layered
-    profile = presets.MagProfile(tuple([1.0] + [0.99] * 9), threshold=0.5, max_skip_steps=3, retention_ratio=0.2)
-    monkeypatch.setitem(presets.MAG_PROFILES, "tiny-random", profile)
+    profile = speed.MagProfile(tuple([1.0] + [0.99] * 9), threshold=0.5, max_skip_steps=3, retention_ratio=0.2)
+    monkeypatch.setitem(speed.MAG_PROFILES, "tiny-random", profile)
     backend = DiffusersBackend(get_model("tiny-random"), BackendOptions(models_dir=str(root), preset="fast",
                                                                         cache="mag"), path=folder)
     with backend:

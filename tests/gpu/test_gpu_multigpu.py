@@ -13,7 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from deforum_wan.backends import BackendOptions, GenerateRequest, load_backend  # noqa: E402
+from deforum_wan.backends.base import BackendOptions, GenerateRequest  # noqa: E402
+from deforum_wan.backends.chain import load_backend  # noqa: E402
 from deforum_wan.models.registry import get_model  # noqa: E402
 from deforum_wan.models.weights import locate_weights
 

@@ -17,15 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config.presets import (
-    DISTILL_GUIDANCE,
-    DISTILL_STEPS,
-    FASTEST_ATTENTION,
-    CachePlan,
-    distill_lora_names,
-    find_distill_lora,
-    plan_cache,
-)
+from ..config.presets import FASTEST_ATTENTION
 from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, resolve_models_dir, weights_missing_message
@@ -42,6 +34,7 @@ from .base import (
     torch_device,
     torch_dtype,
 )
+from .speed import DISTILL_GUIDANCE, DISTILL_STEPS, CachePlan, distill_lora_names, find_distill_lora, plan_cache
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,2 @@
-"""cli"""
+"""The top layer: every command of ``python -m deforum_wan``, its shared arguments and its
+progress bar. Nothing imports this package."""
