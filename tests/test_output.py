@@ -261,13 +261,13 @@ def test_manifest_round_trip(tmp_path):
     path = output.manifest_path(tmp_path, TS)
     m = Manifest(path, TS, output.settings_hash({"a": 1}))
     m.save()
-    assert Manifest.load(path).last_finished_window() is None
+    assert Manifest.load(path).windows == []
     m.record_window({"index": 0, "start_frame": 0, "end_frame": 81, "seed": 5, "conditioning_frame": None}, 81)
     m.record_window({"index": 1, "start_frame": 81, "end_frame": 160, "seed": 6, "conditioning_frame": 80}, 160)
     m.record_window({"index": 1, "start_frame": 81, "end_frame": 161, "seed": 6, "conditioning_frame": 80}, 161)
     loaded = Manifest.load(path)
     assert [w["index"] for w in loaded.windows] == [0, 1]
-    assert loaded.last_finished_window()["end_frame"] == 161
+    assert loaded.windows[-1]["end_frame"] == 161  # a window recorded again replaces itself
     assert loaded.frames_written == 161 and loaded.status == "running"
     assert loaded.settings_hash == m.settings_hash and loaded.timestring == TS
     loaded.set_status("interrupted")

@@ -118,13 +118,6 @@ def locate_weights(spec: ModelSpec, models_dir=None, layout: str = "diffusers") 
     return None
 
 
-def require_weights(spec: ModelSpec, models_dir=None, layout: str = "diffusers") -> Path:
-    path = locate_weights(spec, models_dir, layout)
-    if path is None:
-        raise WanError(weights_missing_message(spec, models_dir, layout))
-    return path
-
-
 def hub_offline() -> bool:
     try:
         from huggingface_hub import constants

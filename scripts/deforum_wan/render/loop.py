@@ -349,7 +349,7 @@ class Renderer:
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
         s = self.settings
         if s.write_srt:
-            output.write_srt(output.srt_path(run_dir, ts), plan.fps,
+            output.write_srt(self.folder.srt_file, plan.fps,
                              [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
                               if seg.start < written])
         if s.skip_video_creation or written == 0:

@@ -387,10 +387,6 @@ class Manifest:
         self.status = status
         self.save()
 
-    def last_finished_window(self) -> dict | None:
-        return dict(self.windows[-1]) if self.windows else None
-
-
 # ---------------------------------------------------------------- video
 
 class VideoError(WanError):

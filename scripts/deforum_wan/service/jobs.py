@@ -161,10 +161,6 @@ class JobManager:
             self._paused = False
             self._wake.notify_all()
 
-    def clear_finished(self) -> int:
-        """Forget finished job records (their files stay on disk)."""
-        return self.store.delete(FINISHED)
-
     def _stop(self, job_id: str) -> bool:
         """Ask the worker to stop ``job_id`` at its next step. Asked again after
         FORCE_AFTER seconds (a hung worker, or a model load that takes too long), the

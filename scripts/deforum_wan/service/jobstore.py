@@ -185,12 +185,6 @@ class JobStore:
                     self.update(job["id"], status="queued", started=None)
             return rows
 
-    def delete(self, statuses: tuple[str, ...] = FINISHED) -> int:
-        marks = ", ".join("?" for _ in statuses)
-        with self._lock:
-            return self._db.execute(f"DELETE FROM jobs WHERE status IN ({marks})", statuses).rowcount
-
-    # --- reads -----------------------------------------------------------------------
     def get(self, job_id: str) -> dict:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
