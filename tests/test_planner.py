@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from deforum_wan.config.planner import make_plan
 from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import SettingsError
+from deforum_wan.models.registry import get_model
 
 
 def check_invariants(plan, settings):
@@ -46,14 +47,22 @@ def test_real_files_plan(path):
     plan = make_plan(s)
     check_invariants(plan, s)
     assert plan.max_frames == s.max_frames and plan.fps == s.fps
-    # Seed and guidance of each window are Deforum's at the window's first frame.
+    # Seed of each window is Deforum's at the window's first frame.
     # Deforum draws random/schedule(-1) seeds from the global RNG; those are ours to derive.
     deterministic = s.seed_behavior in ("iter", "fixed", "ladder", "alternate")
     seeds = deforum_oracle.seeds(s.seed, s.seed_behavior, s.seed_iter_N, s.max_frames) if deterministic else None
     for w in plan.windows:
         if deterministic:
             assert w.seed == seeds[w.start_frame]
-        assert w.guidance_scale == pytest.approx(s.cfg[w.start_frame])
+        # An SD file's steps and cfg do not drive Wan: the model's own values do...
+        model = get_model(w.model)
+        assert (w.guidance_scale, w.steps) == (model.guidance, model.steps)
+    # ...unless asked for: then Deforum's cfg schedule and steps at the window's first frame.
+    deforum = load_settings(path, {"wan_use_deforum_sampling": True, "seed": s.seed})
+    for w in make_plan(deforum).windows:
+        assert w.guidance_scale == pytest.approx(deforum.cfg[w.start_frame])
+        assert w.steps == deforum.steps_at(w.start_frame)
+        assert w.sources["guidance_scale"] == "Deforum cfg_scale_schedule"
 
 
 def test_example_plan_shape():

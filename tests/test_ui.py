@@ -148,7 +148,9 @@ FIELD_EFFECTS = {
     "fps": (24, lambda s: s.fps == 24),
     "frames": (33, lambda s: s.max_frames == 33),
     "clip_duration": (2.5, lambda s: s.clip_duration == 2.5),
-    "steps": (9, lambda s: s.steps == 9),
+    "steps": ("9", lambda s: s.wan_steps == 9),
+    "guidance": ("4.5", lambda s: s.wan_guidance == 4.5),
+    "deforum_sampling": (True, lambda s: s.use_deforum_sampling is True),
     "cfg": ("0: (3), 10: (8)", lambda s: s.cfg[0] == 3 and s.cfg[10] == 8),
     "guidance_2": ("2.5", lambda s: s.guidance_2 == 2.5),
     "seed": (1234, lambda s: s.seed == 1234),
@@ -359,8 +361,12 @@ def test_use_deforum_prompts(manager):
 
 
 def test_model_and_size_handlers(tab, tmp_path):
-    assert tab.model_changed("wan2.2-ti2v-5b", 1280, 704)["value"] == "1280x704"
-    assert tab.model_changed("wan2.2-ti2v-5b", 832, 480)["value"] == CUSTOM_SIZE
+    assert tab.model_changed("wan2.2-ti2v-5b", 1280, 704)[0]["value"] == "1280x704"
+    assert tab.model_changed("wan2.2-ti2v-5b", 832, 480)[0]["value"] == CUSTOM_SIZE
+    # the fields an empty value leaves to the model name the new model's values
+    size, steps, guidance, guidance_2 = tab.model_changed("wan2.2-t2v-a14b", 1280, 720)
+    assert "40" in steps["label"] and "4" in guidance["label"] and "3" in guidance_2["label"]
+    assert "not used" in tab.model_changed("wan2.1-t2v-1.3b", 832, 480)[3]["label"]
     assert tab.size_changed("480x832", 1, 1) == (480, 832)
     assert tab.size_changed(CUSTOM_SIZE, 100, 100)[0]["__type__"] == "update"
     assert tab.uploaded_path(str(tmp_path / "a.png")) == str(tmp_path / "a.png")

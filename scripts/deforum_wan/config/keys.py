@@ -28,7 +28,7 @@ DEFAULT_PRESET = "quality"
 @dataclass(frozen=True)
 class Key:
     name: str
-    kind: str  # number | int | flag | strict_flag | choice | text | model | preset | loras | distill
+    kind: str  # number | positive | int | flag | strict_flag | choice | text | model | size | preset | loras | distill
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -95,6 +95,14 @@ def _read_loras(key: Key, value: Any) -> list[tuple[str, float]]:
     return out
 
 
+def _read_size(key: Key, value: Any) -> tuple[int, int]:
+    spelled = values.text(value, key.name).strip().lower().replace("*", "x")
+    w, sep, h = spelled.partition("x")
+    if not (sep and w.strip().isdigit() and h.strip().isdigit()) or not (16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
+        raise ExprError(f"{key.name} must be WxH (e.g. 832x480, 16 to 8192 each), got {value!r}")
+    return int(w), int(h)
+
+
 def _read_preset(key: Key, value: Any) -> str:
     spelled = str(value or DEFAULT_PRESET).strip().lower().replace("_", "-")
     if spelled not in PRESETS:
@@ -113,6 +121,7 @@ _READERS = {
     "text": lambda k, v: values.text(v, k.name).strip() or str(k.default),
     "model": lambda k, v: values.text(v, k.name).strip().lower(),
     "preset": _read_preset,
+    "size": _read_size,
     "loras": _read_loras,
     "distill": _read_distill,
 }
@@ -137,6 +146,18 @@ KEYS: tuple[Key, ...] = (
         " `flow` (both neighbours moved along OpenCV DIS optical flow, then mixed: no double edges on"
         " motion; ~0.1 s per native frame at 832x480 on CPU), `nearest`, or `native` (keep Wan's fps;"
         " keyframes are rescaled)", choices=RETIME_MODES, field="retime", attr="retime", example="nearest"),
+    Key("wan_size", "size", None, "`WxH` to render at (multiples of 16, 32 for TI2V-5B); empty: Deforum's W/H"
+        " when the model was trained at it, else the model's trained size of the nearest aspect ratio",
+        optional=True, attr="wan_size", shown_default="model's", example="832x480"),
+    Key("wan_steps", "int", None, "denoising steps (empty: the model's, e.g. 50 for Wan 2.1, 40 for the"
+        " A14B models)", lo=1, hi=1000, optional=True, field="steps", attr="wan_steps",
+        shown_default="model's", example=30),
+    Key("wan_guidance", "number", None, "classifier-free guidance (the high-noise expert's on Wan 2.2"
+        " A14B; empty: the model's)", lo=0, hi=100, optional=True, field="guidance", attr="wan_guidance",
+        shown_default="model's", example=4.5),
+    Key("wan_use_deforum_sampling", "flag", False, "`true`: Deforum's `steps` (or `steps_schedule`) and"
+        " `cfg_scale_schedule` drive each window (made for Stable Diffusion: 25 steps, cfg 7) instead of"
+        " the model's values", field="deforum_sampling", attr="use_deforum_sampling", example=True),
     Key("wan_guidance_2", "number", None, "low-noise expert guidance (Wan 2.2 A14B)", lo=0, hi=100,
         optional=True, field="guidance_2", attr="guidance_2", shown_default="model's", example=3.5),
     Key("wan_shift", "number", None, "flow shift", lo=0.1, hi=100, optional=True, attr="shift",

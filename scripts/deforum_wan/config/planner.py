@@ -54,6 +54,8 @@ class Window:
     shift: float
     prompt: str
     negative_prompt: str
+    context: int = 0  # frames of the video kept as VACE context (mask 0): conditioning + overlap
+    sources: dict[str, str] = field(default_factory=dict)  # where steps, guidance, shift... came from
 
 
 @dataclass
@@ -71,6 +73,7 @@ class ClipPlan:
     segments: list[Segment]
     windows: list[Window]
     warnings: list[str] = field(default_factory=list)
+    size_source: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -108,13 +111,18 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
     if cont.native_fps != spec.native_fps:
         raise SettingsError(f"{spec.id} ({spec.native_fps} fps) and {cont.id} ({cont.native_fps} fps)"
                             " run at different native fps; pick a matching pair", settings.source)
+    if settings.gpus > 1 and "vace" in (first_model.kind, cont.kind):
+        raise SettingsError(f"VACE models run on one GPU (their transformer has no context-parallel plan);"
+                            f" set wan_gpus to 1 for {cont.id if cont.kind == 'vace' else first_model.id}",
+                            settings.source)
     native = spec.native_fps
     multiple = max(spec.size_multiple, cont.size_multiple)
-    width, height = settings.W - settings.W % multiple, settings.H - settings.H % multiple
-    if (width, height) != (settings.W, settings.H):
+    (want_w, want_h), size_source = _size(settings, spec, cont, warnings)
+    width, height = want_w - want_w % multiple, want_h - want_h % multiple
+    if (width, height) != (want_w, want_h):
         warnings.append(f"size rounded down to {width}x{height} (multiple of {multiple} for {cont.id})")
     if width < multiple or height < multiple:
-        raise SettingsError(f"size {settings.W}x{settings.H} is too small for {cont.id}", settings.source)
+        raise SettingsError(f"size {want_w}x{want_h} is too small for {cont.id}", settings.source)
 
     limit = min(window_limit(spec, native, settings.clip_duration),
                 window_limit(cont, native, settings.clip_duration))
@@ -145,23 +153,79 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             out_end = seg.start + _out_index(local + new, seg)
             at = min(out_start, seg.end - 1)
             model = first_model if first else cont
+            sampling, sources = _sampling(settings, model, at)
+            negative = seg.negative_prompt
+            if not negative:  # the official code's own rule: an empty negative means Wan's default
+                negative, sources["negative_prompt"] = model.default_negative, f"model {model.id} (Wan's default)"
             windows.append(Window(
                 index=len(windows), segment=seg.index, mode=first_mode if first else "i2v",
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
                 native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
                              settings.seed_schedule),
-                guidance_scale=round(settings.cfg[at], 4),
-                guidance_scale_2=settings.guidance_2 if settings.guidance_2 is not None else model.guidance_2,
-                steps=settings.steps_at(at),
-                shift=round((settings.shift or model.shift) * settings.motion_strength, 4),
-                prompt=seg.prompt, negative_prompt=seg.negative_prompt))
+                **sampling, prompt=seg.prompt, negative_prompt=negative,
+                # VACE keeps the frames it continues from (the conditioning frame and the overlap)
+                # as real context; I2V-only models see one frame and crossfade the overlap.
+                context=ov + 1 if not first and model.kind == "vace" else 0, sources=sources))
             local += new
             stream += new
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
                     native_fps=native, width=width, height=height, retime=settings.retime,
                     overlap=overlap, window_limit=limit, segments=segments, windows=windows,
-                    warnings=warnings)
+                    warnings=warnings, size_source=size_source)
+
+
+def _size(settings: RenderSettings, spec: ModelSpec, cont: ModelSpec,
+          warnings: list[str]) -> tuple[tuple[int, int], str]:
+    """The render size and where it came from: ``wan_size``; else Deforum's W/H when the model
+    was trained at it (or has no trained size); else its trained size of the nearest aspect."""
+    if settings.wan_size:
+        return settings.wan_size, "wan_size"
+    asked = (settings.W, settings.H)
+    trained = [s for s in spec.trained_sizes if not cont.trained_sizes or s in cont.trained_sizes]
+    trained = trained or list(spec.trained_sizes)
+    if not trained:
+        return asked, f"Deforum W/H: {spec.id} takes any size"
+    if asked in trained:
+        return asked, "Deforum W/H: a trained size"
+    aspect = math.log(settings.W / settings.H)
+    best = min(trained, key=lambda s: abs(math.log(s[0] / s[1]) - aspect))  # first wins a tie
+    warnings.append(f"W/H {settings.W}x{settings.H} is not a size {spec.id} was trained at; rendering"
+                    f" {best[0]}x{best[1]}, its trained size of the nearest aspect ratio (wan_size forces a size)")
+    return best, f"model {spec.id}: trained size nearest to W/H {settings.W}x{settings.H}"
+
+
+def _sampling(settings: RenderSettings, model: ModelSpec, at: int) -> tuple[dict, dict[str, str]]:
+    """Steps, guidance (and the second expert's), shift of a window starting at output frame
+    ``at``: a Wan key wins, then Deforum's schedules when asked for, then the model's values."""
+    deforum = settings.use_deforum_sampling
+    ours = f"model {model.id}"
+    if settings.wan_steps is not None:
+        steps, steps_from = settings.wan_steps, "wan_steps"
+    elif deforum:
+        steps = settings.steps_at(at)
+        steps_from = "Deforum steps_schedule" if settings.steps_schedule else "Deforum steps"
+    else:
+        steps, steps_from = model.steps, ours
+    if settings.wan_guidance is not None:
+        guidance, guidance_from = settings.wan_guidance, "wan_guidance"
+    elif deforum:
+        guidance, guidance_from = settings.cfg[at], "Deforum cfg_scale_schedule"
+    else:
+        guidance, guidance_from = model.guidance, ours
+    if settings.guidance_2 is not None:
+        guidance_2, guidance_2_from = settings.guidance_2, "wan_guidance_2"
+    else:
+        guidance_2, guidance_2_from = model.guidance_2, ours
+    shift, shift_from = (settings.shift, "wan_shift") if settings.shift is not None else (model.shift, ours)
+    if settings.motion_strength != 1:
+        shift_from += f" x wan_motion_strength {settings.motion_strength:g}"
+    values = dict(steps=int(steps), guidance_scale=round(float(guidance), 4), guidance_scale_2=guidance_2,
+                  shift=round(shift * settings.motion_strength, 4))
+    sources = dict(steps=steps_from, guidance_scale=guidance_from, shift=shift_from)
+    if guidance_2 is not None:
+        sources["guidance_scale_2"] = guidance_2_from
+    return values, sources
 
 
 def _partner(spec: ModelSpec, settings: RenderSettings) -> ModelSpec:
@@ -210,6 +274,7 @@ def format_plan(plan: ClipPlan) -> str:
         f"{'win':>3} {'seg':>3} {'mode':4} {'frames':>11} {'native':>6} {'new':>4} {'ovl':>3}"
         f" {'seed':>10} {'cfg':>5} {'steps':>5}  prompt",
     ]
+    lines[2:2] = _source_lines(plan)
     for w in plan.windows:
         prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
         lines.append(f"{w.index:>3} {w.segment:>3} {w.mode:4} {w.start_frame:>5}-{w.end_frame - 1:<5}"
@@ -218,3 +283,23 @@ def format_plan(plan: ClipPlan) -> str:
     for warning in plan.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def _source_lines(plan: ClipPlan) -> list[str]:
+    """Each sampling value once per place it came from: ``steps 50 (model wan2.1-t2v-1.3b)``."""
+    lines = [f"size {plan.width}x{plan.height} ({plan.size_source})"]
+    labels = {"steps": "steps", "guidance_scale": "guidance", "guidance_scale_2": "guidance 2",
+              "shift": "shift", "negative_prompt": "negative prompt"}
+    for key, label in labels.items():
+        seen: dict[tuple, None] = {}
+        for w in plan.windows:
+            if key in w.sources:
+                value = "Wan's default" if key == "negative_prompt" else f"{getattr(w, key):g}"
+                seen[(value, w.sources[key])] = None
+        if seen:
+            lines.append(f"{label} " + ", ".join(f"{v} ({src})" for v, src in seen))
+    context = {w.context for w in plan.windows if w.context}
+    if context:
+        lines.append(f"VACE context: the last {'/'.join(map(str, sorted(context)))} frames of the video"
+                     " are kept (mask 0) at the start of each continuation window")
+    return lines

@@ -106,6 +106,10 @@ class RenderSettings:
     write_srt: bool
     gpus: int = 1
     preset: str = "quality"  # wan_preset
+    wan_size: tuple[int, int] | None = None  # None: Deforum's W/H if the model was trained at it, else the model's
+    wan_steps: int | None = None  # None: the model's (or Deforum's with use_deforum_sampling)
+    wan_guidance: float | None = None  # None: the model's (or Deforum's cfg schedule)
+    use_deforum_sampling: bool = False
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 

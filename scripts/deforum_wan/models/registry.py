@@ -10,6 +10,17 @@ from dataclasses import dataclass
 
 from ..errors import WanError
 
+# Wan's default negative prompt (``sample_neg_prompt`` in wan/configs/shared_config.py, the same
+# bytes in Wan2.1 and Wan2.2): what the official code sends when the negative prompt is empty.
+WAN_NEGATIVE = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
+# Wan2.1's I2V config prepends "camera shake," and FLF2V (a copy of it) "camera cut," as well.
+_I2V_PREFIX = "镜头晃动，"
+_FLF2V_PREFIX = "镜头切换，" + _I2V_PREFIX
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -30,6 +41,7 @@ class ModelSpec:
     approx_gb: float = 0.0  # weights on disk, diffusers layout (for the models list)
     notes: str = ""
     tiny: bool = False  # built locally by tiny.py
+    negative_prefix: str = ""  # put before WAN_NEGATIVE by the official config of this model
 
     @property
     def can_t2v(self) -> bool:
@@ -42,6 +54,16 @@ class ModelSpec:
     @property
     def default_size(self) -> tuple[int, int]:
         return self.sizes[0]
+
+    @property
+    def default_negative(self) -> str:
+        """The negative prompt of the official code when none is given."""
+        return self.negative_prefix + WAN_NEGATIVE
+
+    @property
+    def trained_sizes(self) -> tuple[tuple[int, int], ...]:
+        """Sizes the weights were trained at; random tiny weights have none (any size goes)."""
+        return () if self.tiny else self.sizes
 
 
 _480 = ((832, 480), (480, 832))
@@ -59,13 +81,14 @@ MODELS: dict[str, ModelSpec] = {
                   guidance=5.0, continue_with="wan2.1-i2v-14b-720p", approx_gb=75.0),
         ModelSpec("wan2.1-i2v-14b-480p", "wan2.1", "i2v", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
                   "Wan-AI/Wan2.1-I2V-14B-480P", 16, 81, _480, steps=40, shift=3.0,
-                  guidance=5.0, approx_gb=80.0),
+                  guidance=5.0, approx_gb=80.0, negative_prefix=_I2V_PREFIX),
         ModelSpec("wan2.1-i2v-14b-720p", "wan2.1", "i2v", "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
                   "Wan-AI/Wan2.1-I2V-14B-720P", 16, 81, _720, steps=40, shift=5.0,
-                  guidance=5.0, approx_gb=80.0),
+                  guidance=5.0, approx_gb=80.0, negative_prefix=_I2V_PREFIX),
         ModelSpec("wan2.1-flf2v-14b-720p", "wan2.1", "flf2v", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
                   "Wan-AI/Wan2.1-FLF2V-14B-720P", 16, 81, _720, steps=50, shift=16.0,
-                  guidance=5.0, approx_gb=80.0, notes="first and last frame to video"),
+                  guidance=5.0, approx_gb=80.0, notes="first and last frame to video",
+                  negative_prefix=_FLF2V_PREFIX),
         ModelSpec("wan2.1-vace-1.3b", "wan2.1", "vace", "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
                   "Wan-AI/Wan2.1-VACE-1.3B", 16, 81, _480, steps=50, shift=16.0,
                   guidance=5.0, approx_gb=19.0),

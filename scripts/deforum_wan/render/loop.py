@@ -324,16 +324,19 @@ class Renderer:
     def _generate(self, backend, w: Window, plan: ClipPlan, stream: CarryStream) -> list[np.ndarray]:
         from ..backends.base import GenerateRequest
 
-        image = None
+        image = context = None
         if w.mode == "i2v":
             if w.index == 0:
                 image = load_image(self.settings.init_image, plan.width, plan.height, self.settings_base)
+            elif w.context:
+                context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
             else:
                 image = stream.conditioning(w.overlap)
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
-                              image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift)
+                              image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
+                              context=context)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -342,8 +345,10 @@ class Renderer:
         if self.should_stop():  # backends without a step callback stop between windows
             raise Interrupted("stopped")
         if w.index > 0:
-            frames = frames[1:]  # Wan's copy of the conditioning frame
-            return list(frames[: w.overlap + w.new_frames])
+            frames = list(frames[1:])  # Wan's copy of the conditioning frame
+            if context is not None:  # the kept overlap is the video's own frames, not a re-render
+                frames[: w.overlap] = list(context[1:])
+            return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
 
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:

@@ -68,7 +68,12 @@ class CarryStream:
                 self.retimer = self._retimer(seg + 1, 0)
 
     def conditioning(self, overlap: int) -> np.ndarray:
+        """The frame a continuation window starts from: ``overlap`` frames before the end."""
         return self.tail[len(self.tail) - 1 - overlap]
+
+    def context(self, overlap: int) -> np.ndarray:
+        """The conditioning frame and the overlap after it: what a VACE window keeps (N, H, W, 3)."""
+        return np.stack(self.tail[len(self.tail) - 1 - overlap:])
 
     # Carry: what the next window needs, saved after each window for resume.
     def carry_bytes(self, next_window: int) -> bytes:

@@ -31,7 +31,7 @@ WAN_KEY_FIELDS: dict[str, Key] = {k.field: k for k in KEYS if k.field}
 # value lives in two keys (init_image: use_init + init_image, soundtrack: add_soundtrack +
 # soundtrack_path, prompts: prompts / animation_prompts) are handled by name below.
 _DEFORUM_FIELDS: dict[str, str] = {
-    "width": "W", "height": "H", "fps": "fps", "frames": "max_frames", "steps": "steps",
+    "width": "W", "height": "H", "fps": "fps", "frames": "max_frames",
     "cfg": "cfg_scale_schedule", "seed": "seed", "seed_behavior": "seed_behavior",
     "seed_iter_n": "seed_iter_N", "color_coherence": "color_coherence", "prompts": "prompts",
     "positive": "animation_prompts_positive", "negative": "animation_prompts_negative",
@@ -42,7 +42,7 @@ FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
 # Fields that configure Wan rather than describe the animation (every Wan key's field):
 # applied to every file of an imported batch (each file keeps its own prompts, frames, ...).
 WAN_FIELDS: tuple[str, ...] = tuple(WAN_KEY_FIELDS)
-_NUMBER_FIELDS = ("width", "height", "fps", "frames", "steps", "seed", "seed_iter_n")
+_NUMBER_FIELDS = ("width", "height", "fps", "frames", "seed", "seed_iter_n")
 
 
 def _get(settings: dict, key: str) -> Any:
@@ -219,7 +219,6 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         "height": _number(_get(s, "H")) or DEFORUM_DEFAULTS["H"],
         "fps": _number(_get(s, "fps")),
         "frames": _number(_get(s, "max_frames")),
-        "steps": _number(_get(s, "steps")),
         "cfg": cfg_text(_get(s, "cfg_scale_schedule")),
         "seed": _number(_get(s, "seed")),
         "seed_behavior": _choice(_get(s, "seed_behavior"), SEED_BEHAVIORS, "iter"),
@@ -300,6 +299,19 @@ def _apply(out: dict, name: str, value: Any) -> None:
             out["soundtrack_path"] = value
     else:
         out[FIELD_KEYS[name]] = value  # ours wins over another fork's alias on re-import
+
+
+def sampling_label(name: str, model: str) -> str:
+    """The label of a field that an empty value leaves to the model, naming the model's value."""
+    try:
+        spec = get_model(model_id(model))
+    except Exception:  # an unknown id: load_settings reports it
+        return {"steps": "Steps", "guidance": "Guidance", "guidance_2": "Guidance 2"}[name] + " (empty: the model's)"
+    value = {"steps": spec.steps, "guidance": spec.guidance, "guidance_2": spec.guidance_2}[name]
+    title = {"steps": "Steps", "guidance": "Guidance", "guidance_2": "Guidance 2 (Wan2.2 low-noise expert)"}[name]
+    if value is None:
+        return f"{title} (not used by {spec.id})"
+    return f"{title} (empty: {spec.id}'s {value:g})"
 
 
 def model_choices(installed: set[str] | None = None) -> list[str]:

@@ -34,6 +34,7 @@ from .fields import (
     model_label,
     parse_size,
     prompts_text,
+    sampling_label,
     settings_to_fields,
     size_choices,
     size_for,
@@ -54,7 +55,7 @@ PRESET_INFO = ("quality: the model as shipped; balanced: torch.compile, flash-at
 
 # A first render that works on the model's trained size; everything else is Deforum's default.
 STARTER_SETTINGS: dict = {
-    "W": 832, "H": 480, "fps": 16, "max_frames": 81, "steps": 25, "cfg_scale_schedule": "0: (6)",
+    "W": 832, "H": 480, "fps": 16, "max_frames": 81, "steps": 25, "cfg_scale_schedule": "0: (7)",
     "seed": -1, "batch_name": "Wan_{timestring}",
     "prompts": {"0": "a lighthouse on a cliff at dawn, waves crashing --neg blurry, low quality",
                 "48": "the lighthouse at night, its beam sweeping through fog"},
@@ -262,7 +263,11 @@ class WanTab:
 
     # --- small field handlers ------------------------------------------------------------
     def model_changed(self, model, width, height):
-        return update(choices=size_choices(model), value=size_for(model, width, height))
+        """The fields that follow the model: its trained sizes, and the model values that an
+        empty Steps / Guidance / Guidance 2 field stands for."""
+        return (update(choices=size_choices(model), value=size_for(model, width, height)),
+                update(label=sampling_label("steps", model)), update(label=sampling_label("guidance", model)),
+                update(label=sampling_label("guidance_2", model)))
 
     def size_changed(self, size, width, height):
         wh = parse_size(size)
@@ -428,11 +433,18 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["clip_duration"] = gr.Number(label="Clip duration, s (0 = model window)",
                                                    value=start["clip_duration"], elem_id="wan_clip_duration")
                 with gr.Row():
-                    c["steps"] = gr.Number(label="Steps", value=start["steps"], precision=0, elem_id="wan_steps")
-                    c["cfg"] = gr.Textbox(label="Guidance (cfg schedule or a number)", value=start["cfg"],
-                                          elem_id="wan_cfg")
-                    c["guidance_2"] = gr.Textbox(label="Guidance 2 (Wan2.2 low-noise expert; empty = model's)",
+                    c["steps"] = gr.Textbox(label=sampling_label("steps", start["model"]), value=start["steps"],
+                                            elem_id="wan_steps")
+                    c["guidance"] = gr.Textbox(label=sampling_label("guidance", start["model"]),
+                                               value=start["guidance"], elem_id="wan_guidance")
+                    c["guidance_2"] = gr.Textbox(label=sampling_label("guidance_2", start["model"]),
                                                  value=start["guidance_2"], elem_id="wan_guidance_2")
+                with gr.Row():
+                    c["deforum_sampling"] = gr.Checkbox(
+                        label="Use Deforum's steps and CFG schedule (made for Stable Diffusion)",
+                        value=start["deforum_sampling"], elem_id="wan_deforum_sampling")
+                    c["cfg"] = gr.Textbox(label="Deforum CFG schedule (cfg_scale_schedule, or a number)",
+                                          value=start["cfg"], elem_id="wan_cfg")
                 with gr.Row():
                     c["seed"] = gr.Number(label="Seed (-1 = random)", value=start["seed"], precision=0,
                                           elem_id="wan_seed")
@@ -516,7 +528,8 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["save"].click, tab.save_settings, fields + [base], [c["saved"], status])
         on(c["deforum"].click, tab.use_deforum_prompts, [c["deforum_js"]],
            [c["prompts"], c["positive"], c["negative"], status], js=DEFORUM_PROMPTS_JS)
-        on(c["model"].change, tab.model_changed, [c["model"], c["width"], c["height"]], [c["size"]])
+        on(c["model"].change, tab.model_changed, [c["model"], c["width"], c["height"]],
+           [c["size"], c["steps"], c["guidance"], c["guidance_2"]])
         on(c["size"].change, tab.size_changed, [c["size"], c["width"], c["height"]], [c["width"], c["height"]])
         on(c["init_upload"].upload, tab.uploaded_path, [c["init_upload"]], [c["init_image"]])
         on(c["soundtrack_upload"].upload, tab.uploaded_path, [c["soundtrack_upload"]], [c["soundtrack"]])
