@@ -142,3 +142,49 @@ def test_a_vace_windows_first_frames_are_its_context(partner, kept, tiny_models_
         assert error <= 1 / 255 + 1e-6  # the video's own frames (PNG rounding only)
     else:
         assert error > 4 / 255  # blended with what the I2V window generated
+
+
+def test_t2v_14b_continues_with_the_480p_i2v_model_at_480p():
+    at_480 = plan_of(wan_model="wan2.1-t2v-14b", W=832, H=480)
+    assert at_480.continue_model == "wan2.1-i2v-14b-480p" and at_480.windows[1].shift == 3.0
+    at_720 = plan_of(wan_model="wan2.1-t2v-14b", W=1280, H=720)
+    assert at_720.continue_model == "wan2.1-i2v-14b-720p" and at_720.windows[1].shift == 5.0
+    # a partner the user names is kept
+    assert plan_of(wan_model="wan2.1-t2v-14b", W=832, H=480,
+                   wan_continue_model="wan2.1-i2v-14b-720p").continue_model == "wan2.1-i2v-14b-720p"
+
+
+@pytest.mark.parametrize("value", [None, 5, 1.5, ["a"], {"x": 1}])
+def test_a_prompt_that_is_not_text_fails_in_one_line(value):
+    with pytest.raises(SettingsError) as err:
+        load_settings({**SD_FILE, "prompts": {"0": "a fox", "10": value}})
+    assert "prompt '10' must be text" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_backtick_weights_are_stripped_with_the_emphasis():
+    s = load_settings({**SD_FILE, "prompts": {"0": "a (red:`0.5+t/40`) fox, (snow:1.2), (sky:`sin(t)`)"}})
+    assert s.prompts[0].positive == "a red fox, snow, sky"
+
+
+@pytest.mark.parametrize("fit, expected", [("crop", "centre"), ("fit", "bars"), ("stretch", "stretched")])
+def test_init_images_keep_their_aspect_unless_stretched(fit, expected, tmp_path):
+    from PIL import Image
+
+    from deforum_wan.render.loop import load_image
+
+    # a 2:1 image: left half red, right half blue; rendered into a square
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20, 0] = 255
+    img[:, 20:, 2] = 255
+    img[:, :4] = (0, 255, 0)  # a green edge: cropped away by crop only
+    Image.fromarray(img).save(tmp_path / "init.png")
+    out = load_image(str(tmp_path / "init.png"), 32, 32, fit=fit)
+    assert out.shape == (32, 32, 3)
+    green_edge = out[16, 0, 1] > 0.9
+    if expected == "bars":  # letterboxed: black above and below, the whole width kept
+        assert out[0].max() == 0 and out[-1].max() == 0 and green_edge and out[16, -3, 2] > 0.9
+    elif expected == "centre":  # fills the frame with the middle: the edges are gone
+        assert out[0].max() > 0.9 and not green_edge and out[16, 4, 0] > 0.9 and out[16, -3, 2] > 0.9
+    else:  # stretched: fills the frame and keeps the edges
+        assert out[0].max() > 0.9 and green_edge and out[16, -3, 2] > 0.9
+    assert load_settings({**SD_FILE, "wan_init_fit": fit}).init_fit == fit

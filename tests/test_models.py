@@ -72,16 +72,39 @@ def test_incomplete_download_is_not_taken(tiny_models_dir, tmp_path, isolated_hf
     assert locate_weights(get_model(T2V), tmp_path) is None
 
 
-def test_official_layout_is_recognised_by_its_t5_checkpoint(tmp_path, isolated_hf_cache):
+def test_official_layout_counts_only_when_whole(tmp_path, isolated_hf_cache):
+    """Encoder, VAE and every DiT shard its index names; an interrupted download is not whole."""
     folder = tmp_path / "Wan2.1-T2V-1.3B"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
-    assert locate_weights(get_model(T2V), tmp_path, layout="official") is None
+
+    def found():
+        return locate_weights(get_model(T2V), tmp_path, layout="official")
+
+    assert found() is None
     (folder / "models_t5_umt5-xxl-enc-bf16.pth").write_bytes(b"x" * 10)
-    assert locate_weights(get_model(T2V), tmp_path, layout="official") == folder
+    assert found() is None  # the encoder alone is how an interrupted download starts
+    (folder / "Wan2.1_VAE.pth").write_bytes(b"v")
+    index = {"weight_map": {"a": "diffusion_pytorch_model-00001-of-00002.safetensors",
+                            "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}}
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
+    (folder / "diffusion_pytorch_model-00001-of-00002.safetensors").write_bytes(b"s")
+    assert found() is None  # one shard missing
+    (folder / "diffusion_pytorch_model-00002-of-00002.safetensors").write_bytes(b"s")
+    assert found() == folder
     assert locate_weights(get_model(T2V), tmp_path, layout="diffusers") is None
     status = model_status(get_model(T2V), tmp_path)
-    assert status.official_path == folder and status.diffusers_path is None and status.size_bytes == 12
+    assert status.official_path == folder and status.diffusers_path is None
+    # Wan2.2 A14B: one VAE and encoder, a DiT per expert
+    a14b = tmp_path / "Wan2.2-T2V-A14B"
+    for name in ("high_noise_model", "low_noise_model"):
+        (a14b / name).mkdir(parents=True)
+    (a14b / "models_t5_umt5-xxl-enc-bf16.pth").write_bytes(b"x")
+    (a14b / "Wan2.1_VAE.pth").write_bytes(b"v")
+    (a14b / "high_noise_model" / "diffusion_pytorch_model.safetensors").write_bytes(b"s")
+    assert locate_weights(get_model("wan2.2-t2v-a14b"), tmp_path, layout="official") is None
+    (a14b / "low_noise_model" / "diffusion_pytorch_model.safetensors").write_bytes(b"s")
+    assert locate_weights(get_model("wan2.2-t2v-a14b"), tmp_path, layout="official") == a14b
 
 
 def test_hub_cache_snapshot_is_found_offline(tiny_models_dir, tmp_path):

@@ -95,6 +95,19 @@ def test_distill_lora_lookup(tmp_path):
     found = speed.find_distill_lora("wan2.1-t2v-14b", tmp_path)
     assert found.name.endswith("rank64.safetensors")
     assert speed.find_distill_lora("wan2.1-t2v-1.3b", tmp_path) is None  # no published one
+    # ranks compare as numbers (rank8 is not above rank64)
+    (tmp_path / "loras" / "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank8.safetensors").touch()
+    assert speed.find_distill_lora("wan2.1-t2v-14b", tmp_path).name.endswith("rank64.safetensors")
+
+
+def test_distill_lora_lookup_finds_the_renamed_shared_files(tmp_path):
+    (tmp_path / "lightx2v_T2V_14B_cfg_step_distill_v2_lora_rank128_bf16.safetensors").touch()
+    (tmp_path / "lightx2v_T2V_14B_cfg_step_distill_v2_lora_rank16_bf16.safetensors").touch()
+    (tmp_path / "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors").touch()
+    assert speed.find_distill_lora("wan2.1-t2v-14b", tmp_path).name.startswith("lightx2v_T2V_14B")
+    assert "rank128" in speed.find_distill_lora("wan2.1-t2v-14b", tmp_path).name
+    assert "I2V_14B_480p" in speed.find_distill_lora("wan2.1-i2v-14b-480p", tmp_path).name
+    assert speed.find_distill_lora("wan2.1-i2v-14b-720p", tmp_path) is None
 
 
 def test_pure_front_imports_without_torch():

@@ -6,6 +6,8 @@ testable without a model. The presets that ask for these live in ``config.preset
 """
 from __future__ import annotations
 
+import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,24 +132,36 @@ def plan_cache(cache: str, threshold: float | None, model_id: str, *, blocks: in
 
 # Published step- and CFG-distilled LoRAs (lightx2v; also mirrored in Kijai/WanVideo_comfy):
 # 4 steps at guidance 1. Any model also takes ``<models dir>/loras/<model id>-distill.safetensors``.
+# lightx2v's step-distilled LoRAs as published, then as commonly re-shared (renamed, e.g.
+# "lightx2v_T2V_14B_cfg_step_distill_v2_lora_rank64_bf16.safetensors"); matched without case.
 DISTILL_LORAS: dict[str, tuple[str, ...]] = {
-    "wan2.1-t2v-14b": ("Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank*.safetensors",),
-    "wan2.1-i2v-14b-480p": ("Wan21_I2V_14B_lightx2v_cfg_step_distill_lora_rank*.safetensors",),
+    "wan2.1-t2v-14b": ("Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank*.safetensors",
+                       "*lightx2v*t2v*14b*distill*.safetensors"),
+    "wan2.1-i2v-14b-480p": ("Wan21_I2V_14B_lightx2v_cfg_step_distill_lora_rank*.safetensors",
+                            "*lightx2v*i2v*14b*480*distill*.safetensors"),
 }
+_RANK = re.compile(r"rank[_-]?(\d+)", re.IGNORECASE)
 
 
 def distill_lora_names(model_id: str) -> tuple[str, ...]:
     return (f"{model_id}-distill.safetensors",) + DISTILL_LORAS.get(model_id, ())
 
 
+def _rank(path: Path) -> int:
+    found = _RANK.search(path.name)
+    return int(found.group(1)) if found else 0
+
+
 def find_distill_lora(model_id: str, models_dir: str | Path) -> Path | None:
-    """The step-distilled LoRA for ``model_id`` in ``<models_dir>/loras`` or ``<models_dir>``."""
+    """The step-distilled LoRA for ``model_id`` in ``<models_dir>/loras`` or ``<models_dir>``:
+    the first pattern that matches, its highest rank (by number: rank64 over rank8)."""
     root = Path(models_dir).expanduser()
     for folder in (root / "loras", root):
         if not folder.is_dir():
             continue
+        files = [p for p in folder.iterdir() if p.is_file()]
         for pattern in distill_lora_names(model_id):
-            found = sorted(p for p in folder.glob(pattern) if p.is_file())
+            found = [p for p in files if fnmatch.fnmatch(p.name.lower(), pattern.lower())]
             if found:
-                return found[-1]  # the highest rank when several are present
+                return max(found, key=lambda p: (_rank(p), p.name))
     return None

@@ -21,6 +21,7 @@ COLOR_MODES = ("None", "LAB", "HSV", "RGB")
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
 CACHES = ("none", "first_block", "taylorseer", "mag", "faster")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+INIT_FITS = ("crop", "fit", "stretch")
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"
 
@@ -130,7 +131,7 @@ KEYS: tuple[Key, ...] = (
     Key("wan_model", "model", DEFAULT_MODEL, "model id (`python -m deforum_wan models`)",
         field="model", attr="model", example="tiny-random"),
     Key("wan_continue_model", "model", "", "model for the I2V windows after the first (1.3B → VACE-1.3B,"
-        " 14B → I2V-14B-720P, A14B → I2V-A14B)", optional=True, attr="continue_model",
+        " 14B → I2V-14B-720P, or I2V-14B-480P for a 480p render, A14B → I2V-A14B)", optional=True, attr="continue_model",
         shown_default="partner", example="tiny-random-i2v"),
     Key("wan_backend", "choice", "auto", "`auto` (official, then diffusers), `official`, `diffusers`",
         choices=BACKENDS, field="backend", attr="backend", example="diffusers"),
@@ -158,6 +159,9 @@ KEYS: tuple[Key, ...] = (
     Key("wan_use_deforum_sampling", "flag", False, "`true`: Deforum's `steps` (or `steps_schedule`) and"
         " `cfg_scale_schedule` drive each window (made for Stable Diffusion: 25 steps, cfg 7) instead of"
         " the model's values", field="deforum_sampling", attr="use_deforum_sampling", example=True),
+    Key("wan_init_fit", "choice", "crop", "how an init image of another aspect meets the render size:"
+        " `crop` (scale to cover, centre-crop), `fit` (scale to fit, black bars), `stretch` (Deforum's"
+        " resize)", choices=INIT_FITS, attr="init_fit", example="fit"),
     Key("wan_guidance_2", "number", None, "low-noise expert guidance (Wan 2.2 A14B)", lo=0, hi=100,
         optional=True, field="guidance_2", attr="guidance_2", shown_default="model's", example=3.5),
     Key("wan_shift", "number", None, "flow shift", lo=0.1, hi=100, optional=True, attr="shift",

@@ -99,7 +99,9 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
     spec = settings.model
     warnings = list(settings.warnings)
     first_mode = "i2v" if settings.init_image else "t2v"
-    cont = settings.continue_model or (spec if spec.can_i2v else _partner(spec, settings))
+    # The size first (the first model's trained sizes): the I2V partner can depend on it.
+    size, size_source = _size(settings, spec, settings.continue_model or spec, warnings)
+    cont = settings.continue_model or (spec if spec.can_i2v else _partner(spec, settings, size))
     first_model = spec
     if first_mode == "t2v" and not spec.can_t2v:
         raise SettingsError(f"{spec.id} is image-to-video only; set use_init and init_image,"
@@ -117,7 +119,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                             settings.source)
     native = spec.native_fps
     multiple = max(spec.size_multiple, cont.size_multiple)
-    (want_w, want_h), size_source = _size(settings, spec, cont, warnings)
+    want_w, want_h = size
     width, height = want_w - want_w % multiple, want_h - want_h % multiple
     if (width, height) != (want_w, want_h):
         warnings.append(f"size rounded down to {width}x{height} (multiple of {multiple} for {cont.id})")
@@ -228,9 +230,9 @@ def _sampling(settings: RenderSettings, model: ModelSpec, at: int) -> tuple[dict
     return values, sources
 
 
-def _partner(spec: ModelSpec, settings: RenderSettings) -> ModelSpec:
+def _partner(spec: ModelSpec, settings: RenderSettings, size: tuple[int, int]) -> ModelSpec:
     try:
-        return continuation_model(spec)
+        return continuation_model(spec, size)
     except Exception as exc:
         raise SettingsError(str(exc), settings.source) from None
 

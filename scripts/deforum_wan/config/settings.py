@@ -53,7 +53,8 @@ _RENAMED = {"flip_2d_perspective": "enable_perspective_flip",
             "skip_video_for_run_all": "skip_video_creation"}
 _COLOR_LEGACY = {"Match Frame 0 HSV": "HSV", "Match Frame 0 LAB": "LAB", "Match Frame 0 RGB": "RGB"}
 
-_EMPHASIS_WEIGHT = re.compile(r"\(([^()]*?):\s*-?[\d.]+\s*\)")
+# (word:1.2), and Deforum's (word:`0.5+t/40`) whose weight is a backtick expression
+_EMPHASIS_WEIGHT = re.compile(r"\(([^()`]*?):\s*(?:-?[\d.]+|`[^`]*`)\s*\)")
 _EMPHASIS_PARENS = re.compile(r"\({2,}([^()]*)\){2,}")
 _LORA_TAG = re.compile(r"<(?:lora|lyco|hypernet):[^>]*>", re.IGNORECASE)
 _BATCH_UNSAFE = re.compile(r'[<>:"/\\|?*\s,]')
@@ -110,6 +111,7 @@ class RenderSettings:
     wan_steps: int | None = None  # None: the model's (or Deforum's with use_deforum_sampling)
     wan_guidance: float | None = None  # None: the model's (or Deforum's cfg schedule)
     use_deforum_sampling: bool = False
+    init_fit: str = "crop"  # wan_init_fit: crop | fit | stretch
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -350,7 +352,9 @@ def _prompts(raw: dict, max_frames: int, warnings: list[str]) -> list[Prompt]:
             continue
         if frame in by_frame:
             warnings.append(f"two prompts at frame {frame}; the later one ({key!r}) wins")
-        by_frame[frame] = _text(value, f"prompt {key!r}")
+        if not isinstance(value, str):  # null or a number is a broken file, not a prompt
+            raise ExprError(f"prompt {key!r} must be text, got {json.dumps(value)}")
+        by_frame[frame] = value
     if not by_frame:
         raise ExprError(f"no prompt keyframe falls inside max_frames={max_frames}")
     stripped = False

@@ -38,6 +38,7 @@ class ModelSpec:
     guidance: float = 5.0  # (two experts: the high-noise one, diffusers' guidance_scale)
     guidance_2: float | None = None  # low-noise expert (Wan2.2 A14B), diffusers' guidance_scale_2
     continue_with: str | None = None  # I2V-capable model for windows after the first
+    continue_with_480p: str | None = None  # the partner when the render is 480p
     approx_gb: float = 0.0  # weights on disk, diffusers layout (for the models list)
     notes: str = ""
     tiny: bool = False  # built locally by tiny.py
@@ -78,7 +79,8 @@ MODELS: dict[str, ModelSpec] = {
                   notes="Wan's recommended shift 8-12 and guidance 6 for 1.3B"),
         ModelSpec("wan2.1-t2v-14b", "wan2.1", "t2v", "Wan-AI/Wan2.1-T2V-14B-Diffusers",
                   "Wan-AI/Wan2.1-T2V-14B", 16, 81, _720 + _480, steps=50, shift=5.0,
-                  guidance=5.0, continue_with="wan2.1-i2v-14b-720p", approx_gb=75.0),
+                  guidance=5.0, continue_with="wan2.1-i2v-14b-720p", approx_gb=75.0,
+                  continue_with_480p="wan2.1-i2v-14b-480p"),
         ModelSpec("wan2.1-i2v-14b-480p", "wan2.1", "i2v", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
                   "Wan-AI/Wan2.1-I2V-14B-480P", 16, 81, _480, steps=40, shift=3.0,
                   guidance=5.0, approx_gb=80.0, negative_prefix=_I2V_PREFIX),
@@ -136,10 +138,13 @@ def get_model(model_id: str) -> ModelSpec:
     raise WanError(f"unknown model {model_id!r}; known: {', '.join(MODELS)}")
 
 
-def continuation_model(spec: ModelSpec) -> ModelSpec:
-    """The model that renders I2V windows after the first one."""
+def continuation_model(spec: ModelSpec, size: tuple[int, int] | None = None) -> ModelSpec:
+    """The model that renders I2V windows after the first one (at ``size``: a 480p render of
+    T2V-14B continues with the 480P I2V model, trained there and run at shift 3)."""
     if spec.can_i2v:
         return spec
+    if spec.continue_with_480p and size is not None and min(size) <= 480:
+        return MODELS[spec.continue_with_480p]
     if spec.continue_with:
         return MODELS[spec.continue_with]
     raise WanError(f"{spec.id} cannot continue from a frame and has no I2V partner")

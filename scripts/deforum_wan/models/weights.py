@@ -68,8 +68,7 @@ def _is_complete(folder: Path, layout: str) -> bool:
     if not folder.is_dir():
         return False
     if layout == "official":
-        # Every official Wan checkpoint ships its UMT5 encoder as models_t5_*.pth.
-        return any(folder.glob("models_t5_*.pth"))
+        return _official_complete(folder)
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -84,6 +83,27 @@ def _is_complete(folder: Path, layout: str) -> bool:
             if not _has_weights(part):
                 return False
     return True
+
+
+def _official_complete(folder: Path) -> bool:
+    """An official checkpoint: its UMT5 encoder, its VAE, and whole DiT weights (every shard
+    its index names), in the folder or in each expert's subfolder (Wan2.2 A14B)."""
+    if not any(folder.glob("models_t5_*.pth")) or not any(folder.glob("Wan2.*_VAE.pth")):
+        return False
+    experts = [folder / "high_noise_model", folder / "low_noise_model"]
+    dits = experts if any(e.is_dir() for e in experts) else [folder]
+    return all(_dit_complete(d) for d in dits)
+
+
+def _dit_complete(folder: Path) -> bool:
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return False
+        return bool(shards) and all((folder / s).is_file() for s in shards)
+    return (folder / "diffusion_pytorch_model.safetensors").is_file()
 
 
 def _hub_snapshot(repo: str, layout: str) -> Path | None:

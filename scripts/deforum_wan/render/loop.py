@@ -51,18 +51,26 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_image(path: str, width: int, height: int, base: Path | None = None) -> np.ndarray:
-    """An init image file as float32 (H, W, 3) in [0, 1], resized like Deforum (no crop)."""
+def load_image(path: str, width: int, height: int, base: Path | None = None, fit: str = "crop") -> np.ndarray:
+    """An init image file as float32 (H, W, 3) in [0, 1] at the render size: ``crop`` keeps
+    its aspect and centre-crops, ``fit`` keeps it and letterboxes, ``stretch`` resizes as
+    Deforum does."""
     if "://" in path:
         raise WanError(f"init_image {path} is a URL; download it and give the local path")
     p = Path(path)
     if not p.is_absolute() and base is not None and not p.exists():
         p = base / p
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(p) as img:
-            img = img.convert("RGB").resize((width, height), Image.LANCZOS)
+            img = img.convert("RGB")
+            if fit == "crop":
+                img = ImageOps.fit(img, (width, height), Image.LANCZOS)
+            elif fit == "fit":
+                img = ImageOps.pad(img, (width, height), Image.LANCZOS, color=(0, 0, 0))
+            else:
+                img = img.resize((width, height), Image.LANCZOS)
             return np.asarray(img, dtype=np.float32) / 255.0
     except (OSError, ValueError) as exc:
         raise WanError(f"cannot read init_image {path}: {exc}") from None
@@ -327,7 +335,8 @@ class Renderer:
         image = context = None
         if w.mode == "i2v":
             if w.index == 0:
-                image = load_image(self.settings.init_image, plan.width, plan.height, self.settings_base)
+                image = load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
+                                   self.settings.init_fit)
             elif w.context:
                 context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
             else:
