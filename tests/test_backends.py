@@ -1,10 +1,11 @@
 """Backends on the tiny Wan models: the real diffusers pipelines, run on the CPU."""
 import shutil
+import sys
 
 import numpy as np
 import pytest
 
-from deforum_wan.backends.base import BackendOptions, GenerateRequest
+from deforum_wan.backends.base import Backend, BackendOptions, GenerateRequest
 from deforum_wan.backends.chain import load_backend
 from deforum_wan.backends.diffusers_backend import DiffusersBackend
 from deforum_wan.errors import BackendError, Interrupted, WanError
@@ -345,3 +346,99 @@ def test_official_refuses_torch_without_weights_only_load():
             check_safe_torch_load(old)
     for ok in ("2.6.0", "2.13.0+cpu", "3.0.0"):
         check_safe_torch_load(ok)
+
+
+def test_the_wan22_wheel_is_refused_before_it_is_imported():
+    """The PyPI `wan22` wheel defaults its classes to lightning=True (guidance off, fixed
+    paths); a Wan2.2 clone does not. Fixtures: the two constructor signatures as shipped."""
+    from pathlib import Path
+
+    from deforum_wan.backends.official import import_wan, lightning_wheel
+
+    fixtures = Path(__file__).parent / "fixtures"
+    assert lightning_wheel(fixtures / "wan22_clone" / "wan") is None
+    reason = lightning_wheel(fixtures / "wan22_wheel" / "wan")
+    assert "wan22` wheel" in reason and "lightning=True" in reason and "Wan-Video/Wan2.2" in reason
+    with pytest.raises(BackendError, match="wan22` wheel"):
+        import_wan(str(fixtures / "wan22_wheel"), "t2v-A14B")
+    assert "wan" not in sys.modules or "wan22_wheel" not in str(getattr(sys.modules["wan"], "__file__", ""))
+
+
+def _unique_bytes(*modules) -> int:
+    """Bytes of distinct parameter storage across modules (a shared module counts once)."""
+    seen, total = set(), 0
+    for module in modules:
+        for p in module.parameters():
+            if p.data_ptr() not in seen:
+                seen.add(p.data_ptr())
+                total += p.numel() * p.element_size()
+    return total
+
+
+def test_a_continuation_model_shares_the_first_models_encoder_and_vae(options):
+    """T2V + VACE (Wan2.1 both): one UMT5 encoder, tokenizer and VAE in memory, not two."""
+    t2v, _ = load_backend(get_model("tiny-random"), "diffusers", options)
+    vace, _ = load_backend(get_model("tiny-random-vace"), "diffusers", options, share_from=[t2v])
+    alone, _ = load_backend(get_model("tiny-random-vace"), "diffusers", options)
+    try:
+        for name in ("text_encoder", "tokenizer", "vae"):
+            assert getattr(vace.pipe, name) is getattr(t2v.pipe, name)
+            assert getattr(alone.pipe, name) is not getattr(t2v.pipe, name)
+        assert vace.shared == {"text_encoder": "tiny-random", "tokenizer": "tiny-random", "vae": "tiny-random"}
+        assert any("shares" in note and "tiny-random" in note for note in vace.notes)
+        encoder = _unique_bytes(t2v.pipe.text_encoder)
+        both = _unique_bytes(t2v.pipe.text_encoder, vace.pipe.text_encoder)
+        assert both == encoder and _unique_bytes(t2v.pipe.text_encoder, alone.pipe.text_encoder) == 2 * encoder
+        # the shared pair still renders, and the same as a VACE loaded alone
+        req = request("i2v", image=image())
+        assert np.allclose(vace.generate(req), alone.generate(req), atol=1e-5)
+    finally:
+        for backend in (alone, vace, t2v):
+            backend.close()
+
+
+def test_only_identical_components_are_shared(options, tiny_models_dir):
+    from deforum_wan.backends.diffusers_backend import same_component
+
+    root = tiny_models_dir
+    assert same_component(root / "tiny-random" / "text_encoder", root / "tiny-random-ti2v" / "text_encoder")
+    assert not same_component(root / "tiny-random" / "vae", root / "tiny-random-ti2v" / "vae")  # Wan2.2 VAE
+    assert not same_component(root / "tiny-random" / "transformer", root / "tiny-random-vace" / "transformer")
+    t2v, _ = load_backend(get_model("tiny-random"), "diffusers", options)
+    ti2v, _ = load_backend(get_model("tiny-random-ti2v"), "diffusers", options, share_from=[t2v])
+    try:
+        assert ti2v.pipe.text_encoder is t2v.pipe.text_encoder and ti2v.pipe.vae is not t2v.pipe.vae
+    finally:
+        ti2v.close()
+        t2v.close()
+
+
+class _Resident(Backend):
+    """A backend of this project's interface holding ``size`` bytes on a device (pool policy)."""
+
+    name = "resident"
+
+    def __init__(self, model: str, size: int):
+        self.spec, self.notes, self.size, self.parked = get_model(model), [], size, False
+
+    def bytes_on_device(self) -> int:
+        return 0 if self.parked else self.size
+
+    def park(self) -> str:
+        self.parked = True
+        return f"{self.spec.id} parked"
+
+
+def test_the_pool_parks_idle_models_largest_first_until_the_new_one_fits():
+    from deforum_wan.backends.pool import BackendPool
+
+    pool = BackendPool()
+    small, big, active = _Resident("tiny-random", 2), _Resident("tiny-random-i2v", 8), _Resident("tiny-random-vace", 5)
+    for key, backend in (("a", small), ("b", big), ("c", active)):
+        pool.put(key, backend)
+    assert pool.make_room(need=4, free=None) == []  # no accelerator: nothing to move
+    assert pool.make_room(need=4, free=5) == [] and not big.parked  # it fits
+    assert pool.make_room(need=10, free=3, active=active) == ["tiny-random-i2v parked"]
+    assert big.parked and not small.parked and not active.parked
+    assert pool.make_room(need=20, free=3, active=active) == ["tiny-random parked"]  # all idle ones, never the active
+    assert not active.parked

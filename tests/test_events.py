@@ -47,3 +47,7 @@ def test_a_render_emits_each_event_with_its_fields(tiny_models_dir, tmp_path):
         assert not missing, f"{event['event']} lacks {missing}"
     started = seen[0]
     assert len(started["window_steps"]) == started["windows"]
+    # the continuation model reuses the first one's encoder and VAE, and the load report says so
+    loaded = [e for e in seen if e["event"] == "loaded"]
+    assert [e["model"] for e in loaded] == ["tiny-random", "tiny-random-i2v"]
+    assert any(note.startswith("shares") and "text_encoder" in note and "vae" in note for note in loaded[1]["notes"])

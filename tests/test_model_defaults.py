@@ -188,3 +188,11 @@ def test_init_images_keep_their_aspect_unless_stretched(fit, expected, tmp_path)
     else:  # stretched: fills the frame and keeps the edges
         assert out[0].max() > 0.9 and green_edge and out[16, -3, 2] > 0.9
     assert load_settings({**SD_FILE, "wan_init_fit": fit}).init_fit == fit
+
+
+@pytest.mark.parametrize("keys", [{"wan_model": "wan2.1-flf2v-14b-720p", "use_init": True, "init_image": "a.png"},
+                                  {"wan_model": "wan2.1-t2v-14b", "wan_continue_model": "wan2.1-flf2v-14b-720p"}])
+def test_flf2v_is_refused_by_the_plan_before_any_load(keys):
+    with pytest.raises(SettingsError, match="first and a last image") as err:
+        plan_of(**keys)
+    assert "\n" not in str(err.value)

@@ -2,8 +2,8 @@
 
 Needs the weights on disk (``python -m deforum_wan download wan2.1-t2v-1.3b`` and, for
 the official backend, ``--layout official``) in DEFORUM_WAN_MODELS_DIR or the hub cache;
-the official backend also needs the ``wan`` package (pip install wan22 does not cover
-Wan2.1 models: point DEFORUM_WAN_OFFICIAL_REPO at a Wan2.1 clone).
+the official backend also needs the ``wan`` package of a Wan2.1 clone (DEFORUM_WAN_OFFICIAL_REPO;
+the ``wan22`` wheel is refused).
 """
 import os
 
@@ -74,3 +74,27 @@ def test_same_seed_same_video_and_interrupt(backend):
         backend.generate(req(steps=10, num_frames=5), on_step=lambda d, n: steps.append(d),
                          should_stop=lambda: len(steps) >= 2)
     assert steps[-1] <= 3
+
+
+def test_t2v_then_vace_render_shares_the_encoder_and_keeps_context(tmp_path):
+    """Two windows, T2V-1.3B then VACE-1.3B: the VACE window reuses the T5 encoder and VAE
+    (loaded once), keeps the previous window's frames as context; peak VRAM is printed."""
+    from deforum_wan.config.settings import load_settings
+    from deforum_wan.render.loop import Renderer
+
+    opts = options()
+    for model in (MODEL, "wan2.1-vace-1.3b"):
+        if locate_weights(get_model(model), opts.models_dir) is None:
+            pytest.skip(f"{model} weights are not on disk")
+    settings = load_settings({"wan_model": MODEL, "wan_backend": "diffusers", "fps": 16, "max_frames": 40,
+                              "wan_clip_duration": 1.5, "wan_overlap": 4, "seed": 7, "W": 832, "H": 480,
+                              "prompts": {"0": "a red fox running through fresh snow, cinematic"}})
+    events = []
+    torch.cuda.reset_peak_memory_stats()
+    result = Renderer(settings, tmp_path, models_dir=opts.models_dir, on_event=events.append).run()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"T2V-1.3B -> VACE-1.3B, 2+ windows at 832x480: peak VRAM {peak:.1f} GiB")
+    loaded = {e["model"]: e for e in events if e["event"] == "loaded"}
+    assert any(n.startswith("shares") and "text_encoder" in n for n in loaded["wan2.1-vace-1.3b"]["notes"])
+    assert result.frames == 40
+    assert peak < 20  # one UMT5-XXL (11 GB in bf16) plus two 1.3B transformers, not two encoders

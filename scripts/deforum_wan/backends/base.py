@@ -119,6 +119,23 @@ class Backend:
     def close(self) -> None:
         free_memory()
 
+    # Residency: a pool of two loaded models (T2V + its continuation) moves the idle one's
+    # big part off the GPU when both do not fit. Backends that cannot do this keep it.
+    def bytes_on_device(self) -> int:
+        """What ``park`` would free on the accelerator (0: nothing to move)."""
+        return 0
+
+    def bytes_to_unpark(self) -> int:
+        """What ``unpark`` would put back on the accelerator (0: not parked)."""
+        return 0
+
+    def park(self) -> str | None:
+        """Move the big part (the transformer) to the CPU; a note for the load report."""
+        return None
+
+    def unpark(self) -> None:
+        """Back onto the device before generating (a no-op unless parked)."""
+
     def __enter__(self):
         return self
 

@@ -6,6 +6,8 @@ each backend with its reason, one line each.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from ..config.keys import BACKENDS
 from ..errors import BackendError, WanError, first_line
 from ..models.registry import ModelSpec
@@ -16,7 +18,7 @@ ORDER = tuple(b for b in BACKENDS if b != "auto")  # official, then diffusers
 Report = list[tuple[str, str]]
 
 
-def _open(name: str, spec: ModelSpec, options: BackendOptions) -> Backend:
+def _open(name: str, spec: ModelSpec, options: BackendOptions, share_from: Sequence[Backend]) -> Backend:
     # Imported here: each backend pulls torch (and diffusers) only when it is tried.
     if options.gpus > 1:  # one clip on several GPUs: the same engine under torchrun
         from .multigpu import MultiGPUBackend
@@ -28,7 +30,7 @@ def _open(name: str, spec: ModelSpec, options: BackendOptions) -> Backend:
         return OfficialBackend(spec, options)
     from .diffusers_backend import DiffusersBackend
 
-    return DiffusersBackend(spec, options)
+    return DiffusersBackend(spec, options, share_from=share_from)
 
 
 def _reason(name: str, error: Exception) -> str:
@@ -39,9 +41,10 @@ def _reason(name: str, error: Exception) -> str:
     return line if line.startswith(f"{name}:") else f"{name}: {line}"
 
 
-def load_backend(spec: ModelSpec, backend: str = "auto",
-                 options: BackendOptions | None = None) -> tuple[Backend, Report]:
-    """Load ``spec`` with ``backend`` ('auto', 'official' or 'diffusers').
+def load_backend(spec: ModelSpec, backend: str = "auto", options: BackendOptions | None = None,
+                 share_from: Sequence[Backend] = ()) -> tuple[Backend, Report]:
+    """Load ``spec`` with ``backend`` ('auto', 'official' or 'diffusers'). ``share_from``:
+    loaded backends whose identical components (text encoder, VAE) the new one may reuse.
 
     Returns the backend and a report of (backend name, what happened) lines: why each
     earlier one was skipped, which was chosen, and any adjustments it made.
@@ -57,7 +60,7 @@ def load_backend(spec: ModelSpec, backend: str = "auto",
     last_error: Exception | None = None
     for name in names:
         try:
-            loaded = _open(name, spec, options)
+            loaded = _open(name, spec, options, share_from)
         except Exception as e:  # any failure of one backend is a reason to try the next
             reason = _reason(name, e)
             failures.append(reason)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import importlib.util
 import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -39,6 +41,9 @@ from .speed import DISTILL_GUIDANCE, DISTILL_STEPS, CachePlan, distill_lora_name
 log = logging.getLogger(__name__)
 
 NAME = "diffusers"
+# Components two Wan models can have in common (Wan2.1's UMT5 encoder and VAE are the same
+# weights in every Wan2.1 model): a second model of a pair reuses the first one's.
+SHARABLE = ("tokenizer", "text_encoder", "vae")
 # Friendly names for diffusers' attention backends (diffusers.models.attention_dispatch).
 ATTENTION_ALIASES = {"sdpa": "native", "torch": "native", "flash-attn": "flash", "flash_attn": "flash",
                      "flash-attn-3": "_flash_3", "sageattention": "sage", "xformers": "xformers"}
@@ -109,7 +114,8 @@ def dtype_kwargs(dtype) -> dict:
 class DiffusersBackend(Backend):
     name = NAME
 
-    def __init__(self, spec: ModelSpec, options: BackendOptions | None = None, path=None):
+    def __init__(self, spec: ModelSpec, options: BackendOptions | None = None, path=None,
+                 share_from: Sequence[Backend] = ()):
         self.spec = spec
         self.options = options or BackendOptions()
         self.options.check()
@@ -131,9 +137,11 @@ class DiffusersBackend(Backend):
         self._classes = pipeline_classes(spec)
         self._pipes: dict[str, object] = {}  # class name -> pipeline, sharing one set of modules
         self._active = None
+        self.parked = False
+        self.shared: dict[str, str] = {}  # component -> the model it is shared with
         first = self._classes.get("t2v") or self._classes["i2v"]
         try:
-            pipe = self._load(first)
+            pipe = self._load(first, self._sharable(share_from))
             self._pipes[first] = pipe
             self.distill_lora = self._find_distill()
             self._load_loras(pipe)
@@ -162,7 +170,29 @@ class DiffusersBackend(Backend):
         preset = self.options.preset
         self._note(f"{preset}: {text}" if preset and preset != "quality" else text, warn)
 
-    def _load(self, class_name: str):
+    def _sharable(self, others: Sequence[Backend]) -> dict:
+        """Components a loaded model holds with the same weights (Wan2.1's UMT5 encoder, VAE
+        and tokenizer in T2V-1.3B and VACE-1.3B): reused, not loaded a second time."""
+        parts: dict = {}
+        if self.offload != "none":
+            return parts  # offload hooks live on the modules: two pipelines must not share them
+        for other in others:
+            if not isinstance(other, DiffusersBackend) or other.pipe is None or other.offload != "none":
+                continue
+            if (other.device, other.dtype, other.vae_dtype) != (self.device, self.dtype, self.vae_dtype):
+                continue
+            for name in SHARABLE:
+                if name not in parts and getattr(other.pipe, name, None) is not None and \
+                        same_component(self.path / name, other.path / name):
+                    parts[name] = getattr(other.pipe, name)
+                    self.shared[name] = other.spec.id
+        if self.shared:
+            owners = sorted(set(self.shared.values()))
+            self._note(f"shares {', '.join(self.shared)} with {', '.join(owners)} (the same weights):"
+                       " loaded once", warn=False)
+        return parts
+
+    def _load(self, class_name: str, parts: dict | None = None):
         import diffusers
         import torch
 
@@ -171,7 +201,8 @@ class DiffusersBackend(Backend):
         dtypes = {"default": self.dtype, "vae": self.vae_dtype, "image_encoder": torch.float32}
         with _quiet_loading():  # the getattr imports the pipeline module, which warns too
             cls = getattr(diffusers, class_name)
-            pipe = cls.from_pretrained(str(self.path), use_safetensors=True, **dtype_kwargs(dtypes))
+            pipe = cls.from_pretrained(str(self.path), use_safetensors=True, **(parts or {}),
+                                       **dtype_kwargs(dtypes))
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -463,6 +494,7 @@ class DiffusersBackend(Backend):
             # The distilled LoRA is trained for these; the request's schedule values do not apply.
             req = dataclasses.replace(req, steps=DISTILL_STEPS, guidance_scale=DISTILL_GUIDANCE,
                                       guidance_scale_2=DISTILL_GUIDANCE)
+        self.unpark()
         pipe = self._pipeline_for(req.mode)
         check_request(req, self.spec, max(self.spec.size_multiple, self._size_multiple(pipe)))
         if should_stop is not None and should_stop():
@@ -506,6 +538,33 @@ class DiffusersBackend(Backend):
             raise BackendError(f"{NAME}: {self.spec.id} returned frames {frames.shape}, expected {expected}")
         return np.clip(frames, 0.0, 1.0)
 
+    def _transformer_bytes(self) -> int:
+        if self.offload != "none" or self.device.type == "cpu" or self._active is None:
+            return 0  # offload manages placement itself; the CPU has nothing to move off
+        return sum(p.numel() * p.element_size() for t in self._transformers(self._active) for p in t.parameters())
+
+    def bytes_on_device(self) -> int:
+        return 0 if self.parked else self._transformer_bytes()
+
+    def bytes_to_unpark(self) -> int:
+        return self._transformer_bytes() if self.parked else 0
+
+    def park(self) -> str | None:
+        freed = self.bytes_on_device()
+        if not freed:
+            return None
+        for part in self._transformers(self._active):
+            part.to("cpu")
+        self.parked = True
+        free_memory()
+        return f"{self.spec.id}: transformer moved to the CPU while another model renders ({freed / 2**30:.1f} GiB)"
+
+    def unpark(self) -> None:
+        if self.parked:
+            for part in self._transformers(self._active):
+                part.to(self.device)
+            self.parked = False
+
     def close(self) -> None:
         pipes, self._pipes, self._active = self._pipes, {}, None
         for pipe in pipes.values():
@@ -515,6 +574,46 @@ class DiffusersBackend(Backend):
                 pass
         del pipes
         free_memory()
+
+
+def same_component(a: Path, b: Path) -> bool:
+    """Two component folders hold the same weights: the same files and sizes, identical small
+    files, and safetensors with identical headers (names, shapes, dtypes, offsets) and the same
+    first and last MiB; a hub blob linked from both is the same file."""
+    try:
+        if not (a.is_dir() and b.is_dir()):
+            return False
+        if a.resolve() == b.resolve():
+            return True
+        files_a = {p.relative_to(a): p for p in a.rglob("*") if p.is_file()}
+        files_b = {p.relative_to(b): p for p in b.rglob("*") if p.is_file()}
+        if set(files_a) != set(files_b) or not files_a:
+            return False
+        for rel, pa in files_a.items():
+            pb = files_b[rel]
+            if pa.resolve() == pb.resolve():
+                continue
+            size = pa.stat().st_size
+            if size != pb.stat().st_size:
+                return False
+            if pa.suffix != ".safetensors" or size <= 4 << 20:
+                if pa.read_bytes() != pb.read_bytes():
+                    return False
+            elif _safetensors_fingerprint(pa, size) != _safetensors_fingerprint(pb, size):
+                return False
+        return True
+    except OSError:
+        return False
+
+
+def _safetensors_fingerprint(path: Path, size: int) -> tuple[bytes, bytes, bytes]:
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = f.read(min(header_len, 100 << 20))
+        head = f.read(1 << 20)
+        f.seek(max(0, size - (1 << 20)))
+        tail = f.read()
+    return header, hashlib.sha256(head).digest(), hashlib.sha256(tail).digest()
 
 
 def sibling_pipeline(pipe, class_name: str):

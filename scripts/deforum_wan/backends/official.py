@@ -18,7 +18,9 @@ Where the official code loads .pth files (T5, VAE, CLIP) it does so with its own
 """
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import inspect
 import logging
 import sys
@@ -85,8 +87,43 @@ def check_safe_torch_load(version: str) -> None:
                            "checkpoints load weights-only; use the diffusers backend (safetensors)")
 
 
+def lightning_wheel(package_dir: Path) -> str | None:
+    """Why the ``wan`` package in ``package_dir`` is not the official code, or None.
+
+    The ``wan22`` wheel on the package index is a rebuild whose pipeline classes default to
+    ``lightning=True``: checkpoint folders replaced by hard-coded paths and the unconditional
+    pass skipped (guidance silently off). Read from the source, before anything imports it.
+    """
+    for name in ("text2video.py", "image2video.py"):
+        try:
+            tree = ast.parse((package_dir / name).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                args = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                for arg, default in zip(args, node.args.defaults):
+                    if arg.arg == "lightning" and isinstance(default, ast.Constant) and default.value is True:
+                        return (f"the wan package in {package_dir.parent} is the `wan22` wheel, whose"
+                                f" {name} classes default to lightning=True (hard-coded checkpoint paths, no"
+                                " unconditional pass: guidance off); pip uninstall wan22 and set the official"
+                                " repo path (DEFORUM_WAN_OFFICIAL_REPO) to a clone of Wan-Video/Wan2.2")
+    return None
+
+
+def _wan_package_dir(repo_path: str | None) -> Path | None:
+    if repo_path:
+        return Path(repo_path).expanduser().resolve() / "wan"
+    spec = importlib.util.find_spec("wan")  # finds, does not run, the package
+    return Path(spec.origin).parent if spec is not None and spec.origin else None
+
+
 def import_wan(repo_path: str | None, task: str):
     """Import the official ``wan`` package (from ``repo_path`` when given) that knows ``task``."""
+    package_dir = _wan_package_dir(repo_path)
+    refused = lightning_wheel(package_dir) if package_dir is not None else None
+    if refused:
+        raise BackendError(f"{NAME}: {refused}")
     if repo_path:
         root = Path(repo_path).expanduser().resolve()
         if not (root / "wan" / "__init__.py").is_file():
@@ -103,8 +140,8 @@ def import_wan(repo_path: str | None, task: str):
         configs = importlib.import_module("wan.configs")
     except ImportError as e:
         if getattr(e, "name", None) == "wan":
-            raise BackendError(f"{NAME}: the wan package is not installed; pip install wan22 (Wan2.2) or "
-                               "set the official repo path to a Wan2.1/Wan2.2 clone") from e
+            raise BackendError(f"{NAME}: the wan package is not installed; set the official repo path"
+                               " (DEFORUM_WAN_OFFICIAL_REPO) to a clone of Wan-Video/Wan2.1 or Wan2.2") from e
         # Wan2.2's package imports its speech and animate pipelines too, with their deps.
         raise BackendError(f"{NAME}: the wan package needs {getattr(e, 'name', None) or e} "
                            f"({e}); install the official repo's requirements") from e

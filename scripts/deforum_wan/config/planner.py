@@ -113,6 +113,11 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
     if cont.native_fps != spec.native_fps:
         raise SettingsError(f"{spec.id} ({spec.native_fps} fps) and {cont.id} ({cont.native_fps} fps)"
                             " run at different native fps; pick a matching pair", settings.source)
+    flf2v = next((m for m in (first_model, cont) if m.kind == "flf2v"), None)
+    if flf2v is not None:  # refused here, not after an 80 GB load: nothing gives it its last frames
+        raise SettingsError(f"{flf2v.id} renders between a first and a last image, which a Deforum file"
+                            " does not give for its windows; use an I2V or VACE model (e.g."
+                            " wan2.1-i2v-14b-720p, wan2.1-vace-14b)", settings.source)
     if settings.gpus > 1 and "vace" in (first_model.kind, cont.kind):
         raise SettingsError(f"VACE models run on one GPU (their transformer has no context-parallel plan);"
                             f" set wan_gpus to 1 for {cont.id if cont.kind == 'vace' else first_model.id}",

@@ -25,7 +25,7 @@ from ..errors import WanError
 
 MARKER = "deforum_wan_tiny.json"
 # Bump when a builder below changes, so stale folders are rebuilt.
-BUILD_FORMAT = 2
+BUILD_FORMAT = 3  # 3: every tiny Wan2.1 model shares one UMT5 encoder and VAE (same seed, built first)
 
 Z_DIM = 4
 TI2V_Z_DIM = 8
@@ -101,8 +101,10 @@ def _scheduler(shift: float):
 
 
 def _common(shift: float = 5.0) -> dict:
+    """Tokenizer, UMT5 encoder, Wan2.1 VAE, scheduler: built first from the same seed in every
+    tiny model, so they are the same weights in each, as in the real Wan2.1 family."""
     tokenizer = _tokenizer()
-    return {"tokenizer": tokenizer, "text_encoder": _text_encoder(len(tokenizer)),
+    return {"tokenizer": tokenizer, "text_encoder": _text_encoder(len(tokenizer)), "vae": _vae(),
             "scheduler": _scheduler(shift)}
 
 
@@ -110,7 +112,7 @@ def _build_t2v(layers: int = 1):
     from diffusers import WanPipeline
 
     parts = _common()
-    return WanPipeline(vae=_vae(), transformer=_transformer(Z_DIM, num_layers=layers), **parts)
+    return WanPipeline(transformer=_transformer(Z_DIM, num_layers=layers), **parts)
 
 
 CLIP_IMAGE = 32
@@ -132,7 +134,7 @@ def _build_i2v(two_images: bool = False):
     # both end images with a learned position table over the two token sequences.
     extra = {"pos_embed_seq_len": 2 * CLIP_TOKENS} if two_images else {}
     transformer = _transformer(2 * Z_DIM + 4, image_dim=CLIP_DIM, **extra)
-    return WanImageToVideoPipeline(vae=_vae(), transformer=transformer, image_encoder=clip,
+    return WanImageToVideoPipeline(transformer=transformer, image_encoder=clip,
                                    image_processor=processor, **parts)
 
 
@@ -146,9 +148,9 @@ def _build_ti2v():
     parts = _common()
     # Wan2.2 VAE: pixels patchified 2x2 before encoding (12 channels), residual blocks,
     # 16x spatial compression; so sizes are multiples of 32 with the transformer's 2x2 patch.
-    vae = _vae(TI2V_Z_DIM, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
+    parts["vae"] = _vae(TI2V_Z_DIM, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
                scale_factor_spatial=16, scale_factor_temporal=4)
-    return WanPipeline(vae=vae, transformer=_transformer(TI2V_Z_DIM, TI2V_Z_DIM), transformer_2=None,
+    return WanPipeline(transformer=_transformer(TI2V_Z_DIM, TI2V_Z_DIM), transformer_2=None,
                        boundary_ratio=None, expand_timesteps=True, **parts)
 
 
@@ -159,7 +161,7 @@ def _build_vace():
     # VACE context: inactive + reactive latents (2*z) + the mask folded to 8*8 channels.
     transformer = _transformer(Z_DIM, cls=WanVACETransformer3DModel, num_layers=2,
                                vace_layers=[0], vace_in_channels=2 * Z_DIM + 64)
-    return WanVACEPipeline(vae=_vae(), transformer=transformer, **parts)
+    return WanVACEPipeline(transformer=transformer, **parts)
 
 
 def _build_two_expert():
@@ -170,7 +172,7 @@ def _build_two_expert():
     high = _transformer(Z_DIM)
     torch.manual_seed(1)  # the second expert gets its own weights
     low = _transformer(Z_DIM)
-    return WanPipeline(vae=_vae(), transformer=high, transformer_2=low, boundary_ratio=0.875, **parts)
+    return WanPipeline(transformer=high, transformer_2=low, boundary_ratio=0.875, **parts)
 
 
 _BUILDERS = {

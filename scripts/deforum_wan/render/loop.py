@@ -33,9 +33,6 @@ from .run_folder import RunFolder, check_timestring
 from .stream import CarryStream
 
 EventSink = Callable[[dict], None]
-# A warm worker keeps both models of a T2V -> I2V chain loaded when their weights
-# together stay under this (1.3B + VACE-1.3B, TI2V-5B); 14B pairs load one at a time.
-WARM_PAIR_MAX_GB = 40.0
 FRAME_QUEUE_BYTES = 256 << 20
 
 
@@ -95,7 +92,10 @@ class Renderer:
         self.settings_base = settings_base
         # A warm worker passes a pool that outlives the render: loaded pipelines stay in it
         # (keyed by model, backend choice and options) and the pool's owner closes them.
-        self.pool = pool
+        # Without one the render keeps its own, so a continuation model can still share the
+        # first model's text encoder and VAE; it is closed at the end.
+        self.warm = pool is not None
+        self.pool = pool if pool is not None else BackendPool()
         # A new run under a timestring the caller chose (a batch driver decides it up front,
         # so a retry on another machine finds the same run folder).
         self.timestring = timestring
@@ -168,8 +168,7 @@ class Renderer:
     def run(self) -> RenderResult:
         plan, run_dir, ts, manifest = self._prepare()
         s = self.settings
-        self._plan_models = sorted({w.model for w in plan.windows})
-        self._pair_fits = sum(get_model(m).approx_gb for m in self._plan_models) <= WARM_PAIR_MAX_GB
+        self._plan = plan
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -199,8 +198,7 @@ class Renderer:
         try:
             for w in plan.windows[start:]:
                 if backend is None or backend.spec.id != w.model:
-                    self._release(backend)
-                    backend = self._load(w.model)
+                    backend = self._load(w.model, w.index)
                 frames = self._generate(backend, w, plan, stream)
                 if w.index > 0 and s.color_coherence != "None" and anchor:
                     if matcher is None:
@@ -302,31 +300,35 @@ class Renderer:
         return json.dumps([model_id, self.backend_choice, repr(self._options())])
 
     def _release(self, backend) -> None:
-        if backend is None:
-            return
-        if self.pool is not None:
-            return  # stays warm for the next job; the pool's owner closes it
-        backend.close()
+        """The end of the render: a warm pool keeps its models, the render's own is closed."""
+        if not self.warm:
+            self.pool.close()
 
-    def _load(self, model_id: str):
+    def _load(self, model_id: str, window: int = 0):
         from ..backends.chain import load_backend
+        from ..backends.pool import device_free_bytes, load_estimate
 
         key = self._cache_key(model_id)
-        if self.pool is not None:
-            backend = self.pool.get(key)
-            if backend is not None:
-                self.emit("loaded", model=model_id, backend=backend.name, warm=True, report=[], notes=[])
-                return backend
-            # Keep the pipelines this render chains (T2V + I2V partner) when they fit
-            # together; otherwise one at a time, since a second one would double VRAM.
-            self.pool.keep_only({self._cache_key(m) for m in self._plan_models} if self._pair_fits else ())
-        self.emit("loading", model=model_id)
-        backend, report = load_backend(get_model(model_id), self.backend_choice, self._options())
-        if self.pool is not None:
+        # The models of this render stay; a warm worker's models of an earlier job go.
+        self.pool.keep_only({self._cache_key(w.model) for w in self._plan.windows})
+        notes: list[str] = []
+        backend = self.pool.get(key)
+        if backend is None:
+            self.emit("loading", model=model_id)
+            spec = get_model(model_id)
+            notes += self.pool.make_room(load_estimate(spec, self.models_dir), device_free_bytes())
+            backend, report = load_backend(spec, self.backend_choice, self._options(),
+                                           share_from=self.pool.backends())
             self.pool.put(key, backend)
-        self.report.extend(report)
-        self.emit("loaded", model=model_id, backend=backend.name, warm=False,
-                  report=[list(r) for r in report], notes=list(getattr(backend, "notes", [])))
+            self.report.extend(report)
+        else:
+            report = []
+        if not self.warm:  # a model no later window needs is closed (what it shares stays with the user)
+            self.pool.keep_only({self._cache_key(w.model) for w in self._plan.windows[window:]})
+        else:  # both stay loaded; the idle one leaves the GPU when the active one needs the room
+            notes += self.pool.make_room(backend.bytes_to_unpark(), device_free_bytes(), active=backend)
+        self.emit("loaded", model=model_id, backend=backend.name, warm=not report,
+                  report=[list(r) for r in report], notes=list(getattr(backend, "notes", [])) + notes)
         return backend
 
     def _generate(self, backend, w: Window, plan: ClipPlan, stream: CarryStream) -> list[np.ndarray]:
