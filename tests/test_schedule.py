@@ -3,6 +3,7 @@ import math
 
 import deforum_oracle
 import pytest
+from conftest import real_settings_files
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -128,3 +129,39 @@ def test_fuzz_arbitrary_text_expressions(text):
     except ExprError:
         return
     assert math.isfinite(value)
+
+
+def test_power_is_bounded_by_its_result_not_its_exponent():
+    s = build_schedule("0: (cos(t/9)**180), 5: (0.5**300), 9: (2**40)", 12)
+    assert s[0] == 1.0 and 0 < s[5] < 1e-80 and s[9] == 2.0**40
+    for text in ("0: (9**99999)", "0: (0.5**-99999)"):
+        with pytest.raises(ExprError, match="too large"):
+            build_schedule(text, 3)
+    with pytest.raises(ExprError, match="not a real number"):
+        build_schedule("0: ((-8)**0.5)", 3)
+    with pytest.raises(ExprError, match="out of range"):
+        build_schedule("0: (1e14*1e14)", 3)
+
+
+def test_a_doubled_key_is_read_as_deforum_reads_it():
+    # Deforum splits "0: 0: (x)" on every ':' and keeps [0] and [1]: the value is 0.
+    assert build_schedule("0: 0: (sin(t)*5), 10: (2)", 12).values[:2] == [0.0, 0.2]
+
+
+def test_a_long_per_frame_schedule_is_read_and_the_keyframe_count_bounded():
+    text = ", ".join(f"{i}: ({i * 0.001:.6f})" for i in range(20_000))  # ~300 000 characters
+    assert len(text) > 200_000 and build_schedule(text, 20_000)[19_999] == pytest.approx(19.999)
+    with pytest.raises(ExprError, match="keyframes; at most"):
+        build_schedule(", ".join(["0: (1)"] * 100_001), 5)
+
+
+@pytest.mark.parametrize("path", [p for p in real_settings_files()
+                                  if p.name in ("webpilot_20250919110444_settings.txt", "xmyx_Classic-3D-Motion-2.txt",
+                                                "edream_test-settings.txt")], ids=lambda p: p.name)
+def test_the_camera_schedules_of_real_files_read(path):
+    from deforum_wan.config.settings import read_settings_file
+
+    raw = read_settings_file(path)
+    for key in ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
+                "rotation_3d_z", "zoom", "angle", "strength_schedule"):
+        assert len(build_schedule(raw[key], int(raw["max_frames"]), 1, key).values) == int(raw["max_frames"])

@@ -14,10 +14,10 @@ import random
 import re
 from dataclasses import dataclass
 
-MAX_EXPR_LEN = 1000
+MAX_EXPR_LEN = 1000  # per keyframe value (a run-written per-frame schedule has ~20 chars a key)
 MAX_EXPR_NODES = 200
-MAX_ABS_EXPONENT = 64
-MAX_ABS_VALUE = 1e15
+MAX_KEYFRAMES = 100_000  # per schedule; the settings file itself is bounded in bytes
+MAX_ABS_VALUE = 1e15  # any intermediate or final value beyond this is an error
 
 _BINOPS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -130,12 +130,33 @@ def _eval(node: ast.AST, names: dict[str, float]) -> float:
 
 def _binop(node: ast.BinOp, names: dict[str, float]) -> float:
     left, right = _eval(node.left, names), _eval(node.right, names)
-    if isinstance(node.op, ast.Pow) and (abs(right) > MAX_ABS_EXPONENT or abs(left) > MAX_ABS_VALUE):
-        raise ExprError(f"exponent {right} is too large")
+    if isinstance(node.op, ast.Pow):
+        return _power(left, right)
     try:
-        return _BINOPS[type(node.op)](left, right)
+        value = _BINOPS[type(node.op)](left, right)
     except (ZeroDivisionError, OverflowError, ValueError, TypeError) as exc:
         raise ExprError(f"arithmetic error: {exc}") from None
+    return _bounded(value)
+
+
+def _power(base: float, exponent: float) -> float:
+    """``base ** exponent`` bounded by the size of the result, not of the exponent:
+    ``cos(t/9)**180`` is a small number (real files use it), ``9**99999`` is refused."""
+    if base != 0 and exponent * math.log10(abs(base)) > math.log10(MAX_ABS_VALUE):
+        raise ExprError(f"{base:g} ** {exponent:g}: the exponent makes it too large")
+    try:
+        value = operator.pow(base, exponent)
+    except (ZeroDivisionError, OverflowError, ValueError) as exc:
+        raise ExprError(f"arithmetic error: {exc}") from None
+    if isinstance(value, complex):  # a negative base to a fractional power
+        raise ExprError(f"{base:g} ** {exponent:g} is not a real number")
+    return _bounded(value)
+
+
+def _bounded(value):
+    if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+        raise ExprError(f"a value of {value:g} is out of range")
+    return value
 
 
 def _compare(node: ast.Compare, names: dict[str, float]) -> int:
@@ -204,15 +225,19 @@ def parse_keyframes(text: str, max_frames: int) -> dict[int, str]:
         if isinstance(text, (int, float)) and not isinstance(text, bool):
             return {0: str(text)}  # a bare number means a constant schedule
         raise ExprError(f"a schedule must be a string like '0: (7)', got {type(text).__name__}")
-    if len(text) > 100_000:
-        raise ExprError("schedule string is too long")
+    entries = _split_top_level(text, ",")
+    if len(entries) > MAX_KEYFRAMES:
+        raise ExprError(f"schedule has {len(entries)} keyframes; at most {MAX_KEYFRAMES}")
     frames: dict[int, str] = {}
-    for entry in _split_top_level(text, ","):
+    for entry in entries:
         if not entry.strip():
             continue
         key, colon, value = _split_key_value(entry)
         if not colon:
             raise ExprError(f"entry {entry.strip()!r} has no 'frame: (value)' form")
+        # Deforum splits an entry on every ':' and keeps the first two parts, so a doubled
+        # key "0: 0: (x)" is the value 0 there; read it the same way.
+        value, _, _ = _split_key_value(value)
         frames[parse_frame_key(key, max_frames)] = value.strip()
     if not frames:
         raise ExprError("schedule has no keyframes")
