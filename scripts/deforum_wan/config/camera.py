@@ -1,0 +1,502 @@
+"""Deforum's camera, read exactly: the per-output-frame 2D and 3D warp steps of a settings
+file, and their composition from a window's first frame to any (fractional) output time.
+
+Deforum moves its canvas once per output frame (``animation.py``): frame i is frame i-1 warped
+by the step of frame i, then diffused. A settings file therefore defines an exact sequence of
+image warps that needs no model. Conventions kept from Deforum, quirks included:
+
+- 2D: rotation about the transform centre with zoom (``cv2.getRotationMatrix2D``) after a
+  translation in pixels per frame, warped forward with ``cv2.warpPerspective`` and border
+  ``replicate``/``wrap``. With ``enable_perspective_flip`` Deforum computes
+  ``np.matmul(bM, rot, trans)``: the third argument is numpy's ``out``, so the translation is
+  dropped (``quirks`` says so).
+- 3D: translation /200, rotation X·Y·Z, a field of view camera whose aspect is the
+  ``aspect_ratio_schedule`` (W/H only with ``aspect_ratio_use_old_formula``); near and far
+  cancel out of x and y. Depth is normalised, histogram-equalised and mapped to z per depth
+  algorithm (MiDaS: 2 - d, others: d + 1); z = 1 (a flat plane) when depth warping is off.
+  The offset field is sampled like ``torch.nn.functional.grid_sample`` (align_corners False)
+  and truncated to uint8, as Deforum does. The x direction is opposite to 2D's.
+
+Pure numpy; OpenCV is imported by the functions that need it (2D warps).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .schedule import ExprError, build_schedule
+
+MODES = ("2D", "3D")
+# Deforum's defaults (args.py) for the keys the camera reads.
+CAMERA_DEFAULTS: dict[str, object] = {
+    "animation_mode": "None", "border": "replicate", "angle": "0: (0)", "zoom": "0: (1.0025+0.002*sin(1.25*3.14*t/30))",
+    "translation_x": "0: (0)", "translation_y": "0: (0)", "translation_z": "0: (1.75)",
+    "transform_center_x": "0: (0.5)", "transform_center_y": "0: (0.5)",
+    "rotation_3d_x": "0: (0)", "rotation_3d_y": "0: (0)", "rotation_3d_z": "0: (0)",
+    "enable_perspective_flip": False, "perspective_flip_theta": "0: (0)", "perspective_flip_phi": "0: (0)",
+    "perspective_flip_gamma": "0: (0)", "perspective_flip_fv": "0: (53)",
+    "fov_schedule": "0: (70)", "aspect_ratio_schedule": "0: (1)", "aspect_ratio_use_old_formula": False,
+    "near_schedule": "0: (200)", "far_schedule": "0: (10000)",
+    "use_depth_warping": True, "depth_algorithm": "Midas-3-Hybrid", "midas_weight": 0.2,
+    "padding_mode": "border", "sampling_mode": "bicubic", "strength_schedule": "0: (0.65)",
+}
+_SCHEDULES_2D = ("angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y")
+_SCHEDULES_3D = ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
+                 "rotation_3d_z", "fov_schedule", "aspect_ratio_schedule", "near_schedule", "far_schedule")
+_FLIP = ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv")
+STILL = {"angle": 0.0, "zoom": 1.0, "translation_x": 0.0, "translation_y": 0.0, "translation_z": 0.0,
+         "rotation_3d_x": 0.0, "rotation_3d_y": 0.0, "rotation_3d_z": 0.0}
+TRANSLATION_SCALE = 1.0 / 200.0  # Deforum's 3D translation unit ("matches Disco")
+SAMPLING_MODES = ("bicubic", "bilinear", "nearest")
+PADDING_MODES = ("border", "zeros", "reflection")
+
+
+def _truthy(value) -> bool:
+    return value.strip().lower() in ("true", "1", "yes", "on") if isinstance(value, str) else bool(value)
+
+
+# --- one step ----------------------------------------------------------------------------
+
+def flip_matrix(W: int, H: int, theta: float, phi: float, gamma: float, fv: float) -> np.ndarray:
+    """Deforum's perspective-flip homography (``get_flip_perspective_matrix``): the image plane
+    turned by phi (x), gamma (y), theta (z) degrees and seen through a ``fv`` degree lens."""
+    import cv2
+
+    half = np.deg2rad(fv / 2.0)
+    d = np.sqrt(W * W + H * H)
+    side = d / np.cos(half)
+    h = d / (2.0 * np.sin(half))
+    near, far = h - d / 2.0, h + d / 2.0
+    shift = np.eye(4)
+    shift[2, 3] = -h
+    proj = np.eye(4)
+    proj[0, 0] = proj[1, 1] = 1.0 / np.tan(half)
+    proj[2, 2] = -(far + near) / (far - near)
+    proj[2, 3] = -(2.0 * far * near) / (far - near)
+    proj[3, 2] = -1.0
+    full = proj @ shift @ _rotation_4x4(phi, gamma, theta)
+    corners = np.array([[[-W / 2.0, H / 2.0, 0.0], [W / 2.0, H / 2.0, 0.0], [W / 2.0, -H / 2.0, 0.0],
+                         [-W / 2.0, -H / 2.0, 0.0]]])
+    out = cv2.perspectiveTransform(corners, full)
+    pin = (corners[0, :, :2] + [W / 2.0, H / 2.0]).astype(np.float32)
+    pout = ((out[0, :, :2] + [1.0, 1.0]) * (0.5 * side)).astype(np.float32)
+    m33 = cv2.getPerspectiveTransform(pin, pout)
+    post = np.vstack([np.float32([[1, 0, (W - side) / 2], [0, 1, (H - side) / 2]]), [0, 0, 1]])
+    return np.matmul(m33, post)
+
+
+def _rotation_4x4(phi: float, gamma: float, theta: float) -> np.ndarray:
+    phi, gamma, theta = (np.deg2rad(v) for v in (phi, gamma, theta))
+    rx, ry, rz = np.eye(4), np.eye(4), np.eye(4)
+    rx[1, 1] = rx[2, 2] = np.cos(phi)
+    rx[1, 2], rx[2, 1] = -np.sin(phi), np.sin(phi)
+    ry[0, 0] = ry[2, 2] = np.cos(gamma)
+    ry[0, 2], ry[2, 0] = np.sin(gamma), -np.sin(gamma)
+    rz[0, 0] = rz[1, 1] = np.cos(theta)
+    rz[0, 1], rz[1, 0] = -np.sin(theta), np.sin(theta)
+    return rx @ ry @ rz
+
+
+def matrix_2d(p: dict, W: int, H: int, flip: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """The 3x3 forward map of one 2D step (``anim_frame_warp_2d``): dst(M p) = src(p)."""
+    import cv2
+
+    rot = np.vstack([cv2.getRotationMatrix2D((W * p["transform_center_x"], H * p["transform_center_y"]),
+                                             p["angle"], p["zoom"]), [0, 0, 1]])
+    trans = np.vstack([np.float32([[1, 0, p["translation_x"]], [0, 1, p["translation_y"]]]), [0, 0, 1]])
+    if flip is not None:
+        return flip_matrix(W, H, *flip) @ rot  # Deforum's matmul(bM, rot, trans): trans is the out buffer
+    return rot @ trans
+
+
+def warp_2d(image: np.ndarray, M: np.ndarray, border: str = "replicate") -> np.ndarray:
+    import cv2
+
+    mode = cv2.BORDER_WRAP if border == "wrap" else cv2.BORDER_REPLICATE
+    return cv2.warpPerspective(image, M, (image.shape[1], image.shape[0]), borderMode=mode)
+
+
+def rotation_3d(rx: float, ry: float, rz: float) -> np.ndarray:
+    """Deforum's (pytorch3d's) ``euler_angles_to_matrix(radians, "XYZ")`` in float32: Rx @ Ry @ Rz."""
+    mats = []
+    for axis, deg in (("X", rx), ("Y", ry), ("Z", rz)):
+        angle = np.float32(math.radians(deg))
+        c, s, one, zero = np.cos(angle), np.sin(angle), np.float32(1), np.float32(0)
+        mats.append(np.array({"X": [[one, zero, zero], [zero, c, -s], [zero, s, c]],
+                              "Y": [[c, zero, s], [zero, one, zero], [-s, zero, c]],
+                              "Z": [[c, -s, zero], [s, c, zero], [zero, zero, one]]}[axis], np.float32))
+    return mats[0] @ mats[1] @ mats[2]
+
+
+def _projection(fov_deg: float, aspect: float, near: float, far: float) -> np.ndarray:
+    """pytorch3d's FoVPerspectiveCameras matrix, transposed for row vectors, in float32 (near and
+    far cancel out of x and y, up to the last bits, which this keeps as Deforum has them)."""
+    f32 = np.float32
+    tan_half = np.tan(f32(np.pi / 180) * f32(fov_deg) / f32(2))
+    near, far = f32(near), f32(far)
+    max_y = tan_half * near
+    max_x = max_y * f32(aspect)
+    K = np.zeros((4, 4), np.float32)
+    K[0, 0] = f32(2.0) * near / (max_x - (-max_x))
+    K[1, 1] = f32(2.0) * near / (max_y - (-max_y))
+    K[3, 2] = 1
+    K[2, 2] = far / (far - near)
+    K[2, 3] = -(far * near) / (far - near)
+    return K.T
+
+
+def offsets_3d(p: dict, z: np.ndarray, aspect: float) -> np.ndarray:
+    """(h, w, 2) offsets in grid units of one 3D step (``transform_image_3d_new``): where each
+    pixel's world point (x, y, z) projects after the camera moved, minus where it did; composed
+    and applied as pytorch3d does (world-to-view then projection, one 4x4 matrix, float32)."""
+    h, w = z.shape
+    view = np.eye(4, dtype=np.float32)
+    view[:3, :3] = rotation_3d(p["rotation_3d_x"], p["rotation_3d_y"], p["rotation_3d_z"])
+    view[3, :3] = np.array([-p["translation_x"] * TRANSLATION_SCALE, p["translation_y"] * TRANSLATION_SCALE,
+                            -p["translation_z"] * TRANSLATION_SCALE], np.float32)
+    proj = _projection(p["fov_schedule"], aspect, p.get("near_schedule", 200.0), p.get("far_schedule", 10000.0))
+    y, x = np.meshgrid(_linspace(h), _linspace(w), indexing="ij")
+    points = np.stack([x.ravel(), y.ravel(), z.astype(np.float32).ravel(), np.ones(h * w, np.float32)], axis=1)
+    new, old = points @ (view @ proj), points @ proj
+    xy = new[:, :2] / new[:, 3:] - old[:, :2] / old[:, 3:]
+    return xy.reshape(h, w, 2).astype(np.float32)
+
+
+def depth_to_z(depth: np.ndarray | None, algorithm: str) -> np.ndarray | None:
+    """Deforum's depth -> z: normalised to [0, 1], histogram-equalised (1024 bins), then
+    2 - d for MiDaS (disparity) and d + 1 for metric depth (Zoe, AdaBins, LeReS) and
+    Depth-Anything (as the Tok fork maps it: 2.3 - d). None: no usable depth (flat z = 1)."""
+    if depth is None:
+        return None
+    d = np.asarray(depth, np.float64)
+    if not np.isfinite(d).all() or d.min() == d.max():
+        return None  # Deforum's own rule: a broken depth map gives a flat plane
+    d = (d - d.min()) / (d.max() - d.min())
+    hist, edges = np.histogram(d, bins=1024, range=(0, 1))
+    cdf = hist.cumsum()
+    d = np.interp(d, edges[:-1], cdf / float(cdf[-1]))
+    name = algorithm.lower()
+    if name.startswith("midas"):
+        return (2.0 - d).astype(np.float32)
+    if name.startswith("depth-anything"):
+        return (2.3 - d).astype(np.float32)
+    return (d + 1.0).astype(np.float32)
+
+
+def sample(image: np.ndarray, grid: np.ndarray, mode: str = "bicubic", padding: str = "border") -> np.ndarray:
+    """``torch.nn.functional.grid_sample(align_corners=False)`` in numpy, for an (h, w, c) float
+    image and an (h, w, 2) grid in [-1, 1] (x, y)."""
+    h, w = image.shape[:2]
+    gx = ((grid[..., 0] + 1) * w - 1) / 2  # align_corners False: -1 and 1 are the outer pixel edges
+    gy = ((grid[..., 1] + 1) * h - 1) / 2
+    if mode == "nearest":
+        return _taps(image, np.rint(gx).astype(np.int64), np.rint(gy).astype(np.int64), padding)
+    if mode == "bilinear":
+        if padding != "zeros":
+            gx, gy = _pad_coords(gx, w, padding).astype(np.float32), _pad_coords(gy, h, padding).astype(np.float32)
+        fx0, fy0 = np.floor(gx), np.floor(gy)
+        x0, y0 = fx0.astype(np.int64), fy0.astype(np.int64)
+        fx, fy = (gx - fx0)[..., None], (gy - fy0)[..., None]
+        out = 0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                out = out + _taps(image, x0 + dx, y0 + dy, "zeros" if padding == "zeros" else "border") * wx * wy
+        return out
+    # bicubic: torch takes the 4x4 taps around the unclipped point, each tap padded on its own
+    fx0, fy0 = np.floor(gx), np.floor(gy)
+    x0, y0 = fx0.astype(np.int64), fy0.astype(np.int64)
+    wx, wy = _cubic_weights(gx - fx0), _cubic_weights(gy - fy0)
+    out = 0
+    for j in range(4):
+        row = 0
+        for i in range(4):
+            row = row + _taps(image, x0 - 1 + i, y0 - 1 + j, padding) * wx[i][..., None]
+        out = out + row * wy[j][..., None]
+    return out
+
+
+def _cubic_weights(t: np.ndarray, a: float = -0.75) -> list[np.ndarray]:
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    rest = 1 - t  # torch's order of operations, for the same float32 bits
+    return [far(t + 1), near(t), near(rest), far(rest + 1)]
+
+
+def _pad_coords(c: np.ndarray, size: int, padding: str) -> np.ndarray:
+    if padding == "reflection":  # reflect about the outer edges (-0.5, size - 0.5), then clip
+        span = 2.0 * size
+        c = np.abs(np.mod(c + 0.5, span))
+        c = np.where(c > size, span - c, c) - 0.5
+    return np.clip(c, 0, size - 1)
+
+
+def _taps(image: np.ndarray, x: np.ndarray, y: np.ndarray, padding: str) -> np.ndarray:
+    h, w = image.shape[:2]
+    if padding == "zeros":
+        inside = ((x >= 0) & (x < w) & (y >= 0) & (y < h))[..., None]
+        return np.where(inside, image[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], 0)
+    xs = _pad_coords(x.astype(np.float64), w, padding).astype(np.int64)
+    ys = _pad_coords(y.astype(np.float64), h, padding).astype(np.int64)
+    return image[ys, xs]
+
+
+def warp_3d(image: np.ndarray, offsets: np.ndarray, mode: str = "bicubic", padding: str = "border") -> np.ndarray:
+    """One 3D step on a uint8 image, truncated back to uint8 as Deforum does."""
+    h, w = image.shape[:2]
+    out = sample(image.astype(np.float32), (_base_grid(w, h) - offsets).astype(np.float32), mode, padding)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+# --- a settings file's camera ----------------------------------------------------------------
+
+@dataclass
+class Camera:
+    """Every per-frame camera value of a settings file, and the step of each frame."""
+
+    mode: str  # "2D" | "3D" | "None" (no camera: every path is the identity)
+    W: int
+    H: int
+    series: dict[str, list[float]]
+    flip: bool = False
+    border: str = "replicate"
+    depth_warping: bool = False
+    depth_algorithm: str = "Midas-3-Hybrid"
+    aspect_old_formula: bool = False
+    sampling_mode: str = "bicubic"
+    padding_mode: str = "border"
+    quirks: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, raw: dict, max_frames: int, W: int, H: int, seed: int = 0) -> Camera:
+        get = lambda key: raw.get(key, CAMERA_DEFAULTS.get(key))  # noqa: E731
+        mode = str(get("animation_mode"))
+        if mode not in MODES:
+            return cls("None", W, H, {})
+        names = set(_SCHEDULES_2D if mode == "2D" else _SCHEDULES_3D) | {"strength_schedule"}
+        flip = _truthy(get("enable_perspective_flip"))
+        if flip:
+            names |= set(_FLIP)
+        series = {}
+        for name in sorted(names):
+            try:
+                series[name] = build_schedule(get(name), max_frames, seed, name).values
+            except ExprError as exc:
+                raise ExprError(f"camera: {exc}") from None
+        camera = cls(mode, W, H, series, flip=flip, border=str(get("border")),
+                     depth_warping=mode == "3D" and _truthy(get("use_depth_warping")),
+                     depth_algorithm=str(get("depth_algorithm")),
+                     aspect_old_formula=_truthy(get("aspect_ratio_use_old_formula")),
+                     sampling_mode=_pick(get("sampling_mode"), SAMPLING_MODES),
+                     padding_mode=_pick(get("padding_mode"), PADDING_MODES))
+        if flip and mode == "2D" and any(series[k][i] for k in ("translation_x", "translation_y")
+                                         for i in range(max_frames)):
+            camera.quirks.append("2D perspective flip: Deforum drops translation_x/y while the flip is on"
+                                 " (np.matmul's third argument is its output buffer); so does this path")
+        return camera
+
+    @property
+    def moves(self) -> bool:
+        if self.mode == "None":
+            return False
+        return self.flip or any(abs(v - STILL[k]) > 1e-12 for k, vals in self.series.items() if k in STILL
+                                for v in vals)
+
+    def params(self, frame: int, fraction: float = 1.0) -> dict:
+        """The step of output frame ``frame`` (>= 1); ``fraction`` < 1 is that part of it
+        (angles and translations scaled, zoom as a power), for output times between frames."""
+        i = min(frame, len(next(iter(self.series.values()))) - 1)
+        p = {k: v[i] for k, v in self.series.items()}
+        if fraction != 1.0:
+            for k in ("angle", "translation_x", "translation_y", "translation_z",
+                      "rotation_3d_x", "rotation_3d_y", "rotation_3d_z"):
+                if k in p:
+                    p[k] *= fraction
+            if "zoom" in p:
+                p["zoom"] = math.copysign(abs(p["zoom"]) ** fraction, p["zoom"])
+        return p
+
+    def flip_at(self, frame: int) -> tuple[float, float, float, float] | None:
+        if not self.flip:
+            return None
+        i = min(frame, len(self.series[_FLIP[0]]) - 1)
+        return tuple(self.series[k][i] for k in _FLIP)  # type: ignore[return-value]
+
+    def aspect(self, frame: int) -> float:
+        if self.aspect_old_formula:
+            return self.W / self.H
+        return self.series["aspect_ratio_schedule"][min(frame, len(self.series["aspect_ratio_schedule"]) - 1)]
+
+    def cuts(self) -> list[int]:
+        """Frames where Deforum starts over (strength 0: a fresh txt2img frame)."""
+        strength = self.series.get("strength_schedule") or []
+        return [i for i in range(1, len(strength)) if strength[i] <= 0]
+
+    def steps(self, start: float, end: float) -> list[tuple[int, float]]:
+        """The (frame, fraction) steps that carry output time ``start`` to ``end`` (start <= end):
+        whole frames, and a partial step at either end when a time falls between frames."""
+        out: list[tuple[int, float]] = []
+        t = start
+        while t < end - 1e-9:
+            frame = math.floor(t + 1e-9) + 1  # the step that leads to output frame ``frame``
+            stop = min(float(frame), end)
+            out.append((frame, stop - t))
+            t = stop
+        return out
+
+
+def _pick(value, options: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    return text if text in options else options[0]
+
+
+class CameraPath:
+    """The images Deforum's camera makes of one anchor image: its warp to any output time
+    after the anchor's, with the mask of pixels that still come from the anchor."""
+
+    def __init__(self, camera: Camera, anchor: np.ndarray, anchor_time: float = 0.0,
+                 depth: np.ndarray | None = None):
+        self.camera = camera
+        self.anchor = np.asarray(anchor, np.uint8)
+        self.t0 = float(anchor_time)
+        h, w = self.anchor.shape[:2]
+        self.z = None if depth is None else depth_to_z(depth, camera.depth_algorithm)
+        self.z0 = self.z if self.z is not None else np.ones((h, w), np.float32)
+
+    def at(self, times: list[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(frames, masks) at each output time (sorted, >= the anchor's): uint8 (h, w, 3) and a
+        float32 (h, w) share of each pixel that the anchor covers (1 inside, 0 invented).
+
+        Whole steps are chained on the image as Deforum chains them (its frames, to the bit);
+        a time between frames is the last whole frame plus that part of the next step."""
+        h, w = self.anchor.shape[:2]
+        image, cover, now = self.anchor, np.ones((h, w), np.float32), self.t0
+        frames, masks = [], []
+        for t in times:
+            target = max(now, float(math.floor(t + 1e-9)))  # the last frame boundary up to t
+            for frame, fraction in self.camera.steps(now, target):
+                image, cover = self._step(image, cover, frame, fraction)
+            now = target
+            out_image, out_cover = image, cover
+            for frame, fraction in self.camera.steps(now, t):  # the part of a step past ``now``
+                out_image, out_cover = self._step(out_image, out_cover, frame, fraction)
+            frames.append(out_image)
+            masks.append(out_cover)
+        return frames, masks
+
+    def _step(self, image, cover, frame: int, fraction: float):
+        cam = self.camera
+        if cam.mode == "2D":
+            M = matrix_2d(cam.params(frame, fraction), cam.W, cam.H, cam.flip_at(frame))
+            return warp_2d(image, M, cam.border), _warp_cover_2d(cover, M)
+        if cam.mode != "3D":
+            return image, cover
+        if cam.flip:  # Deforum warps by the flip first, with the 2D border
+            flip = flip_matrix(cam.W, cam.H, *cam.flip_at(frame))
+            image, cover = warp_2d(image, flip, cam.border), _warp_cover_2d(cover, flip)
+        off = offsets_3d(cam.params(frame, fraction), self.z0, cam.aspect(frame))
+        h, w = image.shape[:2]
+        grid = (_base_grid(w, h) - off).astype(np.float32)
+        image = np.clip(sample(image.astype(np.float32), grid, cam.sampling_mode, cam.padding_mode), 0,
+                        255).astype(np.uint8)
+        cover = sample(cover[..., None], grid, "bilinear", "zeros")[..., 0]
+        return image, cover
+
+
+def _linspace(n: int) -> np.ndarray:
+    """``torch.linspace(-1, 1, n)`` to the bit (float32, filled from both ends)."""
+    f32 = np.float32
+    if n == 1:
+        return np.array([-1.0], np.float32)
+    step = np.float64(f32(2.0) / f32(n - 1))
+    i = np.arange(n)
+    # torch fills the halves from each end with a fused multiply-add (one rounding): in float64
+    return np.where(i < n // 2, -1.0 + step * i, 1.0 - step * (n - 1 - i)).astype(np.float32)
+
+
+def _base_grid(w: int, h: int) -> np.ndarray:
+    """``affine_grid(identity, align_corners=False)`` as torch builds it: pixel centres in [-1, 1]."""
+    xs = _linspace(w) * np.float32(w - 1) / np.float32(w)
+    ys = _linspace(h) * np.float32(h - 1) / np.float32(h)
+    return np.stack(np.meshgrid(xs, ys), axis=-1).astype(np.float32)
+
+
+def _warp_cover_2d(cover: np.ndarray, M: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = cover.shape
+    return cv2.warpPerspective(cover, M, (w, h), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+# --- a window's camera in numbers ---------------------------------------------------------------
+
+def summarize(camera: Camera, start: float, end: float, grid: int = 24) -> dict:
+    """Net zoom, pan (% of the width and height), degrees of rotation and the share of the frame
+    still covered by the window's first frame, from output time ``start`` to ``end``; measured on
+    a coarse grid of points (flat depth in 3D), so it costs microseconds."""
+    if camera.mode == "None" or end <= start:
+        return {"zoom": 1.0, "pan_x": 0.0, "pan_y": 0.0, "rotation": 0.0, "coverage": 1.0}
+    w, h = camera.W, camera.H
+    ys, xs = np.meshgrid(np.linspace(0.5, h - 0.5, grid), np.linspace(0.5, w - 0.5, grid), indexing="ij")
+    pts = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    moved = _move_points(camera, pts, start, end)
+    inside = (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h)
+    centre = np.array([[w / 2.0, h / 2.0]])
+    c_moved = _move_points(camera, centre, start, end)[0]
+    spread = lambda p: np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean())  # noqa: E731
+    zoom = float(spread(moved) / spread(pts))
+    d0, d1 = pts[-1] - pts[0], moved[-1] - moved[0]
+    rotation = math.degrees(math.atan2(d1[1], d1[0]) - math.atan2(d0[1], d0[0]))
+    return {"zoom": round(zoom, 4), "pan_x": round(float(c_moved[0] - w / 2) / w * 100, 2),
+            "pan_y": round(float(c_moved[1] - h / 2) / h * 100, 2),
+            "rotation": round((rotation + 180) % 360 - 180, 2),
+            "coverage": round(float(_coverage_share(camera, start, end)), 3) if inside.size else 1.0}
+
+
+def _move_points(camera: Camera, pts: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Where the content at ``pts`` (pixel centres, first frame) is at ``end``: 2D by the
+    composed homography, 3D by following each point through the flat-depth offset field."""
+    w, h = camera.W, camera.H
+    if camera.mode == "2D":
+        M = np.eye(3)
+        for frame, fraction in camera.steps(start, end):
+            M = matrix_2d(camera.params(frame, fraction), w, h, camera.flip_at(frame)) @ M
+        homog = np.c_[pts, np.ones(len(pts))] @ M.T
+        return homog[:, :2] / homog[:, 2:3]
+    out = pts.astype(np.float64).copy()
+    for frame, fraction in camera.steps(start, end):
+        gx, gy = (2 * out[:, 0] + 1) / w - 1, (2 * out[:, 1] + 1) / h - 1
+        # forward motion of a point: the inverse of the sampling map, one fixed-point pass
+        off = _offsets_at(camera.params(frame, fraction), gx, gy, camera.aspect(frame))
+        nx, ny = gx + off[:, 0], gy + off[:, 1]
+        out = np.stack([((nx + 1) * w - 1) / 2, ((ny + 1) * h - 1) / 2], axis=1)
+    return out
+
+
+def _offsets_at(p: dict, gx: np.ndarray, gy: np.ndarray, aspect: float) -> np.ndarray:
+    z = np.ones_like(gx)
+    world = np.stack([gx, gy, z], axis=1)
+    R = rotation_3d(p["rotation_3d_x"], p["rotation_3d_y"], p["rotation_3d_z"]).astype(np.float64)
+    t = np.array([-p["translation_x"], p["translation_y"], -p["translation_z"]]) * TRANSLATION_SCALE
+    tan_half = math.tan(math.radians(p["fov_schedule"]) / 2)
+    k = np.array([1 / (tan_half * aspect), 1 / tan_half])
+    cam = world @ R + t
+    return k * cam[:, :2] / cam[:, 2:3] - k * world[:, :2] / world[:, 2:3]
+
+
+def _coverage_share(camera: Camera, start: float, end: float, size: int = 32) -> float:
+    """Share of the frame at ``end`` that still comes from the first frame (a 32 px mask)."""
+    scale_w, scale_h = size, max(8, round(size * camera.H / camera.W))
+    small = Camera(camera.mode, scale_w, scale_h, camera.series, camera.flip, camera.border,
+                   False, camera.depth_algorithm, camera.aspect_old_formula, "bilinear", "zeros")
+    if camera.mode == "2D":  # 2D steps are in pixels: scale the translations to the small frame
+        small.series = dict(camera.series)
+        for key, factor in (("translation_x", scale_w / camera.W), ("translation_y", scale_h / camera.H)):
+            small.series[key] = [v * factor for v in camera.series[key]]
+    _, masks = CameraPath(small, np.zeros((scale_h, scale_w, 3), np.uint8), start).at([end])
+    return float(masks[0].mean())

@@ -1,0 +1,147 @@
+"""Deforum's camera against Deforum's own warp functions (fixtures made by running them outside
+this repository: tests/fixtures/deforum_camera/README.md), and its properties."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DEFORUM_DIR, real_settings_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deforum_wan.config.camera import (
+    Camera,
+    CameraPath,
+    depth_to_z,
+    flip_matrix,
+    matrix_2d,
+    offsets_3d,
+    summarize,
+    warp_2d,
+    warp_3d,
+)
+from deforum_wan.config.settings import read_settings_file
+
+FIXTURES = Path(__file__).parent / "fixtures" / "deforum_camera"
+STEPS = np.load(FIXTURES / "steps.npz")
+META = json.loads((FIXTURES / "steps.json").read_text())
+W, H = META["size"]
+
+
+def _flip(c) -> tuple | None:
+    return (c["perspective_flip_theta"], c["perspective_flip_phi"], c["perspective_flip_gamma"],
+            c["perspective_flip_fv"])
+
+
+@pytest.mark.parametrize("i", range(len(META["2d"])))
+def test_2d_step_is_deforums_to_the_bit(i):
+    c = META["2d"][i]
+    out = warp_2d(STEPS["image"], matrix_2d(c, W, H, _flip(c) if c["flip"] else None), c["border"])
+    assert np.array_equal(out, STEPS[f"2d_{i}"])
+
+
+@pytest.mark.parametrize("i", range(len(META["3d"])))
+def test_3d_step_is_deforums_to_the_bit(i):
+    c = META["3d"][i]
+    z = depth_to_z(STEPS["depth"], c["depth_algorithm"]) if c["use_depth"] else None
+    z = np.ones((H, W), np.float32) if z is None else z
+    src = STEPS["image"]
+    if c["enable_perspective_flip"]:
+        src = warp_2d(src, flip_matrix(W, H, *_flip(c)), c["border"])
+    aspect = W / H if c["aspect_ratio_use_old_formula"] else c["aspect_ratio"]
+    p = dict(c, fov_schedule=c["fov"], near_schedule=c["near"], far_schedule=c["far"])
+    out = warp_3d(src, offsets_3d(p, z, aspect), c["sampling_mode"], c["padding_mode"])
+    # float32 in torch's own order of operations: the same bits, so the same truncated uint8
+    assert np.array_equal(out, STEPS[f"3d_{i}"])
+
+
+CHAIN = np.load(FIXTURES / "chain.npz")
+
+
+@pytest.mark.skipif(DEFORUM_DIR is None, reason="the real Deforum files are not here")
+@pytest.mark.parametrize("name", [k for k in CHAIN.files if k != "image"])
+def test_the_chained_path_is_deforums_warp_only_loop(name):
+    raw = read_settings_file(DEFORUM_DIR / f"{name}.txt")
+    ref = CHAIN[name]
+    camera = Camera.from_settings({**raw, "use_depth_warping": False}, int(raw["max_frames"]), W, H)
+    frames, masks = CameraPath(camera, CHAIN["image"]).at([float(i) for i in range(1, len(ref))])
+    for k, (frame, expected) in enumerate(zip(frames, ref[1:]), start=1):
+        assert np.array_equal(frame, expected), k
+    assert all(0 <= m.min() and m.max() <= 1 + 1e-6 for m in masks)
+
+
+def _camera(mode="2D", frames=20, **schedules) -> Camera:
+    raw = {"animation_mode": mode, "zoom": "0: (1)", "translation_z": "0: (0)", **schedules}
+    return Camera.from_settings(raw, frames, 64, 48)
+
+
+def test_an_integer_pan_leaves_an_exact_stripe_a_zoom_out_an_exact_ring():
+    image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    pan = _camera(translation_x="0: (3)")
+    _, [mask] = CameraPath(pan, image).at([2.0])  # two frames: 6 px
+    assert np.array_equal(mask[:, :6], np.zeros((48, 6))) and np.array_equal(mask[:, 6:], np.ones((48, 58)))
+    zoom_out = _camera(zoom="0: (0.5)")
+    _, [mask] = CameraPath(zoom_out, image).at([1.0])
+    # half size about the centre: the middle 32x24 is covered, a 16/12 px ring is not
+    inner = mask[12:36, 16:48]
+    assert inner.min() > 0.99 and mask[:11].max() == 0 and mask[37:].max() == 0
+    assert mask[:, :15].max() == 0 and mask[:, 49:].max() == 0
+
+
+def test_a_still_camera_is_the_identity_and_time_between_frames_is_part_of_a_step():
+    image = np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    frames, masks = CameraPath(_camera(), image).at([0.5, 3.0])
+    assert all(np.array_equal(f, image) for f in frames) and all(m.min() > 0.999 for m in masks)
+    pan = _camera(translation_x="0: (4)")
+    [half], _ = CameraPath(pan, image).at([0.5])
+    [whole], _ = CameraPath(pan, image).at([1.0])
+    assert np.array_equal(half[:, 2:], image[:, :-2]) and np.array_equal(whole[:, 4:], image[:, :-4])
+
+
+@settings(max_examples=40, deadline=None)
+@given(times=st.lists(st.floats(0, 12), min_size=1, max_size=6), mode=st.sampled_from(["2D", "3D"]))
+def test_a_frame_does_not_depend_on_which_other_times_were_asked(times, mode):
+    """A resume (or another window's split) rebuilds the same frames: the path at t is the same
+    whatever other times are asked with it."""
+    image = np.random.default_rng(3).integers(0, 255, (16, 24, 3), dtype=np.uint8)
+    schedules = ({"angle": "0: (2)", "zoom": "0: (1.03)", "translation_y": "0: (0.7*sin(t/3))"} if mode == "2D"
+                 else {"translation_x": "0: (1.5)", "rotation_3d_y": "0: (0.8)", "translation_z": "0: (2)"})
+    camera = Camera.from_settings({"animation_mode": mode, **schedules}, 20, 24, 16)
+    times = sorted(times)
+    together, _ = CameraPath(camera, image).at(times)
+    for t, frame in zip(times, together):
+        [alone], _ = CameraPath(camera, image).at([t])
+        assert np.array_equal(alone, frame)
+
+
+@settings(max_examples=30, deadline=None)
+@given(zoom=st.floats(0.8, 1.25), f=st.floats(0.05, 0.95))
+def test_a_step_splits_into_parts_that_compose_to_it(zoom, f):
+    camera = _camera(zoom=f"0: ({zoom})", angle="0: (3)")
+    a, b = (matrix_2d(camera.params(1, x), 64, 48) for x in (f, 1 - f))
+    whole = matrix_2d(camera.params(1), 64, 48)
+    assert np.allclose(b @ a, whole, atol=1e-9)  # rotation and zoom about one centre commute
+
+
+def test_summaries_measure_pan_zoom_rotation_and_coverage():
+    pan = summarize(_camera(translation_x="0: (3.2)"), 0, 10)
+    assert pan["pan_x"] == pytest.approx(50.0, abs=0.01) and pan["zoom"] == pytest.approx(1.0)
+    assert pan["coverage"] == pytest.approx(0.5, abs=0.04)
+    zoom = summarize(_camera(zoom="0: (1.02)"), 0, 10)
+    assert zoom["zoom"] == pytest.approx(1.02 ** 10, rel=1e-3) and zoom["coverage"] == 1.0
+    turn = summarize(_camera(angle="0: (1.5)"), 0, 10)
+    assert abs(turn["rotation"]) == pytest.approx(15, abs=0.01)
+    dolly = summarize(_camera("3D", translation_z="0: (5)"), 0, 20)
+    assert dolly["zoom"] > 1.3 and dolly["coverage"] == 1.0
+    assert summarize(Camera.from_settings({}, 10, 64, 48), 0, 9)["zoom"] == 1.0
+
+
+@pytest.mark.parametrize("path", real_settings_files(), ids=lambda p: p.name)
+def test_every_real_files_camera_reads(path):
+    raw = read_settings_file(path)
+    camera = Camera.from_settings(raw, int(raw.get("max_frames", 120)), 64, 36)
+    if camera.mode in ("2D", "3D"):
+        summary = summarize(camera, 0, min(40, int(raw.get("max_frames", 120)) - 1))
+        assert 0 <= summary["coverage"] <= 1 and summary["zoom"] > 0
