@@ -21,13 +21,17 @@ def check_invariants(plan, settings):
     for a, b in zip(plan.segments, plan.segments[1:]):
         assert a.end == b.start and a.start < a.end
     if plan.retime != "native":
-        assert [s.start for s in plan.segments] == [p.frame for p in settings.prompts]
+        # each prompt key starts a segment; so does each Deforum cut (strength 0)
+        cuts = settings.camera.cuts() if settings.camera is not None else []
+        assert [s.start for s in plan.segments] == sorted({p.frame for p in settings.prompts} | set(cuts))
+        assert [s.start for s in plan.segments if s.cut] == sorted(set(cuts))
     # Windows: 4n+1 frames within the limit, enough frames for what they add.
     for w in plan.windows:
         assert (w.native_frames - 1) % 4 == 0 and w.native_frames <= plan.window_limit
-        need = w.new_frames + (0 if w.index == 0 else 1 + w.overlap)
+        need = w.new_frames + (0 if w.index == 0 or w.cut else 1 + w.overlap)
         assert need <= w.native_frames and w.new_frames >= 1
-        assert w.mode == ("t2v" if w.index == 0 and not settings.init_image else "i2v")
+        assert w.mode == ("t2v" if (w.index == 0 or w.cut) and not settings.init_image else "i2v")
+        assert w.cut == (w.index > 0 and w.mode == "t2v")  # a cut starts over with T2V, no overlap
         assert w.overlap <= plan.overlap
     # Each segment's new native frames come from its windows, in order, without gaps.
     for seg in plan.segments:

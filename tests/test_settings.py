@@ -245,26 +245,33 @@ def test_fuzz_settings_only_raise_settings_error(data):
         pass
 
 
-@pytest.mark.parametrize("mode, key, schedule, warned", [
-    ("3D", "translation_z", "0: (1.75)", True),
-    ("3D", "rotation_3d_y", "0: (0), 30: (0.5*sin(t/10))", True),
-    ("3D", "translation_z", "0: (0)", False),  # still camera
-    ("2D", "zoom", "0: (1.0025+0.002*sin(1.25*3.14*t/30))", True),  # Deforum's default 2D zoom
-    ("2D", "zoom", "0: (1.0)", False),
-    ("2D", "translation_z", "0: (1.75)", False),  # a 3D key means nothing in 2D
-    ("Video Input", "translation_z", "0: (1.75)", False),
-    ("3D", "translation_z", "0: (1.75", False),  # broken, but Wan does not use it: no error either
+@pytest.mark.parametrize("mode, key, schedule, named", [
+    ("3D", "translation_z", "0: (1.75)", "translation_z"),
+    ("3D", "rotation_3d_y", "0: (0), 30: (0.5*sin(t/10))", "rotation_3d_y"),
+    ("3D", "translation_z", "0: (0)", None),  # still camera
+    ("2D", "zoom", "0: (1.0025+0.002*sin(1.25*3.14*t/30))", "zoom"),  # Deforum's default 2D zoom
+    ("2D", "zoom", "0: (1.0)", None),
+    ("2D", "translation_z", "0: (1.75)", "zoom"),  # a 3D key means nothing in 2D; Deforum's default zoom moves
+    ("Video Input", "translation_z", "0: (1.75)", "animation_mode Video Input"),
 ])
-def test_deforum_camera_motion_is_reported_not_silently_dropped(mode, key, schedule, warned):
-    s = load_settings({"prompts": {"0": "a lighthouse"}, "max_frames": 60, "animation_mode": mode, key: schedule})
-    camera = [w for w in s.warnings if "camera motion" in w]
-    assert bool(camera) == warned, s.warnings
-    if warned:
-        assert f"Deforum's {mode} camera motion ({key}) is not applied" in camera[0]
+def test_what_wan_does_not_apply_is_named_in_one_warning(mode, key, schedule, named):
+    s = load_settings({"prompts": {"0": "a lighthouse"}, "max_frames": 60, "animation_mode": mode, key: schedule,
+                       **({"zoom": "0: (1)"} if named is None and mode == "2D" and key != "zoom" else {})})
+    warning = [w for w in s.warnings if w.startswith("not applied to Wan's windows")]
+    assert bool(warning) == bool(named), s.warnings
+    if named:
+        assert named in warning[0]
     assert s.raw[key] == schedule  # kept and written back for Deforum
 
 
-def test_real_3d_file_reports_its_camera_motion(deforum_dir):
+def test_a_broken_camera_schedule_leaves_the_camera_still_and_says_so():
+    s = load_settings({"prompts": {"0": "a"}, "max_frames": 30, "animation_mode": "3D", "translation_z": "0: (1.75"})
+    assert any("translation_z" in w and "camera is left still" in w for w in s.warnings)
+    assert s.camera.mode == "None"
+
+
+def test_real_3d_file_names_its_camera_and_hybrid_video(deforum_dir):
     s = load_settings(deforum_dir / "xmyx_Flashbacks-30s.txt")
-    (camera,) = [w for w in s.warnings if "camera motion" in w]
-    assert camera.startswith("Deforum's 3D camera motion (translation_x, translation_y, translation_z,")
+    (warning,) = [w for w in s.warnings if w.startswith("not applied to Wan's windows")]
+    assert "the 3D camera (rotation_3d_y, rotation_3d_z, translation_x, translation_y, translation_z" in warning
+    assert "hybrid video (hybrid_composite: Normal)" in warning and s.camera.cuts()[:2] == [50, 98]

@@ -61,9 +61,8 @@ def _truthy(value) -> bool:
 
 def flip_matrix(W: int, H: int, theta: float, phi: float, gamma: float, fv: float) -> np.ndarray:
     """Deforum's perspective-flip homography (``get_flip_perspective_matrix``): the image plane
-    turned by phi (x), gamma (y), theta (z) degrees and seen through a ``fv`` degree lens."""
-    import cv2
-
+    turned by phi (x), gamma (y), theta (z) degrees and seen through a ``fv`` degree lens.
+    With OpenCV its own calls (the bits Deforum gets); without, numpy's (the plan's summaries)."""
     half = np.deg2rad(fv / 2.0)
     d = np.sqrt(W * W + H * H)
     side = d / np.cos(half)
@@ -79,12 +78,37 @@ def flip_matrix(W: int, H: int, theta: float, phi: float, gamma: float, fv: floa
     full = proj @ shift @ _rotation_4x4(phi, gamma, theta)
     corners = np.array([[[-W / 2.0, H / 2.0, 0.0], [W / 2.0, H / 2.0, 0.0], [W / 2.0, -H / 2.0, 0.0],
                          [-W / 2.0, -H / 2.0, 0.0]]])
-    out = cv2.perspectiveTransform(corners, full)
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        out = cv2.perspectiveTransform(corners, full)
+    else:
+        homog = np.c_[corners[0], np.ones(4)] @ full.T
+        out = (homog[:, :3] / homog[:, 3:])[None]
     pin = (corners[0, :, :2] + [W / 2.0, H / 2.0]).astype(np.float32)
     pout = ((out[0, :, :2] + [1.0, 1.0]) * (0.5 * side)).astype(np.float32)
-    m33 = cv2.getPerspectiveTransform(pin, pout)
+    m33 = cv2.getPerspectiveTransform(pin, pout) if cv2 is not None else _perspective_from_points(pin, pout)
     post = np.vstack([np.float32([[1, 0, (W - side) / 2], [0, 1, (H - side) / 2]]), [0, 0, 1]])
     return np.matmul(m33, post)
+
+
+def _perspective_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The homography taking 4 points to 4 others (``cv2.getPerspectiveTransform``'s system)."""
+    A, b = np.zeros((8, 8)), np.zeros(8)
+    for i, ((x, y), (u, v)) in enumerate(zip(src.astype(np.float64), dst.astype(np.float64))):
+        A[i] = [x, y, 1, 0, 0, 0, -x * u, -y * u]
+        A[i + 4] = [0, 0, 0, x, y, 1, -x * v, -y * v]
+        b[i], b[i + 4] = u, v
+    return np.append(np.linalg.solve(A, b), 1.0).reshape(3, 3)
+
+
+def _rotation_about(cx: float, cy: float, angle: float, scale: float) -> np.ndarray:
+    """``cv2.getRotationMatrix2D`` (the same double arithmetic)."""
+    a = math.cos(angle * math.pi / 180) * scale
+    b = math.sin(angle * math.pi / 180) * scale
+    return np.array([[a, b, (1 - a) * cx - b * cy], [-b, a, b * cx + (1 - a) * cy]])
 
 
 def _rotation_4x4(phi: float, gamma: float, theta: float) -> np.ndarray:
@@ -101,10 +125,8 @@ def _rotation_4x4(phi: float, gamma: float, theta: float) -> np.ndarray:
 
 def matrix_2d(p: dict, W: int, H: int, flip: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """The 3x3 forward map of one 2D step (``anim_frame_warp_2d``): dst(M p) = src(p)."""
-    import cv2
-
-    rot = np.vstack([cv2.getRotationMatrix2D((W * p["transform_center_x"], H * p["transform_center_y"]),
-                                             p["angle"], p["zoom"]), [0, 0, 1]])
+    rot = np.vstack([_rotation_about(W * p["transform_center_x"], H * p["transform_center_y"], p["angle"],
+                                     p["zoom"]), [0, 0, 1]])
     trans = np.vstack([np.float32([[1, 0, p["translation_x"]], [0, 1, p["translation_y"]]]), [0, 0, 1]])
     if flip is not None:
         return flip_matrix(W, H, *flip) @ rot  # Deforum's matmul(bM, rot, trans): trans is the out buffer
@@ -435,47 +457,49 @@ def _warp_cover_2d(cover: np.ndarray, M: np.ndarray) -> np.ndarray:
 
 # --- a window's camera in numbers ---------------------------------------------------------------
 
-def summarize(camera: Camera, start: float, end: float, grid: int = 24) -> dict:
+def summarize(camera: Camera, start: float, end: float, grid: int = 32) -> dict:
     """Net zoom, pan (% of the width and height), degrees of rotation and the share of the frame
-    still covered by the window's first frame, from output time ``start`` to ``end``; measured on
-    a coarse grid of points (flat depth in 3D), so it costs microseconds."""
+    still covered by the frame at ``start``, from output time ``start`` to ``end``. A grid of
+    end-frame points is carried back through the steps (2D: the inverse homography; 3D, flat
+    depth: each step's own backward sampling map), so it costs microseconds."""
     if camera.mode == "None" or end <= start:
         return {"zoom": 1.0, "pan_x": 0.0, "pan_y": 0.0, "rotation": 0.0, "coverage": 1.0}
     w, h = camera.W, camera.H
-    ys, xs = np.meshgrid(np.linspace(0.5, h - 0.5, grid), np.linspace(0.5, w - 0.5, grid), indexing="ij")
+    ys, xs = np.meshgrid((np.arange(grid) + 0.5) / grid * h, (np.arange(grid) + 0.5) / grid * w, indexing="ij")
     pts = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    moved = _move_points(camera, pts, start, end)
-    inside = (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h)
-    centre = np.array([[w / 2.0, h / 2.0]])
-    c_moved = _move_points(camera, centre, start, end)[0]
-    spread = lambda p: np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean())  # noqa: E731
-    zoom = float(spread(moved) / spread(pts))
-    d0, d1 = pts[-1] - pts[0], moved[-1] - moved[0]
-    rotation = math.degrees(math.atan2(d1[1], d1[0]) - math.atan2(d0[1], d0[0]))
-    return {"zoom": round(zoom, 4), "pan_x": round(float(c_moved[0] - w / 2) / w * 100, 2),
-            "pan_y": round(float(c_moved[1] - h / 2) / h * 100, 2),
-            "rotation": round((rotation + 180) % 360 - 180, 2),
-            "coverage": round(float(_coverage_share(camera, start, end)), 3) if inside.size else 1.0}
+    src = _source_points(camera, np.vstack([pts, [[w / 2.0, h / 2.0]]]), start, end)
+    src, centre = src[:-1], src[-1]
+    inside = (src[:, 0] >= 0) & (src[:, 0] <= w) & (src[:, 1] >= 0) & (src[:, 1] <= h)
+    finite = np.isfinite(src).all(axis=1)
+    if finite.sum() < 2 or not np.isfinite(centre).all():
+        return {"zoom": 0.0, "pan_x": 0.0, "pan_y": 0.0, "rotation": 0.0, "coverage": 0.0}
+    # robust: a point the camera carries off to infinity must not set the zoom
+    spread = lambda p: float(np.median(np.linalg.norm(p - np.median(p, axis=0), axis=1)))  # noqa: E731
+    zoom = float(spread(pts[finite]) / max(spread(src[finite]), 1e-12))
+    d_end, d_src = pts[-1] - pts[0], src[-1] - src[0]
+    rotation = math.degrees(math.atan2(d_end[1], d_end[0]) - math.atan2(d_src[1], d_src[0]))
+    return {"zoom": round(zoom, 4), "pan_x": round(float(w / 2 - centre[0]) / w * 100, 2),
+            "pan_y": round(float(h / 2 - centre[1]) / h * 100, 2),
+            "rotation": round((rotation + 180) % 360 - 180, 2), "coverage": round(float(inside.mean()), 3)}
 
 
-def _move_points(camera: Camera, pts: np.ndarray, start: float, end: float) -> np.ndarray:
-    """Where the content at ``pts`` (pixel centres, first frame) is at ``end``: 2D by the
-    composed homography, 3D by following each point through the flat-depth offset field."""
+def _source_points(camera: Camera, pts: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Where the content at ``pts`` (pixels of the frame at ``end``) was at ``start``."""
     w, h = camera.W, camera.H
+    steps = camera.steps(start, end)
     if camera.mode == "2D":
         M = np.eye(3)
-        for frame, fraction in camera.steps(start, end):
+        for frame, fraction in steps:
             M = matrix_2d(camera.params(frame, fraction), w, h, camera.flip_at(frame)) @ M
-        homog = np.c_[pts, np.ones(len(pts))] @ M.T
-        return homog[:, :2] / homog[:, 2:3]
-    out = pts.astype(np.float64).copy()
-    for frame, fraction in camera.steps(start, end):
-        gx, gy = (2 * out[:, 0] + 1) / w - 1, (2 * out[:, 1] + 1) / h - 1
-        # forward motion of a point: the inverse of the sampling map, one fixed-point pass
-        off = _offsets_at(camera.params(frame, fraction), gx, gy, camera.aspect(frame))
-        nx, ny = gx + off[:, 0], gy + off[:, 1]
-        out = np.stack([((nx + 1) * w - 1) / 2, ((ny + 1) * h - 1) / 2], axis=1)
-    return out
+        homog = np.c_[pts, np.ones(len(pts))] @ np.linalg.inv(M).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return homog[:, :2] / homog[:, 2:3]
+    gx, gy = (2 * pts[:, 0]) / w - 1, (2 * pts[:, 1]) / h - 1
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for frame, fraction in reversed(steps):
+            off = _offsets_at(camera.params(frame, fraction), gx, gy, camera.aspect(frame))
+            gx, gy = gx - off[:, 0], gy - off[:, 1]
+    return np.stack([(gx + 1) * w / 2, (gy + 1) * h / 2], axis=1)
 
 
 def _offsets_at(p: dict, gx: np.ndarray, gy: np.ndarray, aspect: float) -> np.ndarray:
@@ -487,16 +511,3 @@ def _offsets_at(p: dict, gx: np.ndarray, gy: np.ndarray, aspect: float) -> np.nd
     k = np.array([1 / (tan_half * aspect), 1 / tan_half])
     cam = world @ R + t
     return k * cam[:, :2] / cam[:, 2:3] - k * world[:, :2] / world[:, 2:3]
-
-
-def _coverage_share(camera: Camera, start: float, end: float, size: int = 32) -> float:
-    """Share of the frame at ``end`` that still comes from the first frame (a 32 px mask)."""
-    scale_w, scale_h = size, max(8, round(size * camera.H / camera.W))
-    small = Camera(camera.mode, scale_w, scale_h, camera.series, camera.flip, camera.border,
-                   False, camera.depth_algorithm, camera.aspect_old_formula, "bilinear", "zeros")
-    if camera.mode == "2D":  # 2D steps are in pixels: scale the translations to the small frame
-        small.series = dict(camera.series)
-        for key, factor in (("translation_x", scale_w / camera.W), ("translation_y", scale_h / camera.H)):
-            small.series[key] = [v * factor for v in camera.series[key]]
-    _, masks = CameraPath(small, np.zeros((scale_h, scale_w, 3), np.uint8), start).at([end])
-    return float(masks[0].mean())

@@ -162,6 +162,9 @@ KEYS: tuple[Key, ...] = (
     Key("wan_init_fit", "choice", "crop", "how an init image of another aspect meets the render size:"
         " `crop` (scale to cover, centre-crop), `fit` (scale to fit, black bars), `stretch` (Deforum's"
         " resize)", choices=INIT_FITS, attr="init_fit", example="fit"),
+    Key("wan_camera_min_coverage", "number", 0.5, "a window under a fast Deforum camera is shortened until"
+        " its first frame still covers this share of its last frame (0: never shortened)", lo=0, hi=1,
+        attr="camera_min_coverage", example=0.8),
     Key("wan_guidance_2", "number", None, "low-noise expert guidance (Wan 2.2 A14B)", lo=0, hi=100,
         optional=True, field="guidance_2", attr="guidance_2", shown_default="model's", example=3.5),
     Key("wan_shift", "number", None, "flow shift", lo=0.1, hi=100, optional=True, attr="shift",

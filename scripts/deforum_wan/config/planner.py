@@ -33,6 +33,7 @@ class Segment:
     prompt: str
     negative_prompt: str
     native_frames: int  # new native frames generated for it (M_i)
+    cut: bool = False  # begins at a Deforum cut (strength 0), not at a prompt key
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Window:
     prompt: str
     negative_prompt: str
     context: int = 0  # frames of the video kept as VACE context (mask 0): conditioning + overlap
+    cut: bool = False  # starts over at a Deforum cut (strength 0): a new T2V window, no overlap
+    camera: dict = field(default_factory=dict)  # Deforum's camera over the window (config.camera.summarize)
     sources: dict[str, str] = field(default_factory=dict)  # where steps, guidance, shift... came from
 
 
@@ -102,26 +105,8 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
     # The size first (the first model's trained sizes): the I2V partner can depend on it.
     size, size_source = _size(settings, spec, settings.continue_model or spec, warnings)
     cont = settings.continue_model or (spec if spec.can_i2v else _partner(spec, settings, size))
-    first_model = spec
-    if first_mode == "t2v" and not spec.can_t2v:
-        raise SettingsError(f"{spec.id} is image-to-video only; set use_init and init_image,"
-                            " or choose a text-to-video model", settings.source)
-    if first_mode == "i2v" and not spec.can_i2v:
-        first_model = cont
-    if not cont.can_i2v:
-        raise SettingsError(f"{cont.id} cannot continue from a frame (not I2V)", settings.source)
-    if cont.native_fps != spec.native_fps:
-        raise SettingsError(f"{spec.id} ({spec.native_fps} fps) and {cont.id} ({cont.native_fps} fps)"
-                            " run at different native fps; pick a matching pair", settings.source)
-    flf2v = next((m for m in (first_model, cont) if m.kind == "flf2v"), None)
-    if flf2v is not None:  # refused here, not after an 80 GB load: nothing gives it its last frames
-        raise SettingsError(f"{flf2v.id} renders between a first and a last image, which a Deforum file"
-                            " does not give for its windows; use an I2V or VACE model (e.g."
-                            " wan2.1-i2v-14b-720p, wan2.1-vace-14b)", settings.source)
-    if settings.gpus > 1 and "vace" in (first_model.kind, cont.kind):
-        raise SettingsError(f"VACE models run on one GPU (their transformer has no context-parallel plan);"
-                            f" set wan_gpus to 1 for {cont.id if cont.kind == 'vace' else first_model.id}",
-                            settings.source)
+    first_model = cont if first_mode == "i2v" and not spec.can_i2v else spec
+    _check_models(settings, first_mode, first_model, cont)
     native = spec.native_fps
     multiple = max(spec.size_multiple, cont.size_multiple)
     want_w, want_h = size
@@ -143,16 +128,24 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
         scale = native / settings.fps
     else:
         fps, max_frames, scale = settings.fps, settings.max_frames, None
-    segments = _segments(settings, max_frames, scale, native / fps)
+    camera = settings.camera if settings.camera is not None and settings.camera.mode != "None" else None
+    cuts = camera.cuts() if camera is not None and settings.retime != "native" else []
+    if cuts and not first_model.can_t2v:
+        warnings.append(f"Deforum's cuts (strength 0 at {cuts[:5]}) need a text-to-video model; {first_model.id}"
+                        " continues through them")
+        cuts = []
+    segments = _segments(settings, max_frames, scale, native / fps, cuts)
 
     windows: list[Window] = []
     stream = 0  # native frames so far in the whole video
     for seg in segments:
         local = 0
         while local < seg.native_frames:
-            first = not windows
+            first = not windows or (seg.cut and local == 0)  # the video's start, or a cut: T2V
             ov = 0 if first else min(overlap, stream - 1)
             cap = limit if first else limit - 1 - ov
+            if camera is not None and settings.camera_min_coverage > 0:
+                cap = _camera_cap(camera, seg, local, ov, first, cap, settings.camera_min_coverage)
             left_windows = math.ceil((seg.native_frames - local) / max(cap, 1))
             new = min(cap, math.ceil((seg.native_frames - local) / left_windows))
             need = new if first else new + 1 + ov
@@ -173,7 +166,8 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                 **sampling, prompt=seg.prompt, negative_prompt=negative,
                 # VACE keeps the frames it continues from (the conditioning frame and the overlap)
                 # as real context; I2V-only models see one frame and crossfade the overlap.
-                context=ov + 1 if not first and model.kind == "vace" else 0, sources=sources))
+                context=ov + 1 if not first and model.kind == "vace" else 0, sources=sources,
+                cut=first and bool(windows), camera=_window_camera(camera, seg, local, ov, first, new)))
             local += new
             stream += new
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
@@ -242,8 +236,69 @@ def _partner(spec: ModelSpec, settings: RenderSettings, size: tuple[int, int]) -
         raise SettingsError(str(exc), settings.source) from None
 
 
+def _check_models(settings: RenderSettings, first_mode: str, first_model: ModelSpec, cont: ModelSpec) -> None:
+    """What the chosen models cannot do, refused before any weights load."""
+    spec = settings.model
+    if first_mode == "t2v" and not spec.can_t2v:
+        raise SettingsError(f"{spec.id} is image-to-video only; set use_init and init_image,"
+                            " or choose a text-to-video model", settings.source)
+    if not cont.can_i2v:
+        raise SettingsError(f"{cont.id} cannot continue from a frame (not I2V)", settings.source)
+    if cont.native_fps != spec.native_fps:
+        raise SettingsError(f"{spec.id} ({spec.native_fps} fps) and {cont.id} ({cont.native_fps} fps)"
+                            " run at different native fps; pick a matching pair", settings.source)
+    flf2v = next((m for m in (first_model, cont) if m.kind == "flf2v"), None)
+    if flf2v is not None:  # refused here, not after an 80 GB load: nothing gives it its last frames
+        raise SettingsError(f"{flf2v.id} renders between a first and a last image, which a Deforum file"
+                            " does not give for its windows; use an I2V or VACE model (e.g."
+                            " wan2.1-i2v-14b-720p, wan2.1-vace-14b)", settings.source)
+    if settings.gpus > 1 and "vace" in (first_model.kind, cont.kind):
+        raise SettingsError(f"VACE models run on one GPU (their transformer has no context-parallel plan);"
+                            f" set wan_gpus to 1 for {cont.id if cont.kind == 'vace' else first_model.id}",
+                            settings.source)
+
+
+def _out_time(seg: Segment, native_local: float) -> float:
+    """The output time (frames, fractional) of a segment's native frame, by the retime map."""
+    return seg.start + native_local * (seg.end - seg.start) / seg.native_frames
+
+
+def _span(seg: Segment, local: int, ov: int, first: bool, new: int) -> tuple[float, float]:
+    """Output times of a window's first frame (its conditioning frame when it continues) and last."""
+    start = _out_time(seg, max(local - (0 if first else ov + 1), 0)) if not first else _out_time(seg, local)
+    return start, _out_time(seg, local + new - 1)
+
+
+def _window_camera(camera, seg: Segment, local: int, ov: int, first: bool, new: int) -> dict:
+    if camera is None:
+        return {}
+    from .camera import summarize
+
+    return summarize(camera, *_span(seg, local, ov, first, new))
+
+
+def _camera_cap(camera, seg: Segment, local: int, ov: int, first: bool, cap: int, min_coverage: float) -> int:
+    """The most new frames a window may take while its first frame still covers ``min_coverage``
+    of its last (fast cameras give shorter windows); at least a quarter of ``cap``."""
+    from .camera import summarize
+
+    # Never below a quarter of the window: under a camera faster than that, shorter windows
+    # cost more conditioning and overlap frames than they win coverage.
+    low = min(cap, max(cap // 4, MIN_WINDOW))
+    hi = cap
+    if summarize(camera, *_span(seg, local, ov, first, hi))["coverage"] >= min_coverage:
+        return cap
+    while low < hi:  # coverage falls as the window grows: the largest that keeps it
+        mid = (low + hi + 1) // 2
+        if summarize(camera, *_span(seg, local, ov, first, mid))["coverage"] >= min_coverage:
+            low = mid
+        else:
+            hi = mid - 1
+    return low
+
+
 def _segments(settings: RenderSettings, max_frames: int, scale: float | None,
-              native_per_out: float) -> list[Segment]:
+              native_per_out: float, cuts: list[int] = ()) -> list[Segment]:
     keys = []
     for p in settings.prompts:
         k = p.frame if scale is None else round(p.frame * scale)
@@ -253,12 +308,21 @@ def _segments(settings: RenderSettings, max_frames: int, scale: float | None,
             keys[-1] = (keys[-1][0], p)
             continue
         keys.append((k, p))
+    # A cut (strength 0) splits the prompt's segment there: the rest starts over as a new shot.
+    starts = [(k, p, False) for k, p in keys]
+    for cut in cuts:
+        if 0 < cut < max_frames and cut not in {k for k, _, _ in starts}:
+            prompt = [p for k, p, _ in starts if k < cut][-1]
+            starts.append((cut, prompt, True))
+        elif cut in {k for k, _, _ in starts}:
+            starts = [(k, p, c or k == cut) for k, p, c in starts]
+    starts.sort(key=lambda item: item[0])
     segments = []
-    for i, (start, prompt) in enumerate(keys):
-        end = keys[i + 1][0] if i + 1 < len(keys) else max_frames
+    for i, (start, prompt, cut) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else max_frames
         length = end - start
         native = length if scale is not None else max(1, round(length * native_per_out))
-        segments.append(Segment(i, start, end, prompt.positive, prompt.negative, native))
+        segments.append(Segment(i, start, end, prompt.positive, prompt.negative, native, cut=cut))
     return segments
 
 
@@ -270,6 +334,7 @@ def _out_index(native_local: int, seg: Segment) -> int:
 
 def format_plan(plan: ClipPlan) -> str:
     """A readable table for the terminal."""
+    camera = any(w.camera for w in plan.windows)
     lines = [
         f"{plan.max_frames} frames at {plan.fps:g} fps ({plan.max_frames / plan.fps:.2f} s),"
         f" {plan.width}x{plan.height}, model {plan.model} -> {plan.continue_model},"
@@ -279,14 +344,23 @@ def format_plan(plan: ClipPlan) -> str:
         f" {sum(w.native_frames for w in plan.windows)} native frames to generate",
         "",
         f"{'win':>3} {'seg':>3} {'mode':4} {'frames':>11} {'native':>6} {'new':>4} {'ovl':>3}"
-        f" {'seed':>10} {'cfg':>5} {'steps':>5}  prompt",
+        f" {'seed':>10} {'cfg':>5} {'steps':>5}" + ("   zoom  pan x%  pan y%   rot  cover" if camera else "")
+        + "  prompt",
     ]
     lines[2:2] = _source_lines(plan)
     for w in plan.windows:
         prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
-        lines.append(f"{w.index:>3} {w.segment:>3} {w.mode:4} {w.start_frame:>5}-{w.end_frame - 1:<5}"
-                     f" {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
-                     f" {w.guidance_scale:>5g} {w.steps:>5}  {prompt}")
+        c = w.camera
+        moves = (f" {c['zoom']:>6.3f} {c['pan_x']:>7.1f} {c['pan_y']:>7.1f} {c['rotation']:>5.1f}"
+                 f" {c['coverage']:>6.0%}") if camera else ""
+        lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut else ''):4} {w.start_frame:>5}-"
+                     f"{w.end_frame - 1:<5} {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
+                     f" {w.guidance_scale:>5g} {w.steps:>5}{moves}  {prompt}")
+    if camera:
+        lines.append("camera over each window (Deforum's path, flat depth): net zoom, pan of the frame centre,"
+                     " rotation in degrees, share of the last frame still from the first")
+    if any(w.cut for w in plan.windows):
+        lines.append("t2v*: a new shot at a Deforum cut (strength_schedule 0)")
     for warning in plan.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)

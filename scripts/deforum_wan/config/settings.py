@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import SettingsError, WanError
 from ..models.registry import ModelSpec, get_model
 from . import values
+from .camera import STILL, Camera
 from .keys import (  # noqa: F401
     BACKENDS,
     COLOR_MODES,
@@ -112,6 +113,8 @@ class RenderSettings:
     wan_guidance: float | None = None  # None: the model's (or Deforum's cfg schedule)
     use_deforum_sampling: bool = False
     init_fit: str = "crop"  # wan_init_fit: crop | fit | stretch
+    camera: Camera | None = None  # Deforum's camera (config.camera); None: still
+    camera_min_coverage: float = 0.5
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -249,9 +252,6 @@ def _validate(data: dict, label: str) -> RenderSettings:
         warnings += steps_schedule.warnings
 
     prompts = _prompts(raw, max_frames, warnings)
-    camera = _camera_warning(raw, max_frames, seed)
-    if camera:
-        warnings.append(camera)
     batch_name = _batch_template(get("batch_name"))
     color = str(get("color_coherence"))
     if color not in COLOR_MODES:
@@ -274,8 +274,10 @@ def _validate(data: dict, label: str) -> RenderSettings:
     attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
     attrs.update(model=model, continue_model=get_model(cont_id) if cont_id else None)
 
+    camera = _camera(raw, max_frames, W, H, seed, warnings)
+
     return RenderSettings(
-        source=label, raw=raw, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
+        source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
         seed_was_random=seed_was_random, seed_behavior=behavior, seed_iter_N=iter_n,
         seed_schedule=seed_schedule, cfg=cfg, steps=steps, steps_schedule=steps_schedule,
         prompts=prompts, batch_name=batch_name, color_coherence=color, init_image=init_image,
@@ -284,32 +286,40 @@ def _validate(data: dict, label: str) -> RenderSettings:
     )
 
 
-# Deforum's camera schedules per animation mode and the value that means "still" (args.py).
-CAMERA_KEYS = {
-    "2D": {"angle": 0.0, "zoom": 1.0, "translation_x": 0.0, "translation_y": 0.0},
-    "3D": {"translation_x": 0.0, "translation_y": 0.0, "translation_z": 0.0,
-           "rotation_3d_x": 0.0, "rotation_3d_y": 0.0, "rotation_3d_z": 0.0},
-}
+def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str]) -> Camera:
+    """Deforum's camera of these settings, and a warning naming what of it Wan does not do."""
+    try:
+        camera = Camera.from_settings(raw, max_frames, W, H, seed)
+    except ExprError as exc:  # a broken camera schedule leaves the camera still, loudly
+        warnings.append(f"{exc}; the camera is left still")
+        camera = Camera("None", W, H, {})
+    warnings.extend(camera.quirks)
+    missing = []
+    if camera.moves:
+        moving = sorted(k for k, vals in camera.series.items() if k in STILL and any(abs(v - STILL[k]) > 1e-9
+                                                                                     for v in vals))
+        missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; its path is in"
+                       " `plan` and `camera`)")
+    for key, still, label in _NOT_APPLIED:
+        value = raw.get(key)
+        if value is not None and str(value).strip().lower() not in still:
+            missing.append(f"{label} ({key}: {value})")
+    if str(raw.get("animation_mode")) in ("Video Input", "Interpolation"):
+        missing.append(f"animation_mode {raw.get('animation_mode')}")
+    if missing:
+        warnings.append("not applied to Wan's windows: " + "; ".join(missing))
+    return camera
 
 
-def _camera_warning(raw: dict, max_frames: int, seed: int) -> str | None:
-    """Deforum's 2D/3D camera schedules move the canvas; Wan takes no camera path, so a file
-    whose camera moves gets told so instead of silently rendering a different shot."""
-    mode = str(raw.get("animation_mode"))
-    moving = []
-    for key, still in CAMERA_KEYS.get(mode, {}).items():
-        if raw.get(key) is None:
-            continue
-        try:
-            values = build_schedule(raw[key], max_frames, seed, key).values
-        except ExprError:
-            continue  # a schedule Wan does not use must not stop the render
-        if any(abs(v - still) > 1e-9 for v in values):
-            moving.append(key)
-    if not moving:
-        return None
-    return (f"Deforum's {mode} camera motion ({', '.join(moving)}) is not applied: Wan moves the scene from"
-            " the prompts and the last frame; describe camera moves in the prompts (e.g. 'slow dolly forward')")
+# Deforum features no Wan window reproduces: key, the values that mean "off", what it is.
+_NOT_APPLIED = (
+    ("diffusion_cadence", ("1", "1.0"), "cadence"),
+    ("hybrid_composite", ("none", "false", "0"), "hybrid video"),
+    ("hybrid_motion", ("none",), "hybrid motion"),
+    ("use_mask", ("false", "0"), "masks"),
+    ("use_noise_mask", ("false", "0"), "noise masks"),
+    ("optical_flow_cadence", ("none",), "optical flow cadence"),
+)
 
 
 def _convert_legacy(data: dict, warnings: list[str]) -> dict:

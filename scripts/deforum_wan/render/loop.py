@@ -355,7 +355,7 @@ class Renderer:
         frames = backend.generate(req, on_step=on_step, should_stop=self.should_stop)
         if self.should_stop():  # backends without a step callback stop between windows
             raise Interrupted("stopped")
-        if w.index > 0:
+        if w.index > 0 and not w.cut:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
                 frames[: w.overlap] = list(context[1:])
