@@ -145,3 +145,51 @@ def test_every_real_files_camera_reads(path):
     if camera.mode in ("2D", "3D"):
         summary = summarize(camera, 0, min(40, int(raw.get("max_frames", 120)) - 1))
         assert 0 <= summary["coverage"] <= 1 and summary["zoom"] > 0
+
+
+def test_the_camera_command_writes_every_frame_and_a_video(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from deforum_wan.render.output import probe_video
+
+    settings = tmp_path / "s.txt"
+    settings.write_text(json.dumps({"animation_mode": "2D", "zoom": "0: (1.05)", "angle": "0: (2)", "W": 64, "H": 48,
+                                    "max_frames": 12, "fps": 12, "prompts": {"0": "x"}}))
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "preview"
+    done = subprocess.run([sys.executable, "-m", "deforum_wan", "camera", str(settings), "--image", str(image),
+                           "--outdir", str(out), "--frames", "0:9"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == [f"{i:09}.png" for i in range(10)]
+    first = np.asarray(Image.open(out / "000000000.png"))
+    assert first.shape == (48, 64, 3)  # the image at W x H
+    camera = Camera.from_settings(json.loads(settings.read_text()), 12, 64, 48)
+    frames, _ = CameraPath(camera, first).at([5.0])
+    assert np.array_equal(np.asarray(Image.open(out / "000000005.png")), frames[0])
+    assert probe_video(out / "camera.mp4")["frames"] == 10
+    bad = subprocess.run([sys.executable, "-m", "deforum_wan", "camera", str(settings), "--outdir", str(out),
+                          "--frames", "3:99"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --frames 3:99") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_cut_starts_a_new_text_to_video_shot(tiny_models_dir, tmp_path):
+    from deforum_wan.config.planner import make_plan
+    from deforum_wan.config.settings import load_settings
+    from deforum_wan.render.loop import Renderer
+
+    data = {"W": 64, "H": 64, "fps": 16, "max_frames": 24, "seed": 3, "prompts": {"0": "a lighthouse"},
+            "wan_model": "tiny-random", "wan_clip_duration": 0.6, "animation_mode": "3D",
+            "translation_z": "0: (0)", "strength_schedule": "0: (0.65), 12: (0), 13: (0.65)",
+            "color_coherence": "None", "skip_video_creation": True}
+    settings = load_settings(data)
+    plan = make_plan(settings)
+    cut = [w for w in plan.windows if w.cut]
+    assert [w.start_frame for w in cut] == [12] and cut[0].mode == "t2v" and cut[0].overlap == 0
+    result = Renderer(settings, tmp_path, models_dir=str(tiny_models_dir)).run()
+    assert result.frames == 24

@@ -396,9 +396,16 @@ class CameraPath:
 
         Whole steps are chained on the image as Deforum chains them (its frames, to the bit);
         a time between frames is the last whole frame plus that part of the next step."""
+        frames, masks = [], []
+        for frame, mask in self.iter_at(times):
+            frames.append(frame)
+            masks.append(mask)
+        return frames, masks
+
+    def iter_at(self, times):
+        """``at``, one (frame, mask) at a time (a preview writes each as it comes)."""
         h, w = self.anchor.shape[:2]
         image, cover, now = self.anchor, np.ones((h, w), np.float32), self.t0
-        frames, masks = [], []
         for t in times:
             target = max(now, float(math.floor(t + 1e-9)))  # the last frame boundary up to t
             for frame, fraction in self.camera.steps(now, target):
@@ -407,9 +414,7 @@ class CameraPath:
             out_image, out_cover = image, cover
             for frame, fraction in self.camera.steps(now, t):  # the part of a step past ``now``
                 out_image, out_cover = self._step(out_image, out_cover, frame, fraction)
-            frames.append(out_image)
-            masks.append(out_cover)
-        return frames, masks
+            yield out_image, out_cover
 
     def _step(self, image, cover, frame: int, fraction: float):
         cam = self.camera

@@ -456,11 +456,28 @@ def stitch_command(run_dir: str | os.PathLike, ts: str, fps: float, n_frames: in
                    *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET) -> list[str]:
     """Deforum's ``ffmpeg_stitch_video`` command. Its trailing ``-pattern_type sequence
     -vcodec libx264`` are dropped: an input option after the input, and a repeat of -c:v."""
-    vf = f"fps={float(fps)}" + _even_size_filter(frame_path(run_dir, ts, 0))
-    return [ffmpeg_exe(), "-y", "-r", str(float(fps)), "-start_number", "0",
-            "-i", str(frame_pattern(run_dir, ts)), "-frames:v", str(int(n_frames)),
+    return pattern_command(frame_pattern(run_dir, ts), frame_path(run_dir, ts, 0), 0, fps, n_frames, out,
+                           crf=crf, preset=preset)
+
+
+def pattern_command(pattern: str | os.PathLike, first: Path, start: int, fps: float, n_frames: int,
+                    out: str | os.PathLike, *, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET) -> list[str]:
+    """H.264 from numbered PNGs (an ffmpeg image2 ``pattern``; ``first`` is frame ``start``)."""
+    vf = f"fps={float(fps)}" + _even_size_filter(first)
+    return [ffmpeg_exe(), "-y", "-r", str(float(fps)), "-start_number", str(int(start)),
+            "-i", str(pattern), "-frames:v", str(int(n_frames)),
             "-c:v", "libx264", "-vf", vf, "-pix_fmt", "yuv420p", "-crf", str(crf),
             "-preset", preset, str(out)]
+
+
+def run_ffmpeg(cmd: list[str], what: str) -> None:
+    """Run an ffmpeg command; a failure is one VideoError line with ffmpeg's last words."""
+    try:
+        done = _run_ffmpeg(cmd)
+    except OSError as e:
+        raise VideoError(f"could not run ffmpeg for {what}: {e.strerror or e}", cmd) from e
+    if done.returncode != 0:
+        raise VideoError(f"ffmpeg failed to make {what} ({_stderr_tail(done.stderr)})", cmd, done.stderr)
 
 
 def mux_command(video: str | os.PathLike, soundtrack: str | os.PathLike, out: str | os.PathLike) -> list[str]:

@@ -1,0 +1,81 @@
+"""What Deforum's camera will do, before any GPU time: the path applied to an image (or a grid),
+written as numbered PNGs and an mp4, on the CPU in seconds."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..config.camera import CameraPath
+from ..config.settings import RenderSettings
+from ..errors import WanError
+from . import output
+
+GRID_STEP = 32  # px between the lines of the test pattern
+
+
+def test_pattern(width: int, height: int) -> np.ndarray:
+    """A grid with a coloured centre cross and corner marks: motion reads at a glance."""
+    img = np.full((height, width, 3), 40, np.uint8)
+    img[::GRID_STEP, :] = img[:, ::GRID_STEP] = 200
+    cy, cx = height // 2, width // 2
+    img[max(cy - 2, 0):cy + 2, :] = (220, 60, 60)
+    img[:, max(cx - 2, 0):cx + 2] = (60, 120, 220)
+    mark = max(4, min(width, height) // 12)
+    img[:mark, :mark] = (240, 200, 40)
+    img[-mark:, -mark:] = (60, 200, 90)
+    return img
+
+
+def load_anchor(path: str | None, width: int, height: int, base: Path | None = None) -> np.ndarray:
+    if not path:
+        return test_pattern(width, height)
+    from .loop import load_image
+
+    return (load_image(path, width, height, base, fit="stretch") * 255 + 0.5).astype(np.uint8)
+
+
+def check_preview(settings: RenderSettings, frames: tuple[int, int] | None) -> tuple[int, int]:
+    """The frames a preview covers; one line when there is no camera or the range is outside."""
+    camera = settings.camera
+    if camera is None or camera.mode == "None":
+        raise WanError(f"{settings.source}: animation_mode {settings.raw.get('animation_mode', 'None')!r} has no"
+                       " camera to preview (2D or 3D)")
+    first, last = frames or (0, settings.max_frames - 1)
+    if not 0 <= first <= last < settings.max_frames:
+        raise WanError(f"--frames {first}:{last} is outside 0:{settings.max_frames - 1}")
+    return first, last
+
+
+def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: str | None = None,
+                  frames: tuple[int, int] | None = None, on_frame=None) -> tuple[Path, list[str]]:
+    """``outdir/{i:09}.png`` for every output frame in ``frames`` (default: all), frame i being
+    the anchor (the image at W x H, frame 0) moved by Deforum's camera from frame 0 to i, and
+    ``outdir/camera.mp4``. Returns the video and notes (depth, quirks)."""
+    camera = settings.camera
+    first, last = check_preview(settings, frames)
+    out = Path(outdir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WanError(f"cannot create {out}: {exc.strerror or exc}") from None
+    output.check_writable(out)
+    notes = list(camera.quirks)
+    if camera.depth_warping:
+        notes.append(f"depth: the path is shown on a flat scene (no {camera.depth_algorithm} depth is estimated"
+                     " here); Deforum's own 3D depth would move near things faster")
+    anchor = load_anchor(image, settings.W, settings.H)
+    path = CameraPath(camera, anchor)
+    from PIL import Image
+
+    # one chained pass over the frames asked for (each is Deforum's frame i, warp only)
+    for i, (frame, _) in zip(range(first, last + 1), path.iter_at([float(i) for i in range(first, last + 1)])):
+        Image.fromarray(frame).save(out / f"{i:09}.png")
+        if on_frame is not None:
+            on_frame(i)
+    video = out / "camera.mp4"
+    cmd = output.pattern_command(Path(str(out).replace("%", "%%")) / "%09d.png", out / f"{first:09}.png",
+                                 first, settings.fps, last - first + 1, video)
+    output.run_ffmpeg(cmd, video.name)
+    return video, notes
