@@ -193,3 +193,41 @@ def test_a_cut_starts_a_new_text_to_video_shot(tiny_models_dir, tmp_path):
     assert [w.start_frame for w in cut] == [12] and cut[0].mode == "t2v" and cut[0].overlap == 0
     result = Renderer(settings, tmp_path, models_dir=str(tiny_models_dir)).run()
     assert result.frames == 24
+
+
+def test_3d_depth_warping_uses_the_depth_model_on_every_frame(tmp_path):
+    """A tiny random DPT (built locally, loaded like the real ones) gives each frame a depth map:
+    the path then differs from the flat scene; a missing real model is one line naming the command."""
+    from deforum_wan.errors import WanError
+    from deforum_wan.models.registry import depth_model_for
+    from deforum_wan.render.depth import DepthEstimator
+
+    depth = DepthEstimator("Midas-3-Hybrid", str(tmp_path), override="tiny-depth")
+    image = np.random.default_rng(5).integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    d = depth(image)
+    assert d.shape == (32, 48) and d.dtype == np.float32 and np.isfinite(d).all() and d.std() > 0
+    calls = []
+    camera = Camera.from_settings({"animation_mode": "3D", "translation_z": "0: (6)", "translation_x": "0: (3)",
+                                   "use_depth_warping": True}, 10, 48, 32)
+    with_depth, _ = CameraPath(camera, image, depth=lambda img: calls.append(1) or depth(img)).at([1.0, 2.0, 3.0])
+    flat, _ = CameraPath(camera, image).at([1.0, 2.0, 3.0])
+    assert len(calls) == 3 and not np.array_equal(with_depth[-1], flat[-1])
+    assert depth_model_for("Midas-3-Hybrid").id == "depth-dpt-large" and depth_model_for("Zoe").repo
+    with pytest.raises(WanError, match="python -m deforum_wan download depth-dpt-large"):
+        DepthEstimator("Midas-3-Hybrid", str(tmp_path / "empty"))
+    with pytest.raises(WanError, match="no transformers model"):
+        depth_model_for("AdaBins")
+
+
+def test_download_knows_the_depth_models_and_offline_says_so(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-m", "deforum_wan", "download", "depth-dpt-large", "--models-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "HF_HUB_OFFLINE" in done.stderr and "download depth-dpt-large" in done.stderr
+    built = subprocess.run([sys.executable, "-m", "deforum_wan", "download", "tiny-depth", "--models-dir",
+                            str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
+    assert built.returncode == 0 and (tmp_path / "tiny-depth" / "config.json").is_file(), built.stderr

@@ -17,6 +17,7 @@ def add_camera_command(sub) -> None:
     p.add_argument("--image", help="the image to move (default: a grid test pattern)")
     p.add_argument("--outdir", required=True, help="folder for the frames and camera.mp4")
     p.add_argument("--frames", metavar="A:B", help="only output frames A to B (default: all)")
+    p.add_argument("--models-dir", help="folder with depth model weights (3D depth warping)")
     add_override_args(p)
     p.set_defaults(func=cmd_camera)
 
@@ -39,8 +40,20 @@ def cmd_camera(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings, overrides(args))
     frames = _frames(args.frames)
     first, last = check_preview(settings, frames)  # before the bar: a bad range is one line
-    with tqdm(total=last - first + 1, unit="frame", desc="camera", file=sys.stderr, dynamic_ncols=True) as bar:
-        video, notes = write_preview(settings, args.outdir, args.image, frames, on_frame=lambda i: bar.update(1))
+    bars = []  # the bar starts with the first frame: a missing depth model is one line, no bar
+
+    def on_frame(_: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=last - first + 1, unit="frame", desc="camera", file=sys.stderr,
+                             dynamic_ncols=True))
+        bars[0].update(1)
+
+    try:
+        video, notes = write_preview(settings, args.outdir, args.image, frames, on_frame=on_frame,
+                                     models_dir=args.models_dir)
+    finally:
+        for bar in bars:
+            bar.close()
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"{last - first + 1} frames and {video}", file=sys.stderr)

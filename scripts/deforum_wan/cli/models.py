@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from ..models.registry import get_model
-from ..models.weights import LAYOUTS, download, registry_rows
+from ..models.registry import DEPTH_MODELS, get_model
+from ..models.weights import LAYOUTS, download, download_depth, registry_rows
 
 MODELS_DIR_HELP = "(default: $DEFORUM_WAN_MODELS_DIR or ~/.cache/deforum-wan/models)"
 
@@ -43,6 +43,10 @@ def cmd_models(args) -> int:
 
 
 def cmd_download(args) -> int:
+    if args.id.strip().lower() in DEPTH_MODELS:  # a depth model for 3D depth warping
+        spec = DEPTH_MODELS[args.id.strip().lower()]
+        print(f"{spec.id}: {download_depth(spec, models_dir=args.models_dir, token=args.token)}")
+        return 0
     spec = get_model(args.id)
     path = download(spec, models_dir=args.models_dir, layout=args.layout, token=args.token)
     print(f"{spec.id}: {path}")

@@ -381,14 +381,15 @@ class CameraPath:
     """The images Deforum's camera makes of one anchor image: its warp to any output time
     after the anchor's, with the mask of pixels that still come from the anchor."""
 
-    def __init__(self, camera: Camera, anchor: np.ndarray, anchor_time: float = 0.0,
-                 depth: np.ndarray | None = None):
+    def __init__(self, camera: Camera, anchor: np.ndarray, anchor_time: float = 0.0, depth=None):
+        """``depth``: a function of a frame giving its depth map (Deforum predicts it on every
+        frame it moves), or None: a flat scene (z = 1), as with depth warping off."""
         self.camera = camera
         self.anchor = np.asarray(anchor, np.uint8)
         self.t0 = float(anchor_time)
+        self.depth = depth
         h, w = self.anchor.shape[:2]
-        self.z = None if depth is None else depth_to_z(depth, camera.depth_algorithm)
-        self.z0 = self.z if self.z is not None else np.ones((h, w), np.float32)
+        self.flat = np.ones((h, w), np.float32)
 
     def at(self, times: list[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(frames, masks) at each output time (sorted, >= the anchor's): uint8 (h, w, 3) and a
@@ -426,7 +427,8 @@ class CameraPath:
         if cam.flip:  # Deforum warps by the flip first, with the 2D border
             flip = flip_matrix(cam.W, cam.H, *cam.flip_at(frame))
             image, cover = warp_2d(image, flip, cam.border), _warp_cover_2d(cover, flip)
-        off = offsets_3d(cam.params(frame, fraction), self.z0, cam.aspect(frame))
+        z = depth_to_z(self.depth(image), cam.depth_algorithm) if self.depth is not None else None
+        off = offsets_3d(cam.params(frame, fraction), self.flat if z is None else z, cam.aspect(frame))
         h, w = image.shape[:2]
         grid = (_base_grid(w, h) - off).astype(np.float32)
         image = np.clip(sample(image.astype(np.float32), grid, cam.sampling_mode, cam.padding_mode), 0,

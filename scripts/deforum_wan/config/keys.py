@@ -165,6 +165,10 @@ KEYS: tuple[Key, ...] = (
     Key("wan_camera_min_coverage", "number", 0.5, "a window under a fast Deforum camera is shortened until"
         " its first frame still covers this share of its last frame (0: never shortened)", lo=0, hi=1,
         attr="camera_min_coverage", example=0.8),
+    Key("wan_depth_model", "text", "", "depth model for Deforum's 3D depth warping (empty: the one the file's"
+        " `depth_algorithm` names: Midas-3-Hybrid → depth-dpt-large, Midas-3.1-BeitLarge →"
+        " depth-dpt-beit-large-512, Zoe → depth-zoedepth-nyu-kitti, Depth-Anything-V2-small;"
+        " `download` fetches them)", attr="depth_model", shown_default="depth_algorithm's", example="tiny-depth"),
     Key("wan_guidance_2", "number", None, "low-noise expert guidance (Wan 2.2 A14B)", lo=0, hi=100,
         optional=True, field="guidance_2", attr="guidance_2", shown_default="model's", example=3.5),
     Key("wan_shift", "number", None, "flow shift", lo=0.1, hi=100, optional=True, attr="shift",

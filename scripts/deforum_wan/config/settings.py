@@ -115,6 +115,7 @@ class RenderSettings:
     init_fit: str = "crop"  # wan_init_fit: crop | fit | stretch
     camera: Camera | None = None  # Deforum's camera (config.camera); None: still
     camera_min_coverage: float = 0.5
+    depth_model: str = ""  # wan_depth_model: "" = the one depth_algorithm names
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 

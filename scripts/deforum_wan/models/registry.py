@@ -148,3 +148,48 @@ def continuation_model(spec: ModelSpec, size: tuple[int, int] | None = None) -> 
     if spec.continue_with:
         return MODELS[spec.continue_with]
     raise WanError(f"{spec.id} cannot continue from a frame and has no I2V partner")
+
+
+# --- depth models for Deforum's 3D depth warping --------------------------------------------
+
+@dataclass(frozen=True)
+class DepthSpec:
+    """A depth model transformers loads (AutoModelForDepthEstimation), standing for Deforum's
+    ``depth_algorithm`` values in ``algorithms``; ``disparity`` models give inverse depth."""
+
+    id: str
+    repo: str | None
+    algorithms: tuple[str, ...]
+    tiny: bool = False
+    notes: str = ""
+
+
+DEPTH_MODELS: dict[str, DepthSpec] = {d.id: d for d in [
+    DepthSpec("depth-dpt-large", "Intel/dpt-large", ("midas-3-hybrid",),
+              notes="MiDaS v3 DPT-Large, the weights Deforum's Midas-3-Hybrid loads"),
+    DepthSpec("depth-dpt-beit-large-512", "Intel/dpt-beit-large-512", ("midas-3.1-beitlarge",),
+              notes="MiDaS v3.1 BEiT-Large 512"),
+    DepthSpec("depth-zoedepth-nyu-kitti", "Intel/zoedepth-nyu-kitti", ("zoe",), notes="ZoeDepth NK (metric)"),
+    DepthSpec("depth-anything-v2-small", "depth-anything/Depth-Anything-V2-Small-hf", ("depth-anything-v2-small",),
+              notes="Depth-Anything-V2 small (the Tok fork's choice)"),
+    DepthSpec("tiny-depth", None, (), tiny=True, notes="random weights, built locally; for tests and the demo"),
+]}
+# Deforum's depth algorithms no transformers model reproduces.
+_NO_DEPTH_MODEL = ("adabins", "leres", "midas+adabins (old)", "zoe+adabins (old)")
+
+
+def depth_model_for(algorithm: str, override: str = "") -> DepthSpec:
+    """The depth model for Deforum's ``depth_algorithm`` (or the one ``wan_depth_model`` names)."""
+    if override:
+        key = override.strip().lower()
+        if key not in DEPTH_MODELS:
+            raise WanError(f"unknown depth model {override!r}; known: {', '.join(DEPTH_MODELS)}")
+        return DEPTH_MODELS[key]
+    name = str(algorithm).strip().lower()
+    for spec in DEPTH_MODELS.values():
+        if name in spec.algorithms:
+            return spec
+    if name in _NO_DEPTH_MODEL:
+        raise WanError(f"depth_algorithm {algorithm!r} has no transformers model here; use Midas-3-Hybrid, Zoe or"
+                       " Depth-Anything-V2-small (or wan_depth_model), or use_depth_warping false for a flat scene")
+    raise WanError(f"unknown depth_algorithm {algorithm!r}")

@@ -278,3 +278,39 @@ def build_tiny_models(dest_dir: str | os.PathLike, models: list[str] | None = No
         else:
             out[model_id] = ensure_tiny_model(model_id, dest)
     return out
+
+
+# --- a tiny depth model (DPT, random weights) for 3D depth warping on the CPU ------------------
+
+def build_tiny_depth(folder: Path) -> Path:
+    """A DPT depth model with random weights (~30 k parameters), loaded like the real ones."""
+    import torch
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            config = DPTConfig(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+                               image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
+                               neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8, reassemble_factors=[4, 2, 1, 0.5])
+            model = DPTForDepthEstimation(config).eval()
+        with _quiet_saving():
+            model.save_pretrained(tmp, safe_serialization=True)
+        DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(tmp)
+        (tmp / MARKER).write_text(json.dumps({"model": "tiny-depth", "versions": _versions()}), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def ensure_tiny_depth(cache_dir: str | os.PathLike) -> Path:
+    folder = Path(cache_dir) / "tiny-depth"
+    return folder if _marker_ok(folder) else build_tiny_depth(folder)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import WanError
-from .registry import MODELS, ModelSpec
+from .registry import MODELS, DepthSpec, ModelSpec
 
 MODELS_DIR_ENV = "DEFORUM_WAN_MODELS_DIR"
 LAYOUTS = ("diffusers", "official")
@@ -251,3 +251,58 @@ def registry_rows(models_dir=None) -> dict:
             "bytes": status.size_bytes, "approx_gb": spec.approx_gb, "notes": spec.notes,
         })
     return {"models_dir": str(root), "models": rows}
+
+
+# --- depth models ---------------------------------------------------------------------------
+
+DEPTH_PATTERNS = ["*.json", "*.safetensors", "*.txt"]  # safetensors only: no pickled weights
+
+
+def _depth_complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def locate_depth(spec: DepthSpec, models_dir=None) -> Path | None:
+    """The folder of a depth model: ``<models_dir>/<repo name or id>``, then the hub cache."""
+    root = resolve_models_dir(models_dir)
+    if spec.tiny:
+        folder = root / spec.id
+        return folder if _depth_complete(folder) else None
+    for folder in (root / spec.repo.split("/")[-1], root / spec.id):
+        if _depth_complete(folder):
+            return folder
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(spec.repo, allow_patterns=DEPTH_PATTERNS, local_files_only=True))
+    except Exception:  # not in the cache (or no hub client): not here
+        return None
+    return path if _depth_complete(path) else None
+
+
+def depth_missing_message(spec: DepthSpec, models_dir=None) -> str:
+    return (f"depth model {spec.id} ({spec.repo}) is not in {resolve_models_dir(models_dir)} or the hub cache;"
+            f" run: python -m deforum_wan download {spec.id}, or set use_depth_warping false for a flat scene")
+
+
+def download_depth(spec: DepthSpec, models_dir=None, token=None) -> Path:
+    """Fetch a depth model's safetensors into ``<models_dir>/<repo name>`` (tiny: built)."""
+    root = resolve_models_dir(models_dir)
+    if spec.tiny:
+        from .tiny import ensure_tiny_depth
+
+        return ensure_tiny_depth(root)
+    if hub_offline():
+        raise WanError(f"cannot download {spec.repo} while HF_HUB_OFFLINE is set; unset it and run:"
+                       f" python -m deforum_wan download {spec.id}")
+    from huggingface_hub import snapshot_download
+
+    target = root / spec.repo.split("/")[-1]
+    try:
+        path = Path(snapshot_download(spec.repo, local_dir=target, allow_patterns=DEPTH_PATTERNS, token=token))
+    except Exception as e:  # the hub raises many types (HTTP, auth, offline, disk): one line
+        raise WanError(f"cannot download {spec.repo}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                       f"; run again to resume: python -m deforum_wan download {spec.id}") from e
+    if not _depth_complete(path):
+        raise WanError(f"{spec.repo} has no safetensors weights (only pickled ones, which are not loaded)")
+    return path

@@ -49,7 +49,8 @@ def check_preview(settings: RenderSettings, frames: tuple[int, int] | None) -> t
 
 
 def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: str | None = None,
-                  frames: tuple[int, int] | None = None, on_frame=None) -> tuple[Path, list[str]]:
+                  frames: tuple[int, int] | None = None, on_frame=None,
+                  models_dir: str | None = None) -> tuple[Path, list[str]]:
     """``outdir/{i:09}.png`` for every output frame in ``frames`` (default: all), frame i being
     the anchor (the image at W x H, frame 0) moved by Deforum's camera from frame 0 to i, and
     ``outdir/camera.mp4``. Returns the video and notes (depth, quirks)."""
@@ -62,11 +63,14 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
         raise WanError(f"cannot create {out}: {exc.strerror or exc}") from None
     output.check_writable(out)
     notes = list(camera.quirks)
-    if camera.depth_warping:
-        notes.append(f"depth: the path is shown on a flat scene (no {camera.depth_algorithm} depth is estimated"
-                     " here); Deforum's own 3D depth would move near things faster")
+    depth = None
+    if camera.depth_warping:  # Deforum's depth, predicted on every frame it moves; never a silent flat scene
+        from .depth import DepthEstimator
+
+        depth = DepthEstimator(camera.depth_algorithm, models_dir, settings.depth_model)
+        notes.append(f"depth: {depth.name} on every frame (use_depth_warping)")
     anchor = load_anchor(image, settings.W, settings.H)
-    path = CameraPath(camera, anchor)
+    path = CameraPath(camera, anchor, depth=depth)
     from PIL import Image
 
     # one chained pass over the frames asked for (each is Deforum's frame i, warp only)
