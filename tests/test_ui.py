@@ -268,6 +268,21 @@ def test_plan_shows_the_table(tab):
     assert status.startswith("plan: 6 windows, 48 frames")
 
 
+def test_preview_camera_shows_deforums_path_as_a_video(tab):
+    from deforum_wan.render.output import probe_video
+
+    data = dict(read_settings_file(EXAMPLE), animation_mode="2D", zoom="0: (1.03)", angle="0: (1)", W=640, H=480)
+    values = tab.field_values(data)
+    video, status = tab.preview_camera(*values, data, [])
+    assert status.startswith("camera preview: 48 frames") and "shown at 384x288" in status, status
+    info = probe_video(video)
+    assert info["frames"] == 48 and (info["width"], info["height"]) == (384, 288)
+    assert str(tab.outdir) in video
+    still = dict(data, animation_mode="None")
+    _, status = tab.preview_camera(*tab.field_values(still), still, [])
+    assert status.startswith("error:") and "no camera to preview" in status and "\n" not in status
+
+
 @pytest.mark.parametrize("name,value,expected", [
     ("fps", None, "error: tab: fps must be a number, got None"),
     ("prompts", "{oops", "error: prompt schedule: prompts: invalid JSON at line 1 column 2"),

@@ -322,6 +322,16 @@ class Camera:
                                  " (np.matmul's third argument is its output buffer); so does this path")
         return camera
 
+    def scaled(self, W: int, H: int) -> Camera:
+        """The same camera on a W x H frame (a small preview): 2D translations are pixels, so
+        they scale with the frame; 3D and everything else is independent of the size."""
+        series = dict(self.series)
+        if self.mode == "2D":
+            for key, factor in (("translation_x", W / self.W), ("translation_y", H / self.H)):
+                series[key] = [v * factor for v in self.series[key]]
+        return Camera(self.mode, W, H, series, self.flip, self.border, self.depth_warping, self.depth_algorithm,
+                      self.aspect_old_formula, self.sampling_mode, self.padding_mode, list(self.quirks))
+
     @property
     def moves(self) -> bool:
         if self.mode == "None":

@@ -50,10 +50,11 @@ def check_preview(settings: RenderSettings, frames: tuple[int, int] | None) -> t
 
 def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: str | None = None,
                   frames: tuple[int, int] | None = None, on_frame=None,
-                  models_dir: str | None = None) -> tuple[Path, list[str]]:
+                  models_dir: str | None = None, max_side: int | None = None) -> tuple[Path, list[str]]:
     """``outdir/{i:09}.png`` for every output frame in ``frames`` (default: all), frame i being
     the anchor (the image at W x H, frame 0) moved by Deforum's camera from frame 0 to i, and
-    ``outdir/camera.mp4``. Returns the video and notes (depth, quirks)."""
+    ``outdir/camera.mp4``. ``max_side`` shrinks the frames (the camera scaled with them) for a
+    quick look. Returns the video and notes (depth, quirks)."""
     camera = settings.camera
     first, last = check_preview(settings, frames)
     out = Path(outdir)
@@ -69,7 +70,13 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
 
         depth = DepthEstimator(camera.depth_algorithm, models_dir, settings.depth_model)
         notes.append(f"depth: {depth.name} on every frame (use_depth_warping)")
-    anchor = load_anchor(image, settings.W, settings.H)
+    W, H = settings.W, settings.H
+    if max_side and max(W, H) > max_side:
+        scale = max_side / max(W, H)
+        W, H = max(16, round(W * scale / 2) * 2), max(16, round(H * scale / 2) * 2)
+        camera = camera.scaled(W, H)
+        notes.append(f"shown at {W}x{H} (the render size is {settings.W}x{settings.H})")
+    anchor = load_anchor(image, W, H)
     path = CameraPath(camera, anchor, depth=depth)
     from PIL import Image
 

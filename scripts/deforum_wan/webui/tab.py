@@ -24,6 +24,7 @@ from ..errors import WanError
 from ..models.registry import MODELS
 from ..models.weights import locate_weights
 from ..render import output
+from ..render.camera_preview import write_preview
 from .fields import (
     CUSTOM_SIZE,
     FIELDS,
@@ -42,6 +43,7 @@ from .fields import (
 from .gradio_compat import blocks, component, file_path, file_paths, on, poll, update
 
 POLL_SECONDS = 1.0
+PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the camera scales with them)
 # Monospace for the plan table. The WebUIs load the extension's style.css (same rules);
 # the standalone server passes this to gradio.
 CSS = """#wan_plan_out textarea, #wan_progress textarea { font-family: ui-monospace, Menlo, Consolas, monospace; }
@@ -149,6 +151,18 @@ class WanTab:
         status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps"
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
         return format_plan(plan), status
+
+    def preview_camera(self, *args) -> tuple[Any, str]:
+        """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time."""
+        *values, base, _batch = args
+        try:
+            settings = load_settings(self.settings_of(values, base), name="tab")
+            folder = self.outdir / "wan-camera" / output.make_timestring()
+            video, notes = write_preview(settings, folder, settings.init_image, models_dir=self.models_dir,
+                                         max_side=PREVIEW_SIDE)
+        except Exception as exc:
+            return update(), one_line(exc)
+        return str(video), "; ".join([f"camera preview: {settings.max_frames} frames (no diffusion)", *notes])
 
     def _plan_batch(self, values, batch) -> tuple[str, str]:
         parts, failed = [], 0
@@ -498,6 +512,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
             with gr.Column(scale=2):
                 with gr.Row():
                     c["plan"] = gr.Button("Plan", elem_id="wan_plan")
+                    c["camera"] = gr.Button("Preview camera", elem_id="wan_preview_camera")
                     c["generate"] = gr.Button("Generate", variant="primary", elem_id="wan_generate")
                     c["interrupt"] = gr.Button("Interrupt", elem_id="wan_interrupt")
                     c["skip"] = gr.Button("Skip", elem_id="wan_skip")
@@ -520,6 +535,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         fields = [c[name] for name in FIELDS]
         status = c["status"]
         on(c["plan"].click, tab.plan, fields + [base, batch], [c["plan_out"], status])
+        on(c["camera"].click, tab.preview_camera, fields + [base, batch], [c["video"], status])
         on(c["generate"].click, tab.generate, fields + [base, batch], [status])
         on(c["interrupt"].click, tab.interrupt, [], [status], queue=False)
         on(c["skip"].click, tab.skip, [], [status], queue=False)
