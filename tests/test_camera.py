@@ -231,3 +231,22 @@ def test_download_knows_the_depth_models_and_offline_says_so(tmp_path):
     built = subprocess.run([sys.executable, "-m", "deforum_wan", "download", "tiny-depth", "--models-dir",
                             str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
     assert built.returncode == 0 and (tmp_path / "tiny-depth" / "config.json").is_file(), built.stderr
+
+
+def test_plan_shows_each_windows_camera_and_shortens_windows_under_a_fast_one():
+    from deforum_wan.config.planner import format_plan, make_plan
+    from deforum_wan.config.settings import load_settings
+
+    base = {"W": 64, "H": 64, "fps": 16, "max_frames": 160, "prompts": {"0": "a"}, "wan_model": "tiny-random",
+            "animation_mode": "2D", "zoom": "0: (1)"}
+    slow = make_plan(load_settings({**base, "translation_x": "0: (0.2)"}))
+    fast = make_plan(load_settings({**base, "translation_x": "0: (1.5)"}))
+    assert max(w.native_frames for w in slow.windows) == 81  # the model's whole window
+    assert max(w.native_frames for w in fast.windows) < 81 and len(fast.windows) > len(slow.windows)
+    assert all(w.camera["coverage"] >= 0.5 for w in fast.windows[1:-1])
+    unlimited = make_plan(load_settings({**base, "translation_x": "0: (1.5)", "wan_camera_min_coverage": 0}))
+    assert max(w.native_frames for w in unlimited.windows) == 81
+    data = fast.to_json()
+    assert set(data["windows"][0]["camera"]) == {"zoom", "pan_x", "pan_y", "rotation", "coverage"}
+    assert data["windows"][0]["camera"]["pan_x"] > 0
+    assert any("zoom" in line and "cover" in line for line in format_plan(fast).splitlines())
