@@ -217,19 +217,24 @@ def build_tiny_model(model_id: str, folder: Path, layers: int | None = None) -> 
         if build is not _build_t2v:
             raise WanError(f"only the T2V tiny model takes a layer count, not {model_id}")
         build = functools.partial(_build_t2v, layers)
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Build in a sibling temp folder and rename: a crash or a parallel build never leaves
-    # a half-written model that looks complete.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    def write(tmp: Path) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             pipe = build()
         with _quiet_saving():
             pipe.save_pretrained(tmp, safe_serialization=True)
-        marker = {"model": model_id, "versions": _versions(), **({"layers": layers} if layers else {})}
-        (tmp / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+
+    return _build_atomically(Path(folder), {"model": model_id, **({"layers": layers} if layers else {})}, write)
+
+
+def _build_atomically(folder: Path, marker: dict, write) -> Path:
+    """``write(tmp)`` into a sibling temp folder, then rename it to ``folder``: a crash or a
+    parallel build never leaves a half-written model that looks complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write(tmp)
+        (tmp / MARKER).write_text(json.dumps({**marker, "versions": _versions()}, indent=1), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
         if folder.exists():
             shutil.rmtree(folder)
@@ -287,10 +292,7 @@ def build_tiny_depth(folder: Path) -> Path:
     import torch
     from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    def write(tmp: Path) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             config = DPTConfig(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
@@ -300,15 +302,8 @@ def build_tiny_depth(folder: Path) -> Path:
         with _quiet_saving():
             model.save_pretrained(tmp, safe_serialization=True)
         DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(tmp)
-        (tmp / MARKER).write_text(json.dumps({"model": "tiny-depth", "versions": _versions()}), encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+
+    return _build_atomically(Path(folder), {"model": "tiny-depth"}, write)
 
 
 def ensure_tiny_depth(cache_dir: str | os.PathLike) -> Path:
