@@ -250,3 +250,21 @@ def test_plan_shows_each_windows_camera_and_shortens_windows_under_a_fast_one():
     assert set(data["windows"][0]["camera"]) == {"zoom", "pan_x", "pan_y", "rotation", "coverage"}
     assert data["windows"][0]["camera"]["pan_x"] > 0
     assert any("zoom" in line and "cover" in line for line in format_plan(fast).splitlines())
+
+
+def test_each_native_frame_of_a_window_has_its_output_time():
+    from deforum_wan.config.planner import make_plan, native_times
+    from deforum_wan.config.settings import load_settings
+
+    plan = make_plan(load_settings({"W": 64, "H": 64, "fps": 12, "max_frames": 60, "prompts": {"0": "a", "30": "b"},
+                                    "wan_model": "tiny-random", "wan_clip_duration": 1.5, "wan_overlap": 2}))
+    for w in plan.windows:
+        times = native_times(plan, w)
+        assert len(times) == w.native_frames and times == sorted(times)
+        lead = 0 if w.index == 0 else w.overlap + 1
+        assert times[lead] == pytest.approx(w.start_frame, abs=1)  # its first new frame is where it starts
+        step = times[1] - times[0]
+        assert step == pytest.approx(12 / 16, abs=0.05)  # 16 fps native onto 12 fps output: fractional
+    # a continuation starts at the frame it conditions on, which the previous window made
+    prev, nxt = plan.windows[0], plan.windows[1]
+    assert any(abs(native_times(plan, nxt)[0] - t) < 1e-9 for t in native_times(plan, prev))

@@ -332,6 +332,24 @@ def _out_index(native_local: int, seg: Segment) -> int:
     return min(length, math.ceil(native_local * length / seg.native_frames))
 
 
+def native_times(plan: ClipPlan, w: Window) -> list[float]:
+    """The output time (fractional frames) of each native frame window ``w`` generates, by the
+    retime map: where Deforum's camera is at each of them. A continuation window starts at its
+    conditioning frame, ``overlap + 1`` frames before its new ones; frames past the plan's last
+    (4n+1 rounding) continue at the last segment's rate."""
+    offsets = [0]
+    for seg in plan.segments:
+        offsets.append(offsets[-1] + seg.native_frames)
+    lead = 0 if w.index == 0 or w.cut else w.overlap + 1
+    first = offsets[w.segment] + w.native_start - lead
+    times = []
+    for g in range(first, first + w.native_frames):
+        s = next((i for i in range(len(plan.segments)) if g < offsets[i + 1]), len(plan.segments) - 1)
+        seg = plan.segments[s]
+        times.append(seg.start + (g - offsets[s]) * (seg.end - seg.start) / seg.native_frames)
+    return times
+
+
 def format_plan(plan: ClipPlan) -> str:
     """A readable table for the terminal."""
     camera = any(w.camera for w in plan.windows)
