@@ -323,7 +323,7 @@ class Renderer:
             self.report.extend(report)
         else:
             report = []
-        if not self.warm:  # a model no later window needs is closed (what it shares stays with the user)
+        if not self.warm:  # a model no later window needs is closed (what it shares lives on in its partner)
             self.pool.keep_only({self._cache_key(w.model) for w in self._plan.windows[window:]})
         else:  # both stay loaded; the idle one leaves the GPU when the active one needs the room
             notes += self.pool.make_room(backend.bytes_to_unpark(), device_free_bytes(), active=backend)
