@@ -30,10 +30,7 @@ class ProgressBar:
         self.many = many
         self.renders: dict[str, _Render] = {}
         self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=0, unit="step", desc=desc, file=sys.stderr, dynamic_ncols=True)
+        self.desc, self.enabled = desc, enabled  # the bar appears once it knows its total
         self._postfix = ""
 
     def event(self, key: str, event: dict) -> None:
@@ -81,9 +78,14 @@ class ProgressBar:
             print(text, file=sys.stderr)
 
     def _refresh(self) -> None:
+        total = sum(sum(r.window_steps) for r in self.renders.values())
+        if self.bar is None and self.enabled and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", desc=self.desc, file=sys.stderr, dynamic_ncols=True)
         if self.bar is None:
             return
-        self.bar.total = sum(sum(r.window_steps) for r in self.renders.values())
+        self.bar.total = total
         self.bar.n = sum(r.steps_done() for r in self.renders.values())
         if self.many:
             counts = {s: sum(r.status == s for r in self.renders.values()) for s in ("running", "done", "failed")}
