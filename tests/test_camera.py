@@ -268,3 +268,40 @@ def test_each_native_frame_of_a_window_has_its_output_time():
     # a continuation starts at the frame it conditions on, which the previous window made
     prev, nxt = plan.windows[0], plan.windows[1]
     assert any(abs(native_times(plan, nxt)[0] - t) < 1e-9 for t in native_times(plan, prev))
+
+
+@pytest.mark.slow
+def test_vace_windows_follow_deforums_camera_exactly_where_it_covers(tiny_models_dir, tmp_path):
+    """wan_camera vace: a continuation window's frames are the conditioning frame moved by the
+    camera wherever the warp covers them (Deforum's exact motion) and Wan's own where it uncovers."""
+    from PIL import Image
+
+    from deforum_wan.config.planner import make_plan, native_times
+    from deforum_wan.config.settings import load_settings
+    from deforum_wan.render.loop import SEAM_PX, Renderer, _shrink
+
+    data = {"W": 64, "H": 64, "fps": 16, "max_frames": 20, "seed": 3, "prompts": {"0": "a lighthouse"},
+            "wan_model": "tiny-random", "wan_continue_model": "tiny-random-vace", "wan_clip_duration": 0.6,
+            "wan_overlap": 2, "wan_retime": "native", "wan_camera": "vace", "animation_mode": "2D",
+            "zoom": "0: (1)", "translation_x": "0: (2)", "color_coherence": "None", "skip_video_creation": True}
+    settings = load_settings(data)
+    plan = make_plan(settings)
+    result = Renderer(settings, tmp_path, models_dir=str(tiny_models_dir)).run()
+    w = plan.windows[1]
+    times = native_times(plan, w)
+    png = lambda i: np.asarray(Image.open(result.run_dir / f"{result.timestring}_{i:09}.png"))  # noqa: E731
+    anchor = png(round(times[0]))
+    kept_any = uncovered_differs = False
+    camera = settings.camera.scaled(plan.width, plan.height)
+    guided = times[w.overlap + 1:]
+    frames, covers = CameraPath(camera, anchor, times[0]).at(guided)
+    for t, frame, cover in zip(guided, frames, covers):
+        if round(t) >= result.frames or round(t) >= w.end_frame:
+            break
+        out = png(round(t))
+        keep = _shrink(cover >= 0.999, SEAM_PX)
+        assert np.array_equal(out[keep], frame[keep])  # the camera's pixels, exactly
+        kept_any |= bool(keep.any())
+        hole = cover < 0.5
+        uncovered_differs |= bool(hole.any() and not np.array_equal(out[hole], frame[hole]))
+    assert kept_any and uncovered_differs

@@ -43,6 +43,10 @@ class GenerateRequest:
     # (N, H, W, 3): leading frames kept as they are (VACE only): the overlap of the previous
     # window as real conditioning. When set it replaces ``image``.
     context: Optional[np.ndarray] = None
+    # (F, H, W, 3) and (F, H, W): a camera-warped guide for every frame after the context, and
+    # the share of each pixel to keep from it (VACE's strict camera look; 1 keep, 0 generate).
+    guide: Optional[np.ndarray] = None
+    guide_keep: Optional[np.ndarray] = None
 
     def leading_frames(self) -> list[np.ndarray]:
         """The frames the window starts from and keeps: the VACE context, else the image."""
@@ -200,6 +204,8 @@ def _check_mode(req: GenerateRequest, spec: ModelSpec) -> None:
         raise WanError(f"{spec.id} cannot take a last image; use an FLF2V or VACE model")
     if req.context is not None and spec.kind != "vace":
         raise WanError(f"{spec.id} cannot take several context frames; use a VACE model")
+    if (req.guide is None) != (req.guide_keep is None) or (req.guide is not None and spec.kind != "vace"):
+        raise WanError(f"{spec.id}: a camera guide needs a VACE model, with its frames and keep mask both given")
 
 
 def _check_shape(req: GenerateRequest, spec: ModelSpec, multiple: int) -> None:

@@ -651,8 +651,15 @@ def vace_inputs(req: GenerateRequest):
     grey = Image.new("RGB", size, (128, 128, 128))
     keep, make = Image.new("L", size, 0), Image.new("L", size, 255)
     video, mask = [grey] * req.num_frames, [make] * req.num_frames
-    for i, frame in enumerate(req.leading_frames()):
+    lead = req.leading_frames()
+    for i, frame in enumerate(lead):
         video[i], mask[i] = to_pil(frame), keep
+    if req.guide is not None:  # the camera's warped frames: kept where the warp covers them
+        for j, (frame, share) in enumerate(zip(req.guide, req.guide_keep)):
+            i = len(lead) + j
+            if i < req.num_frames:
+                video[i] = to_pil(frame)
+                mask[i] = Image.fromarray(np.where(share >= 0.5, 0, 255).astype(np.uint8), "L")
     if req.last_image is not None:
         video[-1], mask[-1] = to_pil(req.last_image), keep
     return video, mask

@@ -22,6 +22,7 @@ OFFLOAD_MODES = ("none", "model", "sequential", "group")
 CACHES = ("none", "first_block", "taylorseer", "mag", "faster")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 INIT_FITS = ("crop", "fit", "stretch")
+CAMERA_FOLLOW = ("off", "vace")
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"
 
@@ -162,6 +163,10 @@ KEYS: tuple[Key, ...] = (
     Key("wan_init_fit", "choice", "crop", "how an init image of another aspect meets the render size:"
         " `crop` (scale to cover, centre-crop), `fit` (scale to fit, black bars), `stretch` (Deforum's"
         " resize)", choices=INIT_FITS, attr="init_fit", example="fit"),
+    Key("wan_camera", "choice", "off", "how Wan's windows follow Deforum's camera: `off`, or `vace` (VACE"
+        " continuation windows keep the camera-warped frames and generate only what the warp uncovers:"
+        " Deforum's exact motion, a zoom-out outpainted)", choices=CAMERA_FOLLOW, attr="camera_follow",
+        example="vace"),
     Key("wan_camera_min_coverage", "number", 0.5, "a window under a fast Deforum camera is shortened until"
         " its first frame still covers this share of its last frame (0: never shortened)", lo=0, hi=1,
         attr="camera_min_coverage", example=0.8),

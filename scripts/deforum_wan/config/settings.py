@@ -116,6 +116,7 @@ class RenderSettings:
     camera: Camera | None = None  # Deforum's camera (config.camera); None: still
     camera_min_coverage: float = 0.5
     depth_model: str = ""  # wan_depth_model: "" = the one depth_algorithm names
+    camera_follow: str = "off"  # wan_camera: off | vace
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -275,7 +276,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
     attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
     attrs.update(model=model, continue_model=get_model(cont_id) if cont_id else None)
 
-    camera = _camera(raw, max_frames, W, H, seed, warnings)
+    camera = _camera(raw, max_frames, W, H, seed, warnings, follow=str(get("wan_camera")).strip().lower())
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -287,7 +288,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
     )
 
 
-def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str]) -> Camera:
+def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str],
+            follow: str = "off") -> Camera:
     """Deforum's camera of these settings, and a warning naming what of it Wan does not do."""
     try:
         camera = Camera.from_settings(raw, max_frames, W, H, seed)
@@ -299,8 +301,9 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
     if camera.moves:
         moving = sorted(k for k, vals in camera.series.items() if k in STILL and any(abs(v - STILL[k]) > 1e-9
                                                                                      for v in vals))
-        missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; its path is in"
-                       " `plan` and `camera`)")
+        where = ("followed only in VACE continuation windows (wan_camera vace)" if follow == "vace"
+                 else "its path is in `plan` and `camera`; wan_camera vace follows it")
+        missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; {where})")
     for key, still, label in _NOT_APPLIED:
         value = raw.get(key)
         if value is not None and str(value).strip().lower() not in still:

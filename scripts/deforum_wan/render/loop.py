@@ -152,6 +152,21 @@ class Renderer:
             raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
         return plan
 
+    def _camera_follower(self, plan: ClipPlan):
+        """The camera VACE windows follow (scaled to the render size), and its depth model."""
+        s = self.settings
+        camera = s.camera
+        if s.camera_follow != "vace" or camera is None or not camera.moves:
+            return None, None
+        if not any(get_model(w.model).kind == "vace" for w in plan.windows):
+            return None, None
+        depth = None
+        if camera.depth_warping:  # loaded before any window: a missing model fails in one line now
+            from .depth import DepthEstimator
+
+            depth = DepthEstimator(camera.depth_algorithm, self.models_dir, s.depth_model)
+        return camera.scaled(plan.width, plan.height), depth
+
     def _options(self):
         from ..backends.base import BackendOptions
         from ..config.presets import resolve
@@ -169,6 +184,7 @@ class Renderer:
         plan, run_dir, ts, manifest = self._prepare()
         s = self.settings
         self._plan = plan
+        self._follow, self._depth = self._camera_follower(plan)
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -343,11 +359,14 @@ class Renderer:
                 context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
             else:
                 image = stream.conditioning(w.overlap)
+        guide = keep = None
+        if context is not None and self._follow is not None:
+            guide, keep = self._camera_guide(plan, w, context)
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
-                              context=context)
+                              context=context, guide=guide, guide_keep=keep)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -359,8 +378,26 @@ class Renderer:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
                 frames[: w.overlap] = list(context[1:])
+            if guide is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
+                lead = len(context) - 1
+                for j, (g, k) in enumerate(zip(guide, keep)):
+                    if lead + j < len(frames):
+                        frames[lead + j] = k[..., None] * g + (1 - k[..., None]) * frames[lead + j]
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
+
+    def _camera_guide(self, plan: ClipPlan, w: Window, context: np.ndarray):
+        """A VACE window's frames after its context, as Deforum's camera moves the conditioning
+        frame to their output times, and how much of each pixel to keep (the warp's coverage,
+        shrunk by a few pixels so Wan blends the seam)."""
+        from ..config.camera import CameraPath
+        from ..config.planner import native_times
+
+        times = native_times(plan, w)
+        anchor = (np.clip(context[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        frames, covers = CameraPath(self._follow, anchor, times[0], depth=self._depth).at(times[len(context):])
+        keep = [_shrink(c >= 0.999, SEAM_PX).astype(np.float32) for c in covers]
+        return np.stack(frames).astype(np.float32) / 255.0, np.stack(keep)
 
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
         s = self.settings
@@ -376,6 +413,18 @@ class Renderer:
                       " (give a local file)")
             soundtrack = None
         return output.make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
+
+
+SEAM_PX = 3  # kept camera pixels stop this far inside the covered area: Wan generates the seam
+
+
+def _shrink(mask: np.ndarray, px: int) -> np.ndarray:
+    """Erode a boolean mask by ``px`` pixels (4-neighbourhood); the frame edge counts as inside."""
+    out = mask.copy()
+    for _ in range(px):
+        padded = np.pad(out, 1, constant_values=True)  # the frame edge is no seam
+        out = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return out
 
 
 def _read_png(path: Path) -> np.ndarray:
