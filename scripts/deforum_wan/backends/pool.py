@@ -15,8 +15,6 @@ ACTIVATIONS = 2 << 30  # room for one window's activations beside the weights
 
 def device_free_bytes(device: str = "auto") -> int | None:
     """Free bytes of the CUDA device, or None when the render runs on the CPU."""
-    import sys
-
     torch = sys.modules.get("torch")  # a backend has imported it by the time this matters
     if torch is None or not torch.cuda.is_available() or not (device in ("auto", "") or device.startswith("cuda")):
         return None

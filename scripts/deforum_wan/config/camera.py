@@ -174,16 +174,22 @@ def offsets_3d(p: dict, z: np.ndarray, aspect: float) -> np.ndarray:
     pixel's world point (x, y, z) projects after the camera moved, minus where it did; composed
     and applied as pytorch3d does (world-to-view then projection, one 4x4 matrix, float32)."""
     h, w = z.shape
-    view = np.eye(4, dtype=np.float32)
+    y, x = np.meshgrid(_linspace(h), _linspace(w), indexing="ij")
+    return _point_offsets(p, x.ravel(), y.ravel(), z.astype(np.float32).ravel(), aspect).reshape(h, w, 2)
+
+
+def _point_offsets(p: dict, x: np.ndarray, y: np.ndarray, z: np.ndarray, aspect: float) -> np.ndarray:
+    """(n, 2) offsets of world points (x, y, z) in one 3D step, in the points' float type
+    (float32: Deforum's bits; float64: the plan's point-following)."""
+    dtype = x.dtype
+    view = np.eye(4, dtype=dtype)
     view[:3, :3] = rotation_3d(p["rotation_3d_x"], p["rotation_3d_y"], p["rotation_3d_z"])
     view[3, :3] = np.array([-p["translation_x"] * TRANSLATION_SCALE, p["translation_y"] * TRANSLATION_SCALE,
                             -p["translation_z"] * TRANSLATION_SCALE], np.float32)
     proj = _projection(p["fov_schedule"], aspect, p.get("near_schedule", 200.0), p.get("far_schedule", 10000.0))
-    y, x = np.meshgrid(_linspace(h), _linspace(w), indexing="ij")
-    points = np.stack([x.ravel(), y.ravel(), z.astype(np.float32).ravel(), np.ones(h * w, np.float32)], axis=1)
-    new, old = points @ (view @ proj), points @ proj
-    xy = new[:, :2] / new[:, 3:] - old[:, :2] / old[:, 3:]
-    return xy.reshape(h, w, 2).astype(np.float32)
+    points = np.stack([x, y, z, np.ones_like(x)], axis=1)
+    new, old = points @ (view @ proj.astype(dtype)), points @ proj.astype(dtype)
+    return (new[:, :2] / new[:, 3:] - old[:, :2] / old[:, 3:]).astype(dtype)
 
 
 def depth_to_z(depth: np.ndarray | None, algorithm: str) -> np.ndarray | None:
@@ -514,17 +520,6 @@ def _source_points(camera: Camera, pts: np.ndarray, start: float, end: float) ->
     gx, gy = (2 * pts[:, 0]) / w - 1, (2 * pts[:, 1]) / h - 1
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for frame, fraction in reversed(steps):
-            off = _offsets_at(camera.params(frame, fraction), gx, gy, camera.aspect(frame))
+            off = _point_offsets(camera.params(frame, fraction), gx, gy, np.ones_like(gx), camera.aspect(frame))
             gx, gy = gx - off[:, 0], gy - off[:, 1]
     return np.stack([(gx + 1) * w / 2, (gy + 1) * h / 2], axis=1)
-
-
-def _offsets_at(p: dict, gx: np.ndarray, gy: np.ndarray, aspect: float) -> np.ndarray:
-    z = np.ones_like(gx)
-    world = np.stack([gx, gy, z], axis=1)
-    R = rotation_3d(p["rotation_3d_x"], p["rotation_3d_y"], p["rotation_3d_z"]).astype(np.float64)
-    t = np.array([-p["translation_x"], p["translation_y"], -p["translation_z"]]) * TRANSLATION_SCALE
-    tan_half = math.tan(math.radians(p["fov_schedule"]) / 2)
-    k = np.array([1 / (tan_half * aspect), 1 / tan_half])
-    cam = world @ R + t
-    return k * cam[:, :2] / cam[:, 2:3] - k * world[:, :2] / world[:, 2:3]

@@ -144,8 +144,9 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             first = not windows or (seg.cut and local == 0)  # the video's start, or a cut: T2V
             ov = 0 if first else min(overlap, stream - 1)
             cap = limit if first else limit - 1 - ov
+            lead = 0 if first else ov + 1  # the conditioning frame and the overlap come first
             if camera is not None and settings.camera_min_coverage > 0:
-                cap = _camera_cap(camera, seg, local, ov, first, cap, settings.camera_min_coverage)
+                cap = _camera_cap(camera, segments, stream - lead, lead, cap, settings.camera_min_coverage)
             left_windows = math.ceil((seg.native_frames - local) / max(cap, 1))
             new = min(cap, math.ceil((seg.native_frames - local) / left_windows))
             need = new if first else new + 1 + ov
@@ -167,7 +168,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                 # VACE keeps the frames it continues from (the conditioning frame and the overlap)
                 # as real context; I2V-only models see one frame and crossfade the overlap.
                 context=ov + 1 if not first and model.kind == "vace" else 0, sources=sources,
-                cut=first and bool(windows), camera=_window_camera(camera, seg, local, ov, first, new)))
+                cut=first and bool(windows), camera=_window_camera(camera, segments, stream - lead, lead + new)))
             local += new
             stream += new
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
@@ -258,26 +259,32 @@ def _check_models(settings: RenderSettings, first_mode: str, first_model: ModelS
                             settings.source)
 
 
-def _out_time(seg: Segment, native_local: float) -> float:
-    """The output time (frames, fractional) of a segment's native frame, by the retime map."""
-    return seg.start + native_local * (seg.end - seg.start) / seg.native_frames
+def _stream_time(segments: list[Segment], g: int) -> float:
+    """The output time (fractional frames) of native frame ``g`` of the whole video, by the
+    retime map of the segment holding it; past the last, at the last segment's rate."""
+    start = 0
+    for seg in segments:
+        if g < start + seg.native_frames or seg is segments[-1]:
+            return seg.start + (g - start) * (seg.end - seg.start) / seg.native_frames
+        start += seg.native_frames
+    return 0.0
 
 
-def _span(seg: Segment, local: int, ov: int, first: bool, new: int) -> tuple[float, float]:
-    """Output times of a window's first frame (its conditioning frame when it continues) and last."""
-    start = _out_time(seg, max(local - (0 if first else ov + 1), 0)) if not first else _out_time(seg, local)
-    return start, _out_time(seg, local + new - 1)
+def _span(segments: list[Segment], first_native: int, frames: int) -> tuple[float, float]:
+    """Output times of a window's first native frame (its conditioning frame when it continues)
+    and its last."""
+    return _stream_time(segments, first_native), _stream_time(segments, first_native + frames - 1)
 
 
-def _window_camera(camera, seg: Segment, local: int, ov: int, first: bool, new: int) -> dict:
+def _window_camera(camera, segments: list[Segment], first_native: int, frames: int) -> dict:
     if camera is None:
         return {}
     from .camera import summarize
 
-    return summarize(camera, *_span(seg, local, ov, first, new))
+    return summarize(camera, *_span(segments, first_native, frames))
 
 
-def _camera_cap(camera, seg: Segment, local: int, ov: int, first: bool, cap: int, min_coverage: float) -> int:
+def _camera_cap(camera, segments: list[Segment], first_native: int, lead: int, cap: int, min_coverage: float) -> int:
     """The most new frames a window may take while its first frame still covers ``min_coverage``
     of its last (fast cameras give shorter windows); at least a quarter of ``cap``."""
     from .camera import summarize
@@ -286,11 +293,11 @@ def _camera_cap(camera, seg: Segment, local: int, ov: int, first: bool, cap: int
     # cost more conditioning and overlap frames than they win coverage.
     low = min(cap, max(cap // 4, MIN_WINDOW))
     hi = cap
-    if summarize(camera, *_span(seg, local, ov, first, hi))["coverage"] >= min_coverage:
+    if summarize(camera, *_span(segments, first_native, lead + hi))["coverage"] >= min_coverage:
         return cap
     while low < hi:  # coverage falls as the window grows: the largest that keeps it
         mid = (low + hi + 1) // 2
-        if summarize(camera, *_span(seg, local, ov, first, mid))["coverage"] >= min_coverage:
+        if summarize(camera, *_span(segments, first_native, lead + mid))["coverage"] >= min_coverage:
             low = mid
         else:
             hi = mid - 1
@@ -337,17 +344,9 @@ def native_times(plan: ClipPlan, w: Window) -> list[float]:
     retime map: where Deforum's camera is at each of them. A continuation window starts at its
     conditioning frame, ``overlap + 1`` frames before its new ones; frames past the plan's last
     (4n+1 rounding) continue at the last segment's rate."""
-    offsets = [0]
-    for seg in plan.segments:
-        offsets.append(offsets[-1] + seg.native_frames)
     lead = 0 if w.index == 0 or w.cut else w.overlap + 1
-    first = offsets[w.segment] + w.native_start - lead
-    times = []
-    for g in range(first, first + w.native_frames):
-        s = next((i for i in range(len(plan.segments)) if g < offsets[i + 1]), len(plan.segments) - 1)
-        seg = plan.segments[s]
-        times.append(seg.start + (g - offsets[s]) * (seg.end - seg.start) / seg.native_frames)
-    return times
+    first = sum(seg.native_frames for seg in plan.segments[:w.segment]) + w.native_start - lead
+    return [_stream_time(plan.segments, g) for g in range(first, first + w.native_frames)]
 
 
 def format_plan(plan: ClipPlan) -> str:

@@ -70,5 +70,6 @@ def choice(value, key: str, options: tuple[str, ...]) -> str:
 
 
 def match_choice(value, options: tuple[str, ...]) -> str | None:
-    spelled = str(value).strip().lower() if value is not None else ""
-    return next((o for o in options if o.lower() == spelled), None)
+    """Without case, and "-" read as "_" (``first-block`` is ``first_block``)."""
+    spelled = str(value).strip().lower().replace("-", "_") if value is not None else ""
+    return next((o for o in options if o.lower().replace("-", "_") == spelled), None)

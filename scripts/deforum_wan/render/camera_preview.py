@@ -11,6 +11,7 @@ from ..config.camera import CameraPath
 from ..config.settings import RenderSettings
 from ..errors import WanError
 from . import output
+from .color import to_uint8
 
 GRID_STEP = 32  # px between the lines of the test pattern
 
@@ -33,7 +34,7 @@ def load_anchor(path: str | None, width: int, height: int, base: Path | None = N
         return test_pattern(width, height)
     from .loop import load_image
 
-    return (load_image(path, width, height, base, fit="stretch") * 255 + 0.5).astype(np.uint8)
+    return to_uint8(load_image(path, width, height, base, fit="stretch"))
 
 
 def check_preview(settings: RenderSettings, frames: tuple[int, int] | None) -> tuple[int, int]:

@@ -103,6 +103,7 @@ class Renderer:
         self._saved: queue.SimpleQueue = queue.SimpleQueue()  # window_done events, from the writer
         self._pending = 0  # checkpoints queued whose window_done is not emitted yet
         self._held_step: dict | None = None
+        self._options_key: str | None = None
 
     def emit(self, event: str, **data) -> None:
         self.on_event(events.make(event, **data))
@@ -238,7 +239,7 @@ class Renderer:
             manifest.set_status("failed")
             raise
         finally:
-            self._release(backend)
+            self._close_pool()
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
         written = stream.written
         if status == "done" and written != plan.max_frames:
@@ -248,7 +249,7 @@ class Renderer:
         manifest.set_status(status)
         if status == "done":
             self.folder.carry_file.unlink(missing_ok=True)
-        result = RenderResult(run_dir, ts, written, video, output.settings_path(run_dir, ts), status,
+        result = RenderResult(run_dir, ts, written, video, self.folder.settings_file, status,
                               self.report, plan.warnings)
         self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
                   frames=written, video=str(video) if video else None,
@@ -313,9 +314,11 @@ class Renderer:
                 "seed": w.seed, "model": w.model}
 
     def _cache_key(self, model_id: str) -> str:
-        return json.dumps([model_id, self.backend_choice, repr(self._options())])
+        if self._options_key is None:  # the options are the render's: worked out once
+            self._options_key = repr(self._options())
+        return json.dumps([model_id, self.backend_choice, self._options_key])
 
-    def _release(self, backend) -> None:
+    def _close_pool(self) -> None:
         """The end of the render: a warm pool keeps its models, the render's own is closed."""
         if not self.warm:
             self.pool.close()
@@ -394,7 +397,7 @@ class Renderer:
         from ..config.planner import native_times
 
         times = native_times(plan, w)
-        anchor = (np.clip(context[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        anchor = to_uint8(context[0])
         frames, covers = CameraPath(self._follow, anchor, times[0], depth=self._depth).at(times[len(context):])
         keep = [_shrink(c >= 0.999, SEAM_PX).astype(np.float32) for c in covers]
         return np.stack(frames).astype(np.float32) / 255.0, np.stack(keep)
