@@ -175,6 +175,11 @@ def test_the_camera_command_writes_every_frame_and_a_video(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "deforum_wan", "camera", str(settings), "--outdir", str(out),
                           "--frames", "3:99"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --frames 3:99") and "Traceback" not in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "deforum_wan", "camera", str(settings), "--outdir",
+                              str(tmp_path / "p2"), "--image", str(tmp_path / "none.png")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "error: cannot read --image" in missing.stderr
+    assert not list((tmp_path / "p2").glob("*.png"))
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def load_anchor(path: str | None, width: int, height: int, base: Path | None = N
         return test_pattern(width, height)
     from .loop import load_image
 
-    return to_uint8(load_image(path, width, height, base, fit="stretch"))
+    return to_uint8(load_image(path, width, height, base, fit="stretch", label="--image"))
 
 
 def check_preview(settings: RenderSettings, frames: tuple[int, int] | None) -> tuple[int, int]:

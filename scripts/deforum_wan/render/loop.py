@@ -48,12 +48,13 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_image(path: str, width: int, height: int, base: Path | None = None, fit: str = "crop") -> np.ndarray:
+def load_image(path: str, width: int, height: int, base: Path | None = None, fit: str = "crop",
+               label: str = "init_image") -> np.ndarray:
     """An init image file as float32 (H, W, 3) in [0, 1] at the render size: ``crop`` keeps
     its aspect and centre-crops, ``fit`` keeps it and letterboxes, ``stretch`` resizes as
     Deforum does."""
     if "://" in path:
-        raise WanError(f"init_image {path} is a URL; download it and give the local path")
+        raise WanError(f"{label} {path} is a URL; download it and give the local path")
     p = Path(path)
     if not p.is_absolute() and base is not None and not p.exists():
         p = base / p
@@ -70,7 +71,7 @@ def load_image(path: str, width: int, height: int, base: Path | None = None, fit
                 img = img.resize((width, height), Image.LANCZOS)
             return np.asarray(img, dtype=np.float32) / 255.0
     except (OSError, ValueError) as exc:
-        raise WanError(f"cannot read init_image {path}: {exc}") from None
+        raise WanError(f"cannot read {label} {path}: {exc}") from None
 
 
 class Renderer:
