@@ -283,7 +283,8 @@ def test_vace_windows_follow_deforums_camera_exactly_where_it_covers(tiny_models
 
     from deforum_wan.config.planner import make_plan, native_times
     from deforum_wan.config.settings import load_settings
-    from deforum_wan.render.loop import SEAM_PX, Renderer, _shrink
+    from deforum_wan.render.follow import SEAM_PX, shrink
+    from deforum_wan.render.loop import Renderer
 
     data = {"W": 64, "H": 64, "fps": 16, "max_frames": 20, "seed": 3, "prompts": {"0": "a lighthouse"},
             "wan_model": "tiny-random", "wan_continue_model": "tiny-random-vace", "wan_clip_duration": 0.6,
@@ -304,7 +305,7 @@ def test_vace_windows_follow_deforums_camera_exactly_where_it_covers(tiny_models
         if round(t) >= result.frames or round(t) >= w.end_frame:
             break
         out = png(round(t))
-        keep = _shrink(cover >= 0.999, SEAM_PX)
+        keep = shrink(cover >= 0.999, SEAM_PX)
         assert np.array_equal(out[keep], frame[keep])  # the camera's pixels, exactly
         kept_any |= bool(keep.any())
         hole = cover < 0.5

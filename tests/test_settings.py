@@ -255,13 +255,18 @@ def test_fuzz_settings_only_raise_settings_error(data):
     ("Video Input", "translation_z", "0: (1.75)", "animation_mode Video Input"),
 ])
 def test_what_wan_does_not_apply_is_named_in_one_warning(mode, key, schedule, named):
-    s = load_settings({"prompts": {"0": "a lighthouse"}, "max_frames": 60, "animation_mode": mode, key: schedule,
-                       **({"zoom": "0: (1)"} if named is None and mode == "2D" and key != "zoom" else {})})
+    raw = {"prompts": {"0": "a lighthouse"}, "max_frames": 60, "animation_mode": mode, key: schedule,
+           **({"zoom": "0: (1)"} if named is None and mode == "2D" and key != "zoom" else {})}
+    s = load_settings({**raw, "wan_camera": "off"})
     warning = [w for w in s.warnings if w.startswith("not applied to Wan's windows")]
     assert bool(warning) == bool(named), s.warnings
     if named:
         assert named in warning[0]
     assert s.raw[key] == schedule  # kept and written back for Deforum
+    followed = load_settings(raw)  # wan_camera guide (the default) follows the camera: not named
+    assert followed.camera_follow == "guide"
+    if named and mode != "Video Input":
+        assert not any(named in w for w in followed.warnings)
 
 
 def test_a_broken_camera_schedule_leaves_the_camera_still_and_says_so():
@@ -271,7 +276,7 @@ def test_a_broken_camera_schedule_leaves_the_camera_still_and_says_so():
 
 
 def test_real_3d_file_names_its_camera_and_hybrid_video(deforum_dir):
-    s = load_settings(deforum_dir / "xmyx_Flashbacks-30s.txt")
+    s = load_settings({**json.loads((deforum_dir / "xmyx_Flashbacks-30s.txt").read_text()), "wan_camera": "off"})
     (warning,) = [w for w in s.warnings if w.startswith("not applied to Wan's windows")]
     assert "the 3D camera (rotation_3d_y, rotation_3d_z, translation_x, translation_y, translation_z" in warning
     assert "hybrid video (hybrid_composite: Normal)" in warning and s.camera.cuts()[:2] == [50, 98]

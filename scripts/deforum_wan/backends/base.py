@@ -16,6 +16,7 @@ import numpy as np
 from ..config.keys import CACHES, OFFLOAD_MODES
 from ..errors import WanError
 from ..models.registry import ModelSpec
+from .camera_guide import PathGuide, check_guide
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 StopCheck = Callable[[], bool]
@@ -47,6 +48,9 @@ class GenerateRequest:
     # the share of each pixel to keep from it (VACE's strict camera look; 1 keep, 0 generate).
     guide: Optional[np.ndarray] = None
     guide_keep: Optional[np.ndarray] = None
+    # Warped-path guidance (camera_guide.py): every frame along the camera, followed early in
+    # the schedule. Only backends with ``follows_camera`` take it.
+    camera: Optional[PathGuide] = None
 
     def leading_frames(self) -> list[np.ndarray]:
         """The frames the window starts from and keeps: the VACE context, else the image."""
@@ -112,6 +116,7 @@ class Backend:
 
     name: str = ""
     spec: ModelSpec
+    follows_camera = False  # takes GenerateRequest.camera (a step hook to hold the path)
     # Adjustments made while loading (an offload mode that does not apply, an attention
     # backend that is missing): shown to the user in the load report.
     notes: list[str]
@@ -231,6 +236,8 @@ def _check_inputs(req: GenerateRequest) -> None:
             raise WanError(f"context must be (N, H, W, 3) with 1 <= N < num_frames, got {ctx.shape}")
         for i, frame in enumerate(ctx):
             check_image(f"context frame {i}", frame, req.width, req.height)
+    if req.camera is not None:
+        check_guide(req.camera, req.num_frames, req.height, req.width)
 
 
 def to_pil(image: np.ndarray):

@@ -113,6 +113,7 @@ def dtype_kwargs(dtype) -> dict:
 
 class DiffusersBackend(Backend):
     name = NAME
+    follows_camera = True
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None, path=None,
                  share_from: Sequence[Backend] = ()):
@@ -501,6 +502,12 @@ class DiffusersBackend(Backend):
             raise Interrupted("stopped before the first step")
         self._set_shift(pipe, req.shift if req.shift is not None else self.spec.shift)
         kwargs = self._call_kwargs(pipe, req)
+        guidance = None
+        if req.camera is not None:  # built on the final scheduler (the shift above)
+            from .camera_guide import PathGuidance
+
+            guidance = PathGuidance(pipe, req.camera, req.steps, req.seed, self.device)
+            kwargs["latents"] = guidance.start_latents(pipe.scheduler)
 
         def on_step_end(p, i, t, tensors):
             total = getattr(p, "num_timesteps", None) or req.steps
@@ -508,14 +515,17 @@ class DiffusersBackend(Backend):
                 on_step(i + 1, total)
             if should_stop is not None and should_stop():
                 raise StopRequested(i + 1)  # leave now: no further steps, no VAE decode
+            if guidance is not None and guidance.locked(i):
+                return {"latents": guidance.after_step(i, tensors["latents"])}
             return {}
 
-        self._prepare_cache(req.steps)
+        self._prepare_cache(req.steps - (guidance.free if guidance else 0))
 
         def run():
             # The generator lives where the latents are made (the execution device).
             generator = torch.Generator(device=self.device).manual_seed(int(req.seed))
-            return pipe(**kwargs, generator=generator, output_type="np", callback_on_step_end=on_step_end)
+            with guidance.schedule(pipe.scheduler) if guidance else contextlib.nullcontext():
+                return pipe(**kwargs, generator=generator, output_type="np", callback_on_step_end=on_step_end)
 
         try:
             try:

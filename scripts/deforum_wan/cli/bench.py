@@ -8,7 +8,9 @@ Everything is measured side by side in one run, on the same windows:
 - presets (``--preset``): each preset renders the same windows in this process: warm
   time, load time, first-run time (compile happens there), peak RSS, peak VRAM, and for
   every preset but ``quality`` PSNR/SSIM of its frames against ``quality``'s;
-- the import cost of the pure front (settings, planner, presets), in a fresh interpreter.
+- the import cost of the pure front (settings, planner, presets), in a fresh interpreter;
+- ``--camera`` (instead): wan_camera off, guide (and a free/lock ``--grid``) and vace on the
+  same settings: time, camera adherence, PSNR/SSIM against off (bench_camera.py).
 Ratios are printed; targets are reported as met or not, never asserted here (the GPU
 test asserts them).
 """
@@ -29,6 +31,7 @@ EXAMPLE = {
     "steps": 2, "cfg_scale_schedule": "0: (5)", "batch_name": "bench_{timestring}",
     "prompts": {"0": "a red boat --neg blur", "24": "a blue boat"}, "color_coherence": "LAB",
     "wan_clip_duration": 1.0, "wan_overlap": 2, "wan_retime": "blend",
+    "wan_camera": "off",  # the loop's own cost; --camera benches the camera
 }
 WINDOW_PROMPT = ("a red fox running through fresh snow at dawn, cinematic, detailed fur"
                  " --neg blurry, low quality, distorted")
@@ -484,6 +487,12 @@ def run_bench(args) -> dict:
         "torch_threads": torch.get_num_threads(),
         "versions": _versions(),
     }
+    if getattr(args, "camera", False):
+        from .bench_camera import run_camera_bench
+
+        result["camera"] = run_camera_bench(args, settings, out, models_dir)
+        shutil.rmtree(out, ignore_errors=True)
+        return result
     if not getattr(args, "presets_only", False):
         from ..backends.pool import BackendPool
 
@@ -559,8 +568,17 @@ def add_bench_command(sub) -> None:
                    help="untimed runs of each preset before timing (the first compiles; default 1)")
     p.add_argument("--tiny-layers", type=int, metavar="N",
                    help="tiny-random with N transformer blocks (block caches need 2 or more)")
+    p.add_argument("--camera", action="store_true",
+                   help="instead: wan_camera off, guide and vace side by side on the same settings (time,"
+                        " camera adherence in px/deg, PSNR/SSIM against off)")
+    p.add_argument("--settings", metavar="FILE", help="--camera: a Deforum settings file whose camera and"
+                   " prompts are used (default: a 2D zoom, pan and turn)")
+    p.add_argument("--grid", metavar="FREE:LOCK,...", help="--camera: also guide at these free/lock shares of"
+                   " the steps (e.g. 0.02:0.05,0.04:0.1,0.08:0.2)")
+    p.add_argument("--vace-model", help="--camera: the VACE model of the vace row (default: the family's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--md", metavar="FILE", help="also write a Markdown table of the presets to FILE")
+    p.add_argument("--json-file", metavar="FILE", help="also write the JSON result to FILE")
+    p.add_argument("--md", metavar="FILE", help="also write a Markdown table (presets, or --camera's) to FILE")
     p.set_defaults(func=cmd_bench)
 
 
@@ -601,15 +619,24 @@ def markdown(r: dict) -> str:
 
 
 def cmd_bench(args) -> int:
+    from .bench_camera import camera_lines, camera_markdown, write_json
+
     r = run_bench(args)
+    header = (f"{r['model']} {r['size']}, {r['windows']} windows, {r['frames']} frames, {r['steps']} steps,"
+              f" {r['gpu'] or r['device']}, best of {r['repeat']}")
     if args.md:
         Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(markdown(r), encoding="utf-8")
+        Path(args.md).write_text(camera_markdown(r["camera"], header) if "camera" in r else markdown(r),
+                                 encoding="utf-8")
+    if getattr(args, "json_file", None):
+        write_json(args.json_file, r)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"{r['model']} {r['size']}, {r['windows']} windows, {r['frames']} frames, {r['steps']} steps,"
-          f" {r['gpu'] or r['device']}, best of {r['repeat']}")
+    print(header)
+    if "camera" in r:
+        print("\n".join(camera_lines(r["camera"])))
+        return 0
     if "loop_s" in r:
         print(f"  bare diffusers calls   {r['bare_diffusers_s']:8.3f} s")
         print(f"  render loop (frames)   {r['loop_s']:8.3f} s   loop/bare = {r['loop_over_bare']:.3f}")

@@ -490,7 +490,7 @@ def summarize(camera: Camera, start: float, end: float, grid: int = 32) -> dict:
     w, h = camera.W, camera.H
     ys, xs = np.meshgrid((np.arange(grid) + 0.5) / grid * h, (np.arange(grid) + 0.5) / grid * w, indexing="ij")
     pts = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    src = _source_points(camera, np.vstack([pts, [[w / 2.0, h / 2.0]]]), start, end)
+    src = source_points(camera, np.vstack([pts, [[w / 2.0, h / 2.0]]]), start, end)
     src, centre = src[:-1], src[-1]
     inside = (src[:, 0] >= 0) & (src[:, 0] <= w) & (src[:, 1] >= 0) & (src[:, 1] <= h)
     finite = np.isfinite(src).all(axis=1)
@@ -506,7 +506,35 @@ def summarize(camera: Camera, start: float, end: float, grid: int = 32) -> dict:
             "rotation": round((rotation + 180) % 360 - 180, 2), "coverage": round(float(inside.mean()), 3)}
 
 
-def _source_points(camera: Camera, pts: np.ndarray, start: float, end: float) -> np.ndarray:
+def still(summary: dict) -> bool:
+    """A window over which the camera does not move (``summarize``'s figures)."""
+    return (not summary or (abs(summary["zoom"] - 1) < 1e-4 and abs(summary["pan_x"]) < 0.01
+                            and abs(summary["pan_y"]) < 0.01 and abs(summary["rotation"]) < 0.01
+                            and summary["coverage"] >= 1))
+
+
+def describe(summary: dict) -> str:
+    """A few words for a prompt: "camera zooms in, pans left" (empty when nearly still).
+    ``summarize``'s pan is the content's move (positive: right, down): the camera goes the
+    other way; its rotation is on screen (y down), negative counterclockwise."""
+    if still(summary):
+        return ""
+    parts = []
+    zoom, pan_x, pan_y, rotation = summary["zoom"], summary["pan_x"], summary["pan_y"], summary["rotation"]
+    if abs(zoom - 1) >= 0.01:
+        parts.append("camera zooms in" if zoom > 1 else "camera zooms out")
+    if abs(pan_x) >= 1:
+        parts.append("pans left" if pan_x > 0 else "pans right")
+    if abs(pan_y) >= 1:
+        parts.append("tilts up" if pan_y > 0 else "tilts down")
+    if abs(rotation) >= 1:
+        parts.append("the view turns " + ("counterclockwise" if rotation < 0 else "clockwise"))
+    if parts and not parts[0].startswith("camera"):
+        parts[0] = "camera " + parts[0]
+    return ", ".join(parts)
+
+
+def source_points(camera: Camera, pts: np.ndarray, start: float, end: float) -> np.ndarray:
     """Where the content at ``pts`` (pixels of the frame at ``end``) was at ``start``."""
     w, h = camera.W, camera.H
     steps = camera.steps(start, end)

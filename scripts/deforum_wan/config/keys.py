@@ -22,7 +22,7 @@ OFFLOAD_MODES = ("none", "model", "sequential", "group")
 CACHES = ("none", "first_block", "taylorseer", "mag", "faster")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 INIT_FITS = ("crop", "fit", "stretch")
-CAMERA_FOLLOW = ("off", "vace")
+CAMERA_FOLLOW = ("guide", "vace", "off")
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"
 
@@ -162,10 +162,20 @@ KEYS: tuple[Key, ...] = (
     Key("wan_init_fit", "choice", "crop", "how an init image of another aspect meets the render size:"
         " `crop` (scale to cover, centre-crop), `fit` (scale to fit, black bars), `stretch` (Deforum's"
         " resize)", choices=INIT_FITS, attr="init_fit", example="fit"),
-    Key("wan_camera", "choice", "off", "how Wan's windows follow Deforum's camera: `off`, or `vace` (VACE"
-        " continuation windows keep the camera-warped frames and generate only what the warp uncovers:"
-        " Deforum's exact motion, a zoom-out outpainted)", choices=CAMERA_FOLLOW, attr="camera_follow",
-        example="vace"),
+    Key("wan_camera", "choice", "guide", "how Wan's windows follow Deforum's camera: `guide` (each window"
+        " starts from its first frame warped along the camera and holds the covered pixels on it early in"
+        " the schedule, then Wan is free: training-free Time-to-Move, diffusers backend), `vace` (VACE"
+        " continuation windows keep the warped frames and generate only what the warp uncovers: Deforum's"
+        " exact motion, a zoom-out outpainted; other windows guided) or `off`", choices=CAMERA_FOLLOW,
+        attr="camera_follow", example="vace"),
+    Key("wan_camera_free", "number", None, "`guide`: share of the steps skipped, starting from the noised"
+        " path (empty: 0.04 x strength/0.65, `strength_schedule` at the window's start)", lo=0, hi=1,
+        optional=True, attr="camera_free", shown_default="0.04 x strength/0.65", example=0.1),
+    Key("wan_camera_lock", "number", None, "`guide`: share of the steps the covered pixels are held on the"
+        " path (empty: 0.10 x strength/0.65)", lo=0, hi=1, optional=True, attr="camera_lock",
+        shown_default="0.10 x strength/0.65", example=0.2),
+    Key("wan_camera_prompt", "flag", False, "append a short description of each window's camera move to its"
+        " prompt (e.g. \"camera zooms in, pans right\")", attr="camera_prompt", example=True),
     Key("wan_camera_min_coverage", "number", 0.5, "a window under a fast Deforum camera is shortened until"
         " its first frame still covers this share of its last frame (0: never shortened)", lo=0, hi=1,
         attr="camera_min_coverage", example=0.8),

@@ -23,6 +23,10 @@ from .schedule import seed_at
 from .settings import RenderSettings
 
 MIN_WINDOW = 5
+# wan_camera guide's default free/lock shares of the steps: Time-to-Move's camera setting
+# (2 and 5 of 50 steps), for a file at Deforum's default strength; scaled by its strength.
+GUIDE_FREE, GUIDE_LOCK = 0.04, 0.10
+DEFORUM_STRENGTH = 0.65
 
 
 @dataclass
@@ -58,6 +62,11 @@ class Window:
     context: int = 0  # frames of the video kept as VACE context (mask 0): conditioning + overlap
     cut: bool = False  # starts over at a Deforum cut (strength 0): a new T2V window, no overlap
     camera: dict = field(default_factory=dict)  # Deforum's camera over the window (config.camera.summarize)
+    # How the window follows it: "" (not: still, or wan_camera off), "guide" (warped path held
+    # for the shares camera_free/camera_lock of the steps) or "vace" (VACE keeps the warp).
+    follow: str = ""
+    camera_free: float = 0.0
+    camera_lock: float = 0.0
     sources: dict[str, str] = field(default_factory=dict)  # where steps, guidance, shift... came from
 
 
@@ -158,17 +167,24 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             negative = seg.negative_prompt
             if not negative:  # the official code's own rule: an empty negative means Wan's default
                 negative, sources["negative_prompt"] = model.default_negative, f"model {model.id} (Wan's default)"
+            # VACE keeps the frames it continues from (the conditioning frame and the overlap)
+            # as real context; I2V-only models see one frame and crossfade the overlap.
+            context = ov + 1 if not first and model.kind == "vace" else 0
+            moves = _window_camera(camera, segments, stream - lead, lead + new)
+            follow = _follow(settings, camera, moves, at, context, sources)
+            prompt = seg.prompt
+            if settings.camera_prompt and follow["follow"]:
+                from .camera import describe
+
+                prompt = f"{prompt}, {describe(moves)}" if prompt else describe(moves)
             windows.append(Window(
                 index=len(windows), segment=seg.index, mode=first_mode if first else "i2v",
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
                 native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
                              settings.seed_schedule),
-                **sampling, prompt=seg.prompt, negative_prompt=negative,
-                # VACE keeps the frames it continues from (the conditioning frame and the overlap)
-                # as real context; I2V-only models see one frame and crossfade the overlap.
-                context=ov + 1 if not first and model.kind == "vace" else 0, sources=sources,
-                cut=first and bool(windows), camera=_window_camera(camera, segments, stream - lead, lead + new)))
+                **sampling, prompt=prompt, negative_prompt=negative, context=context, sources=sources,
+                cut=first and bool(windows), camera=moves, **follow))
             local += new
             stream += new
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
@@ -284,6 +300,29 @@ def _window_camera(camera, segments: list[Segment], first_native: int, frames: i
     return summarize(camera, *_span(segments, first_native, frames))
 
 
+def _follow(settings: RenderSettings, camera, moves: dict, at: int, context: int, sources: dict) -> dict:
+    """How a window follows Deforum's camera (Window.follow, camera_free, camera_lock)."""
+    from .camera import still
+
+    none = {"follow": "", "camera_free": 0.0, "camera_lock": 0.0}
+    if camera is None or settings.camera_follow == "off" or still(moves):
+        return none
+    if settings.camera_follow == "vace" and context:
+        sources["camera"] = "vace: the warped frames kept, what they uncover generated"
+        return {**none, "follow": "vace"}
+    strength = camera.series["strength_schedule"]
+    scale = min(max(strength[min(at, len(strength) - 1)], 0.0), 1.0) / DEFORUM_STRENGTH
+    free = settings.camera_free if settings.camera_free is not None else min(1.0, GUIDE_FREE * scale)
+    lock = settings.camera_lock if settings.camera_lock is not None else min(1.0, GUIDE_LOCK * scale)
+    lock = max(lock, free)
+    if lock <= 0:
+        return none  # strength 0: a fresh frame, nothing held
+    given = "wan_camera_free/lock" if settings.camera_free is not None or settings.camera_lock is not None \
+        else f"strength {scale * DEFORUM_STRENGTH:g}"
+    sources["camera"] = f"guide: free {free:.0%}, held {lock:.0%} of the steps ({given})"
+    return {"follow": "guide", "camera_free": round(free, 4), "camera_lock": round(lock, 4)}
+
+
 def _camera_cap(camera, segments: list[Segment], first_native: int, lead: int, cap: int, min_coverage: float) -> int:
     """The most new frames a window may take while its first frame still covers ``min_coverage``
     of its last (fast cameras give shorter windows); at least a quarter of ``cap``."""
@@ -361,7 +400,7 @@ def format_plan(plan: ClipPlan) -> str:
         f" {sum(w.native_frames for w in plan.windows)} native frames to generate",
         "",
         f"{'win':>3} {'seg':>3} {'mode':4} {'frames':>11} {'native':>6} {'new':>4} {'ovl':>3}"
-        f" {'seed':>10} {'cfg':>5} {'steps':>5}" + ("   zoom  pan x%  pan y%   rot  cover" if camera else "")
+        f" {'seed':>10} {'cfg':>5} {'steps':>5}" + ("   zoom  pan x%  pan y%   rot  cover follow" if camera else "")
         + "  prompt",
     ]
     lines[2:2] = _source_lines(plan)
@@ -369,13 +408,13 @@ def format_plan(plan: ClipPlan) -> str:
         prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
         c = w.camera
         moves = (f" {c['zoom']:>6.3f} {c['pan_x']:>7.1f} {c['pan_y']:>7.1f} {c['rotation']:>5.1f}"
-                 f" {c['coverage']:>6.0%}") if camera else ""
+                 f" {c['coverage']:>6.0%} {w.follow or '-':>6}") if camera else ""
         lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut else ''):4} {w.start_frame:>5}-"
                      f"{w.end_frame - 1:<5} {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
                      f" {w.guidance_scale:>5g} {w.steps:>5}{moves}  {prompt}")
     if camera:
         lines.append("camera over each window (Deforum's path, flat depth): net zoom, pan of the frame centre,"
-                     " rotation in degrees, share of the last frame still from the first")
+                     " rotation in degrees, share of the last frame still from the first; how Wan follows it (wan_camera)")
     if any(w.cut for w in plan.windows):
         lines.append("t2v*: a new shot at a Deforum cut (strength_schedule 0)")
     for warning in plan.warnings:
@@ -396,6 +435,9 @@ def _source_lines(plan: ClipPlan) -> list[str]:
                 seen[(value, w.sources[key])] = None
         if seen:
             lines.append(f"{label} " + ", ".join(f"{v} ({src})" for v, src in seen))
+    follows = dict.fromkeys(w.sources["camera"] for w in plan.windows if "camera" in w.sources)
+    if follows:
+        lines.append("camera " + "; ".join(follows))
     context = {w.context for w in plan.windows if w.context}
     if context:
         lines.append(f"VACE context: the last {'/'.join(map(str, sorted(context)))} frames of the video"

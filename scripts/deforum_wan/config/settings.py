@@ -116,7 +116,10 @@ class RenderSettings:
     camera: Camera | None = None  # Deforum's camera (config.camera); None: still
     camera_min_coverage: float = 0.5
     depth_model: str = ""  # wan_depth_model: "" = the one depth_algorithm names
-    camera_follow: str = "off"  # wan_camera: off | vace
+    camera_follow: str = "guide"  # wan_camera: guide | vace | off
+    camera_free: float | None = None  # None: the method's 0.04 scaled by strength (planner)
+    camera_lock: float | None = None  # None: 0.10 scaled by strength
+    camera_prompt: bool = False
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -301,9 +304,9 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
     if camera.moves:
         moving = sorted(k for k, vals in camera.series.items() if k in STILL and any(abs(v - STILL[k]) > 1e-9
                                                                                      for v in vals))
-        where = ("followed only in VACE continuation windows (wan_camera vace)" if follow == "vace"
-                 else "its path is in `plan` and `camera`; wan_camera vace follows it")
-        missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; {where})")
+        if follow == "off":
+            missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; wan_camera"
+                           " is off: its path is only in `plan` and `camera`)")
     for key, still, label in _NOT_APPLIED:
         value = raw.get(key)
         if value is not None and str(value).strip().lower() not in still:

@@ -29,6 +29,7 @@ from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from . import output
 from .color import to_uint8
+from .follow import CameraFollower, lead_frames
 from .run_folder import RunFolder, check_timestring
 from .stream import CarryStream
 
@@ -46,6 +47,7 @@ class RenderResult:
     status: str  # done | interrupted
     backend_report: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    camera_adherence: dict | None = None  # render.adherence: how closely the frames follow the camera
 
 
 def load_image(path: str, width: int, height: int, base: Path | None = None, fit: str = "crop",
@@ -154,21 +156,6 @@ class Renderer:
             raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
         return plan
 
-    def _camera_follower(self, plan: ClipPlan):
-        """The camera VACE windows follow (scaled to the render size), and its depth model."""
-        s = self.settings
-        camera = s.camera
-        if s.camera_follow != "vace" or camera is None or not camera.moves:
-            return None, None
-        if not any(get_model(w.model).kind == "vace" for w in plan.windows):
-            return None, None
-        depth = None
-        if camera.depth_warping:  # loaded before any window: a missing model fails in one line now
-            from .depth import DepthEstimator
-
-            depth = DepthEstimator(camera.depth_algorithm, self.models_dir, s.depth_model)
-        return camera.scaled(plan.width, plan.height), depth
-
     def _options(self):
         from ..backends.base import BackendOptions
         from ..config.presets import resolve
@@ -186,7 +173,8 @@ class Renderer:
         plan, run_dir, ts, manifest = self._prepare()
         s = self.settings
         self._plan = plan
-        self._follow, self._depth = self._camera_follower(plan)
+        self._follow = CameraFollower.for_plan(s, plan, self.models_dir)
+        self._unfollowed: set[str] = set()
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -242,16 +230,23 @@ class Renderer:
         finally:
             self._close_pool()
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
-        written = stream.written
+        return self._conclude(plan, run_dir, ts, manifest, stream.written, status)
+
+    def _conclude(self, plan: ClipPlan, run_dir: Path, ts: str, manifest: output.Manifest, written: int,
+                  status: str) -> RenderResult:
+        """The frames are on disk: the video, the camera's adherence, the manifest's status."""
         if status == "done" and written != plan.max_frames:
             manifest.set_status("failed")
             raise WanError(f"internal error: wrote {written} frames, the plan has {plan.max_frames}")
         video = self._finish(run_dir, ts, plan, written)
+        adherence = self._measure_camera(run_dir, ts, plan, written) if status == "done" else None
+        if adherence is not None:
+            manifest.extra["camera_adherence"] = adherence.to_dict()
         manifest.set_status(status)
         if status == "done":
             self.folder.carry_file.unlink(missing_ok=True)
         result = RenderResult(run_dir, ts, written, video, self.folder.settings_file, status,
-                              self.report, plan.warnings)
+                              self.report, plan.warnings, adherence.to_dict() if adherence else None)
         self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
                   frames=written, video=str(video) if video else None,
                   settings=str(result.settings_file))
@@ -337,8 +332,9 @@ class Renderer:
             self.emit("loading", model=model_id)
             spec = get_model(model_id)
             notes += self.pool.make_room(load_estimate(spec, self.models_dir), device_free_bytes())
+            guided = any(w.follow == "guide" and w.model == model_id for w in self._plan.windows)
             backend, report = load_backend(spec, self.backend_choice, self._options(),
-                                           share_from=self.pool.backends())
+                                           share_from=self.pool.backends(), follow_camera=guided)
             self.pool.put(key, backend)
             self.report.extend(report)
         else:
@@ -363,14 +359,21 @@ class Renderer:
                 context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
             else:
                 image = stream.conditioning(w.overlap)
-        guide = keep = None
-        if context is not None and self._follow is not None:
-            guide, keep = self._camera_guide(plan, w, context)
+        guide = keep = path = None
+        if w.follow and self._follow is not None:
+            if w.follow == "vace" and context is not None:
+                guide, keep = self._follow.vace_keep(w, context)
+            elif backend.follows_camera:
+                path = self._follow.path(w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
+            elif backend.name not in self._unfollowed:
+                self._unfollowed.add(backend.name)
+                self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
+                          " follow the camera (wan_backend diffusers does)")
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
-                              context=context, guide=guide, guide_keep=keep)
+                              context=context, guide=guide, guide_keep=keep, camera=path)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -390,18 +393,31 @@ class Renderer:
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
 
-    def _camera_guide(self, plan: ClipPlan, w: Window, context: np.ndarray):
-        """A VACE window's frames after its context, as Deforum's camera moves the conditioning
-        frame to their output times, and how much of each pixel to keep (the warp's coverage,
-        shrunk by a few pixels so Wan blends the seam)."""
-        from ..config.camera import CameraPath
-        from ..config.planner import native_times
+    def _still(self, backend, w: Window, plan: ClipPlan) -> np.ndarray:
+        """One frame of a text-to-video window, made first with its prompt and seed: what the
+        camera moves along the window's path."""
+        from ..backends.base import GenerateRequest
 
-        times = native_times(plan, w)
-        anchor = to_uint8(context[0])
-        frames, covers = CameraPath(self._follow, anchor, times[0], depth=self._depth).at(times[len(context):])
-        keep = [_shrink(c >= 0.999, SEAM_PX).astype(np.float32) for c in covers]
-        return np.stack(frames).astype(np.float32) / 255.0, np.stack(keep)
+        self.emit("note", message=f"window {w.index}: one still frame first, for Deforum's camera to move")
+        req = GenerateRequest(mode="t2v", prompt=w.prompt, negative_prompt=w.negative_prompt, num_frames=1,
+                              width=plan.width, height=plan.height, seed=w.seed, guidance_scale=w.guidance_scale,
+                              steps=w.steps, guidance_scale_2=w.guidance_scale_2, shift=w.shift)
+        return backend.generate(req, should_stop=self.should_stop)[0]
+
+    def _measure_camera(self, run_dir: Path, ts: str, plan: ClipPlan, written: int):
+        """How closely the written frames follow Deforum's camera (a note, and the manifest)."""
+        camera = self.settings.camera
+        if camera is None or not camera.moves or importlib.util.find_spec("cv2") is None:
+            return None
+        from .adherence import measure
+
+        # each window with the pair that leads into it (the seam it made)
+        spans = [(w.index, max(0, w.start_frame - 1), min(w.end_frame, written)) for w in plan.windows]
+        result = measure(camera.scaled(plan.width, plan.height),
+                         lambda k: _read_png(output.frame_path(run_dir, ts, k)),
+                         [span for span in spans if span[2] - span[1] > 1])
+        self.emit("note", message=result.describe())
+        return result
 
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
         s = self.settings
@@ -417,18 +433,6 @@ class Renderer:
                       " (give a local file)")
             soundtrack = None
         return output.make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
-
-
-SEAM_PX = 3  # kept camera pixels stop this far inside the covered area: Wan generates the seam
-
-
-def _shrink(mask: np.ndarray, px: int) -> np.ndarray:
-    """Erode a boolean mask by ``px`` pixels (4-neighbourhood); the frame edge counts as inside."""
-    out = mask.copy()
-    for _ in range(px):
-        padded = np.pad(out, 1, constant_values=True)  # the frame edge is no seam
-        out = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
-    return out
 
 
 def _read_png(path: Path) -> np.ndarray:

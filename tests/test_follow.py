@@ -1,0 +1,162 @@
+"""wan_camera guide through the planner and the render loop (tiny models, CPU)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deforum_wan.backends.base import BackendOptions
+from deforum_wan.backends.chain import load_backend
+from deforum_wan.config.camera import describe, summarize
+from deforum_wan.config.planner import make_plan
+from deforum_wan.config.settings import load_settings
+from deforum_wan.models.registry import get_model
+
+BASE = {"W": 64, "H": 64, "fps": 16, "max_frames": 20, "seed": 3, "prompts": {"0": "a lighthouse"},
+        "wan_model": "tiny-random", "wan_clip_duration": 0.6, "wan_overlap": 2, "wan_retime": "native",
+        "color_coherence": "None", "skip_video_creation": True, "animation_mode": "2D", "zoom": "0: (1)"}
+PAN = {"translation_x": "0: (2)"}
+
+
+def plan_of(**extra):
+    return make_plan(load_settings({**BASE, **extra}))
+
+
+def test_a_moving_window_is_guided_with_the_methods_shares_at_deforums_strength():
+    plan = plan_of(**PAN)
+    assert [w.follow for w in plan.windows] == ["guide"] * len(plan.windows)
+    w = plan.windows[0]
+    assert (w.camera_free, w.camera_lock) == (0.04, 0.10)  # strength_schedule's default 0.65
+    half = plan_of(**PAN, strength_schedule="0: (0.325)").windows[0]
+    assert (half.camera_free, half.camera_lock) == (0.02, 0.05)
+    given = plan_of(**PAN, wan_camera_free=0.2, wan_camera_lock=0.3).windows[0]
+    assert (given.camera_free, given.camera_lock) == (0.2, 0.3)
+    assert "free 20%, held 30% of the steps (wan_camera_free/lock)" in given.sources["camera"]
+
+
+def test_still_windows_cuts_and_wan_camera_off_are_not_guided():
+    assert {w.follow for w in plan_of().windows} == {""}  # zoom 1, no pan: still
+    assert {w.follow for w in plan_of(**PAN, wan_camera="off").windows} == {""}
+    # the camera starts moving at frame 12: the first window is still, later ones move
+    late = plan_of(translation_x="0: (0), 11: (0), 12: (3)")
+    assert late.windows[0].follow == "" and late.windows[-1].follow == "guide"
+    cut = plan_of(**PAN, strength_schedule="0: (0.65), 10: (0), 11: (0.65)", wan_retime="blend")
+    at_cut = [w for w in cut.windows if w.cut]
+    assert at_cut and all(w.follow == "" for w in at_cut)  # strength 0: a fresh frame
+
+
+def test_vace_mode_keeps_the_warp_in_vace_windows_and_guides_the_others():
+    plan = plan_of(**PAN, wan_camera="vace", wan_continue_model="tiny-random-vace")
+    assert plan.windows[0].follow == "guide" and {w.follow for w in plan.windows[1:]} == {"vace"}
+
+
+def test_the_camera_prompt_hint_describes_each_windows_move():
+    plan = plan_of(**PAN, wan_camera_prompt=True)
+    assert plan.windows[0].prompt == "a lighthouse, camera pans left"  # content right: the camera left
+    assert plan_of(**PAN).windows[0].prompt == "a lighthouse"
+    assert describe({"zoom": 0.9, "pan_x": 0.0, "pan_y": -3.0, "rotation": -5.0, "coverage": 0.8}) == \
+        "camera zooms out, tilts down, the view turns counterclockwise"
+    settings = load_settings({**BASE, "zoom": "0: (1.05)"})
+    assert describe(summarize(settings.camera, 0, 4)) == "camera zooms in"
+
+
+def test_under_auto_a_guided_model_loads_with_diffusers_first(tiny_models_dir):
+    options = BackendOptions(models_dir=str(tiny_models_dir))
+    backend, report = load_backend(get_model("tiny-random"), "auto", options, follow_camera=True)
+    with backend:
+        assert backend.name == "diffusers" and backend.follows_camera
+    assert report[0] == ("official", "tried after diffusers: no step hook to follow Deforum's camera")
+    assert report[1][0] == "diffusers" and report[1][1].startswith("chosen")
+
+
+def _frames(result):
+    return [np.asarray(Image.open(p)) for p in sorted(result.run_dir.glob(f"{result.timestring}_*.png"))]
+
+
+def _render(tmp_path, tiny_models_dir, name, events=None, **extra):
+    from deforum_wan.render.loop import Renderer
+
+    settings = load_settings({**BASE, **extra})
+    sink = (lambda e: events.append(e)) if events is not None else None
+    return Renderer(settings, tmp_path / name, models_dir=str(tiny_models_dir), on_event=sink).run()
+
+
+@pytest.mark.slow
+def test_a_still_camera_renders_exactly_as_with_the_camera_off(tiny_models_dir, tmp_path):
+    guided = _frames(_render(tmp_path, tiny_models_dir, "guide"))
+    off = _frames(_render(tmp_path, tiny_models_dir, "off", wan_camera="off"))
+    assert len(guided) == 20 and all(np.array_equal(a, b) for a, b in zip(guided, off))
+
+
+@pytest.mark.slow
+def test_a_moving_camera_guides_every_window_from_a_still_and_is_deterministic(tiny_models_dir, tmp_path):
+    events = []
+    result = _render(tmp_path, tiny_models_dir, "a", events, **PAN)
+    first = _frames(result)
+    notes = [e["message"] for e in events if e["event"] == "note"]
+    assert notes[0] == "window 0: one still frame first, for Deforum's camera to move"
+    assert notes[1].startswith("camera adherence: ") and len(notes) == 2
+    adherence = result.camera_adherence
+    assert adherence["pairs"] + adherence["skipped"] == 19  # every consecutive pair, seams included
+    assert len(adherence["windows"]) == len(make_plan(load_settings({**BASE, **PAN})).windows)
+    manifest = json.loads((result.run_dir / f"{result.timestring}_manifest.json").read_text())
+    assert manifest["camera_adherence"] == adherence
+    assert len(first) == 20
+    again = _frames(_render(tmp_path, tiny_models_dir, "b", **PAN))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    off = _frames(_render(tmp_path, tiny_models_dir, "off", **PAN, wan_camera="off"))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, off))
+
+
+@pytest.mark.slow
+def test_a_guided_render_resumes_to_the_same_frames(tiny_models_dir, tmp_path):
+    from deforum_wan.errors import Interrupted
+    from deforum_wan.render.loop import Renderer
+
+    whole = _frames(_render(tmp_path, tiny_models_dir, "whole", **PAN))
+    settings = load_settings({**BASE, **PAN})
+    done = []
+
+    def stop():
+        return bool(done)
+
+    renderer = Renderer(settings, tmp_path / "cut", models_dir=str(tiny_models_dir), should_stop=stop,
+                        on_event=lambda e: done.append(1) if e["event"] == "window_done" else None)
+    with pytest.raises(Interrupted):
+        renderer.run()
+    ts = renderer.folder.timestring
+    result = Renderer(load_settings({**BASE, **PAN}), tmp_path / "cut", models_dir=str(tiny_models_dir),
+                      resume=ts).run()
+    resumed = _frames(result)
+    assert len(resumed) == len(whole) and all(np.array_equal(a, b) for a, b in zip(whole, resumed))
+
+
+def _texture(size=128, seed=0):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.random((size // 4, size // 4, 3)).astype(np.float32)
+    return (cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).astype(np.uint8)
+
+
+def test_adherence_recovers_a_known_pan_zoom_and_rotation_within_a_pixel():
+    from deforum_wan.config.camera import CameraPath
+    from deforum_wan.render.adherence import measure
+
+    settings = load_settings({**BASE, "W": 128, "H": 128, "max_frames": 12, "translation_x": "0: (2)",
+                              "translation_y": "0: (-1)", "zoom": "0: (1.01)", "angle": "0: (0.5)"})
+    camera = settings.camera
+    frames, _ = CameraPath(camera, _texture(), 0.0).at([float(t) for t in range(12)])
+    followed = measure(camera, frames, [(0, 0, 6), (1, 6, 12)])
+    assert followed.pairs == 10 and followed.skipped == 0
+    assert followed.px < 0.5 and followed.deg < 0.1, followed
+    assert [w["window"] for w in followed.windows] == [0, 1] and all(w["px"] < 1 for w in followed.windows)
+    frozen = measure(camera, [frames[0]] * 12, [(0, 0, 12)])  # a video that ignores the camera
+    assert frozen.px > 2.0 and frozen.deg > 0.4
+    assert "mean error over 10 frame pairs" in followed.describe()
+    depth = load_settings({**BASE, "W": 128, "H": 128, "max_frames": 6, "animation_mode": "3D",
+                           "translation_x": "0: (1)", "translation_z": "0: (3)", "rotation_3d_z": "0: (1)"}).camera
+    frames, _ = CameraPath(depth, _texture(), 0.0).at([float(t) for t in range(6)])
+    assert measure(depth, frames, [(0, 0, 6)]).px < 0.5  # 3D (flat depth) too
+    flat = measure(camera, [np.full((128, 128, 3), 90, np.uint8)] * 3, [(0, 0, 3)])
+    assert flat.pairs == 0 and flat.skipped == 2 and flat.to_dict()["px"] is None
