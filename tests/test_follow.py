@@ -160,3 +160,39 @@ def test_adherence_recovers_a_known_pan_zoom_and_rotation_within_a_pixel():
     assert measure(depth, frames, [(0, 0, 6)]).px < 0.5  # 3D (flat depth) too
     flat = measure(camera, [np.full((128, 128, 3), 90, np.uint8)] * 3, [(0, 0, 3)])
     assert flat.pairs == 0 and flat.skipped == 2 and flat.to_dict()["px"] is None
+
+
+@pytest.mark.slow
+def test_bench_camera_compares_off_guide_a_grid_and_vace(tiny_models_dir, tmp_path, capsys):
+    from deforum_wan.cli.main import build_parser
+
+    md, out, settings = tmp_path / "camera.md", tmp_path / "camera.json", tmp_path / "move.txt"
+    settings.write_text(json.dumps({"animation_mode": "3D", "translation_z": "0: (2)", "rotation_3d_y": "0: (0.5)",
+                                    "prompts": {"0": "a harbour at dusk"}, "W": 512, "H": 512,
+                                    "wan_depth_model": "tiny-depth"}))  # depth warping (3D's default) on
+    args = build_parser().parse_args(
+        ["bench", "--camera", "--repeat", "1", "--size", "64x64", "--frames", "12", "--steps", "4",
+         "--threads", "1", "--models-dir", str(tiny_models_dir), "--grid", "0.25:0.5", "--settings", str(settings),
+         "--md", str(md), "--json-file", str(out)])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    r = json.loads(out.read_text())["camera"]
+    assert list(r["rows"]) == ["off", "guide", "guide 0.25/0.5", "vace"]
+    assert r["camera"]["animation_mode"] == "3D" and r["vace_model"] == "tiny-random-vace"
+    for name, row in r["rows"].items():
+        assert row["time_s"] > 0 and row["pairs"] > 0 and row["px"] >= 0 and row["deg"] >= 0, name
+        if name != "off":
+            assert row["psnr_db_vs_off"] > 0 and 0 < row["ssim_vs_off"] < 1, name
+    # 4 steps: guide's defaults hold 1 step, the grid's skips 1 and holds 2: other frames
+    assert r["rows"]["guide"]["psnr_db_vs_off"] != r["rows"]["guide 0.25/0.5"]["psnr_db_vs_off"]
+    assert "| guide 0.25/0.5 |" in md.read_text() and "guide 0.25/0.5" in printed
+
+
+def test_bench_grid_is_read_in_one_line():
+    from deforum_wan.cli.bench_camera import parse_grid
+    from deforum_wan.errors import WanError
+
+    assert parse_grid("0.02:0.05, 0.04:0.1") == [(0.02, 0.05), (0.04, 0.1)] and parse_grid(None) == []
+    for bad in ("0.1", "a:b", "0.3:0.2", "0.5:2"):
+        with pytest.raises(WanError, match="--grid"):
+            parse_grid(bad)

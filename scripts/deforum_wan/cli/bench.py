@@ -76,7 +76,7 @@ def _settings(args, **extra) -> dict:
     if args.frames:
         data["max_frames"] = args.frames
     if args.steps:
-        data["steps"] = args.steps
+        data["wan_steps"] = args.steps  # Deforum's own `steps` does not drive Wan's windows
     return data
 
 

@@ -20,7 +20,7 @@ CAMERA_KEYS = ("animation_mode", "zoom", "angle", "translation_x", "translation_
                "strength_schedule", "border", "use_depth_warping", "depth_algorithm", "fov_schedule",
                "near_schedule", "far_schedule", "enable_perspective_flip", "perspective_flip_theta",
                "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv", "aspect_ratio_schedule",
-               "aspect_ratio_use_old_formula", "padding_mode", "sampling_mode")
+               "aspect_ratio_use_old_formula", "padding_mode", "sampling_mode", "wan_depth_model")
 
 
 def parse_grid(text: str | None) -> list[tuple[float, float]]:
