@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from ..config.keys import BACKENDS, COLOR_MODES, DTYPES, OFFLOAD_MODES, PRESETS, RETIME_MODES
+from ..config.keys import BACKENDS, CAMERA_FOLLOW, COLOR_MODES, DTYPES, OFFLOAD_MODES, PRESETS, RETIME_MODES
 from ..config.planner import format_plan, make_plan
 from ..config.schedule import SEED_BEHAVIORS
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
@@ -475,6 +475,12 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                                        value=start["color_coherence"], elem_id="wan_color")
                     c["retime"] = gr.Dropdown(label="Retime", choices=list(RETIME_MODES), value=start["retime"],
                                               elem_id="wan_retime")
+                with gr.Row():
+                    c["camera_follow"] = component(
+                        gr.Dropdown, label="Follow Deforum's camera", choices=list(CAMERA_FOLLOW),
+                        value=start["camera_follow"], elem_id="wan_camera_follow",
+                        info="guide: each window starts along the camera's warped path; vace: VACE windows keep"
+                             " the warp exactly; off: the camera is only planned")
                 with gr.Row():
                     c["preset"] = component(gr.Dropdown, label="Speed preset", choices=list(PRESETS),
                                             value=start["preset"], info=PRESET_INFO, elem_id="wan_preset")
