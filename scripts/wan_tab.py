@@ -21,6 +21,7 @@ from deforum_wan.config.keys import BACKENDS  # noqa: E402
 from deforum_wan.config.settings import read_settings_file  # noqa: E402
 from deforum_wan.errors import WanError  # noqa: E402
 from deforum_wan.service.api import mount_api  # noqa: E402
+from deforum_wan.service.guard import Guard, parse_credentials  # noqa: E402
 from deforum_wan.service.jobs import FINISHED, JobManager  # noqa: E402
 from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
 from deforum_wan.webui import hostdeps  # noqa: E402
@@ -144,8 +145,14 @@ def on_ui_settings():
 
 def on_app_started(demo, app):
     manager = _Host.manager()
+    # gradio's file route serves the output folder (previews, videos), never the queue's database.
+    blocked = str(jobs_db_path(manager.outdir).parent)
+    demo.blocked_paths = [*(getattr(demo, "blocked_paths", None) or []), blocked]
     if getattr(shared.cmd_opts, "api", False):
-        mount_api(app, manager)
+        # The WebUI's own API login covers /wan_api/ too; a WebUI behind --gradio-auth only
+        # keeps its API behind that login.
+        login = getattr(shared.cmd_opts, "api_auth", None) or getattr(shared.cmd_opts, "gradio_auth", None)
+        mount_api(app, manager, guard=Guard.from_env(credentials=parse_credentials(login)))
     _run_now(manager)
 
 
@@ -156,7 +163,8 @@ def _run_now(manager) -> None:
     deforum_wan._webui_run_now_done = True  # a UI reload runs on_app_started again
     try:
         items = [(Path(f).stem, read_settings_file(f)) for f in files]
-        ids = manager.submit_batch(items)
+        # the operator named these files: their own folders may hold their inputs
+        ids = manager.submit_batch(items, inputs=[Path(f).resolve().parent for f in files])
         print(f"deforum-wan: --wan-run-now queued {len(ids)} jobs")
     except WanError as exc:
         print(f"deforum-wan: --wan-run-now: {exc}")

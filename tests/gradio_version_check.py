@@ -44,9 +44,14 @@ def main(files):
         out["preset_choices"] = choices
         out["preset_info"] = all(f"{name}: " in (preset.get("info") or "") for name in PRESETS)
         out["gpus_value"] = by_id[demo.wan_components["gpus"]._id].get("value")
+        db = Path(tmp) / ".deforum-wan" / "jobs.sqlite"  # where the hosts keep the queue
+        db.parent.mkdir()
+        db.write_bytes(b"the queue")
         client = TestClient(build_app(manager, outdir=tmp))
         out["page"] = client.get("/").status_code
         out["config"] = client.get("/config").status_code
+        prefix = "/gradio_api/file=" if int(gr.__version__.split(".")[0]) >= 5 else "/file="
+        out["db_served"] = b"the queue" in client.get(prefix + str(db)).content
         tab = WanTab(manager)
         round_trips = 0
         for path in files:

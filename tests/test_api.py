@@ -33,7 +33,7 @@ def client(manager):
     app = fastapi.FastAPI()
     mount_api(app, manager)
     mount_api(app, manager)  # a UI reload mounts again: routes are replaced, not doubled
-    assert sum(getattr(r, "path", "") == "/wan_api/jobs" for r in app.router.routes) == 2  # GET + POST
+    assert sum(getattr(r, "path", "") == "/wan_api/jobs" for r in app.router.routes) == 3  # GET, POST, 405
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

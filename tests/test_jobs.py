@@ -287,3 +287,36 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_the_queue_survives_a_full_database_and_a_damaged_row(tiny_models_dir, tmp_path, env):
+    """A database that stops taking writes mid-job (SQLite's query_only: as a read-only disk)
+    and a row whose settings are garbage: the queue thread lives on, reports, and catches up."""
+    from deforum_wan.service import jobs as jobs_module
+    from deforum_wan.service.jobstore import StoreUnavailable
+
+    jobs_module.RETRY_SECONDS = 0.2
+    manager = JobManager(tmp_path / "jobs.db", tmp_path / "out", models_dir=str(tiny_models_dir), env=env)
+    try:
+        db = manager.store._db
+        # a damaged row, as a failing disk or another tool could leave it
+        db.execute("INSERT INTO jobs (id, name, status, settings, progress, created) VALUES"
+                   " ('broken', '', 'queued', '{not json', '{}', 0)")
+        first = manager.submit(settings(QUICK))
+        wait_for(lambda: manager.get(first)["status"] == "running", 60, "the first job to start")
+        db.execute("PRAGMA query_only = ON")  # the database turns read-only under the running job
+        with pytest.raises(StoreUnavailable, match="readonly"):
+            manager.submit(settings(QUICK))
+        wait_for(lambda: manager.store_error, 120, "the queue to report the read-only database")
+        assert manager._thread.is_alive() and "readonly" in manager.store_error
+        assert manager.get(first)["status"] == "running"  # its end is not recorded yet...
+        db.execute("PRAGMA query_only = OFF")  # writable again
+        done = wait_for(lambda: finished(manager, first), 120, "...and is once it can be")
+        assert done["status"] == "done", done
+        second = manager.submit(settings(QUICK))
+        assert wait_for(lambda: finished(manager, second), 120, "the second job")["status"] == "done"
+        broken = manager.get("broken")
+        assert broken["status"] == "failed" and "damaged database row" in broken["error"]
+        assert manager.store_error is None
+    finally:
+        manager.shutdown()

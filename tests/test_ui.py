@@ -74,6 +74,18 @@ def tab(manager):
     return ui.WanTab(manager)
 
 
+def upload(path: Path) -> str:
+    """``path`` as the browser hands it over: a copy in gradio's upload folder."""
+    import shutil
+    import uuid
+
+    from deforum_wan.webui.gradio_compat import upload_folder
+
+    folder = upload_folder() / f"test-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    return str(shutil.copy(path, folder / Path(path).name))
+
+
 def values_of(fields: dict) -> list:
     return [fields[name] for name in FIELDS]
 
@@ -313,7 +325,7 @@ def test_generate_error_is_one_line(tab, manager):
 
 def test_import_one_file_fills_the_fields(tab, deforum_dir):
     path = deforum_dir / "xmyx_Flashbacks-30s.txt"
-    out = tab.import_files([str(path)])
+    out = tab.import_files([upload(path)])
     values, (base, batch, size, status) = out[:len(FIELDS)], out[len(FIELDS):]
     fields = dict(zip(FIELDS, values))
     assert (fields["seed"], fields["width"], fields["frames"]) == (3159940858, 1024, 363)
@@ -324,7 +336,7 @@ def test_import_one_file_fills_the_fields(tab, deforum_dir):
 
 def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
     paths = [deforum_dir / "xmyx_Flashbacks-30s.txt", deforum_dir / "sdwebui_simple.input_settings.txt"]
-    out = tab.import_files([str(p) for p in paths])
+    out = tab.import_files([upload(p) for p in paths])
     values, (base, batch, _size, status) = out[:len(FIELDS)], out[len(FIELDS):]
     assert [name for name, _ in batch] == ["xmyx_Flashbacks-30s", "sdwebui_simple.input_settings"]
     assert "batch" in status
@@ -346,8 +358,22 @@ def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
 
 @pytest.mark.parametrize("path", BROKEN, ids=[p.name for p in BROKEN])
 def test_import_a_broken_file_is_one_line(tab, path):
-    status = tab.import_files([str(path)])[-1]
+    status = tab.import_files([upload(path)])[-1]
     assert status.startswith(f"error: {path.name}: ") and "\n" not in status
+
+
+def test_import_and_upload_read_no_other_server_file(tab, manager, tmp_path):
+    """A request to the tab's functions naming a server path is refused: only gradio's uploads
+    and the output folder are read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text(json.dumps({"prompts": {"0": "the server's own file"}}))
+    status = tab.import_files([str(secret)])[-1]
+    assert status == "error: secret.txt: only uploaded files or files in the output folder are read"
+    linked = manager.outdir / "link.txt"
+    manager.outdir.mkdir(parents=True, exist_ok=True)
+    linked.symlink_to(secret)  # a link inside the output folder to a file outside it
+    assert tab.import_files([str(linked)])[-1].startswith("error: link.txt: only uploaded")
+    assert tab.uploaded_path(str(secret))["__type__"] == "update"  # not taken as the init image
 
 
 def test_save_settings_writes_a_file_both_tools_reimport(tab, manager, deforum_dir):
@@ -385,7 +411,10 @@ def test_model_and_size_handlers(tab, tmp_path):
     assert "not used" in tab.model_changed("wan2.1-t2v-1.3b", 832, 480)[3]["label"]
     assert tab.size_changed("480x832", 1, 1) == (480, 832)
     assert tab.size_changed(CUSTOM_SIZE, 100, 100)[0]["__type__"] == "update"
-    assert tab.uploaded_path(str(tmp_path / "a.png")) == str(tmp_path / "a.png")
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png bytes")
+    kept = Path(tab.uploaded_path(upload(image)))  # kept in the output folder, where jobs read it
+    assert kept.parent == tab.outdir.resolve() / "wan-uploads" and kept.read_bytes() == b"png bytes"
     refreshed = tab.refresh_models("tiny-random")
     assert refreshed["value"] == "tiny-random [not downloaded]" and len(refreshed["choices"]) > 10
 
@@ -460,3 +489,49 @@ def test_standalone_app_serves_the_tab_and_the_api(manager, tmp_path):
     manager.store_state = {}
     routes = {getattr(r, "path", "") for r in app.router.routes}
     assert "/wan_api/jobs" in routes and GRADIO_MAJOR >= 3
+
+
+def test_gradio_serves_the_outputs_but_never_the_job_database(manager, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from deforum_wan.cli.ui import build_app
+    from deforum_wan.service.jobstore import jobs_db_path
+
+    db = jobs_db_path(tmp_path)
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"SQLite format 3\x00 the queue")
+    frame = tmp_path / "run" / "x_000000000.png"
+    frame.parent.mkdir()
+    frame.write_bytes(b"frame bytes")
+    client = TestClient(build_app(manager, outdir=tmp_path))
+    prefix = "/gradio_api/file=" if GRADIO_MAJOR >= 4 else "/file="
+    assert client.get(prefix + str(frame)).content == b"frame bytes"
+    refused = client.get(prefix + str(db))
+    assert refused.status_code in (403, 404) and b"the queue" not in refused.content
+
+
+def test_the_standalone_tab_and_api_ask_for_a_login_when_given_one(manager, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from deforum_wan.cli.ui import build_app
+    from deforum_wan.service.guard import Guard
+
+    client = TestClient(build_app(manager, outdir=tmp_path, guard=Guard(credentials={"ann": "pw"})),
+                        base_url="http://127.0.0.1")
+    manager.store_state = {}
+    assert client.get("/wan_api/models").status_code == 401
+    assert client.get("/wan_api/models", auth=("ann", "pw")).status_code == 200
+    page = client.get("/config")
+    assert page.status_code == 401 or "auth_required" in page.text  # gradio's login first
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ui", "--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines in: give --auth USER:PASS"),
+    (["ui", "--auth", "nobody"], "--auth takes USER:PASS"),
+])
+def test_ui_refuses_an_open_network_server_in_one_line(argv, message, tmp_path, capsys):
+    from deforum_wan.cli.main import main
+
+    assert main([*argv, "--outdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1

@@ -29,6 +29,7 @@ def test_tab_builds_and_maps_fields(version):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["gradio"] == version
     assert result["page"] == 200 and result["config"] == 200
+    assert result["db_served"] is False  # gradio's file route never hands out the job database
     assert result["components"] > 40 and result["dependencies"] >= 14
     assert result["round_trips"] == len(files)
     assert result["poll"] == "idle: no jobs yet"

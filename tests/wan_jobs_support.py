@@ -49,3 +49,30 @@ def frames_on_disk(run_dir: str | Path, timestring: str) -> list[Path]:
 
 def manifest(run_dir: str | Path, timestring: str) -> dict:
     return json.loads((Path(run_dir) / f"{timestring}_manifest.json").read_text(encoding="utf-8"))
+
+
+class Served:
+    """An ASGI app on a real uvicorn at a free local port, for as long as the ``with`` lasts."""
+
+    def __init__(self, app, host: str = "127.0.0.1"):
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_for(lambda: self.server.started, 30, "uvicorn to start")
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()

@@ -15,8 +15,16 @@ from .args import add_output_args
 
 def add_ui_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("ui", help="serve the Wan tab and the /wan_api routes in a browser")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1); another"
+                   " than a loopback one needs --auth (or --no-auth)")
     p.add_argument("--port", type=int, default=7870, help="port (default: 7870)")
+    p.add_argument("--auth", metavar="USER:PASS[,USER:PASS]", default=os.environ.get("DEFORUM_WAN_AUTH"),
+                   help="log in to the tab and the API with these (HTTP basic for /wan_api/; default:"
+                        " $DEFORUM_WAN_AUTH)")
+    p.add_argument("--api-token", default=os.environ.get("DEFORUM_WAN_API_TOKEN"),
+                   help="also admit API calls with 'Authorization: Bearer TOKEN' (default: $DEFORUM_WAN_API_TOKEN)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="serve a non-loopback --host without authentication (anyone who reaches it can render)")
     add_output_args(p)
     p.add_argument("--keep-warm", action="store_true",
                    help="keep the model loaded in the worker between jobs (faster, holds VRAM)")
@@ -35,32 +43,52 @@ def _worker_env() -> dict:
     return env
 
 
-def build_app(manager, *, outdir: str | os.PathLike):
-    """The FastAPI app: /wan_api routes plus the tab at /."""
+def build_app(manager, *, outdir: str | os.PathLike, guard=None):
+    """The FastAPI app: /wan_api routes plus the tab at /. ``guard`` (service.guard.Guard):
+    who may call; its credentials also log in to the tab."""
     import gradio as gr
     from fastapi import FastAPI
 
     from ..service.api import mount_api
+    from ..service.guard import Guard
+    from ..service.jobstore import JOBS_DB
     from ..webui.gradio_compat import GRADIO_MAJOR, component_kwargs
     from ..webui.tab import CSS, build_ui
 
+    guard = guard or Guard.from_env()
     demo = build_ui(manager)
     demo.queue()  # gradio 3 polls with every=, which needs the queue
     app = FastAPI()
-    mount_api(app, manager)
-    # The result video and previews live in the output folder: let gradio serve them.
-    kwargs = component_kwargs(gr.mount_gradio_app, allowed_paths=[str(Path(outdir).expanduser().resolve())],
-                              css=CSS if GRADIO_MAJOR >= 6 else None)
+    mount_api(app, manager, guard=guard)
+    out = Path(outdir).expanduser().resolve()
+    users = list(guard.credentials.items()) or None
+    # The result video and previews live in the output folder: gradio serves them, never the
+    # job database beside them.
+    kwargs = component_kwargs(gr.mount_gradio_app, allowed_paths=[str(out)], blocked_paths=[str(out / JOBS_DB.parent)],
+                              auth=users, css=CSS if GRADIO_MAJOR >= 6 else None)
+    if users and "auth" not in kwargs:  # gradio 3.41: mount_gradio_app reads the Blocks' own
+        demo.auth, demo.auth_message = users, None
+    if "blocked_paths" not in kwargs:  # gradio 3.41 reads both lists from the Blocks
+        demo.allowed_paths = [*(getattr(demo, "allowed_paths", None) or []), str(out)]
+        demo.blocked_paths = [*(getattr(demo, "blocked_paths", None) or []), str(out / JOBS_DB.parent)]
     return gr.mount_gradio_app(app, demo, path="/", **kwargs)
 
 
 def cmd_ui(args) -> int:
     import uvicorn
 
+    from ..errors import WanError
     from ..render.loop import check_outdir
+    from ..service.guard import Guard, is_loopback, parse_credentials
     from ..service.jobs import JobManager
     from ..webui.gradio_compat import component_kwargs
 
+    guard = Guard.from_env(credentials=parse_credentials(args.auth), token=args.api_token or None)
+    if args.auth and not guard.credentials:
+        raise WanError("--auth takes USER:PASS (several separated by commas)")
+    if not is_loopback(args.host) and not guard.needs_auth and not args.no_auth:
+        raise WanError(f"--host {args.host} lets other machines in: give --auth USER:PASS (or --no-auth to"
+                       " serve it open)")
     check_outdir(args.outdir)  # fail in seconds on an unusable folder
     from ..service.jobstore import jobs_db_path
 
@@ -69,7 +97,7 @@ def cmd_ui(args) -> int:
     manager = JobManager(db, args.outdir, models_dir=args.models_dir, keep_warm=args.keep_warm,
                          python=args.worker_python, env=_worker_env())
     try:
-        app = build_app(manager, outdir=args.outdir)
+        app = build_app(manager, outdir=args.outdir, guard=guard)
         print(f"Wan tab on http://{args.host}:{args.port}/ (API under /wan_api/)", file=sys.stderr, flush=True)
         # gradio 3 keeps its polling websockets open forever: bound the graceful shutdown.
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",

@@ -21,38 +21,57 @@ settings). The output folder is the manager's; no request names a path to write.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
-from ..config.settings import MAX_FILE_BYTES, init_image_of, soundtrack_of
-from ..errors import SettingsError, WanError
-from ..models.weights import registry_rows, resolve_models_dir
-from .jobstore import JobNotFound
+from ..config.settings import MAX_FILE_BYTES
+from ..errors import SettingsError, WanError, describe_error, one_line
+from ..models.weights import registry_rows
+from .guard import Guard, Refused, read_json_body
+from .jobstore import JobNotFound, StoreUnavailable
 
+log = logging.getLogger(__name__)
 PREFIX = "/wan_api"
 MAX_BODY_BYTES = MAX_FILE_BYTES + 1024 * 1024  # one settings file and its wrapping
 MAX_BATCH = 1000
+PLAN_SECONDS = 20.0  # a plan that takes longer (a huge schedule) is answered 503, off the event loop
+PLANS_AT_ONCE = 2  # plans running in threads at a time; more wait their turn (then 503)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-class _HTTPError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+_HTTPError = Refused  # one error type for what the guard and the handlers refuse
 
 
-def _error(status: int, message: str):
+def _error(status: int, message: str, headers: dict | None = None):
     from starlette.responses import JSONResponse
 
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+# OpenAPI request bodies (the handlers read raw requests, so FastAPI cannot infer them).
+_ITEM = {"type": "object", "required": ["settings"], "additionalProperties": False,
+         "properties": {"settings": {"type": "object", "description": "Deforum settings (wan_* keys included)"},
+                        "name": {"type": "string", "maxLength": 200}}}
+SUBMIT_SCHEMA = {"oneOf": [_ITEM, {"type": "object", "required": ["batch"], "additionalProperties": False,
+                                   "properties": {"batch": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
+                                                            "items": _ITEM}}}]}
+PLAN_SCHEMA = _ITEM
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _openapi(path: str, body: dict | None) -> dict | None:
+    extra: dict = {}
+    if body is not None:
+        extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if "{job_id}" in path:
+        extra["parameters"] = [_JOB_ID]
+    return extra or None
 
 
 async def _json_body(request) -> object:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _HTTPError(413, f"request body is larger than {MAX_BODY_BYTES // 2**20} MB")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise _HTTPError(413, f"request body is larger than {MAX_BODY_BYTES // 2**20} MB")
+    body = await read_json_body(request, MAX_BODY_BYTES)
     try:
         return json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -86,43 +105,6 @@ def _settings_of(item: object, where: str) -> tuple[str, dict]:
     return name, settings
 
 
-def _confine_input_files(settings: dict, root: Path, where: str) -> None:
-    """A request may only read input files (init image, soundtrack) from the output
-    folder, never arbitrary files of the server; relative names are taken from there."""
-    # The files the render will read, by the rules load_settings reads them with.
-    for key, value in (("init_image", init_image_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
-        if value is None or "://" in value:
-            continue  # unused, or a URL (refused with its own message at render time)
-        path = Path(str(value))
-        found = _inside(str(path if path.is_absolute() else root / path), root.resolve())
-        if found is None:
-            raise _HTTPError(422, f"{where}: {key} must name an existing file inside the output folder")
-        settings[key] = str(found)
-
-
-def _confine_loras(settings: dict, roots: list[Path], where: str) -> None:
-    """LoRA files named by a request must lie in the models folder or the output folder
-    (relative names are looked up there), so a request cannot probe the server's files."""
-    def place(value, key: str) -> str:
-        path = Path(str(value))
-        for root in roots:
-            found = _inside(str(path if path.is_absolute() else root / path), root.resolve())
-            if found is not None:
-                return str(found)
-        raise _HTTPError(422, f"{where}: {key} must name a .safetensors file in the models or output folder")
-
-    loras = settings.get("wan_loras")
-    if isinstance(loras, list):
-        settings["wan_loras"] = [
-            place(item, "wan_loras") if isinstance(item, str)
-            else {**item, "path": place(item["path"], "wan_loras")}
-            if isinstance(item, dict) and isinstance(item.get("path"), str) else item
-            for item in loras]
-    distill = settings.get("wan_distill_lora")
-    if isinstance(distill, str) and distill.strip().lower() not in ("", "auto", "off"):
-        settings["wan_distill_lora"] = place(distill, "wan_distill_lora")
-
-
 def _submission(body: object) -> list[tuple[str, dict]]:
     if not isinstance(body, dict):
         raise _HTTPError(422, "expected a JSON object with \"settings\" or \"batch\"")
@@ -150,54 +132,61 @@ def _inside(path: str | None, root: Path) -> Path | None:
     return p if p.is_file() else None
 
 
-def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:  # noqa: C901 (one nested handler per route)
+def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa: C901 (one nested handler per route)
+              guard: Guard | None = None) -> None:
     """Add the routes to ``app``. Mounting again (a UI reload) replaces the old ones.
 
-    ``dependencies``: FastAPI ``Depends(...)`` list applied to every route (e.g. the
-    host's API authentication).
+    ``dependencies``: FastAPI ``Depends(...)`` list applied to every route. ``guard``: who may
+    call (auth, Host, Origin; guard.py); by default loopback names and same-origin pages, plus
+    what the environment allows.
     """
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import FileResponse, JSONResponse
 
+    guard = guard or Guard.from_env()
     prefix = prefix.rstrip("/")
     app.router.routes[:] = [r for r in app.router.routes
                             if not str(getattr(r, "path", "")).startswith(prefix + "/")]
+    served: dict[str, list[str]] = {}
 
-    def route(path: str, methods: list[str]):
+    def route(path: str, methods: list[str], body: dict | None = None):
         def register(handler):
             async def endpoint(request):
                 try:
+                    guard.check(request)
                     return await handler(request)
-                except _HTTPError as exc:
-                    return _error(exc.status, str(exc))
+                except Refused as exc:
+                    return _error(exc.status, str(exc), exc.headers)
                 except JobNotFound as exc:
                     return _error(404, str(exc))
+                except StoreUnavailable as exc:
+                    return _error(503, one_line(exc).removeprefix("error: "))
                 except SettingsError as exc:
                     return _error(422, str(exc))
                 except WanError as exc:
                     return _error(409, " ".join(str(exc).split()))
+                except Exception as exc:  # a bug: one line, never a traceback page
+                    log.exception("wan_api %s", path)
+                    return _error(500, f"internal error: {describe_error(exc)}")
 
             # FastAPI reads the signature: a single parameter annotated Request.
             from starlette.requests import Request
 
             endpoint.__annotations__ = {"request": Request}
             endpoint.__name__ = f"wan_api_{handler.__name__}"
-            app.add_api_route(prefix + path, endpoint, methods=methods,
+            app.add_api_route(prefix + path, endpoint, methods=methods, openapi_extra=_openapi(path, body),
                               dependencies=list(dependencies or []), name=endpoint.__name__)
+            served.setdefault(path, []).extend(methods)
             return handler
         return register
 
     def job_id(request) -> str:
         return str(request.path_params["job_id"])
 
-    @route("/jobs", ["POST"])
+    @route("/jobs", ["POST"], SUBMIT_SCHEMA)
     async def submit(request):
         items = _submission(await _json_body(request))
-        for i, (_, settings) in enumerate(items):
-            _confine_input_files(settings, Path(manager.outdir), f"job {i + 1}")
-            _confine_loras(settings, [resolve_models_dir(manager.models_dir), Path(manager.outdir)],
-                           f"job {i + 1}")
-        ids = await run_in_threadpool(manager.submit_batch, items)
+        ids = await run_in_threadpool(manager.submit_batch, items)  # its paths checked there (service.paths)
         return JSONResponse({"jobs": ids})
 
     @route("/jobs", ["GET"])
@@ -244,15 +233,46 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None) -> None:
             return control
         route(f"/{action}", ["POST"])(make())
 
-    @route("/plan", ["POST"])
-    async def plan(request):
-        from ..config.planner import make_plan
-        from ..config.settings import load_settings
+    plan_slots = asyncio.Semaphore(PLANS_AT_ONCE)
 
+    @route("/plan", ["POST"], PLAN_SCHEMA)
+    async def plan(request):
         name, settings = _settings_of(await _json_body(request), "the request")
-        result = make_plan(load_settings(settings, name=name or None))
-        return JSONResponse(result.to_json())
+        try:
+            await asyncio.wait_for(plan_slots.acquire(), PLAN_SECONDS)
+        except asyncio.TimeoutError:
+            raise Refused(503, "the planner is busy with other requests; try again") from None
+        # In a thread, so the event loop serves every other route meanwhile; its slot is free
+        # only when the thread is, so runaway plans cannot pile up.
+        future = asyncio.ensure_future(run_in_threadpool(_plan_json, settings, name))
+        future.add_done_callback(lambda f: (plan_slots.release(), f.cancelled() or f.exception()))
+        try:
+            return JSONResponse(await asyncio.wait_for(asyncio.shield(future), PLAN_SECONDS))
+        except asyncio.TimeoutError:
+            raise Refused(503, f"planning took longer than {PLAN_SECONDS:g} s (a very long or heavy schedule);"
+                               " plan it with: python -m deforum_wan plan FILE") from None
 
     @route("/models", ["GET"])
     async def models(request):
         return JSONResponse(await run_in_threadpool(registry_rows, manager.models_dir))
+
+    for path, methods in served.items():  # a known path with a wrong method: 405, not the UI's 404
+        app.add_api_route(prefix + path, _wrong_method(", ".join(methods)), include_in_schema=False,
+                          methods=[m for m in METHODS if m not in methods], name=f"wan_api_405_{path}")
+
+
+def _wrong_method(allowed: str):
+    from starlette.requests import Request
+
+    async def wrong_method(request):
+        return _error(405, f"{request.method} is not allowed here (use {allowed})", {"Allow": allowed})
+
+    wrong_method.__annotations__ = {"request": Request}  # resolved here, not from a string
+    return wrong_method
+
+
+def _plan_json(settings: dict, name: str) -> dict:
+    from ..config.planner import make_plan
+    from ..config.settings import load_settings
+
+    return make_plan(load_settings(settings, name=name or None)).to_json()

@@ -26,18 +26,21 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .. import events
 from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
-from ..errors import SettingsError, WanError, describe_error
-from .jobstore import FINISHED, JobNotFound, JobStore, empty_progress
+from ..errors import SettingsError, WanError, describe_error, one_line
+from ..models.weights import resolve_models_dir
+from .jobstore import FINISHED, JobNotFound, JobStore, StoreUnavailable, empty_progress
+from .paths import confine_job_paths
 from .worker_client import WorkerExited, WorkerProcess, exit_description
 
 __all__ = ["JobManager", "JobNotFound", "FINISHED"]
 
 Callback = Callable[[dict], None]
 FORCE_AFTER = 3.0  # seconds between two stop requests that kill an unresponsive worker
+RETRY_SECONDS = 5.0  # a database that cannot be used is tried again this often
 
 
 class JobManager:
@@ -64,6 +67,8 @@ class JobManager:
         self._closing = False
         self._live: dict = {}  # the running job's step-level progress (not persisted)
         self._subscribers: list[Callback] = []
+        self._unrecorded: list[tuple[str, dict]] = []  # final states waiting for a writable database
+        self.store_error: str | None = None  # why the queue cannot use its database now, if it cannot
         self._thread = threading.Thread(target=self._dispatch, name="wan-jobs", daemon=True)
         self._thread.start()
 
@@ -72,17 +77,22 @@ class JobManager:
         """Validate ``settings`` (a Deforum settings dict) and queue it. Raises SettingsError."""
         return self.submit_batch([(name, settings)], resume=resume)[0]
 
-    def submit_batch(self, items, *, resume: str | None = None) -> list[str]:
-        """Queue ``[(name, settings), ...]``: every one is validated first; all or nothing."""
+    def submit_batch(self, items, *, resume: str | None = None, inputs: Iterable[str | os.PathLike] = ()) -> list[str]:
+        """Queue ``[(name, settings), ...]``: every one is validated first; all or nothing.
+        Input files must lie in the output folder, ``inputs`` (folders the caller trusts, e.g.
+        the folder of a settings file given on the command line) or the host's input folders."""
         items = list(items)
         if not items:
             raise SettingsError("nothing to queue", "<batch>")
         checked = []
+        models = resolve_models_dir(self.models_dir)
         for index, item in enumerate(items):
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
                 raise SettingsError("each batch item must be (name, settings)", f"<batch item {index + 1}>")
             name, settings = str(item[0] or ""), item[1]
             label = name or (f"<batch item {index + 1}>" if len(items) > 1 else "<settings>")
+            if isinstance(settings, dict):
+                settings = confine_job_paths(dict(settings), self.outdir, models, label, inputs)
             checked.append((name, _checked_settings(settings, label), resume))
         ids = self.store.add(checked)
         with self._state:
@@ -117,7 +127,8 @@ class JobManager:
     def state(self) -> dict:
         with self._state:
             return {"current": self._current, "paused": self._paused, "queued": self.store.count("queued"),
-                    "worker_pid": self.worker_pid, "keep_warm": self.keep_warm, "outdir": str(self.outdir)}
+                    "worker_pid": self.worker_pid, "keep_warm": self.keep_warm, "outdir": str(self.outdir),
+                    "database_error": self.store_error}
 
     @property
     def worker_pid(self) -> int | None:
@@ -222,26 +233,51 @@ class JobManager:
 
     # --- the dispatcher thread ---------------------------------------------------------
     def _dispatch(self) -> None:
+        """Run queued jobs until shutdown. Nothing ends this thread but shutdown: a database
+        that cannot be read or written (disk full, read-only) is reported and retried."""
         while True:
-            with self._state:
-                while not self._closing and (self._paused or self.store.count("queued") == 0):
-                    self._wake.wait(timeout=5.0)
-                if self._closing:
-                    return
-            job = self.store.claim_next()
-            if job is None:
-                continue
             try:
-                self._run(job)
-            except Exception as exc:  # never let the queue thread die
-                traceback.print_exc(file=sys.stderr)
-                self._fail(job["id"], f"internal error: {describe_error(exc)}")
-            finally:
+                if not self._dispatch_next():
+                    return
+                if not self._unrecorded:
+                    self.store_error = None
+            except Exception as exc:
+                self._store_problem(exc)
                 with self._state:
-                    self._current = None
-                    self._live = {}
-                    self._stop_requested.pop(job["id"], None)
-                    self._forced.discard(job["id"])
+                    if not self._closing:
+                        self._wake.wait(timeout=RETRY_SECONDS)
+
+    def _dispatch_next(self) -> bool:
+        """Wait for a queued job and run it; False once shutdown began."""
+        self._flush_unrecorded()
+        with self._state:
+            while not self._closing and (self._paused or self.store.count("queued") == 0):
+                self._wake.wait(timeout=5.0)
+            if self._closing:
+                return False
+        job = self.store.claim_next()
+        if job is None:
+            return True
+        try:
+            self._run(job)
+        except Exception as exc:  # the job fails with the reason; the queue goes on
+            traceback.print_exc(file=sys.stderr)
+            self._fail(job["id"], f"internal error: {describe_error(exc)}")
+        finally:
+            with self._state:
+                self._current = None
+                self._live = {}
+                self._stop_requested.pop(job["id"], None)
+                self._forced.discard(job["id"])
+        return True
+
+    def _flush_unrecorded(self) -> None:
+        """Final states the database could not take when they happened (disk full): written
+        now that it can, so no job stays "running" forever."""
+        while self._unrecorded:
+            job_id, fields = self._unrecorded[0]
+            self.store.update(job_id, **fields)
+            self._unrecorded.pop(0)
 
     def _ensure_worker(self) -> WorkerProcess | None:
         """The live worker, started if needed; None once shutdown() began."""
@@ -324,7 +360,10 @@ class JobManager:
                 return
             if event.get("job") != job_id:
                 continue  # protocol notes or a late event of an earlier job
-            self._on_event(job_id, event)
+            try:
+                self._on_event(job_id, event)
+            except StoreUnavailable as exc:  # the render goes on; its record catches up later
+                self._store_problem(exc)
             self._publish(event)
             if event.get("event") in ("job_done", "job_error"):
                 return
@@ -376,7 +415,19 @@ class JobManager:
             self._finish(job_id, "failed", error=message, message=message)
 
     def _finish(self, job_id: str, status: str, **fields) -> None:
-        self.store.update(job_id, status=status, finished=time.time(), **fields)
+        fields = {"status": status, "finished": time.time(), **fields}
+        try:
+            self.store.update(job_id, **fields)
+        except StoreUnavailable as exc:  # kept until the database takes writes again (_flush_unrecorded)
+            self._unrecorded.append((job_id, fields))
+            self._store_problem(exc)
+
+    def _store_problem(self, exc: Exception) -> None:
+        """Say once per distinct problem why the database cannot be used (then it is retried)."""
+        message = one_line(exc).removeprefix("error: ")
+        if message != self.store_error:
+            print(f"deforum-wan: job queue: {message}; retrying", file=sys.stderr, flush=True)
+        self.store_error = message
 
     def _fail(self, job_id: str, message: str, **extra) -> None:
         """Mark failed and tell subscribers (failures the worker did not report itself)."""

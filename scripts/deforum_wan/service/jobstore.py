@@ -6,6 +6,7 @@ manager calls it from its dispatcher thread and from the host's threads.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -67,6 +68,10 @@ class DatabaseLocked(WanError):
     """Another process serves this job database."""
 
 
+class StoreUnavailable(WanError):
+    """The job database cannot be read or written now (disk full, read-only, damaged)."""
+
+
 class _ProcessLock:
     """An exclusive lock on ``<db>.lock`` for this process's lifetime (freed if it dies)."""
 
@@ -119,35 +124,57 @@ class JobStore:
                 self._db = None
             self._plock.release()
 
+    @contextlib.contextmanager
+    def _guarded(self, doing: str):
+        """The lock, and a database error (disk full, read-only, damaged) as one line."""
+        with self._lock:
+            if self._db is None:
+                raise StoreUnavailable(f"job database {self.path} is closed")
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"job database {self.path}: cannot {doing} ({exc})") from None
+
     # --- writes ----------------------------------------------------------------------
     def add(self, items: list[tuple[str, dict, str | None]]) -> list[str]:
         """Insert (name, settings, resume) records as queued, all or none."""
         now = time.time()
         rows = [(uuid.uuid4().hex[:12], name, json.dumps(settings, ensure_ascii=False), resume, now)
                 for name, settings, resume in items]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._guarded("store the new jobs") as db:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
+                db.executemany(
                     "INSERT INTO jobs (id, name, status, settings, resume, progress, created) "
                     f"VALUES (?, ?, 'queued', ?, ?, '{json.dumps(empty_progress())}', ?)", rows)
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
         return [row[0] for row in rows]
 
     def claim_next(self) -> dict | None:
         """The oldest queued job, switched to running (with its settings), or None."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
-            if row is None:
-                return None
-            self._db.execute("UPDATE jobs SET status = 'running', started = ?, error = NULL, message = NULL "
-                             "WHERE id = ?", (time.time(), row["id"]))
-            job = self._public(row)
-            job.update(status="running", settings=json.loads(row["settings"]))
-            return job
+        with self._guarded("read the queue") as db:
+            while True:
+                row = db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
+                if row is None:
+                    return None
+                try:
+                    settings = json.loads(row["settings"])
+                    if not isinstance(settings, dict):
+                        raise ValueError("not an object")
+                except (TypeError, ValueError):  # a damaged row: reported on that job, the queue goes on
+                    message = "its stored settings are unreadable (a damaged database row); submit it again"
+                    db.execute("UPDATE jobs SET status = 'failed', error = ?, message = ?, finished = ? WHERE seq = ?",
+                               (message, message, time.time(), row["seq"]))
+                    continue
+                db.execute("UPDATE jobs SET status = 'running', started = ?, error = NULL, message = NULL "
+                           "WHERE id = ?", (time.time(), row["id"]))
+                job = self._public(row)
+                job.update(status="running", settings=settings)
+                return job
 
     def update(self, job_id: str, **fields) -> None:
         bad = set(fields) - set(_UPDATABLE)
@@ -158,22 +185,21 @@ class JobStore:
         if not fields:
             return
         cols = ", ".join(f"{key} = ?" for key in fields)
-        with self._lock:
-            self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
+        with self._guarded("record the job") as db:
+            db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
 
     def set_status_if(self, job_id: str, old: str, new: str, **fields) -> bool:
         """Atomically move ``job_id`` from ``old`` to ``new``; False when it was not ``old``."""
         fields = {"status": new, **fields}
         cols = ", ".join(f"{key} = ?" for key in fields)
-        with self._lock:
-            cur = self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status = ?",
-                                   (*fields.values(), job_id, old))
+        with self._guarded("record the job") as db:
+            cur = db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status = ?", (*fields.values(), job_id, old))
             return cur.rowcount == 1
 
     def recover(self) -> list[dict]:
         """Jobs left ``running`` by a process that died: those that had started writing
         become interrupted (resumable), the others go back to the queue."""
-        with self._lock:
+        with self._guarded("read the jobs"):
             rows = [self._public(r) for r in
                     self._db.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY seq")]
             for job in rows:
@@ -186,33 +212,36 @@ class JobStore:
             return rows
 
     def get(self, job_id: str) -> dict:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+        with self._guarded("read the job") as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id!r}")
         return self._public(row)
 
     def settings(self, job_id: str) -> dict:
-        with self._lock:
-            row = self._db.execute("SELECT settings FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+        with self._guarded("read the job") as db:
+            row = db.execute("SELECT settings FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id!r}")
-        return json.loads(row["settings"])
+        try:
+            return json.loads(row["settings"])
+        except (TypeError, ValueError):
+            raise StoreUnavailable(f"job {job_id}: its stored settings are unreadable (a damaged row)") from None
 
     def list(self) -> list[dict]:
-        with self._lock:
-            return [self._public(r) for r in self._db.execute("SELECT * FROM jobs ORDER BY seq")]
+        with self._guarded("read the jobs") as db:
+            return [self._public(r) for r in db.execute("SELECT * FROM jobs ORDER BY seq")]
 
     def count(self, status: str) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
+        with self._guarded("read the queue") as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
     @staticmethod
     def _public(row: sqlite3.Row) -> dict:
         job = {key: row[key] for key in _PUBLIC}
         try:
             progress = json.loads(row["progress"] or "{}")
-        except ValueError:
+        except (TypeError, ValueError):
             progress = {}
-        job["progress"] = {**empty_progress(), **progress}
+        job["progress"] = {**empty_progress(), **(progress if isinstance(progress, dict) else {})}
         return job

@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import inspect
+import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
@@ -102,3 +105,13 @@ def file_paths(value: Any) -> list[str]:
         return []
     items = value if isinstance(value, (list, tuple)) else [value]
     return [p for p in (file_path(v) for v in items) if p]
+
+
+def upload_folder() -> Path:
+    """Where gradio puts uploaded files (the same rule in 3.41, 4.x and 6.x)."""
+    try:
+        from gradio.utils import get_upload_folder  # 4.x and later
+
+        return Path(get_upload_folder()).resolve()
+    except ImportError:
+        return (Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")).resolve()

@@ -25,6 +25,7 @@ from ..models.registry import MODELS
 from ..models.weights import locate_weights
 from ..render import output
 from ..render.camera_preview import write_preview
+from ..service.paths import find_inside, input_roots, keep_upload
 from .fields import (
     CUSTOM_SIZE,
     FIELDS,
@@ -40,7 +41,7 @@ from .fields import (
     size_choices,
     size_for,
 )
-from .gradio_compat import blocks, component, file_path, file_paths, on, poll, update
+from .gradio_compat import blocks, component, file_path, file_paths, on, poll, update, upload_folder
 
 POLL_SECONDS = 1.0
 PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the camera scales with them)
@@ -213,7 +214,7 @@ class WanTab:
         loaded = []
         try:
             for path in paths:
-                data = read_settings_file(path)
+                data = read_settings_file(self._readable(path))
                 load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
                 loaded.append((Path(path).stem, data))
         except Exception as exc:
@@ -290,8 +291,22 @@ class WanTab:
         return wh[0], wh[1]
 
     def uploaded_path(self, value) -> Any:
+        """An uploaded init image or soundtrack, kept in the output folder (where jobs may read it)."""
         path = file_path(value)
-        return path if path else update()
+        if not path:
+            return update()
+        try:
+            return str(keep_upload(self._readable(path), self.outdir))
+        except (OSError, WanError):
+            return update()
+
+    def _readable(self, path: str) -> Path:
+        """A file the browser hands over: only from gradio's upload folder or where jobs may read
+        (a request naming any other server path is refused)."""
+        found = find_inside(path, [upload_folder(), *input_roots(self.outdir)])
+        if found is None:
+            raise WanError(f"{Path(str(path)).name}: only uploaded files or files in the output folder are read")
+        return found
 
     def refresh_models(self, model):
         self.installed = installed_models(self.models_dir)
