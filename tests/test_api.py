@@ -118,6 +118,14 @@ BAD_PAYLOADS = [
     ({"settings": settings(QUICK, wan_loras=[{"path": "/etc/x.safetensors", "weight": 1}])}, 422, "wan_loras"),
     ({"settings": settings(QUICK, wan_loras=["../../x.safetensors"])}, 422, "wan_loras"),
     ({"settings": settings(QUICK, wan_distill_lora="/etc/x.safetensors")}, 422, "wan_distill_lora"),
+    # Payloads that could only fail later are refused now.
+    ({"settings": settings(QUICK, batch_name=".")}, 422, "names no folder"),
+    ({"settings": settings(QUICK, batch_name="./")}, 422, "names no folder"),
+    ({"settings": settings(QUICK, add_soundtrack="File", soundtrack_path="None")}, 422, "soundtrack_path"),
+    ({"settings": settings(QUICK, use_init=True, init_image="https://example.com/a.png")}, 422, "is a URL"),
+    ({"settings": settings(QUICK, resume_from_timestring=True, resume_timestring="20200101000000")}, 422,
+     "no such run"),
+    ({"settings": settings(QUICK, wan_loras=["model.ckpt"])}, 422, "wan_loras"),
 ]
 
 

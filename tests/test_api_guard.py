@@ -197,3 +197,50 @@ def test_schemathesis_finds_no_server_error(server):
     assert len(calls) > 40 and 500 not in calls
     print(f"schemathesis: {len(calls)} requests, statuses {sorted(set(calls))},"
           f" {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_ui_gracefully_and_the_job_is_resumable(tiny_models_dir, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    from wan_jobs_support import LONG, ROOT, settings, wait_for, worker_env
+
+    from deforum_wan.service.jobstore import JobStore, jobs_db_path
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    out = tmp_path / "out"
+    env = {**worker_env(), "PYTHONPATH": str(ROOT / "scripts")}
+    proc = subprocess.Popen([sys.executable, "-m", "deforum_wan", "ui", "--port", str(port), "--outdir", str(out),
+                             "--models-dir", str(tiny_models_dir)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return httpx.get(f"{url}/wan_api/models", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 90, "the ui to serve")
+        job = httpx.post(f"{url}/wan_api/jobs", json={"settings": settings(LONG, max_frames=48)}).json()["jobs"][0]
+        wait_for(lambda: httpx.get(f"{url}/wan_api/jobs/{job}").json()["progress"]["frames_written"] > 0, 120,
+                 "frames on disk")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    store = JobStore(jobs_db_path(out))
+    try:
+        record = store.get(job)
+    finally:
+        store.close()
+    assert record["status"] == "interrupted" and "resume" in record["message"], record
+    assert os.path.isdir(record["run_dir"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -96,6 +97,9 @@ def cmd_ui(args) -> int:
     db.parent.mkdir(parents=True, exist_ok=True)
     manager = JobManager(db, args.outdir, models_dir=args.models_dir, keep_warm=args.keep_warm,
                          python=args.worker_python, env=_worker_env())
+    # uvicorn stops serving on SIGTERM, then raises the signal again: leave through ``finally``
+    # (the running job stopped and recorded as interrupted, the worker closed), not killed.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app = build_app(manager, outdir=args.outdir, guard=guard)
         print(f"Wan tab on http://{args.host}:{args.port}/ (API under /wan_api/)", file=sys.stderr, flush=True)
@@ -105,6 +109,10 @@ def cmd_ui(args) -> int:
     finally:
         manager.shutdown()
     return 0
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

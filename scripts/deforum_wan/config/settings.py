@@ -433,6 +433,8 @@ def _batch_template(value) -> str:
         raise ExprError(f"batch_name {text!r} contains '..'; it must stay inside the output folder")
     if not text.strip():
         return DEFORUM_DEFAULTS["batch_name"]
+    if all(part in ("", ".") for part in re.split(r"[/\\]", text.strip())):
+        raise ExprError(f"batch_name {text!r} names no folder; give a folder name (e.g. Deforum_{{timestring}})")
     return text
 
 

@@ -93,7 +93,7 @@ class JobManager:
             label = name or (f"<batch item {index + 1}>" if len(items) > 1 else "<settings>")
             if isinstance(settings, dict):
                 settings = confine_job_paths(dict(settings), self.outdir, models, label, inputs)
-            checked.append((name, _checked_settings(settings, label), resume))
+            checked.append((name, _checked_settings(settings, label, self.outdir), resume))
         ids = self.store.add(checked)
         with self._state:
             self._paused = False  # queuing is "Generate": it also restarts a paused queue
@@ -471,7 +471,7 @@ class JobManager:
         return "the job's Resume action or: " + " ".join(shlex.quote(part) for part in cmd)
 
 
-def _checked_settings(settings, label: str) -> dict:
+def _checked_settings(settings, label: str, outdir: Path) -> dict:
     if not isinstance(settings, dict):
         raise SettingsError(f"settings must be a JSON object, got {type(settings).__name__}", label)
     try:
@@ -480,7 +480,13 @@ def _checked_settings(settings, label: str) -> dict:
         raise SettingsError(f"settings are not plain JSON data ({exc})", label) from None
     if size > MAX_FILE_BYTES:
         raise SettingsError(f"settings are {size / 1e6:.1f} MB; at most {MAX_FILE_BYTES // 2**20} MB", label)
-    load_settings(settings, name=label)  # raises SettingsError with one line
+    parsed = load_settings(settings, name=label)  # raises SettingsError with one line
+    if parsed.resume_timestring:  # a resume of a run that is not there can only fail: refused now
+        from ..render.run_folder import RunFolder
+
+        folder = RunFolder.of(outdir, parsed, parsed.resume_timestring)
+        if not folder.manifest_file.is_file():
+            raise SettingsError(f"resume_timestring {parsed.resume_timestring}: no such run in {folder.dir}", label)
     return settings
 
 

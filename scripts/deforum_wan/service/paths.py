@@ -59,8 +59,13 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
     """``settings`` with its input files checked and made absolute; PathRefused otherwise."""
     roots = input_roots(outdir, extra_inputs)
     for key, value in (("init_image", init_image_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
-        if value is None or "://" in value:
-            continue  # unused, or a URL (refused with its own message when the settings are read)
+        if value is None:
+            continue
+        if "://" in value:
+            if key == "soundtrack_path":
+                continue  # the render warns and makes a silent video
+            raise PathRefused(f"{key} {_shown(value)} is a URL (the render reads local files only); download"
+                              " it into the output folder", where)
         found = find_inside(value, roots)
         if found is None:
             raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"

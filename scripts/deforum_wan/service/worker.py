@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(events, commands, keep_warm=args.keep_warm)
     # Ctrl-C in the host's terminal reaches this process too: stop the job like Interrupt.
     signal.signal(signal.SIGINT, lambda signum, frame: worker.interrupt(None))
+    # SIGTERM (a service manager stopping everything): stop the job at its next step, its frames
+    # and video kept and reported, then leave, as when the host closes the pipe.
+    signal.signal(signal.SIGTERM, lambda signum, frame: worker._quit())
     threading.Thread(target=worker.read_commands, name="wan-worker-stdin", daemon=True).start()
     worker.serve()
     return 0
