@@ -21,6 +21,7 @@ from deforum_wan.config.keys import BACKENDS  # noqa: E402
 from deforum_wan.config.settings import read_settings_file  # noqa: E402
 from deforum_wan.errors import WanError  # noqa: E402
 from deforum_wan.service.api import mount_api  # noqa: E402
+from deforum_wan.service.console import ConsoleLog  # noqa: E402
 from deforum_wan.service.guard import Guard, parse_credentials  # noqa: E402
 from deforum_wan.service.jobs import FINISHED, JobManager  # noqa: E402
 from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
@@ -78,6 +79,7 @@ class _Host:
                              after_job=bridge.after_job)
         bridge.manager = manager  # the WebUI's Interrupt/Skip go to it
         manager.subscribe(bridge)
+        manager.subscribe(ConsoleLog(manager))  # start, windows, end, errors in the WebUI's console
         deforum_wan._webui_manager = manager
         return manager
 

@@ -320,3 +320,37 @@ def test_the_queue_survives_a_full_database_and_a_damaged_row(tiny_models_dir, t
         assert manager.store_error is None
     finally:
         manager.shutdown()
+
+
+def test_the_tab_resumes_an_interrupted_job_and_the_console_tells_each_step(shared, tmp_path):
+    """Resume from the tab (the latest stopped job): the same folder, every frame, one console
+    line for the start, each window and the end."""
+    import io
+
+    from deforum_wan.service.console import ConsoleLog
+    from deforum_wan.webui.tab import WanTab
+
+    manager, recorder = shared
+    out = io.StringIO()
+    unsubscribe = manager.subscribe(ConsoleLog(manager, out))
+    try:
+        job = manager.submit(settings(LONG), "console")
+        wait_for(lambda: recorder.seen(job, "window_done"), 90, "the first window")
+        manager.interrupt()
+        stopped = wait_for(lambda: finished(manager, job), 60, "the stop")
+        assert stopped["status"] == "interrupted" and "Resume continues it" in stopped["message"]
+        tab = WanTab(manager)
+        status = tab.resume(None)
+        assert status.startswith("queued job ") and status.endswith(f"continues job {job} where it stopped")
+        again = status.split()[2].rstrip(":")
+        done = wait_for(lambda: finished(manager, again), 120, "the resumed job")
+        assert done["status"] == "done" and done["run_dir"] == stopped["run_dir"]
+        assert len(frames_on_disk(done["run_dir"], done["timestring"])) == 24
+    finally:
+        unsubscribe()
+    lines = out.getvalue().splitlines()
+    assert all(line.startswith("deforum-wan: job ") for line in lines)
+    assert any(f"job {job} (console) started: " in line for line in lines)
+    assert any(f"job {job} (console) window 1/" in line for line in lines)
+    assert any(f"job {job} (console) interrupted: stopped after" in line for line in lines)
+    assert any(f"job {again} (console) done" == line.removeprefix("deforum-wan: ") for line in lines)

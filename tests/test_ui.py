@@ -63,6 +63,13 @@ class FakeManager:
     def list(self):
         return [dict(j) for j in self.jobs]
 
+    def resume(self, job_id):
+        if job_id not in {j["id"] for j in self.jobs}:
+            from deforum_wan.service.jobstore import JobNotFound
+
+            raise JobNotFound(f"no job {job_id!r}")
+        return f"job-{job_id}"
+
 
 @pytest.fixture
 def manager(tmp_path):
@@ -432,13 +439,29 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
                 "phase": "rendering"}
     manager.jobs = [{"id": "a" * 32, "name": "run", "status": "running", "progress": progress,
                      "preview": str(frame), "video": None, "run_dir": str(tmp_path), "created": 1.0}]
-    text, preview, video, folder, jobs, view = tab.poll({})
+    text, preview, video, folder, jobs, resumable, status, view = tab.poll({})
     assert text == "run [aaaaaaaa]: rendering - window 2/3, step 2/4, frames 10/48"
     assert preview == str(frame) and folder == str(tmp_path) and "| aaaaaaaa | run | running |" in jobs
+    assert resumable["choices"] == [] and status == f"job {'a' * 32} is rendering"
     again = tab.poll(view)
-    assert all(v == {"__type__": "update"} for v in again[:5])  # nothing changed: nothing resent
-    manager.jobs[0].update(status="failed", error="worker crashed (exit code -9)")
-    assert tab.poll(view)[0] == "run [aaaaaaaa]: failed - worker crashed (exit code -9)"
+    assert all(v == {"__type__": "update"} for v in again[:7])  # nothing changed: nothing resent
+    manager.jobs[0].update(status="failed", error="worker crashed (exit code -9)", timestring="20260101000000",
+                           settings_file=str(frame))
+    text, *_, resumable, status, view = tab.poll(view)
+    assert text == "run [aaaaaaaa]: failed - worker crashed (exit code -9)"
+    assert status == f"job {'a' * 32} failed: worker crashed (exit code -9)"  # the Status box follows
+    assert resumable["choices"] == [f"{'a' * 32} run (failed, 10/48 frames)"] == [resumable["value"]]
+
+
+def test_resume_queues_the_chosen_or_the_latest_stopped_job(tab, manager):
+    assert tab.resume(None) == "nothing to resume: no interrupted or failed job"
+    manager.jobs = [{"id": "old", "name": "a", "status": "interrupted", "progress": {}, "timestring": "1",
+                     "settings_file": "s", "created": 1.0},
+                    {"id": "new", "name": "b", "status": "failed", "progress": {}, "timestring": "2",
+                     "settings_file": "s", "created": 2.0}]
+    assert tab.resume(None) == "queued job job-new: continues job new where it stopped"
+    assert tab.resume("old a (interrupted, 0/0 frames)") == "queued job job-old: continues job old where it stopped"
+    assert tab.resume("gone") == "error: no job 'gone'"
 
 
 def test_the_output_folder_is_shown_relative_to_the_webui_folder(tab, manager, tmp_path, monkeypatch):

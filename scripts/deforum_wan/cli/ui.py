@@ -80,6 +80,7 @@ def cmd_ui(args) -> int:
 
     from ..errors import WanError
     from ..render.loop import check_outdir
+    from ..service.console import ConsoleLog
     from ..service.guard import Guard, is_loopback, parse_credentials
     from ..service.jobs import JobManager
     from ..webui.gradio_compat import component_kwargs
@@ -97,6 +98,7 @@ def cmd_ui(args) -> int:
     db.parent.mkdir(parents=True, exist_ok=True)
     manager = JobManager(db, args.outdir, models_dir=args.models_dir, keep_warm=args.keep_warm,
                          python=args.worker_python, env=_worker_env())
+    manager.subscribe(ConsoleLog(manager, sys.stderr))
     # uvicorn stops serving on SIGTERM, then raises the signal again: leave through ``finally``
     # (the running job stopped and recorded as interrupted, the worker closed), not killed.
     signal.signal(signal.SIGTERM, _terminate)

@@ -382,8 +382,10 @@ class JobManager:
             with self._state:
                 self._live = {"phase": "starting"}
         elif kind in ("loading", "loaded"):
-            with self._state:
-                self._live["phase"] = "loading model" if kind == "loading" else "rendering"
+            with self._state:  # a later window loading its model is the chain going on, not a restart
+                later = self._live.get("window", 0) > 0
+                self._live["phase"] = ("rendering" if kind == "loaded" else
+                                       "loading the continuation model" if later else "loading the model")
         elif kind == "step":
             with self._state:  # every step: memory only, the database gets window_done
                 self._live.update(window=event.get("window", 0), step=event.get("step", 0),
@@ -406,10 +408,15 @@ class JobManager:
                 status = "failed"
             with self._state:
                 requeue = status == "cancelled" and self._closing and job_id not in self._stop_requested
+            message = event.get("message")
+            if status == "interrupted":  # said for the queue's users: its Resume, not a CLI flag
+                frames = self.store.get(job_id)["progress"].get("frames_written", 0)
+                message = (f"stopped after {frames} frames (kept); Resume continues it (the tab's Resume button,"
+                           f" or POST /wan_api/jobs/{job_id}/resume)")
             if requeue:  # never started because the host is shutting down: next start runs it
                 self.store.update(job_id, status="queued", started=None)
             else:
-                self._finish(job_id, status, message=event.get("message"))
+                self._finish(job_id, status, message=message)
         elif kind == "job_error":
             message = event.get("message") or "the render failed"
             self._finish(job_id, "failed", error=message, message=message)

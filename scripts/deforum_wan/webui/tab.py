@@ -204,6 +204,21 @@ class WanTab:
         return "skipping: the render stops at the next step; the next job starts" if stopped \
             else "nothing is rendering"
 
+    def resume(self, choice) -> str:
+        """Queue the continuation of the chosen interrupted or failed job (the latest when none
+        is chosen): the same folder and seed, the frames on disk kept."""
+        try:
+            job_id = str(choice or "").split(" ", 1)[0]
+            if not job_id:
+                choices = resumable(self.manager.list())
+                if not choices:
+                    return "nothing to resume: no interrupted or failed job"
+                job_id = choices[0].split(" ", 1)[0]
+            new = self.manager.resume(job_id)
+        except Exception as exc:
+            return one_line(exc)
+        return f"queued job {new}: continues job {job_id} where it stopped"
+
     # --- import / save -------------------------------------------------------------------
     def import_files(self, files) -> list:
         """Fill the fields from the first file; several files become a batch (one job each)."""
@@ -319,27 +334,30 @@ class WanTab:
         try:
             jobs = self.manager.list()
         except Exception as exc:
-            return [one_line(exc), update(), update(), update(), update(), view]
+            return [one_line(exc), update(), update(), update(), update(), update(), update(), view]
         job = _current_job(jobs)
         job_id = (job or {}).get("id")
         if view.get("job") != job_id:  # another job: clear what the last one showed
             view = {"job": job_id}
         new = {
             "progress": progress_text(job, jobs),
+            "resumable": resumable(jobs),
+            # the Status box follows the job to its end ("queued job X" does not stay)
+            "status": job_status_line(job) if job and job["status"] != "queued" else None,
             "preview": (job or {}).get("preview") or None,
             "video": (job or {}).get("video") if job and job["status"] != "running" else None,
             "folder": shown_path((job or {}).get("run_dir") or ""),
             "jobs": jobs_table(jobs),
         }
         out = []
-        for key in ("progress", "preview", "video", "folder", "jobs"):
+        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status"):
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():
                 value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
-            if key in view and view[key] == value:
-                out.append(update())
+            if key in view and view[key] == value or (key == "status" and value is None):
+                out.append(update())  # unchanged: not resent (no redraw)
             else:
-                out.append(value)
+                out.append(update(choices=value, value=value[0] if value else None) if key == "resumable" else value)
                 view[key] = value
         return out + [view]
 
@@ -394,6 +412,28 @@ def progress_text(job: dict | None, jobs: list[dict]) -> str:
         text = f"{name}: {status} after {p.get('frames_written', 0)} of {frames} frames"
     waiting = sum(1 for j in jobs if j["status"] == "queued")
     return text + (f" ({waiting} queued)" if waiting else "")
+
+
+def resumable(jobs: list[dict], limit: int = 20) -> list[str]:
+    """The Resume list: interrupted or failed jobs that wrote frames, the latest first."""
+    found = [j for j in sorted(jobs, key=lambda j: j.get("created") or 0, reverse=True)
+             if j["status"] in ("interrupted", "failed") and j.get("timestring") and j.get("settings_file")]
+    return [f"{j['id']} {j.get('name') or 'job'} ({j['status']}, {j['progress'].get('frames_written', 0)}/"
+            f"{j['progress'].get('frames', 0)} frames)" for j in found[:limit]]
+
+
+def job_status_line(job: dict) -> str:
+    """The Status box once a job runs and ends: one line."""
+    name = f"job {job['id']}"
+    status, p = job["status"], job.get("progress") or {}
+    if status == "running":
+        return f"{name} is rendering"
+    if status == "done":
+        return f"{name} done: {p.get('frames_written', 0)} frames" + (f", video {job['video']}" if job.get("video")
+                                                                     else "")
+    if status == "failed":
+        return f"{name} failed: {job.get('error') or job.get('message') or 'no reason given'}"
+    return f"{name} {status}: {job.get('message') or ''}".rstrip(": ")
 
 
 def jobs_table(jobs: list[dict], limit: int = 10) -> str:
@@ -537,6 +577,10 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["generate"] = gr.Button("Generate", variant="primary", elem_id="wan_generate")
                     c["interrupt"] = gr.Button("Interrupt", elem_id="wan_interrupt")
                     c["skip"] = gr.Button("Skip", elem_id="wan_skip")
+                with gr.Row():
+                    c["resume_job"] = component(gr.Dropdown, label="Interrupted or failed job", choices=[],
+                                                value=None, allow_custom_value=True, elem_id="wan_resume_job")
+                    c["resume"] = gr.Button("Resume", elem_id="wan_resume")
                 c["status"] = component(gr.Textbox, label="Status", interactive=False, lines=1, max_lines=3,
                                         elem_id="wan_status")
                 c["progress"] = component(gr.Textbox, label="Progress", interactive=False, lines=1, max_lines=2,
@@ -560,6 +604,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["generate"].click, tab.generate, fields + [base, batch], [status])
         on(c["interrupt"].click, tab.interrupt, [], [status], queue=False)
         on(c["skip"].click, tab.skip, [], [status], queue=False)
+        on(c["resume"].click, tab.resume, [c["resume_job"]], [status])
         on(c["import"].upload, tab.import_files, [c["import"]], fields + [base, batch, c["size"], status])
         on(c["clear_batch"].click, tab.clear_batch, [], [batch, status])
         on(c["save"].click, tab.save_settings, fields + [base], [c["saved"], status])
@@ -572,7 +617,8 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["soundtrack_upload"].upload, tab.uploaded_path, [c["soundtrack_upload"]], [c["soundtrack"]])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
         poll(demo, tab.poll, [view],
-             [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], view], POLL_SECONDS)
+             [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], c["resume_job"], status, view],
+             POLL_SECONDS)
     demo.wan_tab = tab  # for tests and the host
     demo.wan_components = c
     return demo
