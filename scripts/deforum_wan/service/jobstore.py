@@ -12,9 +12,11 @@ import sqlite3
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import WanError
+from ..config.files import regular_file
+from ..errors import WanError, one_line, printable
 
 FINISHED = ("done", "failed", "interrupted", "cancelled")
 JOBS_DB = Path(".deforum-wan") / "jobs.sqlite"  # inside the output folder
@@ -72,7 +74,10 @@ class _ProcessLock:
 
     def __init__(self, path: Path):
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # O_NONBLOCK: a FIFO put in its place must not hang the host
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o644)
+        except OSError as exc:
+            raise WanError(f"cannot open lock file {path}: {exc.strerror or exc}") from None
         try:
             if os.name == "nt":
                 import msvcrt
@@ -98,19 +103,39 @@ class JobStore:
         self.path = Path(db_path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WanError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            raise WanError(f"cannot create {self.path.parent}: {getattr(exc, 'strerror', None) or exc}") from None
+        if os.path.lexists(self.path):  # SQLite would block on a FIFO or read a device
+            regular_file(self.path, f"job database {self.path}")
         self._plock = _ProcessLock(self.path.with_name(self.path.name + ".lock"))
         self._lock = threading.RLock()
+        self._db = None
         try:
             # Autocommit: each statement is durable on its own; batches use BEGIN/COMMIT.
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
                                        timeout=10)
             self._db.row_factory = sqlite3.Row
             self._db.execute(_SCHEMA)
+            # A damaged file can have a readable first page; find out now, not at the first list().
+            check = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"damaged ({one_line(check)})")
         except sqlite3.Error as exc:
+            if self._db is not None:
+                self._db.close()
             self._plock.release()
             raise WanError(f"cannot open job database {self.path}: {exc}") from None
+
+    @contextmanager
+    def _locked(self):
+        """The connection, under the lock; a database damaged later is one WanError naming it."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise WanError(f"job database {self.path} cannot be used: {exc}") from None
+            except json.JSONDecodeError:  # a record's settings were damaged
+                raise WanError(f"job database {self.path} holds a damaged record") from None
 
     def close(self) -> None:
         with self._lock:
@@ -123,27 +148,27 @@ class JobStore:
     def add(self, items: list[tuple[str, dict, str | None]]) -> list[str]:
         """Insert (name, settings, resume) records as queued, all or none."""
         now = time.time()
-        rows = [(uuid.uuid4().hex[:12], name, json.dumps(settings, ensure_ascii=False), resume, now)
-                for name, settings, resume in items]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        rows = [(uuid.uuid4().hex[:12], printable(name), printable(json.dumps(settings, ensure_ascii=False)),
+                 resume, now) for name, settings, resume in items]
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
+                db.executemany(
                     "INSERT INTO jobs (id, name, status, settings, resume, progress, created) "
                     f"VALUES (?, ?, 'queued', ?, ?, '{json.dumps(empty_progress())}', ?)", rows)
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
         return [row[0] for row in rows]
 
     def claim_next(self) -> dict | None:
         """The oldest queued job, switched to running (with its settings), or None."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
+        with self._locked() as db:
+            row = db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
             if row is None:
                 return None
-            self._db.execute("UPDATE jobs SET status = 'running', started = ?, error = NULL, message = NULL "
+            db.execute("UPDATE jobs SET status = 'running', started = ?, error = NULL, message = NULL "
                              "WHERE id = ?", (time.time(), row["id"]))
             job = self._public(row)
             job.update(status="running", settings=json.loads(row["settings"]))
@@ -158,24 +183,24 @@ class JobStore:
         if not fields:
             return
         cols = ", ".join(f"{key} = ?" for key in fields)
-        with self._lock:
-            self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
+        with self._locked() as db:
+            db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*_storable(fields), job_id))
 
     def set_status_if(self, job_id: str, old: str, new: str, **fields) -> bool:
         """Atomically move ``job_id`` from ``old`` to ``new``; False when it was not ``old``."""
         fields = {"status": new, **fields}
         cols = ", ".join(f"{key} = ?" for key in fields)
-        with self._lock:
-            cur = self._db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status = ?",
-                                   (*fields.values(), job_id, old))
+        with self._locked() as db:
+            cur = db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status = ?",
+                             (*_storable(fields), job_id, old))
             return cur.rowcount == 1
 
     def recover(self) -> list[dict]:
         """Jobs left ``running`` by a process that died: those that had started writing
         become interrupted (resumable), the others go back to the queue."""
-        with self._lock:
+        with self._locked() as db:
             rows = [self._public(r) for r in
-                    self._db.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY seq")]
+                    db.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY seq")]
             for job in rows:
                 if job["run_dir"]:
                     self.update(job["id"], status="interrupted", finished=time.time(),
@@ -186,26 +211,26 @@ class JobStore:
             return rows
 
     def get(self, job_id: str) -> dict:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+        with self._locked() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id!r}")
         return self._public(row)
 
     def settings(self, job_id: str) -> dict:
-        with self._lock:
-            row = self._db.execute("SELECT settings FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
-        if row is None:
-            raise JobNotFound(f"no job {job_id!r}")
-        return json.loads(row["settings"])
+        with self._locked() as db:
+            row = db.execute("SELECT settings FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+            if row is None:
+                raise JobNotFound(f"no job {job_id!r}")
+            return json.loads(row["settings"])
 
     def list(self) -> list[dict]:
-        with self._lock:
-            return [self._public(r) for r in self._db.execute("SELECT * FROM jobs ORDER BY seq")]
+        with self._locked() as db:
+            return [self._public(r) for r in db.execute("SELECT * FROM jobs ORDER BY seq")]
 
     def count(self, status: str) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
+        with self._locked() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
     @staticmethod
     def _public(row: sqlite3.Row) -> dict:
@@ -216,3 +241,8 @@ class JobStore:
             progress = {}
         job["progress"] = {**empty_progress(), **progress}
         return job
+
+
+def _storable(fields: dict) -> list:
+    # An error message may quote a lone surrogate, which SQLite cannot store as UTF-8.
+    return [printable(v) if isinstance(v, str) else v for v in fields.values()]
