@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from .. import events
+from ..config.schedule import ExprError
 from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
+from ..config.values import check_plain
 from ..errors import SettingsError, WanError, describe_error
 from .jobstore import FINISHED, JobNotFound, JobStore, empty_progress
 from .worker_client import WorkerExited, WorkerProcess, exit_description
@@ -83,6 +85,10 @@ class JobManager:
                 raise SettingsError("each batch item must be (name, settings)", f"<batch item {index + 1}>")
             name, settings = str(item[0] or ""), item[1]
             label = name or (f"<batch item {index + 1}>" if len(items) > 1 else "<settings>")
+            try:
+                check_plain(name, "the job name")  # it is stored and shown like the settings
+            except ExprError as exc:
+                raise SettingsError(str(exc), label) from None
             checked.append((name, _checked_settings(settings, label), resume))
         ids = self.store.add(checked)
         with self._state:
@@ -449,5 +455,5 @@ def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root)
         return True
-    except ValueError:
+    except (OSError, ValueError):  # not inside, or a name no file can have
         return False
