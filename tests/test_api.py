@@ -126,6 +126,22 @@ BAD_PAYLOADS = [
     ({"settings": settings(QUICK, resume_from_timestring=True, resume_timestring="20200101000000")}, 422,
      "no such run"),
     ({"settings": settings(QUICK, wan_loras=["model.ckpt"])}, 422, "wan_loras"),
+    # Hostile values: one line and 422, never a 500.
+    ({"settings": settings(QUICK, wan_preset=["fast"])}, 422, "wan_preset must be text"),
+    ({"settings": settings(QUICK, wan_preset={"a": 1})}, 422, "wan_preset must be text"),
+    ({"settings": settings(QUICK, cfg_scale_schedule="0: (log(2,1))")}, 422, "log()"),
+    ({"settings": settings(QUICK, cfg_scale_schedule="0: (10**10**10)")}, 422, "too large"),
+    ({"settings": settings(QUICK, cfg_scale_schedule="0: ((-8)**0.5)")}, 422, "not a real number"),
+    ({"settings": settings(QUICK, fps=10**400)}, 422, "fps holds an integer"),
+    ({"settings": settings(QUICK, prompts={"0": "a \ud800"})}, 422, "lone surrogate"),
+    ({"settings": settings(QUICK, batch_name="\udcff")}, 422, "lone surrogate"),
+    ({"settings": settings(QUICK), "name": "job \ud800"}, 422, "the job name holds a lone surrogate"),
+    ({"settings": settings(QUICK, use_init=True, init_image="a\x00.png")}, 422, "init_image"),
+    ({"settings": settings(QUICK, use_init=True, init_image="\ud800.png")}, 422, "init_image"),
+    ({"settings": settings(QUICK, use_init=True, init_image="a" * 5000)}, 422, "init_image"),
+    ({"settings": settings(QUICK, add_soundtrack="File", soundtrack_path="a\x00.wav")}, 422, "soundtrack_path"),
+    ({"settings": settings(QUICK, wan_loras=["a\x00.safetensors"])}, 422, "wan_loras"),
+    ({"settings": settings(QUICK, wan_loras=[{"path": "a" * 5000}])}, 422, "wan_loras"),
 ]
 
 

@@ -342,7 +342,7 @@ def test_make_video_muxes_soundtrack(tmp_path):
 def test_soundtrack_url_is_refused_and_silent_video_kept(tmp_path):
     with pytest.raises(WanError, match="URL.*offline"):
         output.check_soundtrack("https://example.com/song.mp3")
-    with pytest.raises(WanError, match="not found"):
+    with pytest.raises(WanError, match="cannot read soundtrack file .*nope.mp3: No such file"):
         output.check_soundtrack(tmp_path / "nope.mp3")
     write_frames(tmp_path, synthetic_frames(5, 16, 16))
     with pytest.raises(VideoError, match="URL.*video without sound"):

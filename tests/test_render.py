@@ -1,6 +1,7 @@
 """End to end on the tiny models: real pipelines, real ffmpeg, real processes."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,6 +161,22 @@ def test_several_files_own_folders_soundtrack_and_skip_video(tmp_path, models_di
     (mp4,) = (out / "A").glob("*.mp4")
     assert probe_video(mp4)["audio"] and probe_video(mp4)["frames"] == 12
     assert len(list((out / "B").glob("*.png"))) == 12 and not list((out / "B").glob("*.mp4"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_bad_file_fails_alone_and_the_others_render(tmp_path, models_dir):
+    good = _settings_file(tmp_path, max_frames=8, batch_name="good", prompts={"0": "a boat"})
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(json.dumps({**json.loads(good.read_text()), "cfg_scale_schedule": "0: (log(2,1))"}))
+    out = tmp_path / "out"
+    r = _render(str(fifo), str(good), str(bad), "--outdir", str(out), models_dir=models_dir, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert re.findall(r"error: [^\r\n]*", r.stderr) == [
+        f"error: {fifo}: settings file is not a regular file (a FIFO)",
+        f"error: {bad}: cfg_scale_schedule at frame 0: log(): float division by zero"]
+    assert len(list((out / "good").glob("*.png"))) == 8 and list((out / "good").glob("*.mp4"))
 
 
 def test_motion_strength_changes_the_render(tmp_path, models_dir):

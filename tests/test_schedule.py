@@ -1,5 +1,6 @@
 """Keyframe schedules, safe expressions and seeds against Deforum's behaviour."""
 import math
+import time
 
 import deforum_oracle
 import pytest
@@ -141,6 +142,71 @@ def test_power_is_bounded_by_its_result_not_its_exponent():
         build_schedule("0: ((-8)**0.5)", 3)
     with pytest.raises(ExprError, match="out of range"):
         build_schedule("0: (1e14*1e14)", 3)
+
+
+HOSTILE_NUMBERS = [
+    ("0: (10**10**10)", "too large"),
+    ("0: (" + "*".join(["9999999999"] * 40) + ")", "out of range"),  # each product is checked, so no int grows
+    ("0: (2**100000)", "too large"),
+    ("0: ((2**50)**(2**50))", "too large"),
+    ("0: (" + "9" * 900 + ")", "out of range"),  # a literal no float holds
+    ("0: (" + "9" * 400 + "/1)", "out of range"),
+    ("0: ((-8)**0.5)", "not a real number"),
+    ("0: ((-8)**(1/3))", "not a real number"),
+    ("0: (log(2,1))", "log(): float division by zero"),
+    ("0: (log(0))", "log(): math domain error"),
+    ("0: (1 % 0)", "modulo by zero"),
+    ("0: (1.5 // 0)", "division by zero"),
+    ("0: (0**-1)", "negative power"),
+    ("0: (exp(1000))", "exp(): math range error"),
+    ("0: (floor(1e308*10))", "out of range"),
+    ("0: (where(1, 10**16, 0))", "too large"),
+    ("0: (1\x00)", "not a valid expression"),
+    ("0: (\ud800)", "not a valid expression"),
+    ("0: (" + "-" * 900 + "1)", "too complex"),
+    ("0: (" + "(" * 300 + "1" + ")" * 300 + ")", "not a valid expression"),  # deeper than the parser allows
+]
+
+
+@pytest.mark.parametrize("text, needle", HOSTILE_NUMBERS, ids=[t[:40] for t, _ in HOSTILE_NUMBERS])
+def test_hostile_numbers_are_one_line_expr_errors(text, needle):
+    start = time.monotonic()
+    with pytest.raises(ExprError) as err:
+        build_schedule(text, 10, name="cfg")
+    assert time.monotonic() - start < 2  # refused, not computed
+    message = str(err.value)
+    assert message.startswith("cfg") and needle in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("value", [10**400, float("nan"), float("inf"), -1e16])
+def test_a_bare_number_schedule_must_be_a_finite_real_in_range(value):
+    with pytest.raises(ExprError, match="out of range"):
+        build_schedule(value, 5, name="cfg")
+    with pytest.raises(ExprError, match="out of range"):
+        evaluate_number(value)
+
+
+def test_round_with_a_huge_digit_count_is_exact_and_quick():
+    start = time.monotonic()
+    # Python's round(5, -10**8) computes 10**(10**8) (about a minute); 20 digits suffice below 1e15.
+    assert evaluate_number("round(5, -10**8)") == 0 and evaluate_number("round(123.456, 10**8)") == 123.456
+    assert time.monotonic() - start < 2
+    assert evaluate_number("round(1234.5678, 2)") == 1234.57 and evaluate_number("round(1250, -2)") == 1200
+
+
+_hostile_tokens = st.lists(st.sampled_from(["10", "9999999999", "**", "*", "/", "//", "%", "-", "(", ")", ",",
+                                            "0.5", "0", "1e308", "log(", "round(", "exp(", "sqrt(", "t", "e",
+                                            "\x00", "\ud800", "9" * 30]), max_size=25).map("".join)
+
+
+@given(_hostile_tokens)
+def test_fuzz_hostile_tokens_only_raise_expr_error(text):
+    try:
+        value = evaluate_number(text, t=3)
+    except ExprError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(value, (int, float)) and math.isfinite(value) and abs(value) <= 1e15
 
 
 def test_a_doubled_key_is_read_as_deforum_reads_it():

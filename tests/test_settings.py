@@ -1,5 +1,8 @@
 """Settings import: real Deforum files, all key variants, hostile input."""
 import json
+import os
+import subprocess
+import sys
 
 import deforum_oracle
 import pytest
@@ -7,6 +10,7 @@ from conftest import real_settings_files
 from hypothesis import given
 from hypothesis import strategies as st
 
+from deforum_wan.config.keys import KEYS
 from deforum_wan.config.settings import load_settings, parse_settings_text, resolve_batch_name
 from deforum_wan.errors import SettingsError
 
@@ -197,6 +201,42 @@ HOSTILE = [
     ("overlap text", {"wan_overlap": "lots"}, "wan_overlap"),
     ("retime unknown", {"wan_retime": "warp"}, "wan_retime"),
     ("animation_prompts bad json", {"animation_prompts": "{oops"}, "animation_prompts"),
+    # Non-string values where text is meant.
+    ("preset list", {"wan_preset": ["fast"]}, "wan_preset must be text"),
+    ("preset dict", {"wan_preset": {"fast": 1}}, "wan_preset must be text"),
+    ("preset number", {"wan_preset": 0}, "wan_preset must be one of"),
+    ("preset bool", {"wan_preset": False}, "wan_preset must be text"),
+    # Numbers no evaluation may make: huge, complex, a division by zero inside a function.
+    ("cfg tower", {"cfg_scale_schedule": "0: (10**10**10)"}, "too large"),
+    ("cfg product", {"cfg_scale_schedule": "0: (" + "*".join(["9999999999"] * 40) + ")"}, "out of range"),
+    ("cfg 2**100000", {"cfg_scale_schedule": "0: (2**100000)"}, "too large"),
+    ("cfg huge literal", {"cfg_scale_schedule": "0: (" + "9" * 500 + ")"}, "out of range"),
+    ("cfg complex", {"cfg_scale_schedule": "0: ((-8)**0.5)"}, "not a real number"),
+    ("cfg log(2,1)", {"cfg_scale_schedule": "0: (log(2,1))"}, "log(): float division by zero"),
+    ("seed_schedule log(2,1)", {"seed_behavior": "schedule", "seed_schedule": "0: (log(2, 1))"}, "log()"),
+    ("prompt key tower", {"prompts": {"10**10**10": "a"}}, "too large"),
+    ("fps huge int", {"fps": 10**400}, "fps holds an integer of 1329 bits; at most 64"),
+    ("W huge text", {"W": "9" * 400}, "W must be a number"),
+    ("cfg huge int", {"cfg_scale_schedule": 10**400}, "cfg_scale_schedule holds an integer"),
+    ("cfg 64-bit int", {"cfg_scale_schedule": 2**63}, "cfg_scale_schedule: a value of 9.22337e+18 is out of range"),
+    ("unknown key huge int", {"my_key": 10**30}, "my_key holds an integer of 100 bits"),
+    # Lone surrogates (JSON's "\ud800") anywhere: values, keys, nested.
+    ("prompt surrogate", {"prompts": {"0": "a \ud800"}}, "prompts['0'] holds a lone surrogate ('\\ud800')"),
+    ("prompt key surrogate", {"prompts": {"0\udcff": "a"}}, "a key of prompts holds a lone surrogate"),
+    ("batch surrogate", {"batch_name": "run\ud800"}, "batch_name holds a lone surrogate"),
+    ("key surrogate", {"\ud800": 1}, "a key of settings holds a lone surrogate"),
+    ("init surrogate", {"use_init": True, "init_image": "\udfff.png"}, "init_image holds a lone surrogate"),
+    ("lora surrogate", {"wan_loras": [{"path": "\ud800.safetensors"}]}, "wan_loras[0]['path'] holds"),
+    # Paths the OS cannot take.
+    ("init nul", {"use_init": True, "init_image": "a\x00.png"}, "init_image contains a NUL"),
+    ("init long", {"use_init": True, "init_image": "a" * 5000}, "init_image is 5000 characters long"),
+    ("soundtrack nul", {"add_soundtrack": "File", "soundtrack_path": "a\x00.wav"}, "soundtrack_path contains a NUL"),
+    ("soundtrack long", {"add_soundtrack": "File", "soundtrack_path": "a" * 4097}, "soundtrack_path is 4097"),
+    ("soundtrack list", {"add_soundtrack": "File", "soundtrack_path": ["a.wav"]}, "soundtrack_path must be text"),
+    ("lora nul", {"wan_loras": ["a\x00.safetensors"]}, "wan_loras contains a NUL"),
+    ("lora dict nul", {"wan_loras": [{"path": "a\x00.safetensors"}]}, "wan_loras contains a NUL"),
+    ("lora long", {"wan_loras": ["a" * 5000]}, "wan_loras is 5000 characters long"),
+    ("distill nul", {"wan_distill_lora": "a\x00.safetensors"}, "wan_distill_lora contains a NUL"),
 ]
 
 
@@ -211,11 +251,34 @@ def test_hostile_settings_table(label, data, needle):
     assert msg.startswith("f.txt: ") and needle in msg and "\n" not in msg
 
 
+def test_a_number_no_float_holds_is_a_one_line_error():
+    from deforum_wan.config.schedule import ExprError
+    from deforum_wan.config.values import number
+
+    with pytest.raises(ExprError, match="^fps must be a number, got an integer of 1329 bits$"):
+        number(10**400, "fps", 1, 240)  # the tab and the presets read values without load_settings
+
+
 def test_file_too_large(tmp_path):
     p = tmp_path / "big.txt"
     p.write_bytes(b'{"x": "' + b"a" * (17 * 2**20) + b'"}')
-    with pytest.raises(SettingsError, match="big.txt: file is"):
+    with pytest.raises(SettingsError, match="^big.txt: settings file is larger than 16 MB$"):
         load_settings(p)
+
+
+def test_a_file_with_a_5000_digit_number_is_one_line(tmp_path):
+    p = tmp_path / "digits.txt"
+    p.write_text('{"prompts": {"0": "a"}, "x": ' + "1" * 5000 + "}")  # beyond Python's int-string limit
+    with pytest.raises(SettingsError, match="^digits.txt: invalid JSON: a number has too many digits$"):
+        load_settings(p)
+
+
+def test_a_lone_surrogate_from_a_file_is_refused_and_printable(tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_text('{"prompts": {"0": "a \\ud800 b"}}')  # the file itself is valid UTF-8 JSON
+    with pytest.raises(SettingsError) as err:
+        load_settings(p)
+    assert str(err.value).encode("utf-8").decode() == "s.txt: prompts['0'] holds a lone surrogate ('\\ud800'), not text"
 
 
 def test_missing_and_binary_files(tmp_path):
@@ -227,22 +290,64 @@ def test_missing_and_binary_files(tmp_path):
         load_settings(p)
 
 
-_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
-                         st.floats(allow_nan=True), st.text(max_size=20))
+_surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+_hostile_text = st.one_of(
+    st.text(max_size=20),
+    st.text(st.one_of(_surrogates, st.sampled_from("a0\x00 ")), max_size=8),  # lone surrogates, NULs
+    st.sampled_from(["0: (10**10**10)", "0: (" + "*".join(["9999999999"] * 20) + ")", "0: (2**100000)",
+                     "0: ((-8)**0.5)", "0: (log(2,1))", "0: (round(5, -10**12))", "9" * 400, "a" * 5000,
+                     "fast", "File", "true", "3D"]),
+)
+_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.integers(),
+                         st.sampled_from([2**63, 2**64, -(10**400)]), st.floats(allow_nan=True), _hostile_text)
+_nested = st.recursive(_json_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(max_size=8), _hostile_text), inner, max_size=3)),
+    max_leaves=6)
 _keys = st.sampled_from(["W", "H", "fps", "max_frames", "seed", "seed_behavior", "seed_iter_N",
                          "steps", "cfg_scale_schedule", "batch_name", "prompts", "animation_prompts",
-                         "wan_overlap", "wan_clip_duration", "color_coherence", "seed_schedule",
-                         "enable_steps_scheduling", "steps_schedule", "wan_model", "wan_loras"])
+                         "color_coherence", "seed_schedule", "enable_steps_scheduling", "steps_schedule",
+                         "use_init", "init_image", "add_soundtrack", "soundtrack_path", "animation_mode",
+                         "translation_z", "zoom", "strength_schedule", "\ud800", *(k.name for k in KEYS)])
 
 
-@given(st.dictionaries(_keys, st.one_of(_json_scalar, st.dictionaries(st.text(max_size=8), _json_scalar, max_size=4),
-                                        st.lists(_json_scalar, max_size=3)), max_size=8))
+@given(st.dictionaries(_keys, _nested, max_size=8))
 def test_fuzz_settings_only_raise_settings_error(data):
     from deforum_wan.config.planner import make_plan
     try:
         make_plan(load_settings(data))
-    except SettingsError:
-        pass
+    except SettingsError as exc:
+        assert "\n" not in str(exc)
+        str(exc).encode("utf-8")  # printable: no lone surrogate left in the message
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "deforum_wan", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs FIFOs and /dev/zero")
+def test_render_names_each_bad_file_on_its_own_line_and_exits_2(tmp_path):
+    """Every file is checked: with several, each bad one fails alone (the good ones would render;
+    tests/test_render.py renders one beside a bad one); nothing is written."""
+    os.mkfifo(tmp_path / "fifo.txt")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    (tmp_path / "bad.txt").write_text('{"prompts": {"0": "x"}, "max_frames": -1}')
+    (tmp_path / "surrogate.txt").write_text('{"prompts": {"0": "\\ud800"}}')
+    (tmp_path / "log.txt").write_text('{"prompts": {"0": "x"}, "cfg_scale_schedule": "0: (log(2,1))"}')
+    names = ["fifo.txt", "zero.txt", "bad.txt", "surrogate.txt", "log.txt"]
+    r = _cli("render", *names, "--outdir", "out", cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert lines == [
+        "error: fifo.txt: settings file is not a regular file (a FIFO)",
+        "error: zero.txt: settings file is not a regular file (a device)",
+        "error: bad.txt: max_frames must be between 1 and 100000, got -1",
+        "error: surrogate.txt: prompts['0'] holds a lone surrogate ('\\ud800'), not text",
+        "error: log.txt: cfg_scale_schedule at frame 0: log(): float division by zero",
+    ]
+    assert not (tmp_path / "out").exists()
+    single = _cli("plan", "fifo.txt", cwd=tmp_path)  # one file: its error is the command's
+    assert single.returncode == 2 and single.stderr == "error: fifo.txt: settings file is not a regular file (a FIFO)\n"
 
 
 @pytest.mark.parametrize("mode, key, schedule, named", [

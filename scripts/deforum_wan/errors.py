@@ -12,6 +12,13 @@ import sys
 class WanError(Exception):
     """A problem the user can fix; ``str()`` is the whole message."""
 
+    def __init__(self, *args):
+        # A message quoting a lone surrogate (JSON's "\ud800", an undecodable file name)
+        # could not be printed, stored or sent as JSON; it is kept as its escape instead.
+        if args and isinstance(args[0], str):
+            args = (printable(args[0]), *args[1:])
+        super().__init__(*args)
+
 
 class SettingsError(WanError):
     """Bad settings file or value. ``source`` names the file (or '<settings>')."""
@@ -19,7 +26,7 @@ class SettingsError(WanError):
     def __init__(self, message: str, source: str = "<settings>"):
         super().__init__(f"{source}: {message}")
         self.source = source
-        self.detail = message
+        self.detail = printable(message)
 
 
 class BackendError(WanError):
@@ -28,6 +35,11 @@ class BackendError(WanError):
 
 class Interrupted(WanError):
     """The user asked to stop; finished frames are kept."""
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes: valid UTF-8 everywhere."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def first_line(error: BaseException) -> str:

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..config.files import regular_file
 from ..config.presets import FASTEST_ATTENTION
 from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models.registry import ModelSpec
@@ -221,9 +222,7 @@ class DiffusersBackend(Backend):
                                  " keeping the full steps", warn=False)
             return path
         path = Path(choice).expanduser()
-        if not path.is_file():
-            raise WanError(f"distilled LoRA file not found: {path}")
-        return path
+        return regular_file(path, f"distilled LoRA file {path}")
 
     def _load_loras(self, pipe) -> None:
         loras = list(self.options.loras)
@@ -236,9 +235,7 @@ class DiffusersBackend(Backend):
         names, weights = [], []
         two_experts = getattr(pipe, "transformer_2", None) is not None
         for i, (path, weight) in enumerate(loras):
-            path = Path(path).expanduser()
-            if not path.is_file():
-                raise WanError(f"LoRA file not found: {path}")
+            path = regular_file(Path(path).expanduser(), f"LoRA file {path}")
             name = f"lora{i}_" + re.sub(r"[^A-Za-z0-9_]", "_", path.stem)[:40]
             kwargs = {"weight_name": path.name, "adapter_name": name, "use_safetensors": True}
             pipe.load_lora_weights(str(path.parent), **kwargs)

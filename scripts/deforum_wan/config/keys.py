@@ -63,7 +63,7 @@ class Key:
 def _read_distill(key: Key, value: Any) -> str:
     if isinstance(value, bool):
         return "auto" if value else "off"
-    spelled = str(value).strip()
+    spelled = values.path(value, key.name).strip()
     if spelled.lower() in ("auto", "off"):
         return spelled.lower()
     if not spelled.endswith(".safetensors"):
@@ -89,9 +89,10 @@ def _read_loras(key: Key, value: Any) -> list[tuple[str, float]]:
     out = []
     for item in value:
         if isinstance(item, str):
-            out.append((item, 1.0))
+            out.append((values.path(item, key.name), 1.0))
         elif isinstance(item, dict) and isinstance(item.get("path"), str):
-            out.append((item["path"], values.number(item.get("weight", 1.0), f"{key.name} weight", -10, 10)))
+            out.append((values.path(item["path"], key.name),
+                        values.number(item.get("weight", 1.0), f"{key.name} weight", -10, 10)))
         else:
             raise ExprError(f"{key.name} entry {item!r} needs a 'path'")
     return out
@@ -106,7 +107,7 @@ def _read_size(key: Key, value: Any) -> tuple[int, int]:
 
 
 def _read_preset(key: Key, value: Any) -> str:
-    spelled = str(value or DEFAULT_PRESET).strip().lower().replace("_", "-")
+    spelled = (values.text(value, key.name).strip() or DEFAULT_PRESET).lower().replace("_", "-")
     if spelled not in PRESETS:
         raise ExprError(f"{key.name} must be one of {', '.join(PRESETS)}, not {value!r}")
     return spelled

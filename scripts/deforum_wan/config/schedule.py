@@ -29,13 +29,21 @@ _CMP = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
     ast.Eq: operator.eq, ast.NotEq: operator.ne,
 }
+
+
+def _round(x, ndigits=None):
+    # Clamped: round(5, -10**9) would compute 10**(10**9); values are within 1e15, so
+    # 20 digits either way already gives the exact result.
+    return round(x) if ndigits is None else round(x, max(-20, min(20, ndigits)))
+
+
 # numexpr's function set (what Deforum schedules can call), plus min/max/round.
 _FUNCS = {
     "sin": math.sin, "cos": math.cos, "tan": math.tan, "arcsin": math.asin,
     "arccos": math.acos, "arctan": math.atan, "arctan2": math.atan2, "sinh": math.sinh,
     "cosh": math.cosh, "tanh": math.tanh, "sqrt": math.sqrt, "exp": math.exp,
     "log": math.log, "log10": math.log10, "log1p": math.log1p, "expm1": math.expm1,
-    "abs": abs, "floor": math.floor, "ceil": math.ceil, "round": round,
+    "abs": abs, "floor": math.floor, "ceil": math.ceil, "round": _round,
     "min": min, "max": max, "where": lambda c, a, b: a if c else b,
 }
 _CONSTS = {"pi": math.pi, "e": math.e}
@@ -54,12 +62,8 @@ class Expr:
     names: frozenset[str]
 
     def evaluate(self, **names: float) -> float:
-        value = _eval(self.tree.body, names)
-        if isinstance(value, bool):
-            value = int(value)
-        if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
-            raise ExprError(f"{self.text!r} gives {value}, out of range")
-        return value
+        # Constants are checked once (compile_expr), results of operations as they are made.
+        return _real(_eval(self.tree.body, names))
 
 
 def compile_expr(text: str, allowed: frozenset[str] | set[str]) -> Expr:
@@ -74,7 +78,7 @@ def compile_expr(text: str, allowed: frozenset[str] | set[str]) -> Expr:
     # numexpr spells logical operators & | ~ ; Python parses them as bit ops, which we refuse.
     try:
         tree = ast.parse(src, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL or lone surrogate
         raise ExprError(f"{src!r} is not a valid expression") from None
     nodes = list(ast.walk(tree))
     if len(nodes) > MAX_EXPR_NODES:
@@ -92,6 +96,7 @@ def compile_expr(text: str, allowed: frozenset[str] | set[str]) -> Expr:
         elif isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise ExprError(f"{src!r} contains a non-numeric constant")
+            _real(node.value)
         elif not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare,
                                    ast.IfExp, ast.Load, ast.BoolOp, ast.And, ast.Or,
                                    *_BINOPS, *_UNARY, *_CMP)):
@@ -122,10 +127,30 @@ def _eval(node: ast.AST, names: dict[str, float]) -> float:
     if isinstance(node, ast.Call):
         args = [_eval(a, names) for a in node.args]
         try:
-            return _FUNCS[node.func.id](*args)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise ExprError(f"{node.func.id}(): {exc}") from None
+            value = _FUNCS[node.func.id](*args)
+        except (ValueError, TypeError, ArithmeticError) as exc:  # log(2, 1) divides by zero
+            raise ExprError(f"{node.func.id}(): {exc or type(exc).__name__}") from None
+        return _real(value)
     raise ExprError(f"{type(node).__name__} is not allowed")  # unreachable after compile_expr
+
+
+def _real(value) -> float:
+    """A value the evaluator made, checked: a real number within MAX_ABS_VALUE, so no NaN,
+    infinity or complex number leaves it and no integer grows past it (Python's ints are
+    unbounded: 9999999999*9999999999*... would grow until memory runs out)."""
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, (int, float)):
+        raise ExprError(f"the result {_shown(value)} is not a real number")
+    if not abs(value) <= MAX_ABS_VALUE:  # also False for NaN
+        raise ExprError(f"a value of {_shown(value)} is out of range (at most {MAX_ABS_VALUE:g})")
+    return value
+
+
+def _shown(value) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:  # no float holds it; str() may refuse it
+        return f"about 2**{value.bit_length()}"
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def _binop(node: ast.BinOp, names: dict[str, float]) -> float:
@@ -134,29 +159,24 @@ def _binop(node: ast.BinOp, names: dict[str, float]) -> float:
         return _power(left, right)
     try:
         value = _BINOPS[type(node.op)](left, right)
-    except (ZeroDivisionError, OverflowError, ValueError, TypeError) as exc:
+    except (ArithmeticError, ValueError, TypeError) as exc:
         raise ExprError(f"arithmetic error: {exc}") from None
-    return _bounded(value)
+    return _real(value)
 
 
 def _power(base: float, exponent: float) -> float:
     """``base ** exponent`` bounded by the size of the result, not of the exponent:
-    ``cos(t/9)**180`` is a small number (real files use it), ``9**99999`` is refused."""
+    ``cos(t/9)**180`` is a small number (real files use it), ``9**99999`` is refused
+    before Python spends minutes computing it."""
     if base != 0 and exponent * math.log10(abs(base)) > math.log10(MAX_ABS_VALUE):
         raise ExprError(f"{base:g} ** {exponent:g}: the exponent makes it too large")
     try:
         value = operator.pow(base, exponent)
-    except (ZeroDivisionError, OverflowError, ValueError) as exc:
+    except (ArithmeticError, ValueError) as exc:
         raise ExprError(f"arithmetic error: {exc}") from None
     if isinstance(value, complex):  # a negative base to a fractional power
         raise ExprError(f"{base:g} ** {exponent:g} is not a real number")
-    return _bounded(value)
-
-
-def _bounded(value):
-    if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
-        raise ExprError(f"a value of {value:g} is out of range")
-    return value
+    return _real(value)
 
 
 def _compare(node: ast.Compare, names: dict[str, float]) -> int:
@@ -172,7 +192,7 @@ def _compare(node: ast.Compare, names: dict[str, float]) -> int:
 def evaluate_number(text, **names: float) -> float:
     """Evaluate a one-off expression (a prompt key, a numeric setting given as text)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return text
+        return _real(text)
     return compile_expr(str(text), set(names)).evaluate(**names)
 
 
@@ -223,7 +243,7 @@ def parse_keyframes(text: str, max_frames: int) -> dict[int, str]:
     """``'0: (7), "max_f/2": (5.5)'`` -> {frame: value text}, values unevaluated."""
     if not isinstance(text, str):
         if isinstance(text, (int, float)) and not isinstance(text, bool):
-            return {0: str(text)}  # a bare number means a constant schedule
+            return {0: str(_real(text))}  # a bare number means a constant schedule
         raise ExprError(f"a schedule must be a string like '0: (7)', got {type(text).__name__}")
     entries = _split_top_level(text, ",")
     if len(entries) > MAX_KEYFRAMES:

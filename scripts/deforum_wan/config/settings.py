@@ -20,6 +20,7 @@ from ..errors import SettingsError, WanError
 from ..models.registry import ModelSpec, get_model
 from . import values
 from .camera import STILL, Camera
+from .files import FileRefused, read_limited
 from .keys import (  # noqa: F401
     BACKENDS,
     COLOR_MODES,
@@ -154,21 +155,13 @@ def soundtrack_of(raw: dict) -> str | None:
 
 def read_settings_file(path: str | os.PathLike) -> dict:
     """Read a Deforum settings file (.txt/.json, UTF-8 with or without BOM, CRLF ok)."""
-    p = Path(path)
-    name = p.name
+    name = Path(path).name
     try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise SettingsError(f"cannot read: {exc.strerror}", name) from None
-    if size > MAX_FILE_BYTES:
-        raise SettingsError(f"file is {size / 1e6:.1f} MB; settings files are at most "
-                            f"{MAX_FILE_BYTES // 2**20} MB", name)
-    try:
-        text = p.read_bytes().decode("utf-8-sig")
+        text = read_limited(path, MAX_FILE_BYTES, "settings file").decode("utf-8-sig")
+    except FileRefused as exc:
+        raise SettingsError(str(exc), name) from None
     except UnicodeDecodeError as exc:
         raise SettingsError(f"not UTF-8 text (byte {exc.start})", name) from None
-    except OSError as exc:
-        raise SettingsError(f"cannot read: {exc.strerror}", name) from None
     return parse_settings_text(text, name)
 
 
@@ -184,6 +177,8 @@ def parse_settings_text(text: str, source: str = "<settings>") -> dict:
                             source) from None
     except RecursionError:
         raise SettingsError("JSON nested too deeply", source) from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        raise SettingsError("invalid JSON: a number has too many digits", source) from None
     if not isinstance(data, dict):
         raise SettingsError(f"expected a JSON object of settings, got {type(data).__name__}", source)
     return data
@@ -199,6 +194,7 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
     if overrides:
         data.update(overrides)
     try:
+        values.check_plain(data)
         return _validate(data, label)
     except SettingsError:
         raise
@@ -263,7 +259,9 @@ def _validate(data: dict, label: str) -> RenderSettings:
         warnings.append(f"color_coherence {color!r} is not available for Wan; using None")
         color = "None"
 
-    init_image, soundtrack = init_image_of(raw), soundtrack_of(raw)
+    # Only the files in use are read as paths (Deforum files keep an unused init_image).
+    init_image = _path(raw.get("init_image"), "init_image") if init_image_of(raw) else None
+    soundtrack = _path(raw.get("soundtrack_path"), "soundtrack_path") if soundtrack_of(raw) else None
     if str(get("add_soundtrack")) not in ("None", "File"):
         warnings.append(f"add_soundtrack {get('add_soundtrack')!r} is not supported; no soundtrack")
 
@@ -440,7 +438,7 @@ def _batch_template(value) -> str:
 
 # --- scalar helpers (one definition each: config.values) ---------------------------------
 
-_number, _int, _bool, _text = values.number, values.whole, values.truthy, values.text
+_number, _int, _bool, _text, _path = values.number, values.whole, values.truthy, values.text, values.path
 
 
 def _size(value, key: str, model: ModelSpec, warnings: list[str]) -> int:

@@ -4,11 +4,15 @@ object, the presets, the tab's fields, the API) goes through these."""
 from __future__ import annotations
 
 import math
+import re
 
 from .schedule import ExprError, evaluate_number
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX: no longer name can be opened
+MAX_INT_BITS = 64  # the largest integer any setting takes is a 63-bit seed
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def number(value, key: str, lo: float, hi: float) -> float:
@@ -16,11 +20,19 @@ def number(value, key: str, lo: float, hi: float) -> float:
         raise ExprError(f"{key} must be a number, got {value!r}")
     try:
         out = float(evaluate_number(str(value).strip()) if isinstance(value, str) else value)
-    except (ExprError, TypeError, ValueError):
-        raise ExprError(f"{key} must be a number, got {value!r}") from None
+    except (ExprError, TypeError, ValueError, OverflowError):  # OverflowError: an int no float holds
+        raise ExprError(f"{key} must be a number, got {_shown(value)}") from None
     if not math.isfinite(out) or not lo <= out <= hi:
         raise ExprError(f"{key} must be between {lo:g} and {hi:g}, got {value!r}")
     return out
+
+
+def _shown(value) -> str:
+    """``repr`` for a message, cut short (a long int's repr may even be refused)."""
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def whole(value, key: str, lo: int, hi: int) -> int:
@@ -59,6 +71,37 @@ def text(value, key: str) -> str:
     if not isinstance(value, str):
         raise ExprError(f"{key} must be text, got {type(value).__name__}")
     return value
+
+
+def path(value, key: str) -> str:
+    """A file name: text the OS can take (no NUL, at most MAX_PATH_CHARS characters)."""
+    out = text(value, key)
+    if "\x00" in out:
+        raise ExprError(f"{key} contains a NUL character")
+    if len(out) > MAX_PATH_CHARS:
+        raise ExprError(f"{key} is {len(out)} characters long; a path has at most {MAX_PATH_CHARS}")
+    return out
+
+
+def check_plain(data, where: str = "settings") -> None:
+    """Refuse what no setting holds and what would break later, wherever it is nested:
+    lone surrogates (JSON's "\\ud800") in keys or strings, which cannot be printed, stored
+    or written back as UTF-8, and integers beyond MAX_INT_BITS, which no float holds."""
+    stack, seen = [(where, data)], set()
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                raise ExprError(f"{at} holds a lone surrogate ({ascii(found.group())}), not text")
+        elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            raise ExprError(f"{at} holds an integer of {value.bit_length()} bits; at most {MAX_INT_BITS}")
+        elif isinstance(value, (dict, list, tuple)) and id(value) not in seen:  # seen: a dict that holds itself
+            seen.add(id(value))
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                label = key if at == where and isinstance(key, str) else f"{at}[{ascii(key)}]"
+                stack += [(f"a key of {at}", key), (label, item)]
 
 
 def choice(value, key: str, options: tuple[str, ...]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import queue
@@ -23,6 +24,7 @@ import numpy as np
 
 from .. import events
 from ..backends.pool import BackendPool
+from ..config.files import FileRefused, read_limited
 from ..config.planner import ClipPlan, Window, make_plan
 from ..config.settings import RenderSettings, load_settings
 from ..errors import Interrupted, WanError
@@ -35,6 +37,7 @@ from .stream import CarryStream
 
 EventSink = Callable[[dict], None]
 FRAME_QUEUE_BYTES = 256 << 20
+MAX_IMAGE_BYTES = 256 << 20  # an init image (a 16-bit 8192x8192 PNG is about 200 MB)
 
 
 @dataclass
@@ -58,12 +61,13 @@ def load_image(path: str, width: int, height: int, base: Path | None = None, fit
     if "://" in path:
         raise WanError(f"{label} {path} is a URL; download it and give the local path")
     p = Path(path)
-    if not p.is_absolute() and base is not None and not p.exists():
+    if not p.is_absolute() and base is not None and not os.path.exists(p):  # never raises, unlike Path's
         p = base / p
     from PIL import Image, ImageOps
 
+    data = read_limited(p, MAX_IMAGE_BYTES, f"{label} {path}")  # a FIFO or /dev/zero is refused
     try:
-        with Image.open(p) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img = img.convert("RGB")
             if fit == "crop":
                 img = ImageOps.fit(img, (width, height), Image.LANCZOS)
@@ -72,7 +76,7 @@ def load_image(path: str, width: int, height: int, base: Path | None = None, fit
             else:
                 img = img.resize((width, height), Image.LANCZOS)
             return np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise WanError(f"cannot read {label} {path}: {exc}") from None
 
 
@@ -439,9 +443,9 @@ def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(read_limited(path, MAX_IMAGE_BYTES, path.name))) as img:
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except OSError as exc:
+    except (OSError, FileRefused) as exc:
         raise WanError(f"cannot resume: {path.name} is unreadable ({exc})") from None
 
 

@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ..config.files import read_limited, regular_file
+from ..config.settings import MAX_FILE_BYTES
 from ..errors import WanError
 
 TIMESTRING_FORMAT = "%Y%m%d%H%M%S"
@@ -345,9 +347,7 @@ class Manifest:
     def load(cls, path: str | os.PathLike) -> "Manifest":
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise WanError(f"cannot read manifest {path}: {e.strerror or e}") from e
+            data = json.loads(read_limited(path, MAX_FILE_BYTES, f"manifest {path}").decode("utf-8"))
         except ValueError as e:
             raise WanError(f"manifest {path} is not valid JSON: {e}") from e
         try:
@@ -430,9 +430,7 @@ def check_soundtrack(soundtrack: str | os.PathLike) -> Path:
         raise WanError(f"soundtrack {s} is a URL: deforum-wan never downloads during a render "
                        "(it must work offline); download it and give its local path")
     path = Path(s).expanduser()
-    if not path.is_file():
-        raise WanError(f"soundtrack file not found: {path}")
-    return path
+    return regular_file(path, f"soundtrack file {path}")  # ffmpeg would wait forever on a FIFO
 
 
 def _even_size_filter(first_frame: Path) -> str:

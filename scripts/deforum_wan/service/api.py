@@ -124,12 +124,12 @@ def _submission(body: object) -> list[tuple[str, dict]]:
 def _inside(path: str | None, root: Path) -> Path | None:
     if not path:
         return None
-    p = Path(path).resolve()
-    try:
+    try:  # ValueError: a NUL or a lone surrogate; OSError: a name too long
+        p = Path(path).resolve()
         p.relative_to(root)
-    except ValueError:
+        return p if p.is_file() else None
+    except (OSError, ValueError):
         return None
-    return p if p.is_file() else None
 
 
 def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa: C901 (one nested handler per route)

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import events
+from ..config.schedule import ExprError
 from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
+from ..config.values import check_plain
 from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import resolve_models_dir
 from .jobstore import FINISHED, JobNotFound, JobStore, StoreUnavailable, empty_progress
@@ -91,6 +93,10 @@ class JobManager:
                 raise SettingsError("each batch item must be (name, settings)", f"<batch item {index + 1}>")
             name, settings = str(item[0] or ""), item[1]
             label = name or (f"<batch item {index + 1}>" if len(items) > 1 else "<settings>")
+            try:
+                check_plain(name, "the job name")  # it is stored and shown like the settings
+            except ExprError as exc:
+                raise SettingsError(str(exc), label) from None
             if isinstance(settings, dict):
                 settings = confine_job_paths(dict(settings), self.outdir, models, label, inputs)
             checked.append((name, _checked_settings(settings, label, self.outdir), resume))
@@ -513,5 +519,5 @@ def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root)
         return True
-    except ValueError:
+    except (OSError, ValueError):  # not inside, or a name no file can have
         return False

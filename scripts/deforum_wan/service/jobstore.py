@@ -15,7 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
-from ..errors import WanError
+from ..config.files import regular_file
+from ..errors import WanError, one_line, printable
 
 FINISHED = ("done", "failed", "interrupted", "cancelled")
 JOBS_DB = Path(".deforum-wan") / "jobs.sqlite"  # inside the output folder
@@ -77,7 +78,10 @@ class _ProcessLock:
 
     def __init__(self, path: Path):
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # O_NONBLOCK: a FIFO put in its place must not hang the host
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o644)
+        except OSError as exc:
+            raise WanError(f"cannot open lock file {path}: {exc.strerror or exc}") from None
         try:
             if os.name == "nt":
                 import msvcrt
@@ -103,17 +107,26 @@ class JobStore:
         self.path = Path(db_path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WanError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            raise WanError(f"cannot create {self.path.parent}: {getattr(exc, 'strerror', None) or exc}") from None
+        if os.path.lexists(self.path):  # SQLite would block on a FIFO or read a device
+            regular_file(self.path, f"job database {self.path}")
         self._plock = _ProcessLock(self.path.with_name(self.path.name + ".lock"))
         self._lock = threading.RLock()
+        self._db = None
         try:
             # Autocommit: each statement is durable on its own; batches use BEGIN/COMMIT.
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
                                        timeout=10)
             self._db.row_factory = sqlite3.Row
             self._db.execute(_SCHEMA)
+            # A damaged file can have a readable first page; find out now, not at the first list().
+            check = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"damaged ({one_line(check)})")
         except sqlite3.Error as exc:
+            if self._db is not None:
+                self._db.close()
             self._plock.release()
             raise WanError(f"cannot open job database {self.path}: {exc}") from None
 
@@ -139,8 +152,8 @@ class JobStore:
     def add(self, items: list[tuple[str, dict, str | None]]) -> list[str]:
         """Insert (name, settings, resume) records as queued, all or none."""
         now = time.time()
-        rows = [(uuid.uuid4().hex[:12], name, json.dumps(settings, ensure_ascii=False), resume, now)
-                for name, settings, resume in items]
+        rows = [(uuid.uuid4().hex[:12], printable(name), printable(json.dumps(settings, ensure_ascii=False)),
+                 resume, now) for name, settings, resume in items]
         with self._guarded("store the new jobs") as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -186,22 +199,22 @@ class JobStore:
             return
         cols = ", ".join(f"{key} = ?" for key in fields)
         with self._guarded("record the job") as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
+            db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*_storable(fields), job_id))
 
     def set_status_if(self, job_id: str, old: str, new: str, **fields) -> bool:
         """Atomically move ``job_id`` from ``old`` to ``new``; False when it was not ``old``."""
         fields = {"status": new, **fields}
         cols = ", ".join(f"{key} = ?" for key in fields)
         with self._guarded("record the job") as db:
-            cur = db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status = ?", (*fields.values(), job_id, old))
+            cur = db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status = ?", (*_storable(fields), job_id, old))
             return cur.rowcount == 1
 
     def recover(self) -> list[dict]:
         """Jobs left ``running`` by a process that died: those that had started writing
         become interrupted (resumable), the others go back to the queue."""
-        with self._guarded("read the jobs"):
+        with self._guarded("read the jobs") as db:
             rows = [self._public(r) for r in
-                    self._db.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY seq")]
+                    db.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY seq")]
             for job in rows:
                 if job["run_dir"]:
                     self.update(job["id"], status="interrupted", finished=time.time(),
@@ -245,3 +258,8 @@ class JobStore:
             progress = {}
         job["progress"] = {**empty_progress(), **(progress if isinstance(progress, dict) else {})}
         return job
+
+
+def _storable(fields: dict) -> list:
+    # An error message may quote a lone surrogate, which SQLite cannot store as UTF-8.
+    return [printable(v) if isinstance(v, str) else v for v in fields.values()]
