@@ -60,7 +60,7 @@ def main(files):
             assert {k: back[k] for k in data} == data, path
             load_settings(back)
             values = tab.field_values(data)
-            table, status = tab.plan(*values, data, [])
+            table, view, status = tab.plan(*values, data, [])
             assert status.startswith(("plan:", "error:")) and "\n" not in status, status
             round_trips += 1
         out["round_trips"] = round_trips

@@ -160,7 +160,7 @@ def test_unchanged_fields_keep_the_files_spelling():
 
 # Each field, a new value, and what it must change in the loaded RenderSettings.
 FIELD_EFFECTS = {
-    "model": ("tiny-random-ti2v [installed]", lambda s: s.model.id == "tiny-random-ti2v"),
+    "model": ("tiny-random-ti2v [built locally]", lambda s: s.model.id == "tiny-random-ti2v"),
     "backend": ("diffusers", lambda s: s.backend == "diffusers"),
     "width": (640, lambda s: s.W == 640),
     "height": (352, lambda s: s.H == 352),
@@ -267,7 +267,10 @@ def test_parse_loras_and_bad_prompts():
 
 def test_size_choices_and_model_marks():
     assert size_choices("wan2.2-ti2v-5b [installed]") == ["1280x704", "704x1280", CUSTOM_SIZE]
-    assert "tiny-random [installed]" in model_choices({"tiny-random"})
+    assert "tiny-random [built locally]" in model_choices({"tiny-random"})
+    assert "tiny-random-vace [built on first use]" in model_choices({"tiny-random"})
+    assert "wan2.1-t2v-1.3b [installed, 16.4 GB]" in model_choices({"wan2.1-t2v-1.3b": 16_400_000_000})
+    assert "wan2.1-t2v-14b [not downloaded]" in model_choices({})
     assert "wan2.1-t2v-1.3b [not downloaded]" in model_choices(set())
 
 
@@ -283,9 +286,17 @@ def example_values(tab, **changes) -> tuple[list, dict]:
 
 def test_plan_shows_the_table(tab):
     values, base = example_values(tab)
-    table, status = tab.plan(*values, base, [])
+    table, view, status = tab.plan(*values, base, [])
     assert "win seg mode" in table and "6 windows" in table
     assert status.startswith("plan: 6 windows, 48 frames")
+    # the readable view: a timeline (each segment, each window) and a row per window
+    from deforum_wan.config.planner import make_plan
+
+    segments = len(make_plan(load_settings(fields_to_settings(tab.fields(values), base))).segments)
+    assert view.count("<tr>") == 1 + 6 and view.count("<rect") == segments + 6 and "<svg" in view
+    assert "<td>0-" in view and "<th>camera</th>" in view
+    hostile = dict(base, prompts={"0": "<script>alert(1)</script>"})
+    assert "<script>" not in tab.plan(*tab.field_values(hostile), hostile, [])[1]  # escaped
 
 
 def test_preview_camera_shows_deforums_path_as_a_video(tab):
@@ -312,7 +323,7 @@ def test_preview_camera_shows_deforums_path_as_a_video(tab):
 ])
 def test_plan_errors_are_one_line(tab, name, value, expected):
     values, base = example_values(tab, **{name: value})
-    table, status = tab.plan(*values, base, [])
+    table, view, status = tab.plan(*values, base, [])
     assert table == "" and status.startswith(expected) and "\n" not in status and "Traceback" not in status
 
 
@@ -351,7 +362,7 @@ def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
     values[FIELDS.index("preset")] = "low-vram"
     values[FIELDS.index("gpus")] = 2.0
     values[FIELDS.index("seed")] = 1  # an animation field: each file keeps its own
-    table, plan_status = tab.plan(*values, base, batch)
+    table, view, plan_status = tab.plan(*values, base, batch)
     assert table.count("win seg mode") == 2 and plan_status == "plan: 2 files"
     assert tab.generate(*values, base, batch) == "queued 2 jobs: job1, job2"
     (n1, s1), (n2, s2) = manager.submitted
@@ -411,7 +422,9 @@ def test_use_deforum_prompts(manager):
 
 def test_model_and_size_handlers(tab, tmp_path):
     assert tab.model_changed("wan2.2-ti2v-5b", 1280, 704)[0]["value"] == "1280x704"
-    assert tab.model_changed("wan2.2-ti2v-5b", 832, 480)[0]["value"] == CUSTOM_SIZE
+    assert tab.model_changed("wan2.2-ti2v-5b", 832, 480)[0]["value"] == "1280x704"  # the nearest aspect
+    assert tab.model_changed("tiny-random", 832, 480)[0]["value"] == "64x64"  # not left on custom
+    assert tab.model_changed("wan2.1-t2v-1.3b", 480, 832)[0]["value"] == "480x832"
     # the fields an empty value leaves to the model name the new model's values
     size, steps, guidance, guidance_2 = tab.model_changed("wan2.2-t2v-a14b", 1280, 720)
     assert "40" in steps["label"] and "4" in guidance["label"] and "3" in guidance_2["label"]
@@ -423,7 +436,7 @@ def test_model_and_size_handlers(tab, tmp_path):
     kept = Path(tab.uploaded_path(upload(image)))  # kept in the output folder, where jobs read it
     assert kept.parent == tab.outdir.resolve() / "wan-uploads" and kept.read_bytes() == b"png bytes"
     refreshed = tab.refresh_models("tiny-random")
-    assert refreshed["value"] == "tiny-random [not downloaded]" and len(refreshed["choices"]) > 10
+    assert refreshed["value"] == "tiny-random [built on first use]" and len(refreshed["choices"]) > 10
 
 
 def test_interrupt_and_skip_reach_the_manager(tab, manager):

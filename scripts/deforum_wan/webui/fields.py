@@ -9,6 +9,7 @@ so an imported file is written back as Deforum and this tool read it.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from ..config.keys import COLOR_MODES, DEFAULT_PRESET, KEYS, PRESETS, WAN_ALIASES, WAN_DEFAULTS, Key
@@ -131,6 +132,19 @@ def size_choices(model: str) -> list[str]:
 def size_for(model: str, width: Any, height: Any) -> str:
     label = size_label(_number(width) or 0, _number(height) or 0)
     return label if label in size_choices(model) else CUSTOM_SIZE
+
+
+def nearest_size(model: str, width: Any, height: Any) -> str:
+    """The Size choice when the model changes: the current W/H if it was trained at them, else
+    its trained size of the nearest aspect ratio (what the render would pick); custom when it
+    has no trained sizes."""
+    current = size_for(model, width, height)
+    sizes = [parse_size(c) for c in size_choices(model) if c != CUSTOM_SIZE]
+    w, h = _number(width) or 0, _number(height) or 0
+    if current != CUSTOM_SIZE or not sizes or not (w > 0 and h > 0):
+        return current
+    best = min(sizes, key=lambda s: abs(math.log((s[0] / s[1]) / (w / h))))
+    return size_label(*best)
 
 
 def parse_size(label: str) -> tuple[int, int] | None:
@@ -319,8 +333,15 @@ def model_choices(installed: set[str] | None = None) -> list[str]:
     return [model_label(mid, installed) for mid in MODELS]
 
 
-def model_label(mid: str, installed: set[str] | None = None) -> str:
+def model_label(mid: str, installed: set[str] | dict[str, int] | None = None) -> str:
+    """``wan2.1-t2v-1.3b [installed, 16.4 GB]``; ``installed``: ids on disk (or id -> bytes)."""
     mid = model_id(mid)
     if mid not in MODELS:
         return mid
-    return f"{mid} [{'installed' if mid in (installed or set()) else 'not downloaded'}]"
+    installed = installed or set()
+    if MODELS[mid].tiny:  # random weights made on this machine, never downloaded
+        return f"{mid} [{'built locally' if mid in installed else 'built on first use'}]"
+    if mid not in installed:
+        return f"{mid} [not downloaded]"
+    size = installed.get(mid) if isinstance(installed, dict) else None
+    return f"{mid} [installed, {size / 1e9:.1f} GB]" if size else f"{mid} [installed]"

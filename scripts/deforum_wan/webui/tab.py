@@ -7,6 +7,7 @@ handler turns a user error into one status line; nothing shows a traceback in th
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 import sys
@@ -22,7 +23,7 @@ from ..config.schedule import SEED_BEHAVIORS
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import WanError
 from ..models.registry import MODELS
-from ..models.weights import locate_weights
+from ..models.weights import disk_size, locate_weights
 from ..render import output
 from ..render.camera_preview import write_preview
 from ..service.paths import find_inside, input_roots, keep_upload
@@ -34,6 +35,7 @@ from .fields import (
     model_choices,
     model_id,
     model_label,
+    nearest_size,
     parse_size,
     prompts_text,
     sampling_label,
@@ -42,6 +44,7 @@ from .fields import (
     size_for,
 )
 from .gradio_compat import blocks, component, file_path, file_paths, on, poll, update, upload_folder
+from .plan_view import plan_html
 
 POLL_SECONDS = 1.0
 PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the camera scales with them)
@@ -95,14 +98,15 @@ def one_line(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {first}"
 
 
-def installed_models(models_dir: str | None) -> set[str]:
-    """Registry ids whose weights are on disk (models dir or hub cache); no network."""
-    found = set()
+def installed_models(models_dir: str | None) -> dict[str, int]:
+    """Registry ids whose weights are on disk (models dir or hub cache) -> bytes there; no network."""
+    found = {}
     for mid, spec in MODELS.items():
         layouts = ("diffusers",) if spec.tiny else ("diffusers", "official")
         try:
-            if any(locate_weights(spec, models_dir, layout) for layout in layouts):
-                found.add(mid)
+            paths = [p for p in (locate_weights(spec, models_dir, layout) for layout in layouts) if p]
+            if paths:
+                found[mid] = sum(disk_size(p) for p in paths)
         except OSError:  # an unreadable models dir: the model shows as not downloaded
             continue
     return found
@@ -140,7 +144,8 @@ class WanTab:
         return [(name, fields_to_settings(fields, data, only=WAN_FIELDS)) for name, data in batch]
 
     # --- plan / generate / stop ----------------------------------------------------------
-    def plan(self, *args) -> tuple[str, str]:
+    def plan(self, *args) -> tuple[str, str, str]:
+        """(the plan as text, as a timeline and table, the status line)."""
         *values, base, batch = args
         try:
             if batch:
@@ -148,10 +153,10 @@ class WanTab:
             settings = load_settings(self.settings_of(values, base), name="tab")
             plan = make_plan(settings)
         except Exception as exc:
-            return "", one_line(exc)
+            return "", "", one_line(exc)
         status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps"
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
-        return format_plan(plan), status
+        return format_plan(plan), plan_html(plan), status
 
     def preview_camera(self, *args) -> tuple[Any, str]:
         """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time."""
@@ -165,16 +170,19 @@ class WanTab:
             return update(), one_line(exc)
         return str(video), "; ".join([f"camera preview: {settings.max_frames} frames (no diffusion)", *notes])
 
-    def _plan_batch(self, values, batch) -> tuple[str, str]:
-        parts, failed = [], 0
+    def _plan_batch(self, values, batch) -> tuple[str, str, str]:
+        parts, views, failed = [], [], 0
         for name, data in self.batch_settings(values, batch):
             try:
-                parts.append(f"== {name} ==\n{format_plan(make_plan(load_settings(data, name=name)))}")
+                plan = make_plan(load_settings(data, name=name))
+                parts.append(f"== {name} ==\n{format_plan(plan)}")
+                views.append(f"<h4>{html.escape(name)}</h4>{plan_html(plan)}")
             except Exception as exc:
                 failed += 1
                 parts.append(f"== {name} ==\n{one_line(exc)}")
+                views.append(f"<h4>{html.escape(name)}</h4><p>{html.escape(one_line(exc))}</p>")
         status = f"plan: {len(batch)} files" + (f", {failed} with errors" if failed else "")
-        return "\n\n".join(parts), status
+        return "\n\n".join(parts), "".join(views), status
 
     def generate(self, *args) -> str:
         *values, base, batch = args
@@ -295,7 +303,7 @@ class WanTab:
     def model_changed(self, model, width, height):
         """The fields that follow the model: its trained sizes, and the model values that an
         empty Steps / Guidance / Guidance 2 field stands for."""
-        return (update(choices=size_choices(model), value=size_for(model, width, height)),
+        return (update(choices=size_choices(model), value=nearest_size(model, width, height)),
                 update(label=sampling_label("steps", model)), update(label=sampling_label("guidance", model)),
                 update(label=sampling_label("guidance_2", model)))
 
@@ -585,8 +593,10 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                         elem_id="wan_status")
                 c["progress"] = component(gr.Textbox, label="Progress", interactive=False, lines=1, max_lines=2,
                                           value="idle", elem_id="wan_progress")
-                c["plan_out"] = component(gr.Textbox, label="Plan", interactive=False, lines=4, max_lines=40,
-                                          elem_id="wan_plan_out")
+                c["plan_view"] = gr.HTML(elem_id="wan_plan_view")
+                with gr.Accordion("Plan as text", open=False):
+                    c["plan_out"] = component(gr.Textbox, label="Plan", interactive=False, lines=4, max_lines=40,
+                                              elem_id="wan_plan_out")
                 c["preview"] = component(gr.Image, label="Last finished frame", type="filepath",
                                          interactive=False, height=320, elem_id="wan_preview")
                 c["video"] = component(gr.Video, label="Result", interactive=False, height=320,
@@ -599,7 +609,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
 
         fields = [c[name] for name in FIELDS]
         status = c["status"]
-        on(c["plan"].click, tab.plan, fields + [base, batch], [c["plan_out"], status])
+        on(c["plan"].click, tab.plan, fields + [base, batch], [c["plan_out"], c["plan_view"], status])
         on(c["camera"].click, tab.preview_camera, fields + [base, batch], [c["video"], status])
         on(c["generate"].click, tab.generate, fields + [base, batch], [status])
         on(c["interrupt"].click, tab.interrupt, [], [status], queue=False)
