@@ -126,13 +126,14 @@ class Renderer:
         plan = None if self.resume else self._check(s)
         ts = self.resume or self.timestring or output.make_timestring()
         folder = RunFolder.of(self.outdir, s, ts, create=True)
-        if not self.resume and self.timestring and folder.manifest_file.exists():
-            raise WanError(f"run {ts} already exists in {folder.dir}; resume it or choose another timestring")
         while not self.resume and not self.timestring and folder.settings_file.exists():
             # Timestrings have one-second resolution: never write into another run's files.
             time.sleep(0.2)
             folder = RunFolder.of(self.outdir, s, output.make_timestring(), create=True)
         self.folder = folder
+        self._lock = folder.lock()  # a second render or resume of this run stops here, at once
+        if not self.resume and self.timestring and folder.manifest_file.exists():
+            raise WanError(f"run {ts} already exists in {folder.dir}; resume it or choose another timestring")
         if self.resume:
             saved, manifest_file = folder.settings_file, folder.manifest_file
             if not saved.is_file() or not manifest_file.is_file():
@@ -143,9 +144,13 @@ class Renderer:
             manifest = output.Manifest.load(manifest_file)
             if manifest.status == "done":
                 raise WanError(f"render {ts} in {folder.dir} is already finished")
+            if manifest.settings_hash and manifest.settings_hash != _saved_hash(saved):
+                # Its finished frames were made from the file as it was: going on would mix two renders.
+                raise WanError(f"{saved} was changed after run {ts} started; undo the change to resume it,"
+                               " or render the changed file as a new run (without --resume)")
         else:
             output.write_settings(folder.settings_file, {**s.to_dict(), "resume_timestring": folder.timestring})
-            manifest = output.Manifest(folder.manifest_file, folder.timestring, output.settings_hash(s.to_dict()))
+            manifest = output.Manifest(folder.manifest_file, folder.timestring, _saved_hash(folder.settings_file))
             manifest.save()
         return plan, folder.dir, folder.timestring, manifest
 
@@ -174,6 +179,14 @@ class Renderer:
 
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> RenderResult:
+        self._lock = None
+        try:
+            return self._run()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _run(self) -> RenderResult:
         plan, run_dir, ts, manifest = self._prepare()
         s = self.settings
         self._plan = plan
@@ -182,23 +195,22 @@ class Renderer:
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
-        done_windows = {w["index"] for w in manifest.windows}
-        start = next((w.index for w in plan.windows if w.index not in done_windows), len(plan.windows))
         # Up to FRAME_QUEUE_BYTES of frames wait for the writer (at least 8), so a window's
         # PNGs are written while the next one generates instead of stalling the GPU.
         queued = max(8, FRAME_QUEUE_BYTES // (plan.width * plan.height * 3))
         writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes, max_queued=queued)
         anchor: list[np.ndarray] = []
-        stream = CarryStream(plan, writer, lambda i, f: anchor.append(f) if i == 0 else None)
+
+        def keep_first(i: int, frame: np.ndarray) -> None:
+            if i == 0:
+                anchor.append(frame)
+
+        stream = CarryStream(plan, writer, keep_first)
+        start = self._resume_point(plan, manifest, stream, ts)
         if start:
-            carried = stream.load(self.folder.carry_file)
-            if carried == start + 1:  # killed after the carry was saved, before the manifest
-                manifest.record_window(self._record(plan.windows[start]), frames_written=stream.written)
-                start += 1
-            elif carried not in (None, start):
-                raise WanError(f"cannot resume: {self.folder.carry_file.name} does not match"
-                               f" the manifest of {ts}")
             anchor.append(_read_png(output.frame_path(run_dir, ts, 0)))
+        else:  # from the start: nothing carried over (a carry rejected after loading included)
+            stream = CarryStream(plan, writer, keep_first)
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
                   frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings,
                   window_steps=[w.steps for w in plan.windows])
@@ -226,10 +238,10 @@ class Renderer:
             status = "done"
         except Interrupted:
             pass  # the frames so far are kept; the video of them is made below
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):  # the error already unwinding is the one to report
                 self._close_writer(writer, manifest)  # the checkpoints of the windows whose frames are written
-            manifest.set_status("failed")
+            self._mark_failed(manifest, exc)
             raise
         finally:
             self._close_pool()
@@ -242,8 +254,12 @@ class Renderer:
         if status == "done" and written != plan.max_frames:
             manifest.set_status("failed")
             raise WanError(f"internal error: wrote {written} frames, the plan has {plan.max_frames}")
-        video = self._finish(run_dir, ts, plan, written)
-        adherence = self._measure_camera(run_dir, ts, plan, written) if status == "done" else None
+        try:
+            video = self._finish(run_dir, ts, plan, written)
+            adherence = self._measure_camera(run_dir, ts, plan, written) if status == "done" else None
+        except BaseException as exc:  # the frames are kept: a resume makes the video again
+            self._mark_failed(manifest, exc)
+            raise
         if adherence is not None:
             manifest.extra["camera_adherence"] = adherence.to_dict()
         manifest.set_status(status)
@@ -258,6 +274,46 @@ class Renderer:
             raise Interrupted(f"stopped after {written} frames; resume with --resume {ts}"
                               + (f" (video of those frames: {video})" if video else ""))
         return result
+
+    def _resume_point(self, plan: ClipPlan, manifest: output.Manifest, stream: CarryStream, ts: str) -> int:
+        """The first window to render. A resume goes on after its finished windows when their
+        frames are whole and the carry is the one saved after them (loaded into ``stream``).
+        Otherwise (a frame missing or broken, the carry damaged or of another window) the run
+        renders again from window 0, the one window that needs no carry; the frames come out
+        the same. Later windows leave the manifest."""
+        done = {w["index"] for w in manifest.windows}
+        start = next((w.index for w in plan.windows if w.index not in done), len(plan.windows))
+        carried = start
+        if start:
+            try:
+                carried = stream.load(self.folder.carry_file, start)
+                if carried == start and stream.written != manifest.frames_written:
+                    raise WanError(f"{manifest.path.name} counts {manifest.frames_written} frames,"
+                                   f" the carry {stream.written}")
+                bad = output.first_bad_frame(self.folder.dir, ts, stream.written, (plan.width, plan.height))
+                if bad is not None:
+                    raise WanError(f"frame {output.frame_name(ts, bad[0])} is {bad[1]}")
+            except WanError as exc:
+                self.emit("warning", message=f"{exc}: rendering run {ts} again from window 0"
+                          " (the frames come out the same)")
+                start = carried = 0
+        kept = [w for w in manifest.windows if w["index"] < start]
+        if carried == start + 1:  # killed after the carry was saved, before the manifest
+            manifest.windows = kept
+            manifest.record_window(self._record(plan.windows[start]), frames_written=stream.written)
+            return start + 1
+        if kept != manifest.windows:
+            manifest.windows, manifest.frames_written = kept, stream.written if start else 0
+            manifest.save()
+        return start
+
+    def _mark_failed(self, manifest: output.Manifest, error: BaseException) -> None:
+        """The manifest says failed; a user's error that it could not says so too."""
+        try:
+            manifest.set_status("failed")
+        except WanError as exc:
+            if isinstance(error, WanError):
+                raise WanError(f"{error}; the run could not be marked failed either: {exc}") from None
 
     def _checkpoint(self, plan: ClipPlan, w: Window, run_dir: Path, ts: str, manifest: output.Manifest,
                     stream: CarryStream) -> Callable[[], None]:
@@ -278,8 +334,8 @@ class Renderer:
         """The last frames and checkpoints to disk; a write error there fails the run."""
         try:
             writer.close()
-        except BaseException:
-            manifest.set_status("failed")
+        except BaseException as exc:
+            self._mark_failed(manifest, exc)
             raise
         finally:
             self._emit_checkpoints()
@@ -426,9 +482,13 @@ class Renderer:
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
         s = self.settings
         if s.write_srt:
-            output.write_srt(self.folder.srt_file, plan.fps,
-                             [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
-                              if seg.start < written])
+            try:
+                output.write_srt(self.folder.srt_file, plan.fps,
+                                 [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
+                                  if seg.start < written])
+            except OSError as exc:  # the folder, not the hidden temp file the error names
+                raise WanError(f"cannot write {self.folder.srt_file.name} in {run_dir}: {exc.strerror or exc}"
+                               ) from None
         if s.skip_video_creation or written == 0:
             return None
         soundtrack = s.soundtrack
@@ -437,6 +497,14 @@ class Renderer:
                       " (give a local file)")
             soundtrack = None
         return output.make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
+
+
+def _saved_hash(path: Path) -> str:
+    """What a manifest keeps of its run's saved settings file (a resume continues that file)."""
+    try:
+        return output.settings_hash(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise WanError(f"cannot read {path}: {exc}") from None
 
 
 def _read_png(path: Path) -> np.ndarray:

@@ -192,6 +192,33 @@ def encode_png(frame: np.ndarray, level: int = PNG_COMPRESSION) -> bytes:
     return data.tobytes()
 
 
+def frame_problem(path: Path, size: tuple[int, int]) -> str | None:
+    """Why a frame file is not a whole PNG of ``size`` (W, H), or None when it is."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # the header alone says nothing of a truncated or garbled body
+            if img.size != tuple(size):
+                return f"{img.size[0]}x{img.size[1]}, not {size[0]}x{size[1]}"
+    except FileNotFoundError:
+        return "missing"
+    except Exception as e:  # whatever a garbled file makes Pillow raise (OSError, SyntaxError, bombs...)
+        return f"unreadable ({e})"
+    return None
+
+
+def first_bad_frame(run_dir: str | os.PathLike, ts: str, n_frames: int, size: tuple[int, int]
+                    ) -> tuple[int, str] | None:
+    """The first of frames 0..n_frames-1 that is missing, broken or of another size, and why.
+    Decoded on a few threads (Pillow's decoders release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        problems = pool.map(lambda i: frame_problem(frame_path(run_dir, ts, i), size), range(n_frames))
+        return next(((i, p) for i, p in enumerate(problems) if p is not None), None)
+
+
 _STOP = object()
 
 
@@ -369,7 +396,10 @@ class Manifest:
                 "status": self.status, **self.extra}
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.to_dict())
+        try:
+            atomic_write_json(self.path, self.to_dict())
+        except OSError as e:  # the folder, not the hidden temp file the error names
+            raise WanError(f"cannot save {self.path.name} in {self.path.parent}: {e.strerror or e}") from None
 
     def record_window(self, window: dict, frames_written: int | None = None) -> None:
         """Mark a window finished (replacing one with the same index) and save."""
@@ -608,8 +638,8 @@ def write_srt(path: str | os.PathLike, fps: float, segments: Iterable[tuple[int,
 __all__ = [
     "DEFAULT_CRF", "DEFAULT_PRESET", "FrameWriter", "MANIFEST_STATUSES", "Manifest", "VideoError",
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_soundtrack",
-    "check_writable", "encode_png", "ffmpeg_exe", "frame_name", "frame_path", "frame_pattern",
-    "make_timestring", "make_video", "manifest_path", "mux_command", "probe_video", "run_dir",
-    "settings_hash", "settings_path", "srt_path", "srt_time", "stitch_command", "video_path",
-    "write_settings", "write_srt",
+    "check_writable", "encode_png", "ffmpeg_exe", "first_bad_frame", "frame_name", "frame_path",
+    "frame_pattern", "frame_problem", "make_timestring", "make_video", "manifest_path", "mux_command",
+    "probe_video", "run_dir", "settings_hash", "settings_path", "srt_path", "srt_time", "stitch_command",
+    "video_path", "write_settings", "write_srt",
 ]

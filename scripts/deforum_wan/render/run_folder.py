@@ -2,6 +2,7 @@
 the job queue and bench all ask this object instead of working the names out again."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,15 @@ class RunFolder:
         """The native frames the next window needs, saved after each window (for a resume)."""
         return self.dir / f"{self.timestring}_carry.npz"
 
+    @property
+    def lock_file(self) -> Path:
+        """Held while a render writes here (see ``lock``); removed when it ends."""
+        return self.dir / f"{self.timestring}_render.lock"
+
+    def lock(self) -> RunLock:
+        """Lock the run for this render: a second render or resume of it fails at once."""
+        return RunLock.acquire(self.lock_file, self.timestring)
+
     def frame(self, i: int) -> Path:
         return output.frame_path(self.dir, self.timestring, i)
 
@@ -75,3 +85,86 @@ class RunFolder:
         """Frames finished on disk by the manifest's count (0 without one)."""
         manifest = self.manifest()
         return manifest.frames_written if manifest else 0
+
+
+class RunLock:
+    """An exclusive OS lock on a run's lock file (flock; msvcrt on Windows). The OS drops it
+    when the holder dies, so a killed render never leaves a stale lock; the file holds the
+    holder's pid for the message."""
+
+    _WIN_BYTE = 1 << 20  # Windows locks a byte range; one past the pid keeps the pid readable
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, path: Path, timestring: str) -> RunLock:
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:
+                raise WanError(f"cannot lock run {timestring} in {path.parent}: {e.strerror or e}") from None
+            if not _lock(fd):
+                pid = _read_pid(fd)
+                os.close(fd)
+                raise WanError(f"run {timestring} is already rendering (pid {pid or 'unknown'})")
+            # The holder may have removed the file between our open and our lock: hold the one on disk.
+            with contextlib.suppress(OSError):
+                if os.path.samestat(os.fstat(fd), os.stat(path)):
+                    break
+            _unlock(fd)
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        if os.name == "posix":  # removed while still held: a waiting acquirer sees it is gone
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        _unlock(fd)
+        os.close(fd)
+        if os.name != "posix":  # Windows removes no open file
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _lock(fd: int) -> bool:
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            os.lseek(fd, RunLock._WIN_BYTE, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        if os.name == "nt":
+            import msvcrt
+
+            os.lseek(fd, RunLock._WIN_BYTE, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return int(os.read(fd, 32).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None

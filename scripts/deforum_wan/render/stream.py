@@ -84,24 +84,63 @@ class CarryStream:
             "ret_index": np.array(ret, dtype=np.int64),
             "ret_frames": (np.stack([self.retimer.frames[k] for k in ret]) if ret
                            else np.zeros((0, 1, 1, 3), np.float32)),
-            "state": np.array([self.tail_start, self.final, self.segment, self.retimer.next_out,
-                               self.retimer.available, self.written, next_window], dtype=np.int64),
+            "state": np.array(self.state() + [next_window], dtype=np.int64),
         }
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         return buf.getvalue()
 
-    def load(self, path: Path) -> int | None:
-        """Restore the carry; returns the window it was saved for (None: an older carry)."""
+    def state(self) -> list[int]:
+        return [self.tail_start, self.final, self.segment, self.retimer.next_out, self.retimer.available,
+                self.written]
+
+    def load(self, path: Path, window: int) -> int:
+        """Restore the carry saved before ``window``, or before ``window + 1`` (killed between
+        the carry and the manifest); returns which. A carry that is unreadable or does not
+        hold what the plan puts there is a WanError, and the stream is left as it was."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                tail, state = data["tail"], data["state"].tolist()
-                ret_index, ret_frames = data["ret_index"].tolist(), data["ret_frames"]
-        except (OSError, KeyError, ValueError) as exc:
-            raise WanError(f"cannot resume: {path.name} is unreadable ({exc})") from None
+                tail, ret_frames = data["tail"], data["ret_frames"]
+                state = [int(x) for x in data["state"].reshape(-1)]
+                ret_index = [int(x) for x in data["ret_index"].reshape(-1)]
+        except Exception as exc:  # whatever a truncated or garbage file makes zipfile/zlib/numpy raise
+            raise WanError(f"{path.name} is unreadable ({type(exc).__name__}: {exc})") from None
+        saved_for = state[6] if len(state) == 7 else window  # a carry of an older version: unnamed
+        if len(state) not in (6, 7) or saved_for not in (window, window + 1) \
+                or not 0 < saved_for <= len(self.plan.windows):
+            raise WanError(f"{path.name} is not the carry of window {window}")
+        want_state, want_tail, want_ret = expected_carry(self.plan, saved_for)
+        size = (self.plan.height, self.plan.width, 3)
+        if state[:6] != want_state or ret_index != want_ret or not _frames(tail, want_tail, size) \
+                or not _frames(ret_frames, len(want_ret), size):
+            raise WanError(f"{path.name} does not hold the carry the plan has before window {saved_for}")
         self.tail = list(tail)
         self.tail_start, self.final, self.segment, next_out, available, self.written = state[:6]
         self.retimer = self._retimer(self.segment, next_out)
         self.retimer.available = available
         self.retimer.frames = {k: ret_frames[i] for i, k in enumerate(ret_index)}
-        return state[6] if len(state) > 6 else None
+        return saved_for
+
+
+def _frames(a: np.ndarray, n: int, size: tuple[int, int, int]) -> bool:
+    """``n`` float frames of the plan's size (an empty list is saved as (0, 1, 1, 3))."""
+    return a.dtype.kind == "f" and a.ndim == 4 and len(a) == n and (n == 0 or a.shape[1:] == size)
+
+
+class _Discard:
+    def put(self, index: int, frame: np.ndarray) -> None:
+        pass
+
+
+def expected_carry(plan: ClipPlan, window: int) -> tuple[list[int], int, list[int]]:
+    """The bookkeeping a carry saved before ``window`` holds (its state, tail length and the
+    retimer's frame indexes): the plan's windows streamed as 1x1 frames, the way the loop
+    streams them (a continuation hands over its overlap and new frames, a first or cut
+    window its new frames)."""
+    sim = CarryStream(plan, _Discard(), lambda i, f: None)
+    pixel = np.zeros((1, 1, 3), np.float32)
+    for w in plan.windows[:window]:
+        n = w.new_frames if w.index == 0 or w.cut else w.overlap + w.new_frames
+        nxt = plan.windows[w.index + 1].overlap if w.index + 1 < len(plan.windows) else 0
+        sim.add([pixel] * n, w.overlap, nxt)
+    return sim.state(), len(sim.tail), sorted(sim.retimer.frames)
