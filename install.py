@@ -22,8 +22,7 @@ def main() -> int:
     try:
         line = hostdeps.ensure_installed(EXTENSION, python=sys.executable, python_version=sys.version_info[:3],
                                          host=hostdeps.host_versions(), run=_run,
-                                         index_url=os.environ.get("INDEX_URL") or None,
-                                         environment=hostdeps.environment_fingerprint())
+                                         index_url=os.environ.get("INDEX_URL") or None)
     except hostdeps.HostDepsError as exc:
         print(f"deforum-wan: {exc}")
         return 1

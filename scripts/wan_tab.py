@@ -64,6 +64,7 @@ class _Host:
         existing = getattr(deforum_wan, "_webui_manager", None)
         if existing is not None:
             return existing
+        _refresh_worker_packages()
         env = hostdeps.worker_env(EXTENSION)
         if _opt("wan_official_repo"):
             env["DEFORUM_WAN_OFFICIAL_REPO"] = _opt("wan_official_repo")
@@ -96,6 +97,26 @@ class _Host:
         if cls.unloaded:
             cls.unloaded = False
             sd_models.reload_model_weights()
+
+
+def _refresh_worker_packages() -> None:
+    """Another extension's installer may have changed numpy or torch after ours ran: the
+    worker's folder is resolved again for what the WebUI has now, before any worker starts."""
+    import subprocess
+
+    host = hostdeps.host_versions()
+    reason = hostdeps.stale_reason(hostdeps.packages_dir(EXTENSION), host)
+    if reason is None:
+        return
+    print(f"deforum-wan: the WebUI's packages changed since the Wan worker's were installed ({reason});"
+          " installing them again")
+    try:
+        line = hostdeps.ensure_installed(EXTENSION, python=sys.executable, python_version=sys.version_info[:3],
+                                         host=host, run=lambda cmd: subprocess.run(cmd, check=True),
+                                         index_url=os.environ.get("INDEX_URL") or None)
+        print(f"deforum-wan: {line or 'the worker packages fit'}")
+    except (hostdeps.HostDepsError, subprocess.CalledProcessError) as exc:
+        print(f"deforum-wan: the worker's packages could not be installed again ({exc}); Wan jobs may fail")
 
 
 def deforum_installed() -> bool:

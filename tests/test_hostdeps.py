@@ -56,7 +56,9 @@ def test_constraints_pin_the_hosts_gpu_stack():
 
 def test_report_parsing_refuses_to_touch_the_host():
     report = {"install": [{"metadata": {"name": "Diffusers", "version": "0.42.1"}},
-                          {"metadata": {"name": "huggingface_hub", "version": "2.4.0"}}]}
+                          {"metadata": {"name": "huggingface_hub", "version": "2.4.0"}},
+                          {"metadata": {"name": "setuptools", "version": "80.0"}}]}
+    # build tools stay out of the private folder (a copy would shadow the WebUI's own)
     assert hostdeps.to_install(report) == ["diffusers==0.42.1", "huggingface-hub==2.4.0"]
     for bad in ("torch", "numpy", "nvidia-cudnn-cu12"):
         with pytest.raises(HostDepsError, match=bad):
@@ -96,7 +98,7 @@ def make_extension(tmp_path):
 
 def test_ensure_installed_then_noop(tmp_path):
     ext, pip = make_extension(tmp_path), FakePip()
-    kwargs = dict(python="py", python_version=(3, 11, 7), host=MODERN, run=pip, environment={"mtime": 1})
+    kwargs = dict(python="py", python_version=(3, 11, 7), host=MODERN, run=pip)
     line = hostdeps.ensure_installed(ext, **kwargs)
     assert line.startswith("installed 2 packages") and (ext / ".wan-packages" / "diffusers").is_dir()
     dry, install = pip.calls
@@ -105,7 +107,12 @@ def test_ensure_installed_then_noop(tmp_path):
     constraints = (tmp_path / "ext" / ".wan-packages.new").exists()
     assert not constraints  # the work folder is gone
     assert hostdeps.ensure_installed(ext, **kwargs) == "" and len(pip.calls) == 2  # satisfied: no pip
-    hostdeps.ensure_installed(ext, **{**kwargs, "environment": {"mtime": 2}})  # the host changed
+    unrelated = {**MODERN, "gitpython": "3.1.40"}  # another extension's install: no reinstall
+    assert hostdeps.ensure_installed(ext, **{**kwargs, "host": unrelated}) == "" and len(pip.calls) == 2
+    assert hostdeps.stale_reason(ext / ".wan-packages", unrelated) is None
+    moved = {**MODERN, "numpy": "2.5.0"}  # what the worker uses from the host changed: resolved again
+    assert hostdeps.stale_reason(ext / ".wan-packages", moved) == f"numpy {MODERN['numpy']} -> 2.5.0"
+    hostdeps.ensure_installed(ext, **{**kwargs, "host": moved})
     assert len(pip.calls) == 4
 
 
@@ -135,8 +142,7 @@ def test_install_py_is_a_fast_noop_when_satisfied(tmp_path):
     pins = choose_pins(sys.version_info[:3], host, REQ)
     folder = ext / ".wan-packages"
     folder.mkdir()
-    hostdeps.write_marker(folder, hostdeps.marker_data(sys.version_info[:3], host, pins,
-                                                       hostdeps.environment_fingerprint()))
+    hostdeps.write_marker(folder, hostdeps.marker_data(sys.version_info[:3], host, pins))
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, str(ext / "install.py")], capture_output=True, text=True)
     elapsed = time.perf_counter() - start

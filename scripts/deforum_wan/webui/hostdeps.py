@@ -6,14 +6,14 @@ which only the worker sees (``PYTHONPATH``, see ``worker_env``). The WebUI's own
 changed: pip resolves the pins against the WebUI's environment with its torch and numpy pinned
 (a constraints file), and only what that environment lacks, or has at another version, is
 installed into the folder, without dependencies. A marker file records what was installed for
-which host, so later launches are a no-op.
+which host (its Python and the versions of the host packages the folder depends on), so later
+launches are a no-op, whatever else is installed into the WebUI meanwhile.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 PACKAGES_DIR = ".wan-packages"
@@ -40,6 +40,11 @@ OPENCV_NUMPY1 = "4.11.0.86"  # opencv 5 needs numpy >= 2
 # host has the package (kornia) or always (peft).
 OPTIONAL_IF_HOST_HAS = {"kornia": "0.8.2"}
 ALWAYS_EXTRA = {"peft": "0.21.2"}
+# Host packages the folder depends on (a change means resolving again); the marker keeps them.
+WATCHED = tuple(dict.fromkeys(re.sub(r"[-_.]+", "-", n).lower() for n in
+                              (*HOST_PINNED, *OPTIONAL_IF_HOST_HAS, *WORKER_PACKAGES, *ALWAYS_EXTRA)))
+# Build tools pip may list: the worker never imports them, and a copy would shadow the host's.
+NOT_INTO_FOLDER = ("setuptools", "pip", "wheel")
 
 
 class HostDepsError(Exception):
@@ -113,6 +118,8 @@ def to_install(report: dict) -> list[str]:
         name, version = canonical(meta.get("name", "")), meta.get("version", "")
         if not name or not version:
             continue
+        if name in NOT_INTO_FOLDER:
+            continue
         if name in HOST_PINNED or name.startswith(_NEVER_PREFIXES):
             raise HostDepsError(f"resolving the worker's libraries wanted to change {name} to {version};"
                                 " nothing was installed")
@@ -120,28 +127,25 @@ def to_install(report: dict) -> list[str]:
     return sorted(out)
 
 
-def marker_data(python: tuple[int, ...], host: dict[str, str], pins: dict[str, str],
-                environment: dict | None = None) -> dict:
-    watched = HOST_PINNED + tuple(OPTIONAL_IF_HOST_HAS)
+def marker_data(python: tuple[int, ...], host: dict[str, str], pins: dict[str, str]) -> dict:
+    """What the folder was made for: the Python, the host's versions of every package the worker
+    takes from the host or resolved against (its GPU stack, numpy, and the worker packages the
+    host already had), and our pins. Nothing else: an unrelated install changes none of it."""
     return {"version": MARKER_VERSION, "python": ".".join(map(str, python[:2])),
-            "host": {k: host[k] for k in watched if host.get(k)}, "pins": dict(sorted(pins.items())),
-            "environment": environment or {}}
+            "host": dict(sorted((k, v) for k, v in host.items() if k in WATCHED)), "pins": dict(sorted(pins.items()))}
 
 
-def environment_fingerprint() -> dict:
-    """Which environment the folder was resolved against, and when it last changed: any install
-    or removal in the WebUI's site-packages changes its folder's mtime (a stat, not a scan of
-    every package, so a satisfied launch stays fast)."""
-    import sysconfig
-
-    sites = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
-    mtimes = []
-    for site in sites:
-        try:
-            mtimes.append(int(os.stat(site).st_mtime))
-        except OSError:
-            mtimes.append(0)
-    return {"prefix": sys.prefix, "site_packages": sites, "mtime": max(mtimes, default=0)}
+def stale_reason(folder: str | os.PathLike, host: dict[str, str]) -> str | None:
+    """Why the folder no longer fits this host (``numpy 1.26.2 -> 2.1.0``), or None: checked
+    when the WebUI loads the tab, after every extension's installer has run."""
+    try:
+        found = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8")).get("host", {})
+    except (OSError, ValueError, AttributeError):
+        return "the worker's packages are not installed"
+    now = {k: v for k, v in host.items() if k in WATCHED}
+    changed = [f"{k} {found.get(k, 'absent')} -> {now.get(k, 'absent')}" for k in sorted(set(found) | set(now))
+               if found.get(k) != now.get(k)]
+    return ", ".join(changed) or None
 
 
 def is_satisfied(folder: str | os.PathLike, wanted: dict) -> bool:
@@ -175,7 +179,7 @@ def worker_env(extension_dir: str | os.PathLike, base: dict | None = None) -> di
     return env
 
 
-def host_versions(names=HOST_PINNED + tuple(OPTIONAL_IF_HOST_HAS)) -> dict[str, str]:
+def host_versions(names=WATCHED) -> dict[str, str]:
     """Installed versions in this interpreter's environment (absent packages left out)."""
     from importlib import metadata
 
@@ -194,8 +198,7 @@ def pip_base(python: str, index_url: str | None = None) -> list[str]:
 
 
 def ensure_installed(extension_dir: str | os.PathLike, *, python: str, python_version: tuple[int, ...],
-                     host: dict[str, str], run, index_url: str | None = None,
-                     environment: dict | None = None) -> str:
+                     host: dict[str, str], run, index_url: str | None = None) -> str:
     """Fill ``<extension>/.wan-packages`` for this host unless its marker already matches.
 
     ``run(cmd: list[str])`` runs a command and raises on failure (install.py passes
@@ -203,7 +206,7 @@ def ensure_installed(extension_dir: str | os.PathLike, *, python: str, python_ve
     """
     ext = Path(extension_dir)
     pins = choose_pins(python_version, host, read_requirements(ext / "requirements.txt"))
-    wanted = marker_data(python_version, host, pins, environment)
+    wanted = marker_data(python_version, host, pins)
     target = packages_dir(ext)
     if is_satisfied(target, wanted):
         return ""
