@@ -354,3 +354,28 @@ def test_the_tab_resumes_an_interrupted_job_and_the_console_tells_each_step(shar
     assert any(f"job {job} (console) window 1/" in line for line in lines)
     assert any(f"job {job} (console) interrupted: stopped after" in line for line in lines)
     assert any(f"job {again} (console) done" == line.removeprefix("deforum-wan: ") for line in lines)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_warm_worker_stays_flat_over_20_jobs(tiny_models_dir, tmp_path, env):
+    """20 jobs on one keep-warm worker: its memory after the last is that after the third (the
+    pipeline, caches and allocator warmed up), within a few percent; nothing piles up per job."""
+    manager = JobManager(tmp_path / "jobs.db", tmp_path / "out", models_dir=str(tiny_models_dir), env=env,
+                         keep_warm=True)
+    try:
+        sizes = []
+        for i in range(20):
+            job = manager.submit(settings(SINGLE, seed=i))
+            assert wait_for(lambda: finished(manager, job), 120, f"job {i}")["status"] == "done"
+            sizes.append(_rss_mb(manager.worker_pid))
+        assert manager.worker_pid is not None  # one worker for all of them
+        assert sizes[-1] <= sizes[2] * 1.05 + 20, sizes
+    finally:
+        manager.shutdown()
