@@ -30,6 +30,10 @@ class Interrupted(WanError):
     """The user asked to stop; finished frames are kept."""
 
 
+class DownloadCancelled(WanError):
+    """A model download stopped on request; the files it finished are kept, so downloading again resumes."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (its type name when it has none): no tracebacks."""
     text = str(error).strip()
