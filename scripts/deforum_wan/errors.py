@@ -37,6 +37,10 @@ class Interrupted(WanError):
     """The user asked to stop; finished frames are kept."""
 
 
+class DownloadCancelled(WanError):
+    """A model download stopped on request; the files it finished are kept, so downloading again resumes."""
+
+
 def printable(text: str) -> str:
     """``text`` with lone surrogates written as ``\\udXXX`` escapes: valid UTF-8 everywhere."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -7,6 +7,7 @@ for anything the user can fix.
 from __future__ import annotations
 
 import json
+import sys
 
 from ..models.registry import DEPTH_MODELS, get_model
 from ..models.weights import LAYOUTS, download, download_depth, registry_rows
@@ -48,9 +49,33 @@ def cmd_download(args) -> int:
         print(f"{spec.id}: {download_depth(spec, models_dir=args.models_dir, token=args.token)}")
         return 0
     spec = get_model(args.id)
-    path = download(spec, models_dir=args.models_dir, layout=args.layout, token=args.token)
+    if spec.tiny:
+        path = download(spec, models_dir=args.models_dir, layout=args.layout, token=args.token)
+    else:
+        path = _download_with_bar(spec, args)
     print(f"{spec.id}: {path}")
     return 0
+
+
+def _download_with_bar(spec, args):
+    """The size first (download's first progress call, before any byte), then a byte bar."""
+    from tqdm import tqdm
+
+    bars = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            print(f"downloading {spec.id}: {_size(total)} ({_size(total - done)} to fetch)", flush=True)
+            bars.append(tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
+                             desc=spec.id, file=sys.stderr, dynamic_ncols=True))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        return download(spec, models_dir=args.models_dir, layout=args.layout, token=args.token,
+                        progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def cmd_tiny_models(args) -> int:

@@ -1,5 +1,5 @@
 """Where weights live: a models dir of plain folders (the WebUI's models/wan), or the
-Hugging Face hub cache. Downloads go through huggingface_hub (progress, resume, auth).
+Hugging Face hub cache. Downloads go through huggingface_hub (progress, resume by file, auth).
 
 Path logic only; importing this module never imports torch or huggingface_hub.
 """
@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import WanError
+from ..errors import DownloadCancelled, WanError
 from .registry import MODELS, DepthSpec, ModelSpec
 
 MODELS_DIR_ENV = "DEFORUM_WAN_MODELS_DIR"
@@ -150,32 +151,118 @@ def hub_offline() -> bool:
 
 
 def _hub_error_message(repo: str, spec: ModelSpec, layout: str, error: Exception) -> str:
-    kind = type(error).__name__
+    # A dry run (download_size) wraps the hub's refusal; any other failed one could not ask the hub.
+    dry_cause = error.__cause__ if type(error).__name__ == "DryRunError" else None
+    kind = type(dry_cause or error).__name__
     command = download_command(spec, layout)
     if kind == "GatedRepoError":
         return f"{repo} is gated: accept its license on huggingface.co and pass --token (or HF_TOKEN)"
     if kind in ("RepositoryNotFoundError", "RevisionNotFoundError"):
         return f"{repo} was not found on the Hugging Face hub (or needs a token); check the id"
-    if kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or hub_offline():
+    if (kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "IncompleteSnapshotError")
+            or dry_cause is not None or hub_offline()):
         return f"{repo} is not downloaded and the hub is unreachable or offline; when online run: {command}"
     first = str(error).strip().splitlines()[0] if str(error).strip() else kind
     return f"downloading {repo} failed ({kind}: {first}); run again to resume: {command}"
 
 
-def _fetch(spec: ModelSpec, repo: str, target: Path, layout: str, token=None) -> Path:
-    """snapshot_download into a plain folder; the hub client shows progress and resumes."""
+def _endpoint() -> str | None:
+    # huggingface_hub reads HF_ENDPOINT once, at import; passed per call it can change at runtime.
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def _quiet_bars(on_bytes=None):
+    """A tqdm class for snapshot_download that draws nothing and hands ``on_bytes`` the bytes
+    written, summed over all files (called from the hub client's download threads)."""
+    from huggingface_hub.utils import tqdm
+
+    class QuietBars(tqdm):
+        def __init__(self, *args, **kwargs):
+            # The snapshot's own aggregate byte bar carries this name; the others count files
+            # or network bytes.
+            self.counts = on_bytes is not None and kwargs.get("name") == "huggingface_hub.snapshot_download"
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+        def update(self, n=1):
+            if self.counts and n:
+                on_bytes(int(n))  # raises DownloadCancelled: the chunk is not written
+            return super().update(n)
+
+    return QuietBars
+
+
+class _Progress:
+    """Bytes done over the whole download, reported to ``progress(done, total)``; asks
+    ``should_stop()`` before each chunk is written."""
+
+    def __init__(self, message: str, progress=None, should_stop=None, done: int = 0, total: int = 0):
+        self.message, self.progress, self.should_stop = message, progress, should_stop
+        self.done, self.total = done, total
+        self.lock = threading.Lock()  # the hub client downloads several files at once
+
+    def check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise DownloadCancelled(self.message)
+
+    def __call__(self, n: int) -> None:
+        self.check()
+        with self.lock:
+            self.done += n
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+
+def _fetch(spec: ModelSpec, repo: str, target: Path, layout: str, token=None, bars=None) -> Path:
+    """snapshot_download into a plain folder; finished files are kept, so a rerun resumes."""
     from huggingface_hub import snapshot_download
 
     try:
         path = snapshot_download(repo, local_dir=target, allow_patterns=ALLOW_PATTERNS[layout],
-                                 token=token)
+                                 token=token, endpoint=_endpoint(), tqdm_class=bars)
+    except DownloadCancelled:
+        raise
     except Exception as e:  # the hub raises many types (HTTP, auth, offline, disk): one line each
         raise WanError(_hub_error_message(repo, spec, layout, e)) from e
     return Path(path)
 
 
-def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None) -> Path:
-    """Download ``spec`` into ``<models_dir>/<repo name>`` (tiny models are built instead)."""
+def _download_repo(spec: ModelSpec, layout: str) -> str:
+    """The hub repo ``spec`` downloads from in ``layout``; refused when offline or absent."""
+    repo = hub_repo(spec, layout)
+    if repo is None:
+        raise WanError(f"{spec.id} has no {layout}-layout repo on the hub")
+    if hub_offline():
+        raise WanError(f"cannot download {repo} while HF_HUB_OFFLINE is set; unset it and run: "
+                       f"{download_command(spec, layout)}")
+    return repo
+
+
+def download_size(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None) -> tuple[int, int]:
+    """(bytes of the files a download fetches, bytes of them not yet in the target folder), asked
+    of the hub without downloading; tiny models are built locally: (0, 0)."""
+    if spec.tiny:
+        return 0, 0
+    repo = _download_repo(spec, layout)
+    target = resolve_models_dir(models_dir) / repo.split("/")[-1]
+    from huggingface_hub import snapshot_download
+
+    try:
+        files = snapshot_download(repo, local_dir=target, allow_patterns=ALLOW_PATTERNS[layout], token=token,
+                                  endpoint=_endpoint(), tqdm_class=_quiet_bars(), dry_run=True)
+    except Exception as e:  # not found, gated, offline, unreachable: one line each
+        raise WanError(_hub_error_message(repo, spec, layout, e)) from e
+    total = sum(f.file_size or 0 for f in files)
+    return total, sum(f.file_size or 0 for f in files if f.will_download)
+
+
+def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None,
+             progress=None, should_stop=None) -> Path:
+    """Download ``spec`` into ``<models_dir>/<repo name>`` (tiny models are built instead).
+
+    ``progress(done_bytes, total_bytes)`` is called, from the download threads, as bytes arrive
+    (the total is asked of the hub first). ``should_stop()`` returning True stops the download at
+    its next chunk with DownloadCancelled; the files it finished stay, so the next call resumes.
+    """
     root = resolve_models_dir(models_dir)
     if spec.tiny:
         if layout != "diffusers":
@@ -183,13 +270,16 @@ def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=
         from .tiny import ensure_tiny_model
 
         return ensure_tiny_model(spec.id, root)
-    repo = hub_repo(spec, layout)
-    if repo is None:
-        raise WanError(f"{spec.id} has no {layout}-layout repo on the hub")
-    if hub_offline():
-        raise WanError(f"cannot download {repo} while HF_HUB_OFFLINE is set; unset it and run: "
-                       f"{download_command(spec, layout)}")
-    path = _fetch(spec, repo, root / repo.split("/")[-1], layout, token)
+    repo = _download_repo(spec, layout)
+    counter = _Progress(f"download of {spec.id} ({repo}) stopped; Download again resumes it",
+                        progress, should_stop)
+    counter.check()
+    if progress is not None:
+        total, missing = download_size(spec, root, layout, token)
+        counter.done, counter.total = total - missing, total
+        progress(counter.done, total)  # where it starts: a resumed download is partly done
+    bars = _quiet_bars(counter) if progress is not None or should_stop is not None else None
+    path = _fetch(spec, repo, root / repo.split("/")[-1], layout, token, bars)
     if not _is_complete(path, layout):
         raise WanError(f"{repo} downloaded to {path} but looks incomplete; run again to resume: "
                        f"{download_command(spec, layout)}")
@@ -299,7 +389,8 @@ def download_depth(spec: DepthSpec, models_dir=None, token=None) -> Path:
 
     target = root / spec.repo.split("/")[-1]
     try:
-        path = Path(snapshot_download(spec.repo, local_dir=target, allow_patterns=DEPTH_PATTERNS, token=token))
+        path = Path(snapshot_download(spec.repo, local_dir=target, allow_patterns=DEPTH_PATTERNS, token=token,
+                                      endpoint=_endpoint()))
     except Exception as e:  # the hub raises many types (HTTP, auth, offline, disk): one line
         raise WanError(f"cannot download {spec.repo}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                        f"; run again to resume: python -m deforum_wan download {spec.id}") from e
