@@ -184,3 +184,37 @@ def test_server_serves_ranges(served):
     assert part.headers["Content-Range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
     assert whole.headers["X-Repo-Commit"] == served.commit
     assert whole.headers["ETag"] == f'"{served.files[name]["sha256"]}"'
+
+
+def test_the_tabs_download_button_shows_size_progress_and_stop(served, tmp_path, monkeypatch):
+    """The tab's Download and Stop download on the served model: the size first, a moving
+    <progress> bar, stop keeps what is finished, Download again completes it."""
+    import types
+
+    from deforum_wan.webui.tab import WanTab
+
+    spec = dataclasses.replace(SPEC, continue_with=None, continue_with_480p=None)
+    monkeypatch.setitem(MODELS, spec.id, spec)
+    models = tmp_path / "models"
+    tab = WanTab(types.SimpleNamespace(outdir=tmp_path / "out", models_dir=str(models)))
+    total = sum(f["size"] for f in served.files.values())
+    served.delay = 0.01
+    said = tab.download(f"{spec.id} [not downloaded]")
+    assert said == f"downloading {spec.id}: {total / 1e6:.1f} MB ({total / 1e6:.1f} MB to fetch) into {models}"
+    assert tab.download(spec.id).startswith("a download is running")
+    bars = []
+    deadline = time.monotonic() + 30
+    while tab.downloads.running and time.monotonic() < deadline:
+        bars.append(tab.downloads.html())
+        if len(bars) == 5:
+            assert tab.stop_download().startswith("stopping the download")
+        time.sleep(0.05)
+    assert any("<progress" in b and f'max="{total}"' in b and "MB/s" in b for b in bars)
+    assert "stopped; Download again resumes it" in tab.downloads.html()
+    assert locate_weights(spec, models) is None
+    served.delay = 0.0
+    tab.download(spec.id)
+    tab.downloads._thread.join(30)
+    assert tab.downloads.html().endswith(f"downloaded {spec.id}: press Refresh models</div>")
+    assert tab.refresh_models(spec.id)["value"].startswith(f"{spec.id} [installed, ")
+    assert tab.download(spec.id) == f"{spec.id} and its continuation model are already in {models}"

@@ -379,3 +379,11 @@ def test_a_warm_worker_stays_flat_over_20_jobs(tiny_models_dir, tmp_path, env):
         assert sizes[-1] <= sizes[2] * 1.05 + 20, sizes
     finally:
         manager.shutdown()
+
+
+def test_missing_weights_point_at_the_tabs_download_button(shared):
+    manager, _ = shared
+    job = manager.submit(settings(QUICK, wan_model="wan2.1-t2v-1.3b", wan_backend="diffusers"))
+    failed = wait_for(lambda: finished(manager, job), 120, "the job to fail")
+    assert failed["status"] == "failed" and "press Download beside the model in the Wan tab" in failed["error"]
+    assert "python -m deforum_wan" not in failed["error"]  # a command the WebUI's Python cannot run

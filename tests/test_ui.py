@@ -452,15 +452,15 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
                 "phase": "rendering"}
     manager.jobs = [{"id": "a" * 32, "name": "run", "status": "running", "progress": progress,
                      "preview": str(frame), "video": None, "run_dir": str(tmp_path), "created": 1.0}]
-    text, preview, video, folder, jobs, resumable, status, view = tab.poll({})
+    text, preview, video, folder, jobs, resumable, status, download, view = tab.poll({})
     assert text == "run [aaaaaaaa]: rendering - window 2/3, step 2/4, frames 10/48"
     assert preview == str(frame) and folder == str(tmp_path) and "| aaaaaaaa | run | running |" in jobs
     assert resumable["choices"] == [] and status == f"job {'a' * 32} is rendering"
     again = tab.poll(view)
-    assert all(v == {"__type__": "update"} for v in again[:7])  # nothing changed: nothing resent
+    assert all(v == {"__type__": "update"} for v in again[:8])  # nothing changed: nothing resent
     manager.jobs[0].update(status="failed", error="worker crashed (exit code -9)", timestring="20260101000000",
                            settings_file=str(frame))
-    text, *_, resumable, status, view = tab.poll(view)
+    text, *_, resumable, status, _download, view = tab.poll(view)
     assert text == "run [aaaaaaaa]: failed - worker crashed (exit code -9)"
     assert status == f"job {'a' * 32} failed: worker crashed (exit code -9)"  # the Status box follows
     assert resumable["choices"] == [f"{'a' * 32} run (failed, 10/48 frames)"] == [resumable["value"]]

@@ -44,10 +44,16 @@ def download_command(spec: ModelSpec, layout: str = "diffusers") -> str:
     return f"python -m deforum_wan download {spec.id}{extra}"
 
 
+# Set by a host whose users have a Download button rather than a terminal (the Wan tab's queue):
+# the way to get missing weights that works where the message is read.
+DOWNLOAD_HINT_ENV = "DEFORUM_WAN_DOWNLOAD_HINT"
+
+
 def weights_missing_message(spec: ModelSpec, models_dir=None, layout: str = "diffusers") -> str:
     repo = hub_repo(spec, layout)
+    hint = os.environ.get(DOWNLOAD_HINT_ENV) if layout == "diffusers" else None
     return (f"weights for {spec.id} ({repo}, {layout} layout) not found in {resolve_models_dir(models_dir)} "
-            f"or the Hugging Face cache; run: {download_command(spec, layout)}")
+            f"or the Hugging Face cache; " + (hint or f"run: {download_command(spec, layout)}"))
 
 
 def _has_weights(folder: Path) -> bool:

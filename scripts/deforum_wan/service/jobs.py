@@ -33,7 +33,7 @@ from ..config.schedule import ExprError
 from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
 from ..config.values import check_plain
 from ..errors import SettingsError, WanError, describe_error, one_line
-from ..models.weights import resolve_models_dir
+from ..models.weights import DOWNLOAD_HINT_ENV, resolve_models_dir
 from .jobstore import FINISHED, JobNotFound, JobStore, StoreUnavailable, empty_progress
 from .paths import confine_job_paths
 from .worker_client import WorkerExited, WorkerProcess, exit_description
@@ -53,7 +53,9 @@ class JobManager:
         self.models_dir = str(models_dir) if models_dir else None
         self.keep_warm = keep_warm
         self.python = python
-        self.env = dict(env) if env is not None else None
+        # The worker's messages are read in the tab: missing weights point at its Download button.
+        self.env = {**(env if env is not None else os.environ),
+                    DOWNLOAD_HINT_ENV: "press Download beside the model in the Wan tab"}
         # Set before the dispatcher starts: a job left queued by the last run is covered too.
         self.before_job = before_job
         self.after_job = after_job

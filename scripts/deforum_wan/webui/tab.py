@@ -23,10 +23,11 @@ from ..config.schedule import SEED_BEHAVIORS
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import WanError
 from ..models.registry import MODELS
-from ..models.weights import disk_size, locate_weights
+from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render import output
 from ..render.camera_preview import write_preview
 from ..service.paths import find_inside, input_roots, keep_upload
+from .downloads import Downloads
 from .fields import (
     CUSTOM_SIZE,
     FIELDS,
@@ -124,6 +125,7 @@ class WanTab:
         self.deforum_prompts = deforum_prompts
         self.initial = {**STARTER_SETTINGS, **(defaults or {})}
         self.installed = installed_models(self.models_dir)
+        self.downloads = Downloads(resolve_models_dir(self.models_dir))
 
     # --- helpers -----------------------------------------------------------------------
     def fields(self, values) -> dict:
@@ -331,6 +333,13 @@ class WanTab:
             raise WanError(f"{Path(str(path)).name}: only uploaded files or files in the output folder are read")
         return found
 
+    def download(self, model) -> str:
+        """Fetch the chosen model and its continuation partner into the models folder."""
+        return self.downloads.start(model_id(model))
+
+    def stop_download(self) -> str:
+        return self.downloads.stop()
+
     def refresh_models(self, model):
         self.installed = installed_models(self.models_dir)
         return update(choices=model_choices(self.installed), value=model_label(model_id(model), self.installed))
@@ -342,7 +351,7 @@ class WanTab:
         try:
             jobs = self.manager.list()
         except Exception as exc:
-            return [one_line(exc), update(), update(), update(), update(), update(), update(), view]
+            return [one_line(exc), update(), update(), update(), update(), update(), update(), update(), view]
         job = _current_job(jobs)
         job_id = (job or {}).get("id")
         if view.get("job") != job_id:  # another job: clear what the last one showed
@@ -352,13 +361,14 @@ class WanTab:
             "resumable": resumable(jobs),
             # the Status box follows the job to its end ("queued job X" does not stay)
             "status": job_status_line(job) if job and job["status"] != "queued" else None,
+            "download": self.downloads.html(),
             "preview": (job or {}).get("preview") or None,
             "video": (job or {}).get("video") if job and job["status"] != "running" else None,
             "folder": shown_path((job or {}).get("run_dir") or ""),
             "jobs": jobs_table(jobs),
         }
         out = []
-        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status"):
+        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status", "download"):
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():
                 value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
@@ -496,6 +506,11 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                              value=start["backend"], scale=1, elem_id="wan_backend")
                     c["refresh"] = component(gr.Button, value="Refresh models", size="sm", scale=1,
                                              elem_id="wan_refresh_models")
+                    c["download"] = component(gr.Button, value="Download", size="sm", scale=1,
+                                              elem_id="wan_download")
+                    c["stop_download"] = component(gr.Button, value="Stop download", size="sm", scale=1,
+                                                   elem_id="wan_stop_download")
+                c["download_bar"] = gr.HTML(elem_id="wan_download_bar")
                 with gr.Row():
                     c["size"] = gr.Dropdown(label="Size", choices=size_choices(start["model"]),
                                             value=size_for(start["model"], start["width"], start["height"]),
@@ -626,8 +641,11 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["init_upload"].upload, tab.uploaded_path, [c["init_upload"]], [c["init_image"]])
         on(c["soundtrack_upload"].upload, tab.uploaded_path, [c["soundtrack_upload"]], [c["soundtrack"]])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
+        on(c["download"].click, tab.download, [c["model"]], [status])
+        on(c["stop_download"].click, tab.stop_download, [], [status], queue=False)
         poll(demo, tab.poll, [view],
-             [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], c["resume_job"], status, view],
+             [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], c["resume_job"], status,
+              c["download_bar"], view],
              POLL_SECONDS)
     demo.wan_tab = tab  # for tests and the host
     demo.wan_components = c

@@ -1,0 +1,101 @@
+"""The tab's Download button: a model and its continuation partner fetched into the models
+folder in a background thread, with its size said first, a progress bar (bytes, speed, ETA)
+the tab's poll redraws, and a Stop that keeps what is finished (Download again resumes)."""
+from __future__ import annotations
+
+import threading
+import time
+from html import escape
+
+from ..errors import DownloadCancelled, one_line
+from ..models.registry import continuation_model, get_model
+from ..models.weights import download, download_size, locate_weights
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+class Downloads:
+    def __init__(self, models_dir):
+        self.models_dir = models_dir
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # what the bar shows: model, done/total bytes, start time, and a final message
+        self._state: dict = {}
+
+    def specs(self, model_id: str) -> list:
+        """The model and the one that continues it (its I2V/VACE partner), not yet on disk."""
+        spec = get_model(model_id)
+        wanted = [spec]
+        try:
+            partner = continuation_model(spec)
+            if partner.id != spec.id:
+                wanted.append(partner)
+        except Exception:  # a model with no partner renders one window: nothing more to fetch
+            pass
+        return [s for s in wanted if locate_weights(s, self.models_dir) is None]
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, model_id: str) -> str:
+        """Say the size and start; one line (what is missing, what it costs, or why not)."""
+        if self.running:
+            return f"a download is running ({self._state.get('model')}); Stop it first"
+        try:
+            specs = self.specs(model_id)
+            if not specs:
+                return f"{model_id} and its continuation model are already in {self.models_dir}"
+            sizes = [download_size(s, self.models_dir) for s in specs]
+        except Exception as exc:
+            return one_line(exc)
+        total, missing = sum(t for t, _ in sizes), sum(m for _, m in sizes)
+        self._stop.clear()
+        with self._lock:
+            self._state = {"model": ", ".join(s.id for s in specs), "done": total - missing, "total": total,
+                           "started": time.monotonic(), "first": total - missing, "message": None}
+        self._thread = threading.Thread(target=self._run, args=(specs, sizes), name="wan-download", daemon=True)
+        self._thread.start()
+        return f"downloading {self._state['model']}: {_gb(total)} ({_gb(missing)} to fetch) into {self.models_dir}"
+
+    def _run(self, specs, sizes) -> None:
+        base = 0  # bytes of the models finished before the one downloading now
+        try:
+            for spec, (total, _) in zip(specs, sizes):
+                def progress(done, _total, base=base):
+                    with self._lock:
+                        self._state["done"] = base + done
+                download(spec, self.models_dir, progress=progress, should_stop=self._stop.is_set)
+                base += total
+            message = f"downloaded {self._state['model']}: press Refresh models"
+        except DownloadCancelled:
+            message = f"download of {self._state['model']} stopped; Download again resumes it"
+        except Exception as exc:
+            message = one_line(exc)
+        with self._lock:
+            self._state["message"] = message
+
+    def stop(self) -> str:
+        if not self.running:
+            return "no download is running"
+        self._stop.set()
+        return f"stopping the download of {self._state.get('model')} (finished files are kept)"
+
+    def html(self) -> str:
+        """The bar: <progress> with bytes, speed and ETA, or the last download's outcome."""
+        with self._lock:
+            s = dict(self._state)
+        if not s:
+            return ""
+        if s.get("message"):
+            return f'<div class="wan-download">{escape(s["message"])}</div>'
+        done, total = s["done"], max(s["total"], 1)
+        elapsed = max(time.monotonic() - s["started"], 1e-6)
+        speed = max(done - s["first"], 0) / elapsed
+        eta = f", {max(total - done, 0) / speed / 60:.0f} min left" if speed > 0 else ""
+        text = f"{escape(s['model'])}: {_gb(done)} of {_gb(total)}, {speed / 1e6:.1f} MB/s{eta}"
+        return (f'<div class="wan-download"><progress value="{done}" max="{total}" style="width:100%"></progress>'
+                f"<div>{text}</div></div>")
