@@ -11,8 +11,13 @@ WIDTH = 1000  # SVG user units across the video
 COLOURS = ("#4f7cac", "#c0764f", "#5e9c6a", "#9a6fb0", "#b59a3c", "#4fa3a5")
 
 
+TABLE_STYLE = "width:100%;border-collapse:collapse;font-size:12px;table-layout:auto"
+CELL_STYLE = "padding:2px 6px;border-bottom:1px solid #8884;vertical-align:top"
+
+
 def plan_html(plan: ClipPlan) -> str:
-    return f'<div class="wan-plan">{timeline_svg(plan)}{windows_table(plan)}</div>'
+    # scrolls sideways in a narrow column instead of cutting the table off
+    return f'<div class="wan-plan" style="overflow-x:auto">{timeline_svg(plan)}{windows_table(plan)}</div>'
 
 
 def timeline_svg(plan: ClipPlan) -> str:
@@ -23,19 +28,19 @@ def timeline_svg(plan: ClipPlan) -> str:
     def x(frame: float) -> float:
         return round(frame / total * WIDTH, 2)
 
-    parts = [f'<svg viewBox="0 0 {WIDTH} 64" width="100%" role="img" aria-label="timeline of the plan">']
+    # stretched to the column's width at a fixed height; names and frames are in each bar's tooltip
+    parts = [f'<svg viewBox="0 0 {WIDTH} 64" width="100%" height="56" preserveAspectRatio="none" role="img"'
+             ' aria-label="timeline of the plan: prompt segments above, windows below">']
     for seg in plan.segments:
         colour = COLOURS[seg.index % len(COLOURS)]
         parts.append(f'<rect x="{x(seg.start)}" y="2" width="{max(x(seg.end) - x(seg.start), 1)}" height="24"'
                      f' fill="{colour}"><title>{escape(f"frames {seg.start}-{seg.end - 1}: {seg.prompt}")}</title>'
-                     f'</rect><text x="{x(seg.start) + 4}" y="18" font-size="12" fill="white">'
-                     f'{escape(seg.prompt[:40])}</text>')
+                     '</rect>')
     for w in plan.windows:
         colour = COLOURS[w.segment % len(COLOURS)]
         start, end = x(w.start_frame), x(w.end_frame)
         parts.append(f'<rect x="{start}" y="34" width="{max(end - start - 1, 1)}" height="22" fill="{colour}"'
-                     f' opacity="0.85"><title>{escape(_window_title(plan, w))}</title></rect>'
-                     f'<text x="{start + 3}" y="50" font-size="11" fill="white">{w.index}</text>')
+                     f' opacity="0.85"><title>{escape(_window_title(plan, w))}</title></rect>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -47,13 +52,14 @@ def _window_title(plan: ClipPlan, w) -> str:
 
 def windows_table(plan: ClipPlan) -> str:
     head = ("window", "frames", "seconds", "mode", "model", "seed", "guidance", "steps", "camera", "prompt")
-    rows = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    rows = [f'<table style="{TABLE_STYLE}"><thead><tr>'
+            + "".join(f'<th style="{CELL_STYLE};text-align:left">{h}</th>' for h in head) + "</tr></thead><tbody>"]
     for w in plan.windows:
         last = max(w.end_frame - 1, w.start_frame)
         cells = (w.index, f"{w.start_frame}-{last}", f"{w.start_frame / plan.fps:.2f}-{w.end_frame / plan.fps:.2f}",
                  w.mode + (" (cut)" if w.cut else ""), w.model, w.seed, f"{w.guidance_scale:g}", w.steps,
                  _camera_cell(w), w.prompt)
-        rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{escape(str(c))}</td>' for c in cells) + "</tr>")
     rows.append("</tbody></table>")
     notes = [f"<li>{escape(text)}</li>" for text in plan.warnings]
     return "".join(rows) + (f"<ul>{''.join(notes)}</ul>" if notes else "")
