@@ -43,30 +43,27 @@ class CameraFollower:
             depth = DepthEstimator(camera.depth_algorithm, models_dir, settings.depth_model)
         return cls(camera, plan, depth)
 
-    def _warp(self, w: Window, anchor: np.ndarray, lead: int) -> tuple[np.ndarray, np.ndarray]:
-        """The window's frames after its first ``lead`` as the camera moves ``anchor`` (the
-        frame at index ``lead - 1``) to their times: (N, H, W, 3) in [0, 1] and the cover."""
+    def _warp(self, w: Window, anchor: np.ndarray, at: int, first: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The window's frames from index ``first`` on as the camera moves ``anchor`` (the frame
+        at index ``at``) to their times: (N, H, W, 3) in [0, 1], and the cover of each."""
         times = native_times(self.plan, w)
-        frames, covers = CameraPath(self.camera, to_uint8(anchor), times[lead - 1], depth=self.depth).at(times[lead:])
-        return np.stack(frames).astype(np.float32) / 255.0, np.stack(covers).astype(np.float32)
+        frames, covers = CameraPath(self.camera, to_uint8(anchor), times[at], depth=self.depth).at(times[first:])
+        return np.stack(frames).astype(np.float32) / 255.0, covers
 
     def vace_keep(self, w: Window, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """VACE's strict look: the frames after the context as the camera moves the conditioning
         frame (context[0]), and the share of each pixel to keep (the warp's cover, shrunk by a
         few pixels so Wan blends the seam)."""
-        times = native_times(self.plan, w)
-        frames, covers = CameraPath(self.camera, to_uint8(context[0]), times[0], depth=self.depth).at(
-            times[len(context):])
-        keep = [shrink(c >= 0.999, SEAM_PX).astype(np.float32) for c in covers]
-        return np.stack(frames).astype(np.float32) / 255.0, np.stack(keep)
+        frames, covers = self._warp(w, context[0], 0, len(context))
+        return frames, np.stack([shrink(c >= 0.999, SEAM_PX).astype(np.float32) for c in covers])
 
     def path(self, w: Window, lead: list[np.ndarray]) -> PathGuide:
         """The whole window along the camera: its leading frames as they are (covered), then
         the last of them warped."""
-        warped, cover = self._warp(w, lead[-1], len(lead))
+        warped, covers = self._warp(w, lead[-1], len(lead) - 1, len(lead))
         h, w_px = self.plan.height, self.plan.width
         frames = np.concatenate([np.stack(lead).astype(np.float32), warped])
-        cover = np.concatenate([np.ones((len(lead), h, w_px), np.float32), cover])
+        cover = np.concatenate([np.ones((len(lead), h, w_px), np.float32), np.stack(covers).astype(np.float32)])
         return PathGuide(frames, cover, w.camera_free, w.camera_lock)
 
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from pathlib import Path
 
 from ..config.settings import MAX_FILE_BYTES
 from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import registry_rows
 from .guard import Guard, Refused, read_json_body
 from .jobstore import JobNotFound, StoreUnavailable
+from .paths import find_inside
 
 log = logging.getLogger(__name__)
 PREFIX = "/wan_api"
@@ -39,9 +39,6 @@ MAX_BATCH = 1000
 PLAN_SECONDS = 20.0  # a plan that takes longer (a huge schedule) is answered 503, off the event loop
 PLANS_AT_ONCE = 2  # plans running in threads at a time; more wait their turn (then 503)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-
-
-_HTTPError = Refused  # one error type for what the guard and the handlers refuse
 
 
 def _error(status: int, message: str, headers: dict | None = None):
@@ -75,11 +72,11 @@ async def _json_body(request) -> object:
     try:
         return json.loads(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
-        raise _HTTPError(400, "request body is not UTF-8 JSON") from None
+        raise Refused(400, "request body is not UTF-8 JSON") from None
     except RecursionError:
-        raise _HTTPError(400, "request body JSON is nested too deeply") from None
+        raise Refused(400, "request body JSON is nested too deeply") from None
     except ValueError as exc:
-        raise _HTTPError(400, f"request body is not JSON: {exc}") from None
+        raise Refused(400, f"request body is not JSON: {exc}") from None
 
 
 def _check_keys(obj: dict, allowed: tuple[str, ...], where: str) -> None:
@@ -87,49 +84,38 @@ def _check_keys(obj: dict, allowed: tuple[str, ...], where: str) -> None:
     # accepted while the manager's output folder is used.
     extra = sorted(str(k) for k in obj if k not in allowed)
     if extra:
-        raise _HTTPError(422, f"{where}: unknown field {extra[0]!r} (allowed: {', '.join(allowed)})")
+        raise Refused(422, f"{where}: unknown field {extra[0]!r} (allowed: {', '.join(allowed)})")
 
 
 def _settings_of(item: object, where: str) -> tuple[str, dict]:
     if not isinstance(item, dict):
-        raise _HTTPError(422, f"{where} must be a JSON object")
+        raise Refused(422, f"{where} must be a JSON object")
     _check_keys(item, ("settings", "name"), where)
     settings = item.get("settings")
     if not isinstance(settings, dict):
-        raise _HTTPError(422, f"{where} needs \"settings\": a JSON object of Deforum settings")
+        raise Refused(422, f"{where} needs \"settings\": a JSON object of Deforum settings")
     name = item.get("name", "")
     if name is None:
         name = ""
     if not isinstance(name, str) or len(name) > 200:
-        raise _HTTPError(422, f"{where}: \"name\" must be a string of at most 200 characters")
+        raise Refused(422, f"{where}: \"name\" must be a string of at most 200 characters")
     return name, settings
 
 
 def _submission(body: object) -> list[tuple[str, dict]]:
     if not isinstance(body, dict):
-        raise _HTTPError(422, "expected a JSON object with \"settings\" or \"batch\"")
+        raise Refused(422, "expected a JSON object with \"settings\" or \"batch\"")
     if "batch" in body:
         batch = body["batch"]
         if "settings" in body:
-            raise _HTTPError(422, "give either \"settings\" or \"batch\", not both")
+            raise Refused(422, "give either \"settings\" or \"batch\", not both")
         _check_keys(body, ("batch",), "the request")
         if not isinstance(batch, list) or not batch:
-            raise _HTTPError(422, "\"batch\" must be a non-empty list of {\"settings\": ..., \"name\": ...}")
+            raise Refused(422, "\"batch\" must be a non-empty list of {\"settings\": ..., \"name\": ...}")
         if len(batch) > MAX_BATCH:
-            raise _HTTPError(422, f"\"batch\" holds {len(batch)} jobs; at most {MAX_BATCH}")
+            raise Refused(422, f"\"batch\" holds {len(batch)} jobs; at most {MAX_BATCH}")
         return [_settings_of(item, f"batch item {i + 1}") for i, item in enumerate(batch)]
     return [_settings_of(body, "the request")]
-
-
-def _inside(path: str | None, root: Path) -> Path | None:
-    if not path:
-        return None
-    try:  # ValueError: a NUL or a lone surrogate; OSError: a name too long
-        p = Path(path).resolve()
-        p.relative_to(root)
-        return p if p.is_file() else None
-    except (OSError, ValueError):
-        return None
 
 
 def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa: C901 (one nested handler per route)
@@ -209,9 +195,9 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
 
     async def _file(request, key: str, media_type: str):
         job = await run_in_threadpool(manager.get, job_id(request))
-        path = _inside(job.get(key), manager.outdir)
+        path = find_inside(job.get(key) or "", [manager.outdir])
         if path is None:
-            raise _HTTPError(404, f"job {job['id']} has no {key} yet")
+            raise Refused(404, f"job {job['id']} has no {key} yet")
         return FileResponse(str(path), media_type=media_type, filename=path.name)
 
     @route("/jobs/{job_id}/video", ["GET"])

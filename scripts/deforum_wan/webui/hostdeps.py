@@ -40,9 +40,6 @@ OPENCV_NUMPY1 = "4.11.0.86"  # opencv 5 needs numpy >= 2
 # host has the package (kornia) or always (peft).
 OPTIONAL_IF_HOST_HAS = {"kornia": "0.8.2"}
 ALWAYS_EXTRA = {"peft": "0.21.2"}
-# Host packages the folder depends on (a change means resolving again); the marker keeps them.
-WATCHED = tuple(dict.fromkeys(re.sub(r"[-_.]+", "-", n).lower() for n in
-                              (*HOST_PINNED, *OPTIONAL_IF_HOST_HAS, *WORKER_PACKAGES, *ALWAYS_EXTRA)))
 # Build tools pip may list: the worker never imports them, and a copy would shadow the host's.
 NOT_INTO_FOLDER = ("setuptools", "pip", "wheel")
 
@@ -53,6 +50,11 @@ class HostDepsError(Exception):
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# Host packages the folder depends on (a change means resolving again); the marker keeps them.
+WATCHED = tuple(dict.fromkeys(canonical(n) for n in (*HOST_PINNED, *OPTIONAL_IF_HOST_HAS, *WORKER_PACKAGES,
+                                                     *ALWAYS_EXTRA)))
 
 
 def version_tuple(text: str | None) -> tuple[int, ...]:
