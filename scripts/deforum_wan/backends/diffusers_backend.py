@@ -1,7 +1,7 @@
 """The diffusers backend: WanPipeline, WanImageToVideoPipeline and WanVACEPipeline.
 
-One folder in the diffusers layout (hub download, models dir or a tiny model built by
-tiny.py: the same code loads all three) becomes one pipeline. Progress and interrupt
+One folder in the diffusers layout (hub download, models dir, a tiny model built by tiny.py,
+or a full-size random model of random_full.py: the same code loads them all) becomes one pipeline. Progress and interrupt
 come from ``callback_on_step_end``; stopping raises out of the callback so the
 remaining steps and the VAE decode are skipped.
 """
@@ -22,6 +22,7 @@ import numpy as np
 from ..config.files import regular_file
 from ..config.presets import FASTEST_ATTENTION
 from ..errors import BackendError, Interrupted, WanError, first_line
+from ..models import random_full
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, resolve_models_dir, weights_missing_message
 from .base import (
@@ -112,6 +113,21 @@ def dtype_kwargs(dtype) -> dict:
     return {key: dtype}
 
 
+def load_pipeline(path: Path, class_name: str, dtypes: dict, device, parts: dict | None = None):
+    """A pipeline of ``class_name`` from a diffusers-layout folder (safetensors only), or from a
+    full-size random model's configs, its modules made on ``device`` (no weights to read)."""
+    import diffusers
+
+    with _quiet_loading():  # the getattr imports the pipeline module, which warns too
+        if random_full.is_random_model(path):
+            pipe = random_full.build_pipeline(path, class_name, device, dtypes, parts)
+        else:
+            cls = getattr(diffusers, class_name)
+            pipe = cls.from_pretrained(str(path), use_safetensors=True, **(parts or {}), **dtype_kwargs(dtypes))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 class DiffusersBackend(Backend):
     name = NAME
     follows_camera = True
@@ -195,18 +211,14 @@ class DiffusersBackend(Backend):
         return parts
 
     def _load(self, class_name: str, parts: dict | None = None):
-        import diffusers
         import torch
 
         # Wan's VAE and CLIP image encoder are kept in float32 by default, as diffusers'
         # Wan docs do: bf16 there costs colour accuracy for little memory.
         dtypes = {"default": self.dtype, "vae": self.vae_dtype, "image_encoder": torch.float32}
-        with _quiet_loading():  # the getattr imports the pipeline module, which warns too
-            cls = getattr(diffusers, class_name)
-            pipe = cls.from_pretrained(str(self.path), use_safetensors=True, **(parts or {}),
-                                       **dtype_kwargs(dtypes))
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        # Offloaded modules start on the CPU, as from_pretrained leaves them.
+        device = self.device if self.offload == "none" else torch.device("cpu")
+        return load_pipeline(self.path, class_name, dtypes, device, parts)
 
     def _find_distill(self) -> Path | None:
         """The step-distilled LoRA asked for, if its file is there (auto: quietly absent)."""

@@ -16,6 +16,7 @@ test asserts them).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -25,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from . import bench_random
 
 EXAMPLE = {
     "W": 64, "H": 64, "fps": 16, "max_frames": 48, "seed": 7, "seed_behavior": "fixed",
@@ -73,6 +76,7 @@ def _settings(args, **extra) -> dict:
     if args.size:
         w, _, h = args.size.lower().partition("x")
         data["W"], data["H"] = int(w), int(h)
+        data["wan_size"] = f"{int(w)}x{int(h)}"  # what was asked, even off the model's trained sizes
     if args.frames:
         data["max_frames"] = args.frames
     if args.steps:
@@ -89,12 +93,11 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
     Same pipeline classes, device and dtypes as the diffusers backend's defaults, so the
     difference is the loop's own work.
     """
-    import diffusers
     import torch
 
     from ..backends.base import BackendOptions, GenerateRequest, to_pil, torch_device, torch_dtype
     from ..backends.diffusers_backend import (
-        dtype_kwargs,
+        load_pipeline,
         pipeline_classes,
         sibling_pipeline,
         vace_inputs,
@@ -112,10 +115,8 @@ def _bare_diffusers(plan, models_dir: str | None) -> float:
         if loaded is not None:  # TI2V: the other pipeline class over the same modules
             pipe = loaded if type(loaded).__name__ == class_name else sibling_pipeline(loaded, class_name)
         else:
-            cls = getattr(diffusers, class_name)
-            pipe = cls.from_pretrained(str(weights_folder(spec, BackendOptions(models_dir=models_dir))),
-                                       use_safetensors=True, **dtype_kwargs(dtypes)).to(device)
-            pipe.set_progress_bar_config(disable=True)
+            pipe = load_pipeline(weights_folder(spec, BackendOptions(models_dir=models_dir)), class_name, dtypes,
+                                 device).to(device)
         pipes[(model_id, mode)] = pipe
     last = None
     start = time.perf_counter()
@@ -325,7 +326,8 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
         _render(data, outdir, models_dir, pool)
     times = []
     for _ in range(repeat):
-        seconds, result = _render(data, outdir, models_dir, pool)
+        with _counting_passes(pool) as passes:
+            seconds, result = _render(data, outdir, models_dir, pool)
         times.append(seconds)
     frames = _read_frames(result)
     row = {
@@ -335,9 +337,38 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
         "peak_vram_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1) if cuda else None,
         "frames": int(frames.shape[0]), "steps_run": max(steps_run, default=None), "notes": notes,
         "options": resolve(s.preset, s.speed_overrides),
+        # what the backends did: the cache in use, and how many passes the blocks really ran
+        "cache": sorted({b.cache_plan.kind for b in pool.backends() if hasattr(b, "cache_plan")}),
+        "transformer_passes": passes[0] if passes else None,
     }
     pool.close()
     return row, frames
+
+
+@contextlib.contextmanager
+def _counting_passes(pool):
+    """Counts the passes the transformers' blocks really run (a cache that skips the blocks
+    skips the last one's attention too): yields a list that holds the count once the block
+    ends, or stays empty where nothing could be counted."""
+    counts = [0]
+    handles = []
+    for backend in pool.backends():
+        if getattr(backend, "compiled", False):
+            continue  # a compiled block runs its hooks at trace time only: not counted
+        pipe = getattr(backend, "pipe", None)
+        for name in ("transformer", "transformer_2"):
+            blocks = getattr(getattr(pipe, name, None), "blocks", None)
+            if blocks:  # the last block's attention runs only when the cache does not skip the blocks
+                handles.append(blocks[-1].attn1.register_forward_pre_hook(
+                    lambda *_: counts.__setitem__(0, counts[0] + 1)))
+    out: list = []
+    try:
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+        if handles:
+            out.append(counts[0])
 
 
 def _bench_presets(names: list[str], settings: dict, outdir: str, models_dir: str | None, repeat: int,
@@ -359,6 +390,8 @@ def _bench_presets(names: list[str], settings: dict, outdir: str, models_dir: st
             row["ssim"] = None if ssim is None else round(ssim, 4)
             value = lpips(reference, frames) if frames.shape == reference.shape else None
             row["lpips"] = None if value is None else round(value, 4)
+            if row["transformer_passes"] is not None and q["transformer_passes"]:
+                row["passes_skipped"] = round(1 - row["transformer_passes"] / q["transformer_passes"], 3)
         rows[name] = row
     metrics = {"psnr": "numpy", "ssim": "skimage.metrics.structural_similarity" if ssim_available()
                else "unavailable: scikit-image is not installed", "lpips": lpips.status}
@@ -473,6 +506,9 @@ def run_bench(args) -> dict:
     presets = _preset_names(getattr(args, "preset", None))
     out = tempfile.mkdtemp(prefix="deforum-wan-bench-")
     models_dir = args.models_dir
+    random_info = None
+    if getattr(args, "random_weights", False):
+        models_dir, random_info = bench_random.prepare(args, out)
     if getattr(args, "tiny_layers", None) and args.model == "tiny-random":
         models_dir = models_dir or os.path.join(out, "models")
         Path(models_dir).mkdir(parents=True, exist_ok=True)
@@ -487,6 +523,8 @@ def run_bench(args) -> dict:
         "torch_threads": torch.get_num_threads(),
         "versions": _versions(),
     }
+    if random_info:
+        result["random_weights"] = random_info
     if getattr(args, "camera", False):
         from .bench_camera import run_camera_bench
 
@@ -519,7 +557,9 @@ def run_bench(args) -> dict:
         })
         long_settings = dict(settings, max_frames=settings["max_frames"] * 4)
         missing = _missing_weights(long_settings, models_dir)
-        if missing:  # the longer render chains into a model that is not here (a GPU box with one model)
+        if getattr(args, "skip_rss", False):
+            result["rss_skipped"] = "--skip-rss"
+        elif missing:  # the longer render chains into a model that is not here (a GPU box with one model)
             result["rss_skipped"] = f"no weights for {', '.join(missing)}"
         else:
             short = _peak_rss_mb(settings, out, models_dir)
@@ -531,8 +571,12 @@ def run_bench(args) -> dict:
                                        getattr(args, "warmup", 1))
         result["presets"] = rows
         result["quality_metrics"] = metrics
+    if getattr(args, "pair", False):
+        result["pair"] = bench_random.pair_memory(plan.model, models_dir, (plan.width, plan.height))
     result["import"] = import_cost()
     result["targets"] = _targets(result)
+    if random_info:
+        bench_random.mark(result)
     shutil.rmtree(out, ignore_errors=True)
     return result
 
@@ -576,6 +620,16 @@ def add_bench_command(sub) -> None:
     p.add_argument("--grid", metavar="FREE:LOCK,...", help="--camera: also guide at these free/lock shares of"
                    " the steps (e.g. 0.02:0.05,0.04:0.1,0.08:0.2)")
     p.add_argument("--vace-model", help="--camera: the VACE model of the vace row (default: the family's)")
+    p.add_argument("--skip-rss", action="store_true",
+                   help="skip the peak RSS of a short and a 4x longer render (two more whole renders)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="render with full-size random models (tiny-models --full-size), built where they run:"
+                        " time and memory stay meaningful, quality and first-block cache figures are marked not")
+    p.add_argument("--random-size", choices=("full", "scaled"),
+                   help="--random-weights: the architecture's size (default: full on CUDA, scaled elsewhere)")
+    p.add_argument("--pair", action="store_true",
+                   help="also the warm pair's memory: the model and its continuation partner loaded together,"
+                        " sharing their text encoder and VAE and not")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--json-file", metavar="FILE", help="also write the JSON result to FILE")
     p.add_argument("--md", metavar="FILE", help="also write a Markdown table (presets, or --camera's) to FILE")
@@ -588,6 +642,11 @@ def _fmt(value, spec: str = ".3f", none: str = "-") -> str:
     return format(value, spec) if isinstance(value, (int, float)) else str(value)
 
 
+def _mark(row: dict, key: str, spec: str, none: str = "-") -> str:
+    """A cell, with † where random weights make the figure meaningless."""
+    return _fmt(row.get(key), spec, none) + (" †" if key in row.get("not_meaningful", {}) else "")
+
+
 def markdown(r: dict) -> str:
     """The presets of a bench result as a Markdown table (benchmarks/results/*.md)."""
     where = r.get("gpu") or f"CPU ({r['torch_threads']} threads)"
@@ -596,15 +655,16 @@ def markdown(r: dict) -> str:
              f"{r['model']} {r['size']}, {r['frames']} frames, {r['windows']} window(s), {r['steps']} steps;"
              f" best of {r['repeat']}; torch {v.get('torch')}, diffusers {v.get('diffusers')},"
              f" CUDA {v.get('cuda')}", "",
-             "| preset | time s | speedup | load s | first run s | peak VRAM MiB (alloc / reserved) |"
-             " peak RSS MiB | PSNR dB | SSIM | LPIPS |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| preset | time s | speedup | passes skipped | load s | first run s |"
+             " peak VRAM MiB (alloc / reserved) | peak RSS MiB | PSNR dB | SSIM | LPIPS |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in r.get("presets", {}).items():
         vram = "-" if row["peak_vram_mb"] is None else f"{row['peak_vram_mb']:.0f} / {row['peak_vram_reserved_mb']:.0f}"
-        lines.append(f"| {name} | {row['time_s']:.2f} | {_fmt(row.get('speedup_vs_quality'), '.2f', '1.00')} |"
-                     f" {row['load_s']:.2f} | {row['first_run_s']:.2f} | {vram} | {row['peak_rss_mb']:.0f} |"
-                     f" {_fmt(row.get('psnr_db'), '.2f')} | {_fmt(row.get('ssim'), '.4f')} |"
-                     f" {_fmt(row.get('lpips'), '.4f')} |")
+        lines.append(f"| {name} | {_mark(row, 'time_s', '.2f')} | {_mark(row, 'speedup_vs_quality', '.2f', '1.00')} |"
+                     f" {_mark(row, 'passes_skipped', '.0%')} | {row['load_s']:.2f} | {_mark(row, 'first_run_s', '.2f')} |"
+                     f" {vram} | {row['peak_rss_mb']:.0f} | {_mark(row, 'psnr_db', '.2f')} | {_mark(row, 'ssim', '.4f')} |"
+                     f" {_mark(row, 'lpips', '.4f')} |")
+    lines += bench_random.markdown(r)
     lines.append("")
     for name, row in r.get("presets", {}).items():
         for note in row["notes"]:
@@ -659,6 +719,8 @@ def cmd_bench(args) -> int:
         for name, row in r["presets"].items():
             for note in row["notes"]:  # notes of a preset's own features start with its name
                 print(f"    {note if note.startswith(name + ':') else f'{name}: {note}'}")
+    for line in bench_random.lines(r):
+        print(line)
     imp = r["import"]
     print(f"  import {', '.join(imp['modules'])}: {imp['seconds'] * 1000:.1f} ms"
           f" ({'pulls torch!' if imp['imports_torch'] else 'no torch'})")

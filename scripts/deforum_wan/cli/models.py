@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+from ..models.random_full import RECIPES
 from ..models.registry import DEPTH_MODELS, get_model
 from ..models.weights import LAYOUTS, download, download_depth, registry_rows
 
@@ -34,6 +36,7 @@ def cmd_models(args) -> int:
     header = ("id", "kind", "fps", "window", "size", "local", "repo")
     table = [header] + [
         (r["id"], r["kind"], str(r["fps"]), str(r["window"]), f"{r['width']}x{r['height']}",
+         "random weights (benchmarks)" if r["random"] else
          f"yes {_size(r['bytes'])} ({'+'.join(r['layouts'])})" if r["present"] else "no",
          r["diffusers_repo"] or ("built locally" if r["tiny"] else ""))
         for r in registry["models"]]
@@ -79,6 +82,17 @@ def _download_with_bar(spec, args):
 
 
 def cmd_tiny_models(args) -> int:
+    if args.full_size:
+        from ..models.random_full import parameter_count, write_random_model
+        from .bench_random import count
+
+        size = "scaled" if args.scaled else "full"
+        for model_id in args.full_size:
+            spec = get_model(model_id)
+            path = write_random_model(spec.id, Path(args.dir) / spec.id, size)
+            counts = ", ".join(f"{part} {count(n)}" for part, n in parameter_count(spec.id, size).items())
+            print(f"{spec.id} ({size} architecture, random weights made where it loads: {counts}): {path}")
+        return 0
     from ..models.tiny import build_tiny_models
 
     for model_id, path in build_tiny_models(args.dir, force=args.force).items():
@@ -101,7 +115,14 @@ def add_model_commands(subparsers) -> None:
     p.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or the saved login)")
     p.set_defaults(func=cmd_download)
 
-    p = subparsers.add_parser("tiny-models", help="build the tiny random-weight Wan models (tests, demo)")
-    p.add_argument("dir", help="folder to build them in")
+    p = subparsers.add_parser("tiny-models", help="build the tiny random-weight Wan models (tests, demo), or"
+                              " full-size ones (GPU benchmarks)")
+    p.add_argument("dir", help="folder to build them in (give it as --models-dir to render or bench)")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.add_argument("--full-size", action="append", metavar="MODEL_ID", choices=sorted(RECIPES),
+                   help="instead: the published architecture of this registry model with random weights"
+                        f" ({', '.join(sorted(RECIPES))}); repeatable. Only configs are written: the weights are"
+                        " made on the device, in its dtype, when the model loads")
+    p.add_argument("--scaled", action="store_true",
+                   help="with --full-size: the same architecture at small widths and depths (CPU tests)")
     p.set_defaults(func=cmd_tiny_models)

@@ -195,9 +195,9 @@ def _builder(model_id: str):
     return _BUILDERS[spec.kind]
 
 
-def _marker_ok(folder: Path) -> bool:
+def _marker_ok(folder: Path, marker_name: str = MARKER) -> bool:
     try:
-        return json.loads((folder / MARKER).read_text(encoding="utf-8")).get("versions") == _versions()
+        return json.loads((folder / marker_name).read_text(encoding="utf-8")).get("versions") == _versions()
     except (OSError, ValueError):
         return False
 
@@ -227,21 +227,21 @@ def build_tiny_model(model_id: str, folder: Path, layers: int | None = None) -> 
     return _build_atomically(Path(folder), {"model": model_id, **({"layers": layers} if layers else {})}, write)
 
 
-def _build_atomically(folder: Path, marker: dict, write) -> Path:
+def _build_atomically(folder: Path, marker: dict, write, marker_name: str = MARKER) -> Path:
     """``write(tmp)`` into a sibling temp folder, then rename it to ``folder``: a crash or a
     parallel build never leaves a half-written model that looks complete."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         write(tmp)
-        (tmp / MARKER).write_text(json.dumps({**marker, "versions": _versions()}, indent=1), encoding="utf-8")
+        (tmp / marker_name).write_text(json.dumps({**marker, "versions": _versions()}, indent=1), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and _marker_ok(folder):  # a parallel build finished first
+        if isinstance(e, OSError) and _marker_ok(folder, marker_name):  # a parallel build finished first
             return folder
         raise
     return folder

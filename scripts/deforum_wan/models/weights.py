@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DownloadCancelled, WanError
+from .random_full import MARKER as RANDOM_MARKER
 from .registry import MODELS, DepthSpec, ModelSpec
 
 MODELS_DIR_ENV = "DEFORUM_WAN_MODELS_DIR"
@@ -76,6 +77,8 @@ def _is_complete(folder: Path, layout: str) -> bool:
         return False
     if layout == "official":
         return _official_complete(folder)
+    if (folder / RANDOM_MARKER).is_file():
+        return True  # a full-size random model: configs only, its weights are made where it loads
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -345,6 +348,8 @@ def registry_rows(models_dir=None) -> dict:
             "layouts": [name for name, p in (("diffusers", status.diffusers_path),
                                               ("official", status.official_path)) if p],
             "bytes": status.size_bytes, "approx_gb": spec.approx_gb, "notes": spec.notes,
+            # a full-size random build (benchmarks): the architecture without the weights
+            "random": bool(status.diffusers_path and (status.diffusers_path / RANDOM_MARKER).is_file()),
         })
     return {"models_dir": str(root), "models": rows}
 
