@@ -209,3 +209,18 @@ def test_the_gpu_script_runs_scaled_on_the_cpu_and_writes_its_report(tmp_path):
     assert report["official"]["ran"] is False and "needs CUDA" in report["official"]["failure"]
     text = md.read_text(encoding="utf-8")
     assert "| fast |" in text and "†" in text and "warm pair" in text and "official backend" in text
+
+
+def test_modules_are_made_in_the_target_dtype_as_from_pretrained_keeps_them(tmp_path):
+    import torch
+
+    rf.write_random_model("wan2.1-t2v-1.3b", tmp_path / "m", "scaled")
+    pipe = rf.build_pipeline(tmp_path / "m", "WanPipeline", "cpu", {"default": torch.bfloat16, "vae": torch.float32})
+    assert torch.get_default_dtype() == torch.float32  # the build's default dtype does not leak
+    assert {p.dtype for p in pipe.text_encoder.parameters()} == {torch.bfloat16}  # UMT5's "wo" is fp32 only under fp16
+    assert {p.dtype for p in pipe.vae.parameters()} == {torch.float32}
+    kept = {n for n, p in pipe.transformer.named_parameters() if p.dtype == torch.float32}
+    assert kept and all({"time_embedder", "scale_shift_table", "norm2"} & set(n.split(".")) for n in kept)
+    assert pipe.transformer.patch_embedding.weight.dtype == torch.bfloat16
+    again = rf.build_pipeline(tmp_path / "m", "WanPipeline", "cpu", {"default": torch.bfloat16, "vae": torch.float32})
+    assert torch.equal(pipe.transformer.proj_out.weight, again.transformer.proj_out.weight)  # seeded: the same weights

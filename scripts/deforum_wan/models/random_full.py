@@ -221,14 +221,23 @@ def _building(device, dtype, seed: int):
             torch.set_default_dtype(previous)
 
 
-def _keep_fp32(module) -> None:
-    """What from_pretrained keeps in float32 (a diffusers model's ``_keep_in_fp32_modules``)."""
+def _keep_fp32(module, dtype) -> None:
+    """What from_pretrained keeps in float32, by the same name match: a diffusers model's
+    ``_keep_in_fp32_modules`` always; a transformers model's only under float16 (``_strict``: also
+    under bfloat16)."""
     import torch
 
-    for pattern in getattr(module, "_keep_in_fp32_modules", None) or ():
-        for name, sub in module.named_modules():
-            if pattern in name.split("."):
-                sub.to(torch.float32)
+    if dtype == torch.float32:
+        return
+    if module.__class__.__module__.startswith("transformers"):
+        keep = set(getattr(module, "_keep_in_fp32_modules_strict", None) or ())
+        if dtype == torch.float16:
+            keep |= set(getattr(module, "_keep_in_fp32_modules", None) or ())
+    else:
+        keep = set(getattr(module, "_keep_in_fp32_modules", None) or ())
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        if keep & set(name.split(".")) and tensor.is_floating_point():
+            tensor.data = tensor.data.to(torch.float32)
 
 
 def build_pipeline(folder: Path, class_name: str, device, dtypes: dict, parts: dict | None = None):
@@ -251,9 +260,10 @@ def build_pipeline(folder: Path, class_name: str, device, dtypes: dict, parts: d
         if part in components:
             continue
         seed = json.loads((folder / part / SEED_FILE).read_text(encoding="utf-8"))["seed"]
-        with _building(device, dtypes.get(part, dtypes["default"]), seed):
+        dtype = dtypes.get(part, dtypes["default"])
+        with _building(device, dtype, seed):
             module = _module(part, name, cfg).eval()  # eval(): no dropout, runs repeat
-        _keep_fp32(module)
+        _keep_fp32(module, dtype)
         components[part] = module
     components.setdefault("tokenizer", AutoTokenizer.from_pretrained(folder / "tokenizer"))
     components.setdefault("scheduler", diffusers.UniPCMultistepScheduler.from_pretrained(folder / "scheduler"))
