@@ -48,8 +48,10 @@ def _interrupted(settings, outdir, models, after_window: int = 1) -> RunFolder:
         if e["event"] == "window_done" and e["window"] == after_window:
             stop.append(1)
 
+    # Synchronous writes: window_done(k) comes before window k+1 starts, so the stop lands in the
+    # next window however slowly a loaded machine writes frames (else the last window can finish first).
     with pytest.raises(Interrupted):
-        _render(settings, outdir, models, should_stop=lambda: bool(stop), on_event=on_event)
+        _render(settings, outdir, models, should_stop=lambda: bool(stop), on_event=on_event, sync_writes=True)
     (run_dir,) = [p for p in Path(outdir).iterdir() if p.is_dir()]
     (saved,) = run_dir.glob("*_settings.txt")
     return RunFolder.at(run_dir, saved.name[:14])
