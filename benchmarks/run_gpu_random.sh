@@ -7,15 +7,16 @@
 # device command: bash benchmarks/run_gpu_random.sh "$OUT"
 #
 # Steps (each bench prints ratios measured side by side in its own run):
-#   1. T2V-1.3B, one SIZE x FRAMES window: every preset (time, speedup, passes MagCache skips, peak
-#      VRAM), and the warm pair with VACE-1.3B with and without the shared encoder and VAE
+#   1. T2V-1.3B, one SIZE x FRAMES window: every preset and quality with float8 weight storage (time,
+#      speedup, passes MagCache skips, peak VRAM), and the warm pair with VACE-1.3B with and without
+#      the shared encoder and VAE
 #   2. T2V-1.3B: our loop over bare diffusers calls on the same window
 #   3. TI2V-5B at TI2V_SIZE x TI2V_FRAMES, quality
 #   4. the official backend's first window, or its exact failure
 # Writes OUT/<date>-<gpu>-random.json and .md (commit them to benchmarks/results/) and each step's
 # JSON and log. Environment: WHEELS (.whl), PYTHON (python3), BUDGET_S (480), SIZE (832x480), FRAMES
 # (81), STEPS (10: per-step figures scale to the 50 of quality), TI2V_SIZE (1280x704), TI2V_FRAMES
-# (121), TI2V_STEPS (4), PRESETS (all), ALLOW_CPU=1 (runs on the CPU at the scaled architecture).
+# (121), TI2V_STEPS (4), PRESETS (all,quality+wan_layerwise_fp8=true), ALLOW_CPU=1 (runs on the CPU at the scaled architecture).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: run_gpu_random.sh OUTDIR}
@@ -39,7 +40,7 @@ step() {  # step NAME ARGS...: one bench, unless the budget is spent
     "$PY" -m deforum_wan bench "$@" --json-file "$out/$name.json" > "$out/$name.log" 2>&1 || echo "$name: failed, see $name.log"
     tail -n 25 "$out/$name.log"
 }
-step t2v-presets --model wan2.1-t2v-1.3b "${case[@]}" --preset "${PRESETS:-all}" --presets-only --warmup 1 --pair
+step t2v-presets --model wan2.1-t2v-1.3b "${case[@]}" --preset "${PRESETS:-all,quality+wan_layerwise_fp8=true}" --presets-only --warmup 1 --pair
 step t2v-loop --model wan2.1-t2v-1.3b "${case[@]}" --skip-rss
 step ti2v --model wan2.2-ti2v-5b --random-weights --window --size "${TI2V_SIZE:-1280x704}" --frames "${TI2V_FRAMES:-121}" \
     --steps "${TI2V_STEPS:-4}" --repeat 1 --preset quality --presets-only --warmup 1

@@ -283,7 +283,7 @@ TOP_FIELDS = {"model", "size", "windows", "frames", "steps", "repeat", "device",
               "async_over_sync_writes", "peak_rss_short_mb", "peak_rss_long_mb", "rss_long_over_short",
               "long_frames", "rss_skipped", "presets", "quality_metrics", "targets", "import"}
 PRESET_FIELDS = {"preset", "time_s", "first_run_s", "load_s", "peak_rss_mb", "peak_rss_scope", "peak_vram_mb",
-                 "peak_vram_reserved_mb", "frames", "steps_run", "notes", "options"}
+                 "peak_vram_reserved_mb", "frames", "steps_run", "notes", "options", "cache", "transformer_passes"}
 COMPARED_FIELDS = {"speedup_vs_quality", "psnr_db", "ssim", "lpips"}
 
 
@@ -320,6 +320,29 @@ def test_bench_json_has_every_field(tiny_models_dir, tmp_path, capsys):
     assert r["import"]["imports_torch"] is False and r["import"]["seconds"] > 0
     assert r["gpu"] is None and r["device"] == "cpu"
     assert "| quality |" in md.read_text() and md.read_text() == markdown(r)
+
+
+def test_bench_rows_can_add_settings_keys_to_a_preset(tiny_models_dir, capsys):
+    from deforum_wan.cli.bench import _preset_names
+    from deforum_wan.cli.main import build_parser
+    from deforum_wan.errors import WanError
+
+    assert _preset_names(["low-vram+wan_vae_tiling=false,fast"]) == ["quality", "low-vram+wan_vae_tiling=false",
+                                                                     "fast"]
+    with pytest.raises(WanError, match="not KEY=VALUE with a settings key"):
+        _preset_names(["quality+no_such_key=1"])
+    args = build_parser().parse_args(
+        ["bench", "--json", "--repeat", "1", "--presets-only", "--preset", "quality+wan_vae_tiling=true",
+         "--size", "32x32", "--frames", "8", "--steps", "2", "--models-dir", str(tiny_models_dir)])
+    assert args.func(args) == 0
+    rows = json.loads(capsys.readouterr().out)["presets"]
+    assert list(rows) == ["quality", "quality+wan_vae_tiling=true"]
+    assert rows["quality"]["options"]["vae_tiling"] is False
+    assert rows["quality+wan_vae_tiling=true"]["options"]["vae_tiling"] is True
+    assert rows["quality+wan_vae_tiling=true"]["options"]["preset"] == "quality"
+    # No cache: both rows run every pass, a conditional and an unconditional one per step.
+    assert rows["quality"]["transformer_passes"] == 2 * rows["quality"]["steps_run"] == 4
+    assert rows["quality+wan_vae_tiling=true"]["passes_skipped"] == 0
 
 
 def test_bench_targets_follow_the_issue_and_judge_only_their_configuration():

@@ -314,7 +314,8 @@ def _bench_preset(name: str, settings: dict, outdir: str, models_dir: str | None
             loads.append(event["time"] - started.pop(event["model"]))
             notes.extend(n for n in event.get("notes", []) if n not in notes)
 
-    data = dict(settings, wan_preset=name)
+    preset, keys = _variant(name)
+    data = dict(settings, wan_preset=preset, **keys)
     s = load_settings(data)
     pool = BackendPool()
     free_memory()
@@ -479,6 +480,8 @@ def build_layered_tiny(models_dir: str | os.PathLike, layers: int) -> Path:
 
 
 def _preset_names(values: list[str] | None) -> list[str]:
+    """Rows to bench: presets (``all``), or a preset with settings keys on top
+    (``quality+wan_layerwise_fp8=true``: float8 storage beside plain quality, in the same run)."""
     from ..config.presets import PRESETS, get_preset
 
     names: list[str] = []
@@ -487,12 +490,31 @@ def _preset_names(values: list[str] | None) -> list[str]:
             item = item.strip()
             if not item:
                 continue
-            for name in (PRESETS if item.lower() == "all" else (get_preset(item).name,)):
-                if name not in names:
-                    names.append(name)
+            base, plus, keys = item.partition("+")
+            if plus:
+                _variant(item)  # an unknown key is refused here, before anything renders
+                rows = (f"{get_preset(base).name}+{keys}",)
+            else:
+                rows = PRESETS if item.lower() == "all" else (get_preset(item).name,)
+            names += [name for name in rows if name not in names]
     if names and "quality" not in names:
         names.insert(0, "quality")  # the reference every other preset is compared with
     return sorted(names, key=lambda n: n != "quality")
+
+
+def _variant(name: str) -> tuple[str, dict]:
+    """``preset+key=value+...`` -> (preset, the settings keys it sets)."""
+    from ..config.keys import BY_NAME
+    from ..errors import WanError
+
+    preset, *pairs = name.split("+")
+    keys = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or key.strip() not in BY_NAME:
+            raise WanError(f"--preset {name}: {pair!r} is not KEY=VALUE with a settings key (e.g. wan_vae_tiling=true)")
+        keys[key.strip()] = value.strip()
+    return preset, keys
 
 
 def run_bench(args) -> dict:
@@ -600,8 +622,9 @@ def add_bench_command(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--models-dir", help="folder with model weights")
     p.add_argument("--preset", action="append", metavar="NAME",
-                   help="also bench this preset (quality, balanced, fast, low-vram, or all); repeatable;"
-                        " quality is always included as the reference")
+                   help="also bench this preset (quality, balanced, fast, low-vram, or all), or a preset with"
+                        " settings keys on top (quality+wan_layerwise_fp8=true); repeatable; quality is always"
+                        " included as the reference")
     p.add_argument("--presets-only", action="store_true",
                    help="skip the loop/bare, async/sync and RSS long/short measurements")
     p.add_argument("--window", action="store_true",
