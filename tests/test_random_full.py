@@ -224,3 +224,17 @@ def test_modules_are_made_in_the_target_dtype_as_from_pretrained_keeps_them(tmp_
     assert pipe.transformer.patch_embedding.weight.dtype == torch.bfloat16
     again = rf.build_pipeline(tmp_path / "m", "WanPipeline", "cpu", {"default": torch.bfloat16, "vae": torch.float32})
     assert torch.equal(pipe.transformer.proj_out.weight, again.transformer.proj_out.weight)  # seeded: the same weights
+
+
+def test_a_folder_built_by_other_library_versions_says_how_to_rebuild(tmp_path):
+    import torch
+
+    from deforum_wan.backends.diffusers_backend import load_pipeline
+    from deforum_wan.errors import WanError
+
+    folder = rf.write_random_model("wan2.1-t2v-1.3b", tmp_path / "wan2.1-t2v-1.3b", "scaled")
+    marker = json.loads((folder / rf.MARKER).read_text(encoding="utf-8"))
+    marker["versions"]["diffusers"] = "0.0.1"
+    (folder / rf.MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    with pytest.raises(WanError, match=r"rebuild it with: python -m deforum_wan tiny-models .* --full-size wan2.1-t2v-1.3b --scaled$"):
+        load_pipeline(folder, "WanPipeline", {"default": torch.float32}, "cpu")

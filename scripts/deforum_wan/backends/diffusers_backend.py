@@ -119,7 +119,7 @@ def load_pipeline(path: Path, class_name: str, dtypes: dict, device, parts: dict
     import diffusers
 
     with _quiet_loading():  # the getattr imports the pipeline module, which warns too
-        if random_full.is_random_model(path):
+        if (Path(path) / random_full.MARKER).is_file():  # built by other versions: build_pipeline says so
             pipe = random_full.build_pipeline(path, class_name, device, dtypes, parts)
         else:
             cls = getattr(diffusers, class_name)

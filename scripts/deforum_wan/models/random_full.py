@@ -178,10 +178,6 @@ def read_marker(folder: Path) -> dict | None:
     return marker if isinstance(marker, dict) and marker.get("versions") == tiny._versions() else None
 
 
-def is_random_model(folder: Path) -> bool:
-    return read_marker(folder) is not None
-
-
 def _seed(name: str, size: str) -> int:
     return zlib.crc32(f"{name}:{size}".encode())
 
@@ -252,8 +248,13 @@ def build_pipeline(folder: Path, class_name: str, device, dtypes: dict, parts: d
     folder = Path(folder)
     marker = read_marker(folder)
     if marker is None:
+        try:
+            scaled = json.loads((folder / MARKER).read_text(encoding="utf-8")).get("size") == "scaled"
+        except (OSError, ValueError, AttributeError):
+            scaled = False
         raise WanError(f"{folder} is not a random model built by these library versions; rebuild it with: "
-                       f"python -m deforum_wan tiny-models {folder.parent} --full-size {folder.name}")
+                       f"python -m deforum_wan tiny-models {folder.parent} --full-size {folder.name}"
+                       + (" --scaled" if scaled else ""))
     device = torch.device(device)
     components = dict(parts or {})
     for part, (name, cfg) in component_configs(marker["model"], marker.get("size", "full")).items():
