@@ -289,3 +289,48 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
         log = log_path.read_text(errors="replace")
         assert re.search(r"deforum-wan: job \w+ .*started: \d+ windows", log), log[-3000:]
         assert re.search(r"deforum-wan: job \w+ .*done", log) and "interrupted" in log
+
+
+# For each polled output of the tab, the least opacity that any of its elements (ancestors'
+# opacity included) was drawn with over ``ms`` while at other frames it was drawn fuller: a
+# blink. Sampled every animation frame; an element always transparent (a file input) is no blink.
+BLINK_JS = """(ms) => new Promise(done => {
+  const ids = ['wan_jobs', 'wan_download_bar', 'wan_progress', 'wan_status', 'wan_folder', 'wan_preview', 'wan_video'];
+  const seen = new Map(), end = performance.now() + ms;
+  const drawn = e => { let op = 1; for (let n = e; n; n = n.parentElement) op *= parseFloat(getComputedStyle(n).opacity); return op; };
+  const tick = () => {
+    for (const id of ids) {
+      const e = document.getElementById(id);
+      if (!e) continue;
+      for (const x of [e, ...e.querySelectorAll('div, table, textarea, img')]) {
+        if (x.closest('.hide') || !x.offsetWidth) continue;
+        const op = drawn(x), [lo, hi] = seen.get(x)?.[1] ?? [1, 0];
+        seen.set(x, [id, [Math.min(lo, op), Math.max(hi, op)]]);
+      }
+    }
+    if (performance.now() < end) { requestAnimationFrame(tick); return; }
+    const low = Object.fromEntries(ids.map(id => [id, 1]));
+    for (const [id, [lo, hi]] of seen.values()) if (lo < hi) low[id] = Math.min(low[id], lo);
+    done(low);
+  };
+  tick();
+})"""
+
+
+def test_the_polled_outputs_do_not_blink(webui):
+    """The tab polls every second; gradio 3/4 draw a Markdown/HTML output at opacity 0.2 while
+    its event runs, so without the tab's CSS the job table blinked each second."""
+    url, _, _ = webui
+    playwright = pytest.importorskip("playwright.sync_api")
+    from test_ui_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(url, timeout=120_000)
+        page.locator("#tabs > .tab-nav > button").filter(has_text="Wan").first.click(timeout=120_000)
+        page.wait_for_function("() => document.querySelector('#wan_progress textarea').value !== 'idle'",
+                               timeout=120_000)
+        low = page.evaluate(BLINK_JS, 5000)  # five polls
+        browser.close()
+    assert low and all(v == 1 for v in low.values()), json.dumps(low)

@@ -57,6 +57,9 @@ CSS = """#wan_plan_out textarea, #wan_progress textarea { font-family: ui-monosp
    than over the row above; its live preview covers the last-frame image. */
 #tab_wan .progressDiv { position: relative; top: 0; margin-bottom: 6px; }
 #wan_preview { position: relative; }
+/* gradio 3/4 draw a Markdown or HTML output at opacity 0.2 while its event runs: the 1 s poll
+   would blink the job table and the download bar every second, changed or not. */
+#wan_jobs .pending, #wan_download_bar .pending { opacity: 1 !important; }
 """
 
 # What each speed preset turns on, short (presets.TABLE and README "Speed presets" say why).
