@@ -240,3 +240,32 @@ def test_a_real_render_and_its_interrupt_as_the_page_sees_them(tiny_models_dir, 
                 assert values[-1] > 0.9 and state.id_live_preview > 0  # the windows' frames as the live preview
     finally:
         manager.shutdown()
+
+
+def test_the_tabs_generate_and_resume_hand_their_task_to_the_host(tmp_path):
+    """Generate/Resume with the page's task id (TASK_JS): queued in the host's task list with
+    its jobs; a refused submit or resume ends it at once; standalone (no id) nothing is asked."""
+    from test_ui import FakeManager, example_values
+
+    from deforum_wan.webui.tab import WanTab
+
+    state, manager = State(), FakeManager(tmp_path / "out")
+    progress = Progress(state)
+    bridge = ProgressBridge(Idle(), state, progress=progress, poll_seconds=0.01)
+    tab = WanTab(manager, tasks=bridge)
+    values, base = example_values(tab)
+    assert tab.generate_task("task(g)", *values, base, []) == "queued job job1"
+    assert progress.progressapi("task(g)")["queued"]
+    bridge.before_job({"id": "job1"})  # the job holds the lock: the page's bar turns active
+    assert progress.progressapi("task(g)")["active"]
+    bridge({"event": "job_done", "job": "job1", "status": "done"})
+    bridge.after_job({"id": "job1"})
+    assert progress.progressapi("task(g)")["completed"]
+    bad, base = example_values(tab, steps=0)
+    assert tab.generate_task("task(bad)", *bad, base, []).startswith("error:")
+    assert progress.progressapi("task(bad)") == {"active": False, "queued": False, "completed": True}
+    assert tab.resume_task("task(r)", "gone").startswith("error:")
+    assert progress.progressapi("task(r)")["completed"]
+    assert tab.generate_task("", *values, base, []) == "queued job job2"  # standalone: no task id
+    assert list(progress.pending_tasks) == [] and progress.finished_tasks == ["task(g)", "task(bad)", "task(r)"]
+    assert bridge.wait_idle(5)
