@@ -94,7 +94,7 @@ def test_tab_check(webui, tmp_path):
         pytest.skip(f"{TAB_CHECK} not found (set WAN_TAB_CHECK)")
     pytest.importorskip("playwright")
     proc = subprocess.run([sys.executable, str(TAB_CHECK), url, "Wan", "--echo", '{"0": "a red fox in the snow"}',
-                           "--button", "Plan", "--expect", "win seg mode", "--timeout", "120",
+                           "--button", "Plan", "--expect", "plan: 1 windows", "--timeout", "120",
                            "--screenshot", str(tmp_path / "wan.png")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -183,6 +183,8 @@ def _sample_bar(page, until, timeout: float) -> list[dict]:
     seen, deadline = [], time.time() + timeout
     while time.time() < deadline:
         sample = page.evaluate(BAR_JS)
+        if sample:
+            sample["t"] = time.time()
         seen.append(sample)
         if until(sample, seen):
             break
@@ -194,15 +196,30 @@ def _shot(page, name: str) -> None:
     folder = os.environ.get("WAN_TEST_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        # the tab's right column, Generate to the job table: what the progress is about
+        # the tab's right column, Generate to the job table's first rows: what the progress is about
         box = page.evaluate("""() => {
-          const rs = ['wan_generate', 'wan_status', 'wan_preview', 'wan_jobs']
+          const rs = ['wan_generate', 'wan_status', 'wan_preview', 'wan_folder']
             .map(id => document.getElementById(id).getBoundingClientRect());
           const x = Math.min(...rs.map(r => r.left)), y = Math.min(...rs.map(r => r.top));
           return {x: x, y: y + window.scrollY, width: Math.max(...rs.map(r => r.right)) - x,
-                  height: Math.max(...rs.map(r => r.bottom)) - y};
+                  height: Math.max(...rs.map(r => r.bottom)) - y + 130};  // + the table's first rows
         }""")
         page.screenshot(path=str(Path(folder) / name), clip=box, full_page=True)
+
+
+def _import(page, path: Path) -> None:
+    """Import a settings file into the tab. gradio 3.41's upload now and then stays at
+    "Uploading..." on this 2-core machine (the same POST by curl returns at once): clear and retry."""
+    for _ in range(4):
+        page.set_input_files("#wan_import input[type=file]", str(path))
+        try:
+            page.wait_for_function("() => document.querySelector('#wan_frames input').value === '48'",
+                                   timeout=30_000)
+            return
+        except Exception:  # playwright's TimeoutError
+            print("import retried; status:", page.locator("#wan_status textarea").input_value())
+            page.set_input_files("#wan_import input[type=file]", [])
+    raise AssertionError(f"could not import {path.name}")
 
 
 def test_the_webuis_progress_bar_follows_a_wan_job(webui):
@@ -227,9 +244,8 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
         # ... and the WebUI's options reached the page (ui.js fills opts late; until then
         # progressbar.js draws its bar with display: none, as opts.show_progressbar is unset)
         page.wait_for_function("() => Object.keys(opts).length > 0", timeout=120_000)
-        page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
-        page.wait_for_function("() => document.querySelector('#wan_frames input').value === '48'", timeout=30_000)
-        for field, value in (("wan_frames", "160"), ("wan_steps", "6")):  # long enough to watch
+        _import(page, EXAMPLE)
+        for field, value in (("wan_frames", "320"), ("wan_steps", "10")):  # long enough to watch
             page.fill(f"#{field} input, #{field} textarea", value)
             page.locator(f"#{field} input, #{field} textarea").first.dispatch_event("input")
         page.click("#wan_generate")
@@ -248,15 +264,20 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
         assert widths == sorted(widths) and max(widths) <= 100 and len(set(widths)) > 3, widths
         etas = [e for e in (_eta_seconds(b["text"]) for b in bars) if e is not None]
         assert etas and min(etas) >= 0, [b["text"] for b in bars]
+        # halfway, the ETA is the time the job then still took, give or take a factor of 3
+        half = min(bars, key=lambda b: abs(b["width"] - 50))
+        half_eta, left = _eta_seconds(half["text"]), bars[-1]["t"] - half["t"]
+        assert half_eta is not None and left / 3 <= half_eta <= left * 3 + 2, (half, left)
         assert all(b["shown"] for b in bars)  # drawn, not only in the DOM
         assert any(b["live"] for b in bars)  # the live preview
         assert any("Wan: window" in b["text"] for b in bars)  # the bridge's textinfo
         assert any("%" in b["title"] for b in bars)  # the title shows the progress too
         page.wait_for_function("""() => document.querySelector('#wan_progress textarea').value
-                               .includes('done - 160 frames')""", timeout=60_000)
+                               .includes('done - 320 frames')""", timeout=60_000)
         _shot(page, f"{host}-finished.png")
         print(f"{host}: {len(bars)} samples, widths {widths[0]:.0f}..{widths[-1]:.0f}%, "
-              f"ETA {max(etas):.0f}..{min(etas):.0f} s, e.g. {bars[len(bars) // 2]['text']!r}")
+              f"ETA {max(etas):.0f}..{min(etas):.0f} s; at {half['width']:.0f}%: {half['text']!r},"
+              f" {left:.0f} s were left")
 
         # A second job, interrupted from the tab: its bar ends, Resume is offered.
         page.fill("#wan_frames input", "800")
@@ -274,7 +295,7 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
         # Resume it: the bar follows the continuation too, and the WebUI's own Interrupt
         # (/sdapi/v1/interrupt: shared.state.interrupt(), as its Interrupt buttons) stops it.
         page.wait_for_function("() => document.querySelector('#wan_resume_job input').value.includes('interrupted')",
-                               timeout=30_000)
+                               timeout=60_000)
         page.click("#wan_resume")
         seen = _sample_bar(page, lambda s, _: bool(s and s["width"] > 5), 120)
         assert seen[-1] and seen[-1]["width"] > 5, seen[-5:]

@@ -65,6 +65,7 @@ class ProgressBridge:
         self._steps = 0  # sampling steps per window (A1111's progress counts windows of equal steps)
         self._last_step: float | None = None  # when the last step event came (None: a load since)
         self._per_step: float | None = None  # measured seconds per step
+        self._spent, self._intervals = 0.0, 0  # seconds between step events (no model load), how many
 
     # --- the page's task (its progress bar) ------------------------------------------
     def task_queued(self, id_task: str | None) -> None:
@@ -148,8 +149,11 @@ class ProgressBridge:
     def _step(self, window: int, step: int, steps: int) -> None:
         s, now = self.state, self.clock()
         if self._last_step is not None and steps == self._steps:
-            spent = now - self._last_step  # one step, or a window's decode and the next step
-            self._per_step = spent if self._per_step is None else 0.7 * self._per_step + 0.3 * spent
+            # one step, or a window's decode and writing and the next window's first step: the
+            # mean over the job so far counts those too (a tiny model's steps are a fraction of it)
+            self._spent += now - self._last_step
+            self._intervals += 1
+            self._per_step = self._spent / self._intervals
         self._last_step, self._steps = now, steps
         if self._windows:
             window = min(window, self._windows - 1)
