@@ -127,8 +127,12 @@ def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_sec
     bridge({"event": "loaded", "job": "j1"})
     seen = []
     for window in range(2):
-        if window == 1:
-            bridge({"event": "loading", "job": "j1"})  # the continuation model
+        for step in range(1, 5):
+            clock.now += 2.0  # two seconds a step
+            bridge({"event": "step", "job": "j1", "window": window, "step": step, "steps": 4})
+            seen.append(progress.progressapi("task(a)"))
+        if window == 0:  # the worker's order: the continuation model loads before window 0 ends
+            bridge({"event": "loading", "job": "j1"})
             assert "loading the continuation model" in state.textinfo
             clock.now += 20
             time.sleep(0.1)  # the bridge's holder pins the clock at each poll (0.01 s here)
@@ -136,10 +140,7 @@ def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_sec
             clock.now += 20
             time.sleep(0.1)
             assert progress.progressapi("task(a)")["eta"] == pytest.approx(before)  # steady through the load
-        for step in range(1, 5):
-            clock.now += 2.0  # two seconds a step
-            bridge({"event": "step", "job": "j1", "window": window, "step": step, "steps": 4})
-            seen.append(progress.progressapi("task(a)"))
+            bridge({"event": "loaded", "job": "j1"})
         clock.now += 1.0
         bridge({"event": "window_done", "job": "j1", "window": window, "windows": 2, "frames_written": 12 * (window + 1)})
         seen.append(progress.progressapi("task(a)"))

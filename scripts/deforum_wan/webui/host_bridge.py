@@ -130,7 +130,8 @@ class ProgressBridge:
             s.job_count = self._windows
         elif kind == "loading":
             self._last_step = None  # a model load is not sampling time
-            s.textinfo = self._text(s.job_no, 0, 0, "loading the continuation model" if s.job_no
+            # after any step (window 0's included: the continuation model loads before its end)
+            s.textinfo = self._text(s.job_no, 0, 0, "loading the continuation model" if self._steps
                                     else "loading the model")
         elif kind == "step":
             self._step(event.get("window", 0), event.get("step", 0), event.get("steps", 0))
