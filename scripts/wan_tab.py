@@ -14,7 +14,7 @@ EXTENSION = Path(__file__).resolve().parent.parent
 if str(EXTENSION / "scripts") not in sys.path:
     sys.path.insert(0, str(EXTENSION / "scripts"))
 
-from modules import call_queue, paths, script_callbacks, sd_models, shared  # noqa: E402
+from modules import call_queue, paths, progress, script_callbacks, sd_models, shared  # noqa: E402
 
 import deforum_wan  # noqa: E402
 from deforum_wan.config.keys import BACKENDS  # noqa: E402
@@ -73,8 +73,9 @@ class _Host:
         db.parent.mkdir(parents=True, exist_ok=True)
         # The bridge first: the manager's dispatcher calls its before_job (take the WebUI's lock,
         # unload the checkpoint) before a worker starts loading Wan, from the first job on.
+        # progress: the WebUI's task queue, so the page's own bar follows the tab's jobs (txt2img's way)
         bridge = ProgressBridge(None, shared.state, lock=call_queue.queue_lock, before=cls.unload_sd,
-                                after=cls.reload_sd, load_image=_load_image)
+                                after=cls.reload_sd, load_image=_load_image, progress=progress)
         manager = JobManager(db, outdir, models_dir=_models_dir(), keep_warm=bool(_opt("wan_keep_warm", False)),
                              python=sys.executable, env=env, before_job=bridge.before_job,
                              after_job=bridge.after_job)
@@ -82,6 +83,7 @@ class _Host:
         manager.subscribe(bridge)
         manager.subscribe(ConsoleLog(manager))  # start, windows, end, errors in the WebUI's console
         deforum_wan._webui_manager = manager
+        deforum_wan._webui_bridge = bridge
         return manager
 
     @classmethod
@@ -141,7 +143,7 @@ def deforum_prompts():
 
 def on_ui_tabs():
     defaults = {"wan_backend": _opt("wan_default_backend", "auto")}
-    blocks = build_ui(_Host.manager(), defaults=defaults,
+    blocks = build_ui(_Host.manager(), defaults=defaults, tasks=deforum_wan._webui_bridge,
                       deforum_prompts=deforum_prompts if deforum_installed() else None)
     return [(blocks, "Wan", "wan")]
 

@@ -39,6 +39,13 @@ def main(files):
         out["components"] = len(config["components"])
         out["dependencies"] = len(config["dependencies"])
         by_id = {comp["id"]: comp.get("props", {}) for comp in config["components"]}
+        # Generate and Resume hand the page's task id (TASK_JS, spelled _js on 3.x) in first
+        task = demo.wan_components["task"]._id
+        out["task_js"] = sorted(
+            [t[0] if isinstance(t, (list, tuple)) else t for t in dep.get("targets", [])][0]
+            for dep in config["dependencies"]
+            if "requestProgress" in str(dep.get("js") or "") and dep["inputs"][0] == task)
+        out["task_buttons"] = sorted([demo.wan_components["generate"]._id, demo.wan_components["resume"]._id])
         preset = by_id[demo.wan_components["preset"]._id]
         choices = [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in preset.get("choices", [])]
         out["preset_choices"] = choices

@@ -356,6 +356,26 @@ def test_the_tab_resumes_an_interrupted_job_and_the_console_tells_each_step(shar
     assert any(f"job {again} (console) done" == line.removeprefix("deforum-wan: ") for line in lines)
 
 
+def test_the_continuation_models_load_is_not_called_a_restart(shared):
+    """T2V then I2V: the worker loads the I2V model after window 0's steps, before its end;
+    the phase then reads "loading the continuation model", not "loading the model" again."""
+    manager, _ = shared
+    phases = []
+
+    def listen(event):
+        if event.get("event") == "loading" and event.get("job") == job:
+            phases.append((event.get("model"), manager.get(job)["progress"]["phase"]))
+
+    job = None
+    unsubscribe = manager.subscribe(listen)
+    try:
+        job = manager.submit(settings(QUICK), "continuation")
+        assert wait_for(lambda: finished(manager, job), 120, "the job")["status"] == "done"
+    finally:
+        unsubscribe()
+    assert phases == [("tiny-random", "loading the model"), ("tiny-random-i2v", "loading the continuation model")]
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -149,6 +149,8 @@ def test_import_plan_render_interrupt(page, server):
     # Render on the tiny model; the progress text moves, then the video plays from the server.
     page.click("#wan_generate")
     job = job_in(wait_text(page, "wan_status", lambda t: job_in(t) is not None))
+    # standalone has no WebUI progress bar: the Generate JS (TASK_JS) left the page alone
+    assert page.locator(".progressDiv").count() == 0
     seen = wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: done - 48 frames" in t, timeout=180)
     assert any("window" in t and "step" in t for t in seen), seen
     assert Path(text_of(page, "wan_folder")).parent == outdir.resolve()

@@ -390,8 +390,9 @@ class JobManager:
             with self._state:
                 self._live = {"phase": "starting"}
         elif kind in ("loading", "loaded"):
-            with self._state:  # a later window loading its model is the chain going on, not a restart
-                later = self._live.get("window", 0) > 0
+            with self._state:  # a load after any sampling is the chain going on, not a restart (the
+                # continuation model loads after window 0's steps, before its window_done)
+                later = self._live.get("window", 0) > 0 or "step" in self._live
                 self._live["phase"] = ("rendering" if kind == "loaded" else
                                        "loading the continuation model" if later else "loading the model")
         elif kind == "step":

@@ -6,6 +6,16 @@ assign_current_image()), ``lock`` the WebUI's generation lock. While Wan jobs ru
 thread owns the lock (the WebUI's own generations wait, as they do for each other), frees the
 SD checkpoint first (``before``) and brings it back when the queue is empty (``after``).
 
+The page's own progress bar: ``progress`` is anything with the task calls of A1111's
+``modules.progress`` (add_task_to_queue, start_task, finish_task). The tab's Generate/Resume
+JS makes a task id as txt2img's does and the tab hands it over (``task_queued`` before the
+submit, ``task_jobs`` after): the task is pending until its first job holds the lock, the
+WebUI's current task while its jobs run, finished when the last one ends (done, failed,
+interrupted or cancelled), so /internal/progress answers for it. The state's fields are kept
+so that A1111's progress (job_no/job_count + sampling_step/sampling_steps/job_count) only
+grows, stays <= 1, and ``time_start`` is set so that its ETA (elapsed/progress - elapsed) is
+the steps left times the seconds per step measured between steps (no model load counted).
+
 Wiring: pass ``before_job``/``after_job`` to ``JobManager`` (the bridge exists first, so a job
 left queued by the last session is covered too), then set ``bridge.manager`` and subscribe the
 bridge. ``before_job`` blocks the manager's dispatcher until the lock is held and the
@@ -27,8 +37,10 @@ class ProgressBridge:
 
     def __init__(self, manager, state, *, lock=None, before: Callable[[], Any] | None = None,
                  after: Callable[[], Any] | None = None, load_image: Callable[[str], Any] | None = None,
-                 poll_seconds: float = 0.25):
+                 poll_seconds: float = 0.25, progress=None, clock: Callable[[], float] = time.time):
         self.manager = manager
+        self.progress = progress
+        self.clock = clock
         self.state = state
         self.lock = lock
         self.before = before or (lambda: None)
@@ -43,6 +55,68 @@ class ProgressBridge:
         self._windows = 0
         self._frames = 0
         self._frames_written = 0
+        # the page's task ids: job id -> task, and the task of the job holding the lock
+        self._task_of: dict[str, str] = {}
+        self._running: str | None = None
+        self._tasks = threading.Lock()
+        self._timing()
+
+    def _timing(self) -> None:
+        self._steps = 0  # sampling steps per window (A1111's progress counts windows of equal steps)
+        self._last_step: float | None = None  # when the last step event came (None: a load since)
+        self._per_step: float | None = None  # measured seconds per step
+        self._spent, self._intervals = 0.0, 0  # seconds between step events (no model load), how many
+
+    # --- the page's task (its progress bar) ------------------------------------------
+    def task_queued(self, id_task: str | None) -> None:
+        """Before the submit: the page's bar shows "In queue" until the job starts."""
+        if id_task and self.progress is not None:
+            self._call(lambda: self.progress.add_task_to_queue(id_task))
+
+    def task_jobs(self, id_task: str | None, job_ids: list[str]) -> None:
+        """After the submit: the jobs the task follows (none: the submit failed, the task ends)."""
+        if not id_task or self.progress is None:
+            return
+        with self._tasks:
+            for job_id in job_ids:
+                self._task_of[job_id] = id_task
+            start = self._running in job_ids  # the dispatcher was quicker than this call
+        if not job_ids:
+            self._finish(id_task)
+        elif start:
+            self._call(lambda: self.progress.start_task(id_task))
+
+    def _job_started(self, job_id: str) -> None:
+        """The job holds the WebUI's lock: its task becomes the WebUI's current one."""
+        with self._tasks:
+            self._running = job_id
+            task = self._task_of.get(job_id)
+        s = self.state
+        s.job = "wan"
+        s.job_count, s.job_no, s.sampling_step, s.sampling_steps = 0, 0, 0, 0
+        s.textinfo = "Wan: starting"
+        s.current_image = None  # the last job's frame is not this one's preview
+        s.time_start = self.clock()
+        self._timing()
+        if task is not None and self.progress is not None:
+            self._call(lambda: self.progress.start_task(task))
+
+    def _job_ended(self, job_id: str | None) -> None:
+        with self._tasks:
+            if self._running == job_id:
+                self._running = None
+            task = self._task_of.pop(job_id, None)
+            more = task in self._task_of.values()  # a batch: the task goes on with its next job
+        if task is not None and not more and self.progress is not None:
+            self._finish(task)
+
+    def _finish(self, task: str) -> None:
+        # finish_task leaves a never-started task pending (A1111 starts every task it runs):
+        # dropped here, not by start_task, which would take "current" from an SD generation.
+        pending = getattr(self.progress, "pending_tasks", None)
+        if pending is not None:
+            pending.pop(task, None)
+        self._call(lambda: self.progress.finish_task(task))
 
     # --- manager events (dispatcher thread: never block) ------------------------------
     def __call__(self, event: dict) -> None:
@@ -52,22 +126,54 @@ class ProgressBridge:
             self._windows = self._frames = self._frames_written = 0
         elif kind == "started":
             self._windows, self._frames = event.get("windows", 0), event.get("frames", 0)
+            s.job_no, s.sampling_step = min(event.get("resume_from_window", 0), self._windows), 0
             s.job_count = self._windows
-            s.job_no = event.get("resume_from_window", 0)
+        elif kind == "loading":
+            self._last_step = None  # a model load is not sampling time
+            # after any step (window 0's included: the continuation model loads before its end)
+            s.textinfo = self._text(s.job_no, 0, 0, "loading the continuation model" if self._steps
+                                    else "loading the model")
         elif kind == "step":
-            s.job_no = event.get("window", 0)
-            s.sampling_step, s.sampling_steps = event.get("step", 0), event.get("steps", 0)
-            s.textinfo = self._text(event.get("window", 0), event.get("step", 0), event.get("steps", 0))
+            self._step(event.get("window", 0), event.get("step", 0), event.get("steps", 0))
         elif kind == "window_done":
-            s.job_no = event.get("window", 0) + 1
+            # the window's steps are in job_no now: sampling_step back to 0 (progress never > 1)
+            s.sampling_step = 0
+            s.job_no = min(event.get("window", 0) + 1, self._windows or event.get("window", 0) + 1)
             self._frames_written = event.get("frames_written", 0)
             s.textinfo = self._text(event.get("window", 0), 0, 0)
             self._show(event.get("preview"))
+        elif kind in ("job_done", "job_error"):
+            self._job_ended(event.get("job"))
         elif kind == "queue_paused":
             s.interrupted = True  # the tab's Interrupt shows as the WebUI's
 
-    def _text(self, window: int, step: int, steps: int) -> str:
+    def _step(self, window: int, step: int, steps: int) -> None:
+        s, now = self.state, self.clock()
+        if self._last_step is not None and steps == self._steps:
+            # one step, or a window's decode and writing and the next window's first step: the
+            # mean over the job so far counts those too (a tiny model's steps are a fraction of it)
+            self._spent += now - self._last_step
+            self._intervals += 1
+            self._per_step = self._spent / self._intervals
+        self._last_step, self._steps = now, steps
+        if self._windows:
+            window = min(window, self._windows - 1)
+        s.job_no, s.sampling_step, s.sampling_steps = window, min(step, steps), steps
+        s.textinfo = self._text(window, step, steps)
+        self._pin_clock()
+
+    def _pin_clock(self) -> None:
+        """A1111's ETA is elapsed/progress - elapsed, elapsed from ``time_start``: with elapsed
+        = steps done x seconds per step it is steps left x seconds per step, steady between
+        steps and through a model load (0, shown as none, until two steps measured one)."""
+        s = self.state
+        done = s.job_no * s.sampling_steps + s.sampling_step
+        s.time_start = self.clock() - done * (self._per_step or 0.0)
+
+    def _text(self, window: int, step: int, steps: int, phase: str = "") -> str:
         text = f"Wan: window {min(window + 1, self._windows or window + 1)}/{self._windows or '?'}"
+        if phase:
+            text += f", {phase}"
         if steps:
             text += f", step {step}/{steps}"
         return text + f", frames {self._frames_written}/{self._frames}"
@@ -99,8 +205,10 @@ class ProgressBridge:
                 self._holder.start()
             held = self._held
         held.wait()
+        self._job_started(job.get("id"))
 
     def after_job(self, job: dict) -> None:
+        self._job_ended(job.get("id"))  # also when the worker never reported an end
         with self._guard:
             self._jobs = max(0, self._jobs - 1)
 
@@ -143,6 +251,8 @@ class ProgressBridge:
             elif getattr(self.state, "skipped", False) and self.manager is not None:
                 self.state.skipped = False
                 self._call(self.manager.skip)
+            if self._running is not None:
+                self._pin_clock()
             queue_idle = self._queue_idle()
             with self._guard:
                 idle_polls = idle_polls + 1 if self._jobs == 0 and queue_idle else 0

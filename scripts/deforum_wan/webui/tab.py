@@ -53,6 +53,13 @@ PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the cam
 # the standalone server passes this to gradio.
 CSS = """#wan_plan_out textarea, #wan_progress textarea { font-family: ui-monospace, Menlo, Consolas, monospace; }
 #wan_plan_out textarea { white-space: pre; overflow-x: auto; }
+/* The WebUI's own progress bar (progressbar.js) above the Progress box, in the flow rather
+   than over the row above; its live preview covers the last-frame image. */
+#tab_wan .progressDiv { position: relative; top: 0; margin-bottom: 6px; }
+#wan_preview { position: relative; }
+/* gradio 3/4 draw a Markdown or HTML output at opacity 0.2 while its event runs: the 1 s poll
+   would blink the job table and the download bar every second, changed or not. */
+#wan_jobs .pending, #wan_download_bar .pending { opacity: 1 !important; }
 """
 
 # What each speed preset turns on, short (presets.TABLE and README "Speed presets" say why).
@@ -90,6 +97,26 @@ DEFORUM_PROMPTS_JS = """
 """
 
 
+# Generate and Resume in A1111/Forge: a task id made as txt2img's submit() makes it, and the
+# WebUI's own progress bar and live preview (progressbar.js requestProgress, polling
+# /internal/progress) above the Progress box for it; the id is the first input. Standalone
+# there is no requestProgress: the id stays empty and nothing else happens.
+TASK_JS = """
+(...args) => {
+  if (typeof requestProgress === 'function' && typeof randomId === 'function') {
+    const app = (typeof gradioApp === 'function') ? gradioApp() : document;
+    const bar = app.querySelector('#wan_progress');
+    if (bar) {
+      const id = randomId();
+      requestProgress(id, bar, app.querySelector('#wan_preview'), () => {});
+      args[0] = id;
+    }
+  }
+  return args;
+}
+"""
+
+
 def one_line(exc: BaseException) -> str:
     """A user error as one line; anything else as its type and first line (logged in full)."""
     if isinstance(exc, WanError):
@@ -118,8 +145,9 @@ class WanTab:
 
     def __init__(self, manager, *, defaults: dict | None = None,
                  deforum_prompts: Callable[[], Any] | None = None, models_dir: str | None = None,
-                 outdir: str | None = None):
+                 outdir: str | None = None, tasks=None):
         self.manager = manager
+        self.tasks = tasks  # the host's task progress (host_bridge.ProgressBridge), or None
         self.models_dir = models_dir if models_dir is not None else getattr(manager, "models_dir", None)
         self.outdir = Path(outdir or getattr(manager, "outdir", "outputs"))
         self.deforum_prompts = deforum_prompts
@@ -187,16 +215,35 @@ class WanTab:
         return "\n\n".join(parts), "".join(views), status
 
     def generate(self, *args) -> str:
+        return self._submit(None, args)
+
+    def generate_task(self, task: str | None, *args) -> str:
+        """Generate for the page's task id (TASK_JS): the WebUI's progress bar follows its jobs."""
+        return self._submit(task, args)
+
+    def _submit(self, task: str | None, args) -> str:
         *values, base, batch = args
+        ids: list[str] = []
+        self._task_queued(task)
         try:
             if batch:
                 ids = self.manager.submit_batch(self.batch_settings(values, batch))
                 return f"queued {len(ids)} jobs: {', '.join(ids)}"
             settings = self.settings_of(values, base)
-            job = self.manager.submit(settings, name=job_name(self.fields(values).get("batch_name")))
-            return f"queued job {job}"
+            ids = [self.manager.submit(settings, name=job_name(self.fields(values).get("batch_name")))]
+            return f"queued job {ids[0]}"
         except Exception as exc:
             return one_line(exc)
+        finally:
+            self._task_jobs(task, ids)
+
+    def _task_queued(self, task: str | None) -> None:
+        if task and self.tasks is not None:
+            self.tasks.task_queued(task)
+
+    def _task_jobs(self, task: str | None, ids: list[str]) -> None:
+        if task and self.tasks is not None:
+            self.tasks.task_jobs(task, ids)
 
     def interrupt(self) -> str:
         try:
@@ -214,9 +261,15 @@ class WanTab:
         return "skipping: the render stops at the next step; the next job starts" if stopped \
             else "nothing is rendering"
 
-    def resume(self, choice) -> str:
+    def resume_task(self, task: str | None, choice) -> str:
+        """Resume for the page's task id (TASK_JS)."""
+        return self.resume(choice, task=task)
+
+    def resume(self, choice, task: str | None = None) -> str:
         """Queue the continuation of the chosen interrupted or failed job (the latest when none
         is chosen): the same folder and seed, the frames on disk kept."""
+        new = None
+        self._task_queued(task)
         try:
             job_id = str(choice or "").split(" ", 1)[0]
             if not job_id:
@@ -227,6 +280,8 @@ class WanTab:
             new = self.manager.resume(job_id)
         except Exception as exc:
             return one_line(exc)
+        finally:
+            self._task_jobs(task, [new] if new else [])
         return f"queued job {new}: continues job {job_id} where it stopped"
 
     # --- import / save -------------------------------------------------------------------
@@ -467,11 +522,12 @@ def jobs_table(jobs: list[dict], limit: int = 10) -> str:
 
 
 def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable[[], Any] | None = None,
-             models_dir: str | None = None, outdir: str | None = None) -> gr.Blocks:
+             models_dir: str | None = None, outdir: str | None = None, tasks=None) -> gr.Blocks:
     """The Wan tab. ``defaults``: settings for the first view (e.g. the host's default backend);
-    ``deforum_prompts``: returns Deforum's current prompts (shows the "Use Deforum's prompts" button)."""
+    ``deforum_prompts``: returns Deforum's current prompts (shows the "Use Deforum's prompts" button);
+    ``tasks``: the host's task progress (task_queued/task_jobs, host_bridge.ProgressBridge)."""
     tab = WanTab(manager, defaults=defaults, deforum_prompts=deforum_prompts, models_dir=models_dir,
-                 outdir=outdir)
+                 outdir=outdir, tasks=tasks)
     start = dict(zip(FIELDS, tab.field_values(tab.initial)))
     c: dict[str, Any] = {}
     with blocks(analytics_enabled=False, title="Wan", css=CSS) as demo:
@@ -621,15 +677,16 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                 c["saved"] = component(gr.File, label="Saved settings file", interactive=False, visible=False,
                                        elem_id="wan_saved")
                 c["deforum_js"] = gr.Textbox(visible=False, elem_id="wan_deforum_js")
+                c["task"] = gr.Textbox(visible=False, elem_id="wan_task_id")  # set by TASK_JS
 
         fields = [c[name] for name in FIELDS]
         status = c["status"]
         on(c["plan"].click, tab.plan, fields + [base, batch], [c["plan_out"], c["plan_view"], status])
         on(c["camera"].click, tab.preview_camera, fields + [base, batch], [c["video"], status])
-        on(c["generate"].click, tab.generate, fields + [base, batch], [status])
+        on(c["generate"].click, tab.generate_task, [c["task"], *fields, base, batch], [status], js=TASK_JS)
         on(c["interrupt"].click, tab.interrupt, [], [status], queue=False)
         on(c["skip"].click, tab.skip, [], [status], queue=False)
-        on(c["resume"].click, tab.resume, [c["resume_job"]], [status])
+        on(c["resume"].click, tab.resume_task, [c["task"], c["resume_job"]], [status], js=TASK_JS)
         on(c["import"].upload, tab.import_files, [c["import"]], fields + [base, batch, c["size"], status])
         on(c["clear_batch"].click, tab.clear_batch, [], [batch, status])
         on(c["save"].click, tab.save_settings, fields + [base], [c["saved"], status])
