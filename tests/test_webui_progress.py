@@ -2,10 +2,11 @@
 finished in the host's task queue, and what /internal/progress computes from the state
 (progress, ETA) only grows, stays <= 1 and never goes negative.
 
-A1111's ``modules.shared_state.State`` and ``modules.progress`` import the WebUI (devices,
-options), so the two classes below carry their code for what the bridge touches, line for
-line from v1.10.1 (Forge's are the same): ``begin``/``end``/``assign_current_image``, the task
-calls, and ``progressapi``'s arithmetic.
+A1111's ``modules.shared_state.State`` and ``modules.progress`` import the whole WebUI (devices,
+options), so the two small classes below stand in for the part of their behaviour the bridge
+touches, written to v1.10.1's semantics (Forge's are the same): ``begin``/``end``/
+``assign_current_image``, the task calls, and how ``progressapi`` turns the state into progress
+and ETA. The real ones are exercised by tests/test_webui_host.py inside both WebUIs.
 """
 from __future__ import annotations
 
