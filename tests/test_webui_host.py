@@ -222,6 +222,20 @@ def _import(page, path: Path) -> None:
     raise AssertionError(f"could not import {path.name}")
 
 
+def _open_wan_tab(p, url: str):
+    """Chromium on the WebUI's Wan tab, once the tab's first poll answered (the page is wired:
+    an upload before that can hang); (browser, page)."""
+    from test_ui_browser import CHROMIUM, CHROMIUM_ARGS
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1500, "height": 1200})
+    page.goto(url, timeout=120_000)
+    page.locator("#tabs > .tab-nav > button").filter(has_text="Wan").first.click(timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#wan_progress textarea').value !== 'idle'",
+                           timeout=120_000)
+    return browser, page
+
+
 def test_the_webuis_progress_bar_follows_a_wan_job(webui):
     """Generate in the Wan tab: the WebUI's own progress bar appears in the tab, its value only
     grows, its ETA is never negative, the live preview shows the finished windows, and the bar
@@ -230,17 +244,9 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
     if not (root / "models" / "wan" / "tiny-random").is_dir():
         pytest.skip("no tiny-random in the WebUI's models/wan (python -m deforum_wan tiny-models DIR)")
     playwright = pytest.importorskip("playwright.sync_api")
-    from test_ui_browser import CHROMIUM, CHROMIUM_ARGS
-
     host = "forge" if (root / "modules_forge").is_dir() else "a1111"
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1200})
-        page.goto(url, timeout=120_000)
-        page.locator("#tabs > .tab-nav > button").filter(has_text="Wan").first.click(timeout=120_000)
-        # the tab's first poll answered: the page is wired (an upload before that can hang)
-        page.wait_for_function("() => document.querySelector('#wan_progress textarea').value !== 'idle'",
-                               timeout=120_000)
+        browser, page = _open_wan_tab(p, url)
         # ... and the WebUI's options reached the page (ui.js fills opts late; until then
         # progressbar.js draws its bar with display: none, as opts.show_progressbar is unset)
         page.wait_for_function("() => Object.keys(opts).length > 0", timeout=120_000)
@@ -343,15 +349,8 @@ def test_the_polled_outputs_do_not_blink(webui):
     its event runs, so without the tab's CSS the job table blinked each second."""
     url, _, _ = webui
     playwright = pytest.importorskip("playwright.sync_api")
-    from test_ui_browser import CHROMIUM, CHROMIUM_ARGS
-
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1200})
-        page.goto(url, timeout=120_000)
-        page.locator("#tabs > .tab-nav > button").filter(has_text="Wan").first.click(timeout=120_000)
-        page.wait_for_function("() => document.querySelector('#wan_progress textarea').value !== 'idle'",
-                               timeout=120_000)
+        browser, page = _open_wan_tab(p, url)
         low = page.evaluate(BLINK_JS, 5000)  # five polls
         browser.close()
     assert low and all(v == 1 for v in low.values()), json.dumps(low)
