@@ -238,3 +238,12 @@ def test_a_folder_built_by_other_library_versions_says_how_to_rebuild(tmp_path):
     (folder / rf.MARKER).write_text(json.dumps(marker), encoding="utf-8")
     with pytest.raises(WanError, match=r"rebuild it with: python -m deforum_wan tiny-models .* --full-size wan2.1-t2v-1.3b --scaled$"):
         load_pipeline(folder, "WanPipeline", {"default": torch.float32}, "cpu")
+
+
+def test_a_model_that_continues_itself_has_no_pair(tmp_path):
+    from deforum_wan.cli.bench_random import lines, markdown, pair_memory
+
+    pair = pair_memory("wan2.2-ti2v-5b", str(tmp_path))  # nothing is loaded: no weights needed
+    assert pair == {"models": ["wan2.2-ti2v-5b"], "skipped": "wan2.2-ti2v-5b continues its own windows: there is no pair"}
+    assert lines({"pair": pair}) == [f"  warm pair: {pair['skipped']}"]
+    assert markdown({"pair": pair}) == ["", f"Warm pair: {pair['skipped']}."]

@@ -115,21 +115,28 @@ def pair_memory(model_id: str, models_dir: str, size: tuple[int, int] | None = N
 
     spec = get_model(model_id)
     partner = continuation_model(spec, size)
+    if partner.id == spec.id:
+        return {"models": [spec.id], "skipped": f"{spec.id} continues its own windows: there is no pair"}
     cuda = torch.cuda.is_available()
     out: dict = {"models": [spec.id, partner.id]}
     for label, share in (("shared", True), ("separate", False)):
         free_memory()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        options = BackendOptions(models_dir=models_dir)
-        first = DiffusersBackend(spec, options)
-        second = DiffusersBackend(partner, BackendOptions(models_dir=models_dir), share_from=[first] if share else ())
-        out[label] = {"components_shared": sorted(second.shared),
-                      "tensors_mb": round(_unique_bytes([first.pipe, second.pipe]) / 2**20, 1),
-                      "vram_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1) if cuda else None,
-                      "peak_vram_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1) if cuda else None}
-        second.close()
-        first.close()
+        first = DiffusersBackend(spec, BackendOptions(models_dir=models_dir))
+        try:
+            second = DiffusersBackend(partner, BackendOptions(models_dir=models_dir),
+                                      share_from=[first] if share else ())
+            try:
+                out[label] = {"components_shared": sorted(second.shared),
+                              "tensors_mb": round(_unique_bytes([first.pipe, second.pipe]) / 2**20, 1),
+                              "vram_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1) if cuda else None,
+                              "peak_vram_reserved_mb":
+                                  round(torch.cuda.max_memory_reserved() / 2**20, 1) if cuda else None}
+            finally:
+                second.close()
+        finally:
+            first.close()
     out["saved_by_sharing_mb"] = round(out["separate"]["tensors_mb"] - out["shared"]["tensors_mb"], 1)
     out["shared_over_separate"] = (round(out["shared"]["tensors_mb"] / out["separate"]["tensors_mb"], 3)
                                    if out["separate"]["tensors_mb"] else None)
@@ -137,14 +144,14 @@ def pair_memory(model_id: str, models_dir: str, size: tuple[int, int] | None = N
 
 
 def lines(result: dict) -> list[str]:
-    """The random-weights part of bench's terminal report."""
+    """The random-weights and warm-pair part of bench's terminal report."""
     info = result.get("random_weights")
-    if not info:
-        return []
     out = [f"  random weights ({info['size']} architecture: {', '.join(info['models'])});"
-           f" quality figures and first-block cache figures are not meaningful"]
+           f" quality figures and first-block cache figures are not meaningful"] if info else []
     pair = result.get("pair")
-    if pair:
+    if pair and pair.get("skipped"):
+        out.append(f"  warm pair: {pair['skipped']}")
+    elif pair:
         s, p = pair["shared"], pair["separate"]
         out.append(f"  warm pair {' + '.join(pair['models'])}: {s['tensors_mb']:.0f} MiB shared"
                    f" ({', '.join(s['components_shared']) or 'nothing'}) vs {p['tensors_mb']:.0f} MiB separate"
@@ -155,16 +162,17 @@ def lines(result: dict) -> list[str]:
 
 
 def markdown(result: dict) -> list[str]:
+    """The random-weights and warm-pair lines of bench's ``--md``."""
     info = result.get("random_weights")
-    if not info:
-        return []
     out = ["", f"Random weights ({info['size']} architecture of {', '.join(info['models'])}; parameters: "
            + "; ".join(f"{m} " + ", ".join(f"{k} {count(v)}" for k, v in c.items())
                        for m, c in info["parameters"].items()) + ").",
            f"Meaningful here: {info['meaningful']}.",
-           "† not meaningful on random weights: " + "; ".join(info["not_meaningful"].values()) + "."]
+           "† not meaningful on random weights: " + "; ".join(info["not_meaningful"].values()) + "."] if info else []
     pair = result.get("pair")
-    if pair:
+    if pair and pair.get("skipped"):
+        out += ["", f"Warm pair: {pair['skipped']}."]
+    elif pair:
         out += ["", "| warm pair | components shared | tensors MiB | VRAM allocated MiB | peak VRAM reserved MiB |",
                 "|---|---|---:|---:|---:|"]
         for label in ("shared", "separate"):
