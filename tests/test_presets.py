@@ -345,6 +345,15 @@ def test_bench_rows_can_add_settings_keys_to_a_preset(tiny_models_dir, capsys):
     assert rows["quality+wan_vae_tiling=true"]["passes_skipped"] == 0
 
 
+def test_bench_size_is_read_as_wan_size_reads_it(capsys):
+    from deforum_wan.cli.main import build_parser
+
+    assert build_parser().parse_args(["bench", "--size", "832*480"]).size == (832, 480)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--size", "foo"])
+    assert "error: argument --size: --size must be WxH" in capsys.readouterr().err
+
+
 def test_bench_targets_follow_the_issue_and_judge_only_their_configuration():
     from deforum_wan.cli.bench import TARGETS, _targets
 

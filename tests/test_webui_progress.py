@@ -109,10 +109,16 @@ class Idle:
         return {"current": None, "queued": 0, "paused": False}
 
 
-def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_seconds_per_step():
-    clock, state = Clock(), State()
+def _wired(clock=time.time):
+    """A host's state and task progress, and a bridge to them over an idle queue."""
+    state = State()
     progress = Progress(state, clock)
-    bridge = ProgressBridge(Idle(), state, progress=progress, clock=clock, poll_seconds=0.01)
+    return state, progress, ProgressBridge(Idle(), state, progress=progress, clock=clock, poll_seconds=0.01)
+
+
+def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_seconds_per_step():
+    clock = Clock()
+    state, progress, bridge = _wired(clock)
     bridge.task_queued("task(a)")
     assert progress.progressapi("task(a)") == {"active": False, "queued": True, "completed": False}
     bridge.task_jobs("task(a)", ["j1"])
@@ -158,9 +164,7 @@ def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_sec
 
 
 def test_a_batch_is_one_task_until_its_last_job_and_a_failed_submit_ends_its_task():
-    state = State()
-    progress = Progress(state)
-    bridge = ProgressBridge(Idle(), state, progress=progress, poll_seconds=0.01)
+    state, progress, bridge = _wired()
     bridge.task_queued("task(b)")
     bridge.task_jobs("task(b)", ["j1", "j2"])
     for job in ("j1", "j2"):
@@ -177,9 +181,7 @@ def test_a_batch_is_one_task_until_its_last_job_and_a_failed_submit_ends_its_tas
 
 
 def test_a_job_claimed_before_its_task_was_handed_over_still_starts_it():
-    state = State()
-    progress = Progress(state)
-    bridge = ProgressBridge(Idle(), state, progress=progress, poll_seconds=0.01)
+    state, progress, bridge = _wired()
     bridge.task_queued("task(d)")
     bridge.before_job({"id": "j1"})  # the dispatcher took the job before submit() returned
     assert progress.current_task is None
@@ -251,9 +253,8 @@ def test_the_tabs_generate_and_resume_hand_their_task_to_the_host(tmp_path):
 
     from deforum_wan.webui.tab import WanTab
 
-    state, manager = State(), FakeManager(tmp_path / "out")
-    progress = Progress(state)
-    bridge = ProgressBridge(Idle(), state, progress=progress, poll_seconds=0.01)
+    manager = FakeManager(tmp_path / "out")
+    state, progress, bridge = _wired()
     tab = WanTab(manager, tasks=bridge)
     values, base = example_values(tab)
     assert tab.generate_task("task(g)", *values, base, []) == "queued job job1"

@@ -74,9 +74,8 @@ def _settings(args, **extra) -> dict:
     elif getattr(args, "prompt", None):
         data["prompts"] = {"0": args.prompt}
     if args.size:
-        w, _, h = args.size.lower().partition("x")
-        data["W"], data["H"] = int(w), int(h)
-        data["wan_size"] = f"{int(w)}x{int(h)}"  # what was asked, even off the model's trained sizes
+        data["W"], data["H"] = args.size
+        data["wan_size"] = "{}x{}".format(*args.size)  # what was asked, even off the model's trained sizes
     if args.frames:
         data["max_frames"] = args.frames
     if args.steps:
@@ -503,18 +502,35 @@ def _preset_names(values: list[str] | None) -> list[str]:
 
 
 def _variant(name: str) -> tuple[str, dict]:
-    """``preset+key=value+...`` -> (preset, the settings keys it sets)."""
+    """``preset+key=value+...`` -> (preset, the settings keys it sets, read as ``--set`` reads them)."""
     from ..config.keys import BY_NAME
+    from ..config.settings import parse_override
     from ..errors import WanError
 
     preset, *pairs = name.split("+")
     keys = {}
     for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or key.strip() not in BY_NAME:
+        try:
+            key, value = parse_override(pair)
+        except WanError:
+            key = None
+        if key not in BY_NAME:
             raise WanError(f"--preset {name}: {pair!r} is not KEY=VALUE with a settings key (e.g. wan_vae_tiling=true)")
-        keys[key.strip()] = value.strip()
+        keys[key] = value
     return preset, keys
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """``--size WxH``, read as the ``wan_size`` key reads it (one line when it is not a size)."""
+    import argparse
+
+    from ..config.keys import BY_NAME
+    from ..config.schedule import ExprError
+
+    try:
+        return BY_NAME["wan_size"].read(text)
+    except ExprError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("wan_size", "--size", 1)) from None
 
 
 def run_bench(args) -> dict:
@@ -614,7 +630,7 @@ def _versions() -> dict:
 def add_bench_command(sub) -> None:
     p = sub.add_parser("bench", help="measure the render loop and the speed presets (prints ratios)")
     p.add_argument("--model", default="tiny-random", help="model id (default tiny-random)")
-    p.add_argument("--size", help="WxH (default 64x64)")
+    p.add_argument("--size", type=size_arg, help="WxH (default 64x64)")
     p.add_argument("--frames", type=int, help="output frames of the short render (default 48; --window: the"
                    " model's window)")
     p.add_argument("--steps", type=int, help="denoising steps per window (default 2; --window: the model's)")

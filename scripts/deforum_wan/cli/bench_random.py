@@ -33,17 +33,10 @@ def models_of(args) -> list[str]:
     spec = get_model(args.model)
     models = [spec.id]
     if not getattr(args, "window", False) or getattr(args, "pair", False):
-        partner = continuation_model(spec, _size(args))
+        partner = continuation_model(spec, args.size)
         if partner.id != spec.id and partner.id in RECIPES:
             models.append(partner.id)
     return models
-
-
-def _size(args) -> tuple[int, int] | None:
-    if not args.size:
-        return None
-    w, _, h = args.size.lower().partition("x")
-    return int(w), int(h)
 
 
 def prepare(args, out: str) -> tuple[str, dict]:
@@ -205,21 +198,20 @@ def official_first_window(size: str = "832x480", frames: int = 81, steps: int = 
 
     from ..backends.base import BackendOptions, GenerateRequest
     from ..backends.chain import load_backend
+    from ..models.random_full import write_random_model
     from ..models.registry import get_model
+    from .bench import size_arg
 
-    w, _, h = size.partition("x")
+    w, h = size_arg(size)
     spec = get_model("wan2.1-t2v-1.3b")
     with tempfile.TemporaryDirectory() as root:
-        write_dir = Path(root) / spec.id
-        from ..models.random_full import write_random_model
-
-        write_random_model(spec.id, write_dir, "full" if torch.cuda.is_available() else "scaled")
+        write_random_model(spec.id, Path(root) / spec.id, "full" if torch.cuda.is_available() else "scaled")
         start = time.perf_counter()
         try:
             backend, report = load_backend(spec, "official", BackendOptions(models_dir=root))
             loaded = time.perf_counter()
             backend.generate(GenerateRequest(mode="t2v", prompt="a red fox in snow", negative_prompt="",
-                                             num_frames=frames, width=int(w), height=int(h), seed=1,
+                                             num_frames=frames, width=w, height=h, seed=1,
                                              guidance_scale=spec.guidance, steps=steps))
             backend.close()
             return {"ran": True, "load_s": round(loaded - start, 2), "window_s": round(time.perf_counter() - loaded, 2),

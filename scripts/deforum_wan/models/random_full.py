@@ -186,7 +186,6 @@ def _seed(name: str, size: str) -> int:
 
 def _module(part: str, name: str, cfg: dict):
     """One component from its config, with the library's own initialisation."""
-    cls = config_class(name)
     if part == "text_encoder":
         from transformers import UMT5Config, UMT5EncoderModel
 
@@ -197,7 +196,7 @@ def _module(part: str, name: str, cfg: dict):
         return CLIPVisionModel(CLIPVisionConfig(**cfg))
     import diffusers
 
-    return getattr(diffusers, cls).from_config(cfg)
+    return getattr(diffusers, config_class(name)).from_config(cfg)
 
 
 @contextlib.contextmanager
