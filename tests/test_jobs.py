@@ -100,6 +100,7 @@ def test_queue_runs_in_order_cancel_and_progress(shared):
     assert probe_video(done["video"])["frames"] == 12
     assert done["started"] >= stopped["finished"] - 1 and done["finished"] >= done["started"]
     assert manager.get(dropped)["status"] == "cancelled"  # never ran
+    wait_for(lambda: recorder.seen(quick_job, "job_done"), 30, "the quick job's last event")  # follows the store
     kinds = [e["event"] for e in recorder.events if e.get("job") == quick_job]
     assert kinds[0] == "job_queued" and kinds[-1] == "job_done" and "step" in kinds
 
@@ -139,7 +140,7 @@ def test_killed_worker_fails_the_job_and_the_next_one_runs(shared):
     assert failed["error"].startswith("worker crashed (exit code -9: killed by SIGKILL")
     assert f"its frames are kept in {failed['run_dir']}; resume with " in failed["error"]
     assert f"--resume {failed['timestring']}" in failed["error"]
-    assert recorder.seen(victim, "job_error")[-1]["crashed"] is True
+    assert wait_for(lambda: recorder.seen(victim, "job_error"), 30, "the crash event")[-1]["crashed"] is True
 
     done = wait_for(lambda: finished(manager, survivor), 90, "the next job on a new worker")
     assert done["status"] == "done", done
@@ -346,6 +347,8 @@ def test_the_tab_resumes_an_interrupted_job_and_the_console_tells_each_step(shar
         done = wait_for(lambda: finished(manager, again), 120, "the resumed job")
         assert done["status"] == "done" and done["run_dir"] == stopped["run_dir"]
         assert len(frames_on_disk(done["run_dir"], done["timestring"])) == 24
+        # The store says "done" before the event reaches the console: wait for the line itself.
+        wait_for(lambda: f"job {again} (console) done\n" in out.getvalue(), 30, "the console's last line")
     finally:
         unsubscribe()
     lines = out.getvalue().splitlines()
