@@ -11,7 +11,8 @@ Checks the tab with the shared tab checker (click the tab, type a prompt schedul
 see the table), then renders on tiny-random through /wan_api (when the WebUI's models/wan holds
 it) and checks the WebUI's own progress state saw the job, and in Chromium that Generate in the
 tab shows the WebUI's own progress bar (progressbar.js) with a growing value, a never-negative
-ETA and the live preview, that Interrupt ends it, and that the console has the job's lines.
+ETA and the live preview, that Interrupt ends it, that the WebUI's Skip goes on to the next
+job, and that the console has the job's lines.
 """
 from __future__ import annotations
 
@@ -119,6 +120,38 @@ def test_render_through_the_webui(webui):
     assert info["status"] == "done", info
     assert Path(info["video"]).is_file() and info["progress"]["frames_written"] == 48
     assert "wan" in seen  # the WebUI's progress state showed the Wan job
+
+
+def _wait_job(url: str, job: str, until, timeout: float) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = _get(url + f"wan_api/jobs/{job}")
+        if until(info):
+            return info
+        time.sleep(0.3)
+    raise AssertionError(f"job {job} never got there: {info}")
+
+
+def test_the_webuis_skip_stops_one_wan_job_and_the_next_one_runs(webui):
+    """The WebUI's own Skip (/sdapi/v1/skip: shared.state.skip(), as its Skip buttons) on a
+    batch of two Wan jobs: the running one stops with its frames kept, the next one runs to the
+    end without pressing anything (Skip is not Interrupt: the queue is not paused)."""
+    url, root, _ = webui
+    if not (root / "models" / "wan" / "tiny-random").is_dir():
+        pytest.skip("no tiny-random in the WebUI's models/wan (python -m deforum_wan tiny-models DIR)")
+    example = json.loads(EXAMPLE.read_text())
+    batch = [{"settings": {**example, "max_frames": 320, "wan_steps": 10}, "name": "skipped"},
+             {"settings": example, "name": "after-skip"}]
+    first, second = _post(url + "wan_api/jobs", {"batch": batch})["jobs"]
+    _wait_job(url, first, lambda j: j["status"] == "running" and (j.get("progress") or {}).get("frames_written"),
+              300)
+    _post(url + "sdapi/v1/skip", {})
+    stopped = _wait_job(url, first, lambda j: j["status"] not in ("queued", "running"), 120)
+    assert stopped["status"] == "interrupted", stopped
+    assert 0 < stopped["progress"]["frames_written"] < 320, stopped["progress"]
+    done = _wait_job(url, second, lambda j: j["status"] not in ("queued", "running"), 300)
+    assert done["status"] == "done" and done["progress"]["frames_written"] == 48, done
+    assert _get(url + "wan_api/jobs")["state"]["paused"] is False
 
 
 def test_use_deforum_prompts_reads_the_deforum_tab(webui):

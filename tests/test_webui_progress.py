@@ -141,12 +141,14 @@ def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_sec
         if window == 0:  # the worker's order: the continuation model loads before window 0 ends
             bridge({"event": "loading", "job": "j1"})
             assert "loading the continuation model" in state.textinfo
-            clock.now += 20
-            time.sleep(0.1)  # the bridge's holder pins the clock at each poll (0.01 s here)
-            before = progress.progressapi("task(a)")["eta"]
-            clock.now += 20
-            time.sleep(0.1)
-            assert progress.progressapi("task(a)")["eta"] == pytest.approx(before)  # steady through the load
+            # Steady through the load: the bridge's holder pins the clock at each poll (0.01 s
+            # here), so 40 s of loading leave the ETA of the last step (waited for, not slept:
+            # a loaded machine may poll late; without the pin it never comes back).
+            steady = seen[-1]["eta"]
+            for _ in range(2):
+                clock.now += 20
+                wait_until(lambda: progress.progressapi("task(a)")["eta"] == pytest.approx(steady), 10,
+                           "the ETA pinned through the load")
             bridge({"event": "loaded", "job": "j1"})
         clock.now += 1.0
         bridge({"event": "window_done", "job": "j1", "window": window, "windows": 2, "frames_written": 12 * (window + 1)})
