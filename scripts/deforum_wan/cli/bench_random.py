@@ -20,9 +20,9 @@ WHY_SCALED = "scaled architecture (no CUDA here): small widths and depths, so ti
 
 
 def random_size(args) -> str:
-    import torch
+    from ..models.random_full import default_size
 
-    return getattr(args, "random_size", None) or ("full" if torch.cuda.is_available() else "scaled")
+    return getattr(args, "random_size", None) or default_size()
 
 
 def models_of(args) -> list[str]:
@@ -194,18 +194,16 @@ def official_first_window(size: str = "832x480", frames: int = 81, steps: int = 
     import tempfile
     import time
 
-    import torch
-
     from ..backends.base import BackendOptions, GenerateRequest
     from ..backends.chain import load_backend
-    from ..models.random_full import write_random_model
+    from ..models.random_full import default_size, write_random_model
     from ..models.registry import get_model
     from .bench import size_arg
 
     w, h = size_arg(size)
     spec = get_model("wan2.1-t2v-1.3b")
     with tempfile.TemporaryDirectory() as root:
-        write_random_model(spec.id, Path(root) / spec.id, "full" if torch.cuda.is_available() else "scaled")
+        write_random_model(spec.id, Path(root) / spec.id, default_size())
         start = time.perf_counter()
         try:
             backend, report = load_backend(spec, "official", BackendOptions(models_dir=root))

@@ -48,6 +48,13 @@ TEXT_ENCODER = "umt5-xxl"
 SIZES = ("full", "scaled")
 
 
+def default_size() -> str:
+    """Full size where CUDA runs it, scaled elsewhere (a full-size 1.3B takes minutes a step on a CPU)."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "scaled"
+
+
 def published_config(name: str) -> dict:
     """A config of configs/ without its notes (keys starting with ``_``)."""
     data = json.loads((CONFIG_DIR / f"{name}.json").read_text(encoding="utf-8"))
@@ -167,17 +174,6 @@ def write_random_model(model_id: str, folder: str | os.PathLike, size: str = "fu
     return tiny._build_atomically(Path(folder), {"model": spec.id, "size": size}, write, marker_name=MARKER)
 
 
-def read_marker(folder: Path) -> dict | None:
-    """The marker of a random model's folder built by these library versions, else None."""
-    from . import tiny
-
-    try:
-        marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("versions") == tiny._versions() else None
-
-
 def _seed(name: str, size: str) -> int:
     return zlib.crc32(f"{name}:{size}".encode())
 
@@ -244,16 +240,14 @@ def build_pipeline(folder: Path, class_name: str, device, dtypes: dict, parts: d
     import torch
     from transformers import AutoTokenizer, CLIPImageProcessor
 
+    from . import tiny
+
     folder = Path(folder)
-    marker = read_marker(folder)
-    if marker is None:
-        try:
-            scaled = json.loads((folder / MARKER).read_text(encoding="utf-8")).get("size") == "scaled"
-        except (OSError, ValueError, AttributeError):
-            scaled = False
+    marker = tiny.read_marker(folder, MARKER) or {}
+    if marker.get("versions") != tiny._versions():
         raise WanError(f"{folder} is not a random model built by these library versions; rebuild it with: "
                        f"python -m deforum_wan tiny-models {folder.parent} --full-size {folder.name}"
-                       + (" --scaled" if scaled else ""))
+                       + (" --scaled" if marker.get("size") == "scaled" else ""))
     device = torch.device(device)
     components = dict(parts or {})
     for part, (name, cfg) in component_configs(marker["model"], marker.get("size", "full")).items():

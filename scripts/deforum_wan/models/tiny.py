@@ -195,11 +195,17 @@ def _builder(model_id: str):
     return _BUILDERS[spec.kind]
 
 
-def _marker_ok(folder: Path, marker_name: str = MARKER) -> bool:
+def read_marker(folder: Path, marker_name: str = MARKER) -> dict | None:
+    """A built folder's marker as written (any library versions), or None."""
     try:
-        return json.loads((folder / marker_name).read_text(encoding="utf-8")).get("versions") == _versions()
+        marker = json.loads((Path(folder) / marker_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _marker_ok(folder: Path, marker_name: str = MARKER) -> bool:
+    return (read_marker(folder, marker_name) or {}).get("versions") == _versions()
 
 
 def build_tiny_model(model_id: str, folder: Path, layers: int | None = None) -> Path:
