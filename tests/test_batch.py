@@ -13,7 +13,8 @@ from conftest import EXAMPLE
 from PIL import Image
 
 from deforum_wan.cli.batch import format_summary
-from deforum_wan.render.output import Manifest, make_timestring
+from deforum_wan.render.manifest import Manifest
+from deforum_wan.render.names import make_timestring
 from deforum_wan.service.batch import prepare_jobs, run_batch
 
 NOW = time.mktime((2030, 1, 2, 3, 4, 5, 0, 0, -1))  # every batch here gets the same timestrings

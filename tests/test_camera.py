@@ -153,7 +153,7 @@ def test_the_camera_command_writes_every_frame_and_a_video(tmp_path):
 
     from PIL import Image
 
-    from deforum_wan.render.output import probe_video
+    from deforum_wan.render.video import probe_video
 
     settings = tmp_path / "s.txt"
     settings.write_text(json.dumps({"animation_mode": "2D", "zoom": "0: (1.05)", "angle": "0: (2)", "W": 64, "H": 48,

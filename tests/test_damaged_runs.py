@@ -16,8 +16,9 @@ from PIL import Image
 
 from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import Interrupted, WanError
-from deforum_wan.render.output import Manifest, probe_video
+from deforum_wan.render.manifest import Manifest
 from deforum_wan.render.run_folder import RunFolder
+from deforum_wan.render.video import probe_video
 
 SMALL = {"max_frames": 24, "seed": 42, "seed_behavior": "fixed"}
 TS = "20240101120000"

@@ -13,8 +13,9 @@ from PIL import Image
 from deforum_wan.config.files import FileRefused, read_limited, regular_file
 from deforum_wan.config.settings import load_settings, read_settings_file
 from deforum_wan.errors import SettingsError, WanError
-from deforum_wan.render import output
 from deforum_wan.render.loop import load_image
+from deforum_wan.render.manifest import Manifest
+from deforum_wan.render.video import check_soundtrack
 from deforum_wan.service.jobstore import JobStore
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
@@ -125,9 +126,9 @@ def test_dev_zero_as_settings_file_fails_in_one_line(tmp_path):
 def test_init_image_soundtrack_and_manifest_fifos_are_refused(fifo):
     exc = promptly(lambda: load_image(str(fifo), 16, 16), fifo)
     assert isinstance(exc, WanError) and "init_image" in one_line(exc) and "not a regular file" in str(exc)
-    exc = promptly(lambda: output.check_soundtrack(fifo), fifo)
+    exc = promptly(lambda: check_soundtrack(fifo), fifo)
     assert isinstance(exc, WanError) and "soundtrack file" in one_line(exc) and "not a regular file" in str(exc)
-    exc = promptly(lambda: output.Manifest.load(fifo), fifo)
+    exc = promptly(lambda: Manifest.load(fifo), fifo)
     assert isinstance(exc, WanError) and "manifest" in one_line(exc) and "not a regular file" in str(exc)
 
 

@@ -14,7 +14,7 @@ import pytest
 from wan_jobs_support import LONG, QUICK, SINGLE, frames_on_disk, manifest, settings, wait_for, worker_env
 
 from deforum_wan.errors import SettingsError, WanError
-from deforum_wan.render.output import probe_video
+from deforum_wan.render.video import probe_video
 from deforum_wan.service.jobs import FORCE_AFTER, JobManager, JobNotFound
 from deforum_wan.service.jobstore import DatabaseLocked
 

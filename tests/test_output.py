@@ -1,4 +1,5 @@
-"""output.py on real files and the real imageio-ffmpeg binary."""
+"""A render's files (render/names, frame_writer, manifest, video) on real files and the real
+imageio-ffmpeg binary."""
 import json
 import math
 import os
@@ -17,8 +18,23 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from deforum_wan.errors import WanError
-from deforum_wan.render import output
-from deforum_wan.render.output import FrameWriter, Manifest, VideoError
+from deforum_wan.render.frame_writer import FrameWriter
+from deforum_wan.render.manifest import Manifest
+from deforum_wan.render.names import (
+    atomic_write_bytes,
+    atomic_write_json,
+    frame_path,
+    frame_pattern,
+    make_timestring,
+    manifest_path,
+    run_dir,
+    settings_hash,
+    settings_path,
+    srt_path,
+    video_path,
+    write_settings,
+)
+from deforum_wan.render.video import VideoError, check_soundtrack, make_video, probe_video, srt_time, write_srt
 
 TS = "20240101120000"
 
@@ -54,29 +70,29 @@ def leftovers(folder):
 # ---------------------------------------------------------------- names, folders
 
 def test_timestring_and_names(tmp_path):
-    ts = output.make_timestring()
+    ts = make_timestring()
     assert re.fullmatch(r"\d{14}", ts)
     datetime.strptime(ts, "%Y%m%d%H%M%S")
-    assert output.make_timestring(0.0) == datetime.fromtimestamp(0).strftime("%Y%m%d%H%M%S")
-    assert output.frame_path(tmp_path, TS, 7) == tmp_path / f"{TS}_000000007.png"
-    assert output.frame_pattern(tmp_path, TS) == tmp_path / f"{TS}_%09d.png"
-    assert output.settings_path(tmp_path, TS).name == f"{TS}_settings.txt"
-    assert output.video_path(tmp_path, TS).name == f"{TS}.mp4"
-    assert output.manifest_path(tmp_path, TS).name == f"{TS}_manifest.json"
-    assert output.srt_path(tmp_path, TS).name == f"{TS}.srt"
+    assert make_timestring(0.0) == datetime.fromtimestamp(0).strftime("%Y%m%d%H%M%S")
+    assert frame_path(tmp_path, TS, 7) == tmp_path / f"{TS}_000000007.png"
+    assert frame_pattern(tmp_path, TS) == tmp_path / f"{TS}_%09d.png"
+    assert settings_path(tmp_path, TS).name == f"{TS}_settings.txt"
+    assert video_path(tmp_path, TS).name == f"{TS}.mp4"
+    assert manifest_path(tmp_path, TS).name == f"{TS}_manifest.json"
+    assert srt_path(tmp_path, TS).name == f"{TS}.srt"
 
 
 def test_run_dir_creates_batch_folder(tmp_path):
-    d = output.run_dir(tmp_path / "out", "Deforum_" + TS)
+    d = run_dir(tmp_path / "out", "Deforum_" + TS)
     assert d.is_dir() and d == (tmp_path / "out" / ("Deforum_" + TS)).resolve()
     assert os.listdir(d) == []  # the probe file is gone
-    assert output.run_dir(tmp_path / "out", "Deforum_" + TS) == d  # existing folder is fine
+    assert run_dir(tmp_path / "out", "Deforum_" + TS) == d  # existing folder is fine
 
 
 @pytest.mark.parametrize("name", ["..", "../escape", "a/../../b", "a\\..\\b", "/abs", "nul\0byte"])
 def test_run_dir_refuses_escaping_names(tmp_path, name):
     with pytest.raises(WanError, match="batch_name"):
-        output.run_dir(tmp_path, name)
+        run_dir(tmp_path, name)
     assert not (tmp_path.parent / "escape").exists()
 
 
@@ -85,14 +101,14 @@ def test_run_dir_refuses_symlink_out(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "link").symlink_to(tmp_path / "outside")
     with pytest.raises(WanError, match="outside"):
-        output.run_dir(tmp_path / "out", "link")
+        run_dir(tmp_path / "out", "link")
 
 
 def test_run_dir_refuses_outdir_under_a_file(tmp_path):
     # Fails for root too: nothing can be created below a regular file.
     (tmp_path / "file").write_text("x")
     with pytest.raises(WanError, match="cannot create output folder"):
-        output.run_dir(tmp_path / "file" / "out", "batch")
+        run_dir(tmp_path / "file" / "out", "batch")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permission bits")
@@ -102,7 +118,7 @@ def test_run_dir_refuses_read_only_outdir(tmp_path):
     (ro / "batch").chmod(0o500)
     try:
         with pytest.raises(WanError, match="not writable"):
-            output.run_dir(ro, "batch")
+            run_dir(ro, "batch")
     finally:
         (ro / "batch").chmod(0o700)
 
@@ -112,28 +128,28 @@ def test_run_dir_refuses_read_only_outdir(tmp_path):
 def test_write_settings_matches_deforum_format(tmp_path):
     s = {"W": 512, "prompts": {"0": "café, ünïcode ☕", "30": "b"}, "seed": -1, "zeta": None, "alpha": 1.5}
     p = tmp_path / f"{TS}_settings.txt"
-    output.write_settings(p, s)
+    write_settings(p, s)
     assert p.read_bytes() == json.dumps(s, ensure_ascii=False, indent=4).encode("utf-8")
     assert list(json.loads(p.read_text(encoding="utf-8"))) == list(s)  # order kept
-    output.write_settings(p, {"W": 640})  # overwrite in place
+    write_settings(p, {"W": 640})  # overwrite in place
     assert json.loads(p.read_text(encoding="utf-8")) == {"W": 640}
     assert leftovers(tmp_path) == []
 
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     p = tmp_path / "m.json"
-    output.atomic_write_json(p, {"a": 1})
+    atomic_write_json(p, {"a": 1})
     with pytest.raises(TypeError):
-        output.atomic_write_json(p, {"a": object()})  # fails before touching p
+        atomic_write_json(p, {"a": object()})  # fails before touching p
     with pytest.raises(TypeError):
-        output.atomic_write_bytes(p, "not bytes")  # fails mid-write
+        atomic_write_bytes(p, "not bytes")  # fails mid-write
     assert json.loads(p.read_text()) == {"a": 1}
     assert leftovers(tmp_path) == []
 
 
 def test_settings_hash_ignores_key_order():
-    assert output.settings_hash({"a": 1, "b": 2}) == output.settings_hash({"b": 2, "a": 1})
-    assert output.settings_hash({"a": 1}) != output.settings_hash({"a": 2})
+    assert settings_hash({"a": 1, "b": 2}) == settings_hash({"b": 2, "a": 1})
+    assert settings_hash({"a": 1}) != settings_hash({"a": 2})
 
 
 # ---------------------------------------------------------------- frame writer
@@ -148,7 +164,7 @@ def test_frame_writer_writes_all_frames_atomically(tmp_path, sync):
     assert writer.written == 17 and writer.high_water <= 3
     assert sorted(os.listdir(tmp_path)) == [f"{TS}_{i:09}.png" for i in range(17)]
     for i, expected in enumerate(synthetic_frames(17, 48, 32)):
-        with Image.open(output.frame_path(tmp_path, TS, i)) as im:
+        with Image.open(frame_path(tmp_path, TS, i)) as im:
             assert im.mode == "RGB"
             np.testing.assert_array_equal(np.asarray(im), expected)
 
@@ -258,8 +274,8 @@ def test_frame_writer_error_in_sync_mode_and_in_with_block(tmp_path):
 # ---------------------------------------------------------------- manifest
 
 def test_manifest_round_trip(tmp_path):
-    path = output.manifest_path(tmp_path, TS)
-    m = Manifest(path, TS, output.settings_hash({"a": 1}))
+    path = manifest_path(tmp_path, TS)
+    m = Manifest(path, TS, settings_hash({"a": 1}))
     m.save()
     assert Manifest.load(path).windows == []
     m.record_window({"index": 0, "start_frame": 0, "end_frame": 81, "seed": 5, "conditioning_frame": None}, 81)
@@ -298,9 +314,9 @@ def test_manifest_keeps_unknown_keys_and_rejects_garbage(tmp_path):
 @pytest.mark.parametrize("size,expected", [((48, 32), (48, 32)), ((33, 17), (34, 18))])
 def test_make_video_frame_count_fps_size(tmp_path, size, expected):
     write_frames(tmp_path, synthetic_frames(17, *size))
-    mp4 = output.make_video(tmp_path, TS, 15, 17)
+    mp4 = make_video(tmp_path, TS, 15, 17)
     assert mp4 == tmp_path / f"{TS}.mp4"
-    info = output.probe_video(mp4)
+    info = probe_video(mp4)
     assert info["frames"] == 17 and info["fps"] == 15.0
     assert (info["width"], info["height"]) == expected  # odd sizes padded by one edge pixel
     assert info["codec"] == "h264" and info["audio"] is None
@@ -319,14 +335,14 @@ def test_make_video_frame_count_fps_size(tmp_path, size, expected):
 
 
 def test_make_video_in_folder_with_percent_sign(tmp_path):
-    folder = output.run_dir(tmp_path, "100%_done %d")
+    folder = run_dir(tmp_path, "100%_done %d")
     write_frames(folder, synthetic_frames(3, 16, 16))
-    assert output.probe_video(output.make_video(folder, TS, 15, 3))["frames"] == 3
+    assert probe_video(make_video(folder, TS, 15, 3))["frames"] == 3
 
 
 def test_make_video_uses_only_n_frames_and_fractional_fps(tmp_path):
     write_frames(tmp_path, synthetic_frames(12, 16, 16))
-    info = output.probe_video(output.make_video(tmp_path, TS, 12.5, 10))
+    info = probe_video(make_video(tmp_path, TS, 12.5, 10))
     assert info["frames"] == 10 and info["fps"] == 12.5
 
 
@@ -334,80 +350,80 @@ def test_make_video_muxes_soundtrack(tmp_path):
     write_frames(tmp_path, synthetic_frames(17, 48, 32))
     wav = tmp_path / "track.wav"
     write_wav(wav)
-    info = output.probe_video(output.make_video(tmp_path, TS, 15, 17, soundtrack=str(wav)))
+    info = probe_video(make_video(tmp_path, TS, 15, 17, soundtrack=str(wav)))
     assert info["audio"] == "aac" and info["frames"] == 17
     assert leftovers(tmp_path) == []
 
 
 def test_soundtrack_url_is_refused_and_silent_video_kept(tmp_path):
     with pytest.raises(WanError, match="URL.*offline"):
-        output.check_soundtrack("https://example.com/song.mp3")
+        check_soundtrack("https://example.com/song.mp3")
     with pytest.raises(WanError, match="cannot read soundtrack file .*nope.mp3: No such file"):
-        output.check_soundtrack(tmp_path / "nope.mp3")
+        check_soundtrack(tmp_path / "nope.mp3")
     write_frames(tmp_path, synthetic_frames(5, 16, 16))
     with pytest.raises(VideoError, match="URL.*video without sound"):
-        output.make_video(tmp_path, TS, 15, 5, soundtrack="http://example.com/a.mp3")
-    assert output.probe_video(output.video_path(tmp_path, TS))["frames"] == 5
+        make_video(tmp_path, TS, 15, 5, soundtrack="http://example.com/a.mp3")
+    assert probe_video(video_path(tmp_path, TS))["frames"] == 5
 
 
 def test_missing_frame_keeps_frames_and_gives_stitch_command(tmp_path):
     write_frames(tmp_path, synthetic_frames(17, 48, 32))
-    output.frame_path(tmp_path, TS, 5).unlink()
+    frame_path(tmp_path, TS, 5).unlink()
     with pytest.raises(VideoError) as err:
-        output.make_video(tmp_path, TS, 15, 17)
+        make_video(tmp_path, TS, 15, 17)
     msg = str(err.value)
     assert "\n" not in msg and "000000005.png is missing" in msg and "frames are kept" in msg
     assert f"-start_number 0 -i {tmp_path}/{TS}_%09d.png -frames:v 17 -c:v libx264" in msg
     assert "-pix_fmt yuv420p -crf 17 -preset slow" in msg
     assert len(list(tmp_path.glob(f"{TS}_*.png"))) == 16
-    assert not output.video_path(tmp_path, TS).exists() and leftovers(tmp_path) == []
+    assert not video_path(tmp_path, TS).exists() and leftovers(tmp_path) == []
 
 
 def test_ffmpeg_failure_keeps_frames_and_gives_stitch_command(tmp_path):
     write_frames(tmp_path, synthetic_frames(4, 16, 16))
     with pytest.raises(VideoError) as err:
-        output.make_video(tmp_path, TS, 15, 4, preset="no-such-preset")
+        make_video(tmp_path, TS, 15, 4, preset="no-such-preset")
     assert "ffmpeg failed" in str(err.value) and "stitch them by hand run:" in str(err.value)
-    assert err.value.command[-1] == str(output.video_path(tmp_path, TS)) and err.value.stderr
+    assert err.value.command[-1] == str(video_path(tmp_path, TS)) and err.value.stderr
     assert len(list(tmp_path.glob(f"{TS}_*.png"))) == 4
-    assert not output.video_path(tmp_path, TS).exists() and leftovers(tmp_path) == []
+    assert not video_path(tmp_path, TS).exists() and leftovers(tmp_path) == []
 
 
 def test_probe_video_rejects_non_video(tmp_path):
     p = tmp_path / "x.mp4"
     p.write_text("not a video")
     with pytest.raises(WanError, match="no readable video stream"):
-        output.probe_video(p)
+        probe_video(p)
 
 
 # ---------------------------------------------------------------- subtitles
 
 def test_write_srt_format(tmp_path):
     p = tmp_path / f"{TS}.srt"
-    output.write_srt(p, 15, [(0, 30, "a red fox"), (30, 45, "a blue\nbird  flies"), (45, 3601 * 15, "end")])
+    write_srt(p, 15, [(0, 30, "a red fox"), (30, 45, "a blue\nbird  flies"), (45, 3601 * 15, "end")])
     assert p.read_text(encoding="utf-8") == (
         "1\n00:00:00,000 --> 00:00:02,000\na red fox\n\n"
         "2\n00:00:02,000 --> 00:00:03,000\na blue bird flies\n\n"
         "3\n00:00:03,000 --> 01:00:01,000\nend\n")
     with pytest.raises(ValueError):
-        output.write_srt(p, 15, [(5, 5, "empty")])
+        write_srt(p, 15, [(5, 5, "empty")])
 
 
 def test_srt_time_known_values():
-    assert output.srt_time(1, 15) == "00:00:00,066"  # truncated, as Deforum does
-    assert output.srt_time(3, 15) == "00:00:00,200"  # exact (Deforum's Decimal gives 199)
-    assert output.srt_time(1001, 29.97) == "00:00:33,400"
-    assert output.srt_time(100 * 3600 * 24, 24) == "100:00:00,000"
+    assert srt_time(1, 15) == "00:00:00,066"  # truncated, as Deforum does
+    assert srt_time(3, 15) == "00:00:00,200"  # exact (Deforum's Decimal gives 199)
+    assert srt_time(1001, 29.97) == "00:00:33,400"
+    assert srt_time(100 * 3600 * 24, 24) == "100:00:00,000"
 
 
 @settings(max_examples=200, deadline=None)
 @given(frame=st.integers(0, 10**7), fps=st.sampled_from([8, 12, 15, 16, 23.976, 24, 25, 29.97, 30, 60, 12.5]))
 def test_srt_time_is_floor_of_exact_time(frame, fps):
-    text = output.srt_time(frame, fps)
+    text = srt_time(frame, fps)
     m = re.fullmatch(r"(\d{2,}):([0-5]\d):([0-5]\d),(\d{3})", text)
     assert m
     h, mi, s, ms = map(int, m.groups())
     total = ((h * 60 + mi) * 60 + s) * 1000 + ms
     exact = Fraction(frame * 1000) / Fraction(str(fps))
     assert total == math.floor(exact)
-    assert output.srt_time(frame + 1, fps) > text or len(output.srt_time(frame + 1, fps)) > len(text)
+    assert srt_time(frame + 1, fps) > text or len(srt_time(frame + 1, fps)) > len(text)

@@ -14,7 +14,7 @@ from conftest import EXAMPLE
 from PIL import Image
 
 from deforum_wan.config.settings import load_settings
-from deforum_wan.render.output import probe_video
+from deforum_wan.render.video import probe_video
 
 pytestmark = pytest.mark.slow
 
@@ -207,7 +207,8 @@ def test_bad_plan_or_resume_timestring_exit_2_nothing_written(tmp_path, models_d
 def test_resume_when_killed_between_carry_and_manifest(tmp_path, tiny_models_dir):
     from deforum_wan.errors import Interrupted
     from deforum_wan.render.loop import Renderer
-    from deforum_wan.render.output import Manifest, manifest_path
+    from deforum_wan.render.manifest import Manifest
+    from deforum_wan.render.names import manifest_path
 
     settings = load_settings(_settings_file(tmp_path, skip_video_creation=True))
     kw = dict(models_dir=str(tiny_models_dir))
@@ -233,7 +234,8 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
     """Frames and checkpoints are written behind the loop; window_done must still only
     report what a resume would find on disk."""
     from deforum_wan.render.loop import Renderer
-    from deforum_wan.render.output import Manifest, manifest_path
+    from deforum_wan.render.manifest import Manifest
+    from deforum_wan.render.names import manifest_path
     from deforum_wan.render.run_folder import RunFolder
 
     seen, order = [], []

@@ -300,7 +300,7 @@ def test_plan_shows_the_table(tab):
 
 
 def test_preview_camera_shows_deforums_path_as_a_video(tab):
-    from deforum_wan.render.output import probe_video
+    from deforum_wan.render.video import probe_video
 
     data = dict(read_settings_file(EXAMPLE), animation_mode="2D", zoom="0: (1.03)", angle="0: (1)", W=640, H=480)
     values = tab.field_values(data)

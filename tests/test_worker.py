@@ -12,7 +12,7 @@ import pytest
 from wan_jobs_support import LONG, QUICK, SINGLE, frames_on_disk, manifest, settings, worker_env
 
 from deforum_wan.errors import BackendError, SettingsError, describe_error, one_line
-from deforum_wan.render.output import probe_video
+from deforum_wan.render.video import probe_video
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,9 @@ import numpy as np
 from ..config.camera import CameraPath
 from ..config.settings import RenderSettings
 from ..errors import WanError
-from . import output
 from .color import to_uint8
+from .names import check_writable
+from .video import pattern_command, run_ffmpeg
 
 GRID_STEP = 32  # px between the lines of the test pattern
 
@@ -63,7 +64,7 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WanError(f"cannot create {out}: {exc.strerror or exc}") from None
-    output.check_writable(out)
+    check_writable(out)
     notes = list(camera.quirks)
     depth = None
     if camera.depth_warping:  # Deforum's depth, predicted on every frame it moves; never a silent flat scene
@@ -87,7 +88,7 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
         if on_frame is not None:
             on_frame(i)
     video = out / "camera.mp4"
-    cmd = output.pattern_command(Path(str(out).replace("%", "%%")) / "%09d.png", out / f"{first:09}.png",
-                                 first, settings.fps, last - first + 1, video)
-    output.run_ffmpeg(cmd, video.name)
+    cmd = pattern_command(Path(str(out).replace("%", "%%")) / "%09d.png", out / f"{first:09}.png",
+                          first, settings.fps, last - first + 1, video)
+    run_ffmpeg(cmd, video.name)
     return video, notes

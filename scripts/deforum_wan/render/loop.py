@@ -29,11 +29,22 @@ from ..config.planner import ClipPlan, Window, make_plan
 from ..config.settings import RenderSettings, load_settings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
-from . import output
 from .color import to_uint8
 from .follow import CameraFollower, lead_frames
+from .frame_writer import FrameWriter, first_bad_frame
+from .manifest import Manifest
+from .names import (
+    atomic_write_bytes,
+    check_writable,
+    frame_name,
+    frame_path,
+    make_timestring,
+    settings_hash,
+    write_settings,
+)
 from .run_folder import RunFolder, check_timestring
 from .stream import CarryStream
+from .video import check_soundtrack, make_video, write_srt
 
 EventSink = Callable[[dict], None]
 FRAME_QUEUE_BYTES = 256 << 20
@@ -116,7 +127,7 @@ class Renderer:
         self.on_event(events.make(event, **data))
 
     # --- setup -------------------------------------------------------------------------
-    def _prepare(self) -> tuple[ClipPlan, Path, str, output.Manifest]:
+    def _prepare(self) -> tuple[ClipPlan, Path, str, Manifest]:
         s = self.settings
         for label, value in (("resume timestring", self.resume), ("timestring", self.timestring)):
             if value:
@@ -124,12 +135,12 @@ class Renderer:
         # Bad input stops here, before a folder or a file is written (a resume re-checks
         # the settings it continues below).
         plan = None if self.resume else self._check(s)
-        ts = self.resume or self.timestring or output.make_timestring()
+        ts = self.resume or self.timestring or make_timestring()
         folder = RunFolder.of(self.outdir, s, ts, create=True)
         while not self.resume and not self.timestring and folder.settings_file.exists():
             # Timestrings have one-second resolution: never write into another run's files.
             time.sleep(0.2)
-            folder = RunFolder.of(self.outdir, s, output.make_timestring(), create=True)
+            folder = RunFolder.of(self.outdir, s, make_timestring(), create=True)
         self.folder = folder
         self._lock = folder.lock()  # a second render or resume of this run stops here, at once
         if not self.resume and self.timestring and folder.manifest_file.exists():
@@ -141,7 +152,7 @@ class Renderer:
             # The saved file holds the drawn seed; it is the render being continued.
             self.settings = s = load_settings(saved, {"resume_from_timestring": False})
             plan = self._check(s)
-            manifest = output.Manifest.load(manifest_file)
+            manifest = Manifest.load(manifest_file)
             if manifest.status == "done":
                 raise WanError(f"render {ts} in {folder.dir} is already finished")
             if manifest.settings_hash and manifest.settings_hash != _saved_hash(saved):
@@ -149,8 +160,8 @@ class Renderer:
                 raise WanError(f"{saved} was changed after run {ts} started; undo the change to resume it,"
                                " or render the changed file as a new run (without --resume)")
         else:
-            output.write_settings(folder.settings_file, {**s.to_dict(), "resume_timestring": folder.timestring})
-            manifest = output.Manifest(folder.manifest_file, folder.timestring, _saved_hash(folder.settings_file))
+            write_settings(folder.settings_file, {**s.to_dict(), "resume_timestring": folder.timestring})
+            manifest = Manifest(folder.manifest_file, folder.timestring, _saved_hash(folder.settings_file))
             manifest.save()
         return plan, folder.dir, folder.timestring, manifest
 
@@ -158,7 +169,7 @@ class Renderer:
     def _check(s: RenderSettings) -> ClipPlan:
         plan = make_plan(s)
         if s.soundtrack and "://" not in s.soundtrack:
-            output.check_soundtrack(s.soundtrack)  # a missing file fails now, not after the render
+            check_soundtrack(s.soundtrack)  # a missing file fails now, not after the render
         needs_cv2 = ([f"color_coherence {s.color_coherence}"] if s.color_coherence in ("HSV", "LAB") else []) + \
             (["wan_retime flow"] if s.retime == "flow" else [])
         if needs_cv2 and importlib.util.find_spec("cv2") is None:  # before any file, not mid-render
@@ -198,7 +209,7 @@ class Renderer:
         # Up to FRAME_QUEUE_BYTES of frames wait for the writer (at least 8), so a window's
         # PNGs are written while the next one generates instead of stalling the GPU.
         queued = max(8, FRAME_QUEUE_BYTES // (plan.width * plan.height * 3))
-        writer = output.FrameWriter(run_dir, ts, sync=self.sync_writes, max_queued=queued)
+        writer = FrameWriter(run_dir, ts, sync=self.sync_writes, max_queued=queued)
         anchor: list[np.ndarray] = []
 
         def keep_first(i: int, frame: np.ndarray) -> None:
@@ -208,7 +219,7 @@ class Renderer:
         stream = CarryStream(plan, writer, keep_first)
         start = self._resume_point(plan, manifest, stream, ts)
         if start:
-            anchor.append(_read_png(output.frame_path(run_dir, ts, 0)))
+            anchor.append(_read_png(frame_path(run_dir, ts, 0)))
         else:  # from the start: nothing carried over (a carry rejected after loading included)
             stream = CarryStream(plan, writer, keep_first)
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
@@ -248,7 +259,7 @@ class Renderer:
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
         return self._conclude(plan, run_dir, ts, manifest, stream.written, status)
 
-    def _conclude(self, plan: ClipPlan, run_dir: Path, ts: str, manifest: output.Manifest, written: int,
+    def _conclude(self, plan: ClipPlan, run_dir: Path, ts: str, manifest: Manifest, written: int,
                   status: str) -> RenderResult:
         """The frames are on disk: the video, the camera's adherence, the manifest's status."""
         if status == "done" and written != plan.max_frames:
@@ -275,7 +286,7 @@ class Renderer:
                               + (f" (video of those frames: {video})" if video else ""))
         return result
 
-    def _resume_point(self, plan: ClipPlan, manifest: output.Manifest, stream: CarryStream, ts: str) -> int:
+    def _resume_point(self, plan: ClipPlan, manifest: Manifest, stream: CarryStream, ts: str) -> int:
         """The first window to render. A resume goes on after its finished windows when their
         frames are whole and the carry is the one saved after them (loaded into ``stream``).
         Otherwise (a frame missing or broken, the carry damaged or of another window) the run
@@ -290,9 +301,9 @@ class Renderer:
                 if carried == start and stream.written != manifest.frames_written:
                     raise WanError(f"{manifest.path.name} counts {manifest.frames_written} frames,"
                                    f" the carry {stream.written}")
-                bad = output.first_bad_frame(self.folder.dir, ts, stream.written, (plan.width, plan.height))
+                bad = first_bad_frame(self.folder.dir, ts, stream.written, (plan.width, plan.height))
                 if bad is not None:
-                    raise WanError(f"frame {output.frame_name(ts, bad[0])} is {bad[1]}")
+                    raise WanError(f"frame {frame_name(ts, bad[0])} is {bad[1]}")
             except WanError as exc:
                 self.emit("warning", message=f"{exc}: rendering run {ts} again from window 0"
                           " (the frames come out the same)")
@@ -307,7 +318,7 @@ class Renderer:
             manifest.save()
         return start
 
-    def _mark_failed(self, manifest: output.Manifest, error: BaseException) -> None:
+    def _mark_failed(self, manifest: Manifest, error: BaseException) -> None:
         """The manifest says failed; a user's error that it could not says so too."""
         try:
             manifest.set_status("failed")
@@ -315,22 +326,22 @@ class Renderer:
             if isinstance(error, WanError):
                 raise WanError(f"{error}; the run could not be marked failed either: {exc}") from None
 
-    def _checkpoint(self, plan: ClipPlan, w: Window, run_dir: Path, ts: str, manifest: output.Manifest,
+    def _checkpoint(self, plan: ClipPlan, w: Window, run_dir: Path, ts: str, manifest: Manifest,
                     stream: CarryStream) -> Callable[[], None]:
         """What the frame writer saves once window ``w``'s frames are on disk (state taken now)."""
         carry, written, record = stream.carry_bytes(w.index + 1), stream.written, self._record(w)
-        preview = output.frame_path(run_dir, ts, written - 1) if written else None
+        preview = frame_path(run_dir, ts, written - 1) if written else None
         event = dict(window=w.index, windows=len(plan.windows), start_frame=w.start_frame,
                      end_frame=w.end_frame, frames_written=written, preview=str(preview) if preview else None)
 
         def save() -> None:
-            output.atomic_write_bytes(self.folder.carry_file, carry)
+            atomic_write_bytes(self.folder.carry_file, carry)
             manifest.record_window(record, frames_written=written)
             self._saved.put(event)
 
         return save
 
-    def _close_writer(self, writer: output.FrameWriter, manifest: output.Manifest) -> None:
+    def _close_writer(self, writer: FrameWriter, manifest: Manifest) -> None:
         """The last frames and checkpoints to disk; a write error there fails the run."""
         try:
             writer.close()
@@ -474,7 +485,7 @@ class Renderer:
         # each window with the pair that leads into it (the seam it made)
         spans = [(w.index, max(0, w.start_frame - 1), min(w.end_frame, written)) for w in plan.windows]
         result = measure(camera.scaled(plan.width, plan.height),
-                         lambda k: _read_png(output.frame_path(run_dir, ts, k)),
+                         lambda k: _read_png(frame_path(run_dir, ts, k)),
                          [span for span in spans if span[2] - span[1] > 1])
         self.emit("note", message=result.describe())
         return result
@@ -483,9 +494,9 @@ class Renderer:
         s = self.settings
         if s.write_srt:
             try:
-                output.write_srt(self.folder.srt_file, plan.fps,
-                                 [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
-                                  if seg.start < written])
+                write_srt(self.folder.srt_file, plan.fps,
+                          [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
+                           if seg.start < written])
             except OSError as exc:  # the folder, not the hidden temp file the error names
                 raise WanError(f"cannot write {self.folder.srt_file.name} in {run_dir}: {exc.strerror or exc}"
                                ) from None
@@ -496,13 +507,13 @@ class Renderer:
             self.emit("warning", message=f"soundtrack {soundtrack} is a URL; the video has no sound"
                       " (give a local file)")
             soundtrack = None
-        return output.make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
+        return make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
 
 
 def _saved_hash(path: Path) -> str:
     """What a manifest keeps of its run's saved settings file (a resume continues that file)."""
     try:
-        return output.settings_hash(json.loads(path.read_text(encoding="utf-8")))
+        return settings_hash(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise WanError(f"cannot read {path}: {exc}") from None
 
@@ -523,4 +534,4 @@ def check_outdir(outdir: str | os.PathLike) -> None:
         Path(outdir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WanError(f"cannot create output folder {outdir}: {exc.strerror or exc}") from None
-    output.check_writable(outdir)
+    check_writable(outdir)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..config.settings import TIMESTRING_RE, RenderSettings, resolve_batch_name
 from ..errors import WanError
-from . import output
+from . import names
+from .manifest import Manifest
 
 
 def check_timestring(value: str, label: str = "timestring") -> str:
@@ -31,7 +32,7 @@ class RunFolder:
         ``outdir`` and is writable (before any model loads)."""
         ts = check_timestring(timestring)
         name = resolve_batch_name(settings.batch_name, ts, settings)
-        folder = output.run_dir(outdir, name) if create else Path(outdir) / name
+        folder = names.run_dir(outdir, name) if create else Path(outdir) / name
         return cls(folder, ts)
 
     @classmethod
@@ -40,19 +41,19 @@ class RunFolder:
 
     @property
     def settings_file(self) -> Path:
-        return output.settings_path(self.dir, self.timestring)
+        return names.settings_path(self.dir, self.timestring)
 
     @property
     def manifest_file(self) -> Path:
-        return output.manifest_path(self.dir, self.timestring)
+        return names.manifest_path(self.dir, self.timestring)
 
     @property
     def video_file(self) -> Path:
-        return output.video_path(self.dir, self.timestring)
+        return names.video_path(self.dir, self.timestring)
 
     @property
     def srt_file(self) -> Path:
-        return output.srt_path(self.dir, self.timestring)
+        return names.srt_path(self.dir, self.timestring)
 
     @property
     def carry_file(self) -> Path:
@@ -69,15 +70,15 @@ class RunFolder:
         return RunLock.acquire(self.lock_file, self.timestring)
 
     def frame(self, i: int) -> Path:
-        return output.frame_path(self.dir, self.timestring, i)
+        return names.frame_path(self.dir, self.timestring, i)
 
     def started(self) -> bool:
         """A render wrote here already (its settings file comes first, then the manifest)."""
         return self.settings_file.exists() or self.manifest_file.exists()
 
-    def manifest(self) -> output.Manifest | None:
+    def manifest(self) -> Manifest | None:
         try:
-            return output.Manifest.load(self.manifest_file) if self.manifest_file.is_file() else None
+            return Manifest.load(self.manifest_file) if self.manifest_file.is_file() else None
         except WanError:
             return None
 

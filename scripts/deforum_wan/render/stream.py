@@ -10,8 +10,8 @@ import numpy as np
 
 from ..config.planner import ClipPlan
 from ..errors import WanError
-from . import output
 from .color import crossfade, to_uint8
+from .frame_writer import FrameWriter
 from .retime import Retimer
 
 
@@ -19,7 +19,7 @@ class CarryStream:
     """The video's native frames on their way out: the held-back tail (the next window's
     overlap and conditioning frame) plus one Retimer per segment; saved after each window."""
 
-    def __init__(self, plan: ClipPlan, writer: output.FrameWriter, on_frame: Callable[[int, np.ndarray], None]):
+    def __init__(self, plan: ClipPlan, writer: FrameWriter, on_frame: Callable[[int, np.ndarray], None]):
         self.plan = plan
         self.writer = writer
         self.on_frame = on_frame

@@ -28,7 +28,8 @@ from .. import events
 from ..backends.pool import BackendPool
 from ..config.settings import load_settings
 from ..errors import Interrupted, WanError, describe_error, first_line
-from ..render import output
+from ..render.manifest import Manifest
+from ..render.names import make_timestring
 from ..render.run_folder import RunFolder
 
 EventCallback = Callable[["Job", dict], None]
@@ -97,10 +98,10 @@ def prepare_jobs(items: Iterable[tuple[str, str | os.PathLike | dict]], override
         if s.resume_timestring:  # the file asks to continue a run: that run's timestring
             ts = s.resume_timestring
         else:
-            ts = output.make_timestring(clock)
+            ts = make_timestring(clock)
             while outdir is not None and _run_exists(outdir, s, ts):
                 clock += 1
-                ts = output.make_timestring(clock)
+                ts = make_timestring(clock)
             clock += 1
         base = str(Path(source).resolve().parent) if not isinstance(source, dict) else None
         jobs.append(Job(index, name, s.to_dict(), ts, settings_base=base,
@@ -136,7 +137,7 @@ def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: s
         result["run_dir"] = str(folder.dir)
         resume = settings.resume_timestring
         if job["attempt"] > 0 and folder.manifest_file.is_file():
-            manifest = output.Manifest.load(folder.manifest_file)
+            manifest = Manifest.load(folder.manifest_file)
             if manifest.status == "done":  # the lost attempt had finished; only its reply was lost
                 video = folder.video_file
                 return {**result, "status": "done", "frames": manifest.frames_written,

@@ -24,8 +24,8 @@ from ..config.settings import load_settings, read_settings_file, resolve_batch_n
 from ..errors import WanError
 from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
-from ..render import output
 from ..render.camera_preview import write_preview
+from ..render.names import make_timestring, write_settings
 from ..service.paths import find_inside, input_roots, keep_upload
 from .downloads import Downloads
 from .fields import (
@@ -193,7 +193,7 @@ class WanTab:
         *values, base, _batch = args
         try:
             settings = load_settings(self.settings_of(values, base), name="tab")
-            folder = self.outdir / "wan-camera" / output.make_timestring()
+            folder = self.outdir / "wan-camera" / make_timestring()
             video, notes = write_preview(settings, folder, settings.init_image, models_dir=self.models_dir,
                                          max_side=PREVIEW_SIDE)
         except Exception as exc:
@@ -325,12 +325,12 @@ class WanTab:
             data = settings.to_dict()
             if settings.seed_was_random:
                 data["seed"] = -1  # a saved setup stays random; a render's own file records its seed
-            ts = output.make_timestring()
+            ts = make_timestring()
             name = resolve_batch_name(settings.batch_name, ts, settings)
             folder = self.outdir / "wan-settings"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / (f"{name}_settings.txt" if ts in name else f"{name}_{ts}_settings.txt")
-            output.write_settings(path, data)
+            write_settings(path, data)
         except OSError as exc:
             return update(), f"error: cannot write the settings file: {exc.strerror or exc}"
         except Exception as exc:
