@@ -1,5 +1,6 @@
-"""Deforum's camera against Deforum's own warp functions (fixtures made by running them outside
-this repository: tests/fixtures/deforum_camera/README.md), and its properties."""
+"""Deforum's camera (config/camera.py) and its warps (render/warp.py) against Deforum's own warp
+functions (fixtures made by running them outside this repository:
+tests/fixtures/deforum_camera/README.md), and its properties."""
 from __future__ import annotations
 
 import json
@@ -11,18 +12,9 @@ from conftest import DEFORUM_DIR, real_settings_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deforum_wan.config.camera import (
-    Camera,
-    CameraPath,
-    depth_to_z,
-    flip_matrix,
-    matrix_2d,
-    offsets_3d,
-    summarize,
-    warp_2d,
-    warp_3d,
-)
+from deforum_wan.config.camera import Camera, depth_to_z, flip_matrix, matrix_2d, offsets_3d, summarize
 from deforum_wan.config.settings import read_settings_file
+from deforum_wan.render.warp import CameraPath, warp_2d, warp_3d
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deforum_camera"
 STEPS = np.load(FIXTURES / "steps.npz")

@@ -140,8 +140,8 @@ def _texture(size=128, seed=0):
 
 
 def test_adherence_recovers_a_known_pan_zoom_and_rotation_within_a_pixel():
-    from deforum_wan.config.camera import CameraPath
     from deforum_wan.render.adherence import measure
+    from deforum_wan.render.warp import CameraPath
 
     settings = load_settings({**BASE, "W": 128, "H": 128, "max_frames": 12, "translation_x": "0: (2)",
                               "translation_y": "0: (-1)", "zoom": "0: (1.01)", "angle": "0: (0.5)"})

@@ -67,7 +67,7 @@ def test_real_t2v_1_3b_follows_a_pan_at_480p():
                                                  guidance_scale=5.0, steps=30))[0]
         camera = load_settings({"W": 832, "H": 480, "max_frames": 40, "animation_mode": "2D", "zoom": "0: (1)",
                                 "translation_x": "0: (3)", "prompts": {"0": "a"}}).camera
-        from deforum_wan.config.camera import CameraPath
+        from deforum_wan.render.warp import CameraPath
 
         times = [float(t) for t in range(33)]
         warped, covers = CameraPath(camera, (still * 255).astype(np.uint8), 0.0).at(times)

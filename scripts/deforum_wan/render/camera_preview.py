@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config.camera import CameraPath
 from ..config.settings import RenderSettings
 from ..errors import WanError
 from .color import to_uint8
 from .names import check_writable
 from .video import pattern_command, run_ffmpeg
+from .warp import CameraPath
 
 GRID_STEP = 32  # px between the lines of the test pattern
 

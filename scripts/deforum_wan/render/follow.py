@@ -4,7 +4,7 @@ guide``) or the warped frames a VACE window keeps (``wan_camera vace``).
 Both start from the window's last known frame (the init image, the conditioning frame, the
 VACE context's last frame, or for a text-to-video window one still frame made first) and
 carry it along the camera to the output time of each frame the window generates
-(``planner.native_times``), with Deforum's own warp (``config.camera.CameraPath``).
+(``planner.native_times``), with Deforum's own warp (``render.warp.CameraPath``).
 """
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Callable
 import numpy as np
 
 from ..backends.camera_guide import PathGuide
-from ..config.camera import Camera, CameraPath
+from ..config.camera import Camera
 from ..config.planner import ClipPlan, Window, native_times
 from ..config.settings import RenderSettings
 from .color import to_uint8
+from .warp import CameraPath
 
 SEAM_PX = 3  # VACE keeps camera pixels this far inside the covered area: Wan generates the seam
 
