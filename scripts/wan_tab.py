@@ -27,7 +27,7 @@ from deforum_wan.service.jobs import FINISHED, JobManager  # noqa: E402
 from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
 from deforum_wan.webui import hostdeps  # noqa: E402
 from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
-from deforum_wan.webui.tab import build_ui  # noqa: E402
+from deforum_wan.webui.tab_layout import build_ui  # noqa: E402
 
 SECTION = ("wan", "Wan")
 

@@ -12,7 +12,8 @@ from deforum_wan.cli.ui import build_app
 from deforum_wan.config.presets import PRESETS, resolve
 from deforum_wan.config.settings import load_settings, read_settings_file
 from deforum_wan.webui.fields import FIELDS, fields_to_settings, settings_to_fields
-from deforum_wan.webui.tab import WanTab, build_ui
+from deforum_wan.webui.tab_handlers import WanTab
+from deforum_wan.webui.tab_layout import build_ui
 
 
 class Manager:

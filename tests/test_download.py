@@ -191,7 +191,7 @@ def test_the_tabs_download_button_shows_size_progress_and_stop(served, tmp_path,
     <progress> bar, stop keeps what is finished, Download again completes it."""
     import types
 
-    from deforum_wan.webui.tab import WanTab
+    from deforum_wan.webui.tab_handlers import WanTab
 
     spec = dataclasses.replace(SPEC, continue_with=None, continue_with_480p=None)
     monkeypatch.setitem(MODELS, spec.id, spec)

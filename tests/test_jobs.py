@@ -329,7 +329,7 @@ def test_the_tab_resumes_an_interrupted_job_and_the_console_tells_each_step(shar
     import io
 
     from deforum_wan.service.console import ConsoleLog
-    from deforum_wan.webui.tab import WanTab
+    from deforum_wan.webui.tab_handlers import WanTab
 
     manager, recorder = shared
     out = io.StringIO()

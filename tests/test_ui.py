@@ -23,8 +23,9 @@ from deforum_wan.webui.fields import (
 
 gr = pytest.importorskip("gradio")
 
-from deforum_wan.webui import tab as ui  # noqa: E402
 from deforum_wan.webui.gradio_compat import GRADIO_MAJOR  # noqa: E402
+from deforum_wan.webui.tab_handlers import WanTab  # noqa: E402
+from deforum_wan.webui.tab_layout import CSS, build_ui  # noqa: E402
 
 REAL = real_settings_files()
 BROKEN = sorted((REAL[0].parent / "broken").iterdir()) if REAL else []
@@ -78,7 +79,7 @@ def manager(tmp_path):
 
 @pytest.fixture
 def tab(manager):
-    return ui.WanTab(manager)
+    return WanTab(manager)
 
 
 def upload(path: Path) -> str:
@@ -411,13 +412,13 @@ def test_save_settings_writes_a_file_both_tools_reimport(tab, manager, deforum_d
 
 def test_use_deforum_prompts(manager):
     got = {"prompts": {"0": "from deforum --neg x"}, "animation_prompts_negative": "nsfw"}
-    tab = ui.WanTab(manager, deforum_prompts=lambda: got)
+    tab = WanTab(manager, deforum_prompts=lambda: got)
     prompts, positive, negative, status = tab.use_deforum_prompts("")
     assert json.loads(prompts) == got["prompts"] and negative == "nsfw" and status == "loaded Deforum's prompts"
     page = json.dumps({"prompts": '{"0": "from the page"}', "animation_prompts_positive": "p"})
     prompts, positive, _, _ = tab.use_deforum_prompts(page)  # the page's values win
     assert json.loads(prompts) == {"0": "from the page"} and positive == "p"
-    assert "not available" in ui.WanTab(manager, deforum_prompts=lambda: None).use_deforum_prompts("")[-1]
+    assert "not available" in WanTab(manager, deforum_prompts=lambda: None).use_deforum_prompts("")[-1]
 
 
 def test_model_and_size_handlers(tab, tmp_path):
@@ -491,7 +492,7 @@ def test_the_output_folder_is_shown_relative_to_the_webui_folder(tab, manager, t
 # --- the built Blocks ---------------------------------------------------------------------
 
 def test_build_ui_wires_every_field(manager):
-    demo = ui.build_ui(manager, defaults={"wan_backend": "diffusers"}, deforum_prompts=dict)
+    demo = build_ui(manager, defaults={"wan_backend": "diffusers"}, deforum_prompts=dict)
     c = demo.wan_components
     assert all(name in c for name in FIELDS)
     assert c["backend"].value == "diffusers"
@@ -511,7 +512,7 @@ def test_build_ui_wires_every_field(manager):
 
 
 def test_style_css_matches_the_standalone_css():
-    assert (ROOT / "style.css").read_text(encoding="utf-8") == ui.CSS
+    assert (ROOT / "style.css").read_text(encoding="utf-8") == CSS
 
 
 def test_standalone_app_serves_the_tab_and_the_api(manager, tmp_path):

@@ -253,7 +253,7 @@ def test_the_tabs_generate_and_resume_hand_their_task_to_the_host(tmp_path):
     its jobs; a refused submit or resume ends it at once; standalone (no id) nothing is asked."""
     from test_ui import FakeManager, example_values
 
-    from deforum_wan.webui.tab import WanTab
+    from deforum_wan.webui.tab_handlers import WanTab
 
     manager = FakeManager(tmp_path / "out")
     state, progress, bridge = _wired()

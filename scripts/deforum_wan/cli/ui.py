@@ -54,7 +54,7 @@ def build_app(manager, *, outdir: str | os.PathLike, guard=None):
     from ..service.guard import Guard
     from ..service.jobstore import JOBS_DB
     from ..webui.gradio_compat import GRADIO_MAJOR, component_kwargs
-    from ..webui.tab import CSS, build_ui
+    from ..webui.tab_layout import CSS, build_ui
 
     guard = guard or Guard.from_env()
     demo = build_ui(manager)

@@ -1,0 +1,368 @@
+"""The Wan tab's handlers: ``WanTab``, one method per button or field event, called by the
+gradio wiring (tab_layout.build_ui) and by tests without a browser. Every handler turns a user
+error into one status line; nothing shows a traceback in the tab.
+"""
+from __future__ import annotations
+
+import html
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config.planner import format_plan, make_plan
+from ..config.settings import load_settings, read_settings_file, resolve_batch_name
+from ..errors import WanError
+from ..models.registry import MODELS
+from ..models.weights import disk_size, locate_weights, resolve_models_dir
+from ..render.camera_preview import write_preview
+from ..render.names import make_timestring, write_settings
+from ..service.paths import find_inside, input_roots, keep_upload
+from .downloads import Downloads
+from .fields import (
+    FIELDS,
+    WAN_FIELDS,
+    fields_to_settings,
+    model_choices,
+    model_id,
+    model_label,
+    nearest_size,
+    parse_size,
+    prompts_text,
+    sampling_label,
+    settings_to_fields,
+    size_choices,
+    size_for,
+)
+from .gradio_compat import file_path, file_paths, update, upload_folder
+from .plan_view import plan_html
+from .progress_text import current_job, job_name, job_status_line, jobs_table, progress_text, resumable, shown_path
+
+PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the camera scales with them)
+
+# A first render that works on the model's trained size; everything else is Deforum's default.
+STARTER_SETTINGS: dict = {
+    "W": 832, "H": 480, "fps": 16, "max_frames": 81, "steps": 25, "cfg_scale_schedule": "0: (7)",
+    "seed": -1, "batch_name": "Wan_{timestring}",
+    "prompts": {"0": "a lighthouse on a cliff at dawn, waves crashing --neg blurry, low quality",
+                "48": "the lighthouse at night, its beam sweeping through fog"},
+}
+
+
+def one_line(exc: BaseException) -> str:
+    """A user error as one line; anything else as its type and first line (logged in full)."""
+    if isinstance(exc, WanError):
+        return "error: " + " ".join(str(exc).split())
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"internal error: {type(exc).__name__}: {first}"
+
+
+def installed_models(models_dir: str | None) -> dict[str, int]:
+    """Registry ids whose weights are on disk (models dir or hub cache) -> bytes there; no network."""
+    found = {}
+    for mid, spec in MODELS.items():
+        layouts = ("diffusers",) if spec.tiny else ("diffusers", "official")
+        try:
+            paths = [p for p in (locate_weights(spec, models_dir, layout) for layout in layouts) if p]
+            if paths:
+                found[mid] = sum(disk_size(p) for p in paths)
+        except OSError:  # an unreadable models dir: the model shows as not downloaded
+            continue
+    return found
+
+
+class WanTab:
+    """The tab's handlers. Field values come in ``FIELDS`` order."""
+
+    def __init__(self, manager, *, defaults: dict | None = None,
+                 deforum_prompts: Callable[[], Any] | None = None, models_dir: str | None = None,
+                 outdir: str | None = None, tasks=None):
+        self.manager = manager
+        self.tasks = tasks  # the host's task progress (host_bridge.ProgressBridge), or None
+        self.models_dir = models_dir if models_dir is not None else getattr(manager, "models_dir", None)
+        self.outdir = Path(outdir or getattr(manager, "outdir", "outputs"))
+        self.deforum_prompts = deforum_prompts
+        self.initial = {**STARTER_SETTINGS, **(defaults or {})}
+        self.installed = installed_models(self.models_dir)
+        self.downloads = Downloads(resolve_models_dir(self.models_dir))
+
+    # --- helpers -----------------------------------------------------------------------
+    def fields(self, values) -> dict:
+        return dict(zip(FIELDS, values, strict=True))  # a wiring mistake fails loudly
+
+    def field_values(self, settings: dict) -> list:
+        """Gradio values for the field components (the model shown with its install mark)."""
+        shown = settings_to_fields(settings)
+        shown["model"] = model_label(shown["model"], self.installed)
+        return [shown[name] for name in FIELDS]
+
+    def settings_of(self, values, base: dict | None) -> dict:
+        return fields_to_settings(self.fields(values), base or {})
+
+    def batch_settings(self, values, batch: list) -> list[tuple[str, dict]]:
+        """Each imported file with this tab's Wan fields applied (fields.WAN_FIELDS)."""
+        fields = self.fields(values)
+        return [(name, fields_to_settings(fields, data, only=WAN_FIELDS)) for name, data in batch]
+
+    # --- plan / generate / stop ----------------------------------------------------------
+    def plan(self, *args) -> tuple[str, str, str]:
+        """(the plan as text, as a timeline and table, the status line)."""
+        *values, base, batch = args
+        try:
+            if batch:
+                return self._plan_batch(values, batch)
+            settings = load_settings(self.settings_of(values, base), name="tab")
+            plan = make_plan(settings)
+        except Exception as exc:
+            return "", "", one_line(exc)
+        status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps"
+                  + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
+        return format_plan(plan), plan_html(plan), status
+
+    def preview_camera(self, *args) -> tuple[Any, str]:
+        """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time."""
+        *values, base, _batch = args
+        try:
+            settings = load_settings(self.settings_of(values, base), name="tab")
+            folder = self.outdir / "wan-camera" / make_timestring()
+            video, notes = write_preview(settings, folder, settings.init_image, models_dir=self.models_dir,
+                                         max_side=PREVIEW_SIDE)
+        except Exception as exc:
+            return update(), one_line(exc)
+        return str(video), "; ".join([f"camera preview: {settings.max_frames} frames (no diffusion)", *notes])
+
+    def _plan_batch(self, values, batch) -> tuple[str, str, str]:
+        parts, views, failed = [], [], 0
+        for name, data in self.batch_settings(values, batch):
+            try:
+                plan = make_plan(load_settings(data, name=name))
+                parts.append(f"== {name} ==\n{format_plan(plan)}")
+                views.append(f"<h4>{html.escape(name)}</h4>{plan_html(plan)}")
+            except Exception as exc:
+                failed += 1
+                parts.append(f"== {name} ==\n{one_line(exc)}")
+                views.append(f"<h4>{html.escape(name)}</h4><p>{html.escape(one_line(exc))}</p>")
+        status = f"plan: {len(batch)} files" + (f", {failed} with errors" if failed else "")
+        return "\n\n".join(parts), "".join(views), status
+
+    def generate(self, *args) -> str:
+        return self._submit(None, args)
+
+    def generate_task(self, task: str | None, *args) -> str:
+        """Generate for the page's task id (TASK_JS): the WebUI's progress bar follows its jobs."""
+        return self._submit(task, args)
+
+    def _submit(self, task: str | None, args) -> str:
+        *values, base, batch = args
+        ids: list[str] = []
+        self._task_queued(task)
+        try:
+            if batch:
+                ids = self.manager.submit_batch(self.batch_settings(values, batch))
+                return f"queued {len(ids)} jobs: {', '.join(ids)}"
+            settings = self.settings_of(values, base)
+            ids = [self.manager.submit(settings, name=job_name(self.fields(values).get("batch_name")))]
+            return f"queued job {ids[0]}"
+        except Exception as exc:
+            return one_line(exc)
+        finally:
+            self._task_jobs(task, ids)
+
+    def _task_queued(self, task: str | None) -> None:
+        if task and self.tasks is not None:
+            self.tasks.task_queued(task)
+
+    def _task_jobs(self, task: str | None, ids: list[str]) -> None:
+        if task and self.tasks is not None:
+            self.tasks.task_jobs(task, ids)
+
+    def interrupt(self) -> str:
+        try:
+            stopped = self.manager.interrupt()
+        except Exception as exc:
+            return one_line(exc)
+        return ("interrupting: the render stops at the next step and keeps its frames; the queue"
+                " waits until the next Generate" if stopped else "nothing is rendering")
+
+    def skip(self) -> str:
+        try:
+            stopped = self.manager.skip()
+        except Exception as exc:
+            return one_line(exc)
+        return "skipping: the render stops at the next step; the next job starts" if stopped \
+            else "nothing is rendering"
+
+    def resume_task(self, task: str | None, choice) -> str:
+        """Resume for the page's task id (TASK_JS)."""
+        return self.resume(choice, task=task)
+
+    def resume(self, choice, task: str | None = None) -> str:
+        """Queue the continuation of the chosen interrupted or failed job (the latest when none
+        is chosen): the same folder and seed, the frames on disk kept."""
+        new = None
+        self._task_queued(task)
+        try:
+            job_id = str(choice or "").split(" ", 1)[0]
+            if not job_id:
+                choices = resumable(self.manager.list())
+                if not choices:
+                    return "nothing to resume: no interrupted or failed job"
+                job_id = choices[0].split(" ", 1)[0]
+            new = self.manager.resume(job_id)
+        except Exception as exc:
+            return one_line(exc)
+        finally:
+            self._task_jobs(task, [new] if new else [])
+        return f"queued job {new}: continues job {job_id} where it stopped"
+
+    # --- import / save -------------------------------------------------------------------
+    def import_files(self, files) -> list:
+        """Fill the fields from the first file; several files become a batch (one job each)."""
+        paths = file_paths(files)
+        keep = [update() for _ in FIELDS] + [update(), update(), update()]
+        if not paths:
+            return keep + ["no file to import"]
+        loaded = []
+        try:
+            for path in paths:
+                data = read_settings_file(self._readable(path))
+                load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
+                loaded.append((Path(path).stem, data))
+        except Exception as exc:
+            return keep + [one_line(exc)]
+        first = loaded[0][1]
+        values = self.field_values(first)
+        size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values))
+        if len(loaded) == 1:
+            return values + [first, [], size, f"imported {Path(paths[0]).name}"]
+        batch = [[name, data] for name, data in loaded]
+        return values + [first, batch, size,
+                         f"imported {len(loaded)} files as a batch: Generate queues one job per file, each"
+                         " with its own prompts, frames, size and seed, and this tab's model, backend,"
+                         " preset, memory, LoRA, overlap, motion and retime settings; Clear batch to edit one"
+                         " file"]
+
+    def _size(self, values: list) -> str:
+        f = self.fields(values)
+        return size_for(f["model"], f["width"], f["height"])
+
+    def clear_batch(self) -> tuple[list, str]:
+        return [], "batch cleared: Generate renders the fields above"
+
+    def save_settings(self, *args) -> tuple[Any, str]:
+        *values, base = args
+        try:
+            settings = load_settings(self.settings_of(values, base), name="tab")
+            data = settings.to_dict()
+            if settings.seed_was_random:
+                data["seed"] = -1  # a saved setup stays random; a render's own file records its seed
+            ts = make_timestring()
+            name = resolve_batch_name(settings.batch_name, ts, settings)
+            folder = self.outdir / "wan-settings"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / (f"{name}_settings.txt" if ts in name else f"{name}_{ts}_settings.txt")
+            write_settings(path, data)
+        except OSError as exc:
+            return update(), f"error: cannot write the settings file: {exc.strerror or exc}"
+        except Exception as exc:
+            return update(), one_line(exc)
+        return update(value=str(path), visible=True), f"saved {path}"
+
+    def use_deforum_prompts(self, from_page: str) -> list:
+        """Deforum's current prompts: from its tab in the page, else from the host's callable."""
+        try:
+            data = json.loads(from_page) if from_page else None
+            if data is None and self.deforum_prompts is not None:
+                data = self.deforum_prompts()
+        except Exception as exc:
+            return [update(), update(), update(), one_line(exc)]
+        if not data:
+            return [update(), update(), update(),
+                    "Deforum's prompts are not available (is the Deforum extension installed?)"]
+        if "prompts" not in data:  # a bare {frame: prompt} mapping
+            data = {"prompts": data}
+        text = prompts_text(data["prompts"])
+        positive = data.get("animation_prompts_positive")
+        negative = data.get("animation_prompts_negative")
+        return [text, update() if positive is None else positive,
+                update() if negative is None else negative, "loaded Deforum's prompts"]
+
+    # --- small field handlers ------------------------------------------------------------
+    def model_changed(self, model, width, height):
+        """The fields that follow the model: its trained sizes, and the model values that an
+        empty Steps / Guidance / Guidance 2 field stands for."""
+        return (update(choices=size_choices(model), value=nearest_size(model, width, height)),
+                update(label=sampling_label("steps", model)), update(label=sampling_label("guidance", model)),
+                update(label=sampling_label("guidance_2", model)))
+
+    def size_changed(self, size, width, height):
+        wh = parse_size(size)
+        if wh is None:  # custom: W/H stay as typed
+            return update(), update()
+        return wh[0], wh[1]
+
+    def uploaded_path(self, value) -> Any:
+        """An uploaded init image or soundtrack, kept in the output folder (where jobs may read it)."""
+        path = file_path(value)
+        if not path:
+            return update()
+        try:
+            return str(keep_upload(self._readable(path), self.outdir))
+        except (OSError, WanError):
+            return update()
+
+    def _readable(self, path: str) -> Path:
+        """A file the browser hands over: only from gradio's upload folder or where jobs may read
+        (a request naming any other server path is refused)."""
+        found = find_inside(path, [upload_folder(), *input_roots(self.outdir)])
+        if found is None:
+            raise WanError(f"{Path(str(path)).name}: only uploaded files or files in the output folder are read")
+        return found
+
+    def download(self, model) -> str:
+        """Fetch the chosen model and its continuation partner into the models folder."""
+        return self.downloads.start(model_id(model))
+
+    def stop_download(self) -> str:
+        return self.downloads.stop()
+
+    def refresh_models(self, model):
+        self.installed = installed_models(self.models_dir)
+        return update(choices=model_choices(self.installed), value=model_label(model_id(model), self.installed))
+
+    # --- progress ----------------------------------------------------------------------
+    def poll(self, view: dict | None) -> list:
+        """Progress text, preview, video, folder, queue table; unchanged values are not resent."""
+        view = dict(view or {})
+        try:
+            jobs = self.manager.list()
+        except Exception as exc:
+            return [one_line(exc), update(), update(), update(), update(), update(), update(), update(), view]
+        job = current_job(jobs)
+        job_id = (job or {}).get("id")
+        if view.get("job") != job_id:  # another job: clear what the last one showed
+            view = {"job": job_id}
+        new = {
+            "progress": progress_text(job, jobs),
+            "resumable": resumable(jobs),
+            # the Status box follows the job to its end ("queued job X" does not stay)
+            "status": job_status_line(job) if job and job["status"] != "queued" else None,
+            "download": self.downloads.html(),
+            "preview": (job or {}).get("preview") or None,
+            "video": (job or {}).get("video") if job and job["status"] != "running" else None,
+            "folder": shown_path((job or {}).get("run_dir") or ""),
+            "jobs": jobs_table(jobs),
+        }
+        out = []
+        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status", "download"):
+            value = new[key]
+            if key in ("preview", "video") and value and not Path(value).is_file():
+                value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
+            if key in view and view[key] == value or (key == "status" and value is None):
+                out.append(update())  # unchanged: not resent (no redraw)
+            else:
+                out.append(update(choices=value, value=value[0] if value else None) if key == "resumable" else value)
+                view[key] = value
+        return out + [view]
