@@ -1,1 +1,2 @@
-"""One run: the loop, the carry stream, the run folder, retiming, colour and Deforum output."""
+"""One run: the loop, the carry stream, the run folder, retiming, colour, Deforum's camera warps
+and Deforum output."""
