@@ -630,10 +630,12 @@ def _versions() -> dict:
 def add_bench_command(sub) -> None:
     p = sub.add_parser("bench", help="measure the render loop and the speed presets (prints ratios)")
     p.add_argument("--model", default="tiny-random", help="model id (default tiny-random)")
-    p.add_argument("--size", type=size_arg, help="WxH (default 64x64)")
+    p.add_argument("--size", type=size_arg, help="WxH (default: 64x64 for the tiny models; another model"
+                   " renders its trained size nearest to square)")
     p.add_argument("--frames", type=int, help="output frames of the short render (default 48; --window: the"
                    " model's window)")
-    p.add_argument("--steps", type=int, help="denoising steps per window (default 2; --window: the model's)")
+    p.add_argument("--steps", type=int, help="denoising steps per window (default: the model's; 2 for the tiny"
+                   " models)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each variant; the fastest counts")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--models-dir", help="folder with model weights")
