@@ -40,14 +40,8 @@ def test_write_rewrites_a_stale_block_and_nothing_else(tmp_path):
         (tmp_path / rel).write_text((ROOT / rel).read_text(encoding="utf-8"), encoding="utf-8")
     cli = tmp_path / usage.CLI_DOC
     original = cli.read_text(encoding="utf-8")
-    _, start, end = usage.BLOCKS["cli usage"]
     cli.write_text(original.replace(usage.usage_block(), "```\nstale\n```"), encoding="utf-8")
     assert usage.write(tmp_path) == [usage.CLI_DOC]
     assert cli.read_text(encoding="utf-8") == original
     assert usage.write(tmp_path) == []
 
-
-def test_bench_help_states_defaults_per_model():
-    bench = usage._subparsers(build_parser())["bench"]
-    helps = {a.dest: a.help for a in bench._actions}
-    assert "tiny" in helps["size"] and "tiny" in helps["steps"]

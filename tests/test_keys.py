@@ -14,7 +14,9 @@ from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import SettingsError
 from deforum_wan.webui.fields import FIELD_KEYS, WAN_FIELDS, fields_to_settings, settings_to_fields
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PRESETS_DOC = ROOT / "docs" / "presets.md"
 BASE = {"max_frames": 8, "prompts": {"0": "a lighthouse"}, "W": 64, "H": 64}
 # Values each kind must refuse (a text or model key takes any string; the model is then looked up).
 BAD = {"number": "wide", "positive": -1, "int": 2.5, "strict_flag": "maybe", "choice": "nope",
@@ -71,10 +73,10 @@ def test_defaults_and_preset_fields_agree_with_the_presets():
 def test_readme_settings_table_is_the_key_table():
     text = README.read_text(encoding="utf-8")
     assert markdown_table() in text, (
-        "README's Wan key table differs from config/keys.py; paste the output of\n"
-        "python -c 'from deforum_wan.config.keys import markdown_table; print(markdown_table())'")
+        "README's Wan key table differs from config/keys.py; run python -m deforum_wan.cli.usage --write")
     documented = set(re.findall(r"^\| `(wan_\w+)` \|", text, re.M))
     assert documented == set(BY_NAME)
-    # the Speed presets section names exactly the keys that override a preset
+    # docs/presets.md names exactly the keys that override a preset
+    text = PRESETS_DOC.read_text(encoding="utf-8")
     section = text[text.index("Keys that override a preset"):text.index("Limits, all reported")]
     assert set(re.findall(r"`(wan_\w+)`", section)) == {k.name for k in KEYS if k.preset_field}

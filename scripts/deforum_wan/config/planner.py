@@ -2,7 +2,7 @@
 
 Pure arithmetic (no torch): the plan is printable before any GPU time is spent.
 
-Timeline (README, Timing): prompt segment i covers output frames [k_i, k_i+1) at the
+Timeline (docs/settings.md, Timing): prompt segment i covers output frames [k_i, k_i+1) at the
 settings' fps. It is generated as M_i "new" native frames at the model's fps
 (M_i = round(L_i * native / fps)) and retimed onto exactly L_i output frames, so
 every prompt starts on its keyframe and the video has exactly max_frames frames.

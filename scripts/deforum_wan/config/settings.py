@@ -1,6 +1,6 @@
 """Deforum settings file (or dict) -> validated ``RenderSettings``.
 
-Reads what real Deforum files hold (README, "Settings"): Deforum's
+Reads what real Deforum files hold (docs/settings.md): Deforum's
 defaults for missing keys, the legacy ``animation_prompts``, ``--neg``, the
 positive/negative prompt fields, keys that are expressions, Deforum's own
 deprecated keys, and our ``wan_*`` keys. Unknown keys are kept and written back,

@@ -62,7 +62,7 @@ CSS = """#wan_plan_out textarea, #wan_progress textarea { font-family: ui-monosp
 #wan_jobs .pending, #wan_download_bar .pending { opacity: 1 !important; }
 """
 
-# What each speed preset turns on, short (presets.TABLE and README "Speed presets" say why).
+# What each speed preset turns on, short (presets.TABLE and docs/presets.md say why).
 PRESET_INFO = ("quality: the model as shipped; balanced: torch.compile, flash-attention, mild block cache;"
                " fast: MagCache, SageAttention, distilled LoRA if present; low-vram: group offload, tiled VAE."
                " Memory's offload none / tiling off keep the preset's choice.")
