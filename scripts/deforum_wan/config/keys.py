@@ -198,7 +198,7 @@ KEYS: tuple[Key, ...] = (
         " then SDPA), `sage`, `flash`, `sdpa`, or any diffusers backend name", attr="attention",
         preset_field="attention", example="sdpa"),
     Key("wan_preset", "preset", DEFAULT_PRESET, "speed/memory preset: `balanced`, `fast`, `low-vram`"
-        " (see Speed presets)", choices=PRESETS, field="preset", attr="preset", example="fast"),
+        " (docs/presets.md)", choices=PRESETS, field="preset", attr="preset", example="fast"),
     Key("wan_cache", "choice", None, "`none`, `first_block`, `mag`, `taylorseer`, `faster`"
         " (diffusers cache hooks)", choices=CACHES, optional=True, preset_field="cache",
         shown_default="preset's", example="first_block"),
@@ -218,7 +218,7 @@ KEYS: tuple[Key, ...] = (
         attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
     Key("wan_write_srt", "flag", False, "write `{ts}.srt` with one subtitle per prompt", attr="write_srt",
         example=True),
-    Key("wan_gpus", "int", 1, "GPUs per window (torchrun; see Studios)", lo=1, hi=64, field="gpus",
+    Key("wan_gpus", "int", 1, "GPUs per window (torchrun; docs/batch-and-multi-gpu.md)", lo=1, hi=64, field="gpus",
         attr="gpus", example=2),
 )
 BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
