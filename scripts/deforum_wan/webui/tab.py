@@ -26,7 +26,8 @@ from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render import output
 from ..render.camera_preview import write_preview
-from ..service.paths import find_inside, input_roots, keep_upload
+from ..render.inputs import find_inside, input_roots
+from ..service.paths import keep_upload
 from .downloads import Downloads
 from .fields import (
     CUSTOM_SIZE,
