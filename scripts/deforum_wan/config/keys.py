@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..models.registry import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL, ModelSpec
 from . import values
 from .schedule import ExprError
 
@@ -48,6 +48,12 @@ class Key:
         if self.optional and (value is None or (isinstance(value, str) and not value.strip())):
             return None
         return _READERS[self.kind](self, value)
+
+    @property
+    def value_type(self) -> Any:
+        """The type of the value the settings object holds (``RenderSettings`` is built from it)."""
+        kind = _TYPES[self.kind]
+        return kind | None if self.optional else kind
 
     @property
     def readme_default(self) -> str:
@@ -112,6 +118,13 @@ def _read_preset(key: Key, value: Any) -> str:
         raise ExprError(f"{key.name} must be one of {', '.join(PRESETS)}, not {value!r}")
     return spelled
 
+
+# What each kind's reader returns; a model key's id becomes its registry entry in the settings.
+_TYPES = {
+    "number": float, "positive": float, "int": int, "flag": bool, "strict_flag": bool, "choice": str,
+    "text": str, "model": ModelSpec, "preset": str, "size": tuple[int, int], "loras": list[tuple[str, float]],
+    "distill": str,
+}
 
 _READERS = {
     "number": lambda k, v: values.number(v, k.name, k.lo, k.hi),
