@@ -236,7 +236,12 @@ HOSTILE = [
     ("lora nul", {"wan_loras": ["a\x00.safetensors"]}, "wan_loras contains a NUL"),
     ("lora dict nul", {"wan_loras": [{"path": "a\x00.safetensors"}]}, "wan_loras contains a NUL"),
     ("lora long", {"wan_loras": ["a" * 5000]}, "wan_loras is 5000 characters long"),
-    ("distill nul", {"wan_distill_lora": "a\x00.safetensors"}, "wan_distill_lora contains a NUL"),
+    ("distill nul", {"wan_distill_lora": "a\x00.safetensors"}, "wan_distill_lora contains a NUL"),    # What the backend options trust the reader to have refused.
+    ("lora weight", {"wan_loras": [{"path": "a.safetensors", "weight": "strong"}]},
+     "wan_loras weight must be a number, got 'strong'"),
+    ("offload unknown", {"wan_offload": "disk"}, "wan_offload must be one of"),
+    ("cache_threshold text", {"wan_cache_threshold": "high"}, "wan_cache_threshold must be a number in (0, 10]"),
+    ("gpus zero", {"wan_gpus": 0}, "wan_gpus must be between 1 and 64"),
 ]
 
 
