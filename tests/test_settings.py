@@ -374,7 +374,7 @@ def test_what_wan_does_not_apply_is_named_in_one_warning(mode, key, schedule, na
         assert named in warning[0]
     assert s.raw[key] == schedule  # kept and written back for Deforum
     followed = load_settings(raw)  # wan_camera guide (the default) follows the camera: not named
-    assert followed.camera_follow == "guide"
+    assert followed.wan_camera == "guide"
     if named and mode != "Video Input":
         assert not any(named in w for w in followed.warnings)
 

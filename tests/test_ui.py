@@ -179,7 +179,7 @@ FIELD_EFFECTS = {
     "motion_strength": (1.5, lambda s: s.motion_strength == 1.5),
     "color_coherence": ("HSV", lambda s: s.color_coherence == "HSV"),
     "retime": ("nearest", lambda s: s.retime == "nearest"),
-    "camera_follow": ("vace", lambda s: s.camera_follow == "vace"),
+    "wan_camera": ("vace", lambda s: s.wan_camera == "vace"),
     "offload": ("model", lambda s: s.offload == "model"),
     "vae_tiling": (True, lambda s: s.vae_tiling is True),
     "dtype": ("float16", lambda s: s.dtype == "float16"),

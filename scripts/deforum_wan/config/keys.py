@@ -181,7 +181,7 @@ KEYS: tuple[Key, ...] = (
         " the schedule, then Wan is free: training-free Time-to-Move, diffusers backend), `vace` (VACE"
         " continuation windows keep the warped frames and generate only what the warp uncovers: Deforum's"
         " exact motion, a zoom-out outpainted; other windows guided) or `off`", choices=CAMERA_FOLLOW,
-        field="camera_follow", attr="camera_follow", example="vace"),
+        field="wan_camera", attr="wan_camera", example="vace"),
     Key("wan_camera_free", "number", None, "`guide`: share of the steps skipped, starting from the noised"
         " path (empty: 0.04 x strength/0.65, `strength_schedule` at the window's start)", lo=0, hi=1,
         optional=True, attr="camera_free", shown_default="0.04 x strength/0.65", example=0.1),

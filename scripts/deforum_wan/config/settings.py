@@ -253,7 +253,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
     attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
     attrs.update(model=model, continue_model=get_model(cont_id) if cont_id else None)
 
-    camera = _camera(raw, max_frames, W, H, seed, warnings, follow=wan["wan_camera"])
+    camera = _camera(raw, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"])
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -266,7 +266,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
 
 
 def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str],
-            follow: str = "off") -> Camera:
+            wan_camera: str = "off") -> Camera:
     """Deforum's camera of these settings, and a warning naming what of it Wan does not do."""
     try:
         camera = Camera.from_settings(raw, max_frames, W, H, seed)
@@ -278,7 +278,7 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
     if camera.moves:
         moving = sorted(k for k, vals in camera.series.items() if k in STILL and any(abs(v - STILL[k]) > 1e-9
                                                                                      for v in vals))
-        if follow == "off":
+        if wan_camera == "off":
             missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; wan_camera"
                            " is off: its path is only in `plan` and `camera`)")
     for key, still, label in _NOT_APPLIED:

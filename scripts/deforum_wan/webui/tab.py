@@ -610,9 +610,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["retime"] = gr.Dropdown(label="Retime", choices=list(RETIME_MODES), value=start["retime"],
                                               elem_id="wan_retime")
                 with gr.Row():
-                    c["camera_follow"] = component(
+                    c["wan_camera"] = component(
                         gr.Dropdown, label="Follow Deforum's camera", choices=list(CAMERA_FOLLOW),
-                        value=start["camera_follow"], elem_id="wan_camera_follow",
+                        value=start["wan_camera"], elem_id="wan_camera",
                         info="guide: each window starts along the camera's warped path; vace: VACE windows keep"
                              " the warp exactly; off: the camera is only planned")
                 with gr.Row():
