@@ -15,6 +15,7 @@ from deforum_wan.backends import speed
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.diffusers_backend import DiffusersBackend
 from deforum_wan.config import presets
+from deforum_wan.config.keys import KEYS
 from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import SettingsError, WanError
 from deforum_wan.models.registry import get_model
@@ -39,7 +40,10 @@ def test_every_preset_resolves_to_its_table_row():
         fields = presets.resolve(name)
         row = presets.TABLE[name]
         assert fields == {**{f: getattr(row, f) for f in presets.FIELDS}, "preset": name}
-        BackendOptions(**fields).check()  # every field is a BackendOptions field with a valid value
+        BackendOptions(**fields).check()  # every field is a BackendOptions field
+        for key in KEYS:  # with a value its key's reader takes as it is (the options trust it)
+            if key.preset_field:
+                assert key.read(fields[key.preset_field]) == fields[key.preset_field], key.name
     assert presets.resolve(None)["preset"] == "quality"
     assert presets.resolve("LOW_VRAM")["offload"] == "group"
     quality = presets.resolve("quality")  # the default changes nothing that rendered before presets

@@ -354,9 +354,9 @@ class Renderer:
             self.emit("loading", model=model_id)
             spec = get_model(model_id)
             notes += self.pool.make_room(load_estimate(spec, self.models_dir), device_free_bytes())
-            guided = any(w.follow == "guide" and w.model == model_id for w in self._plan.windows)
+            path_guide = any(w.wan_camera == "guide" and w.model == model_id for w in self._plan.windows)
             backend, report = load_backend(spec, self.backend_choice, self._options(),
-                                           share_from=self.pool.backends(), follow_camera=guided)
+                                           share_from=self.pool.backends(), path_guide=path_guide)
             self.pool.put(key, backend)
             self.report.extend(report)
         else:
@@ -381,12 +381,13 @@ class Renderer:
                 context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
             else:
                 image = stream.conditioning(w.overlap)
-        guide = keep = path = None
-        if w.follow and self._follow is not None:
-            if w.follow == "vace" and context is not None:
-                guide, keep = self._follow.vace_keep(w, context)
-            elif backend.follows_camera:
-                path = self._follow.path(w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
+        vace_frames = vace_keep = path_guide = None
+        if w.wan_camera and self._follow is not None:
+            if w.wan_camera == "vace" and context is not None:
+                vace_frames, vace_keep = self._follow.vace_frames(w, context)
+            elif backend.takes_path_guide:
+                path_guide = self._follow.path_guide(
+                    w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
             elif backend.name not in self._unfollowed:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
@@ -395,7 +396,8 @@ class Renderer:
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
-                              context=context, guide=guide, guide_keep=keep, camera=path)
+                              context=context, vace_frames=vace_frames, vace_keep=vace_keep,
+                              path_guide=path_guide)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -407,9 +409,9 @@ class Renderer:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
                 frames[: w.overlap] = list(context[1:])
-            if guide is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
+            if vace_frames is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
                 lead = len(context) - 1
-                for j, (g, k) in enumerate(zip(guide, keep)):
+                for j, (g, k) in enumerate(zip(vace_frames, vace_keep)):
                     if lead + j < len(frames):
                         frames[lead + j] = k[..., None] * g + (1 - k[..., None]) * frames[lead + j]
             return frames[: w.overlap + w.new_frames]
