@@ -32,7 +32,8 @@ from deforum_wan.webui.gradio_compat import GRADIO_MAJOR  # noqa: E402
 PLAN = {"settings": {"max_frames": 12, "prompts": {"0": "a"}, "wan_model": "tiny-random"}}
 FOREIGN_HOST = "evil.example"
 FOREIGN_ORIGINS = ("http://evil.example", "http://localhost:1", "null")  # gradio's CORS admitted localhost ones
-API = "/gradio_api" if GRADIO_MAJOR >= 4 else ""
+API = "/gradio_api" if GRADIO_MAJOR >= 5 else ""
+QUEUE = f"{API}/queue/join" if GRADIO_MAJOR >= 4 else "/run/predict"  # gradio 3 queues over a websocket
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,7 @@ def gradio_doors(client) -> list[tuple[str, str, dict | None]]:
     dependencies = config["dependencies"]
     fn_index = next(i for i, d in enumerate(dependencies) if d.get("api_name") == "interrupt")
     call = {"data": [], "fn_index": fn_index, "session_hash": "guardtest", "event_data": None, "trigger_id": None}
-    queue = f"{API}/queue/join" if GRADIO_MAJOR >= 4 else "/run/predict"
-    return [("GET", "/", None), ("GET", "/config", None), ("POST", queue, call)]
+    return [("GET", "/", None), ("GET", "/config", None), ("POST", QUEUE, call)]
 
 
 def api_doors() -> list[tuple[str, str, dict | None]]:
@@ -112,13 +112,8 @@ def test_a_login_guards_every_door_and_a_foreign_origin_is_refused_even_logged_i
                 assert refused_by_guard(send(http, method, path, body, {"origin": origin})), (path, origin)
             assert refused_by_guard(send(http, method, path, body, {"host": FOREIGN_HOST})), path
         http.cookies.clear()
-        _, queue, call = gradio_doors_without_login(http)
-        assert http.post(queue, json=call).status_code == 401  # no job through the queue without the login
-
-
-def gradio_doors_without_login(http):
-    queue = f"{API}/queue/join" if GRADIO_MAJOR >= 4 else "/run/predict"
-    return "POST", queue, {"data": [], "fn_index": 0, "session_hash": "guardtest"}
+        call = {"data": [], "fn_index": 0, "session_hash": "guardtest"}
+        assert http.post(QUEUE, json=call).status_code == 401  # no job through the queue without the login
 
 
 def test_only_an_allowed_origin_gets_cors_and_with_credentials(manager, tmp_path, monkeypatch):
