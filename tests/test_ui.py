@@ -573,6 +573,12 @@ def test_the_standalone_tab_and_api_ask_for_a_login_when_given_one(manager, tmp_
 @pytest.mark.parametrize("argv, message", [
     (["ui", "--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines in: give --auth USER:PASS"),
     (["ui", "--auth", "nobody"], "--auth takes USER:PASS"),
+    (["ui", "--host", "0.0.0.0", "--api-token", "tok"], "--host 0.0.0.0 lets other machines in: give --auth"
+                                                          " USER:PASS (--api-token admits API calls, it is no login"),
+    (["ui", "--host", "0.0.0.0", "--auth", "bob:"], "--auth takes USER:PASS pairs separated by commas: item 1 has"
+                                                    " an empty user or password"),
+    (["ui", "--auth", "admin:s3cr3t,XYZ"], "--auth takes USER:PASS pairs separated by commas: item 2 has no ':'"),
+    (["ui", "--api-token", " "], "--api-token must be one word"),
 ])
 def test_ui_refuses_an_open_network_server_in_one_line(argv, message, tmp_path, capsys):
     from deforum_wan.cli.main import main

@@ -30,7 +30,7 @@ from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import registry_rows
 from ..render.inputs import find_inside
 from ..render.job import JobSpec, check_job
-from .guard import Guard, Refused, read_json_body
+from .guard import Guard, Refused, install_guard, read_json_body
 from .jobstore import JobNotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -124,14 +124,15 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     """Add the routes to ``app``. Mounting again (a UI reload) replaces the old ones.
 
     ``dependencies``: FastAPI ``Depends(...)`` list applied to every route. ``guard``: who may
-    call (auth, Host, Origin; guard.py); by default loopback names and same-origin pages, plus
-    what the environment allows.
+    call (auth, Host, Origin, CORS; guard.py), put in front of ``prefix`` as a middleware; by
+    default loopback names and same-origin pages, plus what the environment allows. A caller
+    that guards the whole app (the standalone UI) installs its own over this one.
     """
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import FileResponse, JSONResponse
 
-    guard = guard or Guard.from_env()
     prefix = prefix.rstrip("/")
+    install_guard(app, guard or Guard.from_env(), prefixes=(prefix + "/",))
     app.router.routes[:] = [r for r in app.router.routes
                             if not str(getattr(r, "path", "")).startswith(prefix + "/")]
     served: dict[str, list[str]] = {}
@@ -140,7 +141,6 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
         def register(handler):
             async def endpoint(request):
                 try:
-                    guard.check(request)
                     return await handler(request)
                 except Refused as exc:
                     return _error(exc.status, str(exc), exc.headers)
