@@ -189,7 +189,7 @@ def test_bench_camera_compares_off_guide_a_grid_and_vace(tiny_models_dir, tmp_pa
 
 
 def test_bench_grid_is_read_in_one_line():
-    from deforum_wan.cli.bench_camera import parse_grid
+    from deforum_wan.cli.bench.camera import parse_grid
     from deforum_wan.errors import WanError
 
     assert parse_grid("0.02:0.05, 0.04:0.1") == [(0.02, 0.05), (0.04, 0.1)] and parse_grid(None) == []
