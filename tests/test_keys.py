@@ -3,10 +3,12 @@ fields, the README, and (through load_settings) the API and the CLI's --set."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from deforum_wan.config import settings as settings_module
 from deforum_wan.config.keys import BY_NAME, KEYS, WAN_DEFAULTS, markdown_table
 from deforum_wan.config.presets import FIELDS as PRESET_FIELDS
 from deforum_wan.config.presets import PRESETS, TABLE
@@ -40,6 +42,39 @@ def test_every_key_reaches_the_settings_object(key):
     # and it is written back into the run's settings file
     assert changed.to_dict()[key.name] == key.example
     assert default.to_dict()[key.name] == key.default
+
+
+class _CountingDict(dict):
+    """A settings dict that counts each read of a key's value."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.reads: Counter = Counter()
+
+    def __getitem__(self, key):
+        self.reads[key] += 1
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.reads[key] += 1
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("given", ["defaults", "examples"])
+def test_load_settings_reads_each_wan_key_once(given, monkeypatch):
+    read: list[_CountingDict] = []
+    convert = settings_module._convert_legacy
+
+    def counted(data, warnings):  # the dict every key is read from, after legacy conversion
+        read.append(_CountingDict(convert(data, warnings)))
+        return read[-1]
+
+    monkeypatch.setattr(settings_module, "_convert_legacy", counted)
+    data = dict(BASE, zoom="0: (1.02)")  # a moving camera: wan_camera's value matters
+    if given == "examples":
+        data.update({k.name: k.example for k in KEYS})
+    load_settings(data)
+    assert {k: n for k, n in read[0].reads.items() if k in BY_NAME} == {k.name: 1 for k in KEYS}
 
 
 @pytest.mark.parametrize("key", [k for k in KEYS if k.kind in BAD], ids=lambda k: k.name)
