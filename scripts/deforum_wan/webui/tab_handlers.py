@@ -17,8 +17,9 @@ from ..errors import WanError
 from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render.camera_preview import write_preview
+from ..render.inputs import find_inside, input_roots
 from ..render.names import make_timestring, write_settings
-from ..service.paths import find_inside, input_roots, keep_upload
+from ..service.paths import keep_upload
 from .downloads import Downloads
 from .fields import (
     FIELDS,
