@@ -10,8 +10,8 @@ import numpy as np
 from ..config.camera import CameraPath
 from ..config.settings import RenderSettings
 from ..errors import WanError
+from ..pixels import to_uint8
 from . import output
-from .color import to_uint8
 
 GRID_STEP = 32  # px between the lines of the test pattern
 

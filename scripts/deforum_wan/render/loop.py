@@ -29,8 +29,8 @@ from ..config.planner import ClipPlan, Window, make_plan
 from ..config.settings import RenderSettings, load_settings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
+from ..pixels import to_uint8
 from . import output
-from .color import to_uint8
 from .follow import CameraFollower, lead_frames
 from .run_folder import RunFolder, check_timestring
 from .stream import CarryStream

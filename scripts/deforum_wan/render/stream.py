@@ -10,8 +10,9 @@ import numpy as np
 
 from ..config.planner import ClipPlan
 from ..errors import WanError
+from ..pixels import to_uint8
 from . import output
-from .color import crossfade, to_uint8
+from .color import crossfade
 from .retime import Retimer
 
 
