@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's measurement on this machine's CUDA GPU, Wan2.1 T2V-1.3B, one 832x480x81 window at
+# The speed and memory targets measured on this machine's CUDA GPU, Wan2.1 T2V-1.3B, one 832x480x81 window at
 # the model's 50 steps, in two runs (each fits a 10-minute slot on an H100):
 #   1. our loop against bare diffusers calls -> benchmarks/results/<date>-<gpu>-loop.json
 #   2. every speed preset -> benchmarks/results/<date>-<gpu>.json (bench --json) and .md (the

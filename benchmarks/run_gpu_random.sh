@@ -45,7 +45,7 @@ step t2v-loop --model wan2.1-t2v-1.3b "${case[@]}" --skip-rss
 step ti2v --model wan2.2-ti2v-5b --random-weights --window --size "${TI2V_SIZE:-1280x704}" --frames "${TI2V_FRAMES:-121}" \
     --steps "${TI2V_STEPS:-4}" --repeat 1 --preset quality --presets-only --warmup 1
 echo "== official ($(( SECONDS - start )) s)"
-"$PY" -m deforum_wan.cli.bench_random official "$out/official.json" "${SIZE:-832x480}" > "$out/official.log" 2>&1
+"$PY" -m deforum_wan bench official "$out/official.json" "${SIZE:-832x480}" > "$out/official.log" 2>&1
 tail -n 5 "$out/official.log"
-"$PY" -m deforum_wan.cli.bench_random report "$out" && cat "$out"/*-random.md
+"$PY" -m deforum_wan bench report "$out" && cat "$out"/*-random.md
 echo "done in $(( SECONDS - start )) s"

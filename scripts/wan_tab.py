@@ -22,10 +22,10 @@ from deforum_wan.config.settings import read_settings_file  # noqa: E402
 from deforum_wan.errors import WanError  # noqa: E402
 from deforum_wan.service.api import mount_api  # noqa: E402
 from deforum_wan.service.console import ConsoleLog  # noqa: E402
-from deforum_wan.service.guard import Guard, parse_credentials  # noqa: E402
 from deforum_wan.service.jobs import FINISHED, JobManager  # noqa: E402
 from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
 from deforum_wan.webui import hostdeps  # noqa: E402
+from deforum_wan.webui.api_login import api_guard  # noqa: E402
 from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
 from deforum_wan.webui.tab import build_ui  # noqa: E402
 
@@ -174,10 +174,12 @@ def on_app_started(demo, app):
     blocked = str(jobs_db_path(manager.outdir).parent)
     demo.blocked_paths = [*(getattr(demo, "blocked_paths", None) or []), blocked]
     if getattr(shared.cmd_opts, "api", False):
-        # The WebUI's own API login covers /wan_api/ too; a WebUI behind --gradio-auth only
-        # keeps its API behind that login.
-        login = getattr(shared.cmd_opts, "api_auth", None) or getattr(shared.cmd_opts, "gradio_auth", None)
-        mount_api(app, manager, guard=Guard.from_env(credentials=parse_credentials(login)))
+        # The WebUI's own API login covers /wan_api/ too; a WebUI behind --gradio-auth(-path)
+        # only keeps its API behind that login. A login that cannot be read serves no API.
+        try:
+            mount_api(app, manager, guard=api_guard(shared.cmd_opts))
+        except WanError as exc:
+            print(f"deforum-wan: /wan_api/ is not served: {exc}")
     _run_now(manager)
 
 

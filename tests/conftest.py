@@ -8,7 +8,7 @@ EXAMPLE = ROOT / "examples" / "example_settings.txt"
 
 
 def _deforum_settings_dir() -> Path | None:
-    # Real Deforum files live beside the project (never committed; see the README).
+    # Real Deforum files live beside the project (never committed; see docs/development.md).
     env = os.environ.get("DEFORUM_SETTINGS_DIR")
     for candidate in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "deforum-settings"]:
         if candidate.is_dir():

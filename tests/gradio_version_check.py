@@ -59,6 +59,7 @@ def main(files):
         out["config"] = client.get("/config").status_code
         prefix = "/gradio_api/file=" if int(gr.__version__.split(".")[0]) >= 5 else "/file="
         out["db_served"] = b"the queue" in client.get(prefix + str(db)).content
+        out["guarded"] = guarded(TestClient(client.app, base_url="http://127.0.0.1"))
         tab = WanTab(manager)
         round_trips = 0
         for path in files:
@@ -83,6 +84,29 @@ def main(files):
         assert status.startswith("saved "), status
         out["poll"] = tab.poll({})[0]
     print(json.dumps(out))
+
+
+def guarded(client) -> dict:
+    """What a foreign Host or Origin gets from the page, its config and its queue (the guard's
+    403), and what the page itself gets (through)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    queue = "/run/predict" if int(gr.__version__.split(".")[0]) < 4 else "/queue/join"
+    if int(gr.__version__.split(".")[0]) >= 5:
+        queue = "/gradio_api" + queue
+    call = {"data": [], "fn_index": 0, "session_hash": "guard"}
+    found = {}
+    for name, headers in (("foreign_host", {"host": "evil.example"}), ("foreign_origin", {"origin": "http://localhost:1"}),
+                          ("own", {})):
+        found[name] = [client.get("/", headers=headers).status_code, client.get("/config", headers=headers).status_code,
+                       client.post(queue, json=call, headers=headers).status_code]
+        if int(gr.__version__.split(".")[0]) < 4 and name != "foreign_host":  # gradio 3 queues over a websocket
+            try:
+                with client.websocket_connect("/queue/join", headers=headers) as ws:
+                    found[name].append(ws.receive_json().get("msg"))  # gradio asks for the session
+            except WebSocketDisconnect:
+                found[name].append("refused")
+    return found
 
 
 if __name__ == "__main__":

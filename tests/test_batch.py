@@ -51,7 +51,7 @@ def _same_output(job, ref) -> None:
 
 def test_jobs_get_distinct_timestrings_and_bad_files_fail_alone(tmp_path):
     a, b, c, bad = _files(tmp_path)
-    jobs = prepare_jobs([(str(p), p) for p in (a, bad, b, a)], now=NOW)
+    jobs = prepare_jobs([(str(p), p) for p in (a, bad, b, a)], outdir=tmp_path / "out", now=NOW)
     assert [j.status for j in jobs] == ["queued", "failed", "queued", "queued"]
     assert jobs[1].error == "bad.txt: max_frames must be between 1 and 100000, got -1"
     stamps = [j.timestring for j in jobs if j.settings]
@@ -69,7 +69,7 @@ def test_jobs_get_distinct_timestrings_and_bad_files_fail_alone(tmp_path):
 
 def test_seed_minus_one_is_drawn_once_on_the_driver(tmp_path):
     data = json.loads(EXAMPLE.read_text())
-    (job,) = prepare_jobs([("x", {**data, "seed": -1})], now=NOW)
+    (job,) = prepare_jobs([("x", {**data, "seed": -1})], outdir=tmp_path, now=NOW)
     assert job.settings["seed"] >= 0  # every attempt, on any machine, renders this seed
 
 

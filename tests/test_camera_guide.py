@@ -27,7 +27,7 @@ def request(mode="t2v", free=0.2, lock=0.5, **kw):
     video, cover = path()
     base = dict(mode=mode, prompt="a red fox in the snow", negative_prompt="blurry", num_frames=FRAMES,
                 width=SIZE, height=SIZE, seed=3, guidance_scale=1.0, steps=STEPS,
-                camera=PathGuide(video, cover, free, lock))
+                path_guide=PathGuide(video, cover, free, lock))
     if mode == "i2v":
         base["image"] = video[0]
     base.update(kw)
@@ -81,7 +81,7 @@ def test_guide_steps_round_the_fractions():
                                            ("tiny-random-vace", "t2v"), ("tiny-random-ti2v", "i2v")])
 def test_the_transformer_runs_only_the_steps_after_free(tiny_models_dir, model_id, mode):
     with backend_for(model_id, tiny_models_dir) as backend:
-        plain, calls = run(backend, request(mode, camera=None))
+        plain, calls = run(backend, request(mode, path_guide=None))
         assert len(calls) == STEPS
         guided, calls = run(backend, request(mode))
         assert len(calls) == STEPS - 2  # free 0.2 of 10 steps
@@ -97,7 +97,7 @@ def test_covered_cells_sit_on_the_noised_path_until_the_lock(tiny_models_dir, mo
     with backend_for(model_id, tiny_models_dir) as backend:
         _, calls = run(backend, req)
         pipe = backend.pipe
-        ref = PathGuidance(pipe, req.camera, STEPS, req.seed, backend.device)
+        ref = PathGuidance(pipe, req.path_guide, STEPS, req.seed, backend.device)
         with ref.schedule(pipe.scheduler):
             pipe.scheduler.set_timesteps(STEPS)
         mask = ref.mask.expand_as(ref.clean) > 0.5
@@ -127,7 +127,7 @@ def test_free_after_every_step_returns_the_path_through_the_vae(tiny_models_dir,
         assert calls == []
         vae = backend.pipe.vae
         assert min(vae.config.latents_std) != max(vae.config.latents_std)  # a wrong normalisation shows
-        pixels = torch.from_numpy(req.camera.frames).permute(3, 0, 1, 2)[None] * 2 - 1
+        pixels = torch.from_numpy(req.path_guide.frames).permute(3, 0, 1, 2)[None] * 2 - 1
         with torch.no_grad():
             video = vae.decode(vae.encode(pixels).latent_dist.mode()).sample
         expected = (video[0].permute(1, 2, 3, 0).numpy() / 2 + 0.5).clip(0, 1)
@@ -136,7 +136,7 @@ def test_free_after_every_step_returns_the_path_through_the_vae(tiny_models_dir,
 
 def test_two_experts_switch_at_the_same_timesteps(tiny_models_dir):
     with backend_for("tiny-random-a14b", tiny_models_dir) as backend:
-        _, plain = run(backend, request(camera=None, guidance_scale=4.0, guidance_scale_2=3.0))
+        _, plain = run(backend, request(path_guide=None, guidance_scale=4.0, guidance_scale_2=3.0))
         _, guided = run(backend, request(guidance_scale=4.0, guidance_scale_2=3.0))
     plain_experts = [(name, t) for name, t, _ in plain]
     assert {name for name, _ in plain_experts} == {"transformer", "transformer_2"}
@@ -170,6 +170,6 @@ def test_a_path_of_the_wrong_shape_is_refused(tiny_models_dir):
     video, cover = path()
     with backend_for("tiny-random", tiny_models_dir) as backend:
         with pytest.raises(WanError, match="camera path must be 9 frames of 32x32"):
-            backend.generate(request(camera=PathGuide(video[:5], cover[:5], 0.1, 0.2)))
+            backend.generate(request(path_guide=PathGuide(video[:5], cover[:5], 0.1, 0.2)))
         with pytest.raises(WanError, match="free <= lock"):
-            backend.generate(request(camera=PathGuide(video, cover, 0.3, 0.2)))
+            backend.generate(request(path_guide=PathGuide(video, cover, 0.3, 0.2)))

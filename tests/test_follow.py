@@ -24,7 +24,7 @@ def plan_of(**extra):
 
 def test_a_moving_window_is_guided_with_the_methods_shares_at_deforums_strength():
     plan = plan_of(**PAN)
-    assert [w.follow for w in plan.windows] == ["guide"] * len(plan.windows)
+    assert [w.wan_camera for w in plan.windows] == ["guide"] * len(plan.windows)
     w = plan.windows[0]
     assert (w.camera_free, w.camera_lock) == (0.04, 0.10)  # strength_schedule's default 0.65
     half = plan_of(**PAN, strength_schedule="0: (0.325)").windows[0]
@@ -35,19 +35,19 @@ def test_a_moving_window_is_guided_with_the_methods_shares_at_deforums_strength(
 
 
 def test_still_windows_cuts_and_wan_camera_off_are_not_guided():
-    assert {w.follow for w in plan_of().windows} == {""}  # zoom 1, no pan: still
-    assert {w.follow for w in plan_of(**PAN, wan_camera="off").windows} == {""}
+    assert {w.wan_camera for w in plan_of().windows} == {""}  # zoom 1, no pan: still
+    assert {w.wan_camera for w in plan_of(**PAN, wan_camera="off").windows} == {""}
     # the camera starts moving at frame 12: the first window is still, later ones move
     late = plan_of(translation_x="0: (0), 11: (0), 12: (3)")
-    assert late.windows[0].follow == "" and late.windows[-1].follow == "guide"
+    assert late.windows[0].wan_camera == "" and late.windows[-1].wan_camera == "guide"
     cut = plan_of(**PAN, strength_schedule="0: (0.65), 10: (0), 11: (0.65)", wan_retime="blend")
     at_cut = [w for w in cut.windows if w.cut]
-    assert at_cut and all(w.follow == "" for w in at_cut)  # strength 0: a fresh frame
+    assert at_cut and all(w.wan_camera == "" for w in at_cut)  # strength 0: a fresh frame
 
 
 def test_vace_mode_keeps_the_warp_in_vace_windows_and_guides_the_others():
     plan = plan_of(**PAN, wan_camera="vace", wan_continue_model="tiny-random-vace")
-    assert plan.windows[0].follow == "guide" and {w.follow for w in plan.windows[1:]} == {"vace"}
+    assert plan.windows[0].wan_camera == "guide" and {w.wan_camera for w in plan.windows[1:]} == {"vace"}
 
 
 def test_the_camera_prompt_hint_describes_each_windows_move():
@@ -83,9 +83,9 @@ def test_the_guided_path_is_the_lead_frame_carried_forward_in_time():
 
 def test_under_auto_a_guided_model_loads_with_diffusers_first(tiny_models_dir):
     options = BackendOptions(models_dir=str(tiny_models_dir))
-    backend, report = load_backend(get_model("tiny-random"), "auto", options, follow_camera=True)
+    backend, report = load_backend(get_model("tiny-random"), "auto", options, path_guide=True)
     with backend:
-        assert backend.name == "diffusers" and backend.follows_camera
+        assert backend.name == "diffusers" and backend.takes_path_guide
     assert report[0] == ("official", "tried after diffusers: no step hook to follow Deforum's camera")
     assert report[1][0] == "diffusers" and report[1][1].startswith("chosen")
 
@@ -210,7 +210,7 @@ def test_bench_camera_compares_off_guide_a_grid_and_vace(tiny_models_dir, tmp_pa
 
 
 def test_bench_grid_is_read_in_one_line():
-    from deforum_wan.cli.bench_camera import parse_grid
+    from deforum_wan.cli.bench.camera import parse_grid
     from deforum_wan.errors import WanError
 
     assert parse_grid("0.02:0.05, 0.04:0.1") == [(0.02, 0.05), (0.04, 0.1)] and parse_grid(None) == []

@@ -3,10 +3,12 @@ fields, the README, and (through load_settings) the API and the CLI's --set."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from deforum_wan.config import settings as settings_module
 from deforum_wan.config.keys import BY_NAME, KEYS, WAN_DEFAULTS, markdown_table
 from deforum_wan.config.presets import FIELDS as PRESET_FIELDS
 from deforum_wan.config.presets import PRESETS, TABLE
@@ -14,7 +16,9 @@ from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import SettingsError
 from deforum_wan.webui.fields import FIELD_KEYS, WAN_FIELDS, fields_to_settings, settings_to_fields
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PRESETS_DOC = ROOT / "docs" / "presets.md"
 BASE = {"max_frames": 8, "prompts": {"0": "a lighthouse"}, "W": 64, "H": 64}
 # Values each kind must refuse (a text or model key takes any string; the model is then looked up).
 BAD = {"number": "wide", "positive": -1, "int": 2.5, "strict_flag": "maybe", "choice": "nope",
@@ -38,6 +42,39 @@ def test_every_key_reaches_the_settings_object(key):
     # and it is written back into the run's settings file
     assert changed.to_dict()[key.name] == key.example
     assert default.to_dict()[key.name] == key.default
+
+
+class _CountingDict(dict):
+    """A settings dict that counts each read of a key's value."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.reads: Counter = Counter()
+
+    def __getitem__(self, key):
+        self.reads[key] += 1
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.reads[key] += 1
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("given", ["defaults", "examples"])
+def test_load_settings_reads_each_wan_key_once(given, monkeypatch):
+    read: list[_CountingDict] = []
+    convert = settings_module._convert_legacy
+
+    def counted(data, warnings):  # the dict every key is read from, after legacy conversion
+        read.append(_CountingDict(convert(data, warnings)))
+        return read[-1]
+
+    monkeypatch.setattr(settings_module, "_convert_legacy", counted)
+    data = dict(BASE, zoom="0: (1.02)")  # a moving camera: wan_camera's value matters
+    if given == "examples":
+        data.update({k.name: k.example for k in KEYS})
+    load_settings(data)
+    assert {k: n for k, n in read[0].reads.items() if k in BY_NAME} == {k.name: 1 for k in KEYS}
 
 
 @pytest.mark.parametrize("key", [k for k in KEYS if k.kind in BAD], ids=lambda k: k.name)
@@ -71,10 +108,10 @@ def test_defaults_and_preset_fields_agree_with_the_presets():
 def test_readme_settings_table_is_the_key_table():
     text = README.read_text(encoding="utf-8")
     assert markdown_table() in text, (
-        "README's Wan key table differs from config/keys.py; paste the output of\n"
-        "python -c 'from deforum_wan.config.keys import markdown_table; print(markdown_table())'")
+        "README's Wan key table differs from config/keys.py; run python -m deforum_wan.cli.usage --write")
     documented = set(re.findall(r"^\| `(wan_\w+)` \|", text, re.M))
     assert documented == set(BY_NAME)
-    # the Speed presets section names exactly the keys that override a preset
+    # docs/presets.md names exactly the keys that override a preset
+    text = PRESETS_DOC.read_text(encoding="utf-8")
     section = text[text.index("Keys that override a preset"):text.index("Limits, all reported")]
     assert set(re.findall(r"`(wan_\w+)`", section)) == {k.name for k in KEYS if k.preset_field}

@@ -15,6 +15,7 @@ from deforum_wan.backends import speed
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.diffusers_backend import DiffusersBackend
 from deforum_wan.config import presets
+from deforum_wan.config.keys import KEYS
 from deforum_wan.config.settings import load_settings
 from deforum_wan.errors import SettingsError, WanError
 from deforum_wan.models.registry import get_model
@@ -39,7 +40,10 @@ def test_every_preset_resolves_to_its_table_row():
         fields = presets.resolve(name)
         row = presets.TABLE[name]
         assert fields == {**{f: getattr(row, f) for f in presets.FIELDS}, "preset": name}
-        BackendOptions(**fields).check()  # every field is a BackendOptions field with a valid value
+        BackendOptions(**fields).check()  # every field is a BackendOptions field
+        for key in KEYS:  # with a value its key's reader takes as it is (the options trust it)
+            if key.preset_field:
+                assert key.read(fields[key.preset_field]) == fields[key.preset_field], key.name
     assert presets.resolve(None)["preset"] == "quality"
     assert presets.resolve("LOW_VRAM")["offload"] == "group"
     quality = presets.resolve("quality")  # the default changes nothing that rendered before presets
@@ -111,7 +115,7 @@ def test_distill_lora_lookup_finds_the_renamed_shared_files(tmp_path):
 
 
 def test_pure_front_imports_without_torch():
-    from deforum_wan.cli.bench import import_cost
+    from deforum_wan.cli.bench.measure import import_cost
 
     cost = import_cost()  # a fresh interpreter: sys.modules there, not this test session's
     assert cost["imports_torch"] is False, cost
@@ -190,7 +194,7 @@ def test_compile_and_float8_storage_run_on_the_cpu_offload_is_noted(tiny_models_
 @pytest.fixture(scope="module")
 def layered(tmp_path_factory):
     """tiny-random with 4 transformer blocks: block caches have blocks to skip."""
-    from deforum_wan.cli.bench import build_layered_tiny
+    from deforum_wan.cli.bench.presets import build_layered_tiny
 
     root = tmp_path_factory.mktemp("layered")
     return root, build_layered_tiny(root, 4)
@@ -289,7 +293,7 @@ COMPARED_FIELDS = {"speedup_vs_quality", "psnr_db", "ssim", "lpips"}
 
 @pytest.mark.slow
 def test_bench_json_has_every_field(tiny_models_dir, tmp_path, capsys):
-    from deforum_wan.cli.bench import markdown
+    from deforum_wan.cli.bench.report import markdown
     from deforum_wan.cli.main import build_parser
 
     md = tmp_path / "bench.md"
@@ -323,14 +327,14 @@ def test_bench_json_has_every_field(tiny_models_dir, tmp_path, capsys):
 
 
 def test_bench_rows_can_add_settings_keys_to_a_preset(tiny_models_dir, capsys):
-    from deforum_wan.cli.bench import _preset_names
+    from deforum_wan.cli.bench.presets import preset_names
     from deforum_wan.cli.main import build_parser
     from deforum_wan.errors import WanError
 
-    assert _preset_names(["low-vram+wan_vae_tiling=false,fast"]) == ["quality", "low-vram+wan_vae_tiling=false",
-                                                                     "fast"]
+    assert preset_names(["low-vram+wan_vae_tiling=false,fast"]) == ["quality", "low-vram+wan_vae_tiling=false",
+                                                                    "fast"]
     with pytest.raises(WanError, match="not KEY=VALUE with a settings key"):
-        _preset_names(["quality+no_such_key=1"])
+        preset_names(["quality+no_such_key=1"])
     args = build_parser().parse_args(
         ["bench", "--json", "--repeat", "1", "--presets-only", "--preset", "quality+wan_vae_tiling=true",
          "--size", "32x32", "--frames", "8", "--steps", "2", "--models-dir", str(tiny_models_dir)])
@@ -354,8 +358,8 @@ def test_bench_size_is_read_as_wan_size_reads_it(capsys):
     assert "error: argument --size: --size must be WxH" in capsys.readouterr().err
 
 
-def test_bench_targets_follow_the_issue_and_judge_only_their_configuration():
-    from deforum_wan.cli.bench import TARGETS, _targets
+def test_bench_targets_judge_only_their_configuration():
+    from deforum_wan.cli.bench.targets import TARGETS, judge
 
     def row(time_s, steps_run, **extra):
         return {"time_s": time_s, "steps_run": steps_run, "peak_vram_reserved_mb": None, **extra}
@@ -363,22 +367,22 @@ def test_bench_targets_follow_the_issue_and_judge_only_their_configuration():
     base = {"device": "cuda", "gpu": "NVIDIA H100 80GB HBM3", "model": "wan2.1-t2v-1.3b", "size": "832x480",
             "frames": 81, "steps": 50}
     fast = row(40.0, 50, speedup_vs_quality=2.6, lpips=0.12, ssim=0.9)
-    t = _targets({**base, "presets": {"quality": row(104.0, 50), "fast": fast}})
+    t = judge({**base, "presets": {"quality": row(104.0, 50), "fast": fast}})
     assert t["applies"] and t["fast_speedup"]["met"] is True
     assert t["fast_lpips"] == {"value": 0.12, "max": 0.10, "met": False, "applies": True}
     assert "fast_ssim" not in t  # SSIM stands in only where LPIPS is missing
     assert t["wan21_table_s"]["met"] is True and t["wan21_table_s"]["applies"] is False  # not a 4090
     # A fast preset that ran the distilled LoRA's 4 steps is held to the 8x target instead.
-    t = _targets({**base, "gpu": "NVIDIA GeForce RTX 4090",
-                  "presets": {"quality": row(300.0, 50), "fast": row(50.0, 4, speedup_vs_quality=6.0, lpips=None,
-                                                                   ssim=0.85)}})
+    t = judge({**base, "gpu": "NVIDIA GeForce RTX 4090",
+               "presets": {"quality": row(300.0, 50), "fast": row(50.0, 4, speedup_vs_quality=6.0, lpips=None,
+                                                                ssim=0.85)}})
     assert t["distill_speedup"]["met"] is False and t["distill_speedup"]["min"] == TARGETS["distill_speedup_min"]
     assert "fast_speedup" not in t and t["fast_ssim"]["met"] is True
     assert t["wan21_table_s"] == {"value": 300.0, "max": 261.4, "met": False, "applies": True}
     # 14B at 480p: the leanest preset's peak within 24 GiB.
-    t = _targets({**base, "model": "wan2.1-t2v-14b",
-                  "presets": {"quality": row(1, 50, peak_vram_reserved_mb=40 * 1024),
-                              "low-vram": row(2, 50, peak_vram_reserved_mb=20 * 1024)}})
+    t = judge({**base, "model": "wan2.1-t2v-14b",
+               "presets": {"quality": row(1, 50, peak_vram_reserved_mb=40 * 1024),
+                           "low-vram": row(2, 50, peak_vram_reserved_mb=20 * 1024)}})
     assert t["a14b_480p_peak_gib"]["value"] == 20.0 and t["a14b_480p_peak_gib"]["met"] is True
     assert t["low_vram_peak_gib"]["applies"] is False  # the 8 GiB bound is for 1.3B
 
@@ -396,10 +400,10 @@ def test_compile_without_a_cpu_compiler_is_a_note(tiny_models_dir, monkeypatch):
 
 def test_bench_skips_the_memory_check_when_the_longer_render_lacks_weights(tmp_path):
     """On a GPU box with only Wan2.1 T2V-1.3B, the 4x longer render would chain into VACE-1.3B."""
-    from deforum_wan.cli.bench import _missing_weights
+    from deforum_wan.cli.bench.loop import missing_weights
 
     data = json.loads(EXAMPLE.read_text())
     real = dict(data, wan_model="wan2.1-t2v-1.3b", W=832, H=480, max_frames=324)
-    assert _missing_weights(real, str(tmp_path)) == ["wan2.1-t2v-1.3b", "wan2.1-vace-1.3b"]
-    assert _missing_weights(dict(data, max_frames=192), str(tmp_path)) == []  # tiny models are built
+    assert missing_weights(real, str(tmp_path)) == ["wan2.1-t2v-1.3b", "wan2.1-vace-1.3b"]
+    assert missing_weights(dict(data, max_frames=192), str(tmp_path)) == []  # tiny models are built
 

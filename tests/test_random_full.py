@@ -142,7 +142,7 @@ def test_the_i2v_build_takes_an_image_and_two_models_share_their_encoder(tmp_pat
 
     from deforum_wan.backends.base import BackendOptions, GenerateRequest
     from deforum_wan.backends.diffusers_backend import DiffusersBackend
-    from deforum_wan.cli.bench_random import pair_memory
+    from deforum_wan.cli.bench.random_weights import pair_memory
     from deforum_wan.models.registry import get_model
 
     for model_id in ("wan2.1-i2v-14b-480p", "wan2.1-t2v-1.3b", "wan2.1-vace-1.3b"):
@@ -161,7 +161,7 @@ def test_the_i2v_build_takes_an_image_and_two_models_share_their_encoder(tmp_pat
 
 
 def test_mark_flags_quality_and_first_block_figures():
-    from deforum_wan.cli.bench_random import WHY_FIRST_BLOCK, WHY_QUALITY, mark
+    from deforum_wan.cli.bench.random_weights import WHY_FIRST_BLOCK, WHY_QUALITY, mark
 
     result = {"presets": {
         "quality": {"time_s": 2.0, "cache": []},
@@ -188,6 +188,38 @@ def test_the_gpu_scripts_command_line_fits_a_device_call():
     command = _device_command()
     assert len(command) <= 2000
     assert command.startswith("bash benchmarks/run_gpu_random.sh ")
+
+
+def test_the_gpu_scripts_own_steps_are_bench_commands_in_its_help(capsys):
+    from deforum_wan.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--help"])
+    text = capsys.readouterr().out
+    assert re.search(r"^ +official +the official backend's first window", text, re.M), text
+    assert re.search(r"^ +report +combine the step JSONs", text, re.M), text
+    assert "bench official OUT [WxH]" in text and "bench report OUTDIR" in text
+    assert build_parser().parse_args(["bench", "official", "o.json"]).size == (832, 480)
+
+
+def test_bench_report_combines_the_steps_it_finds(tmp_path, capsys):
+    from deforum_wan.cli.main import main
+
+    (tmp_path / "official.json").write_text(json.dumps({"ran": False, "failure": "RuntimeError: needs CUDA\nhere"}))
+    (tmp_path / "t2v-loop.json").write_text(json.dumps(
+        {"device": "cpu", "gpu": None, "versions": {}, "size": "32x32", "frames": 5, "steps": 2, "loop_s": 1.1,
+         "bare_diffusers_s": 1.0, "loop_over_bare": 1.1,
+         "targets": {"loop_over_bare": {"value": 1.1, "max": 1.10, "met": True, "applies": True}}}))
+    assert main(["bench", "report", str(tmp_path)]) == 0
+    (md,) = tmp_path.glob("*-cpu-random.md")
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {md}"
+    text = md.read_text(encoding="utf-8")
+    assert "1.1 s / 1.0 s = 1.1 (32x32, 5 frames, 2 steps)" in text
+    assert "- loop_over_bare: 1.1 (<= 1.1): met" in text
+    assert "failed: `RuntimeError: needs CUDA / here`" in text
+    assert text.count("not measured (skipped or failed; see its log)") == 2  # the presets and TI2V
+    report = json.loads(next(tmp_path.glob("*-cpu-random.json")).read_text(encoding="utf-8"))
+    assert report["device"] == "cpu" and report["ti2v"] is None and report["official"]["ran"] is False
 
 
 @pytest.mark.slow
@@ -241,7 +273,7 @@ def test_a_folder_built_by_other_library_versions_says_how_to_rebuild(tmp_path):
 
 
 def test_a_model_that_continues_itself_has_no_pair(tmp_path):
-    from deforum_wan.cli.bench_random import lines, markdown, pair_memory
+    from deforum_wan.cli.bench.random_weights import lines, markdown, pair_memory
 
     pair = pair_memory("wan2.2-ti2v-5b", str(tmp_path))  # nothing is loaded: no weights needed
     assert pair == {"models": ["wan2.2-ti2v-5b"], "skipped": "wan2.2-ti2v-5b continues its own windows: there is no pair"}

@@ -236,7 +236,12 @@ HOSTILE = [
     ("lora nul", {"wan_loras": ["a\x00.safetensors"]}, "wan_loras contains a NUL"),
     ("lora dict nul", {"wan_loras": [{"path": "a\x00.safetensors"}]}, "wan_loras contains a NUL"),
     ("lora long", {"wan_loras": ["a" * 5000]}, "wan_loras is 5000 characters long"),
-    ("distill nul", {"wan_distill_lora": "a\x00.safetensors"}, "wan_distill_lora contains a NUL"),
+    ("distill nul", {"wan_distill_lora": "a\x00.safetensors"}, "wan_distill_lora contains a NUL"),    # What the backend options trust the reader to have refused.
+    ("lora weight", {"wan_loras": [{"path": "a.safetensors", "weight": "strong"}]},
+     "wan_loras weight must be a number, got 'strong'"),
+    ("offload unknown", {"wan_offload": "disk"}, "wan_offload must be one of"),
+    ("cache_threshold text", {"wan_cache_threshold": "high"}, "wan_cache_threshold must be a number in (0, 10]"),
+    ("gpus zero", {"wan_gpus": 0}, "wan_gpus must be between 1 and 64"),
 ]
 
 
@@ -369,7 +374,7 @@ def test_what_wan_does_not_apply_is_named_in_one_warning(mode, key, schedule, na
         assert named in warning[0]
     assert s.raw[key] == schedule  # kept and written back for Deforum
     followed = load_settings(raw)  # wan_camera guide (the default) follows the camera: not named
-    assert followed.camera_follow == "guide"
+    assert followed.wan_camera == "guide"
     if named and mode != "Video Input":
         assert not any(named in w for w in followed.warnings)
 

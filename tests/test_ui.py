@@ -14,6 +14,7 @@ from deforum_wan.webui.fields import (
     CUSTOM_SIZE,
     FIELDS,
     WAN_FIELDS,
+    WAN_KEY_FIELDS,
     fields_to_settings,
     model_choices,
     parse_loras,
@@ -179,7 +180,7 @@ FIELD_EFFECTS = {
     "motion_strength": (1.5, lambda s: s.motion_strength == 1.5),
     "color_coherence": ("HSV", lambda s: s.color_coherence == "HSV"),
     "retime": ("nearest", lambda s: s.retime == "nearest"),
-    "camera_follow": ("vace", lambda s: s.camera_follow == "vace"),
+    "wan_camera": ("vace", lambda s: s.wan_camera == "vace"),
     "offload": ("model", lambda s: s.offload == "model"),
     "vae_tiling": (True, lambda s: s.vae_tiling is True),
     "dtype": ("float16", lambda s: s.dtype == "float16"),
@@ -499,6 +500,14 @@ def test_build_ui_wires_every_field(manager):
     choices = [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in c["preset"].choices]
     assert choices == list(PRESETS)
     assert all(f"{name}: " in c["preset"].info for name in PRESETS) and "group offload" in c["preset"].info
+    for name, key in WAN_KEY_FIELDS.items():  # each Wan key's widget is its row's
+        if name not in ("steps", "guidance", "guidance_2"):  # these name the model's value
+            assert c[name].label == key.label, name
+        else:
+            assert c[name].label.startswith(key.label), name
+        if key.choices:
+            assert [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in c[name].choices] == list(key.choices)
+        assert (c[name].info or "") == key.info, name
     config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
     ids = {c[name]._id for name in FIELDS}
     inputs = set()
@@ -564,6 +573,12 @@ def test_the_standalone_tab_and_api_ask_for_a_login_when_given_one(manager, tmp_
 @pytest.mark.parametrize("argv, message", [
     (["ui", "--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines in: give --auth USER:PASS"),
     (["ui", "--auth", "nobody"], "--auth takes USER:PASS"),
+    (["ui", "--host", "0.0.0.0", "--api-token", "tok"], "--host 0.0.0.0 lets other machines in: give --auth"
+                                                          " USER:PASS (--api-token admits API calls, it is no login"),
+    (["ui", "--host", "0.0.0.0", "--auth", "bob:"], "--auth takes USER:PASS pairs separated by commas: item 1 has"
+                                                    " an empty user or password"),
+    (["ui", "--auth", "admin:s3cr3t,XYZ"], "--auth takes USER:PASS pairs separated by commas: item 2 has no ':'"),
+    (["ui", "--api-token", " "], "--api-token must be one word"),
 ])
 def test_ui_refuses_an_open_network_server_in_one_line(argv, message, tmp_path, capsys):
     from deforum_wan.cli.main import main

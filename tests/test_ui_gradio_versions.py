@@ -30,6 +30,11 @@ def test_tab_builds_and_maps_fields(version):
     assert result["gradio"] == version
     assert result["page"] == 200 and result["config"] == 200
     assert result["db_served"] is False  # gradio's file route never hands out the job database
+    guarded = result["guarded"]  # the page, its config, its queue: the guard's 403 for foreign ones
+    assert guarded["foreign_host"][:3] == [403] * 3 and guarded["foreign_origin"][:3] == [403] * 3, guarded
+    assert guarded["own"][:2] == [200, 200] and guarded["own"][2] not in (401, 403), guarded
+    if version.startswith("3."):  # the queue's websocket
+        assert guarded["foreign_origin"][3] == "refused" and guarded["own"][3] == "send_hash", guarded
     assert result["components"] > 40 and result["dependencies"] >= 14
     assert result["round_trips"] == len(files)
     assert result["poll"] == "idle: no jobs yet"

@@ -54,9 +54,9 @@ class WorkerPipe:
             if event["event"] == kind:
                 return seen
 
-    def render(self, job: str, data: dict, outdir: Path, models_dir: Path, **extra) -> None:
-        self.send({"cmd": "render", "job": job, "settings": data, "outdir": str(outdir),
-                   "models_dir": str(models_dir), "backend": None, "resume": None, **extra})
+    def render(self, job: str, data: dict, outdir: Path, models_dir: Path, resume: str | None = None) -> None:
+        self.send({"cmd": "render", "job": job, "spec": {"settings": data, "resume": resume}, "outdir": str(outdir),
+                   "models_dir": str(models_dir), "backend": None})
 
     def close(self) -> int:
         if self.proc.poll() is None:
@@ -134,7 +134,7 @@ def test_bad_jobs_are_reported_and_the_worker_keeps_serving(worker, tiny_models_
     assert error["message"].startswith("no backend could load tiny-random")
 
     worker.render("bad-3", settings(QUICK), tmp_path, tiny_models_dir, resume="../../etc")
-    assert "14-digit" in worker.until("job_error")[-1]["message"]
+    assert "must be 14 digits" in worker.until("job_error")[-1]["message"]
 
     worker.render("good", settings(QUICK), tmp_path, tiny_models_dir)
     assert worker.until("job_done")[-1]["status"] == "done"

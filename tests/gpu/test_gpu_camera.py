@@ -32,7 +32,7 @@ def test_guidance_holds_the_path_on_cuda_in_bfloat16(model_id, tiny_models_dir):
     backend, _ = load_backend(get_model(model_id), "diffusers", options)
     with backend:
         req = GenerateRequest(mode="t2v", prompt="a fox", negative_prompt="", num_frames=9, width=32, height=32,
-                              seed=3, guidance_scale=1.0, steps=10, camera=pan(9, 32, 32))
+                              seed=3, guidance_scale=1.0, steps=10, path_guide=pan(9, 32, 32))
         seen = []
         hooks = [m.register_forward_pre_hook(lambda m, a, k: seen.append(k["hidden_states"][:, :16].float().clone()),
                                              with_kwargs=True) for m in backend._transformers(backend.pipe)]
@@ -43,7 +43,7 @@ def test_guidance_holds_the_path_on_cuda_in_bfloat16(model_id, tiny_models_dir):
                 h.remove()
         assert frames.shape == (9, 32, 32, 3) and np.isfinite(frames).all()
         assert len(seen) == 8  # 10 steps, 2 skipped
-        ref = PathGuidance(backend.pipe, req.camera, 10, req.seed, backend.device)
+        ref = PathGuidance(backend.pipe, req.path_guide, 10, req.seed, backend.device)
         with ref.schedule(backend.pipe.scheduler):
             backend.pipe.scheduler.set_timesteps(10, device=backend.device)
         mask = ref.mask.expand_as(ref.clean) > 0.5
@@ -74,6 +74,6 @@ def test_real_t2v_1_3b_follows_a_pan_at_480p():
         guide = PathGuide(np.stack(warped).astype(np.float32) / 255, np.stack(covers), 0.04, 0.10)
         frames = backend.generate(GenerateRequest(mode="t2v", prompt="a harbour town at dusk, wide shot",
                                                   negative_prompt="", num_frames=33, width=832, height=480, seed=5,
-                                                  guidance_scale=5.0, steps=30, camera=guide))
+                                                  guidance_scale=5.0, steps=30, path_guide=guide))
     result = measure(camera, [(f * 255).astype(np.uint8) for f in frames], [(0, 0, 33)])
     assert result.pairs > 20 and result.px < 2.0, result.describe()  # a 3 px/frame pan, followed

@@ -1,4 +1,4 @@
-"""Issue 7's targets on a CUDA GPU with the real Wan2.1 T2V-1.3B (skipped elsewhere).
+"""The speed and memory targets on a CUDA GPU with the real Wan2.1 T2V-1.3B (skipped elsewhere).
 
 One 832x480x81 window at the model's 50 steps, through the same bench code as
 ``benchmarks/run_gpu.sh``: the fast preset is at least 2.5x quicker than quality (8x when a
@@ -16,7 +16,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from deforum_wan.cli.bench import TARGET_CASE, TARGETS, run_bench  # noqa: E402
+from deforum_wan.cli.bench import size_arg  # noqa: E402
+from deforum_wan.cli.bench.run import run_bench  # noqa: E402
+from deforum_wan.cli.bench.targets import TARGET_CASE, TARGETS  # noqa: E402
 from deforum_wan.models.registry import get_model  # noqa: E402
 from deforum_wan.models.weights import locate_weights
 
@@ -31,10 +33,9 @@ def bench():
     models_dir = os.environ.get("DEFORUM_WAN_MODELS_DIR")
     if locate_weights(get_model(TARGET_CASE["model"]), models_dir) is None:
         pytest.skip(f"{TARGET_CASE['model']} weights are not on disk")
-    w, _, h = TARGET_CASE["size"].partition("x")
     args = argparse.Namespace(
-        model=TARGET_CASE["model"], size=f"{w}x{h}", frames=TARGET_CASE["frames"], steps=None, repeat=1,
-        threads=None, models_dir=models_dir, preset=["quality,fast,low-vram"], presets_only=True,
+        model=TARGET_CASE["model"], size=size_arg(TARGET_CASE["size"]), frames=TARGET_CASE["frames"], steps=None,
+        repeat=1, threads=None, models_dir=models_dir, preset=["quality,fast,low-vram"], presets_only=True,
         window=True, prompt=None, warmup=1, tiny_layers=None)
     result = run_bench(args)
     assert result["targets"]["applies"], result["targets"]

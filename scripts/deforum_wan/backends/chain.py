@@ -14,7 +14,7 @@ from ..models.registry import ModelSpec
 from .base import Backend, BackendOptions
 
 ORDER = tuple(b for b in BACKENDS if b != "auto")  # official, then diffusers
-FOLLOWS_CAMERA = ("diffusers",)  # backends whose sampler takes a step hook (camera_guide.py)
+TAKES_PATH_GUIDE = ("diffusers",)  # backends whose sampler takes a step hook (camera_guide.py)
 
 Report = list[tuple[str, str]]
 
@@ -43,10 +43,11 @@ def _reason(name: str, error: Exception) -> str:
 
 
 def load_backend(spec: ModelSpec, backend: str = "auto", options: BackendOptions | None = None,
-                 share_from: Sequence[Backend] = (), follow_camera: bool = False) -> tuple[Backend, Report]:
+                 share_from: Sequence[Backend] = (), path_guide: bool = False) -> tuple[Backend, Report]:
     """Load ``spec`` with ``backend`` ('auto', 'official' or 'diffusers'). ``share_from``:
     loaded backends whose identical components (text encoder, VAE) the new one may reuse.
-    ``follow_camera``: windows will be guided along Deforum's camera, which needs a step hook:
+    ``path_guide``: windows will be guided along Deforum's camera (``GenerateRequest.path_guide``),
+    which needs a step hook:
     under auto the backends that have one are tried first.
 
     Returns the backend and a report of (backend name, what happened) lines: why each
@@ -59,8 +60,8 @@ def load_backend(spec: ModelSpec, backend: str = "auto", options: BackendOptions
         raise WanError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     names = ORDER if key == "auto" else (key,)
     report: Report = []
-    if key == "auto" and follow_camera:
-        hooked = tuple(n for n in names if n in FOLLOWS_CAMERA)
+    if key == "auto" and path_guide:
+        hooked = tuple(n for n in names if n in TAKES_PATH_GUIDE)
         report += [(n, "tried after " + ", ".join(hooked) + ": no step hook to follow Deforum's camera")
                    for n in names if n not in hooked]
         names = hooked + tuple(n for n in names if n not in hooked)

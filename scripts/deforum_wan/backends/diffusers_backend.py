@@ -130,7 +130,7 @@ def load_pipeline(path: Path, class_name: str, dtypes: dict, device, parts: dict
 
 class DiffusersBackend(Backend):
     name = NAME
-    follows_camera = True
+    takes_path_guide = True
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None, path=None,
                  share_from: Sequence[Backend] = ()):
@@ -512,10 +512,10 @@ class DiffusersBackend(Backend):
         self._set_shift(pipe, req.shift if req.shift is not None else self.spec.shift)
         kwargs = self._call_kwargs(pipe, req)
         guidance = None
-        if req.camera is not None:  # built on the final scheduler (the shift above)
+        if req.path_guide is not None:  # built on the final scheduler (the shift above)
             from .camera_guide import PathGuidance
 
-            guidance = PathGuidance(pipe, req.camera, req.steps, req.seed, self.device)
+            guidance = PathGuidance(pipe, req.path_guide, req.steps, req.seed, self.device)
             kwargs["latents"] = guidance.start_latents(pipe.scheduler)
 
         def on_step_end(p, i, t, tensors):
@@ -673,8 +673,8 @@ def vace_inputs(req: GenerateRequest):
     lead = req.leading_frames()
     for i, frame in enumerate(lead):
         video[i], mask[i] = to_pil(frame), keep
-    if req.guide is not None:  # the camera's warped frames: kept where the warp covers them
-        for j, (frame, share) in enumerate(zip(req.guide, req.guide_keep)):
+    if req.vace_frames is not None:  # the camera's warped frames: kept where the warp covers them
+        for j, (frame, share) in enumerate(zip(req.vace_frames, req.vace_keep)):
             i = len(lead) + j
             if i < req.num_frames:
                 video[i] = to_pil(frame)

@@ -2,6 +2,7 @@
 a summary table at the end."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -24,8 +25,18 @@ def format_summary(jobs: list[Job]) -> str:
                      for r in rows).rstrip()
 
 
+class _SettingsRequired(argparse.HelpFormatter):
+    """Shows SETTINGS as required, which it is: parsed as "*" (see below), checked in cmd_batch."""
+
+    def _format_args(self, action, default_metavar):
+        if action.dest == "settings":
+            return "{0} [{0} ...]".format(action.metavar)
+        return super()._format_args(action, default_metavar)
+
+
 def add_batch_command(sub) -> None:
     p = sub.add_parser("batch", help="render many settings files, here or on a Ray cluster",
+                       formatter_class=_SettingsRequired,
                        description="Render settings files one after another here, or on Ray actors "
                                    "(one per GPU, pipelines kept warm, lost workers resumed).")
     # "*", checked in cmd_batch: with "+", `batch --ray one.txt` would fail in argparse after

@@ -84,7 +84,7 @@ def _download_with_bar(spec, args):
 def cmd_tiny_models(args) -> int:
     if args.full_size:
         from ..models.random_full import parameter_count, write_random_model
-        from .bench_random import count
+        from .bench.random_weights import count
 
         size = "scaled" if args.scaled else "full"
         for model_id in args.full_size:

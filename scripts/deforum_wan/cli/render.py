@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from ..config.keys import PRESETS
-from ..config.planner import make_plan
-from ..config.settings import load_settings
+from ..config.settings import read_settings_file
 from ..errors import Interrupted, SettingsError, WanError, printable
 from .args import add_backend_arg, add_output_args, add_settings_args, overrides
 from .progress import ProgressBar
@@ -30,6 +29,7 @@ def add_render_command(sub) -> None:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from ..render.loop import check_outdir  # numpy and the writer: not for `plan`
+    from ..render.runner import LocalRunner
 
     if args.resume and len(args.settings) > 1:
         raise WanError("--resume takes one settings file")
@@ -38,29 +38,36 @@ def cmd_render(args: argparse.Namespace) -> int:
     if loaded:  # nothing to render: no output folder either
         check_outdir(args.outdir)
     many = len(args.settings) > 1
-    bar = ProgressBar(f"{len(args.settings)} files" if many else f"{len(loaded[0][2].windows)} windows", many=many)
-    for path, _, plan in loaded:
-        bar.event(str(path), {"event": "planned", "window_steps": [w.steps for w in plan.windows]})
+    bar = ProgressBar(f"{len(args.settings)} files" if many else f"{len(loaded[0][1].plan.windows)} windows",
+                      many=many)
+    for path, checked in loaded:
+        bar.event(str(path), {"event": "planned", "window_steps": [w.steps for w in checked.plan.windows]})
     for path, exc in failed:  # named before the first render starts
         _report_failure(bar, args, path, exc)
     failures = len(failed)
+    # Each file loads its own models and frees them at its end, as separate commands would.
+    runner = LocalRunner(args.outdir, models_dir=args.models_dir, backend=args.backend, keep_warm=False)
     try:
         with stop_on_sigint("stopping at the next step") as should_stop:
-            for path, settings, _ in loaded:
-                failures += not _render_one(args, bar, path, settings, should_stop, many)
+            for path, checked in loaded:
+                failures += not _render_one(args, bar, runner, path, checked, should_stop, many)
     finally:
         bar.close()
     return 2 if failures else 0
 
 
 def _load_all(args) -> tuple[list, list]:
-    """(path, settings, plan) of each good file and (path, error) of each bad one; with
-    several files a bad one fails alone, a single bad file is the command's error."""
+    """(path, CheckedJob) of each good file and (path, error) of each bad one; with several
+    files a bad one fails alone, a single bad file is the command's error. The user names
+    their own files: inputs are read where the file says, relative to its folder."""
+    from ..render.job import JobSpec, check_job
+
     loaded, failed = [], []
     for path in args.settings:
         try:
-            settings = load_settings(path, overrides(args))
-            loaded.append((path, settings, make_plan(settings)))
+            spec = JobSpec({**read_settings_file(path), **overrides(args)}, Path(path).name,
+                           resume=args.resume, settings_base=str(Path(path).resolve().parent))
+            loaded.append((path, check_job(spec, args.outdir, models_dir=args.models_dir, confine=False)))
         except WanError as exc:
             if len(args.settings) == 1:
                 raise
@@ -68,18 +75,14 @@ def _load_all(args) -> tuple[list, list]:
     return loaded, failed
 
 
-def _render_one(args, bar: ProgressBar, path: str, settings, should_stop, many: bool) -> bool:
+def _render_one(args, bar: ProgressBar, runner, path: str, checked, should_stop, many: bool) -> bool:
     """Render one file; False when it failed (with several files the others go on)."""
-    from ..render.loop import Renderer
-
     def on_event(event: dict, key: str = str(path)) -> None:
         bar.event(key, event)
         if args.events:
             _print_json(event)
     try:
-        result = Renderer(settings, args.outdir, backend=args.backend, models_dir=args.models_dir,
-                          resume=args.resume, on_event=on_event, should_stop=should_stop,
-                          settings_base=Path(path).parent).run()
+        result = runner.run(checked, on_event, should_stop)
     except Interrupted:
         raise
     except WanError as exc:

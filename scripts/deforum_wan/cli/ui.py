@@ -13,17 +13,24 @@ from pathlib import Path
 
 from .args import add_output_args
 
+# uvicorn's own limits: an idle keep-alive connection closes after 5 s, a request's headers
+# (anything h11 has not yet parsed into an event) may not exceed 16 KiB, and at most 200
+# connections are served at once (503 past that). A body that stalls is ended by the guard
+# (service.guard.BODY_IDLE_SECONDS); uvicorn has no timeout for headers sent slowly.
+SERVER_LIMITS = {"timeout_keep_alive": 5, "h11_max_incomplete_event_size": 16 * 1024, "limit_concurrency": 200}
+
 
 def add_ui_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("ui", help="serve the Wan tab and the /wan_api routes in a browser")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1); another"
-                   " than a loopback one needs --auth (or --no-auth)")
+                   " than a loopback one needs --auth, the tab's login (or --no-auth)")
     p.add_argument("--port", type=int, default=7870, help="port (default: 7870)")
     p.add_argument("--auth", metavar="USER:PASS[,USER:PASS]", default=os.environ.get("DEFORUM_WAN_AUTH"),
-                   help="log in to the tab and the API with these (HTTP basic for /wan_api/; default:"
-                        " $DEFORUM_WAN_AUTH)")
+                   help="log in to the tab and the API with these (HTTP basic for /wan_api/; a password"
+                        " cannot hold a comma; default: $DEFORUM_WAN_AUTH)")
     p.add_argument("--api-token", default=os.environ.get("DEFORUM_WAN_API_TOKEN"),
-                   help="also admit API calls with 'Authorization: Bearer TOKEN' (default: $DEFORUM_WAN_API_TOKEN)")
+                   help="also admit API calls with 'Authorization: Bearer TOKEN'; not a login for the tab"
+                        " (default: $DEFORUM_WAN_API_TOKEN)")
     p.add_argument("--no-auth", action="store_true",
                    help="serve a non-loopback --host without authentication (anyone who reaches it can render)")
     add_output_args(p)
@@ -45,13 +52,14 @@ def _worker_env() -> dict:
 
 
 def build_app(manager, *, outdir: str | os.PathLike, guard=None):
-    """The FastAPI app: /wan_api routes plus the tab at /. ``guard`` (service.guard.Guard):
-    who may call; its credentials also log in to the tab."""
+    """The FastAPI app: /wan_api routes plus the tab at /, all behind one GuardMiddleware.
+    ``guard`` (service.guard.Guard): who may call; its credentials also log in to the tab
+    (gradio's login), its token admits API calls only."""
     import gradio as gr
     from fastapi import FastAPI
 
-    from ..service.api import mount_api
-    from ..service.guard import Guard
+    from ..service.api import PREFIX, mount_api
+    from ..service.guard import Guard, install_guard
     from ..service.jobstore import JOBS_DB
     from ..webui.gradio_compat import GRADIO_MAJOR, component_kwargs
     from ..webui.tab import CSS, build_ui
@@ -72,7 +80,11 @@ def build_app(manager, *, outdir: str | os.PathLike, guard=None):
     if "blocked_paths" not in kwargs:  # gradio 3.41 reads both lists from the Blocks
         demo.allowed_paths = [*(getattr(demo, "allowed_paths", None) or []), str(out)]
         demo.blocked_paths = [*(getattr(demo, "blocked_paths", None) or []), str(out / JOBS_DB.parent)]
-    return gr.mount_gradio_app(app, demo, path="/", **kwargs)
+    app = gr.mount_gradio_app(app, demo, path="/", **kwargs)
+    # Host, Origin and CORS for every route, gradio's included; the API's auth here, the tab's
+    # by gradio's login above.
+    install_guard(app, guard, auth_prefixes=(PREFIX + "/",))
+    return app
 
 
 def cmd_ui(args) -> int:
@@ -81,16 +93,16 @@ def cmd_ui(args) -> int:
     from ..errors import WanError
     from ..render.loop import check_outdir
     from ..service.console import ConsoleLog
-    from ..service.guard import Guard, is_loopback, parse_credentials
+    from ..service.guard import Guard, check_token, is_loopback, parse_credentials
     from ..service.jobs import JobManager
     from ..webui.gradio_compat import component_kwargs
 
-    guard = Guard.from_env(credentials=parse_credentials(args.auth), token=args.api_token or None)
-    if args.auth and not guard.credentials:
-        raise WanError("--auth takes USER:PASS (several separated by commas)")
-    if not is_loopback(args.host) and not guard.needs_auth and not args.no_auth:
-        raise WanError(f"--host {args.host} lets other machines in: give --auth USER:PASS (or --no-auth to"
-                       " serve it open)")
+    guard = Guard.from_env(credentials=parse_credentials(args.auth or None, "--auth"),
+                           token=check_token(args.api_token, "--api-token"))
+    if not is_loopback(args.host) and not guard.credentials and not args.no_auth:
+        token = " (--api-token admits API calls, it is no login for the tab)" if guard.token else ""
+        raise WanError(f"--host {args.host} lets other machines in: give --auth USER:PASS{token} (or --no-auth"
+                       " to serve it open)")
     check_outdir(args.outdir)  # fail in seconds on an unusable folder
     from ..service.jobstore import jobs_db_path
 
@@ -107,7 +119,7 @@ def cmd_ui(args) -> int:
         print(f"Wan tab on http://{args.host}:{args.port}/ (API under /wan_api/)", file=sys.stderr, flush=True)
         # gradio 3 keeps its polling websockets open forever: bound the graceful shutdown.
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    **component_kwargs(uvicorn.Config.__init__, timeout_graceful_shutdown=5))
+                    **component_kwargs(uvicorn.Config.__init__, timeout_graceful_shutdown=5, **SERVER_LIMITS))
     finally:
         manager.shutdown()
     return 0

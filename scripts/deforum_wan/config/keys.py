@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..models.registry import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL, ModelSpec
 from . import values
 from .schedule import ExprError
 
@@ -22,7 +22,7 @@ OFFLOAD_MODES = ("none", "model", "sequential", "group")
 CACHES = ("none", "first_block", "taylorseer", "mag", "faster")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 INIT_FITS = ("crop", "fit", "stretch")
-CAMERA_FOLLOW = ("guide", "vace", "off")
+WAN_CAMERA_MODES = ("guide", "vace", "off")
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"
 
@@ -38,6 +38,8 @@ class Key:
     hi: float = 0.0
     optional: bool = False  # None / "" = no value of its own (the model's or the preset's)
     field: str | None = None  # the Wan tab's field for it
+    label: str = ""  # the field's label in the tab
+    info: str = ""  # the field's short help under it in the tab
     attr: str | None = None  # the RenderSettings attribute; None for preset fields
     preset_field: str | None = None  # the preset (BackendOptions) field it overrides
     shown_default: str | None = None  # the README's default column, when not the value itself
@@ -48,6 +50,12 @@ class Key:
         if self.optional and (value is None or (isinstance(value, str) and not value.strip())):
             return None
         return _READERS[self.kind](self, value)
+
+    @property
+    def value_type(self) -> Any:
+        """The type of the value the settings object holds (``RenderSettings`` is built from it)."""
+        kind = _TYPES[self.kind]
+        return kind | None if self.optional else kind
 
     @property
     def readme_default(self) -> str:
@@ -113,6 +121,13 @@ def _read_preset(key: Key, value: Any) -> str:
     return spelled
 
 
+# What each kind's reader returns; a model key's id becomes its registry entry in the settings.
+_TYPES = {
+    "number": float, "positive": float, "int": int, "flag": bool, "strict_flag": bool, "choice": str,
+    "text": str, "model": ModelSpec, "preset": str, "size": tuple[int, int], "loras": list[tuple[str, float]],
+    "distill": str,
+}
+
 _READERS = {
     "number": lambda k, v: values.number(v, k.name, k.lo, k.hi),
     "positive": _read_positive,
@@ -130,36 +145,37 @@ _READERS = {
 
 KEYS: tuple[Key, ...] = (
     Key("wan_model", "model", DEFAULT_MODEL, "model id (`python -m deforum_wan models`)",
-        field="model", attr="model", example="tiny-random"),
+        field="model", label="Model", attr="model", example="tiny-random"),
     Key("wan_continue_model", "model", "", "model for the I2V windows after the first (1.3B → VACE-1.3B,"
         " 14B → I2V-14B-720P, or I2V-14B-480P for a 480p render, A14B → I2V-A14B)", optional=True, attr="continue_model",
         shown_default="partner", example="tiny-random-i2v"),
     Key("wan_backend", "choice", "auto", "`auto` (official, then diffusers), `official`, `diffusers`",
-        choices=BACKENDS, field="backend", attr="backend", example="diffusers"),
+        choices=BACKENDS, field="backend", label="Backend", attr="backend", example="diffusers"),
     Key("wan_clip_duration", "number", 0.0, "seconds per window; 0 = the model's full window"
-        " (81 frames at 16 fps)", lo=0, hi=3600, field="clip_duration", attr="clip_duration", example=2.5),
+        " (81 frames at 16 fps)", lo=0, hi=3600, field="clip_duration", label="Clip duration, s (0 = model window)", attr="clip_duration", example=2.5),
     Key("wan_overlap", "int", 4, "native frames shared by chained windows and crossfaded",
-        lo=0, hi=64, field="overlap", attr="overlap", example=2),
+        lo=0, hi=64, field="overlap", label="Overlap (native frames)", attr="overlap", example=2),
     Key("wan_motion_strength", "number", 1.0, "multiplies the flow shift: above 1 the sampler spends"
         " longer at high noise (more change and motion), below 1 the result stays closer to the"
-        " conditioning frame", lo=0.05, hi=10, field="motion_strength", attr="motion_strength",
+        " conditioning frame", lo=0.05, hi=10, field="motion_strength", label="Motion strength", attr="motion_strength",
         example=1.5),
     Key("wan_retime", "choice", "blend", "native fps → output fps: `blend` (linear mix of neighbours),"
         " `flow` (both neighbours moved along OpenCV DIS optical flow, then mixed: no double edges on"
         " motion; ~0.1 s per native frame at 832x480 on CPU), `nearest`, or `native` (keep Wan's fps;"
-        " keyframes are rescaled)", choices=RETIME_MODES, field="retime", attr="retime", example="nearest"),
+        " keyframes are rescaled)", choices=RETIME_MODES, field="retime", label="Retime", attr="retime", example="nearest"),
     Key("wan_size", "size", None, "`WxH` to render at (multiples of 16, 32 for TI2V-5B); empty: Deforum's W/H"
         " when the model was trained at it, else the model's trained size of the nearest aspect ratio",
         optional=True, attr="wan_size", shown_default="model's", example="832x480"),
     Key("wan_steps", "int", None, "denoising steps (empty: the model's, e.g. 50 for Wan 2.1, 40 for the"
-        " A14B models)", lo=1, hi=1000, optional=True, field="steps", attr="wan_steps",
+        " A14B models)", lo=1, hi=1000, optional=True, field="steps", label="Steps", attr="wan_steps",
         shown_default="model's", example=30),
     Key("wan_guidance", "number", None, "classifier-free guidance (the high-noise expert's on Wan 2.2"
-        " A14B; empty: the model's)", lo=0, hi=100, optional=True, field="guidance", attr="wan_guidance",
+        " A14B; empty: the model's)", lo=0, hi=100, optional=True, field="guidance", label="Guidance", attr="wan_guidance",
         shown_default="model's", example=4.5),
     Key("wan_use_deforum_sampling", "flag", False, "`true`: Deforum's `steps` (or `steps_schedule`) and"
         " `cfg_scale_schedule` drive each window (made for Stable Diffusion: 25 steps, cfg 7) instead of"
-        " the model's values", field="deforum_sampling", attr="use_deforum_sampling", example=True),
+        " the model's values", field="deforum_sampling",
+        label="Use Deforum's steps and CFG schedule (made for Stable Diffusion)", attr="use_deforum_sampling", example=True),
     Key("wan_init_fit", "choice", "crop", "how an init image of another aspect meets the render size:"
         " `crop` (scale to cover, centre-crop), `fit` (scale to fit, black bars), `stretch` (Deforum's"
         " resize)", choices=INIT_FITS, attr="init_fit", example="fit"),
@@ -167,8 +183,10 @@ KEYS: tuple[Key, ...] = (
         " starts from its first frame warped along the camera and holds the covered pixels on it early in"
         " the schedule, then Wan is free: training-free Time-to-Move, diffusers backend), `vace` (VACE"
         " continuation windows keep the warped frames and generate only what the warp uncovers: Deforum's"
-        " exact motion, a zoom-out outpainted; other windows guided) or `off`", choices=CAMERA_FOLLOW,
-        field="camera_follow", attr="camera_follow", example="vace"),
+        " exact motion, a zoom-out outpainted; other windows guided) or `off`", choices=WAN_CAMERA_MODES,
+        field="wan_camera", label="Follow Deforum's camera", attr="wan_camera", example="vace",
+        info="guide: each window starts along the camera's warped path; vace: VACE windows keep the warp"
+             " exactly; off: the camera is only planned"),
     Key("wan_camera_free", "number", None, "`guide`: share of the steps skipped, starting from the noised"
         " path (empty: 0.04 x strength/0.65, `strength_schedule` at the window's start)", lo=0, hi=1,
         optional=True, attr="camera_free", shown_default="0.04 x strength/0.65", example=0.1),
@@ -185,20 +203,24 @@ KEYS: tuple[Key, ...] = (
         " depth-dpt-beit-large-512, Zoe → depth-zoedepth-nyu-kitti, Depth-Anything-V2-small;"
         " `download` fetches them)", attr="depth_model", shown_default="depth_algorithm's", example="tiny-depth"),
     Key("wan_guidance_2", "number", None, "low-noise expert guidance (Wan 2.2 A14B)", lo=0, hi=100,
-        optional=True, field="guidance_2", attr="guidance_2", shown_default="model's", example=3.5),
+        optional=True, field="guidance_2", label="Guidance 2 (Wan2.2 low-noise expert)", attr="guidance_2", shown_default="model's", example=3.5),
     Key("wan_shift", "number", None, "flow shift", lo=0.1, hi=100, optional=True, attr="shift",
         shown_default="model's", example=8.0),
     Key("wan_offload", "choice", "none", "`model`, `sequential` or `group` CPU offload (CUDA)",
-        choices=OFFLOAD_MODES, field="offload", attr="offload", preset_field="offload", example="model"),
+        choices=OFFLOAD_MODES, field="offload", label="Offload (none = as the preset says)", attr="offload", preset_field="offload", example="model"),
     Key("wan_vae_tiling", "flag", False, "decode the VAE in tiles (less VRAM)", field="vae_tiling",
-        attr="vae_tiling", preset_field="vae_tiling", example=True),
+        label="VAE tiling (off = as the preset says)", attr="vae_tiling", preset_field="vae_tiling", example=True),
     Key("wan_dtype", "text", "auto", "bf16 on CUDA, fp32 on CPU; VAE stays fp32", choices=DTYPES,
-        field="dtype", attr="dtype", example="float32"),
+        field="dtype", label="Dtype", attr="dtype", example="float32"),
     Key("wan_attention", "text", "auto", "diffusers attention backend: `fastest` (sage, then flash,"
         " then SDPA), `sage`, `flash`, `sdpa`, or any diffusers backend name", attr="attention",
         preset_field="attention", example="sdpa"),
     Key("wan_preset", "preset", DEFAULT_PRESET, "speed/memory preset: `balanced`, `fast`, `low-vram`"
-        " (see Speed presets)", choices=PRESETS, field="preset", attr="preset", example="fast"),
+        " (docs/presets.md)", choices=PRESETS, field="preset", label="Speed preset", attr="preset", example="fast",
+        # what each preset turns on, short (presets.TABLE and docs/presets.md say why)
+        info="quality: the model as shipped; balanced: torch.compile, flash-attention, mild block cache;"
+             " fast: MagCache, SageAttention, distilled LoRA if present; low-vram: group offload, tiled VAE."
+             " Memory's offload none / tiling off keep the preset's choice."),
     Key("wan_cache", "choice", None, "`none`, `first_block`, `mag`, `taylorseer`, `faster`"
         " (diffusers cache hooks)", choices=CACHES, optional=True, preset_field="cache",
         shown_default="preset's", example="first_block"),
@@ -215,11 +237,13 @@ KEYS: tuple[Key, ...] = (
         " `.safetensors` path", optional=True, preset_field="distill_lora", shown_default="preset's",
         example="off"),
     Key("wan_loras", "loras", [], '`[{"path": "x.safetensors", "weight": 0.8}]`', field="loras",
-        attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
+        label="LoRAs: one path:weight per line (.safetensors)", attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
     Key("wan_write_srt", "flag", False, "write `{ts}.srt` with one subtitle per prompt", attr="write_srt",
         example=True),
-    Key("wan_gpus", "int", 1, "GPUs per window (torchrun; see Studios)", lo=1, hi=64, field="gpus",
-        attr="gpus", example=2),
+    Key("wan_gpus", "int", 1, "GPUs per window (torchrun; docs/batch-and-multi-gpu.md)", lo=1, hi=64, field="gpus",
+        label="GPUs per clip", attr="gpus", example=2,
+        info="1 = this process; N > 1 runs each window with torchrun on N GPUs (N divides the heads:"
+             " 1.3B 2/3/4/6, 14B 2/4/5/8)"),
 )
 BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 WAN_DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
@@ -253,7 +277,7 @@ def preset_overrides(read: dict[str, Any]) -> dict:
 
 
 def markdown_table() -> str:
-    """The README's table of Wan keys (a test holds the README to it)."""
+    """The README's table of Wan keys (cli/usage.py writes it there, tests/test_docs.py checks it)."""
     rows = ["| key | default | meaning | tab field |", "|---|---|---|---|"]
     for k in KEYS:
         default = k.readme_default if k.shown_default else f"`{k.readme_default}`"

@@ -2,7 +2,7 @@
 
 Pure arithmetic (no torch): the plan is printable before any GPU time is spent.
 
-Timeline (README, Timing): prompt segment i covers output frames [k_i, k_i+1) at the
+Timeline (docs/settings.md, Timing): prompt segment i covers output frames [k_i, k_i+1) at the
 settings' fps. It is generated as M_i "new" native frames at the model's fps
 (M_i = round(L_i * native / fps)) and retimed onto exactly L_i output frames, so
 every prompt starts on its keyframe and the video has exactly max_frames frames.
@@ -62,9 +62,9 @@ class Window:
     context: int = 0  # frames of the video kept as VACE context (mask 0): conditioning + overlap
     cut: bool = False  # starts over at a Deforum cut (strength 0): a new T2V window, no overlap
     camera: dict = field(default_factory=dict)  # Deforum's camera over the window (config.camera.summarize)
-    # How the window follows it: "" (not: still, or wan_camera off), "guide" (warped path held
-    # for the shares camera_free/camera_lock of the steps) or "vace" (VACE keeps the warp).
-    follow: str = ""
+    # wan_camera as this window follows it: "" (not: still, or wan_camera off), "guide" (warped
+    # path held for the shares camera_free/camera_lock of the steps) or "vace" (VACE keeps the warp).
+    wan_camera: str = ""
     camera_free: float = 0.0
     camera_lock: float = 0.0
     sources: dict[str, str] = field(default_factory=dict)  # where steps, guidance, shift... came from
@@ -173,7 +173,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             moves = _window_camera(camera, segments, stream - lead, lead + new)
             follow = _follow(settings, camera, moves, at, context, sources)
             prompt = seg.prompt
-            if settings.camera_prompt and follow["follow"]:
+            if settings.camera_prompt and follow["wan_camera"]:
                 from .camera import describe
 
                 prompt = f"{prompt}, {describe(moves)}" if prompt else describe(moves)
@@ -301,15 +301,15 @@ def _window_camera(camera, segments: list[Segment], first_native: int, frames: i
 
 
 def _follow(settings: RenderSettings, camera, moves: dict, at: int, context: int, sources: dict) -> dict:
-    """How a window follows Deforum's camera (Window.follow, camera_free, camera_lock)."""
+    """How a window follows Deforum's camera (Window.wan_camera, camera_free, camera_lock)."""
     from .camera import still
 
-    none = {"follow": "", "camera_free": 0.0, "camera_lock": 0.0}
-    if camera is None or settings.camera_follow == "off" or still(moves):
+    none = {"wan_camera": "", "camera_free": 0.0, "camera_lock": 0.0}
+    if camera is None or settings.wan_camera == "off" or still(moves):
         return none
-    if settings.camera_follow == "vace" and context:
+    if settings.wan_camera == "vace" and context:
         sources["camera"] = "vace: the warped frames kept, what they uncover generated"
-        return {**none, "follow": "vace"}
+        return {**none, "wan_camera": "vace"}
     strength = camera.series["strength_schedule"]
     scale = min(max(strength[min(at, len(strength) - 1)], 0.0), 1.0) / DEFORUM_STRENGTH
     free = settings.camera_free if settings.camera_free is not None else min(1.0, GUIDE_FREE * scale)
@@ -320,7 +320,7 @@ def _follow(settings: RenderSettings, camera, moves: dict, at: int, context: int
     given = "wan_camera_free/lock" if settings.camera_free is not None or settings.camera_lock is not None \
         else f"strength {scale * DEFORUM_STRENGTH:g}"
     sources["camera"] = f"guide: free {free:.0%}, held {lock:.0%} of the steps ({given})"
-    return {"follow": "guide", "camera_free": round(free, 4), "camera_lock": round(lock, 4)}
+    return {"wan_camera": "guide", "camera_free": round(free, 4), "camera_lock": round(lock, 4)}
 
 
 def _camera_cap(camera, segments: list[Segment], first_native: int, lead: int, cap: int, min_coverage: float) -> int:
@@ -408,7 +408,7 @@ def format_plan(plan: ClipPlan) -> str:
         prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
         c = w.camera
         moves = (f" {c['zoom']:>6.3f} {c['pan_x']:>7.1f} {c['pan_y']:>7.1f} {c['rotation']:>5.1f}"
-                 f" {c['coverage']:>6.0%} {w.follow or '-':>6}") if camera else ""
+                 f" {c['coverage']:>6.0%} {w.wan_camera or '-':>6}") if camera else ""
         lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut else ''):4} {w.start_frame:>5}-"
                      f"{w.end_frame - 1:<5} {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
                      f" {w.guidance_scale:>5g} {w.steps:>5}{moves}  {prompt}")

@@ -6,7 +6,7 @@ The backend applies what they return with diffusers' own features (cache hooks,
 regional ``torch.compile``, layerwise casting, group offload, attention backends) and
 notes whatever the machine cannot do.
 
-Why each preset holds what it holds (published numbers; see README "Speed presets"):
+Why each preset holds what it holds (published numbers; see docs/presets.md):
 
 - ``quality``: the model as shipped (bf16 on CUDA, PyTorch SDPA, no cache): the reference.
 - ``balanced``: exact or near-exact speedups only: regional compile of the repeated

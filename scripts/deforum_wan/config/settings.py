@@ -1,6 +1,6 @@
 """Deforum settings file (or dict) -> validated ``RenderSettings``.
 
-Reads what real Deforum files hold (README, "Settings"): Deforum's
+Reads what real Deforum files hold (docs/settings.md): Deforum's
 defaults for missing keys, the legacy ``animation_prompts``, ``--neg``, the
 positive/negative prompt fields, keys that are expressions, Deforum's own
 deprecated keys, and our ``wan_*`` keys. Unknown keys are kept and written back,
@@ -12,7 +12,7 @@ import json
 import os
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,13 @@ class Prompt:
     negative: str
 
 
-@dataclass
-class RenderSettings:
+# The Wan keys' part of the settings object: one field per key row with an attribute, typed
+# by the row (config/keys.py); every field is given by load_settings, so none has a default.
+_WanKeys = make_dataclass("_WanKeys", [(k.attr, k.value_type) for k in KEYS if k.attr], kw_only=True)
+
+
+@dataclass(kw_only=True)
+class RenderSettings(_WanKeys):
     source: str
     raw: dict  # everything the file held (legacy keys converted), for writing back
     W: int
@@ -92,35 +97,7 @@ class RenderSettings:
     soundtrack: str | None
     skip_video_creation: bool
     resume_timestring: str | None
-    model: ModelSpec
-    continue_model: ModelSpec | None
-    backend: str
-    clip_duration: float
-    overlap: int
-    motion_strength: float
-    retime: str
-    guidance_2: float | None
-    shift: float | None
-    offload: str
-    vae_tiling: bool
-    dtype: str
-    attention: str
-    loras: list[tuple[str, float]]
-    write_srt: bool
-    gpus: int = 1
-    preset: str = "quality"  # wan_preset
-    wan_size: tuple[int, int] | None = None  # None: Deforum's W/H if the model was trained at it, else the model's
-    wan_steps: int | None = None  # None: the model's (or Deforum's with use_deforum_sampling)
-    wan_guidance: float | None = None  # None: the model's (or Deforum's cfg schedule)
-    use_deforum_sampling: bool = False
-    init_fit: str = "crop"  # wan_init_fit: crop | fit | stretch
     camera: Camera | None = None  # Deforum's camera (config.camera); None: still
-    camera_min_coverage: float = 0.5
-    depth_model: str = ""  # wan_depth_model: "" = the one depth_algorithm names
-    camera_follow: str = "guide"  # wan_camera: guide | vace | off
-    camera_free: float | None = None  # None: the method's 0.04 scaled by strength (planner)
-    camera_lock: float | None = None  # None: 0.10 scaled by strength
-    camera_prompt: bool = False
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -225,7 +202,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
         warnings.append("'width'/'height' are not Deforum keys; Deforum uses W/H (512x512 here)")
     max_frames = _int(get("max_frames"), "max_frames", 1, 100_000)
     fps = _number(get("fps"), "fps", 1, 240)
-    model = get_model(str(get("wan_model")))  # read early: the size rules are the model's
+    wan = read_all(get)  # every Wan key once; early: the size rules are the model's
+    model = get_model(wan["wan_model"])
     W = _size(get("W"), "W", model, warnings)
     H = _size(get("H"), "H", model, warnings)
 
@@ -271,13 +249,11 @@ def _validate(data: dict, label: str) -> RenderSettings:
         if not TIMESTRING_RE.match(resume):
             raise ExprError(f"resume_timestring must be 14 digits (YYYYmmddHHMMSS), got {resume!r}")
 
-    wan = read_all(get)
-    model = get_model(wan["wan_model"])
     cont_id = wan["wan_continue_model"]
     attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
     attrs.update(model=model, continue_model=get_model(cont_id) if cont_id else None)
 
-    camera = _camera(raw, max_frames, W, H, seed, warnings, follow=str(get("wan_camera")).strip().lower())
+    camera = _camera(raw, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"])
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -290,7 +266,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
 
 
 def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str],
-            follow: str = "off") -> Camera:
+            wan_camera: str = "off") -> Camera:
     """Deforum's camera of these settings, and a warning naming what of it Wan does not do."""
     try:
         camera = Camera.from_settings(raw, max_frames, W, H, seed)
@@ -302,7 +278,7 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
     if camera.moves:
         moving = sorted(k for k, vals in camera.series.items() if k in STILL and any(abs(v - STILL[k]) > 1e-9
                                                                                      for v in vals))
-        if follow == "off":
+        if wan_camera == "off":
             missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; wan_camera"
                            " is off: its path is only in `plan` and `camera`)")
     for key, still, label in _NOT_APPLIED:

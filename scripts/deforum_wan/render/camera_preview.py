@@ -32,7 +32,7 @@ def test_pattern(width: int, height: int) -> np.ndarray:
 def load_anchor(path: str | None, width: int, height: int, base: Path | None = None) -> np.ndarray:
     if not path:
         return test_pattern(width, height)
-    from .loop import load_image
+    from .images import load_image
 
     return to_uint8(load_image(path, width, height, base, fit="stretch", label="--image"))
 

@@ -34,7 +34,7 @@ class CameraFollower:
         """None when no window follows the camera; the depth model is loaded now, before any
         window, so a missing one fails in one line."""
         camera = settings.camera
-        if camera is None or not any(w.follow for w in plan.windows):
+        if camera is None or not any(w.wan_camera for w in plan.windows):
             return None
         depth = None
         if camera.depth_warping:
@@ -50,14 +50,14 @@ class CameraFollower:
         frames, covers = CameraPath(self.camera, to_uint8(anchor), times[at], depth=self.depth).at(times[first:])
         return np.stack(frames).astype(np.float32) / 255.0, covers
 
-    def vace_keep(self, w: Window, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def vace_frames(self, w: Window, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """VACE's strict look: the frames after the context as the camera moves the conditioning
         frame (context[0]), and the share of each pixel to keep (the warp's cover, shrunk by a
         few pixels so Wan blends the seam)."""
         frames, covers = self._warp(w, context[0], 0, len(context))
         return frames, np.stack([shrink(c >= 0.999, SEAM_PX).astype(np.float32) for c in covers])
 
-    def path(self, w: Window, lead: list[np.ndarray]) -> PathGuide:
+    def path_guide(self, w: Window, lead: list[np.ndarray]) -> PathGuide:
         """The whole window along the camera: its leading frames as they are (covered), then
         the last of them warped."""
         warped, covers = self._warp(w, lead[-1], len(lead) - 1, len(lead))

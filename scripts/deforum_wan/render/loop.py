@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import json
 import os
 import queue
@@ -24,20 +23,20 @@ import numpy as np
 
 from .. import events
 from ..backends.pool import BackendPool
-from ..config.files import FileRefused, read_limited
-from ..config.planner import ClipPlan, Window, make_plan
-from ..config.settings import RenderSettings, load_settings
+from ..config.planner import ClipPlan, Window
+from ..config.settings import RenderSettings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from ..pixels import to_uint8
 from . import output
 from .follow import CameraFollower, lead_frames
+from .images import load_image, read_png
+from .job import CheckedJob, plan_checked, resumed_settings, saved_hash
 from .run_folder import RunFolder, check_timestring
 from .stream import CarryStream
 
 EventSink = Callable[[dict], None]
 FRAME_QUEUE_BYTES = 256 << 20
-MAX_IMAGE_BYTES = 256 << 20  # an init image (a 16-bit 8192x8192 PNG is about 200 MB)
 
 
 @dataclass
@@ -51,33 +50,6 @@ class RenderResult:
     backend_report: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     camera_adherence: dict | None = None  # render.adherence: how closely the frames follow the camera
-
-
-def load_image(path: str, width: int, height: int, base: Path | None = None, fit: str = "crop",
-               label: str = "init_image") -> np.ndarray:
-    """An init image file as float32 (H, W, 3) in [0, 1] at the render size: ``crop`` keeps
-    its aspect and centre-crops, ``fit`` keeps it and letterboxes, ``stretch`` resizes as
-    Deforum does."""
-    if "://" in path:
-        raise WanError(f"{label} {path} is a URL; download it and give the local path")
-    p = Path(path)
-    if not p.is_absolute() and base is not None and not os.path.exists(p):  # never raises, unlike Path's
-        p = base / p
-    from PIL import Image, ImageOps
-
-    data = read_limited(p, MAX_IMAGE_BYTES, f"{label} {path}")  # a FIFO or /dev/zero is refused
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("RGB")
-            if fit == "crop":
-                img = ImageOps.fit(img, (width, height), Image.LANCZOS)
-            elif fit == "fit":
-                img = ImageOps.pad(img, (width, height), Image.LANCZOS, color=(0, 0, 0))
-            else:
-                img = img.resize((width, height), Image.LANCZOS)
-            return np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise WanError(f"cannot read {label} {path}: {exc}") from None
 
 
 class Renderer:
@@ -111,9 +83,19 @@ class Renderer:
         self._pending = 0  # checkpoints queued whose window_done is not emitted yet
         self._held_step: dict | None = None
         self._options_key: str | None = None
+        self._checked: ClipPlan | None = None  # the plan of a checked job
 
     def emit(self, event: str, **data) -> None:
         self.on_event(events.make(event, **data))
+
+    @classmethod
+    def for_job(cls, checked: CheckedJob, outdir: str | os.PathLike, **kwargs) -> Renderer:
+        """The render of a job ``check_job`` passed: its settings and plan are not checked again."""
+        spec = checked.spec
+        renderer = cls(checked.settings, outdir, resume=spec.resume, timestring=spec.timestring,
+                       settings_base=Path(spec.settings_base) if spec.settings_base else None, **kwargs)
+        renderer._checked = checked.plan
+        return renderer
 
     # --- setup -------------------------------------------------------------------------
     def _prepare(self) -> tuple[ClipPlan, Path, str, output.Manifest]:
@@ -121,9 +103,9 @@ class Renderer:
         for label, value in (("resume timestring", self.resume), ("timestring", self.timestring)):
             if value:
                 check_timestring(value, label)
-        # Bad input stops here, before a folder or a file is written (a resume re-checks
-        # the settings it continues below).
-        plan = None if self.resume else self._check(s)
+        # Bad input stops here, before a folder or a file is written (a resume checks the
+        # settings it continues below); a job check_job passed is not checked again.
+        plan = self._checked or (None if self.resume else plan_checked(s, self.settings_base))
         ts = self.resume or self.timestring or output.make_timestring()
         folder = RunFolder.of(self.outdir, s, ts, create=True)
         while not self.resume and not self.timestring and folder.settings_file.exists():
@@ -135,35 +117,15 @@ class Renderer:
         if not self.resume and self.timestring and folder.manifest_file.exists():
             raise WanError(f"run {ts} already exists in {folder.dir}; resume it or choose another timestring")
         if self.resume:
-            saved, manifest_file = folder.settings_file, folder.manifest_file
-            if not saved.is_file() or not manifest_file.is_file():
-                raise WanError(f"nothing to resume: no {saved.name} and {manifest_file.name} in {folder.dir}")
-            # The saved file holds the drawn seed; it is the render being continued.
-            self.settings = s = load_settings(saved, {"resume_from_timestring": False})
-            plan = self._check(s)
-            manifest = output.Manifest.load(manifest_file)
-            if manifest.status == "done":
-                raise WanError(f"render {ts} in {folder.dir} is already finished")
-            if manifest.settings_hash and manifest.settings_hash != _saved_hash(saved):
-                # Its finished frames were made from the file as it was: going on would mix two renders.
-                raise WanError(f"{saved} was changed after run {ts} started; undo the change to resume it,"
-                               " or render the changed file as a new run (without --resume)")
+            if plan is None:  # the saved file holds the drawn seed; it is the render being continued
+                self.settings = s = resumed_settings(folder)
+                plan = plan_checked(s, self.settings_base)
+            manifest = output.Manifest.load(folder.manifest_file)
         else:
             output.write_settings(folder.settings_file, {**s.to_dict(), "resume_timestring": folder.timestring})
-            manifest = output.Manifest(folder.manifest_file, folder.timestring, _saved_hash(folder.settings_file))
+            manifest = output.Manifest(folder.manifest_file, folder.timestring, saved_hash(folder.settings_file))
             manifest.save()
         return plan, folder.dir, folder.timestring, manifest
-
-    @staticmethod
-    def _check(s: RenderSettings) -> ClipPlan:
-        plan = make_plan(s)
-        if s.soundtrack and "://" not in s.soundtrack:
-            output.check_soundtrack(s.soundtrack)  # a missing file fails now, not after the render
-        needs_cv2 = ([f"color_coherence {s.color_coherence}"] if s.color_coherence in ("HSV", "LAB") else []) + \
-            (["wan_retime flow"] if s.retime == "flow" else [])
-        if needs_cv2 and importlib.util.find_spec("cv2") is None:  # before any file, not mid-render
-            raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
-        return plan
 
     def _options(self):
         from ..backends.base import BackendOptions
@@ -208,7 +170,7 @@ class Renderer:
         stream = CarryStream(plan, writer, keep_first)
         start = self._resume_point(plan, manifest, stream, ts)
         if start:
-            anchor.append(_read_png(output.frame_path(run_dir, ts, 0)))
+            anchor.append(read_png(output.frame_path(run_dir, ts, 0)))
         else:  # from the start: nothing carried over (a carry rejected after loading included)
             stream = CarryStream(plan, writer, keep_first)
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
@@ -392,9 +354,9 @@ class Renderer:
             self.emit("loading", model=model_id)
             spec = get_model(model_id)
             notes += self.pool.make_room(load_estimate(spec, self.models_dir), device_free_bytes())
-            guided = any(w.follow == "guide" and w.model == model_id for w in self._plan.windows)
+            path_guide = any(w.wan_camera == "guide" and w.model == model_id for w in self._plan.windows)
             backend, report = load_backend(spec, self.backend_choice, self._options(),
-                                           share_from=self.pool.backends(), follow_camera=guided)
+                                           share_from=self.pool.backends(), path_guide=path_guide)
             self.pool.put(key, backend)
             self.report.extend(report)
         else:
@@ -419,12 +381,13 @@ class Renderer:
                 context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
             else:
                 image = stream.conditioning(w.overlap)
-        guide = keep = path = None
-        if w.follow and self._follow is not None:
-            if w.follow == "vace" and context is not None:
-                guide, keep = self._follow.vace_keep(w, context)
-            elif backend.follows_camera:
-                path = self._follow.path(w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
+        vace_frames = vace_keep = path_guide = None
+        if w.wan_camera and self._follow is not None:
+            if w.wan_camera == "vace" and context is not None:
+                vace_frames, vace_keep = self._follow.vace_frames(w, context)
+            elif backend.takes_path_guide:
+                path_guide = self._follow.path_guide(
+                    w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
             elif backend.name not in self._unfollowed:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
@@ -433,7 +396,8 @@ class Renderer:
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
-                              context=context, guide=guide, guide_keep=keep, camera=path)
+                              context=context, vace_frames=vace_frames, vace_keep=vace_keep,
+                              path_guide=path_guide)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -445,9 +409,9 @@ class Renderer:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
                 frames[: w.overlap] = list(context[1:])
-            if guide is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
+            if vace_frames is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
                 lead = len(context) - 1
-                for j, (g, k) in enumerate(zip(guide, keep)):
+                for j, (g, k) in enumerate(zip(vace_frames, vace_keep)):
                     if lead + j < len(frames):
                         frames[lead + j] = k[..., None] * g + (1 - k[..., None]) * frames[lead + j]
             return frames[: w.overlap + w.new_frames]
@@ -474,7 +438,7 @@ class Renderer:
         # each window with the pair that leads into it (the seam it made)
         spans = [(w.index, max(0, w.start_frame - 1), min(w.end_frame, written)) for w in plan.windows]
         result = measure(camera.scaled(plan.width, plan.height),
-                         lambda k: _read_png(output.frame_path(run_dir, ts, k)),
+                         lambda k: read_png(output.frame_path(run_dir, ts, k)),
                          [span for span in spans if span[2] - span[1] > 1])
         self.emit("note", message=result.describe())
         return result
@@ -497,24 +461,6 @@ class Renderer:
                       " (give a local file)")
             soundtrack = None
         return output.make_video(run_dir, ts, plan.fps, written, soundtrack=soundtrack)
-
-
-def _saved_hash(path: Path) -> str:
-    """What a manifest keeps of its run's saved settings file (a resume continues that file)."""
-    try:
-        return output.settings_hash(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:
-        raise WanError(f"cannot read {path}: {exc}") from None
-
-
-def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(read_limited(path, MAX_IMAGE_BYTES, path.name))) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, FileRefused) as exc:
-        raise WanError(f"cannot resume: {path.name} is unreadable ({exc})") from None
 
 
 def check_outdir(outdir: str | os.PathLike) -> None:

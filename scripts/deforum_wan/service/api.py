@@ -28,9 +28,10 @@ import logging
 from ..config.settings import MAX_FILE_BYTES
 from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import registry_rows
-from .guard import Guard, Refused, read_json_body
+from ..render.inputs import find_inside
+from ..render.job import JobSpec, check_job
+from .guard import Guard, Refused, install_guard, read_json_body
 from .jobstore import JobNotFound, StoreUnavailable
-from .paths import find_inside
 
 log = logging.getLogger(__name__)
 PREFIX = "/wan_api"
@@ -123,14 +124,15 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     """Add the routes to ``app``. Mounting again (a UI reload) replaces the old ones.
 
     ``dependencies``: FastAPI ``Depends(...)`` list applied to every route. ``guard``: who may
-    call (auth, Host, Origin; guard.py); by default loopback names and same-origin pages, plus
-    what the environment allows.
+    call (auth, Host, Origin, CORS; guard.py), put in front of ``prefix`` as a middleware; by
+    default loopback names and same-origin pages, plus what the environment allows. A caller
+    that guards the whole app (the standalone UI) installs its own over this one.
     """
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import FileResponse, JSONResponse
 
-    guard = guard or Guard.from_env()
     prefix = prefix.rstrip("/")
+    install_guard(app, guard or Guard.from_env(), prefixes=(prefix + "/",))
     app.router.routes[:] = [r for r in app.router.routes
                             if not str(getattr(r, "path", "")).startswith(prefix + "/")]
     served: dict[str, list[str]] = {}
@@ -139,7 +141,6 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
         def register(handler):
             async def endpoint(request):
                 try:
-                    guard.check(request)
                     return await handler(request)
                 except Refused as exc:
                     return _error(exc.status, str(exc), exc.headers)
@@ -172,7 +173,7 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     @route("/jobs", ["POST"], SUBMIT_SCHEMA)
     async def submit(request):
         items = _submission(await _json_body(request))
-        ids = await run_in_threadpool(manager.submit_batch, items)  # its paths checked there (service.paths)
+        ids = await run_in_threadpool(manager.submit_batch, items)  # each checked there (render.job)
         return JSONResponse({"jobs": ids})
 
     @route("/jobs", ["GET"])
@@ -230,7 +231,7 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
             raise Refused(503, "the planner is busy with other requests; try again") from None
         # In a thread, so the event loop serves every other route meanwhile; its slot is free
         # only when the thread is, so runaway plans cannot pile up.
-        future = asyncio.ensure_future(run_in_threadpool(_plan_json, settings, name))
+        future = asyncio.ensure_future(run_in_threadpool(_plan_json, manager, settings, name))
         future.add_done_callback(lambda f: (plan_slots.release(), f.cancelled() or f.exception()))
         try:
             return JSONResponse(await asyncio.wait_for(asyncio.shield(future), PLAN_SECONDS))
@@ -257,8 +258,6 @@ def _wrong_method(allowed: str):
     return wrong_method
 
 
-def _plan_json(settings: dict, name: str) -> dict:
-    from ..config.planner import make_plan
-    from ..config.settings import load_settings
-
-    return make_plan(load_settings(settings, name=name or None)).to_json()
+def _plan_json(manager, settings: dict, name: str) -> dict:
+    """The plan of the job a submission of these settings would queue: the same check."""
+    return check_job(JobSpec(settings, name or ""), manager.outdir, models_dir=manager.models_dir).plan.to_json()

@@ -3,7 +3,7 @@
 Every file is validated on the driver first (a bad one fails its own job only) and
 gets its timestring there, so whichever machine renders it, and however often, the
 job always lands in the same run folder. Without ``--ray`` the jobs run here one after
-another through the same ``run_job`` the Ray actors use.
+another through the same runner the Ray actors use (``render.runner.LocalRunner``).
 
 With ``--ray``: one long-lived actor per GPU (or per ``--gpus-per-actor`` GPUs) keeps
 its pipelines warm between jobs; jobs go to free actors from a queue of futures
@@ -20,16 +20,17 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import events
-from ..backends.pool import BackendPool
-from ..config.settings import load_settings
+from ..config.settings import load_settings, read_settings_file
 from ..errors import Interrupted, WanError, describe_error, first_line
 from ..render import output
+from ..render.job import JobSpec, check_job
 from ..render.run_folder import RunFolder
+from ..render.runner import LocalRunner
 
 EventCallback = Callable[["Job", dict], None]
 # Renderer events the actors forward to the driver (the rest stay on the worker).
@@ -57,9 +58,8 @@ class Job:
 
     def payload(self) -> dict:
         """What an actor needs (plain data: it crosses the object store)."""
-        return {"index": self.index, "name": self.name, "settings": self.settings,
-                "timestring": self.timestring, "settings_base": self.settings_base,
-                "attempt": self.attempts}
+        spec = JobSpec(self.settings or {}, self.name, timestring=self.timestring, settings_base=self.settings_base)
+        return {"index": self.index, "spec": spec.to_json(), "attempt": self.attempts}
 
     def to_dict(self) -> dict:
         return {"name": self.name, "status": self.status, "error": self.error, "attempts": self.attempts,
@@ -71,41 +71,42 @@ class Job:
 # --- jobs --------------------------------------------------------------------------------
 
 def prepare_jobs(items: Iterable[tuple[str, str | os.PathLike | dict]], overrides: dict | None = None, *,
-                 outdir: str | os.PathLike | None = None, now: float | None = None) -> list[Job]:
-    """Validate each (name, file or dict) and give it a timestring; invalid ones come back failed.
+                 outdir: str | os.PathLike, now: float | None = None, skip_taken: bool = True) -> list[Job]:
+    """Check each (name, file or dict) (``check_job``) and give it a timestring; invalid ones
+    come back failed.
 
     Timestrings are consecutive seconds from ``now``, so jobs of one batch never share
-    one; when ``outdir`` is given (the driver sees the output folder) a timestring whose
-    run folder already holds that run is skipped.
+    one; with ``skip_taken`` (the driver sees the output folder) a timestring whose run
+    folder already holds that run is skipped.
     """
-    from ..config.planner import make_plan
-
     jobs: list[Job] = []
     clock = int(now if now is not None else time.time())
     for index, (name, source) in enumerate(items):
-        if isinstance(source, dict):
-            name = str(name or f"<batch item {index + 1}>")
-            label = name
-        else:
-            name, label = str(name or source), Path(source).name
         try:
-            s = load_settings(source, overrides, name=label)
-            plan = make_plan(s)
+            if isinstance(source, dict):
+                name = str(name or f"<batch item {index + 1}>")
+                spec = JobSpec({**source, **(overrides or {})}, name)
+            else:
+                name = str(name or source)
+                spec = JobSpec({**read_settings_file(source), **(overrides or {})}, Path(source).name,
+                               settings_base=str(Path(source).resolve().parent))
+            # The batch's user names their own files: inputs are read where the files say.
+            checked = check_job(spec, outdir, confine=False)
         except WanError as exc:
             jobs.append(Job(index, name, None, "", status="failed", error=str(exc)))
             continue
-        if s.resume_timestring:  # the file asks to continue a run: that run's timestring
-            ts = s.resume_timestring
+        s = checked.settings
+        if checked.spec.resume:  # the file asks to continue a run: that run's timestring
+            ts = checked.spec.resume
         else:
             ts = output.make_timestring(clock)
-            while outdir is not None and _run_exists(outdir, s, ts):
+            while skip_taken and _run_exists(outdir, s, ts):
                 clock += 1
                 ts = output.make_timestring(clock)
             clock += 1
-        base = str(Path(source).resolve().parent) if not isinstance(source, dict) else None
-        jobs.append(Job(index, name, s.to_dict(), ts, settings_base=base,
-                        window_steps=[w.steps for w in plan.windows], gpus=s.gpus,
-                        max_frames=plan.max_frames))
+        jobs.append(Job(index, name, s.to_dict(), ts, settings_base=spec.settings_base,
+                        window_steps=[w.steps for w in checked.plan.windows], gpus=s.gpus,
+                        max_frames=checked.plan.max_frames))
     return jobs
 
 
@@ -116,37 +117,32 @@ def _run_exists(outdir, settings, ts: str) -> bool:
         return False  # the render reports it
 
 
-def run_job(job: dict, *, outdir: str, models_dir: str | None = None, backend: str | None = None,
-            pool: BackendPool | None = None, on_event: Callable[[dict], None] | None = None,
+def run_job(payload: dict, runner: LocalRunner, *, on_event: Callable[[dict], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict:
-    """Render one job (a ``Job.payload()``); never raises for a render's own failure.
+    """One attempt at a job (a ``Job.payload()``) through the runner; never raises for a
+    render's own failure.
 
     A retry (attempt > 0) resumes the run folder an earlier attempt started; if that
     attempt had not written its manifest yet, it starts fresh in the same folder.
     """
-    from ..render.loop import Renderer
-
+    spec = JobSpec.from_json(payload["spec"])
     result = {"status": "failed", "error": "", "frames": 0, "run_dir": "", "video": None,
-              "timestring": job["timestring"]}
+              "timestring": spec.timestring}
     folder = None
     try:
-        settings = load_settings(job["settings"], name=job["name"])
-        ts = job["timestring"]
-        folder = RunFolder.of(outdir, settings, ts)
+        settings = load_settings(spec.settings, name=spec.name)
+        folder = RunFolder.of(runner.outdir, settings, spec.timestring)
         result["run_dir"] = str(folder.dir)
-        resume = settings.resume_timestring
-        if job["attempt"] > 0 and folder.manifest_file.is_file():
+        if settings.resume_timestring:
+            spec = replace(spec, resume=spec.timestring, timestring=None)
+        elif payload["attempt"] > 0 and folder.manifest_file.is_file():
             manifest = output.Manifest.load(folder.manifest_file)
             if manifest.status == "done":  # the lost attempt had finished; only its reply was lost
                 video = folder.video_file
                 return {**result, "status": "done", "frames": manifest.frames_written,
                         "video": str(video) if video.is_file() else None}
-            resume = ts
-        renderer = Renderer(settings, outdir, backend=backend, models_dir=models_dir, resume=resume,
-                            timestring=None if resume else ts, on_event=on_event, should_stop=should_stop,
-                            settings_base=Path(job["settings_base"]) if job["settings_base"] else None,
-                            pool=pool)
-        r = renderer.run()
+            spec = replace(spec, resume=spec.timestring, timestring=None)
+        r = runner.run(check_job(spec, runner.outdir, confine=False), on_event, should_stop)
         return {**result, "status": "done", "frames": r.frames, "run_dir": str(r.run_dir),
                 "video": str(r.video) if r.video else None}
     except Interrupted as exc:
@@ -208,7 +204,7 @@ class Tracker:
 def run_local(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: str | None = None,
               backend: str | None = None, should_stop: Callable[[], bool] = lambda: False) -> None:
     """One job after another in this process, pipelines kept warm between jobs."""
-    pool = BackendPool()
+    runner = LocalRunner(outdir, models_dir=models_dir, backend=backend)
     try:
         for job in jobs:
             if job.status != "queued":
@@ -217,15 +213,14 @@ def run_local(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: st
                 break
             payload = job.payload()
             job.status, job.attempts = "running", 1
-            result = run_job(payload, outdir=outdir, models_dir=models_dir, backend=backend, pool=pool,
-                             should_stop=should_stop,
+            result = run_job(payload, runner, should_stop=should_stop,
                              on_event=lambda e, i=job.index: progress.event(i, {**e, "attempt": 0}))
             progress.finish(job, result)
         for job in jobs:
             if job.status == "queued" and should_stop():
                 job.error = "not started (stopped)"
     finally:
-        pool.close()
+        runner.close()
 
 
 def import_ray():
@@ -240,9 +235,8 @@ class RenderActor:
     """Lives on one GPU (or CPU share) for the whole batch; its pipelines stay loaded."""
 
     def __init__(self, outdir: str, models_dir: str | None, backend: str | None, events, cpu_threads: int = 0):
-        self.outdir, self.models_dir, self.backend = outdir, models_dir, backend
+        self.runner = LocalRunner(outdir, models_dir=models_dir, backend=backend)
         self.events = events
-        self.pool = BackendPool()
         self.stopping = False
         if cpu_threads:  # a CPU actor keeps to its share of the machine
             import torch
@@ -262,8 +256,7 @@ class RenderActor:
             if event["event"] in FORWARDED:
                 self.events.put({"job": job["index"], "attempt": job["attempt"], "pid": pid, **event})
 
-        return run_job(job, outdir=self.outdir, models_dir=self.models_dir, backend=self.backend,
-                       pool=self.pool, on_event=on_event, should_stop=lambda: self.stopping)
+        return run_job(job, self.runner, on_event=on_event, should_stop=lambda: self.stopping)
 
 
 def _connect(ray, address: str | None, init_kwargs: dict | None) -> bool:
@@ -397,7 +390,7 @@ def run_batch(items: Iterable[tuple[str, str | os.PathLike | dict]], *, outdir: 
         from ..render.loop import check_outdir
 
         check_outdir(outdir)
-    jobs = prepare_jobs(items, overrides, outdir=None if remote else outdir, now=now)
+    jobs = prepare_jobs(items, overrides, outdir=outdir, now=now, skip_taken=not remote)
     tracker = Tracker(jobs, on_event=on_event, view=view)
     if any(job.status == "queued" for job in jobs):
         if use_ray:

@@ -18,7 +18,6 @@ has finished, whatever the outcome. ``job`` is the job's record (``get(id)``).
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -29,13 +28,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import events
-from ..config.schedule import ExprError
-from ..config.settings import MAX_FILE_BYTES, load_settings, read_settings_file
-from ..config.values import check_plain
+from ..config.settings import read_settings_file
 from ..errors import SettingsError, WanError, describe_error, one_line
-from ..models.weights import DOWNLOAD_HINT_ENV, resolve_models_dir
+from ..models.weights import DOWNLOAD_HINT_ENV
+from ..render.job import JobSpec, check_job
 from .jobstore import FINISHED, JobNotFound, JobStore, StoreUnavailable, empty_progress
-from .paths import confine_job_paths
 from .worker_client import WorkerExited, WorkerProcess, exit_description
 
 __all__ = ["JobManager", "JobNotFound", "FINISHED"]
@@ -82,26 +79,20 @@ class JobManager:
         return self.submit_batch([(name, settings)], resume=resume)[0]
 
     def submit_batch(self, items, *, resume: str | None = None, inputs: Iterable[str | os.PathLike] = ()) -> list[str]:
-        """Queue ``[(name, settings), ...]``: every one is validated first; all or nothing.
-        Input files must lie in the output folder, ``inputs`` (folders the caller trusts, e.g.
-        the folder of a settings file given on the command line) or the host's input folders."""
+        """Queue ``[(name, settings), ...]``: every one is checked first (``check_job``: its
+        settings, its plan, its input files), all or nothing. Input files must lie in the
+        output folder, ``inputs`` (folders the caller trusts, e.g. the folder of a settings
+        file given on the command line) or the host's input folders."""
         items = list(items)
         if not items:
             raise SettingsError("nothing to queue", "<batch>")
         checked = []
-        models = resolve_models_dir(self.models_dir)
         for index, item in enumerate(items):
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
                 raise SettingsError("each batch item must be (name, settings)", f"<batch item {index + 1}>")
-            name, settings = str(item[0] or ""), item[1]
-            label = name or (f"<batch item {index + 1}>" if len(items) > 1 else "<settings>")
-            try:
-                check_plain(name, "the job name")  # it is stored and shown like the settings
-            except ExprError as exc:
-                raise SettingsError(str(exc), label) from None
-            if isinstance(settings, dict):
-                settings = confine_job_paths(dict(settings), self.outdir, models, label, inputs)
-            checked.append((name, _checked_settings(settings, label, self.outdir), resume))
+            name = str(item[0] or "") or (f"<batch item {index + 1}>" if len(items) > 1 else "")
+            job = check_job(JobSpec(item[1], name, resume), self.outdir, models_dir=self.models_dir, inputs=inputs)
+            checked.append((str(item[0] or ""), job.spec.settings, job.spec.resume))
         ids = self.store.add(checked)
         with self._state:
             self._paused = False  # queuing is "Generate": it also restarts a paused queue
@@ -358,9 +349,9 @@ class JobManager:
                 return
             if job_id in self._stop_requested:
                 worker.send({"cmd": "interrupt", "job": job_id})
-            worker.send({"cmd": "render", "job": job_id, "settings": job["settings"],
-                         "outdir": str(self.outdir), "models_dir": self.models_dir, "backend": None,
-                         "resume": job["resume"], "name": job["name"] or None})
+            spec = JobSpec(job["settings"], job["name"] or "", job["resume"])
+            worker.send({"cmd": "render", "job": job_id, "spec": spec.to_json(), "outdir": str(self.outdir),
+                         "models_dir": self.models_dir, "backend": None})
         while True:
             event = worker.read_event()
             if event is None:
@@ -485,25 +476,6 @@ class JobManager:
         cmd = ["python", "-m", "deforum_wan", "render", job["settings_file"], "--resume", job["timestring"],
                "--outdir", str(self.outdir)]
         return "the job's Resume action or: " + " ".join(shlex.quote(part) for part in cmd)
-
-
-def _checked_settings(settings, label: str, outdir: Path) -> dict:
-    if not isinstance(settings, dict):
-        raise SettingsError(f"settings must be a JSON object, got {type(settings).__name__}", label)
-    try:
-        size = len(json.dumps(settings, ensure_ascii=False))
-    except (TypeError, ValueError) as exc:  # the queue stores JSON; the worker receives JSON
-        raise SettingsError(f"settings are not plain JSON data ({exc})", label) from None
-    if size > MAX_FILE_BYTES:
-        raise SettingsError(f"settings are {size / 1e6:.1f} MB; at most {MAX_FILE_BYTES // 2**20} MB", label)
-    parsed = load_settings(settings, name=label)  # raises SettingsError with one line
-    if parsed.resume_timestring:  # a resume of a run that is not there can only fail: refused now
-        from ..render.run_folder import RunFolder
-
-        folder = RunFolder.of(outdir, parsed, parsed.resume_timestring)
-        if not folder.manifest_file.is_file():
-            raise SettingsError(f"resume_timestring {parsed.resume_timestring}: no such run in {folder.dir}", label)
-    return settings
 
 
 def _frames_kept(run_dir: str | None, ts: str | None) -> int:

@@ -2,8 +2,8 @@
 
 Reads one JSON command per line on stdin::
 
-    {"cmd": "render", "job": "<id>", "settings": {...}, "outdir": "...",
-     "models_dir": null, "backend": null, "resume": null}
+    {"cmd": "render", "job": "<id>", "spec": {JobSpec.to_json()}, "outdir": "...",
+     "models_dir": null, "backend": null}
     {"cmd": "interrupt", "job": "<id>"}   # job optional: the current one
     {"cmd": "quit"}                        # or stdin closed (the host went away)
 
@@ -32,8 +32,6 @@ import traceback
 from typing import IO
 
 from .. import events
-from ..backends.pool import BackendPool
-from ..config.settings import TIMESTRING_RE
 from ..errors import Interrupted, WanError, describe_error, find_out_of_memory, one_line
 
 PROTOCOL = 1
@@ -44,7 +42,7 @@ class Worker:
         self.events = events
         self.commands = commands
         self.keep_warm = keep_warm
-        self.pool = BackendPool()  # handed to every Renderer; warm between jobs
+        self.runner = None  # render.runner.LocalRunner: its pipelines stay warm between jobs
         self.queue: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.quitting = threading.Event()  # quit or EOF seen: jobs still queued here don't run
@@ -147,7 +145,7 @@ class Worker:
                 return
             # Two jobs in the same second get distinct runs: Renderer moves to a later
             # timestring while its run folder already holds one with this timestring.
-            result = self._renderer(cmd, on_event).run()
+            result = self._run(cmd, on_event)
             self.emit("job_done", job=job, status="done", run_dir=str(result.run_dir),
                       timestring=result.timestring, frames=result.frames,
                       video=str(result.video) if result.video else None,
@@ -171,29 +169,28 @@ class Worker:
             if failed or not self.keep_warm:
                 self.drop_cache()
 
-    def _renderer(self, cmd: dict, on_event):
-        from ..config.settings import load_settings
-        from ..render.loop import Renderer, check_outdir
+    def _run(self, cmd: dict, on_event):
+        """The job checked again by the same rules it passed when it was queued (its paths
+        are absolute and confined by then), then rendered by the one runner."""
+        from ..render.job import JobSpec, check_job
+        from ..render.loop import check_outdir
+        from ..render.runner import LocalRunner
 
-        settings = cmd.get("settings")
-        if not isinstance(settings, dict):
-            raise WanError("render command needs 'settings' as a JSON object")
         outdir = cmd.get("outdir")
         if not isinstance(outdir, str) or not outdir:
             raise WanError("render command needs 'outdir'")
-        resume = cmd.get("resume") or None
-        if resume is not None and not TIMESTRING_RE.match(str(resume)):
-            raise WanError(f"resume must be a 14-digit timestring, not {resume!r}")
-        models_dir = cmd.get("models_dir") or None
-        backend = cmd.get("backend") or None
+        models_dir, backend = cmd.get("models_dir") or None, cmd.get("backend") or None
+        checked = check_job(JobSpec.from_json(cmd.get("spec")), outdir, models_dir=models_dir, confine=False)
         check_outdir(outdir)
-        return Renderer(load_settings(settings, name=cmd.get("name") or None), outdir,
-                        backend=backend, models_dir=models_dir, resume=resume,
-                        on_event=on_event, should_stop=self.stop.is_set,
-                        pool=self.pool)
+        where = (outdir, models_dir, backend)
+        if self.runner is None or (self.runner.outdir, self.runner.models_dir, self.runner.backend) != where:
+            self.drop_cache()
+            self.runner = LocalRunner(outdir, models_dir=models_dir, backend=backend)
+        return self.runner.run(checked, on_event, self.stop.is_set)
 
     def drop_cache(self) -> None:
-        self.pool.close()
+        if self.runner is not None:
+            self.runner.close()
 
 
 def _claim_stdio() -> tuple[IO[str], IO[str]]:

@@ -315,14 +315,27 @@ def _apply(out: dict, name: str, value: Any) -> None:
         out[FIELD_KEYS[name]] = value  # ours wins over another fork's alias on re-import
 
 
+def wan_widget(name: str, start: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """A Wan key's widget arguments from its row: label, choices and info, and the value of
+    ``start`` (``settings_to_fields``); ``given`` adds or replaces (the model list, a label
+    naming the model's value)."""
+    key = WAN_KEY_FIELDS[name]
+    out: dict[str, Any] = {"label": key.label, "value": start[name]}
+    if key.choices:
+        out["choices"] = list(key.choices)
+    if key.info:
+        out["info"] = key.info
+    return {**out, **given}
+
+
 def sampling_label(name: str, model: str) -> str:
     """The label of a field that an empty value leaves to the model, naming the model's value."""
+    title = WAN_KEY_FIELDS[name].label
     try:
         spec = get_model(model_id(model))
     except Exception:  # an unknown id: load_settings reports it
-        return {"steps": "Steps", "guidance": "Guidance", "guidance_2": "Guidance 2"}[name] + " (empty: the model's)"
+        return f"{title} (empty: the model's)"
     value = {"steps": spec.steps, "guidance": spec.guidance, "guidance_2": spec.guidance_2}[name]
-    title = {"steps": "Steps", "guidance": "Guidance", "guidance_2": "Guidance 2 (Wan2.2 low-noise expert)"}[name]
     if value is None:
         return f"{title} (not used by {spec.id})"
     return f"{title} (empty: {spec.id}'s {value:g})"

@@ -70,4 +70,4 @@ def _camera_cell(w) -> str:
     if not c:
         return "-"
     moves = f"zoom {c['zoom']:.3f}, pan {c['pan_x']:+.1f}% {c['pan_y']:+.1f}%, rot {c['rotation']:+.1f}"
-    return f"{w.follow or 'not followed'}: {moves}, cover {c['coverage']:.0%}"
+    return f"{w.wan_camera or 'not followed'}: {moves}, cover {c['coverage']:.0%}"

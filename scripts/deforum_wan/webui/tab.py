@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from ..config.keys import BACKENDS, CAMERA_FOLLOW, COLOR_MODES, DTYPES, OFFLOAD_MODES, PRESETS, RETIME_MODES
+from ..config.keys import COLOR_MODES
 from ..config.planner import format_plan, make_plan
 from ..config.schedule import SEED_BEHAVIORS
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
@@ -26,7 +26,8 @@ from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render import output
 from ..render.camera_preview import write_preview
-from ..service.paths import find_inside, input_roots, keep_upload
+from ..render.inputs import find_inside, input_roots
+from ..service.paths import keep_upload
 from .downloads import Downloads
 from .fields import (
     CUSTOM_SIZE,
@@ -43,6 +44,7 @@ from .fields import (
     settings_to_fields,
     size_choices,
     size_for,
+    wan_widget,
 )
 from .gradio_compat import blocks, component, file_path, file_paths, on, poll, update, upload_folder
 from .plan_view import plan_html
@@ -61,11 +63,6 @@ CSS = """#wan_plan_out textarea, #wan_progress textarea { font-family: ui-monosp
    would blink the job table and the download bar every second, changed or not. */
 #wan_jobs .pending, #wan_download_bar .pending { opacity: 1 !important; }
 """
-
-# What each speed preset turns on, short (presets.TABLE and README "Speed presets" say why).
-PRESET_INFO = ("quality: the model as shipped; balanced: torch.compile, flash-attention, mild block cache;"
-               " fast: MagCache, SageAttention, distilled LoRA if present; low-vram: group offload, tiled VAE."
-               " Memory's offload none / tiling off keep the preset's choice.")
 
 # A first render that works on the model's trained size; everything else is Deforum's default.
 STARTER_SETTINGS: dict = {
@@ -554,12 +551,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["negative"] = gr.Textbox(label="Added to every negative prompt", value=start["negative"],
                                                elem_id="wan_negative")
                 with gr.Row():
-                    c["model"] = component(gr.Dropdown, label="Model",
-                                           choices=model_choices(tab.installed),
-                                           value=start["model"], allow_custom_value=True, scale=3,
-                                           elem_id="wan_model")
-                    c["backend"] = component(gr.Dropdown, label="Backend", choices=list(BACKENDS),
-                                             value=start["backend"], scale=1, elem_id="wan_backend")
+                    c["model"] = component(gr.Dropdown, **wan_widget("model", start, choices=model_choices(tab.installed)),
+                                           allow_custom_value=True, scale=3, elem_id="wan_model")
+                    c["backend"] = component(gr.Dropdown, **wan_widget("backend", start), scale=1, elem_id="wan_backend")
                     c["refresh"] = component(gr.Button, value="Refresh models", size="sm", scale=1,
                                              elem_id="wan_refresh_models")
                     c["download"] = component(gr.Button, value="Download", size="sm", scale=1,
@@ -578,19 +572,14 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["fps"] = gr.Number(label="Output fps", value=start["fps"], elem_id="wan_fps")
                     c["frames"] = gr.Number(label="Frames (max_frames)", value=start["frames"], precision=0,
                                             elem_id="wan_frames")
-                    c["clip_duration"] = gr.Number(label="Clip duration, s (0 = model window)",
-                                                   value=start["clip_duration"], elem_id="wan_clip_duration")
+                    c["clip_duration"] = gr.Number(**wan_widget("clip_duration", start), elem_id="wan_clip_duration")
                 with gr.Row():
-                    c["steps"] = gr.Textbox(label=sampling_label("steps", start["model"]), value=start["steps"],
-                                            elem_id="wan_steps")
-                    c["guidance"] = gr.Textbox(label=sampling_label("guidance", start["model"]),
-                                               value=start["guidance"], elem_id="wan_guidance")
-                    c["guidance_2"] = gr.Textbox(label=sampling_label("guidance_2", start["model"]),
-                                                 value=start["guidance_2"], elem_id="wan_guidance_2")
+                    for name in ("steps", "guidance", "guidance_2"):
+                        c[name] = gr.Textbox(**wan_widget(name, start, label=sampling_label(name, start["model"])),
+                                             elem_id=f"wan_{name}")
                 with gr.Row():
-                    c["deforum_sampling"] = gr.Checkbox(
-                        label="Use Deforum's steps and CFG schedule (made for Stable Diffusion)",
-                        value=start["deforum_sampling"], elem_id="wan_deforum_sampling")
+                    c["deforum_sampling"] = gr.Checkbox(**wan_widget("deforum_sampling", start),
+                                                        elem_id="wan_deforum_sampling")
                     c["cfg"] = gr.Textbox(label="Deforum CFG schedule (cfg_scale_schedule, or a number)",
                                           value=start["cfg"], elem_id="wan_cfg")
                 with gr.Row():
@@ -601,41 +590,26 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["seed_iter_n"] = gr.Number(label="seed_iter_N", value=start["seed_iter_n"], precision=0,
                                                  elem_id="wan_seed_iter_n")
                 with gr.Row():
-                    c["overlap"] = gr.Number(label="Overlap (native frames)", value=start["overlap"], precision=0,
-                                             elem_id="wan_overlap")
-                    c["motion_strength"] = gr.Number(label="Motion strength", value=start["motion_strength"],
+                    c["overlap"] = gr.Number(**wan_widget("overlap", start), precision=0, elem_id="wan_overlap")
+                    c["motion_strength"] = gr.Number(**wan_widget("motion_strength", start),
                                                      elem_id="wan_motion_strength")
                     c["color_coherence"] = gr.Dropdown(label="Color coherence", choices=list(COLOR_MODES),
                                                        value=start["color_coherence"], elem_id="wan_color")
-                    c["retime"] = gr.Dropdown(label="Retime", choices=list(RETIME_MODES), value=start["retime"],
-                                              elem_id="wan_retime")
+                    c["retime"] = gr.Dropdown(**wan_widget("retime", start), elem_id="wan_retime")
                 with gr.Row():
-                    c["camera_follow"] = component(
-                        gr.Dropdown, label="Follow Deforum's camera", choices=list(CAMERA_FOLLOW),
-                        value=start["camera_follow"], elem_id="wan_camera_follow",
-                        info="guide: each window starts along the camera's warped path; vace: VACE windows keep"
-                             " the warp exactly; off: the camera is only planned")
+                    c["wan_camera"] = component(gr.Dropdown, **wan_widget("wan_camera", start), elem_id="wan_camera")
                 with gr.Row():
-                    c["preset"] = component(gr.Dropdown, label="Speed preset", choices=list(PRESETS),
-                                            value=start["preset"], info=PRESET_INFO, elem_id="wan_preset")
+                    c["preset"] = component(gr.Dropdown, **wan_widget("preset", start), elem_id="wan_preset")
                 with gr.Accordion("Memory", open=False):
                     with gr.Row():
                         # "none"/off are "no opinion" (presets.explicit_overrides): low-vram keeps its offload.
-                        c["offload"] = gr.Dropdown(label="Offload (none = as the preset says)",
-                                                   choices=list(OFFLOAD_MODES), value=start["offload"],
-                                                   elem_id="wan_offload")
-                        c["vae_tiling"] = gr.Checkbox(label="VAE tiling (off = as the preset says)",
-                                                      value=start["vae_tiling"], elem_id="wan_vae_tiling")
+                        c["offload"] = gr.Dropdown(**wan_widget("offload", start), elem_id="wan_offload")
+                        c["vae_tiling"] = gr.Checkbox(**wan_widget("vae_tiling", start), elem_id="wan_vae_tiling")
                     with gr.Row():
-                        c["dtype"] = gr.Dropdown(label="Dtype", choices=list(DTYPES), value=start["dtype"],
-                                                 elem_id="wan_dtype")
-                        c["gpus"] = component(gr.Number, label="GPUs per clip", value=start["gpus"], precision=0,
-                                              info="1 = this process; N > 1 runs each window with torchrun on"
-                                              " N GPUs (N divides the heads: 1.3B 2/3/4/6, 14B 2/4/5/8)",
-                                              elem_id="wan_gpus")
+                        c["dtype"] = gr.Dropdown(**wan_widget("dtype", start), elem_id="wan_dtype")
+                        c["gpus"] = component(gr.Number, **wan_widget("gpus", start), precision=0, elem_id="wan_gpus")
                 with gr.Accordion("LoRAs", open=False):
-                    c["loras"] = gr.Textbox(label="LoRAs: one path:weight per line (.safetensors)", lines=3,
-                                            value=start["loras"], elem_id="wan_loras")
+                    c["loras"] = gr.Textbox(**wan_widget("loras", start), lines=3, elem_id="wan_loras")
                 with gr.Accordion("Init image and soundtrack", open=False):
                     with gr.Row():
                         c["init_image"] = gr.Textbox(label="Init image (path; empty = text-to-video start)",

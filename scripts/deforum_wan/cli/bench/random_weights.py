@@ -6,7 +6,8 @@ storage, offload, VAE tiling, and MagCache's skips (its published ratios fix the
 frames). What they do decide is marked ``not_meaningful`` with the reason: PSNR/SSIM/LPIPS
 between presets, and every figure of a first-block cache, whose skips follow the residuals of
 these weights. ``--pair`` adds the warm pair's memory (the model and its continuation partner
-loaded together), with the shared text encoder and VAE and without.
+loaded together), with the shared text encoder and VAE and without. ``bench official`` runs
+the official backend's first window on such a model (a step of benchmarks/run_gpu_random.sh).
 """
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ WHY_SCALED = "scaled architecture (no CUDA here): small widths and depths, so ti
 
 
 def random_size(args) -> str:
-    from ..models.random_full import default_size
+    from ...models.random_full import default_size
 
     return getattr(args, "random_size", None) or default_size()
 
 
 def models_of(args) -> list[str]:
     """The bench model and, unless one window is rendered, its continuation partner."""
-    from ..models.random_full import RECIPES
-    from ..models.registry import continuation_model, get_model
+    from ...models.random_full import RECIPES
+    from ...models.registry import continuation_model, get_model
 
     spec = get_model(args.model)
     models = [spec.id]
@@ -42,8 +43,8 @@ def models_of(args) -> list[str]:
 def prepare(args, out: str) -> tuple[str, dict]:
     """Writes the random models the bench renders with (kilobytes: configs only);
     (the models dir to render from, the result's ``random_weights`` entry)."""
-    from ..errors import WanError
-    from ..models.random_full import RECIPES, parameter_count, write_random_model
+    from ...errors import WanError
+    from ...models.random_full import RECIPES, parameter_count, write_random_model
 
     if args.model not in RECIPES:
         raise WanError(f"--random-weights: no full-size random build of {args.model}; these have one:"
@@ -102,9 +103,9 @@ def pair_memory(model_id: str, models_dir: str, size: tuple[int, int] | None = N
     chained render holds them), with the partner reusing the shared components and without."""
     import torch
 
-    from ..backends.base import BackendOptions, free_memory
-    from ..backends.diffusers_backend import DiffusersBackend
-    from ..models.registry import continuation_model, get_model
+    from ...backends.base import BackendOptions, free_memory
+    from ...backends.diffusers_backend import DiffusersBackend
+    from ...models.registry import continuation_model, get_model
 
     spec = get_model(model_id)
     partner = continuation_model(spec, size)
@@ -187,20 +188,19 @@ def _or_dash(value) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-# --- the GPU script's own steps (benchmarks/run_gpu_random.sh) ----------------------------------
+# --- a step of the GPU script (benchmarks/run_gpu_random.sh): ``bench official`` ------------------
 
-def official_first_window(size: str = "832x480", frames: int = 81, steps: int = 10) -> dict:
+def official_first_window(size: tuple[int, int] = (832, 480), frames: int = 81, steps: int = 10) -> dict:
     """The official backend's first window on a random T2V-1.3B, or its exact failure."""
     import tempfile
     import time
 
-    from ..backends.base import BackendOptions, GenerateRequest
-    from ..backends.chain import load_backend
-    from ..models.random_full import default_size, write_random_model
-    from ..models.registry import get_model
-    from .bench import size_arg
+    from ...backends.base import BackendOptions, GenerateRequest
+    from ...backends.chain import load_backend
+    from ...models.random_full import default_size, write_random_model
+    from ...models.registry import get_model
 
-    w, h = size_arg(size)
+    w, h = size
     spec = get_model("wan2.1-t2v-1.3b")
     with tempfile.TemporaryDirectory() as root:
         write_random_model(spec.id, Path(root) / spec.id, default_size())
@@ -216,81 +216,3 @@ def official_first_window(size: str = "832x480", frames: int = 81, steps: int = 
                     "steps": steps, "report": [list(r) for r in report]}
         except Exception as e:  # the point: its exact failure, whatever it is
             return {"ran": False, "failure": f"{type(e).__name__}: {e}"}
-
-
-def _load(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def write_report(outdir: str) -> tuple[Path, Path]:
-    """Combines the script's steps into ``<date>-<gpu>-random.json`` and ``.md`` in ``outdir``."""
-    import datetime
-    import json
-    import re
-
-    from .bench import markdown as presets_markdown
-    from .bench import target_lines
-
-    folder = Path(outdir)
-    parts = {name: _load(folder / f"{name}.json") for name in ("t2v-presets", "t2v-loop", "ti2v", "official")}
-    first = next((p for p in parts.values() if p and "device" in p), {}) or {}
-    where = first.get("gpu") or first.get("device") or "unknown"
-    slug = re.sub(r"[^a-z0-9]+", "-", where.lower()).strip("-")
-    stem = folder / f"{datetime.date.today().isoformat()}-{slug}-random"
-    report = {"gpu": first.get("gpu"), "device": first.get("device"), "versions": first.get("versions"), **parts}
-    Path(f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    md = [f"# deforum-wan on {where}: full-size random weights", "",
-          "Random weights: time and memory are the real architecture's; figures marked † say nothing here.", ""]
-    for name, title in (("t2v-presets", "T2V-1.3B: presets"), ("ti2v", "TI2V-5B")):
-        r = parts[name]
-        if r and r.get("presets"):
-            body = presets_markdown(r).split("\n", 2)[2]  # without its own title
-            md += [f"## {title}", "", body]
-        else:
-            md += [f"## {title}", "", "not measured (skipped or failed; see its log)", ""]
-    loop = parts["t2v-loop"]
-    md += ["## T2V-1.3B: the loop over bare diffusers", ""]
-    if loop and "loop_over_bare" in loop:
-        md += [f"{loop['loop_s']} s / {loop['bare_diffusers_s']} s = {loop['loop_over_bare']}"
-               f" ({loop['size']}, {loop['frames']} frames, {loop['steps']} steps)", ""]
-        md += [f"- {line}" for line in target_lines(loop.get("targets", {})) if line.startswith("loop_over_bare")]
-    else:
-        md += ["not measured (skipped or failed; see its log)"]
-    off = parts["official"]
-    md += ["", "## The official backend's first window", ""]
-    if off is None:
-        md.append("not measured")
-    elif off.get("ran"):
-        md.append(f"ran: load {off['load_s']} s, window {off['window_s']} s ({off['steps']} steps)")
-    else:
-        md.append("failed: `" + " / ".join(line.strip() for line in off["failure"].splitlines()) + "`")
-    Path(f"{stem}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    return Path(f"{stem}.json"), Path(f"{stem}.md")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``official OUT.json [SIZE]`` or ``report OUTDIR``: steps of benchmarks/run_gpu_random.sh."""
-    import json
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["official"] and len(args) >= 2:
-        result = official_first_window(*(args[2:3] or ["832x480"]))
-        Path(args[1]).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        print(json.dumps(result))
-        return 0
-    if args[:1] == ["report"] and len(args) == 2:
-        for path in write_report(args[1]):
-            print(f"wrote {path}")
-        return 0
-    print("usage: python -m deforum_wan.cli.bench_random official OUT.json [WxH] | report OUTDIR", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

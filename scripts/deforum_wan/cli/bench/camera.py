@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-from ..errors import WanError
+from ...errors import WanError
+from .measure import psnr, read_frames, render, ssim
 
 # A Deforum 2D move for settings without one of their own: zoom in, pan, a slow turn.
 CAMERA_MOVE = {"animation_mode": "2D", "zoom": "0: (1.01)", "translation_x": "0: (1.5)", "angle": "0: (0.3)"}
@@ -45,7 +45,7 @@ def camera_settings(base: dict, settings_file: str | None) -> dict:
     CAMERA_MOVE."""
     if not settings_file:
         return {**base, **CAMERA_MOVE}
-    from ..config.settings import read_settings_file
+    from ...config.settings import read_settings_file
 
     raw = read_settings_file(settings_file)
     camera = {k: raw[k] for k in CAMERA_KEYS if k in raw}
@@ -64,7 +64,7 @@ def variants(settings: dict, grid: list[tuple[float, float]], vace_model: str | 
 
 
 def default_vace_model(model_id: str) -> str | None:
-    from ..models.registry import MODELS
+    from ...models.registry import MODELS
 
     if model_id.startswith("tiny-"):
         return "tiny-random-vace"
@@ -73,8 +73,7 @@ def default_vace_model(model_id: str) -> str | None:
 
 
 def run_camera_bench(args, base: dict, outdir: str, models_dir: str | None) -> dict:
-    from ..backends.pool import BackendPool
-    from .bench import _psnr, _read_frames, _render, _ssim
+    from ...backends.pool import BackendPool
 
     settings = camera_settings(base, getattr(args, "settings", None))
     vace = getattr(args, "vace_model", None) or default_vace_model(settings["wan_model"])
@@ -83,20 +82,20 @@ def run_camera_bench(args, base: dict, outdir: str, models_dir: str | None) -> d
     reference = None
     try:
         for name, data in variants(settings, parse_grid(getattr(args, "grid", None)), vace):
-            _render(data, outdir, models_dir, pool)  # warm: loaded once, not timed
+            render(data, outdir, models_dir, pool)  # warm: loaded once, not timed
             times, result = [], None
             for _ in range(max(1, args.repeat)):
                 start = time.perf_counter()
-                result = _render(data, outdir, models_dir, pool)[1]
+                result = render(data, outdir, models_dir, pool)[1]
                 times.append(time.perf_counter() - start)
-            frames = _read_frames(result)
+            frames = read_frames(result)
             if reference is None:
                 reference = frames
             adherence = result.camera_adherence or {}
             rows[name] = {"time_s": round(min(times), 3), "px": adherence.get("pairs") and adherence["px"],
                           "deg": adherence.get("pairs") and adherence["deg"], "pairs": adherence.get("pairs", 0),
-                          "psnr_db_vs_off": None if name == "off" else round(_psnr(reference, frames), 2),
-                          "ssim_vs_off": None if name == "off" else _ssim(reference, frames)}
+                          "psnr_db_vs_off": None if name == "off" else round(psnr(reference, frames), 2),
+                          "ssim_vs_off": None if name == "off" else ssim(reference, frames)}
     finally:
         pool.close()
     off = rows["off"]["time_s"]
@@ -125,11 +124,6 @@ def camera_markdown(result: dict, header: str) -> str:
                      f" | {_num(row['deg'], '.2f')} | {_num(row['psnr_db_vs_off'], '.2f')} |"
                      f" {_num(row['ssim_vs_off'], '.4f')} |")
     return "\n".join(lines) + "\n"
-
-
-def write_json(path: str, data: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _num(value, spec: str) -> str:

@@ -1,0 +1,95 @@
+"""The one rule for the files a job may read: its init image and soundtrack from the output
+folder (or an input folder the host allows), its LoRAs from the models or output folder.
+``check_job`` applies it to every job a server takes (the tab, /wan_api/, batches, run-now),
+so a request can never make the server read, render or return a file of its choosing.
+
+Relative names are looked up in those folders; what is found is written back into the
+settings as an absolute path, so the worker reads exactly the file that was checked.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..config.settings import init_image_of, soundtrack_of
+from ..errors import SettingsError
+
+# Extra folders a host lets jobs read inputs from (os.pathsep-separated), e.g. a shared
+# footage folder; the output folder is always one.
+INPUT_DIRS_ENV = "DEFORUM_WAN_INPUT_DIRS"
+MAX_PATH_CHARS = 4096
+
+
+class PathRefused(SettingsError):
+    """A job names a file outside the folders it may read."""
+
+
+def input_roots(outdir: str | os.PathLike, extra: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    roots = [Path(outdir).expanduser().resolve()]
+    for item in [*extra, *os.environ.get(INPUT_DIRS_ENV, "").split(os.pathsep)]:
+        if str(item).strip():
+            roots.append(Path(item).expanduser().resolve())
+    return roots
+
+
+def find_inside(value: str, roots: Sequence[Path]) -> Path | None:
+    """The existing regular file ``value`` names inside one of ``roots`` (resolved, links
+    followed), or None."""
+    text = str(value)
+    if not text or "\x00" in text or len(text) > MAX_PATH_CHARS:
+        return None
+    path = Path(text).expanduser()
+    for root in roots:
+        try:
+            candidate = (path if path.is_absolute() else root / path).resolve()
+            candidate.relative_to(root)
+            if candidate.is_file():
+                return candidate
+        except (ValueError, OSError, RuntimeError):  # outside, unreadable, or a link loop
+            continue
+    return None
+
+
+def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str | os.PathLike,
+                      where: str = "the job", extra_inputs: Iterable[str | os.PathLike] = ()) -> dict:
+    """``settings`` with its input files checked and made absolute; PathRefused otherwise."""
+    roots = input_roots(outdir, extra_inputs)
+    for key, value in (("init_image", init_image_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
+        if value is None:
+            continue
+        if "://" in value:
+            if key == "soundtrack_path":
+                continue  # the render warns and makes a silent video
+            raise PathRefused(f"{key} {_shown(value)} is a URL (the render reads local files only); download"
+                              " it into the output folder", where)
+        found = find_inside(value, roots)
+        if found is None:
+            raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
+                              f" {roots[0]} (upload it, or copy it there)", where)
+        settings[key] = str(found)
+    lora_roots = [Path(models_dir).expanduser().resolve(), *roots]
+
+    def place(value, key: str) -> str:
+        found = find_inside(str(value), lora_roots)
+        if found is None or found.suffix != ".safetensors":
+            raise PathRefused(f"{key} {_shown(value)} must name a .safetensors file in the models folder"
+                              f" {lora_roots[0]} or the output folder", where)
+        return str(found)
+
+    loras = settings.get("wan_loras")
+    if isinstance(loras, list):
+        settings["wan_loras"] = [
+            place(item, "wan_loras") if isinstance(item, str)
+            else {**item, "path": place(item["path"], "wan_loras")}
+            if isinstance(item, dict) and isinstance(item.get("path"), str) else item
+            for item in loras]
+    distill = settings.get("wan_distill_lora")
+    if isinstance(distill, str) and distill.strip().lower() not in ("", "auto", "off"):
+        settings["wan_distill_lora"] = place(distill, "wan_distill_lora")
+    return settings
+
+
+def _shown(value) -> str:
+    text = str(value)
+    return repr(text if len(text) <= 120 else text[:117] + "...")
