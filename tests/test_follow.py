@@ -69,7 +69,7 @@ def test_the_guided_path_is_the_lead_frame_carried_forward_in_time():
     plan = make_plan(settings)
     w = plan.windows[0]
     lead = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
-    guide = CameraFollower(settings.camera, plan).path(w, [lead])
+    guide = CameraFollower(settings.camera, plan).path_guide(w, [lead])
     assert len(guide.frames) == w.native_frames
     np.testing.assert_array_equal(guide.frames[0], lead)
     pixels = np.rint(lead * 255) / 255
