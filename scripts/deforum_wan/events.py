@@ -13,7 +13,7 @@ import time
 EVENTS: dict[str, tuple[str, ...]] = {
     # one render (render.loop.Renderer)
     "started": ("run_dir", "timestring", "windows", "frames", "resume_from_window", "warnings",
-                "window_steps"),
+                "window_steps", "frames_written"),  # frames_written: a resume's frames on disk
     "loading": ("model",),
     "loaded": ("model", "backend", "report", "notes", "warm"),
     "step": ("window", "step", "steps"),
@@ -47,3 +47,118 @@ def make(name: str, **fields) -> dict:
     if name not in EVENTS:
         raise KeyError(f"unknown event {name!r}")
     return {"event": name, "time": round(time.time(), 3), **fields}
+
+
+# --- progress: every consumer's view of a render, folded from its events -------------------
+
+STATUSES = ("queued", "running", "done", "interrupted", "cancelled", "failed")
+
+
+def initial() -> dict:
+    """The progress of a render no event has told anything about yet."""
+    return {"status": "queued", "phase": "", "attempt": 0, "run_dir": None, "timestring": None,
+            "window": 0, "windows": 0, "step": 0, "steps": 0, "window_steps": (), "done_windows": (),
+            "sampled": False, "steps_done": 0, "steps_total": 0, "frames": 0, "frames_written": 0,
+            "preview": None, "model": None, "message": ""}
+
+
+def reduce(state: dict | None, event: dict) -> dict:
+    """``state`` (None: nothing yet) after ``event``: a new dict, ``state`` is left as it was.
+
+    Pure (no clock, no files): the CLI's bar, the job queue, the WebUI's bridge and a batch
+    fold the same events into the same state, so they agree on where a render is. ``window``
+    is the running window, or the next one once a window is done; ``steps_done`` counts the
+    done windows' steps (a resume's kept ones included) and the running window's step, out of
+    ``steps_total``, the sum of ``window_steps``. A ``started`` event begins a new attempt.
+    """
+    s = dict(initial() if state is None else state)
+    kind = event.get("event")
+    if kind == "planned":
+        if not s["window_steps"]:
+            s["window_steps"] = _ints(event.get("window_steps"))
+            s["windows"] = len(s["window_steps"])
+    elif kind == "started":
+        steps = _ints(event.get("window_steps")) or s["window_steps"]
+        windows = _int(event.get("windows")) or len(steps)
+        resume = min(_int(event.get("resume_from_window")), windows)
+        warnings = [str(w) for w in event.get("warnings") or []]
+        s.update(initial(), attempt=s["attempt"] + 1, status="running", phase="starting",
+                 run_dir=event.get("run_dir"), timestring=event.get("timestring"), window_steps=steps,
+                 windows=windows, window=resume, done_windows=tuple(range(resume)),
+                 frames=_int(event.get("frames")), message=warnings[-1] if warnings else s["message"],
+                 frames_written=_int(event.get("frames_written")) if resume else 0)
+    elif kind in ("loading", "loaded"):
+        # a load after any sampling is the chain going on, not a restart (the continuation
+        # model loads after window 0's steps, before its window_done)
+        s["model"] = event.get("model", s["model"])
+        s["phase"] = ("rendering" if kind == "loaded" else
+                      "loading the continuation model" if s["sampled"] else "loading the model")
+    elif kind == "step":
+        window = _window(s, _int(event.get("window")), last=s["windows"] - 1)
+        if window in s["done_windows"]:
+            return s  # a late step of a finished window says nothing new
+        steps, step = _int(event.get("steps")), _int(event.get("step"))
+        plan = list(s["window_steps"])
+        if steps and window < len(plan) and plan[window] != steps:
+            plan[window] = steps  # a backend that runs its own step count (a distilled LoRA)
+        if window == s["window"]:
+            step = max(step, s["step"])  # a window's steps only go on
+        s.update(window=window, step=min(step, steps) if steps else step, steps=steps,
+                 window_steps=tuple(plan), phase="rendering", sampled=True)
+    elif kind == "window_done":
+        window = _window(s, _int(event.get("window")), last=s["windows"] - 1)
+        s["windows"] = s["windows"] or _int(event.get("windows"))
+        s.update(done_windows=tuple(sorted({*s["done_windows"], window})), step=0,
+                 window=_window(s, window + 1, last=s["windows"]),
+                 frames_written=_int(event.get("frames_written")), preview=event.get("preview"))
+    elif kind in ("warning", "note", "error", "job_error"):
+        s["message"] = str(event.get("message") or "")
+        if kind in ("error", "job_error"):
+            s["status"] = "failed"
+    elif kind in ("done", "interrupted"):
+        s.update(status=kind, frames_written=_int(event.get("frames")))
+        s["run_dir"] = event.get("run_dir", s["run_dir"])
+    elif kind == "job_done":
+        status = event.get("status")
+        s["status"] = status if status in ("done", "interrupted", "cancelled") else "failed"
+        s["message"] = str(event.get("message") or s["message"])
+    elif kind in ("job_started", "job_running"):
+        s["status"] = "running"
+    elif kind == "job_cancelled":
+        s["status"] = "cancelled"
+    if s["status"] == "done":  # every window's steps are done, whatever reached us
+        s.update(done_windows=tuple(range(len(s["window_steps"]))), window=s["windows"], step=0)
+    return _count(s)
+
+
+def fold(events_: list[dict], state: dict | None = None) -> dict:
+    """``reduce`` over ``events_``, from ``state``."""
+    for event in events_:
+        state = reduce(state, event)
+    return state if state is not None else initial()
+
+
+def _count(s: dict) -> dict:
+    plan = s["window_steps"]
+    done = sum(plan[w] for w in s["done_windows"] if w < len(plan))
+    if s["window"] not in s["done_windows"] and s["window"] < len(plan):
+        done += min(s["step"], plan[s["window"]])
+    s["steps_total"] = sum(plan)
+    s["steps_done"] = min(done, s["steps_total"])
+    return s
+
+
+def _window(s: dict, window: int, last: int) -> int:
+    """``window`` within the render's windows where their count is known."""
+    return max(0, min(window, last)) if s["windows"] else max(0, window)
+
+
+def _int(value) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _ints(values) -> tuple[int, ...]:
+    return tuple(_int(v) for v in values or ())
