@@ -74,6 +74,8 @@ def reduce(state: dict | None, event: dict) -> dict:
         rule(s, event)
     if s["status"] == "done":  # every window's steps are done, whatever reached us
         s.update(done_windows=tuple(range(len(s["window_steps"]))), window=s["windows"], step=0)
+    if s["windows"]:  # a window told before their count (events out of order) stays within it
+        s["window"] = min(s["window"], s["windows"])
     return _count(s)
 
 
@@ -82,7 +84,7 @@ def reduce(state: dict | None, event: dict) -> dict:
 def _planned(s: dict, event: dict) -> None:
     if not s["window_steps"]:
         s["window_steps"] = _ints(event.get("window_steps"))
-        s["windows"] = len(s["window_steps"])
+        s["windows"] = s["windows"] or len(s["window_steps"])
 
 
 def _started(s: dict, event: dict) -> None:
