@@ -1,6 +1,7 @@
 """Backends on the tiny Wan models: the real diffusers pipelines, run on the CPU."""
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +91,29 @@ def test_prompt_guidance_and_shift_reach_the_model(t2v):
     assert np.abs(base - shifted).max() > 1e-4
     t2v.generate(request())
     assert t2v.pipe.scheduler.config.flow_shift == get_model("tiny-random").shift
+
+
+def test_the_pipeline_gets_the_request_as_a_bare_diffusers_call_does(t2v, tiny_models_dir):
+    """The backend's frames are those of diffusers' own WanPipeline called with the request's
+    prompt, negative prompt, size, steps, guidance and seed (for two negative prompts)."""
+    import torch
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+
+    pipe = WanPipeline.from_pretrained(str(tiny_models_dir / "tiny-random"))
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config,
+                                                         flow_shift=get_model("tiny-random").shift)
+    pipe.set_progress_bar_config(disable=True)
+
+    def bare(req):
+        out = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt, height=req.height, width=req.width,
+                   num_frames=req.num_frames, num_inference_steps=req.steps, guidance_scale=req.guidance_scale,
+                   generator=torch.Generator("cpu").manual_seed(req.seed), output_type="np")
+        return np.clip(out.frames[0], 0, 1)
+
+    blurry, fox = request(negative_prompt="blurry"), request(negative_prompt="a red fox in the snow")
+    assert np.abs(bare(blurry) - bare(fox)).max() > 1e-4  # the negative prompt shows
+    for req in (blurry, fox):
+        np.testing.assert_allclose(t2v.generate(req), bare(req), rtol=0, atol=1e-6)
 
 
 def test_two_experts_take_their_own_guidance(options):
@@ -299,6 +323,33 @@ def test_official_output_conversion_and_vace_inputs():
     assert frames[:, 1:-1].abs().max() == 0  # grey where the model generates
 
 
+def test_the_official_experts_get_the_guidance_diffusers_gives_them():
+    """diffusers applies guidance_scale to the high-noise expert and guidance_scale_2 to the
+    low-noise one; run the official generate()'s own lines (fixture) on what the backend
+    passes it and see each expert get the same."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    from deforum_wan.backends.official import guide_scale
+
+    source = Path(__file__).parent / "fixtures" / "wan22_clone" / "wan" / "text2video.py"
+    spec = importlib.util.spec_from_file_location("wan22_clone_text2video", source)
+    text2video = importlib.util.module_from_spec(spec)  # not put in sys.modules: no `wan` is imported
+    spec.loader.exec_module(text2video)
+    official = text2video.WanT2V(config=None, checkpoint_dir=None)
+    a14b = get_model("wan2.2-t2v-a14b")
+    boundary = 0.875 * 1000  # the A14B config's boundary times its num_train_timesteps
+    timesteps = torch.tensor([999.0, 900.0, 875.0, 874.0, 500.0, 1.0])
+    for high, low in ((7.0, 2.0), (2.0, 7.0), (5.0, None)):
+        req = request(guidance_scale=high, guidance_scale_2=low)
+        picked = official.expert_and_guidance(guide_scale(req, a14b, two_experts=True), timesteps, boundary)
+        want = {"high_noise_model": high, "low_noise_model": low if low is not None else a14b.guidance_2}
+        assert {name for name, _ in picked} == set(want)
+        assert all(g == want[name] for name, g in picked), picked
+    one = guide_scale(request(guidance_scale=6.0), get_model("wan2.1-t2v-14b"), two_experts=False)
+    assert official.expert_and_guidance(one, timesteps, boundary)[0][1] == 6.0
+
+
 def naive_attention(q, k, v, k_lens=None, causal=False):
     import torch
 
@@ -351,8 +402,6 @@ def test_official_refuses_torch_without_weights_only_load():
 def test_the_wan22_wheel_is_refused_before_it_is_imported():
     """The PyPI `wan22` wheel defaults its classes to lightning=True (guidance off, fixed
     paths); a Wan2.2 clone does not. Fixtures: the two constructor signatures as shipped."""
-    from pathlib import Path
-
     from deforum_wan.backends.official import import_wan, lightning_wheel
 
     fixtures = Path(__file__).parent / "fixtures"

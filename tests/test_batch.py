@@ -13,6 +13,7 @@ from conftest import EXAMPLE
 from PIL import Image
 
 from deforum_wan.cli.batch import format_summary
+from deforum_wan.events import fold
 from deforum_wan.render.manifest import Manifest
 from deforum_wan.render.names import make_timestring
 from deforum_wan.service.batch import prepare_jobs, run_batch
@@ -121,9 +122,14 @@ def test_ray_batch_equals_sequential_render(settings_files, reference, ray_clust
         assert job.attempts == 1 and job.frames == job.max_frames
         assert job.windows_by_attempt == {0: list(range(len(job.window_steps)))}
     assert jobs[3].error == "bad.txt: max_frames must be between 1 and 100000, got -1" and jobs[3].attempts == 0
-    # Two actors: both took jobs, and the step events reached the driver.
+    # Two actors: both took jobs, and every step event of every job reached the driver before
+    # its result was recorded (the last ones were once still in the queue then).
     assert len({e["pid"] for _, e in events}) == 2
-    assert sum(e["event"] == "step" for _, e in events) == sum(sum(j.window_steps) for j in jobs[:3])
+    for job in jobs[:3]:
+        steps = [(e["window"], e["step"]) for i, e in events if i == job.index and e["event"] == "step"]
+        assert steps == [(w, k) for w, n in enumerate(job.window_steps) for k in range(1, n + 1)], job.name
+        progress = fold([e for i, e in events if i == job.index])
+        assert progress["steps_done"] == progress["steps_total"] == sum(job.window_steps)
 
 
 @pytest.mark.slow

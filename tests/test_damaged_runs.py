@@ -159,9 +159,12 @@ def test_whole_frames_resume_where_the_run_stopped(tmp_path, tiny_models_dir, re
     """The check costs no work: an undamaged run goes on at its first unfinished window."""
     settings = _settings(tmp_path, skip_video_creation=True)
     folder = _interrupted(settings, tmp_path / "out", tiny_models_dir)
-    done = len(Manifest.load(folder.manifest_file).windows)
+    kept = Manifest.load(folder.manifest_file)
+    done = len(kept.windows)
     result, events = _resume(folder, settings, tiny_models_dir)
-    assert next(e for e in events if e["event"] == "started")["resume_from_window"] == done > 0
+    started = next(e for e in events if e["event"] == "started")
+    assert started["resume_from_window"] == done > 0
+    assert started["frames_written"] == kept.frames_written > 0  # what the job queue shows at once
     assert not [e for e in events if e["event"] == "warning"]
     _assert_same(folder, reference)
 

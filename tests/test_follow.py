@@ -60,6 +60,27 @@ def test_the_camera_prompt_hint_describes_each_windows_move():
     assert describe(summarize(settings.camera, 0, 4)) == "camera zooms in"
 
 
+def test_the_guided_path_is_the_lead_frame_carried_forward_in_time():
+    """translation_x 2 at the model's own fps: frame 0 of the path is the lead frame, frame k
+    the lead moved 2k pixels right (as 8-bit pixels), covered where the lead reaches."""
+    from deforum_wan.render.follow import CameraFollower
+
+    settings = load_settings({**BASE, **PAN})
+    plan = make_plan(settings)
+    w = plan.windows[0]
+    lead = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    guide = CameraFollower(settings.camera, plan).path_guide(w, [lead])
+    assert len(guide.frames) == w.native_frames
+    np.testing.assert_array_equal(guide.frames[0], lead)
+    pixels = np.rint(lead * 255) / 255
+    for k, (frame, cover) in enumerate(zip(guide.frames, guide.cover)):
+        if k == 0:
+            continue
+        s = 2 * k
+        np.testing.assert_allclose(frame[:, s:], pixels[:, :64 - s], atol=1e-6)
+        assert cover[:, s:].min() == 1 and cover[:, :s].max(initial=0) == 0
+
+
 def test_under_auto_a_guided_model_loads_with_diffusers_first(tiny_models_dir):
     options = BackendOptions(models_dir=str(tiny_models_dir))
     backend, report = load_backend(get_model("tiny-random"), "auto", options, path_guide=True)

@@ -238,13 +238,14 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
     from deforum_wan.render.names import manifest_path
     from deforum_wan.render.run_folder import RunFolder
 
-    seen, order = [], []
+    seen, order, planned = [], [], []
 
     def on_event(e):
         if e["event"] in ("step", "window_done"):
-            order.append((e["event"], e["window"]))
+            order.append((e["event"], e["window"]) + ((e["step"],) if e["event"] == "step" else ()))
         if e["event"] == "started":
             seen.append(Path(e["run_dir"]))
+            planned.extend(e["window_steps"])
         elif e["event"] == "window_done":
             run_dir = seen[0]
             ts = run_dir.name[-14:]
@@ -262,10 +263,13 @@ def test_window_done_comes_after_its_frames_and_checkpoint_are_on_disk(tmp_path,
     plan_windows = json.loads((result.run_dir / f"{result.timestring}_manifest.json").read_text())["windows"]
     assert seen[1:] == [w["index"] for w in plan_windows] and len(seen) > 2
     # Progress consumers rely on this order: no step of window k+1 before window_done(k).
-    for i, (kind, window) in enumerate(order):
+    for i, (kind, window, *_) in enumerate(order):
         if kind == "step":
-            done = {w for k, w in order[:i] if k == "window_done"}
+            done = {w for k, w, *_ in order[:i] if k == "window_done"}
             assert set(range(window)) <= done, order[: i + 1]
+    # ... and every step comes, those held back while a window's frames were written included
+    assert [o[1:] for o in order if o[0] == "step"] == [(w, k) for w, n in enumerate(planned)
+                                                       for k in range(1, n + 1)]
 
 
 def test_flow_retime_renders_every_frame_and_differs_from_blend(tmp_path, tiny_models_dir):

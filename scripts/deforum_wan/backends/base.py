@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import WanError
 from ..models.registry import ModelSpec
+from ..pixels import to_uint8
 from .camera_guide import PathGuide, check_guide
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
@@ -223,7 +224,7 @@ def _check_inputs(req: GenerateRequest) -> None:
 def to_pil(image: np.ndarray):
     from PIL import Image
 
-    return Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
+    return Image.fromarray(to_uint8(image), "RGB")
 
 
 def torch_dtype(name: str, device_type: str):

@@ -245,18 +245,10 @@ class OfficialBackend(Backend):
             if isinstance(module, torch.nn.Module):
                 yield module
 
-    def _guide_scale(self, req: GenerateRequest):
-        g = float(req.guidance_scale)
-        if not self.two_experts:
-            return g
-        g2 = req.guidance_scale_2 if req.guidance_scale_2 is not None else self.spec.guidance_2
-        # The official tuple is (low-noise expert, high-noise expert).
-        return (float(g2 if g2 is not None else g), g)
-
     def _run(self, req: GenerateRequest):
         shift = req.shift if req.shift is not None else self.spec.shift
         common = dict(frame_num=req.num_frames, shift=float(shift), sample_solver="unipc",
-                      sampling_steps=int(req.steps), guide_scale=self._guide_scale(req),
+                      sampling_steps=int(req.steps), guide_scale=guide_scale(req, self.spec, self.two_experts),
                       n_prompt=req.negative_prompt, seed=int(req.seed), offload_model=self.offload_model)
         size = (req.width, req.height)
         # +1 pixel: the official size search floors sqrt(max_area * aspect); exactly W*H can
@@ -312,6 +304,17 @@ class OfficialBackend(Backend):
     def close(self) -> None:
         self.model = None
         free_memory()
+
+
+def guide_scale(req: GenerateRequest, spec: ModelSpec, two_experts: bool):
+    """``generate``'s guide_scale: one float, or for two experts the official tuple, which is
+    (low-noise expert, high-noise expert); the request's are diffusers' (guidance_scale for
+    the high-noise expert, guidance_scale_2 for the low-noise one)."""
+    g = float(req.guidance_scale)
+    if not two_experts:
+        return g
+    g2 = req.guidance_scale_2 if req.guidance_scale_2 is not None else spec.guidance_2
+    return (float(g2 if g2 is not None else g), g)
 
 
 def _vace_tensors(req: GenerateRequest, device):

@@ -3,72 +3,46 @@ the denoising steps of one render or of a whole batch, with warnings and notes a
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 
-
-@dataclass
-class _Render:
-    window_steps: list[int]
-    done: set[int] = field(default_factory=set)
-    current: tuple[int, int] | None = None  # (window, step) of the running window
-    status: str = "queued"
-
-    def steps_done(self) -> int:
-        running = self.current[1] if self.current and self.current[0] not in self.done else 0
-        return sum(self.window_steps[w] for w in self.done if w < len(self.window_steps)) + running
+from ..events import reduce
 
 
 class ProgressBar:
     """``bar.event(key, event)`` for each event of the render named ``key``.
 
-    The total is the sum of every render's window steps, known from its ``planned`` or
-    ``started`` event; a backend that runs its own step count (a distilled LoRA) corrects
-    its window's share at its first step. ``enabled=False`` draws nothing but still prints.
+    Each render's progress is ``events.reduce`` of its events, from its ``planned`` or
+    ``started`` event on; the total is the sum of their ``steps_total`` (a backend that runs
+    its own step count corrects its window's share at its first step). ``enabled=False``
+    draws nothing but still prints.
     """
 
     def __init__(self, desc: str, *, many: bool = False, enabled: bool = True):
         self.many = many
-        self.renders: dict[str, _Render] = {}
+        self.renders: dict[str, dict] = {}  # key -> events.reduce state
         self.bar = None
         self.desc, self.enabled = desc, enabled  # the bar appears once it knows its total
         self._postfix = ""
 
     def event(self, key: str, event: dict) -> None:
         kind = event.get("event")
-        render = self.renders.get(key)
         label = f"{key}: " if self.many else ""
-        if kind in ("planned", "started") and (render is None or kind == "started"):
-            steps = [int(s) for s in event.get("window_steps") or []]
-            render = self.renders[key] = _Render(steps or (render.window_steps if render else []))
-            if kind == "started":
-                render.status = "running"
-                render.done = set(range(int(event.get("resume_from_window", 0))))
-                for warning in event.get("warnings") or []:
-                    self.write(f"{label}warning: {warning}")
-        elif render is None:
-            if kind in ("note", "warning"):
-                self.write(f"{label}{'warning: ' if kind == 'warning' else ''}{event.get('message', '')}")
-            return
-        elif kind == "loading":
-            self._postfix = f"loading {event.get('model')}"
-        elif kind == "step":
-            window, steps = int(event["window"]), int(event.get("steps", 0))
-            if window < len(render.window_steps) and steps and steps != render.window_steps[window]:
-                render.window_steps[window] = steps
-            render.current = (window, int(event["step"]))
-            self._postfix = f"window {window + 1}/{len(render.window_steps)}"
-        elif kind == "window_done":
-            render.done.add(int(event["window"]))
-            render.current = None
-        elif kind in ("warning", "note"):
+        for warning in (event.get("warnings") or []) if kind == "started" else []:
+            self.write(f"{label}warning: {warning}")
+        if kind in ("warning", "note"):
             self.write(f"{label}{'warning: ' if kind == 'warning' else ''}{event.get('message', '')}")
-        elif kind == "interrupted":
-            render.status = "interrupted"
-            self.write(f"{label}interrupted: keeping {event.get('frames', 0)} frames")
-        elif kind in ("done", "job_done"):
-            render.status = event.get("status", "done")
-            if render.status == "done":
-                render.done = set(range(len(render.window_steps)))
+        before = self.renders.get(key)
+        if before is None and kind not in ("planned", "started"):
+            return  # a render's progress starts with its plan
+        state = self.renders[key] = reduce(before, event)
+        was = before or {}
+        if state["status"] == "interrupted" and was.get("status") != "interrupted":
+            self.write(f"{label}interrupted: keeping {state['frames_written']} frames")
+        # the postfix follows a new load or a new step (a render's loads and steps in one line)
+        if state["phase"].startswith("loading") and (state["phase"], state["model"]) != (was.get("phase"),
+                                                                                          was.get("model")):
+            self._postfix = f"loading {state['model']}"
+        elif state["step"] and (state["window"], state["step"]) != (was.get("window"), was.get("step")):
+            self._postfix = f"window {state['window'] + 1}/{len(state['window_steps'])}"
         self._refresh()
 
     def write(self, text: str) -> None:
@@ -78,7 +52,7 @@ class ProgressBar:
             print(text, file=sys.stderr)
 
     def _refresh(self) -> None:
-        total = sum(sum(r.window_steps) for r in self.renders.values())
+        total = sum(r["steps_total"] for r in self.renders.values())
         if self.bar is None and self.enabled and total:
             from tqdm import tqdm
 
@@ -86,9 +60,9 @@ class ProgressBar:
         if self.bar is None:
             return
         self.bar.total = total
-        self.bar.n = sum(r.steps_done() for r in self.renders.values())
+        self.bar.n = sum(r["steps_done"] for r in self.renders.values())
         if self.many:
-            counts = {s: sum(r.status == s for r in self.renders.values()) for s in ("running", "done", "failed")}
+            counts = {s: sum(r["status"] == s for r in self.renders.values()) for s in ("running", "done", "failed")}
             self._postfix = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         self.bar.set_postfix_str(self._postfix, refresh=False)
         self.bar.refresh()

@@ -25,7 +25,9 @@ from ..errors import WanError
 
 MARKER = "deforum_wan_tiny.json"
 # Bump when a builder below changes, so stale folders are rebuilt.
-BUILD_FORMAT = 3  # 3: every tiny Wan2.1 model shares one UMT5 encoder and VAE (same seed, built first)
+# 3: every tiny Wan2.1 model shares one UMT5 encoder and VAE (same seed, built first);
+# 4: the VAEs' latents mean and std are no longer 0 and 1.
+BUILD_FORMAT = 4
 
 Z_DIM = 4
 TI2V_Z_DIM = 8
@@ -74,12 +76,21 @@ def _text_encoder(vocab_size: int):
     return UMT5EncoderModel(config).eval()
 
 
+def latent_statistics(z_dim: int) -> tuple[list[float], list[float]]:
+    """Per-channel latents mean and std of a tiny VAE: distinct in each channel and away from
+    0 and 1 like the real VAEs' own, so latents normalised the wrong way round show."""
+    mean = [round(0.2 * (c - (z_dim - 1) / 2), 2) for c in range(z_dim)]
+    std = [round(0.6 + 0.3 * c, 2) for c in range(z_dim)]
+    return mean, std
+
+
 def _vae(z_dim: int = Z_DIM, **extra):
     from diffusers import AutoencoderKLWan
 
+    mean, std = latent_statistics(z_dim)
     return AutoencoderKLWan(base_dim=4, z_dim=z_dim, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                            temperal_downsample=[False, True, True],
-                            latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim, **extra)
+                            temperal_downsample=[False, True, True], latents_mean=mean, latents_std=std,
+                            **extra)
 
 
 def _transformer(in_channels: int, out_channels: int = Z_DIM, cls=None, num_layers: int = 1, **extra):

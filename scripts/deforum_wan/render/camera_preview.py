@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config.settings import RenderSettings
 from ..errors import WanError
-from .color import to_uint8
+from ..pixels import to_uint8
 from .names import check_writable
 from .video import pattern_command, run_ffmpeg
 from .warp import CameraPath

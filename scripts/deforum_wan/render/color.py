@@ -64,11 +64,6 @@ def _match_channels_cv2(image: np.ndarray, templates: list) -> np.ndarray:
     return cv2.LUT(image, np.stack(luts, axis=-1).reshape(1, 256, len(templates)))
 
 
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] to uint8, rounded."""
-    return (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def _check_rgb(name: str, img: np.ndarray) -> None:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"{name} must be uint8 (H,W,3) RGB, got {img.dtype} {img.shape}")
@@ -141,5 +136,4 @@ def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + w * (b - a)
 
 
-__all__ = ["COLOR_MODES", "ColorMatcher", "crossfade", "crossfade_weights", "match_color", "match_histograms",
-           "to_uint8"]
+__all__ = ["COLOR_MODES", "ColorMatcher", "crossfade", "crossfade_weights", "match_color", "match_histograms"]

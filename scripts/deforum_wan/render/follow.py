@@ -16,7 +16,7 @@ from ..backends.camera_guide import PathGuide
 from ..config.camera import Camera
 from ..config.planner import ClipPlan, Window, native_times
 from ..config.settings import RenderSettings
-from .color import to_uint8
+from ..pixels import to_uint8
 from .warp import CameraPath
 
 SEAM_PX = 3  # VACE keeps camera pixels this far inside the covered area: Wan generates the seam

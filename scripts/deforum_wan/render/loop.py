@@ -27,7 +27,7 @@ from ..config.planner import ClipPlan, Window
 from ..config.settings import RenderSettings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
-from .color import to_uint8
+from ..pixels import to_uint8
 from .follow import CameraFollower, lead_frames
 from .frame_writer import FrameWriter, first_bad_frame
 from .images import load_image, read_png
@@ -84,7 +84,7 @@ class Renderer:
         self.report: list = []
         self._saved: queue.SimpleQueue = queue.SimpleQueue()  # window_done events, from the writer
         self._pending = 0  # checkpoints queued whose window_done is not emitted yet
-        self._held_step: dict | None = None
+        self._held_steps: list[dict] = []  # steps of the next window while a window_done is pending
         self._options_key: str | None = None
         self._checked: ClipPlan | None = None  # the plan of a checked job
 
@@ -178,7 +178,7 @@ class Renderer:
             stream = CarryStream(plan, writer, keep_first)
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
                   frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings,
-                  window_steps=[w.steps for w in plan.windows])
+                  window_steps=[w.steps for w in plan.windows], frames_written=stream.written if start else 0)
         backend = None
         matcher = None  # colour coherence against frame 0, built once it exists
         status = "interrupted"
@@ -308,8 +308,8 @@ class Renderer:
     def _emit_checkpoints(self) -> None:
         """window_done for every saved checkpoint, from the render's own thread (event
         sinks are not thread-safe): called between windows, at each step and at the end.
-        A step of the next window held back meanwhile follows it, so consumers still see
-        window_done(k) before any step of window k+1."""
+        The steps of the next window held back meanwhile follow it, so consumers still see
+        window_done(k) before any step of window k+1, and every step."""
         while True:
             try:
                 event = self._saved.get_nowait()
@@ -317,14 +317,19 @@ class Renderer:
                 break
             self._pending -= 1
             self.emit("window_done", **event)
-        if not self._pending and self._held_step is not None:
-            held, self._held_step = self._held_step, None
-            self.emit("step", **held)
+            self._release_steps(event["window"] + 1)  # the next window's steps follow its window_done
+        if not self._pending:
+            self._release_steps(None)
+
+    def _release_steps(self, window: int | None) -> None:
+        """The held steps up to ``window`` (None: all) go out, in order."""
+        while self._held_steps and (window is None or self._held_steps[0]["window"] <= window):
+            self.emit("step", **self._held_steps.pop(0))
 
     def _step(self, **data) -> None:
         self._emit_checkpoints()
         if self._pending:
-            self._held_step = data  # only the latest: it says where the render is
+            self._held_steps.append(data)
         else:
             self.emit("step", **data)
 
@@ -451,8 +456,8 @@ class Renderer:
         if s.write_srt:
             try:
                 write_srt(self.folder.srt_file, plan.fps,
-                                 [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
-                                  if seg.start < written])
+                          [(seg.start, min(seg.end, written), seg.prompt) for seg in plan.segments
+                           if seg.start < written])
             except OSError as exc:  # the folder, not the hidden temp file the error names
                 raise WanError(f"cannot write {self.folder.srt_file.name} in {run_dir}: {exc.strerror or exc}"
                                ) from None

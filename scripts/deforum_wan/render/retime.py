@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .color import to_uint8
+from ..pixels import to_uint8
 
 
 class Retimer:

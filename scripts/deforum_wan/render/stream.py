@@ -10,7 +10,8 @@ import numpy as np
 
 from ..config.planner import ClipPlan
 from ..errors import WanError
-from .color import crossfade, to_uint8
+from ..pixels import to_uint8
+from .color import crossfade
 from .frame_writer import FrameWriter
 from .retime import Retimer
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -36,6 +36,7 @@ from ..render.runner import LocalRunner
 EventCallback = Callable[["Job", dict], None]
 # Renderer events the actors forward to the driver (the rest stay on the worker).
 FORWARDED = ("started", "loading", "loaded", "step", "window_done")
+DRAIN_SECONDS = 30.0  # how long the driver waits for a finished job's last events
 RAY_HINT = "pip install 'deforum-wan[ray]' (or pip install ray==2.60.0)"
 
 
@@ -166,6 +167,8 @@ class Tracker:
         self.jobs = {job.index: job for job in jobs}
         self.on_event = on_event
         self.view = view
+        self.progress: dict[int, dict] = {}  # job index -> events.reduce of its current attempt
+        self.received: Counter = Counter()  # (job index, attempt) -> events received
         for job in jobs:
             if job.settings is not None:
                 self._show(job, events.make("planned", window_steps=list(job.window_steps)))
@@ -173,16 +176,17 @@ class Tracker:
     def event(self, index: int, event: dict) -> None:
         job = self.jobs[index]
         kind, attempt = event.get("event"), event.get("attempt", job.attempts - 1)  # 0-based
+        self.received[index, attempt] += 1
         if kind == "window_done":
             job.windows_by_attempt.setdefault(attempt, []).append(int(event["window"]))
         if self.on_event is not None:
             self.on_event(job, event)
         if attempt != job.attempts - 1:
             return  # a lost attempt's late events
-        if kind == "started":
-            job.run_dir = event.get("run_dir", job.run_dir)
-            if attempt > 0:
-                event = {**event, "warnings": []}  # shown at the first attempt
+        state = self.progress[index] = events.reduce(self.progress.get(index), event)
+        job.run_dir = state["run_dir"] or job.run_dir
+        if kind == "started" and attempt > 0:
+            event = {**event, "warnings": []}  # shown at the first attempt
         self._show(job, event)
 
     def finish(self, job: Job, result: dict) -> None:
@@ -251,13 +255,19 @@ class RenderActor:
         self.stopping = True  # polled at every denoising step of the running job
 
     def render(self, job: dict) -> dict:
+        """The job's result, with how many events it forwarded (``"events"``): the driver
+        waits for that many of this attempt before it records the result."""
         pid = os.getpid()
+        sent = 0
 
         def on_event(event: dict) -> None:
+            nonlocal sent
             if event["event"] in FORWARDED:
                 self.events.put({"job": job["index"], "attempt": job["attempt"], "pid": pid, **event})
+                sent += 1
 
-        return run_job(job, self.runner, on_event=on_event, should_stop=lambda: self.stopping)
+        result = run_job(job, self.runner, on_event=on_event, should_stop=lambda: self.stopping)
+        return {**result, "events": sent}
 
 
 def _connect(ray, address: str | None, init_kwargs: dict | None) -> bool:
@@ -349,7 +359,7 @@ def run_ray(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: str 
                     continue
                 except ray.exceptions.RayError as exc:
                     result = {"status": "failed", "error": first_line(exc)[:300]}
-                _drain(events, progress)  # the job's last window events before its result
+                _drain(events, progress, job, result.get("events", 0))  # all its events before its result
                 progress.finish(job, result)
                 idle.append(actor)
         if stopping:
@@ -361,13 +371,25 @@ def run_ray(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: str 
             ray.shutdown()
 
 
-def _drain(events, progress: Tracker) -> None:
+def _drain(events, progress: Tracker, job: Job | None = None, expected: int = 0,
+           timeout: float = DRAIN_SECONDS) -> None:
+    """Hand the queued events to ``progress``. With ``job``: first every one of the
+    ``expected`` events its current attempt sent (the queue may still be taking the last
+    ones), or what came within ``timeout`` seconds, said in a note."""
+    deadline = time.monotonic() + timeout
     while True:
         batch = events.get_nowait_batch(events.qsize()) if events.qsize() else []
-        if not batch:
-            return
         for event in batch:
             progress.event(event["job"], event)
+        if batch:
+            continue
+        missing = expected - progress.received[job.index, job.attempts - 1] if job is not None else 0
+        if missing <= 0:
+            return
+        if time.monotonic() > deadline:
+            progress.note(f"{job.name}: {missing} of its {expected} progress events did not arrive")
+            return
+        time.sleep(0.02)
 
 
 def run_batch(items: Iterable[tuple[str, str | os.PathLike | dict]], *, outdir: str | os.PathLike,

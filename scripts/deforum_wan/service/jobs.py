@@ -32,7 +32,7 @@ from ..config.settings import read_settings_file
 from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import DOWNLOAD_HINT_ENV
 from ..render.job import JobSpec, check_job
-from .jobstore import FINISHED, JobNotFound, JobStore, StoreUnavailable, empty_progress
+from .jobstore import FINISHED, PROGRESS_KEYS, JobNotFound, JobStore, StoreUnavailable
 from .worker_client import WorkerExited, WorkerProcess, exit_description
 
 __all__ = ["JobManager", "JobNotFound", "FINISHED"]
@@ -67,6 +67,7 @@ class JobManager:
         self._paused = False
         self._closing = False
         self._live: dict = {}  # the running job's step-level progress (not persisted)
+        self._progress: tuple[str, dict] | None = None  # (job id, events.reduce state) of the running job
         self._subscribers: list[Callback] = []
         self._unrecorded: list[tuple[str, dict]] = []  # final states waiting for a writable database
         self.store_error: str | None = None  # why the queue cannot use its database now, if it cannot
@@ -369,48 +370,30 @@ class JobManager:
 
     def _on_event(self, job_id: str, event: dict) -> None:
         kind = event.get("event")
+        with self._state:  # the running job's progress: events.reduce of its events
+            before = self._progress[1] if self._progress and self._progress[0] == job_id else None
+            progress = events.reduce(before, event)
+            self._progress = (job_id, progress)
+            if kind in events.PROGRESS:  # every step: memory only, the database gets window_done
+                self._live = {"phase": progress["phase"], **_stored(progress)}
         if kind == "started":
             from ..render.run_folder import RunFolder
 
-            run_dir, ts = event.get("run_dir"), event.get("timestring")
-            progress = {**empty_progress(), "window": event.get("resume_from_window", 0),
-                        "windows": event.get("windows", 0), "frames": event.get("frames", 0),
-                        "frames_written": _frames_kept(run_dir, ts) if event.get("resume_from_window") else 0}
-            self.store.update(job_id, run_dir=run_dir, timestring=ts, progress=progress,
+            run_dir, ts = progress["run_dir"], progress["timestring"]
+            self.store.update(job_id, run_dir=run_dir, timestring=ts, progress=_stored(progress),
                               settings_file=str(RunFolder.at(run_dir, ts).settings_file) if run_dir and ts else None)
-            with self._state:
-                self._live = {"phase": "starting"}
-        elif kind in ("loading", "loaded"):
-            with self._state:  # a load after any sampling is the chain going on, not a restart (the
-                # continuation model loads after window 0's steps, before its window_done)
-                later = self._live.get("window", 0) > 0 or "step" in self._live
-                self._live["phase"] = ("rendering" if kind == "loaded" else
-                                       "loading the continuation model" if later else "loading the model")
-        elif kind == "step":
-            with self._state:  # every step: memory only, the database gets window_done
-                self._live.update(window=event.get("window", 0), step=event.get("step", 0),
-                                  steps=event.get("steps", 0), phase="rendering")
         elif kind == "window_done":
-            progress = self.store.get(job_id)["progress"]
-            progress.update(window=event.get("window", 0) + 1, windows=event.get("windows", 0),
-                            frames_written=event.get("frames_written", 0), step=0)
-            self.store.update(job_id, progress=progress, preview=event.get("preview"))
-            with self._state:
-                self._live.update(window=progress["window"], step=0, frames_written=progress["frames_written"])
+            self.store.update(job_id, progress=_stored(progress), preview=progress["preview"])
         elif kind in ("done", "interrupted"):
-            progress = self.store.get(job_id)["progress"]
-            progress["frames_written"] = event.get("frames", progress["frames_written"])
-            self.store.update(job_id, progress=progress, video=event.get("video"),
+            self.store.update(job_id, progress=_stored(progress), video=event.get("video"),
                               settings_file=event.get("settings"))
         elif kind == "job_done":
-            status = event.get("status")
-            if status not in ("done", "interrupted", "cancelled"):
-                status = "failed"
+            status = progress["status"]
             with self._state:
                 requeue = status == "cancelled" and self._closing and job_id not in self._stop_requested
             message = event.get("message")
             if status == "interrupted":  # said for the queue's users: its Resume, not a CLI flag
-                frames = self.store.get(job_id)["progress"].get("frames_written", 0)
+                frames = progress["frames_written"]
                 message = (f"stopped after {frames} frames (kept); Resume continues it (the tab's Resume button,"
                            f" or POST /wan_api/jobs/{job_id}/resume)")
             if requeue:  # never started because the host is shutting down: next start runs it
@@ -418,7 +401,7 @@ class JobManager:
             else:
                 self._finish(job_id, status, message=message)
         elif kind == "job_error":
-            message = event.get("message") or "the render failed"
+            message = progress["message"] or "the render failed"
             self._finish(job_id, "failed", error=message, message=message)
 
     def _finish(self, job_id: str, status: str, **fields) -> None:
@@ -478,16 +461,9 @@ class JobManager:
         return "the job's Resume action or: " + " ".join(shlex.quote(part) for part in cmd)
 
 
-def _frames_kept(run_dir: str | None, ts: str | None) -> int:
-    """Frames a resumed run already has on disk (from its manifest)."""
-    from ..render.run_folder import RunFolder
-
-    if not run_dir or not ts:
-        return 0
-    try:
-        return RunFolder.at(run_dir, ts).frames_written()
-    except WanError:
-        return 0
+def _stored(progress: dict) -> dict:
+    """What a job's record keeps of an ``events.reduce`` state."""
+    return {key: progress[key] for key in PROGRESS_KEYS}
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -31,6 +31,8 @@ import time
 import traceback
 from typing import Any, Callable
 
+from .. import events
+
 
 class ProgressBridge:
     """``manager`` may be None at first and set later (the manager takes the bridge's hooks)."""
@@ -52,9 +54,7 @@ class ProgressBridge:
         self._exiting = False  # the current holder decided to let go: the next job needs a new one
         self._jobs = 0  # jobs between before_job and after_job
         self._guard = threading.Lock()  # guards the four fields above
-        self._windows = 0
-        self._frames = 0
-        self._frames_written = 0
+        self._progress: dict | None = None  # events.reduce of the running job's events
         # the page's task ids: job id -> task, and the task of the job holding the lock
         self._task_of: dict[str, str] = {}
         self._running: str | None = None
@@ -122,33 +122,30 @@ class ProgressBridge:
     def __call__(self, event: dict) -> None:
         kind = event.get("event")
         s = self.state
-        if kind == "job_running":
-            self._windows = self._frames = self._frames_written = 0
-        elif kind == "started":
-            self._windows, self._frames = event.get("windows", 0), event.get("frames", 0)
-            s.job_no, s.sampling_step = min(event.get("resume_from_window", 0), self._windows), 0
-            s.job_count = self._windows
-        elif kind == "loading":
-            self._last_step = None  # a model load is not sampling time
-            # after any step (window 0's included: the continuation model loads before its end)
-            s.textinfo = self._text(s.job_no, 0, 0, "loading the continuation model" if self._steps
-                                    else "loading the model")
-        elif kind == "step":
-            self._step(event.get("window", 0), event.get("step", 0), event.get("steps", 0))
-        elif kind == "window_done":
-            # the window's steps are in job_no now: sampling_step back to 0 (progress never > 1)
-            s.sampling_step = 0
-            s.job_no = min(event.get("window", 0) + 1, self._windows or event.get("window", 0) + 1)
-            self._frames_written = event.get("frames_written", 0)
-            s.textinfo = self._text(event.get("window", 0), 0, 0)
-            self._show(event.get("preview"))
-        elif kind in ("job_done", "job_error"):
+        if kind in ("job_done", "job_error"):
             self._job_ended(event.get("job"))
         elif kind == "queue_paused":
             s.interrupted = True  # the tab's Interrupt shows as the WebUI's
+        if kind not in events.PROGRESS and kind != "job_running":
+            return
+        before = None if kind == "job_running" else self._progress  # a job's progress starts with it
+        p = self._progress = events.reduce(before, event)
+        if kind == "started":
+            s.job_no, s.sampling_step, s.job_count = p["window"], 0, p["windows"]
+        elif kind == "loading":
+            self._last_step = None  # a model load is not sampling time
+            s.textinfo = self._text(p, phase=p["phase"])
+        elif kind == "step":
+            self._step(p)
+        elif kind == "window_done":
+            # the window's steps are in job_no now: sampling_step back to 0 (progress never > 1)
+            s.sampling_step, s.job_no = 0, p["window"]
+            s.textinfo = self._text(p)
+            if p["preview"] != (before or {}).get("preview"):
+                self._show(p["preview"])
 
-    def _step(self, window: int, step: int, steps: int) -> None:
-        s, now = self.state, self.clock()
+    def _step(self, p: dict) -> None:
+        s, now, steps = self.state, self.clock(), p["steps"]
         if self._last_step is not None and steps == self._steps:
             # one step, or a window's decode and writing and the next window's first step: the
             # mean over the job so far counts those too (a tiny model's steps are a fraction of it)
@@ -156,10 +153,8 @@ class ProgressBridge:
             self._intervals += 1
             self._per_step = self._spent / self._intervals
         self._last_step, self._steps = now, steps
-        if self._windows:
-            window = min(window, self._windows - 1)
-        s.job_no, s.sampling_step, s.sampling_steps = window, min(step, steps), steps
-        s.textinfo = self._text(window, step, steps)
+        s.job_no, s.sampling_step, s.sampling_steps = p["window"], p["step"], steps
+        s.textinfo = self._text(p)
         self._pin_clock()
 
     def _pin_clock(self) -> None:
@@ -170,13 +165,16 @@ class ProgressBridge:
         done = s.job_no * s.sampling_steps + s.sampling_step
         s.time_start = self.clock() - done * (self._per_step or 0.0)
 
-    def _text(self, window: int, step: int, steps: int, phase: str = "") -> str:
-        text = f"Wan: window {min(window + 1, self._windows or window + 1)}/{self._windows or '?'}"
+    @staticmethod
+    def _text(p: dict, phase: str = "") -> str:
+        """The state's line; a load (``phase``) or a window's end (step 0) shows no step."""
+        windows = p["windows"]
+        text = f"Wan: window {min(p['window'] + 1, windows or p['window'] + 1)}/{windows or '?'}"
         if phase:
             text += f", {phase}"
-        if steps:
-            text += f", step {step}/{steps}"
-        return text + f", frames {self._frames_written}/{self._frames}"
+        elif p["step"] and p["steps"]:
+            text += f", step {p['step']}/{p['steps']}"
+        return text + f", frames {p['frames_written']}/{p['frames']}"
 
     def _show(self, path: str | None) -> None:
         if not path or self.load_image is None:
