@@ -98,3 +98,15 @@ def test_a_malformed_spec_is_one_line(data):
 def test_the_example_passes_the_one_check(tmp_path):
     checked = check_job(JobSpec(json.loads(EXAMPLE.read_text())), tmp_path)
     assert checked.plan.max_frames == 48
+
+
+def test_the_tab_refuses_it_at_plan_and_generate(manager):
+    from deforum_wan.webui.tab_handlers import WanTab
+
+    tab = WanTab(manager)
+    base = settings(UNPLANNABLE)
+    values = tab.field_values(base)
+    assert tab.plan(*values, base, [])[2] == f"error: tab: {WHY}"
+    assert WHY in tab.generate(*values, base, [])
+    assert WHY in tab.plan(*values, base, [["file", base]])[0]  # a batch names the file it cannot plan
+    assert manager.list() == [] and manager.hooks == []

@@ -11,13 +11,14 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config.planner import format_plan, make_plan
+from ..config.planner import format_plan
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import WanError
 from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render.camera_preview import write_preview
 from ..render.inputs import find_inside, input_roots
+from ..render.job import CheckedJob, JobSpec, check_job
 from ..render.names import make_timestring, write_settings
 from ..service.paths import keep_upload
 from .downloads import Downloads
@@ -114,8 +115,7 @@ class WanTab:
         try:
             if batch:
                 return self._plan_batch(values, batch)
-            settings = load_settings(self.settings_of(values, base), name="tab")
-            plan = make_plan(settings)
+            plan = self._check(self.settings_of(values, base), "tab").plan
         except Exception as exc:
             return "", "", one_line(exc)
         status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps"
@@ -126,7 +126,7 @@ class WanTab:
         """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time."""
         *values, base, _batch = args
         try:
-            settings = load_settings(self.settings_of(values, base), name="tab")
+            settings = self._check(self.settings_of(values, base), "tab").settings  # its init image confined
             folder = self.outdir / "wan-camera" / make_timestring()
             video, notes = write_preview(settings, folder, settings.init_image, models_dir=self.models_dir,
                                          max_side=PREVIEW_SIDE)
@@ -134,11 +134,15 @@ class WanTab:
             return update(), one_line(exc)
         return str(video), "; ".join([f"camera preview: {settings.max_frames} frames (no diffusion)", *notes])
 
+    def _check(self, settings: dict, name: str) -> CheckedJob:
+        """What Generate would queue, checked by the same rules (the plan, the input files)."""
+        return check_job(JobSpec(settings, name), self.outdir, models_dir=self.models_dir)
+
     def _plan_batch(self, values, batch) -> tuple[str, str, str]:
         parts, views, failed = [], [], 0
         for name, data in self.batch_settings(values, batch):
             try:
-                plan = make_plan(load_settings(data, name=name))
+                plan = self._check(data, name).plan
                 parts.append(f"== {name} ==\n{format_plan(plan)}")
                 views.append(f"<h4>{html.escape(name)}</h4>{plan_html(plan)}")
             except Exception as exc:
