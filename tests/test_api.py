@@ -174,11 +174,14 @@ def test_plan_needs_no_gpu_and_validates(client):
     assert r.status_code == 422 and "W must be a number" in r.json()["error"]
 
 
-def test_every_key_of_the_table_is_read_and_checked_by_the_api(client):
+def test_every_key_of_the_table_is_read_and_checked_by_the_api(client, manager):
     from test_keys import BAD
 
     from deforum_wan.config.keys import KEYS
 
+    # /plan checks a job as /jobs does: the LoRA file the example names must be there.
+    manager.outdir.mkdir(parents=True, exist_ok=True)
+    (manager.outdir / "style.safetensors").write_bytes(b"")
     for key in KEYS:
         r = client.post("/wan_api/plan", json={"settings": settings(QUICK, **{key.name: key.example})})
         assert r.status_code == 200, (key.name, r.text)

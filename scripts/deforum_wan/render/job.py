@@ -100,19 +100,24 @@ def check_job(spec: JobSpec, outdir: str | os.PathLike, *, models_dir: str | Non
 
 def plan_checked(settings: RenderSettings, base: Path | None = None) -> ClipPlan:
     """The plan, with the inputs it reads proven usable (a missing soundtrack, an init image
-    that does not decode, a library a key needs) now, not after the frames are rendered."""
+    that does not decode) now, not after the frames are rendered."""
     plan = make_plan(settings)
     if settings.soundtrack and "://" not in settings.soundtrack:
         check_soundtrack(settings.soundtrack)
-    needs_cv2 = ([f"color_coherence {settings.color_coherence}"] if settings.color_coherence in ("HSV", "LAB")
-                 else []) + (["wan_retime flow"] if settings.retime == "flow" else [])
-    if needs_cv2 and importlib.util.find_spec("cv2") is None:
-        raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
     if settings.init_image and any(w.mode == "i2v" and w.index == 0 for w in plan.windows):
         from .images import load_image
 
         load_image(settings.init_image, plan.width, plan.height, base, settings.init_fit)
     return plan
+
+
+def check_libraries(settings: RenderSettings) -> None:
+    """The libraries some keys need, in the process that renders (a WebUI's own Python may
+    lack what the worker's packages hold): before any file is written, not mid-render."""
+    needs_cv2 = ([f"color_coherence {settings.color_coherence}"] if settings.color_coherence in ("HSV", "LAB")
+                 else []) + (["wan_retime flow"] if settings.retime == "flow" else [])
+    if needs_cv2 and importlib.util.find_spec("cv2") is None:
+        raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
 
 
 def resumed_settings(folder: RunFolder, label: str = "<settings>") -> RenderSettings:
@@ -128,7 +133,7 @@ def resumed_settings(folder: RunFolder, label: str = "<settings>") -> RenderSett
     if manifest.settings_hash and manifest.settings_hash != saved_hash(saved):
         # Its finished frames were made from the file as it was: going on would mix two renders.
         raise WanError(f"{saved} was changed after run {folder.timestring} started; undo the change to resume"
-                       " it, or render the changed file as a new run")
+                       " it, or render the changed file as a new run (without --resume)")
     return settings
 
 

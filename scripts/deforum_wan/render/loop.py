@@ -31,7 +31,7 @@ from ..pixels import to_uint8
 from .follow import CameraFollower, lead_frames
 from .frame_writer import FrameWriter, first_bad_frame
 from .images import load_image, read_png
-from .job import CheckedJob, plan_checked, resumed_settings, saved_hash
+from .job import CheckedJob, check_libraries, plan_checked, resumed_settings, saved_hash
 from .manifest import Manifest
 from .names import atomic_write_bytes, check_writable, frame_name, frame_path, make_timestring, write_settings
 from .run_folder import RunFolder, check_timestring
@@ -109,6 +109,7 @@ class Renderer:
         # Bad input stops here, before a folder or a file is written (a resume checks the
         # settings it continues below); a job check_job passed is not checked again.
         plan = self._checked or (None if self.resume else plan_checked(s, self.settings_base))
+        check_libraries(s)
         ts = self.resume or self.timestring or make_timestring()
         folder = RunFolder.of(self.outdir, s, ts, create=True)
         while not self.resume and not self.timestring and folder.settings_file.exists():
