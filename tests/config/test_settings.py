@@ -333,7 +333,7 @@ def _cli(*args, cwd):
 @pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs FIFOs and /dev/zero")
 def test_render_names_each_bad_file_on_its_own_line_and_exits_2(tmp_path):
     """Every file is checked: with several, each bad one fails alone (the good ones would render;
-    tests/test_render.py renders one beside a bad one); nothing is written."""
+    tests/render/test_render.py renders one beside a bad one); nothing is written."""
     os.mkfifo(tmp_path / "fifo.txt")
     (tmp_path / "zero.txt").symlink_to("/dev/zero")
     (tmp_path / "bad.txt").write_text('{"prompts": {"0": "x"}, "max_frames": -1}')

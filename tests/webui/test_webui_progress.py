@@ -6,7 +6,7 @@ A1111's ``modules.shared_state.State`` and ``modules.progress`` import the whole
 options), so the two small classes below stand in for the part of their behaviour the bridge
 touches, written to v1.10.1's semantics (Forge's are the same): ``begin``/``end``/
 ``assign_current_image``, the task calls, and how ``progressapi`` turns the state into progress
-and ETA. The real ones are exercised by tests/test_webui_host.py inside both WebUIs.
+and ETA. The real ones are exercised by tests/webui/test_webui_host.py inside both WebUIs.
 """
 from __future__ import annotations
 
