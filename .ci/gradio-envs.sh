@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the venvs tests/test_ui_gradio_versions.py uses to check the Wan tab builder on the
+# Builds the venvs tests/webui/test_ui_gradio_versions.py uses to check the Wan tab builder on the
 # hosts' gradio: .venv-gradio3 (A1111 v1.10.1) and .venv-gradio4 (Forge), with the hosts'
 # own pins for what gradio pulls in (requirements_versions.txt of each WebUI). No torch:
 # building the UI must not need it. Safe to re-run: an existing, working venv is kept.

@@ -1,28 +1,9 @@
+"""Fixtures and hooks only; what tests import by name lives in helpers.py."""
 import os
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "example_settings.txt"
-
-
-def _deforum_settings_dir() -> Path | None:
-    # Real Deforum files live beside the project (never committed; see docs/development.md).
-    env = os.environ.get("DEFORUM_SETTINGS_DIR")
-    for candidate in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "deforum-settings"]:
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-DEFORUM_DIR = _deforum_settings_dir()
-
-
-def real_settings_files() -> list[Path]:
-    if DEFORUM_DIR is None:
-        return []
-    return sorted(p for p in DEFORUM_DIR.iterdir() if p.suffix in (".txt", ".json"))
+from helpers import DEFORUM_DIR
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """wan_camera guide on a CUDA GPU: the tiny models in bfloat16, and Wan2.1-T2V-1.3B where its
-weights are on disk (skipped elsewhere). The CPU tests (tests/test_camera_guide.py) prove the
+weights are on disk (skipped elsewhere). The CPU tests (tests/backends/test_camera_guide.py) prove the
 method's bookkeeping; these prove it on the device and in the dtype the users render in."""
 import os
 

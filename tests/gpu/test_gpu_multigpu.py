@@ -55,7 +55,7 @@ def test_diffusers_context_parallel_matches_one_gpu(tiny_models_dir):
 
 
 def test_render_with_wan_gpus_2(tiny_models_dir, tmp_path):
-    from conftest import EXAMPLE
+    from helpers import EXAMPLE
 
     from deforum_wan.config.settings import load_settings
     from deforum_wan.render.loop import Renderer

@@ -1,6 +1,6 @@
 """Full-size random Wan models on a CUDA GPU (skipped elsewhere): built on the device in the target
 dtype, no float32 copy and no weight files, and one real-size window renders. The CPU tests
-(tests/test_random_full.py) prove the configs and the scaled build; these the full one."""
+(tests/models/test_random_full.py) prove the configs and the scaled build; these the full one."""
 import numpy as np
 import pytest
 

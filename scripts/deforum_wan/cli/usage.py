@@ -1,6 +1,6 @@
 """The documentation blocks generated from the code: the CLI's usage (docs/cli.md) and the
 key table (README.md). ``python -m deforum_wan.cli.usage --write``, run in the repository
-root, rewrites both; tests/test_docs.py fails while either differs from what this renders.
+root, rewrites both; tests/cli/test_docs.py fails while either differs from what this renders.
 """
 from __future__ import annotations
 

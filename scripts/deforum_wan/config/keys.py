@@ -277,7 +277,7 @@ def preset_overrides(read: dict[str, Any]) -> dict:
 
 
 def markdown_table() -> str:
-    """The README's table of Wan keys (cli/usage.py writes it there, tests/test_docs.py checks it)."""
+    """The README's table of Wan keys (cli/usage.py writes it there, tests/cli/test_docs.py checks it)."""
     rows = ["| key | default | meaning | tab field |", "|---|---|---|---|"]
     for k in KEYS:
         default = k.readme_default if k.shown_default else f"`{k.readme_default}`"

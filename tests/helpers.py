@@ -1,0 +1,99 @@
+"""What tests share (import it as ``helpers``; tests/ is on pytest's pythonpath): the project's
+paths, the real Deforum settings files, small tiny-model settings for jobs, waits, a served app."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "example_settings.txt"
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def _deforum_settings_dir() -> Path | None:
+    # Real Deforum files live beside the project (never committed; see docs/development.md).
+    env = os.environ.get("DEFORUM_SETTINGS_DIR")
+    for candidate in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "deforum-settings"]:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+DEFORUM_DIR = _deforum_settings_dir()
+
+
+def real_settings_files() -> list[Path]:
+    if DEFORUM_DIR is None:
+        return []
+    return sorted(p for p in DEFORUM_DIR.iterdir() if p.suffix in (".txt", ".json"))
+
+
+# Two prompts -> a T2V window then an I2V window: 12 frames, a few seconds on the CPU.
+QUICK = {"max_frames": 12, "prompts": {"0": "a lighthouse at dawn", "6": "the lighthouse at night"},
+         "cfg_scale_schedule": "0: (5)"}
+# One prompt, one full-length T2V window (keep-warm reuses its pipeline).
+SINGLE = {"max_frames": 12, "prompts": {"0": "a lighthouse at dawn"}, "wan_clip_duration": 0,
+          "cfg_scale_schedule": "0: (5)"}
+# Many short windows: long enough to stop or kill in the middle.
+LONG = {"max_frames": 24, "wan_clip_duration": 0.3, "steps": 4, "cfg_scale_schedule": "0: (5)",
+        "prompts": {"0": "a lighthouse at dawn", "12": "the lighthouse at night"}}
+
+
+def settings(overrides: dict, **more) -> dict:
+    data = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    data.update(overrides)
+    data.update(more)
+    return data
+
+
+def worker_env() -> dict:
+    # One torch thread per worker (2-core CI machine); never reach for the hub.
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+                TOKENIZERS_PARALLELISM="false")
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def frames_on_disk(run_dir: str | Path, timestring: str) -> list[Path]:
+    return sorted(Path(run_dir).glob(f"{timestring}_" + "[0-9]" * 9 + ".png"))
+
+
+def manifest(run_dir: str | Path, timestring: str) -> dict:
+    return json.loads((Path(run_dir) / f"{timestring}_manifest.json").read_text(encoding="utf-8"))
+
+
+class Served:
+    """An ASGI app on a real uvicorn at a free local port, for as long as the ``with`` lasts."""
+
+    def __init__(self, app, host: str = "127.0.0.1"):
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_for(lambda: self.server.started, 30, "uvicorn to start")
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()

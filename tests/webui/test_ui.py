@@ -1,0 +1,589 @@
+"""The Wan tab on the installed gradio: the field mapping on real Deforum files, every
+field's effect on the loaded settings, and the handlers (with a stand-in job manager)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import EXAMPLE, ROOT, real_settings_files
+
+from deforum_wan.config.presets import PRESETS, resolve
+from deforum_wan.config.settings import WAN_DEFAULTS, load_settings, read_settings_file
+from deforum_wan.webui.fields import (
+    CUSTOM_SIZE,
+    FIELDS,
+    WAN_FIELDS,
+    WAN_KEY_FIELDS,
+    fields_to_settings,
+    model_choices,
+    parse_loras,
+    settings_to_fields,
+    size_choices,
+)
+
+gr = pytest.importorskip("gradio")
+
+from deforum_wan.webui.gradio_compat import GRADIO_MAJOR  # noqa: E402
+from deforum_wan.webui.tab_handlers import WanTab  # noqa: E402
+from deforum_wan.webui.tab_layout import CSS, build_ui  # noqa: E402
+
+REAL = real_settings_files()
+BROKEN = sorted((REAL[0].parent / "broken").iterdir()) if REAL else []
+real_files = pytest.mark.parametrize("path", REAL, ids=[p.name for p in REAL])
+
+
+class FakeManager:
+    """What the tab calls on a JobManager, recorded."""
+
+    def __init__(self, outdir):
+        self.outdir = Path(outdir)
+        self.models_dir = str(Path(outdir) / "models")
+        self.submitted: list[tuple[str, dict]] = []
+        self.calls: list[str] = []
+        self.jobs: list[dict] = []
+
+    def submit(self, settings, name=""):
+        return self.submit_batch([(name, settings)])[0]
+
+    def submit_batch(self, items):
+        ids = []
+        for name, settings in items:
+            load_settings(settings, name=name or "<settings>")  # the real manager validates too
+            self.submitted.append((name, settings))
+            ids.append(f"job{len(self.submitted)}")
+        return ids
+
+    def interrupt(self):
+        self.calls.append("interrupt")
+        return True
+
+    def skip(self):
+        self.calls.append("skip")
+        return False
+
+    def list(self):
+        return [dict(j) for j in self.jobs]
+
+    def resume(self, job_id):
+        if job_id not in {j["id"] for j in self.jobs}:
+            from deforum_wan.service.jobstore import JobNotFound
+
+            raise JobNotFound(f"no job {job_id!r}")
+        return f"job-{job_id}"
+
+
+@pytest.fixture
+def manager(tmp_path):
+    return FakeManager(tmp_path / "out")
+
+
+@pytest.fixture
+def tab(manager):
+    return WanTab(manager)
+
+
+def upload(path: Path) -> str:
+    """``path`` as the browser hands it over: a copy in gradio's upload folder."""
+    import shutil
+    import uuid
+
+    from deforum_wan.webui.gradio_compat import upload_folder
+
+    folder = upload_folder() / f"test-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    return str(shutil.copy(path, folder / Path(path).name))
+
+
+def values_of(fields: dict) -> list:
+    return [fields[name] for name in FIELDS]
+
+
+# --- fields_to_settings / settings_to_fields on real files -------------------------------
+
+@real_files
+def test_round_trip_keeps_every_key_of_a_real_file(path):
+    data = read_settings_file(path)
+    out = fields_to_settings(settings_to_fields(data), data)
+    assert {k: out[k] for k in data} == data  # nothing the file holds is changed or dropped
+    added = set(out) - set(data)
+    deforum_keys = {"W", "H", "animation_prompts_positive", "animation_prompts_negative", "use_init",
+                    "add_soundtrack", "prompts"}
+    assert added <= set(WAN_DEFAULTS) | deforum_keys
+
+
+@real_files
+def test_round_trip_loads_the_same_animation(path):
+    data = read_settings_file(path)
+    out = fields_to_settings(settings_to_fields(data), data)
+    a, b = load_settings(data, {"seed": 7}), load_settings(out, {"seed": 7})
+    for attr in ("W", "H", "fps", "max_frames", "seed_behavior", "seed_iter_N", "steps", "prompts",
+                 "color_coherence", "init_image", "soundtrack", "batch_name", "overlap", "motion_strength"):
+        assert getattr(a, attr) == getattr(b, attr), attr
+    assert a.cfg.values == b.cfg.values
+
+
+@real_files
+def test_edited_fields_come_back_and_reload(path):
+    data = read_settings_file(path)
+    fields = settings_to_fields(data)
+    fields.update(model="tiny-random-ti2v", width=128, height=64, fps=24, frames=30, seed=99,
+                  cfg="5", prompts='{"0": "a red fox --neg blur", "10": "a blue fox"}',
+                  loras="/tmp/a.safetensors:0.5", guidance_2="3.5", overlap=3)
+    out = fields_to_settings(fields, data)
+    again = settings_to_fields(out)
+    for name in ("model", "width", "height", "fps", "frames", "seed", "overlap", "loras", "guidance_2"):
+        assert again[name] == fields[name], name
+    assert again["cfg"] == "0: (5)"
+    assert json.loads(again["prompts"]) == {"0": "a red fox --neg blur", "10": "a blue fox"}
+    s = load_settings(out)
+    assert (s.model.id, s.W, s.H, s.fps, s.max_frames, s.seed) == ("tiny-random-ti2v", 128, 64, 24, 30, 99)
+    assert "animation_prompts" not in out  # the edit must not be shadowed by the legacy key
+
+
+def test_legacy_animation_prompts_are_shown_and_replaced_on_edit():
+    data = {"animation_prompts": json.dumps({"0": "old"}), "prompts": {"0": "ignored"}}
+    fields = settings_to_fields(data)
+    assert json.loads(fields["prompts"]) == {"0": "old"}  # Deforum's loader lets the legacy key win
+    out = fields_to_settings(fields, data)
+    assert {k: out[k] for k in data} == data
+    fields["prompts"] = '{"0": "new"}'
+    out = fields_to_settings(fields, data)
+    assert "animation_prompts" not in out and load_settings(out).prompts[0].positive == "new"
+
+
+def test_unchanged_fields_keep_the_files_spelling():
+    data = {"seed": "12", "color_coherence": "Match Frame 0 LAB", "W": "512", "wan_frame_overlap": 2}
+    fields = settings_to_fields(data)
+    assert (fields["seed"], fields["color_coherence"], fields["width"], fields["overlap"]) == (12, "LAB", 512, 2)
+    out = fields_to_settings({**fields, "seed": 12.0, "width": 512.0}, data)  # gradio's Number gives floats
+    assert {k: out[k] for k in data} == data and "wan_overlap" not in out
+
+
+# Each field, a new value, and what it must change in the loaded RenderSettings.
+FIELD_EFFECTS = {
+    "model": ("tiny-random-ti2v [built locally]", lambda s: s.model.id == "tiny-random-ti2v"),
+    "backend": ("diffusers", lambda s: s.backend == "diffusers"),
+    "width": (640, lambda s: s.W == 640),
+    "height": (352, lambda s: s.H == 352),
+    "fps": (24, lambda s: s.fps == 24),
+    "frames": (33, lambda s: s.max_frames == 33),
+    "clip_duration": (2.5, lambda s: s.clip_duration == 2.5),
+    "steps": ("9", lambda s: s.wan_steps == 9),
+    "guidance": ("4.5", lambda s: s.wan_guidance == 4.5),
+    "deforum_sampling": (True, lambda s: s.use_deforum_sampling is True),
+    "cfg": ("0: (3), 10: (8)", lambda s: s.cfg[0] == 3 and s.cfg[10] == 8),
+    "guidance_2": ("2.5", lambda s: s.guidance_2 == 2.5),
+    "seed": (1234, lambda s: s.seed == 1234),
+    "seed_behavior": ("ladder", lambda s: s.seed_behavior == "ladder"),
+    "seed_iter_n": (3, lambda s: s.seed_iter_N == 3),
+    "overlap": (6, lambda s: s.overlap == 6),
+    "motion_strength": (1.5, lambda s: s.motion_strength == 1.5),
+    "color_coherence": ("HSV", lambda s: s.color_coherence == "HSV"),
+    "retime": ("nearest", lambda s: s.retime == "nearest"),
+    "wan_camera": ("vace", lambda s: s.wan_camera == "vace"),
+    "offload": ("model", lambda s: s.offload == "model"),
+    "vae_tiling": (True, lambda s: s.vae_tiling is True),
+    "dtype": ("float16", lambda s: s.dtype == "float16"),
+    "preset": ("fast", lambda s: s.preset == "fast"),
+    "gpus": (2, lambda s: s.gpus == 2),
+    "loras": ("C:\\loras\\style.safetensors:0.7\nother.safetensors",
+              lambda s: s.loras == [("C:\\loras\\style.safetensors", 0.7), ("other.safetensors", 1.0)]),
+    "prompts": ('{"0": "a cat --neg dog", "5": "a bird"}',
+                lambda s: [(p.frame, p.positive) for p in s.prompts] == [(0, "a cat"), (5, "a bird")]
+                and s.prompts[0].negative.startswith("dog")),
+    "positive": ("cinematic,", lambda s: s.prompts[0].positive.startswith("cinematic")),
+    "negative": ("grainy", lambda s: "grainy" in s.prompts[0].negative),
+    "init_image": ("start.png", lambda s: s.init_image == "start.png"),
+    "soundtrack": ("music.mp3", lambda s: s.soundtrack == "music.mp3"),
+    "batch_name": ("MyRun_{seed}", lambda s: s.batch_name == "MyRun_{seed}"),
+}
+
+
+def test_every_field_is_covered():
+    assert set(FIELD_EFFECTS) == set(FIELDS)
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_field_changes_the_render_settings(name):
+    base = read_settings_file(EXAMPLE)
+    value, check = FIELD_EFFECTS[name]
+    before = load_settings(fields_to_settings(settings_to_fields(base), base))
+    assert not check(before), f"{name}: the example already has this value"
+    after = load_settings(fields_to_settings({**settings_to_fields(base), name: value}, base))
+    assert check(after), name
+
+
+def speed(settings) -> dict:
+    """The backend's speed fields for loaded settings, as render.py resolves them."""
+    return resolve(settings.preset, settings.speed_overrides)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_memory_fields_at_their_defaults_keep_the_preset(preset):
+    # The tab sends every field; Offload none and VAE tiling off must not undo low-vram.
+    base = read_settings_file(EXAMPLE)
+    fields = {**settings_to_fields(base), "preset": preset}
+    assert (fields["offload"], fields["vae_tiling"], fields["gpus"]) == ("none", False, 1)
+    out = fields_to_settings(fields, base)
+    assert out["wan_preset"] == preset and out["wan_offload"] == "none"
+    s = load_settings(out)
+    assert s.speed_overrides == {} and speed(s) == resolve(preset)
+    if preset == "low-vram":
+        assert (speed(s)["offload"], speed(s)["vae_tiling"]) == ("group", True)
+
+
+def test_memory_fields_set_away_from_their_defaults_override_the_preset():
+    base = read_settings_file(EXAMPLE)
+    fields = {**settings_to_fields(base), "preset": "low-vram", "offload": "model"}
+    s = load_settings(fields_to_settings(fields, base))
+    assert (s.preset, speed(s)["offload"], speed(s)["vae_tiling"]) == ("low-vram", "model", True)
+    fields = {**settings_to_fields(base), "preset": "quality", "vae_tiling": True}
+    assert speed(load_settings(fields_to_settings(fields, base)))["vae_tiling"] is True
+
+
+def test_preset_and_gpus_from_a_file_are_shown_and_kept():
+    data = {"wan_preset": "LOW_VRAM", "wan_gpus": "4", "wan_cache": "mag"}
+    fields = settings_to_fields(data)
+    assert (fields["preset"], fields["gpus"]) == ("low-vram", 4)
+    out = fields_to_settings({**fields, "gpus": 4.0}, data)  # gradio's Number gives floats
+    assert {k: out[k] for k in data} == data  # unchanged: the file's spelling stays
+    s = load_settings(out)
+    assert (s.preset, s.gpus, speed(s)["cache"], speed(s)["offload"]) == ("low-vram", 4, "mag", "group")
+    assert settings_to_fields({})["preset"] == "quality" and settings_to_fields({})["gpus"] == 1
+
+
+def test_clearing_init_image_and_soundtrack_turns_them_off():
+    base = {"use_init": True, "init_image": "a.png", "add_soundtrack": "File", "soundtrack_path": "b.mp3"}
+    fields = {**settings_to_fields(base), "init_image": "", "soundtrack": ""}
+    s = load_settings(fields_to_settings(fields, base))
+    assert s.init_image is None and s.soundtrack is None
+
+
+def test_parse_loras_and_bad_prompts():
+    assert parse_loras("a.safetensors:0.5\n\n# comment\nb.safetensors") == [
+        {"path": "a.safetensors", "weight": 0.5}, {"path": "b.safetensors", "weight": 1.0}]
+    with pytest.raises(Exception, match="invalid JSON at line 1"):
+        fields_to_settings({"prompts": "{0: 'x'}"}, {})
+
+
+def test_size_choices_and_model_marks():
+    assert size_choices("wan2.2-ti2v-5b [installed]") == ["1280x704", "704x1280", CUSTOM_SIZE]
+    assert "tiny-random [built locally]" in model_choices({"tiny-random"})
+    assert "tiny-random-vace [built on first use]" in model_choices({"tiny-random"})
+    assert "wan2.1-t2v-1.3b [installed, 16.4 GB]" in model_choices({"wan2.1-t2v-1.3b": 16_400_000_000})
+    assert "wan2.1-t2v-14b [not downloaded]" in model_choices({})
+    assert "wan2.1-t2v-1.3b [not downloaded]" in model_choices(set())
+
+
+# --- the handlers -------------------------------------------------------------------------
+
+def example_values(tab, **changes) -> tuple[list, dict]:
+    data = read_settings_file(EXAMPLE)
+    values = tab.field_values(data)
+    for name, value in changes.items():
+        values[FIELDS.index(name)] = value
+    return values, data
+
+
+def test_plan_shows_the_table(tab):
+    values, base = example_values(tab)
+    table, view, status = tab.plan(*values, base, [])
+    assert "win seg mode" in table and "6 windows" in table
+    assert status.startswith("plan: 6 windows, 48 frames")
+    # the readable view: a timeline (each segment, each window) and a row per window
+    from deforum_wan.config.planner import make_plan
+
+    segments = len(make_plan(load_settings(fields_to_settings(tab.fields(values), base))).segments)
+    assert view.count("<tr>") == 1 + 6 and view.count("<rect") == segments + 6 and "<svg" in view
+    assert ">0-" in view and ">camera</th>" in view
+    hostile = dict(base, prompts={"0": "<script>alert(1)</script>"})
+    assert "<script>" not in tab.plan(*tab.field_values(hostile), hostile, [])[1]  # escaped
+
+
+def test_preview_camera_shows_deforums_path_as_a_video(tab):
+    from deforum_wan.render.video import probe_video
+
+    data = dict(read_settings_file(EXAMPLE), animation_mode="2D", zoom="0: (1.03)", angle="0: (1)", W=640, H=480)
+    values = tab.field_values(data)
+    video, status = tab.preview_camera(*values, data, [])
+    assert status.startswith("camera preview: 48 frames") and "shown at 384x288" in status, status
+    info = probe_video(video)
+    assert info["frames"] == 48 and (info["width"], info["height"]) == (384, 288)
+    assert str(tab.outdir) in video
+    still = dict(data, animation_mode="None")
+    _, status = tab.preview_camera(*tab.field_values(still), still, [])
+    assert status.startswith("error:") and "no camera to preview" in status and "\n" not in status
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("fps", None, "error: tab: fps must be a number, got None"),
+    ("prompts", "{oops", "error: prompt schedule: prompts: invalid JSON at line 1 column 2"),
+    ("model", "no-such-model", "error: tab: unknown model 'no-such-model'"),
+    ("cfg", "0: (5", "error: tab: "),
+    ("overlap", 40, "error: tab: wan_overlap=40 leaves no new frames"),
+])
+def test_plan_errors_are_one_line(tab, name, value, expected):
+    values, base = example_values(tab, **{name: value})
+    table, view, status = tab.plan(*values, base, [])
+    assert table == "" and status.startswith(expected) and "\n" not in status and "Traceback" not in status
+
+
+def test_generate_submits_the_fields(tab, manager):
+    values, base = example_values(tab, seed=5, frames=24)
+    assert tab.generate(*values, base, []) == "queued job job1"
+    name, settings = manager.submitted[0]
+    assert name == "WanExample" and settings["seed"] == 5 and settings["max_frames"] == 24
+    assert settings["wan_write_srt"] is True  # a key the tab has no field for is passed on
+
+
+def test_generate_error_is_one_line(tab, manager):
+    values, base = example_values(tab, steps=0)
+    status = tab.generate(*values, base, [])
+    assert status.startswith("error:") and "steps" in status and not manager.submitted
+
+
+def test_import_one_file_fills_the_fields(tab, deforum_dir):
+    path = deforum_dir / "xmyx_Flashbacks-30s.txt"
+    out = tab.import_files([upload(path)])
+    values, (base, batch, size, status) = out[:len(FIELDS)], out[len(FIELDS):]
+    fields = dict(zip(FIELDS, values))
+    assert (fields["seed"], fields["width"], fields["frames"]) == (3159940858, 1024, 363)
+    assert fields["seed_behavior"] == "fixed"
+    assert base == read_settings_file(path) and batch == [] and status == "imported xmyx_Flashbacks-30s.txt"
+    assert size["value"] == CUSTOM_SIZE  # 1024x576 is not a trained size of the default model
+
+
+def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
+    paths = [deforum_dir / "xmyx_Flashbacks-30s.txt", deforum_dir / "sdwebui_simple.input_settings.txt"]
+    out = tab.import_files([upload(p) for p in paths])
+    values, (base, batch, _size, status) = out[:len(FIELDS)], out[len(FIELDS):]
+    assert [name for name, _ in batch] == ["xmyx_Flashbacks-30s", "sdwebui_simple.input_settings"]
+    assert "batch" in status
+    values[FIELDS.index("model")] = "tiny-random"  # a Wan field: applies to every file
+    values[FIELDS.index("preset")] = "low-vram"
+    values[FIELDS.index("gpus")] = 2.0
+    values[FIELDS.index("seed")] = 1  # an animation field: each file keeps its own
+    table, view, plan_status = tab.plan(*values, base, batch)
+    assert table.count("win seg mode") == 2 and plan_status == "plan: 2 files"
+    assert tab.generate(*values, base, batch) == "queued 2 jobs: job1, job2"
+    (n1, s1), (n2, s2) = manager.submitted
+    assert (n1, n2) == ("xmyx_Flashbacks-30s", "sdwebui_simple.input_settings")
+    assert s1["wan_model"] == s2["wan_model"] == "tiny-random"
+    assert s1["wan_preset"] == s2["wan_preset"] == "low-vram" and s1["wan_gpus"] == s2["wan_gpus"] == 2
+    assert s1["seed"] == 3159940858 and s2["seed"] == 1
+    assert set(WAN_FIELDS) <= set(FIELDS)
+    assert tab.clear_batch()[0] == []
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=[p.name for p in BROKEN])
+def test_import_a_broken_file_is_one_line(tab, path):
+    status = tab.import_files([upload(path)])[-1]
+    assert status.startswith(f"error: {path.name}: ") and "\n" not in status
+
+
+def test_import_and_upload_read_no_other_server_file(tab, manager, tmp_path):
+    """A request to the tab's functions naming a server path is refused: only gradio's uploads
+    and the output folder are read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text(json.dumps({"prompts": {"0": "the server's own file"}}))
+    status = tab.import_files([str(secret)])[-1]
+    assert status == "error: secret.txt: only uploaded files or files in the output folder are read"
+    linked = manager.outdir / "link.txt"
+    manager.outdir.mkdir(parents=True, exist_ok=True)
+    linked.symlink_to(secret)  # a link inside the output folder to a file outside it
+    assert tab.import_files([str(linked)])[-1].startswith("error: link.txt: only uploaded")
+    assert tab.uploaded_path(str(secret))["__type__"] == "update"  # not taken as the init image
+
+
+def test_save_settings_writes_a_file_both_tools_reimport(tab, manager, deforum_dir):
+    path = deforum_dir / "sdwebui_default_settings.txt"
+    base = read_settings_file(path)
+    values = tab.field_values(base)
+    values[FIELDS.index("model")] = "tiny-random"
+    saved, status = tab.save_settings(*values, base)
+    written = Path(saved["value"])
+    assert status == f"saved {written}" and written.parent == manager.outdir / "wan-settings"
+    data = read_settings_file(written)
+    assert set(base) <= set(data)  # Deforum's keys are all there for Deforum
+    assert data["seed"] == -1 and data["wan_model"] == "tiny-random"
+    again = tab.import_files([str(written)])
+    assert dict(zip(FIELDS, again[:len(FIELDS)]))["model"].startswith("tiny-random ")
+
+
+def test_use_deforum_prompts(manager):
+    got = {"prompts": {"0": "from deforum --neg x"}, "animation_prompts_negative": "nsfw"}
+    tab = WanTab(manager, deforum_prompts=lambda: got)
+    prompts, positive, negative, status = tab.use_deforum_prompts("")
+    assert json.loads(prompts) == got["prompts"] and negative == "nsfw" and status == "loaded Deforum's prompts"
+    page = json.dumps({"prompts": '{"0": "from the page"}', "animation_prompts_positive": "p"})
+    prompts, positive, _, _ = tab.use_deforum_prompts(page)  # the page's values win
+    assert json.loads(prompts) == {"0": "from the page"} and positive == "p"
+    assert "not available" in WanTab(manager, deforum_prompts=lambda: None).use_deforum_prompts("")[-1]
+
+
+def test_model_and_size_handlers(tab, tmp_path):
+    assert tab.model_changed("wan2.2-ti2v-5b", 1280, 704)[0]["value"] == "1280x704"
+    assert tab.model_changed("wan2.2-ti2v-5b", 832, 480)[0]["value"] == "1280x704"  # the nearest aspect
+    assert tab.model_changed("tiny-random", 832, 480)[0]["value"] == "64x64"  # not left on custom
+    assert tab.model_changed("wan2.1-t2v-1.3b", 480, 832)[0]["value"] == "480x832"
+    # the fields an empty value leaves to the model name the new model's values
+    size, steps, guidance, guidance_2 = tab.model_changed("wan2.2-t2v-a14b", 1280, 720)
+    assert "40" in steps["label"] and "4" in guidance["label"] and "3" in guidance_2["label"]
+    assert "not used" in tab.model_changed("wan2.1-t2v-1.3b", 832, 480)[3]["label"]
+    assert tab.size_changed("480x832", 1, 1) == (480, 832)
+    assert tab.size_changed(CUSTOM_SIZE, 100, 100)[0]["__type__"] == "update"
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png bytes")
+    kept = Path(tab.uploaded_path(upload(image)))  # kept in the output folder, where jobs read it
+    assert kept.parent == tab.outdir.resolve() / "wan-uploads" and kept.read_bytes() == b"png bytes"
+    refreshed = tab.refresh_models("tiny-random")
+    assert refreshed["value"] == "tiny-random [built on first use]" and len(refreshed["choices"]) > 10
+
+
+def test_interrupt_and_skip_reach_the_manager(tab, manager):
+    assert tab.interrupt().startswith("interrupting")
+    assert tab.skip() == "nothing is rendering"
+    assert manager.calls == ["interrupt", "skip"]
+
+
+def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
+    frame = tmp_path / "f.png"
+    frame.write_bytes(b"png")
+    progress = {"window": 1, "windows": 3, "step": 2, "steps": 4, "frames_written": 10, "frames": 48,
+                "phase": "rendering"}
+    manager.jobs = [{"id": "a" * 32, "name": "run", "status": "running", "progress": progress,
+                     "preview": str(frame), "video": None, "run_dir": str(tmp_path), "created": 1.0}]
+    text, preview, video, folder, jobs, resumable, status, download, view = tab.poll({})
+    assert text == "run [aaaaaaaa]: rendering - window 2/3, step 2/4, frames 10/48"
+    assert preview == str(frame) and folder == str(tmp_path) and "| aaaaaaaa | run | running |" in jobs
+    assert resumable["choices"] == [] and status == f"job {'a' * 32} is rendering"
+    again = tab.poll(view)
+    assert all(v == {"__type__": "update"} for v in again[:8])  # nothing changed: nothing resent
+    manager.jobs[0].update(status="failed", error="worker crashed (exit code -9)", timestring="20260101000000",
+                           settings_file=str(frame))
+    text, *_, resumable, status, _download, view = tab.poll(view)
+    assert text == "run [aaaaaaaa]: failed - worker crashed (exit code -9)"
+    assert status == f"job {'a' * 32} failed: worker crashed (exit code -9)"  # the Status box follows
+    assert resumable["choices"] == [f"{'a' * 32} run (failed, 10/48 frames)"] == [resumable["value"]]
+
+
+def test_resume_queues_the_chosen_or_the_latest_stopped_job(tab, manager):
+    assert tab.resume(None) == "nothing to resume: no interrupted or failed job"
+    manager.jobs = [{"id": "old", "name": "a", "status": "interrupted", "progress": {}, "timestring": "1",
+                     "settings_file": "s", "created": 1.0},
+                    {"id": "new", "name": "b", "status": "failed", "progress": {}, "timestring": "2",
+                     "settings_file": "s", "created": 2.0}]
+    assert tab.resume(None) == "queued job job-new: continues job new where it stopped"
+    assert tab.resume("old a (interrupted, 0/0 frames)") == "queued job job-old: continues job old where it stopped"
+    assert tab.resume("gone") == "error: no job 'gone'"
+
+
+def test_the_output_folder_is_shown_relative_to_the_webui_folder(tab, manager, tmp_path, monkeypatch):
+    run_dir = tmp_path / "outputs" / "img2img-images" / "Run_20260101000000"
+    manager.jobs = [{"id": "b" * 32, "name": "run", "status": "done", "progress": {}, "run_dir": str(run_dir),
+                     "created": 1.0}]
+    monkeypatch.chdir(tmp_path)  # the WebUI runs in its own folder
+    assert tab.poll({})[3] == str(Path("outputs", "img2img-images", "Run_20260101000000"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the output folder is outside it: the full path
+    assert tab.poll({})[3] == str(run_dir)
+
+
+# --- the built Blocks ---------------------------------------------------------------------
+
+def test_build_ui_wires_every_field(manager):
+    demo = build_ui(manager, defaults={"wan_backend": "diffusers"}, deforum_prompts=dict)
+    c = demo.wan_components
+    assert all(name in c for name in FIELDS)
+    assert c["backend"].value == "diffusers"
+    assert c["preset"].value == "quality" and c["gpus"].value == 1
+    choices = [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in c["preset"].choices]
+    assert choices == list(PRESETS)
+    assert all(f"{name}: " in c["preset"].info for name in PRESETS) and "group offload" in c["preset"].info
+    for name, key in WAN_KEY_FIELDS.items():  # each Wan key's widget is its row's
+        if name not in ("steps", "guidance", "guidance_2"):  # these name the model's value
+            assert c[name].label == key.label, name
+        else:
+            assert c[name].label.startswith(key.label), name
+        if key.choices:
+            assert [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in c[name].choices] == list(key.choices)
+        assert (c[name].info or "") == key.info, name
+    config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
+    ids = {c[name]._id for name in FIELDS}
+    inputs = set()
+    for dep in config["dependencies"]:
+        inputs |= set(dep["inputs"])
+    assert ids <= inputs  # every field feeds a handler (Plan, Generate, Save)
+    for button in ("plan", "generate", "interrupt", "skip", "save", "clear_batch", "deforum", "refresh"):
+        assert any(c[button]._id in [t[0] if isinstance(t, (list, tuple)) else t for t in dep.get("targets", [])]
+                   for dep in config["dependencies"]), button
+
+
+def test_style_css_matches_the_standalone_css():
+    assert (ROOT / "style.css").read_text(encoding="utf-8") == CSS
+
+
+def test_standalone_app_serves_the_tab_and_the_api(manager, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from deforum_wan.cli.ui import build_app
+
+    app = build_app(manager, outdir=tmp_path)
+    client = TestClient(app)
+    assert client.get("/").status_code == 200
+    manager.store_state = {}
+    routes = {getattr(r, "path", "") for r in app.router.routes}
+    assert "/wan_api/jobs" in routes and GRADIO_MAJOR >= 3
+
+
+def test_gradio_serves_the_outputs_but_never_the_job_database(manager, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from deforum_wan.cli.ui import build_app
+    from deforum_wan.service.jobstore import jobs_db_path
+
+    db = jobs_db_path(tmp_path)
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"SQLite format 3\x00 the queue")
+    frame = tmp_path / "run" / "x_000000000.png"
+    frame.parent.mkdir()
+    frame.write_bytes(b"frame bytes")
+    client = TestClient(build_app(manager, outdir=tmp_path))
+    prefix = "/gradio_api/file=" if GRADIO_MAJOR >= 4 else "/file="
+    assert client.get(prefix + str(frame)).content == b"frame bytes"
+    refused = client.get(prefix + str(db))
+    assert refused.status_code in (403, 404) and b"the queue" not in refused.content
+
+
+def test_the_standalone_tab_and_api_ask_for_a_login_when_given_one(manager, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from deforum_wan.cli.ui import build_app
+    from deforum_wan.service.guard import Guard
+
+    client = TestClient(build_app(manager, outdir=tmp_path, guard=Guard(credentials={"ann": "pw"})),
+                        base_url="http://127.0.0.1")
+    manager.store_state = {}
+    assert client.get("/wan_api/models").status_code == 401
+    assert client.get("/wan_api/models", auth=("ann", "pw")).status_code == 200
+    page = client.get("/config")
+    assert page.status_code == 401 or "auth_required" in page.text  # gradio's login first
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ui", "--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines in: give --auth USER:PASS"),
+    (["ui", "--auth", "nobody"], "--auth takes USER:PASS"),
+    (["ui", "--host", "0.0.0.0", "--api-token", "tok"], "--host 0.0.0.0 lets other machines in: give --auth"
+                                                          " USER:PASS (--api-token admits API calls, it is no login"),
+    (["ui", "--host", "0.0.0.0", "--auth", "bob:"], "--auth takes USER:PASS pairs separated by commas: item 1 has"
+                                                    " an empty user or password"),
+    (["ui", "--auth", "admin:s3cr3t,XYZ"], "--auth takes USER:PASS pairs separated by commas: item 2 has no ':'"),
+    (["ui", "--api-token", " "], "--api-token must be one word"),
+])
+def test_ui_refuses_an_open_network_server_in_one_line(argv, message, tmp_path, capsys):
+    from deforum_wan.cli.main import main
+
+    assert main([*argv, "--outdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1

@@ -1,0 +1,174 @@
+"""The standalone Wan tab in a real browser: `python -m deforum_wan ui` in a subprocess,
+driven by Playwright in Debian's Chromium, rendering on the tiny random Wan models."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import EXAMPLE, ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# The UI on this venv's gradio, and on the WebUIs' gradio (venvs from .ci/gradio-envs.sh)
+# with the render worker on this venv's Python, as in a WebUI (host gradio, worker torch).
+GRADIO_VENVS = {"current": None, "gradio-3.41.2": ROOT / ".venv-gradio3", "gradio-4.40.0": ROOT / ".venv-gradio4"}
+
+
+def _ui_command(venv: Path | None) -> list[str]:
+    if venv is not None:
+        return [str(venv / "bin" / "python"), "-m", "deforum_wan.cli.ui", "--worker-python", sys.executable]
+    from deforum_wan.cli.main import build_parser
+
+    try:  # `ui` is registered in cli.py; the module entry point serves the same command
+        build_parser().parse_args(["ui", "--port", "1"])
+        return [sys.executable, "-m", "deforum_wan", "ui"]
+    except SystemExit:
+        return [sys.executable, "-m", "deforum_wan.cli.ui"]
+
+
+@pytest.fixture(scope="session")
+def ui_models(tmp_path_factory) -> Path:
+    from deforum_wan.models.tiny import ensure_tiny_model
+
+    models = tmp_path_factory.mktemp("ui-models")
+    for model in ("tiny-random", "tiny-random-i2v"):
+        ensure_tiny_model(model, models)
+    return models
+
+
+@pytest.fixture(scope="module", params=list(GRADIO_VENVS))
+def server(request, tmp_path_factory, ui_models):
+    if not os.path.isfile(CHROMIUM):
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright")
+    pytest.importorskip("gradio")
+    venv = GRADIO_VENVS[request.param]
+    if venv is not None and not (venv / "bin" / "python").exists():
+        pytest.skip(f"{venv.name} is missing; create it with .ci/gradio-envs.sh")
+    root = tmp_path_factory.mktemp("ui")
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONPATH": str(ROOT / "scripts")}
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(_ui_command(venv) + ["--port", str(port), "--outdir", str(root / "out"),
+                                                 "--models-dir", str(ui_models)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the ui server exited: {(root / 'server.log').read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    yield url, root / "out"
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.wait_for_selector("#wan_generate")
+        # The first poll answered: the page's events are wired and the queue is connected.
+        wait_text(page, "wan_progress", lambda t: t.startswith("idle:"), timeout=60)
+        yield page
+        browser.close()
+
+
+def text_of(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first.input_value()
+
+
+def wait_text(page, elem_id: str, predicate, timeout: float = 120) -> list[str]:
+    """Wait until ``predicate(text)``; return every distinct text seen on the way."""
+    seen: list[str] = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = text_of(page, elem_id)
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        if predicate(text):
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"#{elem_id} never matched; saw {seen}")
+
+
+def job_in(text) -> str | None:
+    """The job id the Status box names ("queued job ID", "job ID is rendering", ...)."""
+    if isinstance(text, list):
+        text = text[-1]
+    found = re.search(r"\bjob ([0-9a-f]{12})\b", text)
+    return found.group(1) if found else None
+
+
+def test_import_plan_render_interrupt(page, server):
+    url, outdir = server
+    # Import a Deforum settings file: the fields fill from it.
+    page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
+    wait_text(page, "wan_status", lambda t: t == f"imported {EXAMPLE.name}", timeout=20)
+    assert text_of(page, "wan_frames") == "48" and text_of(page, "wan_width") == "64"
+
+    # Plan before rendering.
+    page.click("#wan_plan")
+    page.wait_for_selector("#wan_plan_view table")
+    assert page.locator("#wan_plan_view tbody tr").count() == 6 and page.locator("#wan_plan_view svg rect").count() > 6
+
+    # Render on the tiny model; the progress text moves, then the video plays from the server.
+    page.click("#wan_generate")
+    job = job_in(wait_text(page, "wan_status", lambda t: job_in(t) is not None))
+    # standalone has no WebUI progress bar: the Generate JS (TASK_JS) left the page alone
+    assert page.locator(".progressDiv").count() == 0
+    seen = wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: done - 48 frames" in t, timeout=180)
+    assert any("window" in t and "step" in t for t in seen), seen
+    assert Path(text_of(page, "wan_folder")).parent == outdir.resolve()
+    video = page.locator("#wan_video video")
+    video.wait_for()
+    src = video.get_attribute("src")
+    response = page.request.get(src if "://" in src else url + src.lstrip("/"))
+    assert response.status == 200 and len(response.body()) > 0
+    assert page.locator("#wan_preview img").count() == 1
+
+    # A second, longer render, interrupted while it runs.
+    page.fill("#wan_frames input", "400")
+    page.click("#wan_generate")
+    job = job_in(wait_text(page, "wan_status", lambda t: job_in(t) not in (None, job)))
+    wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: rendering - window" in t and "step" in t)
+    page.click("#wan_interrupt")
+    # the button's answer, or already the job's end (the Status box follows the job)
+    wait_text(page, "wan_status", lambda t: t.startswith("interrupting") or f"job {job} interrupted" in t)
+    wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: interrupted after" in t)
+    jobs = page.request.get(url + "wan_api/jobs").json()["jobs"]
+    assert sorted(j["status"] for j in jobs) == ["done", "interrupted"]
