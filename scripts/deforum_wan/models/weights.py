@@ -192,8 +192,8 @@ def _endpoint() -> str | None:
 
 def _quiet_bars(on_bytes=None):
     """A tqdm class for snapshot_download that draws nothing and hands ``on_bytes`` the bytes
-    written, summed over all files (called from the hub client's download threads). Only
-    huggingface_hub >= 1.0 passes it the byte counts; older ones count files with it."""
+    written, summed over all files (called from the hub client's download threads). The 0.x
+    clients (the WebUIs' own) count only files with it: no bytes, no stop between chunks."""
     from huggingface_hub.utils import tqdm
 
     class QuietBars(tqdm):
@@ -317,8 +317,8 @@ def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=
     ``progress(done_bytes, total_bytes)`` is called, from the download threads, as bytes arrive
     (the total is asked of the hub first). ``should_stop()`` returning True stops the download at
     its next chunk with DownloadCancelled; the files it finished stay, so the next call resumes.
-    Bytes and stops between chunks need huggingface_hub >= 1.0 (the WebUIs' tab downloads
-    through models.download_process instead).
+    Bytes and stops between chunks need the extension's huggingface_hub, not a 0.x one: the
+    Wan tab, in a WebUI's Python, downloads through models.download_process instead.
     """
     root = resolve_models_dir(models_dir)
     if spec.tiny:
