@@ -3,10 +3,16 @@ local hub-shaped server (tests/hub_server.py) that serves a tiny Wan model."""
 import argparse
 import dataclasses
 import filecmp
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
+from conftest import ROOT
 from hub_server import HubServer
 
 from deforum_wan.cli.models import _size, add_model_commands
@@ -218,3 +224,95 @@ def test_the_tabs_download_button_shows_size_progress_and_stop(served, tmp_path,
     assert tab.downloads.html().endswith(f"downloaded {spec.id}: press Refresh models</div>")
     assert tab.refresh_models(spec.id)["value"].startswith(f"{spec.id} [installed, ")
     assert tab.download(spec.id) == f"{spec.id} and its continuation model are already in {models}"
+
+
+# The WebUIs' own huggingface_hub, which the tab's Download runs with: A1111 v1.10.1 and Forge,
+# each in its venv made by .ci/gradio-envs.sh (skipped when that venv is missing).
+WEBUI_HUBS = {"0.36.2": ROOT / ".venv-gradio3", "0.26.2": ROOT / ".venv-gradio4"}
+
+
+def _in_webui_python(version, models, mode, **env):
+    venv = WEBUI_HUBS[version]
+    python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    if not python.exists():
+        pytest.skip(f"{venv.name} is missing; create it with .ci/gradio-envs.sh")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), **env}
+    env.pop("PYTHONHOME", None)
+    proc = subprocess.run([str(python), str(ROOT / "tests" / "webui_download_check.py"), str(models), REPO, mode],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["hub"] == version and not result["running"]
+    return result
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("version", list(WEBUI_HUBS))
+def test_the_tabs_download_runs_with_the_webuis_own_hub(served, tmp_path, version):
+    """Download, Stop download midway, Download again: in the WebUI's Python with its
+    huggingface_hub, into the models folder's <repo name> folder, where the model is found."""
+    models = tmp_path / "webui" / "models" / "wan"
+    total = sum(f["size"] for f in served.files.values())
+    served.delay = 0.05  # 50 ms a 4 KB chunk: the weights take seconds, the configs do not
+
+    first = _in_webui_python(version, models, "stop")
+    assert first["said"] == f"downloading served-t2v: {_mb(total)} ({_mb(total)} to fetch) into {models}"
+    assert first["stopped"] == "stopping the download of served-t2v (finished files are kept)"
+    moving = [int(m[1]) for b in first["bars"] if (m := re.search(rf'value="(\d+)" max="{total}"', b))]
+    assert moving[0] == 0 and 0 < max(moving) < total and all("MB/s" in b for b in first["bars"])
+    assert first["final"] == '<div class="wan-download">download of served-t2v stopped; Download again resumes it</div>'
+    assert served.wait_idle()
+    target = models / "tiny-served"
+    kept = {name: (target / name).stat().st_mtime_ns for name in served.files if (target / name).is_file()}
+    assert 0 < len(kept) < len(served.files)
+    assert all(filecmp.cmp(served.folder / name, target / name, shallow=False) for name in kept)
+    assert locate_weights(SPEC, models) is None
+    sent = served.bytes_sent
+    assert sent < total
+
+    served.delay = 0.0
+    second = _in_webui_python(version, models, "go")
+    missing = total - sum(served.files[name]["size"] for name in kept)
+    assert second["said"] == f"downloading served-t2v: {_mb(total)} ({_mb(missing)} to fetch) into {models}"
+    assert second["final"] == '<div class="wan-download">downloaded served-t2v: press Refresh models</div>'
+    assert served.bytes_sent - sent <= missing  # the kept files are not fetched again
+    assert {name: (target / name).stat().st_mtime_ns for name in kept} == kept
+    assert locate_weights(SPEC, models) == target and _same_files(served.folder, target)
+
+
+@pytest.mark.parametrize("version", list(WEBUI_HUBS))
+def test_the_tabs_download_messages_name_its_buttons(served, tmp_path, version):
+    """Why Download cannot start, in the tab's words (no command to run), with the WebUI's hub."""
+    models = tmp_path / "models"
+    said = {}
+    for case, status, env in (("offline", None, {"HF_HUB_OFFLINE": "1"}), ("gated", 403, {}),
+                              ("unreachable", 500, {})):
+        served.status = status
+        said[case] = _in_webui_python(version, models, "say", **env)["said"]
+    assert said == {
+        "offline": f"cannot download {REPO} while HF_HUB_OFFLINE is set; start the WebUI without it to download",
+        "gated": f"{REPO} is gated: accept its license on huggingface.co and set HF_TOKEN in the WebUI's environment",
+        "unreachable": f"{REPO} is not downloaded and the hub is unreachable or offline; when online press"
+                       " Download again",
+    }
+    assert not models.exists()
+
+
+def test_a_failure_in_the_tabs_download_process_is_one_line_in_the_tabs_words(served, tmp_path):
+    """The hub fails after the size was asked (the stop check between the two turns it off):
+    the child process's one line comes back as the error, not a traceback or a command."""
+    from deforum_wan.models.download_process import download_in_child
+
+    def hub_fails_now() -> bool:
+        served.status = 500
+        return False
+
+    with pytest.raises(WanError) as error:
+        download_in_child(SPEC, tmp_path / "models", should_stop=hub_fails_now)
+    assert not isinstance(error.value, DownloadCancelled)
+    assert str(error.value) == (f"{REPO} is not downloaded and the hub is unreachable or offline; when online press"
+                                " Download again")
+    assert any(path.startswith(f"/{REPO}/resolve/") or "/revision/" in path for _, path in served.requests)

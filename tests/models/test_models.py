@@ -128,12 +128,13 @@ def test_offline_download_fails_with_one_clear_line(tmp_path):
     code = f"""
         from deforum_wan.errors import WanError
         from deforum_wan.models.registry import get_model
-        from deforum_wan.models.weights import download, locate_weights, _fetch
+        from deforum_wan.models.weights import cli_advice, download, fetch_repo, locate_weights
         spec = get_model({T2V!r})
         assert locate_weights(spec, {str(tmp_path / 'models')!r}) is None
         for attempt in (lambda: download(spec, {str(tmp_path / 'models')!r}),
                         # the hub client's own offline refusal, mapped to one line
-                        lambda: _fetch(spec, spec.diffusers_repo, {str(tmp_path / 'models')!r}, "diffusers")):
+                        lambda: fetch_repo(spec.diffusers_repo, {str(tmp_path / 'models')!r}, "diffusers",
+                                           cli_advice(spec))):
             try:
                 attempt()
             except WanError as e:

@@ -159,20 +159,30 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _hub_error_message(repo: str, spec: ModelSpec, layout: str, error: Exception) -> str:
-    # A dry run (download_size) wraps the hub's refusal; any other failed one could not ask the hub.
-    dry_cause = error.__cause__ if type(error).__name__ == "DryRunError" else None
-    kind = type(dry_cause or error).__name__
+# How to go on after a failed download, in the words of where the message is read: the Wan
+# tab (its buttons, the WebUI's environment) or a terminal (the download command).
+TAB_ADVICE = {"resume": "press Download again to resume", "online": "when online press Download again",
+              "offline": "start the WebUI without it to download", "token": "set HF_TOKEN in the WebUI's environment"}
+
+
+def cli_advice(spec: ModelSpec, layout: str = "diffusers") -> dict[str, str]:
     command = download_command(spec, layout)
+    return {"resume": f"run again to resume: {command}", "online": f"when online run: {command}",
+            "offline": f"unset it and run: {command}", "token": "pass --token (or HF_TOKEN)"}
+
+
+def _hub_error_message(repo: str, error: Exception, say: dict[str, str], asking: bool = False) -> str:
+    """One line for a failed hub call. ``asking``: the question before a download (its files and
+    sizes), which fails other than by a refusal only when the hub cannot be asked."""
+    kind = type(error).__name__
     if kind == "GatedRepoError":
-        return f"{repo} is gated: accept its license on huggingface.co and pass --token (or HF_TOKEN)"
+        return f"{repo} is gated: accept its license on huggingface.co and {say['token']}"
     if kind in ("RepositoryNotFoundError", "RevisionNotFoundError"):
         return f"{repo} was not found on the Hugging Face hub (or needs a token); check the id"
-    if (kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "IncompleteSnapshotError")
-            or dry_cause is not None or hub_offline()):
-        return f"{repo} is not downloaded and the hub is unreachable or offline; when online run: {command}"
+    if asking or kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "IncompleteSnapshotError") or hub_offline():
+        return f"{repo} is not downloaded and the hub is unreachable or offline; {say['online']}"
     first = str(error).strip().splitlines()[0] if str(error).strip() else kind
-    return f"downloading {repo} failed ({kind}: {first}); run again to resume: {command}"
+    return f"downloading {repo} failed ({kind}: {first}); {say['resume']}"
 
 
 def _endpoint() -> str | None:
@@ -182,7 +192,8 @@ def _endpoint() -> str | None:
 
 def _quiet_bars(on_bytes=None):
     """A tqdm class for snapshot_download that draws nothing and hands ``on_bytes`` the bytes
-    written, summed over all files (called from the hub client's download threads)."""
+    written, summed over all files (called from the hub client's download threads). The 0.x
+    clients (the WebUIs' own) count only files with it: no bytes, no stop between chunks."""
     from huggingface_hub.utils import tqdm
 
     class QuietBars(tqdm):
@@ -221,8 +232,9 @@ class _Progress:
                 self.progress(self.done, self.total)
 
 
-def _fetch(spec: ModelSpec, repo: str, target: Path, layout: str, token=None, bars=None) -> Path:
-    """snapshot_download into a plain folder; finished files are kept, so a rerun resumes."""
+def fetch_repo(repo: str, target: Path, layout: str, say: dict[str, str], token=None, bars=None) -> Path:
+    """snapshot_download into a plain folder; finished files are kept, so a rerun resumes.
+    Only arguments every huggingface_hub from 0.26 on accepts (the WebUIs' own run it)."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -231,37 +243,71 @@ def _fetch(spec: ModelSpec, repo: str, target: Path, layout: str, token=None, ba
     except DownloadCancelled:
         raise
     except Exception as e:  # the hub raises many types (HTTP, auth, offline, disk): one line each
-        raise WanError(_hub_error_message(repo, spec, layout, e)) from e
+        raise WanError(_hub_error_message(repo, e, say)) from e
     return Path(path)
 
 
-def _download_repo(spec: ModelSpec, layout: str) -> str:
+def _download_repo(spec: ModelSpec, layout: str, say: dict[str, str]) -> str:
     """The hub repo ``spec`` downloads from in ``layout``; refused when offline or absent."""
     repo = hub_repo(spec, layout)
     if repo is None:
         raise WanError(f"{spec.id} has no {layout}-layout repo on the hub")
     if hub_offline():
-        raise WanError(f"cannot download {repo} while HF_HUB_OFFLINE is set; unset it and run: "
-                       f"{download_command(spec, layout)}")
+        raise WanError(f"cannot download {repo} while HF_HUB_OFFLINE is set; {say['offline']}")
     return repo
 
 
-def download_size(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None) -> tuple[int, int]:
+def download_plan(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None,
+                  from_tab: bool = False) -> tuple[Path, dict[str, int]]:
+    """The folder a download of ``spec`` fills and the files it fetches there (path -> bytes),
+    asked of the hub without downloading, with calls every huggingface_hub from 0.26 on accepts.
+    ``from_tab``: its messages name the Wan tab's buttons rather than the download command."""
+    say = TAB_ADVICE if from_tab else cli_advice(spec, layout)
+    repo = _download_repo(spec, layout, say)
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub.utils import filter_repo_objects
+
+    try:
+        entries = [e for e in HfApi(endpoint=_endpoint(), token=token).list_repo_tree(repo, recursive=True)
+                   if isinstance(e, RepoFile)]
+    except Exception as e:  # not found, gated, offline, unreachable: one line each
+        raise WanError(_hub_error_message(repo, e, say, asking=True)) from e
+    wanted = set(filter_repo_objects([e.path for e in entries], allow_patterns=ALLOW_PATTERNS[layout]))
+    files = {e.path: int(e.size or 0) for e in entries if e.path in wanted}
+    return resolve_models_dir(models_dir) / repo.split("/")[-1], files
+
+
+def _finished(target: Path, name: str, size: int) -> bool:
+    # The hub client writes elsewhere and moves a file into place when it is whole.
+    try:
+        return (target / name).stat().st_size == size
+    except OSError:
+        return False
+
+
+def bytes_on_disk(target: Path, files: dict[str, int]) -> int:
+    """Bytes of ``files`` in ``target`` now: the finished ones and the parts the hub client is
+    writing (its ``.incomplete`` files), for a progress bar of a download running elsewhere."""
+    done = sum(size for name, size in files.items() if _finished(target, name, size))
+    parts = target / ".cache" / "huggingface" / "download"
+    for part in parts.rglob("*.incomplete") if parts.is_dir() else ():
+        try:
+            done += part.stat().st_size
+        except OSError:  # moved into place meanwhile: counted as finished next time
+            pass
+    return min(done, sum(files.values()))
+
+
+def download_size(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None,
+                  from_tab: bool = False) -> tuple[int, int]:
     """(bytes of the files a download fetches, bytes of them not yet in the target folder), asked
     of the hub without downloading; tiny models are built locally: (0, 0)."""
     if spec.tiny:
         return 0, 0
-    repo = _download_repo(spec, layout)
-    target = resolve_models_dir(models_dir) / repo.split("/")[-1]
-    from huggingface_hub import snapshot_download
-
-    try:
-        files = snapshot_download(repo, local_dir=target, allow_patterns=ALLOW_PATTERNS[layout], token=token,
-                                  endpoint=_endpoint(), tqdm_class=_quiet_bars(), dry_run=True)
-    except Exception as e:  # not found, gated, offline, unreachable: one line each
-        raise WanError(_hub_error_message(repo, spec, layout, e)) from e
-    total = sum(f.file_size or 0 for f in files)
-    return total, sum(f.file_size or 0 for f in files if f.will_download)
+    target, files = download_plan(spec, models_dir, layout, token, from_tab)
+    total = sum(files.values())
+    return total, total - sum(size for name, size in files.items() if _finished(target, name, size))
 
 
 def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None,
@@ -271,6 +317,8 @@ def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=
     ``progress(done_bytes, total_bytes)`` is called, from the download threads, as bytes arrive
     (the total is asked of the hub first). ``should_stop()`` returning True stops the download at
     its next chunk with DownloadCancelled; the files it finished stay, so the next call resumes.
+    Bytes and stops between chunks need the extension's huggingface_hub, not a 0.x one: the
+    Wan tab, in a WebUI's Python, downloads through models.download_process instead.
     """
     root = resolve_models_dir(models_dir)
     if spec.tiny:
@@ -279,7 +327,8 @@ def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=
         from .tiny import ensure_tiny_model
 
         return ensure_tiny_model(spec.id, root)
-    repo = _download_repo(spec, layout)
+    say = cli_advice(spec, layout)
+    repo = _download_repo(spec, layout, say)
     counter = _Progress(f"download of {spec.id} ({repo}) stopped; Download again resumes it",
                         progress, should_stop)
     counter.check()
@@ -288,10 +337,9 @@ def download(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=
         counter.done, counter.total = total - missing, total
         progress(counter.done, total)  # where it starts: a resumed download is partly done
     bars = _quiet_bars(counter) if progress is not None or should_stop is not None else None
-    path = _fetch(spec, repo, root / repo.split("/")[-1], layout, token, bars)
+    path = fetch_repo(repo, root / repo.split("/")[-1], layout, say, token, bars)
     if not _is_complete(path, layout):
-        raise WanError(f"{repo} downloaded to {path} but looks incomplete; run again to resume: "
-                       f"{download_command(spec, layout)}")
+        raise WanError(f"{repo} downloaded to {path} but looks incomplete; {say['resume']}")
     return path
 
 

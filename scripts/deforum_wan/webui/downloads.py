@@ -1,6 +1,10 @@
 """The tab's Download button: a model and its continuation partner fetched into the models
-folder in a background thread, with its size said first, a progress bar (bytes, speed, ETA)
-the tab's poll redraws, and a Stop that keeps what is finished (Download again resumes)."""
+folder, with its size said first, a progress bar (bytes, speed, ETA) the tab's poll redraws,
+and a Stop that keeps what is finished (Download again resumes).
+
+The size is asked here, in the WebUI's Python; the files come in a child process of it
+(models.download_process), watched from a background thread: both with the WebUI's own
+huggingface_hub, whatever its version from 0.26 on."""
 from __future__ import annotations
 
 import threading
@@ -8,8 +12,9 @@ import time
 from html import escape
 
 from ..errors import DownloadCancelled, one_line
+from ..models.download_process import download_in_child
 from ..models.registry import continuation_model, get_model
-from ..models.weights import download, download_size, locate_weights
+from ..models.weights import download_size, locate_weights
 
 
 def _gb(n: float) -> str:
@@ -44,12 +49,12 @@ class Downloads:
     def start(self, model_id: str) -> str:
         """Say the size and start; one line (what is missing, what it costs, or why not)."""
         if self.running:
-            return f"a download is running ({self._state.get('model')}); Stop it first"
+            return f"a download is running ({self._state.get('model')}); press Stop download first"
         try:
             specs = self.specs(model_id)
             if not specs:
                 return f"{model_id} and its continuation model are already in {self.models_dir}"
-            sizes = [download_size(s, self.models_dir) for s in specs]
+            sizes = [download_size(s, self.models_dir, from_tab=True) for s in specs]
         except Exception as exc:
             return one_line(exc)
         total, missing = sum(t for t, _ in sizes), sum(m for _, m in sizes)
@@ -68,7 +73,7 @@ class Downloads:
                 def progress(done, _total, base=base):
                     with self._lock:
                         self._state["done"] = base + done
-                download(spec, self.models_dir, progress=progress, should_stop=self._stop.is_set)
+                download_in_child(spec, self.models_dir, progress=progress, should_stop=self._stop.is_set)
                 base += total
             message = f"downloaded {self._state['model']}: press Refresh models"
         except DownloadCancelled:
