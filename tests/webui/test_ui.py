@@ -393,7 +393,7 @@ def test_import_and_upload_read_no_other_server_file(tab, manager, tmp_path):
     manager.outdir.mkdir(parents=True, exist_ok=True)
     linked.symlink_to(secret)  # a link inside the output folder to a file outside it
     assert tab.import_files([str(linked)])[-1].startswith("error: link.txt: only uploaded")
-    assert tab.uploaded_path(str(secret))["__type__"] == "update"  # not taken as the init image
+    assert tab.uploaded_image(str(secret))[0]["__type__"] == "update"  # not taken as the init image
 
 
 def test_save_settings_writes_a_file_both_tools_reimport(tab, manager, deforum_dir):
@@ -434,9 +434,11 @@ def test_model_and_size_handlers(tab, tmp_path):
     assert tab.size_changed("480x832", 1, 1) == (480, 832)
     assert tab.size_changed(CUSTOM_SIZE, 100, 100)[0]["__type__"] == "update"
     image = tmp_path / "a.png"
-    image.write_bytes(b"png bytes")
-    kept = Path(tab.uploaded_path(upload(image)))  # kept in the output folder, where jobs read it
-    assert kept.parent == tab.outdir.resolve() / "wan-uploads" and kept.read_bytes() == b"png bytes"
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(image)
+    kept = tab.outdir.resolve() / tab.uploaded_image(upload(image))[0]  # in the output folder, where jobs read it
+    assert kept.parent == tab.outdir.resolve() / "wan-uploads" and kept.read_bytes() == image.read_bytes()
     refreshed = tab.refresh_models("tiny-random")
     assert refreshed["value"] == "tiny-random [built on first use]" and len(refreshed["choices"]) > 10
 

@@ -81,6 +81,9 @@ def build_app(manager, *, outdir: str | os.PathLike, guard=None):
         demo.allowed_paths = [*(getattr(demo, "allowed_paths", None) or []), str(out)]
         demo.blocked_paths = [*(getattr(demo, "blocked_paths", None) or []), str(out / JOBS_DB.parent)]
     app = gr.mount_gradio_app(app, demo, path="/", **kwargs)
+    # gradio checks that a file an event names is an upload only in an app it launched itself:
+    # mounted, it would copy any server file a request names into its upload folder.
+    demo.has_launched = True
     # Host, Origin and CORS for every route, gradio's included; the API's auth here, the tab's
     # by gradio's login above.
     install_guard(app, guard, auth_prefixes=(PREFIX + "/",))

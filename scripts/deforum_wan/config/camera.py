@@ -53,6 +53,10 @@ SAMPLING_MODES = ("bicubic", "bilinear", "nearest")
 PADDING_MODES = ("border", "zeros", "reflection")
 
 
+class SingularCamera(ExprError):
+    """A camera step that cannot be undone: the settings are refused (not left still)."""
+
+
 def _truthy(value) -> bool:
     return value.strip().lower() in ("true", "1", "yes", "on") if isinstance(value, str) else bool(value)
 
@@ -92,6 +96,16 @@ def flip_matrix(W: int, H: int, theta: float, phi: float, gamma: float, fv: floa
     m33 = cv2.getPerspectiveTransform(pin, pout) if cv2 is not None else _perspective_from_points(pin, pout)
     post = np.vstack([np.float32([[1, 0, (W - side) / 2], [0, 1, (H - side) / 2]]), [0, 0, 1]])
     return np.matmul(m33, post)
+
+
+def _flip_det(W: int, H: int, flip: tuple) -> float:
+    """The flip homography's determinant relative to its scale (NaN when it cannot be made)."""
+    try:
+        with np.errstate(all="ignore"):
+            m = flip_matrix(W, H, *flip)
+            return float(np.linalg.det(m / np.abs(m).max())) if np.isfinite(m).all() else math.nan
+    except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, Exception):  # cv2.error for a degenerate quad
+        return math.nan
 
 
 def _perspective_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -247,11 +261,45 @@ class Camera:
                      aspect_old_formula=_truthy(get("aspect_ratio_use_old_formula")),
                      sampling_mode=_pick(get("sampling_mode"), SAMPLING_MODES),
                      padding_mode=_pick(get("padding_mode"), PADDING_MODES))
+        camera.check_invertible()
         if flip and mode == "2D" and any(series[k][i] for k in ("translation_x", "translation_y")
                                          for i in range(max_frames)):
             camera.quirks.append("2D perspective flip: Deforum drops translation_x/y while the flip is on"
                                  " (np.matmul's third argument is its output buffer); so does this path")
         return camera
+
+    def check_invertible(self) -> None:
+        """Every step can be undone (the planner follows points back through them): a zoom of 0,
+        a perspective flip seen edge-on or a field of view of 0 or 180 degrees is one ExprError
+        line naming the frame, not a LinAlgError or NaNs later."""
+        n = len(next(iter(self.series.values()), []))
+        if self.mode == "2D":
+            flips: dict[tuple, float] = {}
+            for i in range(n):
+                zoom = self.series["zoom"][i]
+                if not math.isfinite(zoom) or abs(zoom) < 1e-9:
+                    raise SingularCamera(f"camera: zoom {zoom:g} at frame {i} makes the 2D warp singular")
+                flip = self.flip_at(i)
+                if flip is None:
+                    continue
+                if flip not in flips:
+                    flips[flip] = _flip_det(self.W, self.H, flip)
+                if not math.isfinite(flips[flip]) or abs(flips[flip]) < 1e-14:  # exactly edge-on, not nearly
+                    theta, phi, gamma, fv = flip
+                    raise SingularCamera(f"camera: perspective flip theta {theta:g}, phi {phi:g}, gamma {gamma:g}, fv"
+                                    f" {fv:g} at frame {i} makes the 2D warp singular")
+        elif self.mode == "3D":
+            for i in range(n):
+                fov = self.series["fov_schedule"][i]
+                if not 0 < fov < 180:
+                    raise SingularCamera(f"camera: fov {fov:g} at frame {i} makes the 3D projection singular"
+                                    " (it must be between 0 and 180 degrees)")
+                near, far = self.series["near_schedule"][i], self.series["far_schedule"][i]
+                if not math.isfinite(far - near) or far == near or (not self.aspect_old_formula
+                                                                    and self.series["aspect_ratio_schedule"][i] == 0):
+                    raise SingularCamera(f"camera: near {near:g}, far {far:g}, aspect"
+                                    f" {self.series['aspect_ratio_schedule'][i]:g} at frame {i} make the 3D"
+                                    " projection singular")
 
     def scaled(self, W: int, H: int) -> Camera:
         """The same camera on a W x H frame (a small preview): 2D translations are pixels, so

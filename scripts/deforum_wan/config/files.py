@@ -32,15 +32,10 @@ def regular_file(path: str | os.PathLike, what: str) -> Path:
     return Path(path)
 
 
-def read_limited(path: str | os.PathLike, limit: int, what: str) -> bytes:
-    """The bytes of the regular file ``path``; ``FileRefused`` when it has more than ``limit``."""
-    regular_file(path, what)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except (OSError, ValueError) as exc:
-        raise FileRefused(f"cannot read {what}: {_reason(exc)}") from None
-    with os.fdopen(fd, "rb") as f:
-        _check_regular(os.fstat(fd), what)
+def read_limited(path: str | os.PathLike, limit: int, what: str, follow: bool = True) -> bytes:
+    """The bytes of the regular file ``path``; ``FileRefused`` when it has more than ``limit``.
+    ``follow=False``: a symbolic link is refused too (a file the program wrote itself)."""
+    with open_regular(path, what, follow=follow) as f:
         try:
             data = f.read(limit + 1)
         except OSError as exc:
@@ -48,6 +43,34 @@ def read_limited(path: str | os.PathLike, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise FileRefused(f"{what} is larger than {_size(limit)}")
     return data
+
+
+def open_regular(path: str | os.PathLike, what: str, *, follow: bool = True):
+    """``path`` opened for reading (binary) when it is a regular file (see ``regular_fd``)."""
+    return os.fdopen(regular_fd(path, what, follow=follow), "rb")
+
+
+def regular_fd(path: str | os.PathLike, what: str, *, create: bool = False, follow: bool = True) -> int:
+    """A descriptor of ``path`` when it is a regular file: never blocks on a FIFO (opened
+    non-blocking, checked on the descriptor, then made blocking), and with ``follow=False``
+    a link is refused (O_NOFOLLOW), so a link planted in a folder this program writes cannot
+    make it read or truncate the file it points to. ``create``: read-write, made if missing."""
+    if not follow and os.path.islink(path):
+        raise FileRefused(f"{what} is a symbolic link")
+    flags = (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | getattr(os, "O_NONBLOCK", 0) \
+        | getattr(os, "O_BINARY", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, flags, 0o666)
+    except (OSError, ValueError) as exc:
+        raise FileRefused(f"cannot {'write' if create else 'read'} {what}: {_reason(exc)}") from None
+    try:
+        _check_regular(os.fstat(fd), what)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _check_regular(info: os.stat_result, what: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import SettingsError, WanError
 from ..models.registry import ModelSpec, get_model
 from . import values
-from .camera import STILL, Camera
+from .camera import STILL, Camera, SingularCamera
 from .files import FileRefused, read_limited
 from .keys import (  # noqa: F401
     BACKENDS,
@@ -270,6 +270,8 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
     """Deforum's camera of these settings, and a warning naming what of it Wan does not do."""
     try:
         camera = Camera.from_settings(raw, max_frames, W, H, seed)
+    except SingularCamera:  # a camera that cannot be followed back is refused, never dropped
+        raise
     except ExprError as exc:  # a broken camera schedule leaves the camera still, loudly
         warnings.append(f"{exc}; the camera is left still")
         camera = Camera("None", W, H, {})

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..config.files import open_regular
 from ..errors import WanError
 from .names import atomic_write_bytes, frame_path
 
@@ -40,13 +41,14 @@ def frame_problem(path: Path, size: tuple[int, int]) -> str | None:
     """Why a frame file is not a whole PNG of ``size`` (W, H), or None when it is."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            img.load()  # the header alone says nothing of a truncated or garbled body
-            if img.size != tuple(size):
-                return f"{img.size[0]}x{img.size[1]}, not {size[0]}x{size[1]}"
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return "missing"
+    try:
+        # a link (to a picture elsewhere) or a FIFO is no frame this render wrote
+        with open_regular(path, "the frame", follow=False) as f, Image.open(f, formats=["PNG"]) as img:
+            if img.size != tuple(size):  # before decoding: a small file may claim a huge size
+                return f"{img.size[0]}x{img.size[1]}, not {size[0]}x{size[1]}"
+            img.load()  # the header alone says nothing of a truncated or garbled body
     except Exception as e:  # whatever a garbled file makes Pillow raise (OSError, SyntaxError, bombs...)
         return f"unreadable ({e})"
     return None

@@ -40,7 +40,7 @@ class Manifest:
     def load(cls, path: str | os.PathLike) -> "Manifest":
         path = Path(path)
         try:
-            data = json.loads(read_limited(path, MAX_FILE_BYTES, f"manifest {path}").decode("utf-8"))
+            data = json.loads(read_limited(path, MAX_FILE_BYTES, f"manifest {path}", follow=False).decode("utf-8"))
         except ValueError as e:
             raise WanError(f"manifest {path} is not valid JSON: {e}") from e
         try:

@@ -101,10 +101,7 @@ class RunLock:
     @classmethod
     def acquire(cls, path: Path, timestring: str) -> RunLock:
         while True:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            except OSError as e:
-                raise WanError(f"cannot lock run {timestring} in {path.parent}: {e.strerror or e}") from None
+            fd = _open_lock_file(path, timestring)
             if not _lock(fd):
                 pid = _read_pid(fd)
                 os.close(fd)
@@ -132,6 +129,17 @@ class RunLock:
         if os.name != "posix":  # Windows removes no open file
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+def _open_lock_file(path: Path, timestring: str) -> int:
+    """The lock file opened for writing: a link planted there is refused, never followed (its
+    target would be truncated), and a FIFO neither hangs the open nor is written."""
+    from ..config.files import FileRefused, regular_fd
+
+    try:
+        return regular_fd(path, f"lock file {path.name}", create=True, follow=False)
+    except FileRefused as e:
+        raise WanError(f"cannot lock run {timestring} in {path.parent}: {e}") from None
 
 
 def _lock(fd: int) -> bool:

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..config.files import open_regular
 from ..config.planner import ClipPlan
 from ..errors import WanError
 from ..pixels import to_uint8
@@ -100,7 +101,7 @@ class CarryStream:
         the carry and the manifest); returns which. A carry that is unreadable or does not
         hold what the plan puts there is a WanError, and the stream is left as it was."""
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_regular(path, path.name, follow=False) as f, np.load(f, allow_pickle=False) as data:
                 tail, ret_frames = data["tail"], data["ret_frames"]
                 state = [int(x) for x in data["state"].reshape(-1)]
                 ret_index = [int(x) for x in data["ret_index"].reshape(-1)]

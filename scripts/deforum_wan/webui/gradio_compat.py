@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -115,3 +116,43 @@ def upload_folder() -> Path:
         return Path(get_upload_folder()).resolve()
     except ImportError:
         return (Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")).resolve()
+
+
+def received_upload(path: Any) -> Path | None:
+    """``path`` when it is a file in this server's upload folder, where gradio put an upload:
+    absolute, no link anywhere below the folder, a regular file; else None. (A request may
+    name any path; gradio copies a named file into this folder only after its own check.)"""
+    text = str(path or "")
+    if not text or "\x00" in text or not os.path.isabs(text):
+        return None
+    given, folder = Path(os.path.normpath(text)), upload_folder()
+    for root in {folder, Path(os.path.abspath(os.environ.get("GRADIO_TEMP_DIR") or folder))}:
+        try:
+            rel = given.relative_to(root)
+        except ValueError:
+            continue
+        try:
+            real = (folder / rel).resolve(strict=True)
+            info = os.lstat(real)
+        except (OSError, RuntimeError):
+            return None
+        # resolving changed nothing: no part below the folder is a link
+        return real if real == folder / rel and rel.parts and stat.S_ISREG(info.st_mode) else None
+    return None
+
+
+def refuse_named_files(file_component):
+    """On gradio 3 a request may name any server file as a ``gr.File`` value and gradio copies
+    it into its upload folder unchecked: take only files in that folder (4+ checks itself)."""
+    if GRADIO_MAJOR >= 4:
+        return file_component
+    preprocess = file_component.preprocess
+
+    def checked(x):
+        for item in x if isinstance(x, list) else [x]:
+            if isinstance(item, dict) and item.get("is_file") and received_upload(item.get("name")) is None:
+                raise gr.Error("only files uploaded to this server are read")
+        return preprocess(x)
+
+    file_component.preprocess = checked
+    return file_component

@@ -37,7 +37,7 @@ from .fields import (
     size_choices,
     size_for,
 )
-from .gradio_compat import file_path, file_paths, update, upload_folder
+from .gradio_compat import file_path, file_paths, received_upload, update
 from .plan_view import plan_html
 from .progress_text import current_job, job_name, job_status_line, jobs_table, progress_text, resumable, shown_path
 
@@ -308,20 +308,27 @@ class WanTab:
             return update(), update()
         return wh[0], wh[1]
 
-    def uploaded_path(self, value) -> Any:
-        """An uploaded init image or soundtrack, kept in the output folder (where jobs may read it)."""
+    def uploaded_image(self, value) -> Any:
+        """An uploaded init image kept in the output folder; the field gets its server name."""
+        return self._keep(value, "image")
+
+    def uploaded_soundtrack(self, value) -> Any:
+        return self._keep(value, "audio")
+
+    def _keep(self, value, kind: str) -> Any:
         path = file_path(value)
         if not path:
-            return update()
+            return update(), update()
         try:
-            return str(keep_upload(self._readable(path), self.outdir))
-        except (OSError, WanError):
-            return update()
+            name = keep_upload(self._readable(path), self.outdir, kind)
+        except (OSError, WanError) as exc:
+            return update(), one_line(exc)
+        return name, f"uploaded as {name} (in the output folder)"
 
     def _readable(self, path: str) -> Path:
-        """A file the browser hands over: only from gradio's upload folder or where jobs may read
-        (a request naming any other server path is refused)."""
-        found = find_inside(path, [upload_folder(), *input_roots(self.outdir)])
+        """A file an event hands over: an upload this server received (in gradio's upload folder,
+        no link out) or a file where jobs may read; any other server path is refused."""
+        found = received_upload(path) or find_inside(path, input_roots(self.outdir))
         if found is None:
             raise WanError(f"{Path(str(path)).name}: only uploaded files or files in the output folder are read")
         return found

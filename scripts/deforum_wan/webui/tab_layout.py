@@ -13,7 +13,7 @@ import gradio as gr
 from ..config.keys import COLOR_MODES
 from ..config.schedule import SEED_BEHAVIORS
 from .fields import FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
-from .gradio_compat import blocks, component, on, poll
+from .gradio_compat import blocks, component, on, poll, refuse_named_files
 from .tab_handlers import WanTab
 
 POLL_SECONDS = 1.0
@@ -88,9 +88,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
-                    c["import"] = component(gr.File, label="Import Deforum settings (one, or many for a batch)",
-                                            file_count="multiple", file_types=[".txt", ".json"],
-                                            type="filepath", height=110, elem_id="wan_import")
+                    c["import"] = refuse_named_files(component(
+                        gr.File, label="Import Deforum settings (one, or many for a batch)", file_count="multiple",
+                        file_types=[".txt", ".json"], type="filepath", height=110, elem_id="wan_import"))
                 with gr.Row():
                     c["clear_batch"] = gr.Button("Clear batch", elem_id="wan_clear_batch")
                     c["save"] = gr.Button("Save settings", elem_id="wan_save")
@@ -173,8 +173,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     with gr.Row():
                         c["soundtrack"] = gr.Textbox(label="Soundtrack (audio file path; empty = none)",
                                                      value=start["soundtrack"], elem_id="wan_soundtrack")
-                        c["soundtrack_upload"] = component(gr.File, label="Upload soundtrack", type="filepath",
-                                                           file_types=["audio"], elem_id="wan_soundtrack_upload")
+                        c["soundtrack_upload"] = refuse_named_files(component(
+                            gr.File, label="Upload soundtrack", type="filepath", file_types=["audio"],
+                            elem_id="wan_soundtrack_upload"))
                 c["batch_name"] = gr.Textbox(label="Batch name (output folder; {timestring}, {seed} ...)",
                                              value=start["batch_name"], elem_id="wan_batch_name")
             with gr.Column(scale=2):
@@ -223,8 +224,8 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["model"].change, tab.model_changed, [c["model"], c["width"], c["height"]],
            [c["size"], c["steps"], c["guidance"], c["guidance_2"]])
         on(c["size"].change, tab.size_changed, [c["size"], c["width"], c["height"]], [c["width"], c["height"]])
-        on(c["init_upload"].upload, tab.uploaded_path, [c["init_upload"]], [c["init_image"]])
-        on(c["soundtrack_upload"].upload, tab.uploaded_path, [c["soundtrack_upload"]], [c["soundtrack"]])
+        on(c["init_upload"].upload, tab.uploaded_image, [c["init_upload"]], [c["init_image"], status])
+        on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]], [c["soundtrack"], status])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
         on(c["download"].click, tab.download, [c["model"]], [status])
         on(c["stop_download"].click, tab.stop_download, [], [status], queue=False)
