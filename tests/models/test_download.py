@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from hub_server import HubServer
 
 from deforum_wan.cli.models import _size, add_model_commands

@@ -47,7 +47,7 @@ def test_the_command_line_plan_says_it_in_one_line(tmp_path):
 def test_the_api_plan_answers_422_not_500(tmp_path):
     httpx = pytest.importorskip("httpx")
     fastapi = pytest.importorskip("fastapi")
-    from wan_jobs_support import Served
+    from helpers import Served
 
     from deforum_wan.service.api import mount_api
     from deforum_wan.service.jobs import JobManager

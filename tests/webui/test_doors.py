@@ -16,8 +16,8 @@ if int(gr.__version__.split(".")[0]) < 4:
     pytest.skip("the queue calls below are gradio 4+'s (gradio 3 is checked in its own venv)",
                 allow_module_level=True)
 
+from helpers import Served  # noqa: E402
 from PIL import Image  # noqa: E402
-from wan_jobs_support import Served  # noqa: E402
 
 from deforum_wan.cli.ui import build_app  # noqa: E402
 from deforum_wan.service.jobs import JobManager  # noqa: E402

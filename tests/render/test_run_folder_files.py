@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE
+from helpers import EXAMPLE
 from PIL import Image
 
 from deforum_wan.config.settings import load_settings
