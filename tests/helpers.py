@@ -97,3 +97,8 @@ class Served:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+# A value each kind of key refuses (tests of the key table, the settings reader and the API).
+BAD = {"number": "wide", "positive": -1, "int": 2.5, "strict_flag": "maybe", "choice": "nope",
+       "preset": "turbo", "loras": "x.safetensors", "distill": "x.bin", "model": "wan9-unknown"}

@@ -6,7 +6,7 @@ import re
 from collections import Counter
 
 import pytest
-from helpers import ROOT
+from helpers import BAD, ROOT
 
 from deforum_wan.config import settings as settings_module
 from deforum_wan.config.keys import BY_NAME, KEYS, WAN_DEFAULTS, markdown_table
@@ -20,8 +20,6 @@ README = ROOT / "README.md"
 PRESETS_DOC = ROOT / "docs" / "presets.md"
 BASE = {"max_frames": 8, "prompts": {"0": "a lighthouse"}, "W": 64, "H": 64}
 # Values each kind must refuse (a text or model key takes any string; the model is then looked up).
-BAD = {"number": "wide", "positive": -1, "int": 2.5, "strict_flag": "maybe", "choice": "nope",
-       "preset": "turbo", "loras": "x.safetensors", "distill": "x.bin", "model": "wan9-unknown"}
 
 
 def _value_in_settings(key, settings):

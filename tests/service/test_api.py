@@ -175,7 +175,7 @@ def test_plan_needs_no_gpu_and_validates(client):
 
 
 def test_every_key_of_the_table_is_read_and_checked_by_the_api(client, manager):
-    from test_keys import BAD
+    from helpers import BAD
 
     from deforum_wan.config.keys import KEYS
 

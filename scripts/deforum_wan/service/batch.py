@@ -119,7 +119,7 @@ def _run_exists(outdir, settings, ts: str) -> bool:
         return False  # the render reports it
 
 
-def run_job(payload: dict, runner: LocalRunner, *, on_event: Callable[[dict], None] | None = None,
+def run_attempt(payload: dict, runner: LocalRunner, *, on_event: Callable[[dict], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict:
     """One attempt at a job (a ``Job.payload()``) through the runner; never raises for a
     render's own failure.
@@ -218,7 +218,7 @@ def run_local(jobs: list[Job], progress: Tracker, *, outdir: str, models_dir: st
                 break
             payload = job.payload()
             job.status, job.attempts = "running", 1
-            result = run_job(payload, runner, should_stop=should_stop,
+            result = run_attempt(payload, runner, should_stop=should_stop,
                              on_event=lambda e, i=job.index: progress.event(i, {**e, "attempt": 0}))
             progress.finish(job, result)
         for job in jobs:
@@ -266,7 +266,7 @@ class RenderActor:
                 self.events.put({"job": job["index"], "attempt": job["attempt"], "pid": pid, **event})
                 sent += 1
 
-        result = run_job(job, self.runner, on_event=on_event, should_stop=lambda: self.stopping)
+        result = run_attempt(job, self.runner, on_event=on_event, should_stop=lambda: self.stopping)
         return {**result, "events": sent}
 
 

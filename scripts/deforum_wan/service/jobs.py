@@ -33,7 +33,7 @@ from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import DOWNLOAD_HINT_ENV
 from ..render.job import JobSpec, check_job
 from .jobstore import FINISHED, PROGRESS_KEYS, JobNotFound, JobStore, StoreUnavailable
-from .worker_client import WorkerExited, WorkerProcess, exit_description
+from .worker_client import RunnerClosed, WorkerDied, WorkerExited, WorkerRunner
 
 __all__ = ["JobManager", "JobNotFound", "FINISHED"]
 
@@ -60,7 +60,8 @@ class JobManager:
         self.store.recover()
         self._state = threading.RLock()  # guards the fields below
         self._wake = threading.Condition(self._state)
-        self._worker: WorkerProcess | None = None
+        self.runner = WorkerRunner(self.outdir, models_dir=self.models_dir, python=python, env=self.env,
+                                   keep_warm=keep_warm)
         self._current: str | None = None
         self._stop_requested: dict[str, float] = {}  # job id -> when the first stop was asked
         self._forced: set[str] = set()  # jobs whose worker was killed on a repeated stop
@@ -132,8 +133,7 @@ class JobManager:
 
     @property
     def worker_pid(self) -> int | None:
-        worker = self._worker
-        return worker.pid if worker is not None and worker.alive() else None
+        return self.runner.pid
 
     def _with_live(self, job: dict) -> dict:
         with self._state:
@@ -180,16 +180,12 @@ class JobManager:
             if job_id != self._current:
                 return False
             first = self._stop_requested.setdefault(job_id, time.monotonic())
-            worker = self._worker
-            force = worker is not None and time.monotonic() - first >= FORCE_AFTER
+            force = self.runner.pid is not None and time.monotonic() - first >= FORCE_AFTER
             if force:
                 self._forced.add(job_id)
-        if worker is not None:
-            if force:
-                worker.kill()
-            else:
-                worker.send({"cmd": "interrupt", "job": job_id})
-        return True
+        if force:
+            self.runner.kill()
+        return True  # the runner passes the request on at the job's next step
 
     # --- events ------------------------------------------------------------------------
     def subscribe(self, callback: Callback) -> Callable[[], None]:
@@ -222,12 +218,10 @@ class JobManager:
             if self._closing:
                 return
             self._closing = True
-            worker = self._worker
             self._wake.notify_all()
-        if worker is not None:
-            # EOF on its stdin: the worker stops the running job at its next step (frames
-            # and video kept), runs nothing more and exits; the dispatcher reads it all.
-            worker.close(timeout)
+        # The worker stops the running job at its next step (frames and video kept), runs
+        # nothing more and exits; the dispatcher reads it all.
+        self.runner.close(timeout)
         self._thread.join(timeout)
         self.store.close()
 
@@ -279,18 +273,6 @@ class JobManager:
             self.store.update(job_id, **fields)
             self._unrecorded.pop(0)
 
-    def _ensure_worker(self) -> WorkerProcess | None:
-        """The live worker, started if needed; None once shutdown() began."""
-        with self._state:
-            if self._closing:
-                return None
-            if self._worker is not None and self._worker.alive():
-                return self._worker
-            # Started under the lock so that shutdown() always sees (and stops) it.
-            worker = self._worker = WorkerProcess(self.python, self.env, self.keep_warm)
-        worker.wait_ready()
-        return worker
-
     def _run(self, job: dict) -> None:
         job_id = job["id"]
         with self._state:
@@ -302,7 +284,7 @@ class JobManager:
             return
         self._publish(events.make("job_running", job=job_id))
         if stopped or self.before_job is None:
-            self._run_job(job)
+            self._run_in_worker(job)
             return
         with self._state:
             self._live = {"phase": "waiting for the host"}
@@ -313,7 +295,7 @@ class JobManager:
                 traceback.print_exc(file=sys.stderr)
                 self._fail(job_id, f"internal error: the host's before_job hook: {describe_error(exc)}")
                 return
-            self._run_job(job)
+            self._run_in_worker(job)
         finally:
             self._after_job(job_id)
 
@@ -325,7 +307,7 @@ class JobManager:
         except Exception:  # the job is over; a failing hook must not stop the queue
             traceback.print_exc(file=sys.stderr)
 
-    def _run_job(self, job: dict) -> None:
+    def _run_in_worker(self, job: dict) -> None:
         job_id = job["id"]
         with self._state:  # again: a stop or a shutdown may have come while before_job waited
             self._live = {}
@@ -337,36 +319,23 @@ class JobManager:
             self._finish(job_id, "cancelled", message="stopped before it started")
             self._publish(events.make("job_done", job=job_id, status="cancelled"))
             return
+        spec = JobSpec(job["settings"], job["name"] or "", job["resume"])
         try:
-            worker = self._ensure_worker()
+            self.runner.run(spec, job_id, lambda event: self._job_event(job_id, event),
+                            should_stop=lambda: job_id in self._stop_requested)
+        except RunnerClosed:  # shutdown began before it was sent: the next start runs it
+            self.store.update(job_id, status="queued", started=None)
         except WorkerExited as exc:
-            with self._state:
-                self._worker = None
             self._fail(job_id, str(exc))
-            return
-        with self._state:  # an interrupt racing this send is handled by the worker
-            if worker is None or self._closing:
-                self.store.update(job_id, status="queued", started=None)
-                return
-            if job_id in self._stop_requested:
-                worker.send({"cmd": "interrupt", "job": job_id})
-            spec = JobSpec(job["settings"], job["name"] or "", job["resume"])
-            worker.send({"cmd": "render", "job": job_id, "spec": spec.to_json(), "outdir": str(self.outdir),
-                         "models_dir": self.models_dir, "backend": None})
-        while True:
-            event = worker.read_event()
-            if event is None:
-                self._worker_died(job_id, worker)
-                return
-            if event.get("job") != job_id:
-                continue  # protocol notes or a late event of an earlier job
-            try:
-                self._on_event(job_id, event)
-            except StoreUnavailable as exc:  # the render goes on; its record catches up later
-                self._store_problem(exc)
-            self._publish(event)
-            if event.get("event") in ("job_done", "job_error"):
-                return
+        except WorkerDied as exc:
+            self._worker_died(job_id, exc)
+
+    def _job_event(self, job_id: str, event: dict) -> None:
+        try:
+            self._on_event(job_id, event)
+        except StoreUnavailable as exc:  # the render goes on; its record catches up later
+            self._store_problem(exc)
+        self._publish(event)
 
     def _on_event(self, job_id: str, event: dict) -> None:
         kind = event.get("event")
@@ -424,12 +393,9 @@ class JobManager:
         self._finish(job_id, "failed", error=message, message=message)
         self._publish(events.make("job_error", job=job_id, message=message, **extra))
 
-    def _worker_died(self, job_id: str, worker: WorkerProcess) -> None:
-        code = worker.proc.wait()
+    def _worker_died(self, job_id: str, died: WorkerDied) -> None:
         with self._state:
             closing = self._closing
-            if self._worker is worker:
-                self._worker = None
         job = self.store.get(job_id)
         with self._state:
             forced = job_id in self._forced
@@ -445,12 +411,11 @@ class JobManager:
             else:
                 self.store.update(job_id, status="queued", started=None)
             return
-        message = f"worker crashed ({exit_description(code)})"
+        message = str(died)
         if job["run_dir"]:
             message += f"; its frames are kept in {job['run_dir']}; resume with {self._resume_hint(job)}"
         else:
-            detail = worker.last_error_line()
-            message += " before the render started" + (f": {detail}" if detail else "")
+            message += " before the render started" + (f": {died.last_line}" if died.last_line else "")
         self._fail(job_id, message, crashed=True)
 
     def _resume_hint(self, job: dict) -> str:

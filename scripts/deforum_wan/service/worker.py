@@ -114,11 +114,11 @@ class Worker:
             cmd = self.queue.get()
             if cmd.get("cmd") == "quit":
                 break
-            self.run_job(cmd)
+            self.serve_job(cmd)
         self.drop_cache()
         self.emit("bye")
 
-    def run_job(self, cmd: dict) -> None:
+    def serve_job(self, cmd: dict) -> None:
         job = str(cmd.get("job") or "")
         with self.lock:
             self.current = job

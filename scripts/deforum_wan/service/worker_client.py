@@ -138,3 +138,104 @@ class WorkerProcess:
     def kill(self) -> None:
         if self.alive():
             self.proc.kill()
+
+
+class WorkerDied(WanError):
+    """The worker process ended while it held a job (crash, OOM killer, a kill)."""
+
+    def __init__(self, code: int | None, last_line: str):
+        super().__init__(f"worker crashed ({exit_description(code)})")
+        self.code, self.last_line = code, last_line
+
+
+class RunnerClosed(WanError):
+    """The runner was closed (the host is shutting down): the job was not sent."""
+
+
+class WorkerRunner:
+    """Runs jobs in a worker process as ``render.runner.LocalRunner`` runs them here:
+    ``run(spec, job_id, on_event, should_stop)``. A job crosses the process boundary as its
+    JobSpec and the worker checks it again with the same ``check_job``. The process is
+    started for the first job and kept for the next (its pipelines warm with ``keep_warm``);
+    a crash costs only the job it held, the next job starts a new one."""
+
+    STOP_POLL = 0.05  # seconds between two looks at should_stop while a job runs
+
+    def __init__(self, outdir: str | os.PathLike, *, models_dir: str | None = None, python: str = sys.executable,
+                 env: dict | None = None, keep_warm: bool = False):
+        self.outdir, self.models_dir = str(outdir), models_dir
+        self.python, self.env, self.keep_warm = python, env, keep_warm
+        self._lock = threading.Lock()  # guards worker and closed
+        self.worker: WorkerProcess | None = None
+        self.closed = False
+
+    @property
+    def pid(self) -> int | None:
+        worker = self.worker
+        return worker.pid if worker is not None and worker.alive() else None
+
+    def run(self, spec, job_id: str, on_event, should_stop) -> dict:
+        """Pass the job's events to ``on_event`` until its ``job_done``/``job_error``, which is
+        returned. Raises WorkerExited (no worker could start), WorkerDied, RunnerClosed."""
+        worker = self._start()
+        ended = threading.Event()
+
+        def watch() -> None:  # a stop asked while the job runs reaches the worker's next step
+            while not ended.wait(self.STOP_POLL):
+                if should_stop():
+                    worker.send({"cmd": "interrupt", "job": job_id})
+                    return
+
+        if should_stop():  # asked before it was sent: the worker cancels it on arrival
+            worker.send({"cmd": "interrupt", "job": job_id})
+        else:
+            threading.Thread(target=watch, name=f"wan-stop-{job_id}", daemon=True).start()
+        worker.send({"cmd": "render", "job": job_id, "spec": spec.to_json(), "outdir": self.outdir,
+                     "models_dir": self.models_dir, "backend": None})
+        try:
+            while True:
+                event = worker.read_event()
+                if event is None:
+                    code = worker.proc.wait()
+                    with self._lock:
+                        if self.worker is worker:
+                            self.worker = None
+                    raise WorkerDied(code, worker.last_error_line())
+                if event.get("job") != job_id:
+                    continue  # protocol notes or a late event of an earlier job
+                on_event(event)
+                if event.get("event") in ("job_done", "job_error"):
+                    return event
+        finally:
+            ended.set()
+
+    def _start(self) -> WorkerProcess:
+        with self._lock:
+            if self.closed:
+                raise RunnerClosed("the render worker is shutting down")
+            if self.worker is not None and self.worker.alive():
+                return self.worker
+            # Started under the lock so that close() always sees (and stops) it.
+            worker = self.worker = WorkerProcess(self.python, self.env, self.keep_warm)
+        try:
+            worker.wait_ready()
+        except WorkerExited:
+            with self._lock:
+                if self.worker is worker:
+                    self.worker = None
+            raise
+        return worker
+
+    def kill(self) -> None:
+        """End the worker now (a job that does not stop in time); its job raises WorkerDied."""
+        worker = self.worker
+        if worker is not None:
+            worker.kill()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """No more jobs; the running one stops at its next step (frames and video kept)."""
+        with self._lock:
+            self.closed = True
+            worker = self.worker
+        if worker is not None:
+            worker.close(timeout)  # EOF on its stdin: stop the job, run nothing more, exit
