@@ -388,9 +388,9 @@ def test_bench_targets_judge_only_their_configuration():
 
 
 def test_compile_without_a_cpu_compiler_is_a_note(tiny_models_dir, monkeypatch):
-    from deforum_wan.backends import diffusers_backend
+    from deforum_wan.backends import speed
 
-    monkeypatch.setattr(diffusers_backend.shutil, "which", lambda name: None)
+    monkeypatch.setattr(speed.shutil, "which", lambda name: None)
     with DiffusersBackend(get_model("tiny-random"), BackendOptions(models_dir=str(tiny_models_dir),
                                                                    compile=True)) as backend:
         assert "torch.compile on the CPU needs a C++ compiler (none on PATH); not compiled" in backend.notes

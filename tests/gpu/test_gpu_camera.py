@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from deforum_wan.backends.base import BackendOptions, GenerateRequest  # noqa: E402
 from deforum_wan.backends.camera_guide import PathGuidance, PathGuide  # noqa: E402
 from deforum_wan.backends.chain import load_backend  # noqa: E402
+from deforum_wan.backends.diffusers_backend import transformers_of  # noqa: E402
 from deforum_wan.models.registry import get_model  # noqa: E402
 from deforum_wan.models.weights import locate_weights  # noqa: E402
 
@@ -35,7 +36,7 @@ def test_guidance_holds_the_path_on_cuda_in_bfloat16(model_id, tiny_models_dir):
                               seed=3, guidance_scale=1.0, steps=10, path_guide=pan(9, 32, 32))
         seen = []
         hooks = [m.register_forward_pre_hook(lambda m, a, k: seen.append(k["hidden_states"][:, :16].float().clone()),
-                                             with_kwargs=True) for m in backend._transformers(backend.pipe)]
+                                             with_kwargs=True) for m in transformers_of(backend.pipe)]
         try:
             frames = backend.generate(req)
         finally:

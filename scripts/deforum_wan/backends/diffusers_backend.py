@@ -13,14 +13,12 @@ import hashlib
 import importlib.util
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..config.files import regular_file
-from ..config.presets import FASTEST_ATTENTION
 from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models import random_full
 from ..models.registry import ModelSpec
@@ -38,7 +36,7 @@ from .base import (
     torch_device,
     torch_dtype,
 )
-from .speed import DISTILL_GUIDANCE, DISTILL_STEPS, CachePlan, distill_lora_names, find_distill_lora, plan_cache
+from .speed import DISTILL_GUIDANCE, DISTILL_STEPS, CachePlan, Speedups, distill_lora_names, find_distill_lora
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +44,6 @@ NAME = "diffusers"
 # Components two Wan models can have in common (Wan2.1's UMT5 encoder and VAE are the same
 # weights in every Wan2.1 model): a second model of a pair reuses the first one's.
 SHARABLE = ("tokenizer", "text_encoder", "vae")
-# Friendly names for diffusers' attention backends (diffusers.models.attention_dispatch).
-ATTENTION_ALIASES = {"sdpa": "native", "torch": "native", "flash-attn": "flash", "flash_attn": "flash",
-                     "flash-attn-3": "_flash_3", "sageattention": "sage", "xformers": "xformers"}
-# Attention backends that need a kernel package (module, pip name) and a CUDA device.
-KERNEL_PACKAGES = {"sage": ("sageattention", "sageattention"), "flash": ("flash_attn", "flash-attn"),
-                   "_flash_3": ("flash_attn_interface", "flash-attn 3")}
-# "fastest": quantized SageAttention first, then flash-attention; SDPA when neither loads.
-FASTEST_ORDER = ("sage", "flash")
-# diffusers cache config class per cache kind (diffusers.hooks); older releases lack some.
-CACHE_CONFIGS = {"first_block": "FirstBlockCacheConfig", "taylorseer": "TaylorSeerCacheConfig",
-                 "mag": "MagCacheConfig"}
 
 
 def pipeline_classes(spec: ModelSpec) -> dict[str, str]:
@@ -138,17 +125,15 @@ class DiffusersBackend(Backend):
         self.options = options or BackendOptions()
         self.options.check()
         self.notes: list[str] = []
-        # What the speed options did: the cache in use, compiled or not, the distilled LoRA.
-        self.cache_plan = CachePlan("none")
-        self.compiled = False
         self.distill_lora: Path | None = None
-        self._cache_modules: list = []
-        self._mag_steps: int | None = None
         self.path = Path(path) if path is not None else weights_folder(spec, self.options)
         self.device = torch_device(self.options.device)
         self.dtype = torch_dtype(self.options.dtype, self.device.type)
         self.vae_dtype = torch_dtype(self.options.vae_dtype, self.device.type)
         self.offload = self.options.offload
+        # What the speed options did (attention, float8 storage, the cache, compile): their notes
+        # join the load report.
+        self.speed = Speedups(self.options, self.device, self.dtype, spec, self._note)
         if self.offload != "none" and self.device.type == "cpu":
             self._note(f"offload {self.offload!r} does not apply on the CPU; running without offload")
             self.offload = "none"
@@ -184,9 +169,7 @@ class DiffusersBackend(Backend):
         (log.warning if warn else log.info)("%s: %s", NAME, text)
 
     def _speed_note(self, text: str, warn: bool = True) -> None:
-        """A note about a speed feature, prefixed with the preset that asked for it."""
-        preset = self.options.preset
-        self._note(f"{preset}: {text}" if preset and preset != "quality" else text, warn)
+        self.speed.speed_note(text, warn)
 
     def _sharable(self, others: Sequence[Backend]) -> dict:
         """Components a loaded model holds with the same weights (Wan2.1's UMT5 encoder, VAE
@@ -264,178 +247,18 @@ class DiffusersBackend(Backend):
     def _configure(self, pipe) -> None:
         if self.options.vae_tiling:
             pipe.vae.enable_tiling()
-        wanted = self.options.attention.strip().lower()
-        if wanted in ("auto", "", "default"):
-            return
-        if wanted == FASTEST_ATTENTION:
-            self._pick_attention(pipe, FASTEST_ORDER)
-            return
-        backend = ATTENTION_ALIASES.get(wanted, wanted)
-        if backend in KERNEL_PACKAGES:
-            self._pick_attention(pipe, (backend,))
-            return
-        try:
-            from diffusers.models.attention_dispatch import AttentionBackendName
-
-            known = {b.value for b in AttentionBackendName}
-        except ImportError:  # diffusers before attention backends
-            known = set()
-        if backend not in known:
-            self._note(f"attention {wanted!r} is not a diffusers attention backend; using SDPA")
-            return
-        parts = self._transformers(pipe)
-        try:
-            for module in parts:
-                module.set_attention_backend(backend)
-        except Exception as e:  # its kernel package is missing or does not fit this GPU
-            for module in parts:  # both experts on the same kernel
-                module.set_attention_backend("native")
-            self._note(f"attention {wanted!r} unavailable ({first_line(e)[:200]}); using SDPA")
-
-    def _transformers(self, pipe) -> list:
-        return [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
-                if m is not None]
-
-    def _pick_attention(self, pipe, backends) -> None:
-        """The first of ``backends`` whose package is installed and loads on this device."""
-        reasons = []
-        for backend in backends:
-            module, pip_name = KERNEL_PACKAGES[backend]
-            if importlib.util.find_spec(module) is None:
-                reasons.append(f"{pip_name} not installed")
-                continue
-            if self.device.type != "cuda":
-                reasons.append(f"{backend} attention needs CUDA")
-                continue
-            try:
-                for part in self._transformers(pipe):
-                    part.set_attention_backend(backend)
-            except Exception as e:  # version too old, GPU not supported: diffusers checks at set time
-                for part in self._transformers(pipe):
-                    part.set_attention_backend("native")
-                reasons.append(f"{backend} attention unavailable ({first_line(e)[:160]})")
-                continue
-            self._speed_note(f"attention {backend}", warn=False)
-            return
-        self._speed_note(", ".join(reasons) + ", using SDPA")
+        self.speed.set_attention(transformers_of(pipe))
 
     def _speedups(self, pipe) -> None:
-        """Float8 weight storage, a cache and regional compile: diffusers' own features, each
-        checked here so that what this machine or diffusers lacks becomes a note."""
-        options, cuda = self.options, self.device.type == "cuda"
-        parts = self._transformers(pipe)
-        if options.layerwise_fp8 and self.device.type not in ("cuda", "cpu"):
-            self._speed_note(f"float8 weight storage is not tried on {self.device.type}; full precision")
-        elif options.layerwise_fp8:  # a storage format: the same hooks on CUDA and the CPU
-            self._layerwise_fp8(parts)
-        self._setup_cache(parts)
-        if options.compile:
-            self._compile(parts, cuda)
+        self.speed.apply(transformers_of(pipe), distilled=self.distill_lora is not None)
 
-    def _layerwise_fp8(self, parts) -> None:
-        import torch
+    @property
+    def cache_plan(self) -> CachePlan:
+        return self.speed.cache_plan
 
-        if not all(hasattr(m, "enable_layerwise_casting") for m in parts):
-            self._speed_note("this diffusers has no layerwise casting; weights stay in full precision")
-            return
-        try:
-            for m in parts:
-                m.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
-        except Exception as e:  # a layer type the hook cannot cast
-            self._speed_note(f"float8 weight storage failed ({first_line(e)[:160]}); keeping full precision")
-            return
-        self._speed_note(f"float8 weight storage, computing in {str(self.dtype).replace('torch.', '')}",
-                         warn=False)
-
-    def _setup_cache(self, parts) -> None:
-        options = self.options
-        if options.cache == "none" or not parts:
-            return
-        vace = self.spec.kind == "vace" or "VACE" in type(parts[0]).__name__
-        plan = plan_cache(options.cache, options.cache_threshold, self.spec.id,
-                          blocks=len(getattr(parts[0], "blocks", ())), vace=vace)
-        for text in plan.notes:
-            self._speed_note(text)
-        if plan.kind != "none" and self.distill_lora is not None:
-            self._speed_note(f"no cache: {DISTILL_STEPS} distilled steps leave nothing to skip", warn=False)
-            plan = CachePlan("none")
-        if plan.kind == "none":
-            return
-        import diffusers.hooks
-
-        config_cls = getattr(diffusers.hooks, CACHE_CONFIGS[plan.kind], None)
-        if config_cls is None or not all(hasattr(m, "enable_cache") for m in parts):
-            import diffusers
-
-            self._speed_note(f"diffusers {diffusers.__version__} has no {CACHE_CONFIGS[plan.kind]}: no cache")
-            return
-        self._cache_modules = parts
-        self.cache_plan = plan
-        if plan.kind != "mag":  # MagCache needs the step count: applied per call (_prepare_cache)
-            try:
-                for m in parts:
-                    m.enable_cache(config_cls(**plan.params))
-            except Exception as e:  # a block layout the hook does not know
-                self._drop_cache(f"{plan.describe()} failed ({first_line(e)[:160]}): no cache")
-                return
-        self._speed_note(plan.describe(), warn=False)
-
-    def _drop_cache(self, reason: str) -> None:
-        for m in self._cache_modules:
-            if getattr(m, "is_cache_enabled", False):
-                m.disable_cache()
-        self._cache_modules, self.cache_plan, self._mag_steps = [], CachePlan("none"), None
-        self._speed_note(reason)
-
-    def _prepare_cache(self, steps: int) -> None:
-        """(Re)configure MagCache for this call's step count; its ratios are per step."""
-        if self.cache_plan.kind != "mag" or self._mag_steps == steps:
-            return
-        from diffusers.hooks import MagCacheConfig
-
-        try:
-            for m in self._cache_modules:
-                if m.is_cache_enabled:
-                    m.disable_cache()
-                m.enable_cache(MagCacheConfig(num_inference_steps=steps, **self.cache_plan.params))
-        except Exception as e:
-            self._drop_cache(f"{self.cache_plan.describe()} failed ({first_line(e)[:160]}): no cache")
-            return
-        self._mag_steps = steps
-
-    def _compile(self, parts, cuda: bool) -> None:
-        # Inductor generates triton kernels on CUDA and C++ on the CPU; other devices are not tried.
-        if cuda and importlib.util.find_spec("triton") is None:
-            self._speed_note("torch.compile needs triton (not installed); not compiled")
-            return
-        if not cuda and self.device.type != "cpu":
-            self._speed_note(f"regional torch.compile is not tried on {self.device.type}; not compiled")
-            return
-        if not cuda and not any(shutil.which(c) for c in ("c++", "g++", "clang++", "cl")):
-            self._speed_note("torch.compile on the CPU needs a C++ compiler (none on PATH); not compiled")
-            return
-        if not all(hasattr(m, "compile_repeated_blocks") for m in parts):
-            self._speed_note("this diffusers has no regional compile (compile_repeated_blocks); not compiled")
-            return
-        try:
-            for m in parts:
-                # fullgraph=False: cache hooks decide on the host between blocks (graph breaks).
-                m.compile_repeated_blocks(fullgraph=False)
-        except Exception as e:  # a model without _repeated_blocks
-            self._uncompile()
-            self._speed_note(f"regional torch.compile failed ({first_line(e)[:160]}); not compiled")
-            return
-        self.compiled = True
-        self._speed_note("regional torch.compile of the transformer blocks (compiles on the first window)",
-                         warn=False)
-
-    def _uncompile(self) -> None:
-        for pipe in self._pipes.values():
-            for part in self._transformers(pipe):
-                for sub in part.modules():
-                    if getattr(sub, "_compiled_call_impl", None) is not None:
-                        sub._compiled_call_impl = None
-        self.compiled = False
+    @property
+    def compiled(self) -> bool:
+        return self.speed.compiled
 
     def _place(self, pipe) -> None:
         if self.offload == "none":
@@ -528,7 +351,7 @@ class DiffusersBackend(Backend):
                 return {"latents": guidance.after_step(i, tensors["latents"])}
             return {}
 
-        self._prepare_cache(req.steps - (guidance.free if guidance else 0))
+        self.speed.prepare_cache(req.steps - (guidance.free if guidance else 0))
 
         def run():
             # The generator lives where the latents are made (the execution device).
@@ -540,11 +363,11 @@ class DiffusersBackend(Backend):
             try:
                 out = run()
             except Exception as e:
-                if not (self.compiled and _is_compile_error(e)):
+                if not (self.speed.compiled and _is_compile_error(e)):
                     raise
                 # Compilation happens on the first call; a compiler failure is not the model's.
                 pipe.maybe_free_model_hooks()
-                self._uncompile()
+                self.speed.uncompile([part for p in self._pipes.values() for part in transformers_of(p)])
                 self._speed_note(f"torch.compile failed on the first window ({first_line(e)[:160]});"
                                  " running uncompiled")
                 out = run()
@@ -560,7 +383,7 @@ class DiffusersBackend(Backend):
     def _transformer_bytes(self) -> int:
         if self.offload != "none" or self.device.type == "cpu" or self._active is None:
             return 0  # offload manages placement itself; the CPU has nothing to move off
-        return sum(p.numel() * p.element_size() for t in self._transformers(self._active) for p in t.parameters())
+        return sum(p.numel() * p.element_size() for t in transformers_of(self._active) for p in t.parameters())
 
     def bytes_on_device(self) -> int:
         return 0 if self.parked else self._transformer_bytes()
@@ -572,7 +395,7 @@ class DiffusersBackend(Backend):
         freed = self.bytes_on_device()
         if not freed:
             return None
-        for part in self._transformers(self._active):
+        for part in transformers_of(self._active):
             part.to("cpu")
         self.parked = True
         free_memory()
@@ -580,7 +403,7 @@ class DiffusersBackend(Backend):
 
     def unpark(self) -> None:
         if self.parked:
-            for part in self._transformers(self._active):
+            for part in transformers_of(self._active):
                 part.to(self.device)
             self.parked = False
 
@@ -593,6 +416,11 @@ class DiffusersBackend(Backend):
                 pass
         del pipes
         free_memory()
+
+
+def transformers_of(pipe) -> list:
+    """The pipeline's transformer, and its second expert where it has one (Wan2.2 A14B)."""
+    return [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if m is not None]
 
 
 def same_component(a: Path, b: Path) -> bool:

@@ -409,7 +409,7 @@ def _official_rank_backend(args, spec: ModelSpec):
 
 
 def _diffusers_rank_backend(args, spec: ModelSpec, device: str, parallel: bool):
-    from .diffusers_backend import DiffusersBackend
+    from .diffusers_backend import DiffusersBackend, transformers_of
 
     loras = []
     for item in args.lora:
@@ -424,7 +424,7 @@ def _diffusers_rank_backend(args, spec: ModelSpec, device: str, parallel: bool):
 
         config = ContextParallelConfig(ulysses_degree=args.ulysses_size)
         # Only the first pipeline is loaded; siblings created later share its modules.
-        for module in backend._transformers(backend.pipe):
+        for module in transformers_of(backend.pipe):
             module.enable_parallelism(config=config)
     return backend
 

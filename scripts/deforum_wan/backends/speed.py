@@ -1,18 +1,24 @@
 """Speed features only the diffusers backend uses: which cache a window gets (block caches,
-MagCache with its published ratios, TaylorSeer) and where a step-distilled LoRA is found.
+MagCache with its published ratios, TaylorSeer), where a step-distilled LoRA is found, and
+``Speedups``, which applies them (with the attention kernel, float8 storage and regional
+compile) to a loaded pipeline's transformers.
 
-Pure: no torch at import; ``plan_cache`` looks only at its arguments, so the choice is
-testable without a model. The presets that ask for these live in ``config.presets``.
+No torch at import; ``plan_cache`` looks only at its arguments, so the choice is testable
+without a model. The presets that ask for these live in ``config.presets``.
 """
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..config.keys import CACHES
-from ..errors import WanError
+from ..config.presets import FASTEST_ATTENTION
+from ..errors import WanError, first_line
 
 DISTILL_STEPS = 4
 DISTILL_GUIDANCE = 1.0
@@ -165,3 +171,207 @@ def find_distill_lora(model_id: str, models_dir: str | Path) -> Path | None:
             if found:
                 return max(found, key=lambda p: (_rank(p), p.name))
     return None
+
+
+# --- the speed features of a loaded diffusers pipeline ----------------------------------------
+
+# Friendly names for diffusers' attention backends (diffusers.models.attention_dispatch).
+ATTENTION_ALIASES = {"sdpa": "native", "torch": "native", "flash-attn": "flash", "flash_attn": "flash",
+                     "flash-attn-3": "_flash_3", "sageattention": "sage", "xformers": "xformers"}
+# Attention backends that need a kernel package (module, pip name) and a CUDA device.
+KERNEL_PACKAGES = {"sage": ("sageattention", "sageattention"), "flash": ("flash_attn", "flash-attn"),
+                   "_flash_3": ("flash_attn_interface", "flash-attn 3")}
+# "fastest": quantized SageAttention first, then flash-attention; SDPA when neither loads.
+FASTEST_ORDER = ("sage", "flash")
+# diffusers cache config class per cache kind (diffusers.hooks); older releases lack some.
+CACHE_CONFIGS = {"first_block": "FirstBlockCacheConfig", "taylorseer": "TaylorSeerCacheConfig",
+                 "mag": "MagCacheConfig"}
+
+
+class Speedups:
+    """The speed options applied to one backend's transformers (attention kernel, float8
+    storage, a cache, regional compile), and what they did: ``cache_plan``, ``compiled`` and
+    a note for each thing this machine or diffusers lacks. torch and diffusers are imported
+    only when a feature is applied."""
+
+    def __init__(self, options, device, dtype, spec, note: Callable[[str, bool], None]):
+        self.options, self.device, self.dtype, self.spec = options, device, dtype, spec
+        self.note = note
+        self.cache_plan = CachePlan("none")
+        self.compiled = False
+        self._cache_modules: list = []
+        self._mag_steps: int | None = None
+
+    def speed_note(self, text: str, warn: bool = True) -> None:
+        """A note about a speed feature, prefixed with the preset that asked for it."""
+        preset = self.options.preset
+        self.note(f"{preset}: {text}" if preset and preset != "quality" else text, warn)
+
+    def set_attention(self, parts) -> None:
+        """The attention kernel the options ask for, on every transformer of the pipeline."""
+        wanted = self.options.attention.strip().lower()
+        if wanted in ("auto", "", "default"):
+            return
+        if wanted == FASTEST_ATTENTION:
+            self._pick_attention(parts, FASTEST_ORDER)
+            return
+        backend = ATTENTION_ALIASES.get(wanted, wanted)
+        if backend in KERNEL_PACKAGES:
+            self._pick_attention(parts, (backend,))
+            return
+        try:
+            from diffusers.models.attention_dispatch import AttentionBackendName
+
+            known = {b.value for b in AttentionBackendName}
+        except ImportError:  # diffusers before attention backends
+            known = set()
+        if backend not in known:
+            self.note(f"attention {wanted!r} is not a diffusers attention backend; using SDPA")
+            return
+        try:
+            for module in parts:
+                module.set_attention_backend(backend)
+        except Exception as e:  # its kernel package is missing or does not fit this GPU
+            for module in parts:  # both experts on the same kernel
+                module.set_attention_backend("native")
+            self.note(f"attention {wanted!r} unavailable ({first_line(e)[:200]}); using SDPA")
+
+    def _pick_attention(self, parts, backends) -> None:
+        """The first of ``backends`` whose package is installed and loads on this device."""
+        reasons = []
+        for backend in backends:
+            module, pip_name = KERNEL_PACKAGES[backend]
+            if importlib.util.find_spec(module) is None:
+                reasons.append(f"{pip_name} not installed")
+                continue
+            if self.device.type != "cuda":
+                reasons.append(f"{backend} attention needs CUDA")
+                continue
+            try:
+                for part in parts:
+                    part.set_attention_backend(backend)
+            except Exception as e:  # version too old, GPU not supported: diffusers checks at set time
+                for part in parts:
+                    part.set_attention_backend("native")
+                reasons.append(f"{backend} attention unavailable ({first_line(e)[:160]})")
+                continue
+            self.speed_note(f"attention {backend}", warn=False)
+            return
+        self.speed_note(", ".join(reasons) + ", using SDPA")
+
+    def apply(self, parts, distilled: bool = False) -> None:
+        """Float8 weight storage, a cache and regional compile: diffusers' own features, each
+        checked here so that what this machine or diffusers lacks becomes a note."""
+        options, cuda = self.options, self.device.type == "cuda"
+        if options.layerwise_fp8 and self.device.type not in ("cuda", "cpu"):
+            self.speed_note(f"float8 weight storage is not tried on {self.device.type}; full precision")
+        elif options.layerwise_fp8:  # a storage format: the same hooks on CUDA and the CPU
+            self._layerwise_fp8(parts)
+        self._setup_cache(parts, distilled)
+        if options.compile:
+            self._compile(parts, cuda)
+
+    def _layerwise_fp8(self, parts) -> None:
+        import torch
+
+        if not all(hasattr(m, "enable_layerwise_casting") for m in parts):
+            self.speed_note("this diffusers has no layerwise casting; weights stay in full precision")
+            return
+        try:
+            for m in parts:
+                m.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)
+        except Exception as e:  # a layer type the hook cannot cast
+            self.speed_note(f"float8 weight storage failed ({first_line(e)[:160]}); keeping full precision")
+            return
+        self.speed_note(f"float8 weight storage, computing in {str(self.dtype).replace('torch.', '')}",
+                         warn=False)
+
+    def _setup_cache(self, parts, distilled: bool) -> None:
+        options = self.options
+        if options.cache == "none" or not parts:
+            return
+        vace = self.spec.kind == "vace" or "VACE" in type(parts[0]).__name__
+        plan = plan_cache(options.cache, options.cache_threshold, self.spec.id,
+                          blocks=len(getattr(parts[0], "blocks", ())), vace=vace)
+        for text in plan.notes:
+            self.speed_note(text)
+        if plan.kind != "none" and distilled:
+            self.speed_note(f"no cache: {DISTILL_STEPS} distilled steps leave nothing to skip", warn=False)
+            plan = CachePlan("none")
+        if plan.kind == "none":
+            return
+        import diffusers.hooks
+
+        config_cls = getattr(diffusers.hooks, CACHE_CONFIGS[plan.kind], None)
+        if config_cls is None or not all(hasattr(m, "enable_cache") for m in parts):
+            import diffusers
+
+            self.speed_note(f"diffusers {diffusers.__version__} has no {CACHE_CONFIGS[plan.kind]}: no cache")
+            return
+        self._cache_modules = parts
+        self.cache_plan = plan
+        if plan.kind != "mag":  # MagCache needs the step count: applied per call (_prepare_cache)
+            try:
+                for m in parts:
+                    m.enable_cache(config_cls(**plan.params))
+            except Exception as e:  # a block layout the hook does not know
+                self.drop_cache(f"{plan.describe()} failed ({first_line(e)[:160]}): no cache")
+                return
+        self.speed_note(plan.describe(), warn=False)
+
+    def drop_cache(self, reason: str) -> None:
+        for m in self._cache_modules:
+            if getattr(m, "is_cache_enabled", False):
+                m.disable_cache()
+        self._cache_modules, self.cache_plan, self._mag_steps = [], CachePlan("none"), None
+        self.speed_note(reason)
+
+    def prepare_cache(self, steps: int) -> None:
+        """(Re)configure MagCache for this call's step count; its ratios are per step."""
+        if self.cache_plan.kind != "mag" or self._mag_steps == steps:
+            return
+        from diffusers.hooks import MagCacheConfig
+
+        try:
+            for m in self._cache_modules:
+                if m.is_cache_enabled:
+                    m.disable_cache()
+                m.enable_cache(MagCacheConfig(num_inference_steps=steps, **self.cache_plan.params))
+        except Exception as e:
+            self.drop_cache(f"{self.cache_plan.describe()} failed ({first_line(e)[:160]}): no cache")
+            return
+        self._mag_steps = steps
+
+    def _compile(self, parts, cuda: bool) -> None:
+        # Inductor generates triton kernels on CUDA and C++ on the CPU; other devices are not tried.
+        if cuda and importlib.util.find_spec("triton") is None:
+            self.speed_note("torch.compile needs triton (not installed); not compiled")
+            return
+        if not cuda and self.device.type != "cpu":
+            self.speed_note(f"regional torch.compile is not tried on {self.device.type}; not compiled")
+            return
+        if not cuda and not any(shutil.which(c) for c in ("c++", "g++", "clang++", "cl")):
+            self.speed_note("torch.compile on the CPU needs a C++ compiler (none on PATH); not compiled")
+            return
+        if not all(hasattr(m, "compile_repeated_blocks") for m in parts):
+            self.speed_note("this diffusers has no regional compile (compile_repeated_blocks); not compiled")
+            return
+        try:
+            for m in parts:
+                # fullgraph=False: cache hooks decide on the host between blocks (graph breaks).
+                m.compile_repeated_blocks(fullgraph=False)
+        except Exception as e:  # a model without _repeated_blocks
+            self.uncompile(parts)
+            self.speed_note(f"regional torch.compile failed ({first_line(e)[:160]}); not compiled")
+            return
+        self.compiled = True
+        self.speed_note("regional torch.compile of the transformer blocks (compiles on the first window)",
+                         warn=False)
+
+    def uncompile(self, parts) -> None:
+        """Back to eager modules (a compile that failed on the first window)."""
+        for part in parts:
+            for sub in part.modules():
+                if getattr(sub, "_compiled_call_impl", None) is not None:
+                    sub._compiled_call_impl = None
+        self.compiled = False
