@@ -122,10 +122,10 @@ def test_every_real_file_previews_and_renders_from_the_tab(served, models, tmp_p
         ids, depth, flat = {}, [], []
         for path in REAL:
             values, base, _ = imported(tab, path, **TINY)
-            said = tab.plan(*values, base, [])[2]
-            if "missing: depth model depth-dpt-large" in said:
+            said = tab.preview_camera(*values, base, [])[1]  # the preview needs depth wherever it is on
+            if said.startswith("error: depth model depth-dpt-large"):
                 fetch_depth(tab, values, base)
-            elif "missing:" in said:
+            elif said.startswith("error: depth model"):
                 values[FIELDS.index("depth_warping")] = False
             said = tab.plan(*values, base, [])[2]
             assert said.startswith("plan: ") and "missing" not in said, (path.name, said)
@@ -142,3 +142,27 @@ def test_every_real_file_previews_and_renders_from_the_tab(served, models, tmp_p
         assert depth and flat  # both ways through were taken
     finally:
         manager.shutdown()
+
+
+def test_the_queue_hands_its_worker_the_tabs_words_for_a_missing_depth_model(tmp_path, monkeypatch):
+    """The worker loads the depth model (render.depth): its message names the tab's button and
+    field when the queue started it, the download command otherwise (the CLI)."""
+    from deforum_wan.errors import WanError
+    from deforum_wan.models.weights import DEPTH_HINT_ENV
+    from deforum_wan.render.depth import DepthEstimator
+    from deforum_wan.service.jobs import JobManager
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WanError) as cli:
+        DepthEstimator("Midas-3-Hybrid", str(tmp_path))
+    assert str(cli.value).endswith("run: python -m deforum_wan download depth-dpt-large, or set use_depth_warping"
+                                   " false for a flat scene")
+    manager = JobManager(tmp_path / "jobs.db", tmp_path / "out", env={})
+    try:
+        monkeypatch.setenv(DEPTH_HINT_ENV, manager.env[DEPTH_HINT_ENV])
+    finally:
+        manager.shutdown()
+    with pytest.raises(WanError) as queued:
+        DepthEstimator("Midas-3-Hybrid", str(tmp_path))
+    assert str(queued.value).endswith("press Download depth model in the Wan tab, or untick Depth warping there for"
+                                      " a flat scene") and "python -m" not in str(queued.value)
