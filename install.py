@@ -1,7 +1,8 @@
 """WebUI installer hook (run at every launch): the Wan worker's libraries into .wan-packages.
 
-Thin on purpose: the choices live in scripts/deforum_wan/hostdeps.py. A no-op when the
-marker there matches this WebUI (its Python, torch, numpy) and our pins.
+Thin on purpose: the choices live in scripts/deforum_wan/webui/hostdeps.py. A no-op when the
+marker there matches this WebUI (its Python, torch, numpy) and our pins; the first install says
+in the console what it does, package by package.
 """
 import os
 import subprocess
@@ -14,14 +15,10 @@ sys.path.insert(0, str(EXTENSION / "scripts"))
 from deforum_wan.webui import hostdeps  # noqa: E402  (stdlib only)
 
 
-def _run(cmd):
-    subprocess.run(cmd, check=True)
-
-
 def main() -> int:
     try:
         line = hostdeps.ensure_installed(EXTENSION, python=sys.executable, python_version=sys.version_info[:3],
-                                         host=hostdeps.host_versions(), run=_run,
+                                         host=hostdeps.host_versions(),
                                          index_url=os.environ.get("INDEX_URL") or None)
     except hostdeps.HostDepsError as exc:
         print(f"deforum-wan: {exc}")

@@ -114,7 +114,7 @@ def _refresh_worker_packages() -> None:
           " installing them again")
     try:
         line = hostdeps.ensure_installed(EXTENSION, python=sys.executable, python_version=sys.version_info[:3],
-                                         host=host, run=lambda cmd: subprocess.run(cmd, check=True),
+                                         host=host,
                                          index_url=os.environ.get("INDEX_URL") or None)
         print(f"deforum-wan: {line or 'the worker packages fit'}")
     except (hostdeps.HostDepsError, subprocess.CalledProcessError) as exc:

@@ -72,21 +72,33 @@ def test_worker_env_puts_the_private_folder_first(tmp_path):
 
 
 class FakePip:
-    """Stands in for pip: the dry run reports two packages; the install writes them."""
+    """Stands in for pip: the dry run reports ``packages``; the install writes them and says what
+    pip (24+, output not a terminal) says while it collects, downloads and installs them."""
 
-    def __init__(self):
+    def __init__(self, packages=(("diffusers", "0.42.1"), ("peft", "0.21.2"))):
+        self.packages = list(packages)
         self.calls = []
 
-    def __call__(self, cmd):
+    def __call__(self, cmd, on_line=None):
         self.calls.append(cmd)
         if "--dry-run" in cmd:
             report = cmd[cmd.index("--report") + 1]
             with open(report, "w") as f:
-                json.dump({"install": [{"metadata": {"name": "diffusers", "version": "0.42.1"}},
-                                       {"metadata": {"name": "peft", "version": "0.21.2"}}]}, f)
-        else:
-            target = cmd[cmd.index("--target") + 1]
-            (__import__("pathlib").Path(target) / "diffusers").mkdir(parents=True)
+                json.dump({"install": [{"metadata": {"name": n, "version": v}} for n, v in self.packages]}, f)
+            return
+        target = __import__("pathlib").Path(cmd[cmd.index("--target") + 1])
+        asked = [tuple(arg.split("==")) for arg in cmd[cmd.index("--target") + 2:]]  # pip's order: the command's
+        lines = []
+        for name, version in asked:
+            lines += [f"Collecting {name}=={version}",
+                      f"  Downloading {name}-{version}-py3-none-any.whl.metadata (20 kB)"]
+        lines += [f"Downloading {name}-{version}-py3-none-any.whl (1.5 MB)" for name, version in asked]
+        lines += [f"Installing collected packages: {', '.join(n for n, _ in asked)}", "Successfully installed"]
+        for line in lines:
+            if on_line is not None:
+                on_line(line)
+        for name, _ in asked:
+            (target / name).mkdir(parents=True)
 
 
 def make_extension(tmp_path):
@@ -98,7 +110,7 @@ def make_extension(tmp_path):
 
 def test_ensure_installed_then_noop(tmp_path):
     ext, pip = make_extension(tmp_path), FakePip()
-    kwargs = dict(python="py", python_version=(3, 11, 7), host=MODERN, run=pip)
+    kwargs = dict(python="py", python_version=(3, 11, 7), host=MODERN, run=pip, say=lambda line: None)
     line = hostdeps.ensure_installed(ext, **kwargs)
     assert line.startswith("installed 2 packages") and (ext / ".wan-packages" / "diffusers").is_dir()
     dry, install = pip.calls
@@ -116,16 +128,67 @@ def test_ensure_installed_then_noop(tmp_path):
     assert len(pip.calls) == 4
 
 
+def test_a_library_the_folder_holds_installed_into_the_host_changes_nothing(tmp_path):
+    """Another extension (Deforum) installs imageio-ffmpeg, one of the worker's own libraries,
+    into the WebUI: the worker imports the folder's copy, so nothing is installed again. A
+    library the worker takes from the host (the host had the pinned version) does count."""
+    ext = make_extension(tmp_path)
+    pip = FakePip([("diffusers", "0.42.1"), ("imageio-ffmpeg", REQ["imageio-ffmpeg"])])
+    host = {**MODERN, "safetensors": REQ["safetensors"]}  # the host's copy fits: not in the folder
+    kwargs = dict(python="py", python_version=(3, 11, 7), run=pip, say=lambda line: None)
+    assert hostdeps.ensure_installed(ext, host=host, **kwargs).startswith("installed 2 packages")
+    marker = json.loads((ext / ".wan-packages" / hostdeps.MARKER).read_text())
+    assert marker["host"] == {**MODERN, "safetensors": REQ["safetensors"]}
+    with_deforum = {**host, "imageio-ffmpeg": "0.4.9", "diffusers": "0.31.0"}
+    assert hostdeps.stale_reason(ext / ".wan-packages", with_deforum) is None
+    assert hostdeps.ensure_installed(ext, host=with_deforum, **kwargs) == "" and len(pip.calls) == 2
+    moved = {**with_deforum, "safetensors": "0.4.0"}  # the worker imports the host's copy: resolved again
+    assert hostdeps.stale_reason(ext / ".wan-packages", moved) == f"safetensors {REQ['safetensors']} -> 0.4.0"
+    appeared = {**with_deforum, "kornia": "0.6.7"}  # an optional package appeared: the pins change
+    assert hostdeps.stale_reason(ext / ".wan-packages", appeared) == "kornia absent -> 0.6.7"
+    hostdeps.ensure_installed(ext, host=moved, **kwargs)
+    assert len(pip.calls) == 4
+
+
+def test_the_first_install_says_what_it_does_package_by_package(tmp_path):
+    ext, said = make_extension(tmp_path), []
+    pip = FakePip([("diffusers", "0.42.1"), ("transformers", "5.23.0"), ("peft", "0.21.2")])
+    hostdeps.ensure_installed(ext, python="py", python_version=(3, 11, 7), host=MODERN, run=pip, say=said.append)
+    target = ext / ".wan-packages"
+    assert said == [
+        f"choosing the Wan worker's libraries for this WebUI (torch {MODERN['torch']}, numpy {MODERN['numpy']},"
+        f" Python 3.11.7); pip resolves {len(pip.calls[0]) - pip.calls[0].index('-c') - 2} pins",
+        f"installing 3 packages into {target} (the WebUI's own are not changed)",
+        "[1/3] diffusers 0.42.1", "[2/3] peft 0.21.2", "[3/3] transformers 5.23.0",  # sorted: pip's order
+        "  downloading diffusers-0.42.1-py3-none-any.whl (1.5 MB)",
+        "  downloading peft-0.21.2-py3-none-any.whl (1.5 MB)",
+        "  downloading transformers-5.23.0-py3-none-any.whl (1.5 MB)",
+        "unpacking the 3 packages (this takes a minute)",
+    ]
+    assert "--quiet" not in pip.calls[1] and pip.calls[1][-3:] == ["diffusers==0.42.1", "peft==0.21.2",
+                                                                    "transformers==5.23.0"]
+
+
+def test_run_command_hands_over_each_line_and_raises_on_failure():
+    lines = []
+    hostdeps.run_command([sys.executable, "-c", "print('Collecting a==1'); print('done')"], on_line=lines.append)
+    assert lines == ["Collecting a==1", "done"]
+    with pytest.raises(subprocess.CalledProcessError):
+        hostdeps.run_command([sys.executable, "-c", "print('ERROR: no'); raise SystemExit(2)"], on_line=lines.append)
+    assert lines[-1] == "ERROR: no"
+
+
 def test_failed_pip_leaves_the_old_folder(tmp_path):
     ext = make_extension(tmp_path)
-    hostdeps.ensure_installed(ext, python="py", python_version=(3, 11), host=MODERN, run=FakePip())
+    hostdeps.ensure_installed(ext, python="py", python_version=(3, 11), host=MODERN, run=FakePip(),
+                              say=lambda line: None)
 
-    def broken(cmd):
+    def broken(cmd, on_line=None):
         raise subprocess.CalledProcessError(1, cmd)
 
     with pytest.raises(subprocess.CalledProcessError):
         hostdeps.ensure_installed(ext, python="py", python_version=(3, 11), host={**MODERN, "numpy": "2.5.0"},
-                                  run=broken)
+                                  run=broken, say=lambda line: None)
     assert (ext / ".wan-packages" / "diffusers").is_dir()
 
 

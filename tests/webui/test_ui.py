@@ -197,6 +197,7 @@ FIELD_EFFECTS = {
     "init_image": ("start.png", lambda s: s.init_image == "start.png"),
     "soundtrack": ("music.mp3", lambda s: s.soundtrack == "music.mp3"),
     "batch_name": ("MyRun_{seed}", lambda s: s.batch_name == "MyRun_{seed}"),
+    "depth_warping": (False, lambda s: s.raw["use_depth_warping"] is False),
 }
 
 

@@ -18,8 +18,17 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DownloadCancelled, WanError, one_line
-from .registry import ModelSpec
-from .weights import TAB_ADVICE, _is_complete, bytes_on_disk, download, download_plan, fetch_repo, hub_repo
+from .registry import DepthSpec, ModelSpec
+from .weights import (
+    TAB_ADVICE,
+    _is_complete,
+    bytes_on_disk,
+    download,
+    download_depth,
+    download_plan,
+    fetch_repo,
+    spec_repo,
+)
 
 POLL_SECONDS = 0.25
 FAILED = 3  # the child's exit status when its last line of output says why, in the tab's words
@@ -38,14 +47,17 @@ def child_env(token=None) -> dict:
     return env
 
 
-def download_in_child(spec: ModelSpec, models_dir=None, layout: str = "diffusers", token=None,
+def download_in_child(spec: ModelSpec | DepthSpec, models_dir=None, layout: str = "diffusers", token=None,
                       progress=None, should_stop=None) -> Path:
     """``weights.download`` for the tab: the same arguments and outcome, its messages in the
     tab's words. ``progress(done, total)`` is called about 4 times a second from here;
-    ``should_stop()`` returning True ends the child and raises DownloadCancelled."""
-    if spec.tiny:
-        return download(spec, models_dir, layout)  # built here: nothing to fetch
-    repo = hub_repo(spec, layout)
+    ``should_stop()`` returning True ends the child and raises DownloadCancelled. A depth
+    model (DepthSpec) downloads in layout "depth" whatever ``layout`` says."""
+    if isinstance(spec, DepthSpec):
+        layout = "depth"
+    if spec.tiny:  # built here: nothing to fetch
+        return download_depth(spec, models_dir) if layout == "depth" else download(spec, models_dir, layout)
+    repo = spec_repo(spec, layout)
     stopped = f"download of {spec.id} ({repo}) stopped; Download again resumes it"
     target, files = download_plan(spec, models_dir, layout, token, from_tab=True)
     total = sum(files.values())

@@ -162,16 +162,19 @@ class DepthSpec:
     algorithms: tuple[str, ...]
     tiny: bool = False
     notes: str = ""
+    approx_gb: float = 0.0  # its safetensors weights (said before a download is asked)
 
 
 DEPTH_MODELS: dict[str, DepthSpec] = {d.id: d for d in [
+    # sizes: fp32 weights of each model's parameters (343 M, 345 M, 345 M, 25 M)
     DepthSpec("depth-dpt-large", "Intel/dpt-large", ("midas-3-hybrid",),
-              notes="MiDaS v3 DPT-Large, the weights Deforum's Midas-3-Hybrid loads"),
+              notes="MiDaS v3 DPT-Large, the weights Deforum's Midas-3-Hybrid loads", approx_gb=1.4),
     DepthSpec("depth-dpt-beit-large-512", "Intel/dpt-beit-large-512", ("midas-3.1-beitlarge",),
-              notes="MiDaS v3.1 BEiT-Large 512"),
-    DepthSpec("depth-zoedepth-nyu-kitti", "Intel/zoedepth-nyu-kitti", ("zoe",), notes="ZoeDepth NK (metric)"),
+              notes="MiDaS v3.1 BEiT-Large 512", approx_gb=1.4),
+    DepthSpec("depth-zoedepth-nyu-kitti", "Intel/zoedepth-nyu-kitti", ("zoe",), notes="ZoeDepth NK (metric)",
+              approx_gb=1.4),
     DepthSpec("depth-anything-v2-small", "depth-anything/Depth-Anything-V2-Small-hf", ("depth-anything-v2-small",),
-              notes="Depth-Anything-V2 small (the Tok fork's choice)"),
+              notes="Depth-Anything-V2 small (the Tok fork's choice)", approx_gb=0.1),
     DepthSpec("tiny-depth", None, (), tiny=True, notes="random weights, built locally; for tests and the demo"),
 ]}
 # Deforum's depth algorithms no transformers model reproduces.

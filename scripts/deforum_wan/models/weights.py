@@ -22,6 +22,7 @@ LAYOUTS = ("diffusers", "official")
 ALLOW_PATTERNS = {
     "diffusers": ["*.json", "*.safetensors", "*.txt", "*.model"],
     "official": ["*.json", "*.safetensors", "*.txt", "*.model", "*.pth"],
+    "depth": ["*.json", "*.safetensors", "*.txt"],  # a depth model (DepthSpec): safetensors only
 }
 
 
@@ -40,6 +41,11 @@ def hub_repo(spec: ModelSpec, layout: str = "diffusers") -> str | None:
     return spec.diffusers_repo if layout == "diffusers" else spec.official_repo
 
 
+def spec_repo(spec: ModelSpec | DepthSpec, layout: str = "diffusers") -> str | None:
+    """The hub repo a download of ``spec`` fetches: a depth model's own (layout "depth")."""
+    return spec.repo if isinstance(spec, DepthSpec) else hub_repo(spec, layout)
+
+
 def download_command(spec: ModelSpec, layout: str = "diffusers") -> str:
     extra = " --layout official" if layout == "official" else ""
     return f"python -m deforum_wan download {spec.id}{extra}"
@@ -48,6 +54,9 @@ def download_command(spec: ModelSpec, layout: str = "diffusers") -> str:
 # Set by a host whose users have a Download button rather than a terminal (the Wan tab's queue):
 # the way to get missing weights that works where the message is read.
 DOWNLOAD_HINT_ENV = "DEFORUM_WAN_DOWNLOAD_HINT"
+DEPTH_HINT_ENV = "DEFORUM_WAN_DEPTH_HINT"  # the same for a depth model (3D depth warping)
+# What the Wan tab and its queue say about a missing depth model: the tab's button and field.
+DEPTH_TAB_HINT = "press Download depth model in the Wan tab, or untick Depth warping there for a flat scene"
 
 
 def weights_missing_message(spec: ModelSpec, models_dir=None, layout: str = "diffusers") -> str:
@@ -77,6 +86,8 @@ def _is_complete(folder: Path, layout: str) -> bool:
         return False
     if layout == "official":
         return _official_complete(folder)
+    if layout == "depth":
+        return _depth_complete(folder)
     if (folder / RANDOM_MARKER).is_file():
         return True  # a full-size random model: configs only, its weights are made where it loads
     try:
@@ -249,7 +260,7 @@ def fetch_repo(repo: str, target: Path, layout: str, say: dict[str, str], token=
 
 def _download_repo(spec: ModelSpec, layout: str, say: dict[str, str]) -> str:
     """The hub repo ``spec`` downloads from in ``layout``; refused when offline or absent."""
-    repo = hub_repo(spec, layout)
+    repo = spec_repo(spec, layout)
     if repo is None:
         raise WanError(f"{spec.id} has no {layout}-layout repo on the hub")
     if hub_offline():
@@ -261,7 +272,10 @@ def download_plan(spec: ModelSpec, models_dir=None, layout: str = "diffusers", t
                   from_tab: bool = False) -> tuple[Path, dict[str, int]]:
     """The folder a download of ``spec`` fills and the files it fetches there (path -> bytes),
     asked of the hub without downloading, with calls every huggingface_hub from 0.26 on accepts.
-    ``from_tab``: its messages name the Wan tab's buttons rather than the download command."""
+    ``from_tab``: its messages name the Wan tab's buttons rather than the download command.
+    A depth model (DepthSpec) fetches its own files (layout "depth")."""
+    if isinstance(spec, DepthSpec):
+        layout = "depth"
     say = TAB_ADVICE if from_tab else cli_advice(spec, layout)
     repo = _download_repo(spec, layout, say)
     from huggingface_hub import HfApi
@@ -404,7 +418,7 @@ def registry_rows(models_dir=None) -> dict:
 
 # --- depth models ---------------------------------------------------------------------------
 
-DEPTH_PATTERNS = ["*.json", "*.safetensors", "*.txt"]  # safetensors only: no pickled weights
+DEPTH_PATTERNS = ALLOW_PATTERNS["depth"]
 
 
 def _depth_complete(folder: Path) -> bool:
@@ -429,9 +443,12 @@ def locate_depth(spec: DepthSpec, models_dir=None) -> Path | None:
     return path if _depth_complete(path) else None
 
 
-def depth_missing_message(spec: DepthSpec, models_dir=None) -> str:
-    return (f"depth model {spec.id} ({spec.repo}) is not in {resolve_models_dir(models_dir)} or the hub cache;"
-            f" run: python -m deforum_wan download {spec.id}, or set use_depth_warping false for a flat scene")
+def depth_missing_message(spec: DepthSpec, models_dir=None, hint: str | None = None) -> str:
+    """``hint``: how to get it where the message is read (else DEPTH_HINT_ENV's, else the command)."""
+    how = hint or os.environ.get(DEPTH_HINT_ENV) or (f"run: python -m deforum_wan download {spec.id}, or set"
+                                                     " use_depth_warping false for a flat scene")
+    return (f"depth model {spec.id} ({spec.repo}, about {spec.approx_gb:g} GB) is not in"
+            f" {resolve_models_dir(models_dir)} or the hub cache; {how}")
 
 
 def download_depth(spec: DepthSpec, models_dir=None, token=None) -> Path:

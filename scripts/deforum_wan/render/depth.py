@@ -6,8 +6,26 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import WanError
-from ..models.registry import depth_model_for
+from ..models.registry import DepthSpec, depth_model_for
 from ..models.weights import depth_missing_message, locate_depth
+
+
+def depth_needed(settings, plan=None) -> DepthSpec | None:
+    """The depth model a camera preview (``plan`` None) or a render of ``plan`` (only when one
+    of its windows follows the camera) loads: None for a flat scene (2D, or 3D with
+    use_depth_warping off). Raises WanError for a depth_algorithm no model stands for."""
+    camera = settings.camera
+    if camera is None or not camera.depth_warping:
+        return None
+    if plan is not None and not any(w.wan_camera for w in plan.windows):
+        return None
+    return depth_model_for(camera.depth_algorithm, settings.depth_model)
+
+
+def missing_depth(settings, models_dir=None, plan=None) -> DepthSpec | None:
+    """``depth_needed``'s model when it is not on disk (tiny ones are built on use: never missing)."""
+    spec = depth_needed(settings, plan)
+    return None if spec is None or spec.tiny or locate_depth(spec, models_dir) is not None else spec
 
 
 class DepthEstimator:

@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 from .. import events
 from ..config.settings import read_settings_file
 from ..errors import SettingsError, WanError, describe_error, one_line
-from ..models.weights import DOWNLOAD_HINT_ENV
+from ..models.weights import DEPTH_HINT_ENV, DEPTH_TAB_HINT, DOWNLOAD_HINT_ENV
 from ..render.job import JobSpec, check_job
 from .jobstore import FINISHED, PROGRESS_KEYS, JobNotFound, JobStore, StoreUnavailable
 from .worker_client import RunnerClosed, WorkerDied, WorkerExited, WorkerRunner
@@ -50,9 +50,9 @@ class JobManager:
         self.models_dir = str(models_dir) if models_dir else None
         self.keep_warm = keep_warm
         self.python = python
-        # The worker's messages are read in the tab: missing weights point at its Download button.
+        # The worker's messages are read in the tab: missing weights point at its Download buttons.
         self.env = {**(env if env is not None else os.environ),
-                    DOWNLOAD_HINT_ENV: "press Download beside the model in the Wan tab"}
+                    DOWNLOAD_HINT_ENV: "press Download beside the model in the Wan tab", DEPTH_HINT_ENV: DEPTH_TAB_HINT}
         # Set before the dispatcher starts: a job left queued by the last run is covered too.
         self.before_job = before_job
         self.after_job = after_job

@@ -1,5 +1,5 @@
-"""The tab's Download button: a model and its continuation partner fetched into the models
-folder, with its size said first, a progress bar (bytes, speed, ETA) the tab's poll redraws,
+"""The tab's Download buttons: a model and its continuation partner, or a depth model (3D depth
+warping), fetched into the models folder, with its size said first, a progress bar (bytes, speed, ETA) the tab's poll redraws,
 and a Stop that keeps what is finished (Download again resumes).
 
 The size is asked here, in the WebUI's Python; the files come in a child process of it
@@ -13,8 +13,8 @@ from html import escape
 
 from ..errors import DownloadCancelled, one_line
 from ..models.download_process import download_in_child
-from ..models.registry import continuation_model, get_model
-from ..models.weights import download_size, locate_weights
+from ..models.registry import DEPTH_MODELS, continuation_model, get_model
+from ..models.weights import download_size, locate_depth, locate_weights
 
 
 def _gb(n: float) -> str:
@@ -31,7 +31,11 @@ class Downloads:
         self._state: dict = {}
 
     def specs(self, model_id: str) -> list:
-        """The model and the one that continues it (its I2V/VACE partner), not yet on disk."""
+        """The model and the one that continues it (its I2V/VACE partner), not yet on disk; a
+        depth model alone."""
+        if model_id in DEPTH_MODELS:
+            depth = DEPTH_MODELS[model_id]
+            return [] if locate_depth(depth, self.models_dir) is not None else [depth]
         spec = get_model(model_id)
         wanted = [spec]
         try:
@@ -53,6 +57,8 @@ class Downloads:
         try:
             specs = self.specs(model_id)
             if not specs:
+                if model_id in DEPTH_MODELS:
+                    return f"depth model {model_id} is already downloaded (in {self.models_dir} or the hub cache)"
                 return f"{model_id} and its continuation model are already in {self.models_dir}"
             sizes = [download_size(s, self.models_dir, from_tab=True) for s in specs]
         except Exception as exc:
@@ -75,7 +81,8 @@ class Downloads:
                         self._state["done"] = base + done
                 download_in_child(spec, self.models_dir, progress=progress, should_stop=self._stop.is_set)
                 base += total
-            message = f"downloaded {self._state['model']}: press Refresh models"
+            message = f"downloaded {self._state['model']}: " + ("Preview camera and Generate use it now"
+                                                                if specs[0].id in DEPTH_MODELS else "press Refresh models")
         except DownloadCancelled:
             message = f"download of {self._state['model']} stopped; Download again resumes it"
         except Exception as exc:

@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from ..config.camera import CAMERA_DEFAULTS
 from ..config.keys import COLOR_MODES, DEFAULT_PRESET, KEYS, PRESETS, WAN_ALIASES, WAN_DEFAULTS, Key
 from ..config.schedule import SEED_BEHAVIORS
 from ..config.settings import (  # fields read values exactly as load_settings does
@@ -37,6 +38,7 @@ _DEFORUM_FIELDS: dict[str, str] = {
     "seed_iter_n": "seed_iter_N", "color_coherence": "color_coherence", "prompts": "prompts",
     "positive": "animation_prompts_positive", "negative": "animation_prompts_negative",
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
+    "depth_warping": "use_depth_warping",
 }
 FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
@@ -244,6 +246,8 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         "init_image": init_image_of(s) or "",
         "soundtrack": soundtrack_of(s) or "",
         "batch_name": str(_get(s, "batch_name") or ""),
+        # Deforum's 3D depth warping; off: a flat scene (no depth model)
+        "depth_warping": truthy(s.get("use_depth_warping", CAMERA_DEFAULTS["use_depth_warping"])),
         **{f: _shown(k, _get(s, k.name)) for f, k in WAN_KEY_FIELDS.items()},
     }
 
@@ -261,6 +265,8 @@ def _normalize(name: str, value: Any) -> Any:
         return prompts_text(parse_prompts(value))
     if name in ("seed_behavior", "color_coherence"):
         return str(value or "").strip()
+    if name == "depth_warping":
+        return truthy(value)
     return "" if value is None else value  # free text is kept as typed
 
 

@@ -6,15 +6,20 @@ which only the worker sees (``PYTHONPATH``, see ``worker_env``). The WebUI's own
 changed: pip resolves the pins against the WebUI's environment with its torch and numpy pinned
 (a constraints file), and only what that environment lacks, or has at another version, is
 installed into the folder, without dependencies. A marker file records what was installed for
-which host (its Python and the versions of the host packages the folder depends on), so later
-launches are a no-op, whatever else is installed into the WebUI meanwhile.
+which host (its Python and the versions of the host packages the worker takes from the WebUI:
+its GPU stack, numpy, and only those of its own libraries the folder did not get), so later
+launches are a no-op, whatever else is installed into the WebUI meanwhile (another extension
+installing one of the libraries the folder holds changes nothing the worker imports).
+The first install says in the console what it does, package by package.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
+from typing import Callable
 
 PACKAGES_DIR = ".wan-packages"
 MARKER = "installed.json"
@@ -52,9 +57,13 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-# Host packages the folder depends on (a change means resolving again); the marker keeps them.
-WATCHED = tuple(dict.fromkeys(canonical(n) for n in (*HOST_PINNED, *OPTIONAL_IF_HOST_HAS, *WORKER_PACKAGES,
-                                                     *ALWAYS_EXTRA)))
+# What the worker always takes from the host (its GPU stack, numpy) or decides the pins by (the
+# optional packages' presence): a change in any of them means resolving again.
+FROM_HOST = tuple(dict.fromkeys(canonical(n) for n in (*HOST_PINNED, *OPTIONAL_IF_HOST_HAS)))
+# The worker's own libraries: taken from the host only where the host had the pinned version
+# (the folder did not get them); the marker then records the host's version.
+WORKER_OWN = tuple(dict.fromkeys(canonical(n) for n in (*WORKER_PACKAGES, *ALWAYS_EXTRA, *OPTIONAL_IF_HOST_HAS)))
+WATCHED = tuple(dict.fromkeys((*FROM_HOST, *WORKER_OWN)))  # the host versions read at launch
 
 
 def version_tuple(text: str | None) -> tuple[int, ...]:
@@ -129,34 +138,51 @@ def to_install(report: dict) -> list[str]:
     return sorted(out)
 
 
-def marker_data(python: tuple[int, ...], host: dict[str, str], pins: dict[str, str]) -> dict:
-    """What the folder was made for: the Python, the host's versions of every package the worker
-    takes from the host or resolved against (its GPU stack, numpy, and the worker packages the
-    host already had), and our pins. Nothing else: an unrelated install changes none of it."""
+def marker_data(python: tuple[int, ...], host: dict[str, str], pins: dict[str, str],
+                installed: tuple[str, ...] | list[str] = ()) -> dict:
+    """What the folder was made for: the Python, the host's versions of what the worker takes
+    from the host (its GPU stack, numpy, the optional packages, and the worker's own libraries
+    the folder did not get: ``installed`` names those it got), and our pins. Nothing else: an
+    unrelated install, or one of a library the folder holds, changes none of it."""
+    own = {canonical(name.partition("==")[0]) for name in installed}
+    taken = {k: v for k, v in host.items() if k in FROM_HOST or (k in WORKER_OWN and k not in own)}
     return {"version": MARKER_VERSION, "python": ".".join(map(str, python[:2])),
-            "host": dict(sorted((k, v) for k, v in host.items() if k in WATCHED)), "pins": dict(sorted(pins.items()))}
+            "host": dict(sorted(taken.items())), "pins": dict(sorted(pins.items()))}
+
+
+def _read_marker(folder: str | os.PathLike) -> dict | None:
+    try:
+        found = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and isinstance(found.get("host"), dict) else None
+
+
+def _host_changes(recorded: dict[str, str], host: dict[str, str]) -> list[str]:
+    """What the worker takes from the host and is not as recorded: the packages the marker
+    records, and the host's GPU stack and optional packages (one may have appeared)."""
+    names = set(recorded) | {k for k in FROM_HOST if k in host}
+    return [f"{k} {recorded.get(k, 'absent')} -> {host.get(k, 'absent')}" for k in sorted(names)
+            if recorded.get(k) != host.get(k)]
 
 
 def stale_reason(folder: str | os.PathLike, host: dict[str, str]) -> str | None:
     """Why the folder no longer fits this host (``numpy 1.26.2 -> 2.1.0``), or None: checked
     when the WebUI loads the tab, after every extension's installer has run."""
-    try:
-        found = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8")).get("host", {})
-    except (OSError, ValueError, AttributeError):
+    found = _read_marker(folder)
+    if found is None:
         return "the worker's packages are not installed"
-    now = {k: v for k, v in host.items() if k in WATCHED}
-    changed = [f"{k} {found.get(k, 'absent')} -> {now.get(k, 'absent')}" for k in sorted(set(found) | set(now))
-               if found.get(k) != now.get(k)]
-    return ", ".join(changed) or None
+    return ", ".join(_host_changes(found["host"], host)) or None
 
 
-def is_satisfied(folder: str | os.PathLike, wanted: dict) -> bool:
-    """True when ``folder`` holds an install made for exactly this host and these pins."""
-    try:
-        found = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return found == wanted
+def is_satisfied(folder: str | os.PathLike, python: tuple[int, ...], host: dict[str, str],
+                 pins: dict[str, str]) -> bool:
+    """True when ``folder`` holds an install made for this Python and these pins, and what the
+    worker takes from the host is as it was then."""
+    found = _read_marker(folder)
+    wanted = marker_data(python, host, pins)
+    return (found is not None and found.get("version") == MARKER_VERSION and found.get("python") == wanted["python"]
+            and found.get("pins") == wanted["pins"] and not _host_changes(found["host"], host))
 
 
 def write_marker(folder: str | os.PathLike, data: dict) -> None:
@@ -199,18 +225,59 @@ def pip_base(python: str, index_url: str | None = None) -> list[str]:
     return cmd + (["--index-url", index_url] if index_url else [])
 
 
-def ensure_installed(extension_dir: str | os.PathLike, *, python: str, python_version: tuple[int, ...],
-                     host: dict[str, str], run, index_url: str | None = None) -> str:
-    """Fill ``<extension>/.wan-packages`` for this host unless its marker already matches.
+def run_command(cmd: list[str], on_line: Callable[[str], None] | None = None) -> None:
+    """Run ``cmd``; raises CalledProcessError on failure. ``on_line`` gets each line of its
+    output as it comes (pip's, for the console's progress), else the output goes to the console."""
+    if on_line is None:
+        subprocess.run(cmd, check=True)
+        return
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                          stdin=subprocess.DEVNULL) as proc:
+        for line in proc.stdout:
+            on_line(line.rstrip("\n"))
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
 
-    ``run(cmd: list[str])`` runs a command and raises on failure (install.py passes
-    subprocess). Returns one line saying what was done. Raises ``HostDepsError``.
+
+class PipProgress:
+    """pip's output during the install as console lines, package by package: ``[3/25] diffusers
+    0.36.0`` as pip collects each, the size of each wheel it downloads, then the unpacking;
+    pip's warnings and errors are passed on as they are."""
+
+    def __init__(self, packages: list[str], say: Callable[[str], None]):
+        self.total, self.say, self.seen = len(packages), say, 0
+
+    def __call__(self, line: str) -> None:
+        text = line.strip()
+        if text.startswith("Collecting "):
+            self.seen += 1
+            name, _, version = text.split()[1].partition("==")
+            self.say(f"[{self.seen}/{self.total}] {name} {version}".rstrip())
+        elif text.startswith("Downloading ") and ".whl.metadata" not in text and "(" in text:
+            self.say(f"  downloading {text.split()[1].rsplit('/', 1)[-1]} ({text.rsplit('(', 1)[1]}")
+        elif text.startswith("Installing collected packages"):
+            self.say(f"unpacking the {self.total} packages (this takes a minute)")
+        elif text.startswith(("ERROR", "WARNING")):
+            self.say(text)
+
+
+def _print(line: str) -> None:
+    print(f"deforum-wan: {line}", flush=True)
+
+
+def ensure_installed(extension_dir: str | os.PathLike, *, python: str, python_version: tuple[int, ...],
+                     host: dict[str, str], run=run_command, index_url: str | None = None,
+                     say: Callable[[str], None] = _print) -> str:
+    """Fill ``<extension>/.wan-packages`` for this host unless its marker already fits.
+
+    ``run(cmd, on_line=None)`` runs a command, raises on failure and hands its output lines to
+    ``on_line`` when given (``run_command``). ``say`` gets the console's progress lines. Returns
+    one line saying what was done. Raises ``HostDepsError``.
     """
     ext = Path(extension_dir)
     pins = choose_pins(python_version, host, read_requirements(ext / "requirements.txt"))
-    wanted = marker_data(python_version, host, pins)
     target = packages_dir(ext)
-    if is_satisfied(target, wanted):
+    if is_satisfied(target, python_version, host, pins):
         return ""
     work = ext / (PACKAGES_DIR + ".new")
     _remove(work)
@@ -218,15 +285,20 @@ def ensure_installed(extension_dir: str | os.PathLike, *, python: str, python_ve
     (work / "constraints.txt").write_text("\n".join(constraints(host)) + "\n", encoding="utf-8")
     report_file = work / "report.json"
     requirements = [f"{name}=={version}" for name, version in sorted(pins.items())]
+    said_host = ", ".join(f"{k} {host[k]}" for k in ("torch", "numpy") if host.get(k))
+    say(f"choosing the Wan worker's libraries for this WebUI ({said_host}, Python"
+        f" {'.'.join(map(str, python_version[:3]))}); pip resolves {len(requirements)} pins")
     # Resolve against the WebUI's environment: what it already has at a fitting version is not installed.
     run(pip_base(python, index_url) + ["--dry-run", "--quiet", "--report", str(report_file),
                                        "-c", str(work / "constraints.txt")] + requirements)
     packages = to_install(json.loads(report_file.read_text(encoding="utf-8")))
     if packages:
-        run(pip_base(python, index_url) + ["--quiet", "--no-deps", "--target", str(work / "lib")] + packages)
+        say(f"installing {len(packages)} packages into {target} (the WebUI's own are not changed)")
+        run(pip_base(python, index_url) + ["--no-deps", "--progress-bar", "off", "--target", str(work / "lib")]
+            + packages, on_line=PipProgress(packages, say))
     lib = work / "lib"
     lib.mkdir(exist_ok=True)
-    write_marker(lib, wanted)
+    write_marker(lib, marker_data(python_version, host, pins, packages))
     _remove(target)
     os.replace(lib, target)  # the folder appears complete or not at all
     _remove(work)

@@ -21,6 +21,7 @@ from ..render.inputs import find_inside, input_roots
 from ..render.job import CheckedJob, JobSpec, check_job
 from ..render.names import make_timestring, write_settings
 from ..service.paths import keep_upload
+from .depth_needs import DOWNLOAD_DEPTH, depth_to_fetch, missing_message
 from .downloads import Downloads
 from .fields import (
     FIELDS,
@@ -115,11 +116,16 @@ class WanTab:
         try:
             if batch:
                 return self._plan_batch(values, batch)
-            plan = self._check(self.settings_of(values, base), "tab").plan
+            checked = self._check(self.settings_of(values, base), "tab")
+            missing = missing_message(checked.settings, self.models_dir, checked.plan)
         except Exception as exc:
             return "", "", one_line(exc)
+        plan = checked.plan
         status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps"
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
+        if missing:  # what Generate needs first, said before the table
+            return (f"missing: {missing}\n\n{format_plan(plan)}",
+                    f"<p><b>missing:</b> {html.escape(missing)}</p>{plan_html(plan)}", f"{status}; missing: {missing}")
         return format_plan(plan), plan_html(plan), status
 
     def preview_camera(self, *args) -> tuple[Any, str]:
@@ -127,6 +133,9 @@ class WanTab:
         *values, base, _batch = args
         try:
             settings = self._check(self.settings_of(values, base), "tab").settings  # its init image confined
+            missing = missing_message(settings, self.models_dir)
+            if missing:
+                return update(), f"error: {missing}"
             folder = self.outdir / "wan-camera" / make_timestring()
             video, notes = write_preview(settings, folder, settings.init_image, models_dir=self.models_dir,
                                          max_side=PREVIEW_SIDE)
@@ -165,15 +174,32 @@ class WanTab:
         self._task_queued(task)
         try:
             if batch:
-                ids = self.manager.submit_batch(self.batch_settings(values, batch))
+                items = self.batch_settings(values, batch)
+                refused = self._missing_depth(items)
+                if refused:
+                    return refused
+                ids = self.manager.submit_batch(items)
                 return f"queued {len(ids)} jobs: {', '.join(ids)}"
             settings = self.settings_of(values, base)
+            refused = self._missing_depth([("tab", settings)])
+            if refused:
+                return refused
             ids = [self.manager.submit(settings, name=job_name(self.fields(values).get("batch_name")))]
             return f"queued job {ids[0]}"
         except Exception as exc:
             return one_line(exc)
         finally:
             self._task_jobs(task, ids)
+
+    def _missing_depth(self, items: list[tuple[str, dict]]) -> str | None:
+        """A job whose 3D depth warping needs a depth model not on disk is refused here, in the
+        tab's words, rather than failing in the worker a second later."""
+        for name, data in items:
+            checked = self._check(data, name or "tab")
+            missing = missing_message(checked.settings, self.models_dir, checked.plan)
+            if missing:
+                return f"error: {name or 'tab'}: {missing}"
+        return None
 
     def _task_queued(self, task: str | None) -> None:
         if task and self.tasks is not None:
@@ -229,25 +255,32 @@ class WanTab:
         keep = [update() for _ in FIELDS] + [update(), update(), update()]
         if not paths:
             return keep + ["no file to import"]
-        loaded = []
+        loaded, needs = [], None  # needs: the first file's missing depth model, said with the import
         try:
             for path in paths:
                 data = read_settings_file(self._readable(path))
-                load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
+                read = load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
                 loaded.append((Path(path).stem, data))
+                needs = needs or self._depth_note(read)
         except Exception as exc:
             return keep + [one_line(exc)]
         first = loaded[0][1]
         values = self.field_values(first)
         size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values))
         if len(loaded) == 1:
-            return values + [first, [], size, f"imported {Path(paths[0]).name}"]
+            return values + [first, [], size, f"imported {Path(paths[0]).name}" + (f"; first: {needs}" if needs else "")]
         batch = [[name, data] for name, data in loaded]
         return values + [first, batch, size,
                          f"imported {len(loaded)} files as a batch: Generate queues one job per file, each"
                          " with its own prompts, frames, size and seed, and this tab's model, backend,"
                          " preset, memory, LoRA, overlap, motion and retime settings; Clear batch to edit one"
                          " file"]
+
+    def _depth_note(self, settings) -> str | None:
+        try:
+            return missing_message(settings, self.models_dir)
+        except WanError as exc:  # a depth_algorithm no model stands for: said, the import stands
+            return str(exc)
 
     def _size(self, values: list) -> str:
         f = self.fields(values)
@@ -336,6 +369,17 @@ class WanTab:
     def download(self, model) -> str:
         """Fetch the chosen model and its continuation partner into the models folder."""
         return self.downloads.start(model_id(model))
+
+    def download_depth(self, *args) -> str:
+        """Fetch the depth model the fields' 3D camera names (its depth_algorithm, or wan_depth_model)."""
+        *values, base = args
+        try:
+            spec = depth_to_fetch(load_settings(self.settings_of(values, base), name="tab"))
+        except Exception as exc:
+            return one_line(exc)
+        if spec is None:
+            return f"{DOWNLOAD_DEPTH}: this camera is not 3D, so it needs no depth model"
+        return self.downloads.start(spec.id)
 
     def stop_download(self) -> str:
         return self.downloads.stop()

@@ -12,6 +12,7 @@ import gradio as gr
 
 from ..config.keys import COLOR_MODES
 from ..config.schedule import SEED_BEHAVIORS
+from .depth_needs import DEPTH_INFO, DEPTH_WARPING, DOWNLOAD_DEPTH
 from .fields import FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
 from .gradio_compat import blocks, component, on, poll, refuse_named_files
 from .tab_handlers import WanTab
@@ -152,6 +153,11 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["retime"] = gr.Dropdown(**wan_widget("retime", start), elem_id="wan_retime")
                 with gr.Row():
                     c["wan_camera"] = component(gr.Dropdown, **wan_widget("wan_camera", start), elem_id="wan_camera")
+                with gr.Row():  # what a 3D file's depth warping needs: its depth model, or a flat scene
+                    c["depth_warping"] = gr.Checkbox(label=DEPTH_WARPING, info=DEPTH_INFO, value=start["depth_warping"],
+                                                     elem_id="wan_depth_warping")
+                    c["download_depth"] = component(gr.Button, value=DOWNLOAD_DEPTH, size="sm", scale=0,
+                                                    elem_id="wan_download_depth")
                 with gr.Row():
                     c["preset"] = component(gr.Dropdown, **wan_widget("preset", start), elem_id="wan_preset")
                 with gr.Accordion("Memory", open=False):
@@ -228,6 +234,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]], [c["soundtrack"], status])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
         on(c["download"].click, tab.download, [c["model"]], [status])
+        on(c["download_depth"].click, tab.download_depth, fields + [base], [status])
         on(c["stop_download"].click, tab.stop_download, [], [status], queue=False)
         poll(demo, tab.poll, [view],
              [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], c["resume_job"], status,
