@@ -60,7 +60,8 @@ def main(files):
         out["config"] = client.get("/config").status_code
         prefix = "/gradio_api/file=" if int(gr.__version__.split(".")[0]) >= 5 else "/file="
         out["db_served"] = b"the queue" in client.get(prefix + str(db)).content
-        out["guarded"] = guarded(TestClient(client.app, base_url="http://127.0.0.1"))
+        # The queue call carries no inputs: what counts is that the guard lets it through, not its answer.
+        out["guarded"] = guarded(TestClient(client.app, base_url="http://127.0.0.1", raise_server_exceptions=False))
         tab = WanTab(manager)
         round_trips = 0
         for path in files:
@@ -74,10 +75,15 @@ def main(files):
             round_trips += 1
         out["round_trips"] = round_trips
         values = tab.field_values(tab.initial)
-        assert tab.generate(*values, tab.initial, []) == "queued job job1"
+        queued = tab.generate(*values, tab.initial, [])
+        assert queued == "queued job job1", queued
         # The preset and GPUs fields reach the settings; Memory at its defaults keeps the preset.
         values[FIELDS.index("preset")], values[FIELDS.index("gpus")] = "low-vram", 2.0
-        assert tab.generate(*values, tab.initial, []) == "queued job job1"
+        # Two GPUs need a model whose windows all split across GPUs (VACE, the 1.3B's partner, does not).
+        values[FIELDS.index("model")] = tab.field_values({**tab.initial, "wan_model": "wan2.1-t2v-14b"})[
+            FIELDS.index("model")]
+        queued = tab.generate(*values, tab.initial, [])
+        assert queued == "queued job job1", queued
         s = load_settings(manager.submitted[-1])
         speed = resolve(s.preset, s.speed_overrides)
         out["preset_settings"] = [s.preset, s.gpus, speed["offload"], speed["vae_tiling"]]

@@ -5,6 +5,7 @@ be read; a real upload through gradio's /upload route still works."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 import wave
 
@@ -25,7 +26,8 @@ from deforum_wan.webui.gradio_compat import GRADIO_MAJOR, received_upload, uploa
 from deforum_wan.webui.tab_handlers import WanTab  # noqa: E402
 
 API = "/gradio_api" if GRADIO_MAJOR >= 5 else ""
-SECRET = "the-servers-own-words"
+# Unique per run: a copy an earlier run leaked into the shared upload folder never matches.
+SECRET = f"the-servers-own-words-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +45,9 @@ def outside(tmp_path_factory):
     """Files outside every folder the server may read: settings, a picture, a sound."""
     root = tmp_path_factory.mktemp("outside")
     (root / "secret.json").write_text(json.dumps({"prompts": {"0": SECRET}, "max_frames": 5}))
-    Image.new("RGB", (8, 8), (250, 10, 10)).save(root / "secret.png")
+    Image.frombytes("RGB", (8, 8), os.urandom(8 * 8 * 3)).save(root / "secret.png")
     with wave.open(str(root / "secret.wav"), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(b"\0\0" * 800)
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(os.urandom(1600))
     return root
 
 

@@ -54,7 +54,8 @@ class JobSpec:
         for key in names - {"settings"}:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise WanError(f"a job's {key} must be a string or null")
-        return cls(**{k: (v or None) if k != "settings" and k != "name" else v for k, v in data.items()})
+        optional = {key: data.get(key) or None for key in ("resume", "timestring", "settings_base")}
+        return cls(data["settings"], data.get("name") or "", **optional)
 
 
 @dataclass(frozen=True)
