@@ -97,3 +97,61 @@ class Served:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+# --- Wan transformer names: diffusers' layout back to the original one (Wan's repo, ComfyUI) -----
+
+# Whole names outside the blocks, then parts inside a block: the inverse of diffusers'
+# convert_wan_transformer_to_diffusers (the tests run that converter on the result to prove it).
+_TOP_TO_ORIGINAL = [
+    ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+    ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+    ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+    ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+    ("condition_embedder.time_proj", "time_projection.1"),
+    ("condition_embedder.image_embedder.norm1", "img_emb.proj.0"),
+    ("condition_embedder.image_embedder.ff.net.0.proj", "img_emb.proj.1"),
+    ("condition_embedder.image_embedder.ff.net.2", "img_emb.proj.3"),
+    ("condition_embedder.image_embedder.norm2", "img_emb.proj.4"),
+    ("condition_embedder.image_embedder.pos_embed", "img_emb.emb_pos"),
+    ("scale_shift_table", "head.modulation"),
+    ("proj_out.", "head.head."),
+]
+_BLOCK_TO_ORIGINAL = [
+    ("attn1", "self_attn"), ("attn2", "cross_attn"), (".to_out.0.", ".o."), (".to_q.", ".q."), (".to_k.", ".k."),
+    (".to_v.", ".v."), (".add_k_proj.", ".k_img."), (".add_v_proj.", ".v_img."), (".norm_added_k.", ".norm_k_img."),
+    ("scale_shift_table", "modulation"), ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"),
+    ("norm2", "norm__swap"), ("norm3", "norm2"), ("norm__swap", "norm3"),
+    ("proj_in", "before_proj"), ("proj_out", "after_proj"),
+]
+
+
+def to_original_name(name: str) -> str:
+    """A diffusers WanTransformer3DModel parameter name in Wan's original key layout."""
+    if name.startswith(("blocks.", "vace_blocks.")):
+        for old, new in _BLOCK_TO_ORIGINAL:
+            name = name.replace(old, new)
+        return name
+    for old, new in _TOP_TO_ORIGINAL:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+def write_safetensors_header(path: Path, tensors: dict[str, tuple[str, tuple]], data_bytes: int | None = None) -> Path:
+    """A safetensors file of ``name -> (dtype, shape)`` with zeros for data (``data_bytes`` of
+    them instead of what the header says: a file that lies)."""
+    from deforum_wan.models.st_header import DTYPE_BYTES
+
+    entries, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        n = DTYPE_BYTES[dtype]
+        for d in shape:
+            n *= d
+        entries[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(entries).encode()
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        f.write(bytes(offset if data_bytes is None else data_bytes))
+    return path
