@@ -34,6 +34,7 @@ class Detected:
     family: str | None = None  # wan2.1 | wan2.2 | None (the architecture is in both)
     config: dict = field(default_factory=dict)  # derived diffusers/transformers config values
     prefix: str = ""  # stripped from every name when loading
+    width: int = 0  # transformer: hidden width (heads x head dim)
 
 
 def _quant(header: Header) -> str:
@@ -140,7 +141,7 @@ def _transformer(header: Header, prefix: str, quant: str) -> Detected:
     size_text = size or f"unknown size (dim {dim}, {layers} layer{'s' if layers != 1 else ''})"
     family_text = family or "wan2.1/2.2"
     summary = f"Wan transformer {variant.upper()} {size_text}, {family_text}, {layout} layout"
-    return Detected("transformer", layout, quant, summary, variant, size, family, config, prefix)
+    return Detected("transformer", layout, quant, summary, variant, size, family, config, prefix, dim)
 
 
 def _text_encoder(header: Header, quant: str) -> Detected:
