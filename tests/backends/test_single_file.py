@@ -163,3 +163,25 @@ def test_settings_take_a_file_name_as_wan_model(extra):
     assert get_model(loaded.model.id) is loaded.model  # the renderer finds it again by its id
     with pytest.raises(WanError, match="not in the model folders"):
         load_settings(settings({**QUICK, "wan_model": "WAN_TINY_BF16.safetensors"}))  # names keep their case
+
+
+def test_models_lists_every_file_with_its_kind_or_why_not(comfy, tmp_path, capsys, monkeypatch):
+    from deforum_wan.cli.main import main
+
+    folder = tmp_path / "ComfyUI" / "models"
+    shutil.copytree(comfy, folder)
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes((comfy / "vae" / "wan_tiny_vae.safetensors").read_bytes())
+    (folder / "vae" / "link_out.safetensors").symlink_to(outside)
+    (folder / "vae" / "truncated.safetensors").write_bytes((comfy / "vae" / "wan_tiny_vae.safetensors").read_bytes()[:100])
+    monkeypatch.delenv(EXTRA_DIRS_ENV, raising=False)
+    assert main(["models", "--models-dir", str(tmp_path / "empty"), "--extra-models-dir", str(folder)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  /")}
+    by_name = {k.rsplit("/", 1)[-1]: v for k, v in lines.items()}
+    assert "Wan transformer T2V unknown size (dim 16, 1 layer)" in by_name["wan_tiny_fp8_scaled.safetensors"]
+    assert "fp8 e4m3fn scaled" in by_name["wan_tiny_fp8_scaled.safetensors"]
+    assert "bf16" in by_name["wan_tiny_bf16.safetensors"] and "original layout" in by_name["wan_tiny_bf16.safetensors"]
+    assert "text encoder UMT5" in by_name["umt5_tiny_bf16.safetensors"]
+    assert "VAE" in by_name["wan_tiny_vae.safetensors"]
+    assert "unusable" in by_name["link_out.safetensors"] and "links out of" in by_name["link_out.safetensors"]
+    assert "unusable" in by_name["truncated.safetensors"]
