@@ -155,3 +155,92 @@ def write_safetensors_header(path: Path, tensors: dict[str, tuple[str, tuple]], 
         f.write(len(raw).to_bytes(8, "little") + raw)
         f.write(bytes(offset if data_bytes is None else data_bytes))
     return path
+
+
+def quantize_q4_k(rows):
+    """Rows (a float32 array whose last side is a multiple of 256) as ggml Q4_K blocks (144 bytes
+    per 256 values): gguf-py dequantises K-quants but cannot make them. Per 32 values a 6-bit
+    scale and min under the block's fp16 ``d`` and ``dmin``, packed as ggml's get_scale_min_k4 reads."""
+    import numpy as np
+
+    blocks = np.asarray(rows, dtype=np.float32).reshape(-1, 8, 32)
+    low = np.minimum(blocks.min(axis=2), 0)  # ggml's mins are >= 0 and subtracted
+    scale = (blocks.max(axis=2) - low) / 15
+    d = (scale.max(axis=1) / 63).astype(np.float16)
+    dmin = (-low.min(axis=1) / 63).astype(np.float16)
+    dd = np.where(d == 0, 1, d.astype(np.float32))[:, None]
+    dm = np.where(dmin == 0, 1, dmin.astype(np.float32))[:, None]
+    sc = np.clip(np.round(scale / dd), 0, 63).astype(np.uint8)
+    mn = np.clip(np.round(-low / dm), 0, 63).astype(np.uint8)
+    eff_scale = (d.astype(np.float32)[:, None] * sc)[:, :, None]
+    eff_min = (dmin.astype(np.float32)[:, None] * mn)[:, :, None]
+    q = np.clip(np.round((blocks + eff_min) / np.where(eff_scale == 0, 1, eff_scale)), 0, 15).astype(np.uint8)
+    packed = np.zeros((len(blocks), 12), dtype=np.uint8)
+    packed[:, 0:4] = sc[:, 0:4] | ((sc[:, 4:8] >> 4) << 6)
+    packed[:, 4:8] = mn[:, 0:4] | ((mn[:, 4:8] >> 4) << 6)
+    packed[:, 8:12] = (sc[:, 4:8] & 0xF) | ((mn[:, 4:8] & 0xF) << 4)
+    q = q.reshape(-1, 4, 2, 32)
+    qs = (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(-1, 128)
+    out = np.concatenate([d.view(np.uint8).reshape(-1, 2), dmin.view(np.uint8).reshape(-1, 2), packed, qs], axis=1)
+    shape = np.asarray(rows).shape
+    return out.reshape(*shape[:-1], shape[-1] // 256 * 144)
+
+
+def write_gguf(path: Path, state: dict, pick, file_type: int | None = None) -> Path:
+    """``state`` (name -> torch tensor) as a GGUF file the way ComfyUI-GGUF's converter writes
+    one: architecture "wan", each tensor in the ggml type ``pick(name, array)`` names (F32, F16,
+    Q8_0, Q4_0 by gguf-py, Q4_K here), ``general.file_type`` when given."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "wan")
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if file_type is not None:
+        writer.add_file_type(file_type)
+    for name, tensor in state.items():
+        array = tensor.detach().float().numpy()
+        qtype = getattr(gguf.GGMLQuantizationType, pick(name, array))
+        data = quantize_q4_k(array) if qtype == gguf.GGMLQuantizationType.Q4_K else \
+            gguf.quants.quantize(array, qtype)
+        writer.add_tensor(name, np.ascontiguousarray(data), raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_gguf_header(path: Path, tensors: dict[str, tuple[int, tuple]], metadata: dict | None = None,
+                      data_bytes: int | None = None) -> Path:
+    """A GGUF v3 file of ``name -> (ggml type id, shape in torch order)`` written field by field,
+    its data left sparse (``data_bytes`` of it instead of what the header says: a file that lies).
+    Metadata values: int (uint32), str, or a list of ints (int32 array)."""
+    import struct
+
+    from deforum_wan.models.gguf_header import GGML_TYPES
+
+    def text(s: str) -> bytes:
+        raw = s.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata or {}))
+    for key, value in (metadata or {}).items():
+        if isinstance(value, str):
+            out += text(key) + struct.pack("<I", 8) + text(value)
+        elif isinstance(value, list):
+            out += text(key) + struct.pack("<IIQ", 9, 5, len(value)) + struct.pack(f"<{len(value)}i", *value)
+        else:
+            out += text(key) + struct.pack("<II", 4, value)
+    offset = 0
+    for name, (kind, shape) in tensors.items():
+        _, block, size = GGML_TYPES[kind]
+        out += text(name) + struct.pack(f"<I{len(shape)}QIQ", len(shape), *reversed(shape), kind, offset)
+        n = size
+        for d in shape:
+            n *= d
+        offset += -(-(n // block) // 32) * 32
+    start = -(-len(out) // 32) * 32
+    with open(path, "wb") as f:
+        f.write(out)
+        f.truncate(start + (offset if data_bytes is None else data_bytes))
+    return path

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..errors import WanError
 from ..models.detect import detect
+from ..models.headers import read_header
 from ..models.places import confine, model_roots, weight_files
 from ..models.random_full import RECIPES
 from ..models.registry import DEPTH_MODELS, get_model
-from ..models.st_header import read_header
 from ..models.weights import LAYOUTS, download, download_depth, registry_rows
 from .args import add_extra_dirs_arg
 
@@ -66,8 +66,6 @@ def file_rows(models_dir=None) -> dict:
                "summary": None, "quant": None, "reason": None}
         try:
             confine(path, roots)
-            if path.suffix.lower() == ".gguf":
-                raise WanError("GGUF files are not loaded yet")
             found = detect(read_header(path))
             row.update(kind=found.kind, summary=found.summary, quant=found.quant, variant=found.variant,
                        size=found.size, layout=found.layout)

@@ -38,6 +38,8 @@ class Detected:
 
 
 def _quant(header: Header) -> str:
+    if header.quant:
+        return header.quant
     names = [n for n in header.tensors if not n.endswith(SCALE_SUFFIXES + DROPPED) and n not in MARKERS]
     big = [header.tensors[n].dtype for n in names if len(header.tensors[n].shape) >= 2] or \
         [header.tensors[n].dtype for n in names]
@@ -67,6 +69,8 @@ def detect(header: Header) -> Detected:
     if "shared.weight" in names or "encoder.embed_tokens.weight" in names:
         if "encoder.block.0.layer.0.SelfAttention.q.weight" in names:
             return _text_encoder(header, quant)
+    if "enc.blk.0.attn_q.weight" in names and "token_embd.weight" in names:
+        return _gguf_text_encoder(header, quant)
     if "token_embedding.weight" in names and "blocks.0.attn.q.weight" in names:
         raise WanError(f"{header.path.name}: a T5 encoder in Wan's own key layout; use a UMT5 file in"
                        " transformers' layout (ComfyUI's umt5_xxl_*.safetensors) or the diffusers folder")
@@ -160,6 +164,17 @@ def _text_encoder(header: Header, quant: str) -> Detected:
               "feed_forward_proj": "gated-gelu"}
     name = "UMT5-XXL" if d_model == 4096 and layers == 24 else f"UMT5 of unknown size (d_model {d_model})"
     return Detected("text_encoder", "transformers", quant, f"text encoder {name}", size=name, config=config)
+
+
+def _gguf_text_encoder(header: Header, quant: str) -> Detected:
+    """A T5/UMT5 encoder in llama.cpp's names (city96's umt5-xxl-encoder-*.gguf)."""
+    embed = header.shape("token_embd.weight")
+    layers = _count(header.tensors, r"enc\.blk\.(\d+)\.")
+    umt5 = layers < 2 or "enc.blk.1.attn_rel_b.weight" in header.tensors
+    d_model = embed[1]
+    name = "UMT5-XXL" if d_model == 4096 and layers == 24 else f"{'UMT5' if umt5 else 'T5'} of unknown size (d_model {d_model})"
+    return Detected("text_encoder", "llama.cpp", quant, f"text encoder {name}, llama.cpp layout", size=name,
+                    config={"d_model": d_model, "num_layers": layers, "vocab_size": embed[0]})
 
 
 def _vae(header: Header, layout: str, post_quant: str, quant: str) -> Detected:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..errors import WanError
 from .detect import Detected, detect
+from .headers import read_header
 from .places import find_weight_file, looks_like_file, model_roots
 from .registry import FILE_MODELS, MODELS, ModelSpec, get_model
-from .st_header import read_header
 
 # (variant, size, family or None) -> the registry model whose defaults a file takes.
 _BASE = {
@@ -63,8 +63,6 @@ def resolve_model(value: str, components: str = "", models_dir=None, extra=None)
     roots = model_roots(models_dir, extra)
     if looks_like_file(text):
         path = find_weight_file(text, roots)
-        if path.suffix.lower() == ".gguf":
-            raise WanError(f"{path.name}: GGUF files are listed but not loaded yet; use a .safetensors file")
         found = detect(read_header(path))
         if found.kind != "transformer":
             raise WanError(f"{path.name} is a {found.summary}, not a Wan transformer: give wan_model the"

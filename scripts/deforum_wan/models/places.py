@@ -21,7 +21,7 @@ KIND_FOLDERS = {
     "clip_vision": ("clip_vision",),
     "lora": ("loras",),
 }
-# One loader per format (backends/single_file.py); GGUF is found and listed, not loaded yet.
+# One reader per format (backends/single_file.py).
 WEIGHT_SUFFIXES = (".safetensors", ".gguf")
 
 

@@ -32,6 +32,7 @@ class Header:
     size: int  # bytes of the file
     tensors: dict[str, Tensor]
     metadata: dict[str, str]
+    quant: str = ""  # the format's own name for its quantisation (GGUF's "Q4_K_M"); "" for safetensors
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         t = self.tensors.get(name)
