@@ -2,9 +2,12 @@
 tokenizer, VAE and CLIP from files in the model folders or a diffusers-layout folder.
 
 One reader per file format (``READERS``): safetensors in bf16/fp16/fp32 or fp8 e4m3fn, ComfyUI's
-*scaled* fp8 included (weight = fp8 * its ``scale_weight``). GGUF gets its own reader here later.
-The transformer goes through diffusers' own single-file loader (``from_single_file``, whose
-converter takes Wan's original key layout), its config derived from the tensors (detect.py).
+*scaled* fp8 included (weight = fp8 * its ``scale_weight``); GGUF (ComfyUI-GGUF's Wan files, any
+ggml type diffusers dequantises), whose quantised matrices stay quantised in memory and are
+dequantised layer by layer as they compute (diffusers' GGUFQuantizationConfig). The transformer
+goes through diffusers' own single-file loader (``from_single_file``, whose converter takes Wan's
+original key layout), its config derived from the tensors (detect.py). A GGUF text encoder is
+listed but not loaded yet: the encoder comes from a .safetensors file or a folder.
 """
 from __future__ import annotations
 
@@ -16,10 +19,10 @@ from pathlib import Path
 from ..errors import BackendError, WanError
 from ..models.detect import DROPPED, MARKERS, SCALE_SUFFIXES, Detected, detect
 from ..models.file_models import folder_transformer
+from ..models.headers import read_header
 from ..models.places import find_weight_file, model_roots, weight_files
 from ..models.random_full import keep_fp32, published_config
 from ..models.registry import MODELS, ModelSpec
-from ..models.st_header import read_header
 from ..models.weights import locate_weights, resolve_models_dir
 
 
@@ -44,7 +47,30 @@ def _read_safetensors(path: Path, found: Detected, dtype) -> dict:
 
 
 def _read_gguf(path: Path, found: Detected, dtype) -> dict:
-    raise WanError(f"{path.name}: GGUF files are not loaded yet; use a .safetensors file")
+    """The state dict with quantised tensors as diffusers' GGUFParameter (still quantised), the
+    others in ``dtype``; ComfyUI-GGUF's flattened tensors given their shapes back. The header was
+    checked against the file (gguf_header.py) before diffusers' reader maps it."""
+    from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+    if found.kind != "transformer":
+        raise WanError(f"{path.name}: a GGUF {found.summary} is not loaded yet (only GGUF transformers are);"
+                       " use a .safetensors file or wan_components for it")
+    header = read_header(path)
+    try:
+        raw = load_gguf_checkpoint(str(path))
+    except ValueError as e:  # a ggml type diffusers cannot dequantise
+        raise WanError(f"{path.name}: {str(e).splitlines()[0]}") from None
+    out = {}
+    for name, tensor in raw.items():
+        key = name[len(found.prefix):] if found.prefix and name.startswith(found.prefix) else name
+        shape = header.tensors[name].shape
+        if hasattr(tensor, "quant_type"):
+            if tuple(tensor.shape[:-1]) != tuple(shape[:-1]):
+                raise WanError(f"{path.name}: tensor {name!r} is quantised and stored reshaped; not loadable here")
+            out[key] = tensor
+        else:
+            out[key] = tensor.reshape(shape).to(dtype)
+    return out
 
 
 READERS = {".safetensors": _read_safetensors, ".gguf": _read_gguf}
@@ -144,8 +170,11 @@ def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | Non
     if "img_emb.emb_pos" in state:  # FLF2V's position table: diffusers' converter has no rename for it
         state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
     cls = diffusers.WanVACETransformer3DModel if config.get("vace_layers") else diffusers.WanTransformer3DModel
+    # GGUF: the quantised matrices stay quantised, dequantised to ``dtype`` as each layer runs.
+    quant = {"quantization_config": diffusers.GGUFQuantizationConfig(compute_dtype=dtype)} \
+        if path.suffix.lower() == ".gguf" else {}
     with _config_dir(config) as tmp:
-        model = cls.from_single_file(state, config=tmp, dtype=dtype).eval()
+        model = cls.from_single_file(state, config=tmp, dtype=dtype, **quant).eval()
     keep_fp32(model, dtype)  # what from_pretrained keeps in float32 (from_single_file only under fp16)
     # The rope tables are computed, not stored: made again in float32, as from_pretrained has them
     # (from_single_file rounds them through the load dtype).
