@@ -151,8 +151,9 @@ _READERS = {
 }
 
 KEYS: tuple[Key, ...] = (
-    Key("wan_model", "model", DEFAULT_MODEL, "model id, a transformer `.safetensors` file in the model folders"
-        " (ComfyUI's `wan2.1_t2v_14B_fp8_e4m3fn.safetensors`) or a diffusers-layout folder (`python -m"
+    Key("wan_model", "model", DEFAULT_MODEL, "model id, a transformer `.safetensors` or `.gguf` file in the"
+        " model folders (ComfyUI's `wan2.1_t2v_14B_fp8_e4m3fn.safetensors`, city96's"
+        " `wan2.1-t2v-14b-Q4_K_M.gguf`) or a diffusers-layout folder (`python -m"
         " deforum_wan models`)", field="model", label="Model", attr="model", example="tiny-random"),
     Key("wan_components", "text", "", "for a `wan_model` file: where the text encoder, VAE, tokenizer (and"
         " CLIP) come from when no file of theirs is in the model folders: a registry id or a diffusers-layout"
