@@ -58,7 +58,10 @@ def pipeline_classes(spec: ModelSpec) -> dict[str, str]:
 
 
 def weights_folder(spec: ModelSpec, options: BackendOptions) -> Path:
-    """The diffusers-layout folder for ``spec``; tiny models are built here on first use."""
+    """The diffusers-layout folder for ``spec`` (or its single transformer file); tiny models are
+    built here on first use."""
+    if spec.weights:
+        return Path(spec.weights)
     if spec.tiny:
         from ..models.tiny import ensure_tiny_model
 
@@ -201,6 +204,13 @@ class DiffusersBackend(Backend):
         dtypes = {"default": self.dtype, "vae": self.vae_dtype, "image_encoder": torch.float32}
         # Offloaded modules start on the CPU, as from_pretrained leaves them.
         device = self.device if self.offload == "none" else torch.device("cpu")
+        if self.path.is_file():  # a single transformer file; its other parts found beside it
+            from .single_file import load_file_pipeline
+
+            with _quiet_loading():
+                pipe = load_file_pipeline(self.spec, class_name, dtypes, self.options.models_dir, parts)
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
         return load_pipeline(self.path, class_name, dtypes, device, parts)
 
     def _find_distill(self) -> Path | None:

@@ -183,6 +183,8 @@ class OfficialBackend(Backend):
         self.notes: list[str] = []
         self.model = None
         # Cheap refusals first, in the order a user can act on them.
+        if spec.weights:
+            raise BackendError(f"{NAME}: a model given as a file or folder loads in the diffusers backend")
         if spec.tiny:
             raise BackendError(f"{NAME}: no official-layout weights for tiny models")
         if spec.id not in TASKS:

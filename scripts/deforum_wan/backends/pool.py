@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 from typing import Iterable
 
 from ..models.registry import ModelSpec
@@ -25,6 +26,8 @@ def device_free_bytes(device: str = "auto") -> int | None:
 def load_estimate(spec: ModelSpec, models_dir: str | None) -> int:
     """Device bytes loading ``spec`` takes beyond what a pair shares: its transformer(s), from
     the diffusers-layout folder on disk (the registry's size where none is found)."""
+    if spec.weights and Path(spec.weights).is_file():  # a single file: dequantised to bf16 at most twice its bytes
+        return 2 * Path(spec.weights).stat().st_size + ACTIVATIONS
     folder = locate_weights(spec, models_dir)
     if folder is None:
         return int(spec.approx_gb * 0.6 * 2**30) + ACTIVATIONS

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..config.keys import BACKENDS
 from ..config.settings import parse_override
@@ -30,6 +31,25 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
                    help="output folder; each render goes to OUTDIR/<batch_name>/ (default: outputs)")
     p.add_argument("--models-dir", help="folder with model weights (default: DEFORUM_WAN_MODELS_DIR"
                    " or ~/.cache/deforum-wan/models)")
+    add_extra_dirs_arg(p)
+
+
+EXTRA_HELP = ("another folder of single weight files, flat or in ComfyUI's layout (diffusion_models, text_encoders,"
+              " vae, clip_vision, loras); repeatable; added to $DEFORUM_WAN_EXTRA_MODEL_DIRS")
+
+
+def add_extra_dirs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--extra-models-dir", action="append", default=[], metavar="DIR", help=EXTRA_HELP)
+
+
+def apply_extra_dirs(args) -> None:
+    """--extra-models-dir into the environment: the settings reader, the worker processes and the
+    loaders all find files through it."""
+    from ..models.places import EXTRA_DIRS_ENV
+
+    dirs = [str(d) for d in getattr(args, "extra_models_dir", None) or ()]
+    if dirs:
+        os.environ[EXTRA_DIRS_ENV] = os.pathsep.join(dirs + [p for p in [os.environ.get(EXTRA_DIRS_ENV, "")] if p])
 
 
 def overrides(args) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import WanError, resume_command
 from ..service.batch import Job, import_ray, run_batch
-from .args import add_backend_arg, add_override_args, overrides
+from .args import add_backend_arg, add_extra_dirs_arg, add_override_args, overrides
 from .progress import ProgressBar
 from .sigint import stop_on_sigint
 
@@ -50,6 +50,7 @@ def add_batch_command(sub) -> None:
     p.add_argument("--outdir", default="outputs", help="output folder, shared storage on a cluster"
                    " (default: outputs)")
     p.add_argument("--models-dir", help="folder with model weights (on every node)")
+    add_extra_dirs_arg(p)
     p.add_argument("--gpus-per-actor", type=int, default=1, metavar="N",
                    help="GPUs each Ray actor holds; clips with wan_gpus up to N use them all (default 1)")
     p.add_argument("--actors", type=int, metavar="N",

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..errors import WanError
-from .args import add_override_args, overrides
+from .args import add_extra_dirs_arg, add_override_args, overrides
 
 
 def add_camera_command(sub) -> None:
@@ -18,6 +18,7 @@ def add_camera_command(sub) -> None:
     p.add_argument("--outdir", required=True, help="folder for the frames and camera.mp4")
     p.add_argument("--frames", metavar="A:B", help="only output frames A to B (default: all)")
     p.add_argument("--models-dir", help="folder with depth model weights (3D depth warping)")
+    add_extra_dirs_arg(p)
     add_override_args(p)
     p.set_defaults(func=cmd_camera)
 

@@ -10,7 +10,7 @@ import sys
 
 from .. import __version__
 from ..errors import Interrupted, WanError
-from .args import add_settings_args, overrides
+from .args import add_settings_args, apply_extra_dirs, overrides
 
 
 def cmd_plan(args) -> int:
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_extra_dirs(args)
         return args.func(args)
     except Interrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)

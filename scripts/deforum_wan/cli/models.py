@@ -10,9 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import WanError
+from ..models.detect import detect
+from ..models.headers import read_header
+from ..models.places import confine, model_roots, weight_files
 from ..models.random_full import RECIPES
 from ..models.registry import DEPTH_MODELS, get_model
 from ..models.weights import LAYOUTS, download, download_depth, registry_rows
+from .args import add_extra_dirs_arg
 
 MODELS_DIR_HELP = "(default: $DEFORUM_WAN_MODELS_DIR or ~/.cache/deforum-wan/models)"
 
@@ -28,7 +33,7 @@ def _size(n: float) -> str:
 
 
 def cmd_models(args) -> int:
-    registry = registry_rows(getattr(args, "models_dir", None))
+    registry = {**registry_rows(getattr(args, "models_dir", None)), **file_rows(getattr(args, "models_dir", None))}
     if getattr(args, "json", False):
         print(json.dumps(registry, indent=1))
         return 0
@@ -43,7 +48,31 @@ def cmd_models(args) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    files = registry["files"]
+    if files:
+        print(f"\nweight files ({', '.join(registry['folders'])}):")
+    for f in files:
+        what = f"{f['summary']}, {f['quant']}" if f["kind"] else f"unusable: {f['reason']}"
+        print(f"  {f['path']}  {_size(f['bytes'])}  {what}")
     return 0
+
+
+def file_rows(models_dir=None) -> dict:
+    """Every weight file in the model folders with what it holds, told by its header."""
+    roots = model_roots(models_dir)
+    rows = []
+    for path, _folder_kind in weight_files(roots):
+        row = {"path": str(path), "bytes": path.stat().st_size if path.exists() else 0, "kind": None,
+               "summary": None, "quant": None, "reason": None}
+        try:
+            confine(path, roots)
+            found = detect(read_header(path))
+            row.update(kind=found.kind, summary=found.summary, quant=found.quant, variant=found.variant,
+                       size=found.size, layout=found.layout)
+        except WanError as e:
+            row["reason"] = str(e).splitlines()[0]
+        rows.append(row)
+    return {"folders": [str(r) for r in roots], "files": rows}
 
 
 def cmd_download(args) -> int:
@@ -101,8 +130,10 @@ def cmd_tiny_models(args) -> int:
 
 
 def add_model_commands(subparsers) -> None:
-    p = subparsers.add_parser("models", help="list the Wan models and whether their weights are on disk")
+    p = subparsers.add_parser("models", help="list the Wan models and whether their weights are on disk, and every"
+                              " single weight file in the model folders with what it holds")
     p.add_argument("--models-dir", default=None, help=f"where weights live {MODELS_DIR_HELP}")
+    add_extra_dirs_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_models)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.places import looks_like_file
 from ..models.registry import DEFAULT_MODEL, ModelSpec
 from . import values
 from .schedule import ExprError
@@ -114,6 +115,12 @@ def _read_size(key: Key, value: Any) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def _read_model(key: Key, value: Any) -> str:
+    """A registry id (any case), or a weight file or folder, spelled as given."""
+    text = values.text(value, key.name).strip()
+    return text if looks_like_file(text) or "/" in text or "\\" in text else text.lower()
+
+
 def _read_preset(key: Key, value: Any) -> str:
     spelled = (values.text(value, key.name).strip() or DEFAULT_PRESET).lower().replace("_", "-")
     if spelled not in PRESETS:
@@ -136,7 +143,7 @@ _READERS = {
     "strict_flag": lambda k, v: values.strict_flag(v, k.name),
     "choice": lambda k, v: values.choice(v, k.name, k.choices),
     "text": lambda k, v: values.text(v, k.name).strip() or str(k.default),
-    "model": lambda k, v: values.text(v, k.name).strip().lower(),
+    "model": lambda k, v: _read_model(k, v),
     "preset": _read_preset,
     "size": _read_size,
     "loras": _read_loras,
@@ -144,8 +151,13 @@ _READERS = {
 }
 
 KEYS: tuple[Key, ...] = (
-    Key("wan_model", "model", DEFAULT_MODEL, "model id (`python -m deforum_wan models`)",
-        field="model", label="Model", attr="model", example="tiny-random"),
+    Key("wan_model", "model", DEFAULT_MODEL, "model id, a transformer `.safetensors` or `.gguf` file in the"
+        " model folders (ComfyUI's `wan2.1_t2v_14B_fp8_e4m3fn.safetensors`, city96's"
+        " `wan2.1-t2v-14b-Q4_K_M.gguf`) or a diffusers-layout folder (`python -m"
+        " deforum_wan models`)", field="model", label="Model", attr="model", example="tiny-random"),
+    Key("wan_components", "text", "", "for a `wan_model` file: where the text encoder, VAE, tokenizer (and"
+        " CLIP) come from when no file of theirs is in the model folders: a registry id or a diffusers-layout"
+        " folder", attr="components", shown_default="the model folders", example="tiny-random"),
     Key("wan_continue_model", "model", "", "model for the I2V windows after the first (1.3B → VACE-1.3B,"
         " 14B → I2V-14B-720P, or I2V-14B-480P for a 480p render, A14B → I2V-A14B)", optional=True, attr="continue_model",
         shown_default="partner", example="tiny-random-i2v"),

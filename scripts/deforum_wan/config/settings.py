@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError, WanError
-from ..models.registry import ModelSpec, get_model
+from ..models.file_models import resolve_model
+from ..models.registry import ModelSpec
 from . import values
 from .camera import STILL, Camera, SingularCamera
 from .files import FileRefused, read_limited
@@ -203,7 +204,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
     max_frames = _int(get("max_frames"), "max_frames", 1, 100_000)
     fps = _number(get("fps"), "fps", 1, 240)
     wan = read_all(get)  # every Wan key once; early: the size rules are the model's
-    model = get_model(wan["wan_model"])
+    # A file or folder is found in the model folders ($DEFORUM_WAN_MODELS_DIR and the extra ones).
+    model = resolve_model(wan["wan_model"], wan["wan_components"])
     W = _size(get("W"), "W", model, warnings)
     H = _size(get("H"), "H", model, warnings)
 
@@ -251,7 +253,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
 
     cont_id = wan["wan_continue_model"]
     attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
-    attrs.update(model=model, continue_model=get_model(cont_id) if cont_id else None)
+    attrs.update(model=model, continue_model=resolve_model(cont_id, wan["wan_components"]) if cont_id else None)
 
     camera = _camera(raw, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"])
 

@@ -212,7 +212,7 @@ def _building(device, dtype, seed: int):
             torch.set_default_dtype(previous)
 
 
-def _keep_fp32(module, dtype) -> None:
+def keep_fp32(module, dtype) -> None:
     """What from_pretrained keeps in float32, by the same name match: a diffusers model's
     ``_keep_in_fp32_modules`` always; a transformers model's only under float16 (``_strict``: also
     under bfloat16)."""
@@ -257,7 +257,7 @@ def build_pipeline(folder: Path, class_name: str, device, dtypes: dict, parts: d
         dtype = dtypes.get(part, dtypes["default"])
         with _building(device, dtype, seed):
             module = _module(part, name, cfg).eval()  # eval(): no dropout, runs repeat
-        _keep_fp32(module, dtype)
+        keep_fp32(module, dtype)
         components[part] = module
     components.setdefault("tokenizer", AutoTokenizer.from_pretrained(folder / "tokenizer"))
     components.setdefault("scheduler", diffusers.UniPCMultistepScheduler.from_pretrained(folder / "scheduler"))

@@ -43,6 +43,10 @@ class ModelSpec:
     notes: str = ""
     tiny: bool = False  # built locally by tiny.py
     negative_prefix: str = ""  # put before WAN_NEGATIVE by the official config of this model
+    # A model given by its weights rather than a registry id (models/file_models.py): the
+    # transformer's single file or diffusers folder, and where its other components come from.
+    weights: str = ""
+    components: str = ""
 
     @property
     def can_t2v(self) -> bool:
@@ -129,13 +133,18 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODEL = "wan2.1-t2v-1.3b"
+# Models given by a file or folder, by their id (the settings that named them put them here, in
+# the process that renders them too: it reads those settings again).
+FILE_MODELS: dict[str, ModelSpec] = {}
 
 
 def get_model(model_id: str) -> ModelSpec:
     key = model_id.strip().lower()
     if key in MODELS:
         return MODELS[key]
-    raise WanError(f"unknown model {model_id!r}; known: {', '.join(MODELS)}")
+    if model_id.strip() in FILE_MODELS:
+        return FILE_MODELS[model_id.strip()]
+    raise WanError(f"unknown model {model_id!r}; known: {', '.join(MODELS)}, or a weight file in the model folders")
 
 
 def continuation_model(spec: ModelSpec, size: tuple[int, int] | None = None) -> ModelSpec:

@@ -143,6 +143,9 @@ def locate_weights(spec: ModelSpec, models_dir=None, layout: str = "diffusers") 
 
     Looked up as ``<models_dir>/<repo name>``, ``<models_dir>/<model id>``, then the hub cache.
     """
+    if spec.weights:  # given as a file (no folder) or as a folder
+        folder = Path(spec.weights)
+        return folder if layout == "diffusers" and _is_complete(folder, layout) else None
     repo = hub_repo(spec, layout)
     root = resolve_models_dir(models_dir)
     if spec.tiny:

@@ -25,8 +25,8 @@ PACKAGES_DIR = ".wan-packages"
 MARKER = "installed.json"
 MARKER_VERSION = 1
 # What the worker imports beyond the host's torch/numpy/Pillow.
-WORKER_PACKAGES = ("diffusers", "transformers", "accelerate", "huggingface_hub", "safetensors", "tokenizers",
-                   "ftfy", "imageio-ffmpeg", "opencv-python-headless")
+WORKER_PACKAGES = ("diffusers", "transformers", "accelerate", "huggingface_hub", "safetensors", "gguf",
+                   "tokenizers", "ftfy", "imageio-ffmpeg", "opencv-python-headless")
 # Never installed into the folder: changing them would mean GBs of downloads and a second copy
 # of the host's GPU stack. They are pinned to the host's versions for the resolver instead.
 HOST_PINNED = ("torch", "torchvision", "torchaudio", "xformers", "numpy", "triton")

@@ -1,0 +1,131 @@
+"""GGUF transformers on the CPU: a tiny Wan transformer wide enough for every block size (256),
+written as ComfyUI-GGUF writes one (original key layout, F16 and Q8_0/Q4_0/Q4_K matrices, the rest
+F32), rendered against the diffusers folder of the same weights."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import to_original_name, write_gguf
+
+from deforum_wan.backends.base import BackendOptions, GenerateRequest
+from deforum_wan.backends.chain import load_backend
+from deforum_wan.backends.single_file import load_transformer
+from deforum_wan.models.detect import detect
+from deforum_wan.models.file_models import resolve_model
+from deforum_wan.models.headers import read_header
+from deforum_wan.models.places import EXTRA_DIRS_ENV
+
+BLOCK = {"F16": 1, "Q8_0": 32, "Q4_0": 32, "Q4_K": 256}
+# Mean absolute difference of the frames (0..1) against the folder's fp32 render, about 10x what
+# was measured on this model (F16 1.0e-5, Q8_0 7.7e-5, Q4_0 4.9e-3, Q4_K 1.1e-3).
+TOLERANCE = {"F16": 1e-4, "Q8_0": 1e-3, "Q4_0": 0.05, "Q4_K": 0.01}
+
+
+def _request(seed=3):
+    return GenerateRequest(mode="t2v", prompt="a red fox in the snow", negative_prompt="blurry", num_frames=5,
+                           width=32, height=32, seed=seed, guidance_scale=5.0, steps=2)
+
+
+def _pick(qtype):
+    """ComfyUI-GGUF's choice: vectors and small tensors F32, matrices in ``qtype`` when their rows
+    are whole blocks of it (else F32, as real writers fall back)."""
+    def pick(name, array):
+        if array.ndim != 2 or array.size <= 1024:
+            return "F32"
+        return qtype if array.shape[-1] % BLOCK[qtype] == 0 else "F32"
+    return pick
+
+
+@pytest.fixture(scope="module")
+def wide(tiny_models_dir, tmp_path_factory):
+    """A diffusers folder of the tiny T2V model with a 256-wide transformer (2 heads of 128), and
+    ComfyUI/models/diffusion_models holding that transformer as GGUF in each type."""
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    base = tmp_path_factory.mktemp("gguf")
+    folder = base / "tiny-wide"
+    shutil.copytree(tiny_models_dir / "tiny-random", folder)
+    config = {**WanTransformer3DModel.load_config(folder / "transformer"), "num_attention_heads": 2,
+              "attention_head_dim": 128, "ffn_dim": 512, "rope_max_seq_len": 1024}
+    torch.manual_seed(7)
+    model = WanTransformer3DModel.from_config(config)
+    shutil.rmtree(folder / "transformer")
+    model.save_pretrained(folder / "transformer")
+    state = {to_original_name(k): v for k, v in model.state_dict().items()}
+    models = base / "ComfyUI" / "models" / "diffusion_models"
+    models.mkdir(parents=True)
+    for qtype in BLOCK:
+        write_gguf(models / f"wan_wide_{qtype}.gguf", state, _pick(qtype))
+    return folder, models.parent
+
+
+def _render(spec, models_dir):
+    options = BackendOptions(models_dir=str(models_dir), dtype="float32", device="cpu")
+    backend, _ = load_backend(spec, "diffusers", options)
+    try:
+        return backend.generate(_request()), backend
+    finally:
+        backend.close()
+
+
+def test_each_gguf_type_renders_like_the_folder_within_its_tolerance(tiny_models_dir, wide, monkeypatch):
+    folder, comfy = wide
+    monkeypatch.setenv(EXTRA_DIRS_ENV, str(comfy))
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    reference, _ = _render(resolve_model(str(folder)), tiny_models_dir)
+    measured = {}
+    for qtype, tolerance in TOLERANCE.items():
+        spec = resolve_model(f"wan_wide_{qtype}.gguf")
+        assert spec.kind == "t2v" and qtype in spec.notes
+        frames, _ = _render(spec, tiny_models_dir)
+        measured[qtype] = float(np.abs(frames - reference).mean())
+    print("mean abs difference per type:", measured)
+    for qtype, tolerance in TOLERANCE.items():
+        assert 0 < measured[qtype] < tolerance, (qtype, measured)
+    assert measured["F16"] < measured["Q8_0"] < measured["Q4_0"]
+
+
+def test_quantised_matrices_stay_quantised_in_memory(tiny_models_dir, wide):
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    folder, comfy = wide
+    path = comfy / "diffusion_models" / "wan_wide_Q4_K.gguf"
+    found = detect(read_header(path))
+    model = load_transformer(path, found, torch.float32, folder)
+    q = model.blocks[0].attn1.to_q.weight
+    assert q.quant_type.name == "Q4_K" and q.dtype == torch.uint8
+    assert q.numel() == 256 * 256 // 256 * 144  # 144 bytes per 256 weights, not 4 per weight
+    assert model.patch_embedding.weight.dtype == torch.float32  # F32 in the file: a plain tensor
+    # dequantised as the layer runs: the same as the folder's layer within Q4_K's error
+    dense = WanTransformer3DModel.from_pretrained(folder / "transformer").blocks[0].attn1.to_q
+    x = torch.randn(3, 256)
+    error = (model.blocks[0].attn1.to_q(x) - dense(x)).abs().mean() / dense(x).abs().mean()
+    assert 0 < error < 0.1
+
+
+def test_models_lists_gguf_files_with_their_quantisation(wide, tmp_path, capsys, monkeypatch):
+    import gguf
+
+    from deforum_wan.cli.main import main
+
+    folder, comfy = wide
+    from safetensors.torch import load_file
+
+    weights = load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors")
+    state = {to_original_name(k): v for k, v in weights.items()}
+    models = tmp_path / "models" / "diffusion_models"
+    models.mkdir(parents=True)
+    write_gguf(models / "wan_wide-Q4_K_M.gguf", state, _pick("Q4_K"), file_type=gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    shutil.copy(comfy / "diffusion_models" / "wan_wide_Q8_0.gguf", models)  # no general.file_type
+    (models / "cut.gguf").write_bytes((models / "wan_wide_Q8_0.gguf").read_bytes()[:5000])
+    monkeypatch.delenv(EXTRA_DIRS_ENV, raising=False)
+    assert main(["models", "--models-dir", str(tmp_path / "empty"), "--extra-models-dir", str(tmp_path / "models")]) == 0
+    lines = {line.split()[0].rsplit("/", 1)[-1]: line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("  /")}
+    assert "Wan transformer T2V" in lines["wan_wide-Q4_K_M.gguf"] and lines["wan_wide-Q4_K_M.gguf"].endswith("Q4_K_M")
+    assert lines["wan_wide_Q8_0.gguf"].endswith("Q8_0")
+    assert "unusable" in lines["cut.gguf"] and "truncated" in lines["cut.gguf"]

@@ -1,0 +1,187 @@
+"""Single weight files on the CPU: the tiny models written as ComfyUI-style files (original key
+layout, bf16 and scaled fp8) in a ComfyUI-layout folder, rendered like the diffusers folder."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import to_original_name
+
+from deforum_wan.backends.base import BackendOptions, GenerateRequest
+from deforum_wan.backends.chain import load_backend
+from deforum_wan.backends.single_file import load_transformer
+from deforum_wan.errors import WanError
+from deforum_wan.models.detect import detect
+from deforum_wan.models.file_models import resolve_model
+from deforum_wan.models.places import EXTRA_DIRS_ENV
+from deforum_wan.models.registry import get_model
+from deforum_wan.models.st_header import read_header
+
+FP8_TOLERANCE = 0.05  # mean absolute difference of the frames (0..1) against the folder's render
+
+
+def _request(seed=3):
+    return GenerateRequest(mode="t2v", prompt="a red fox in the snow", negative_prompt="blurry", num_frames=5,
+                           width=32, height=32, seed=seed, guidance_scale=5.0, steps=2)
+
+
+def _fp8_scaled(state: dict) -> dict:
+    """ComfyUI's scaled fp8: each matrix as fp8 e4m3fn over a per-tensor scale, the rest bf16."""
+    import torch
+
+    out = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
+    for name, tensor in state.items():
+        if name.endswith(".weight") and tensor.dim() == 2:
+            scale = tensor.abs().max().float() / 448.0
+            out[name] = (tensor.float() / scale).to(torch.float8_e4m3fn)
+            out[name[:-len(".weight")] + ".scale_weight"] = scale.reshape(())
+        else:
+            out[name] = tensor.to(torch.bfloat16)
+    return out
+
+
+@pytest.fixture(scope="module")
+def comfy(tiny_models_dir, tmp_path_factory):
+    """ComfyUI/models with the tiny T2V transformer (bf16 and scaled fp8, original names with
+    ComfyUI's prefix), its UMT5 encoder (bf16) and its VAE (fp32), as single files."""
+    import torch
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from safetensors.torch import save_file
+    from transformers import UMT5EncoderModel
+
+    folder = tiny_models_dir / "tiny-random"
+    root = tmp_path_factory.mktemp("ComfyUI") / "models"
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (root / sub).mkdir(parents=True)
+    transformer = WanTransformer3DModel.from_pretrained(folder / "transformer").state_dict()
+    original = {"model.diffusion_model." + to_original_name(k): v.to(torch.bfloat16) for k, v in transformer.items()}
+    save_file(original, root / "diffusion_models" / "wan_tiny_bf16.safetensors")
+    save_file(_fp8_scaled(original), root / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
+    text = UMT5EncoderModel.from_pretrained(folder / "text_encoder").state_dict()
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in text.items() if k != "encoder.embed_tokens.weight"},
+              root / "text_encoders" / "umt5_tiny_bf16.safetensors")
+    vae = AutoencoderKLWan.from_pretrained(folder / "vae").state_dict()
+    save_file({k: v.contiguous() for k, v in vae.items()}, root / "vae" / "wan_tiny_vae.safetensors")
+    # The same weights as a diffusers folder: the tiny model with its transformer and encoder in bf16.
+    same = root.parent / "tiny-random-bf16"
+    shutil.copytree(folder, same)
+    for part, cls in (("transformer", WanTransformer3DModel), ("text_encoder", UMT5EncoderModel)):
+        cls.from_pretrained(folder / part).to(torch.bfloat16).save_pretrained(same / part)
+    return root
+
+
+@pytest.fixture
+def extra(comfy, monkeypatch):
+    monkeypatch.setenv(EXTRA_DIRS_ENV, str(comfy))
+    return comfy
+
+
+def _render(spec, tiny_models_dir):
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu")
+    backend, report = load_backend(spec, "diffusers", options)
+    try:
+        return backend.generate(_request()), backend, report
+    finally:
+        backend.close()
+
+
+def test_bf16_file_renders_bit_identical_to_the_folder_and_fp8_within_tolerance(tiny_models_dir, extra,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    folder, _, _ = _render(resolve_model(str(extra.parent / "tiny-random-bf16")), tiny_models_dir)
+    assert not np.array_equal(folder, _render(get_model("tiny-random"), tiny_models_dir)[0])  # fp32 weights differ
+    spec = resolve_model("wan_tiny_bf16.safetensors")
+    assert spec.kind == "t2v" and spec.weights == str(extra / "diffusion_models" / "wan_tiny_bf16.safetensors")
+    single, _, report = _render(spec, tiny_models_dir)
+    assert np.array_equal(single, folder)
+    assert any(str(extra) in line for _, line in report)  # its weights: the file
+    fp8, _, _ = _render(resolve_model("wan_tiny_fp8_scaled.safetensors"), tiny_models_dir)
+    difference = float(np.abs(fp8 - folder).mean())
+    assert 0 < difference < FP8_TOLERANCE
+
+
+def test_parts_come_from_the_files_beside_it(tiny_models_dir, extra):
+    import torch
+
+    from deforum_wan.backends.single_file import load_file_pipeline
+
+    spec = resolve_model("wan_tiny_bf16.safetensors", models_dir=tiny_models_dir)
+    pipe = load_file_pipeline(spec, "WanPipeline", {"default": torch.bfloat16, "vae": torch.float32},
+                              tiny_models_dir)
+    assert pipe.text_encoder.dtype == torch.bfloat16 and pipe.vae.dtype == torch.float32
+    from transformers import UMT5EncoderModel
+
+    folder_text = UMT5EncoderModel.from_pretrained(tiny_models_dir / "tiny-random" / "text_encoder")
+    for name, tensor in folder_text.state_dict().items():
+        assert torch.equal(pipe.text_encoder.state_dict()[name], tensor.to(torch.bfloat16)), name
+
+
+def test_a_merge_loads_as_the_average(tiny_models_dir, tmp_path):
+    import torch
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import save_file
+
+    a = WanTransformer3DModel.from_pretrained(tiny_models_dir / "tiny-random-a14b" / "transformer").state_dict()
+    b = WanTransformer3DModel.from_pretrained(tiny_models_dir / "tiny-random-a14b" / "transformer_2").state_dict()
+    merged = {to_original_name(k): (a[k] + b[k]) / 2 for k in a}
+    path = save_file(merged, tmp_path / "merge.safetensors") or tmp_path / "merge.safetensors"
+    found = detect(read_header(path))
+    assert (found.kind, found.variant, found.layout) == ("transformer", "t2v", "original")
+    model = load_transformer(path, found, torch.float32, tiny_models_dir / "tiny-random")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, (a[name] + b[name]) / 2), name
+
+
+def test_wrong_kind_and_missing_parts_are_one_line(tiny_models_dir, extra, tmp_path, monkeypatch):
+    with pytest.raises(WanError, match="not a Wan transformer") as err:
+        resolve_model("wan_tiny_vae.safetensors")
+    assert "\n" not in str(err.value)
+    # a transformer alone in a folder, no components anywhere: every missing part named
+    alone = tmp_path / "alone"
+    (alone / "diffusion_models").mkdir(parents=True)
+    (alone / "diffusion_models" / "t.safetensors").write_bytes(
+        (extra / "diffusion_models" / "wan_tiny_bf16.safetensors").read_bytes())
+    import dataclasses
+
+    monkeypatch.delenv(EXTRA_DIRS_ENV)
+    spec = dataclasses.replace(resolve_model("t.safetensors", models_dir=alone), components=str(tmp_path / "none"))
+    (tmp_path / "none").mkdir()
+    with pytest.raises(WanError) as err:
+        load_backend(spec, "diffusers", BackendOptions(models_dir=str(alone), dtype="float32", device="cpu"))
+    assert "text_encoder" in str(err.value) and "vae" in str(err.value) and "comes later" in str(err.value)
+
+
+def test_settings_take_a_file_name_as_wan_model(extra):
+    from helpers import QUICK, settings
+
+    from deforum_wan.config.settings import load_settings
+
+    loaded = load_settings(settings({**QUICK, "wan_model": "wan_tiny_bf16.safetensors",
+                                     "wan_components": "tiny-random"}))
+    assert loaded.model.weights.endswith("wan_tiny_bf16.safetensors") and loaded.components == "tiny-random"
+    assert get_model(loaded.model.id) is loaded.model  # the renderer finds it again by its id
+    with pytest.raises(WanError, match="not in the model folders"):
+        load_settings(settings({**QUICK, "wan_model": "WAN_TINY_BF16.safetensors"}))  # names keep their case
+
+
+def test_models_lists_every_file_with_its_kind_or_why_not(comfy, tmp_path, capsys, monkeypatch):
+    from deforum_wan.cli.main import main
+
+    folder = tmp_path / "ComfyUI" / "models"
+    shutil.copytree(comfy, folder)
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes((comfy / "vae" / "wan_tiny_vae.safetensors").read_bytes())
+    (folder / "vae" / "link_out.safetensors").symlink_to(outside)
+    (folder / "vae" / "truncated.safetensors").write_bytes((comfy / "vae" / "wan_tiny_vae.safetensors").read_bytes()[:100])
+    monkeypatch.delenv(EXTRA_DIRS_ENV, raising=False)
+    assert main(["models", "--models-dir", str(tmp_path / "empty"), "--extra-models-dir", str(folder)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  /")}
+    by_name = {k.rsplit("/", 1)[-1]: v for k, v in lines.items()}
+    assert "Wan transformer T2V unknown size (dim 16, 1 layer)" in by_name["wan_tiny_fp8_scaled.safetensors"]
+    assert "fp8 e4m3fn scaled" in by_name["wan_tiny_fp8_scaled.safetensors"]
+    assert "bf16" in by_name["wan_tiny_bf16.safetensors"] and "original layout" in by_name["wan_tiny_bf16.safetensors"]
+    assert "text encoder UMT5" in by_name["umt5_tiny_bf16.safetensors"]
+    assert "VAE" in by_name["wan_tiny_vae.safetensors"]
+    assert "unusable" in by_name["link_out.safetensors"] and "links out of" in by_name["link_out.safetensors"]
+    assert "unusable" in by_name["truncated.safetensors"]
