@@ -5,7 +5,8 @@ Handlers take a plain ``Request`` and return ``JSONResponse``: no pydantic model
 the same code runs on A1111's FastAPI 0.94 (pydantic 1) and current FastAPI
 (pydantic 2). Errors are ``{"error": "<one line>"}`` with 400 (not JSON), 404
 (unknown job), 409 (nothing to resume), 413 (too large), 422 (bad shape or
-settings) or 503 (busy checking other plans and submissions, or a check too long). The output folder is the manager's; no request names a path to write.
+settings) or 503 (busy checking other plans and submissions, or a check too long).
+The output folder is the manager's; no request names a path to write.
 
     POST /wan_api/jobs              {"settings": {...}, "name": "..."}
                                     or {"batch": [{"settings": {...}, "name": "..."}, ...]}
