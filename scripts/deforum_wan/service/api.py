@@ -136,7 +136,7 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     from starlette.responses import FileResponse, JSONResponse
 
     prefix = prefix.rstrip("/")
-    install_guard(app, guard or Guard.from_env(), prefixes=(prefix + "/",))
+    install_guard(app, guard or Guard.from_env(), prefixes=(prefix + "/",), file_folders=(str(manager.outdir),))
     app.router.routes[:] = [r for r in app.router.routes
                             if not str(getattr(r, "path", "")).startswith(prefix + "/")]
     served: dict[str, list[str]] = {}
@@ -221,7 +221,7 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     async def _file(request, key: str, media_type: str):
         job = await run_in_threadpool(manager.get, job_id(request))
         path = find_inside(job.get(key) or "", [manager.outdir])
-        if path is None:
+        if path is None or path.suffix.lower() != {"video/mp4": ".mp4", "image/png": ".png"}[media_type]:
             raise Refused(404, f"job {job['id']} has no {key} yet")
         return FileResponse(str(path), media_type=media_type, filename=path.name)
 
