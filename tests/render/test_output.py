@@ -366,6 +366,23 @@ def test_soundtrack_url_is_refused_and_silent_video_kept(tmp_path):
     assert probe_video(video_path(tmp_path, TS))["frames"] == 5
 
 
+def test_a_soundtrack_that_is_not_audio_is_refused_when_the_job_is_checked(tmp_path):
+    from deforum_wan.render.job import JobSpec, check_job
+
+    wav = tmp_path / "track.wav"
+    write_wav(wav, seconds=0.5)
+    assert check_soundtrack(wav) == wav
+    fake = tmp_path / "notes.wav"
+    fake.write_text("these are words, not sound\n" * 50, encoding="utf-8")
+    with pytest.raises(WanError, match=r"soundtrack file .*notes.wav is not audio ffmpeg can read \(.+\)$"):
+        check_soundtrack(fake)
+    job = {"max_frames": 12, "prompts": {"0": "a"}, "wan_model": "tiny-random", "add_soundtrack": "File"}
+    assert check_job(JobSpec(dict(job, soundtrack_path=str(wav))), tmp_path, confine=False).settings.soundtrack
+    with pytest.raises(WanError, match="is not audio") as caught:
+        check_job(JobSpec(dict(job, soundtrack_path=str(fake))), tmp_path, confine=False)
+    assert "\n" not in str(caught.value)
+
+
 def test_missing_frame_keeps_frames_and_gives_stitch_command(tmp_path):
     write_frames(tmp_path, synthetic_frames(17, 48, 32))
     frame_path(tmp_path, TS, 5).unlink()

@@ -147,6 +147,32 @@ def test_a_heavy_plan_runs_off_the_event_loop_within_a_budget(client, monkeypatc
     assert r.status_code == 503 and "longer than 1 s" in r.json()["error"]
 
 
+@pytest.mark.slow
+def test_a_flood_of_heavy_submissions_leaves_the_other_routes_answered(manager, client, monkeypatch):
+    monkeypatch.setattr(api, "PLAN_SECONDS", 3.0)
+    heavy = {"settings": {"max_frames": 10000, "animation_mode": "3D", "prompts": {"0": "a"},
+                          "translation_z": "0: (1+sin(t/7)*cos(t/3))", "wan_model": "tiny-random"}}
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = len(client.get("/wan_api/jobs").json()["jobs"])
+    with ThreadPoolExecutor(40) as pool, httpx.Client(base_url=client.base_url, timeout=120) as other:
+        posts = [pool.submit(other.post, "/wan_api/jobs", json=heavy) for _ in range(40)]
+        time.sleep(1.0)  # every submission is in: their checks hold what threads they may
+        for _ in range(3):
+            start = time.monotonic()
+            assert client.get("/wan_api/jobs").status_code == 200
+            assert time.monotonic() - start < 3, f"GET /wan_api/jobs took {time.monotonic() - start:.1f} s"
+        answers = [p.result() for p in posts]
+    statuses = sorted(r.status_code for r in answers)
+    assert set(statuses) <= {200, 503} and 503 in statuses, statuses
+    for r in answers:
+        if r.status_code == 503:
+            message = r.json()["error"]
+            assert message and "\n" not in message and ("busy" in message or "longer than 3 s" in message)
+    queued = sum(len(r.json()["jobs"]) for r in answers if r.status_code == 200)
+    assert len(client.get("/wan_api/jobs").json()["jobs"]) - before == queued  # a 503 queued nothing
+
+
 def test_a_queue_database_that_cannot_be_written_is_503_not_500(manager, client):
     store = manager.store
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]

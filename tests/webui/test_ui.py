@@ -317,6 +317,51 @@ def test_preview_camera_shows_deforums_path_as_a_video(tab):
     assert status.startswith("error:") and "no camera to preview" in status and "\n" not in status
 
 
+def test_preview_camera_shows_at_most_its_cap_of_a_long_file(tab):
+    from deforum_wan.render.video import probe_video
+    from deforum_wan.webui.tab_handlers import PREVIEW_FRAMES
+
+    data = dict(read_settings_file(EXAMPLE), animation_mode="2D", zoom="0: (1.01)", W=64, H=64, max_frames=100_000)
+    video, status = tab.preview_camera(*tab.field_values(data), data, [])
+    assert status.startswith(f"camera preview: the first {PREVIEW_FRAMES} of 100000 frames"), status
+    assert len(list(Path(video).parent.glob("*.png"))) == PREVIEW_FRAMES
+    assert probe_video(video)["frames"] == PREVIEW_FRAMES
+
+
+def test_preview_camera_keeps_only_the_last_few_previews(tab):
+    from deforum_wan.webui.tab_handlers import PREVIEWS_KEPT
+
+    parent = tab.outdir / "wan-camera"
+    for n in range(PREVIEWS_KEPT + 3):  # earlier previews, oldest first
+        old = parent / f"2020010100000{n}"
+        old.mkdir(parents=True)
+        (old / "000000000.png").write_bytes(b"png")
+        (old / "camera.mp4").write_bytes(b"mp4")
+    foreign = parent / "20000101000000"  # the oldest, but holding a file no preview writes
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    data = dict(read_settings_file(EXAMPLE), animation_mode="2D", W=64, H=64, max_frames=20)
+    video, status = tab.preview_camera(*tab.field_values(data), data, [])
+    assert status.startswith("camera preview: 20 frames"), status
+    left = sorted(p.name for p in parent.iterdir())
+    assert left == sorted(["20000101000000", *(f"2020010100000{n}" for n in range(4, PREVIEWS_KEPT + 3)),
+                           Path(video).parent.name]), left
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_preview_camera_refuses_an_init_image_outside_the_allowed_folders(tab, tmp_path):
+    from PIL import Image
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(elsewhere / "secret.png")
+    data = dict(read_settings_file(EXAMPLE), animation_mode="2D", W=64, H=64, max_frames=20, use_init=True,
+                init_image=str(elsewhere / "secret.png"))
+    video, status = tab.preview_camera(*tab.field_values(data), data, [])
+    assert status.startswith("error:") and "must name an existing file inside the output folder" in status, status
+    assert not list(tab.outdir.glob("wan-camera/*/*.png"))
+
+
 @pytest.mark.parametrize("name,value,expected", [
     ("fps", None, "error: tab: fps must be a number, got None"),
     ("prompts", "{oops", "error: prompt schedule: prompts: invalid JSON at line 1 column 2"),

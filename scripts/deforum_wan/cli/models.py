@@ -124,7 +124,12 @@ def cmd_tiny_models(args) -> int:
         return 0
     from ..models.tiny import build_tiny_models
 
-    for model_id, path in build_tiny_models(args.dir, force=args.force).items():
+    try:
+        built = build_tiny_models(args.dir, force=args.force)
+    except OSError as exc:  # a folder that cannot be made or written: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise WanError(f"cannot build the tiny models in {args.dir}: {exc.strerror or exc}{where}") from None
+    for model_id, path in built.items():
         print(f"{model_id}: {path}")
     return 0
 

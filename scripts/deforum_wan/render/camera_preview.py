@@ -3,6 +3,7 @@ written as numbered PNGs and an mp4, on the CPU in seconds."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from .video import pattern_command, run_ffmpeg
 from .warp import CameraPath
 
 GRID_STEP = 32  # px between the lines of the test pattern
+PREVIEW_FILE = re.compile(r"(\d{9}\.png|camera\.mp4)")  # what write_preview writes
 
 
 def test_pattern(width: int, height: int) -> np.ndarray:
@@ -92,3 +94,25 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
                           first, settings.fps, last - first + 1, video)
     run_ffmpeg(cmd, video.name)
     return video, notes
+
+
+def prune_previews(parent: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` preview folders under ``parent`` (named by timestring,
+    holding only what ``write_preview`` writes): a tab's previews do not fill the disk. A link,
+    or a folder holding anything else, is left alone."""
+    root = Path(parent)
+    try:
+        folders = sorted((e for e in os.scandir(root) if e.name.isdigit() and e.is_dir(follow_symlinks=False)),
+                         key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in folders[:max(len(folders) - keep, 0)]:
+        try:
+            files = list(os.scandir(entry.path))
+            if any(not PREVIEW_FILE.fullmatch(f.name) or not f.is_file(follow_symlinks=False) for f in files):
+                continue
+            for f in files:
+                os.unlink(f.path)
+            os.rmdir(entry.path)
+        except OSError:  # another preview writing there, or a permission: the next one tries again
+            continue

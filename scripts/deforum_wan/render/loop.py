@@ -34,7 +34,7 @@ from .images import load_image, read_png
 from .job import CheckedJob, check_libraries, plan_checked, resumed_settings, saved_hash
 from .manifest import Manifest
 from .names import atomic_write_bytes, check_writable, frame_name, frame_path, make_timestring, write_settings
-from .run_folder import RunFolder, check_timestring
+from .run_folder import RunFolder, RunLock, check_timestring
 from .stream import CarryStream
 from .video import make_video, write_srt
 
@@ -110,14 +110,13 @@ class Renderer:
         # settings it continues below); a job check_job passed is not checked again.
         plan = self._checked or (None if self.resume else plan_checked(s, self.settings_base))
         check_libraries(s)
-        ts = self.resume or self.timestring or make_timestring()
-        folder = RunFolder.of(self.outdir, s, ts, create=True)
-        while not self.resume and not self.timestring and folder.settings_file.exists():
-            # Timestrings have one-second resolution: never write into another run's files.
-            time.sleep(0.2)
-            folder = RunFolder.of(self.outdir, s, make_timestring(), create=True)
+        ts = self.resume or self.timestring
+        if ts:
+            folder = RunFolder.of(self.outdir, s, ts, create=True)
+            self._lock = folder.lock()  # a second render or resume of this run stops here, at once
+        else:
+            folder, self._lock = self._claim_new_run()
         self.folder = folder
-        self._lock = folder.lock()  # a second render or resume of this run stops here, at once
         if not self.resume and self.timestring and folder.manifest_file.exists():
             raise WanError(f"run {ts} already exists in {folder.dir}; resume it or choose another timestring")
         if self.resume:
@@ -130,6 +129,17 @@ class Renderer:
             manifest = Manifest(folder.manifest_file, folder.timestring, saved_hash(folder.settings_file))
             manifest.save()
         return plan, folder.dir, folder.timestring, manifest
+
+    def _claim_new_run(self) -> tuple[RunFolder, RunLock]:
+        """A timestring no other run has: timestrings have one-second resolution, so two renders
+        started in the same second into a fixed batch folder would share one; the first to lock
+        it keeps it, the other moves on to a later one."""
+        while True:
+            folder = RunFolder.of(self.outdir, self.settings, make_timestring(), create=True)
+            lock = folder.claim()
+            if lock is not None:
+                return folder, lock
+            time.sleep(0.2)
 
     def _options(self):
         from ..backends.base import BackendOptions

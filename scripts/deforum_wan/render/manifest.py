@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -81,4 +82,30 @@ class Manifest:
         if status not in MANIFEST_STATUSES:
             raise ValueError(f"status must be one of {MANIFEST_STATUSES}, got {status!r}")
         self.status = status
-        self.save()
+        try:
+            self.save()
+        except WanError:
+            # A full disk (the mp4 step ran out of space) has no room for the atomic save's new
+            # file: the run must still not read as running.
+            if not self._rewrite_in_place():
+                raise
+
+    def _rewrite_in_place(self) -> bool:
+        """The manifest written over its own bytes (compact JSON, no larger than what is there,
+        so no new space is needed); False when that cannot be done."""
+        data = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+        except OSError:
+            return False
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size < len(data):
+                return False
+            os.write(fd, data + b" " * (info.st_size - len(data)))  # the same size: no block freed or taken
+            os.fsync(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)

@@ -20,6 +20,10 @@ def check_timestring(value: str, label: str = "timestring") -> str:
     return str(value)
 
 
+class RunBusy(WanError):
+    """Another process holds the run's lock (it is rendering)."""
+
+
 @dataclass(frozen=True)
 class RunFolder:
     dir: Path
@@ -69,6 +73,20 @@ class RunFolder:
         """Lock the run for this render: a second render or resume of it fails at once."""
         return RunLock.acquire(self.lock_file, self.timestring)
 
+    def claim(self) -> RunLock | None:
+        """This timestring for a new run: its lock, when no other render holds it and none has
+        started here; else None (the caller tries the next timestring)."""
+        if self.started():
+            return None
+        try:
+            lock = self.lock()
+        except RunBusy:
+            return None
+        if self.started():  # another render took it and finished between the check and the lock
+            lock.release()
+            return None
+        return lock
+
     def frame(self, i: int) -> Path:
         return names.frame_path(self.dir, self.timestring, i)
 
@@ -105,7 +123,7 @@ class RunLock:
             if not _lock(fd):
                 pid = _read_pid(fd)
                 os.close(fd)
-                raise WanError(f"run {timestring} is already rendering (pid {pid or 'unknown'})")
+                raise RunBusy(f"run {timestring} is already rendering (pid {pid or 'unknown'})")
             # The holder may have removed the file between our open and our lock: hold the one on disk.
             with contextlib.suppress(OSError):
                 if os.path.samestat(os.fstat(fd), os.stat(path)):

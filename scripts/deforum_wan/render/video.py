@@ -4,6 +4,7 @@ a probe of the result, and the prompt subtitles beside it."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shlex
@@ -18,6 +19,7 @@ from .names import atomic_write_text, frame_name, frame_path, frame_pattern, tem
 
 DEFAULT_CRF = 17  # Deforum's deforum_ffmpeg_crf default
 DEFAULT_PRESET = "slow"  # Deforum's deforum_ffmpeg_preset default
+PROBE_SECONDS = 60  # a soundtrack probe decodes a tenth of a second; this is only a backstop
 
 
 class VideoError(WanError):
@@ -53,7 +55,8 @@ def _run_ffmpeg(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def check_soundtrack(soundtrack: str | os.PathLike) -> Path:
-    """A soundtrack must be a local file. Call it before a render to fail early."""
+    """A soundtrack must be a local file holding audio ffmpeg decodes. Call it before a render
+    to fail early, not after every frame is rendered."""
     s = str(soundtrack).strip()
     if len(s) >= 2 and s[0] == s[-1] == '"':  # Deforum strips the quotes Windows' "copy as path" adds
         s = s[1:-1]
@@ -61,7 +64,27 @@ def check_soundtrack(soundtrack: str | os.PathLike) -> Path:
         raise WanError(f"soundtrack {s} is a URL: deforum-wan never downloads during a render "
                        "(it must work offline); download it and give its local path")
     path = Path(s).expanduser()
-    return regular_file(path, f"soundtrack file {path}")  # ffmpeg would wait forever on a FIFO
+    regular_file(path, f"soundtrack file {path}")  # ffmpeg would wait forever on a FIFO
+    _probe_audio(path)
+    return path
+
+
+def _probe_audio(path: Path) -> None:
+    """ffmpeg decodes the first tenth of a second of its audio, or one WanError line. Skipped
+    where imageio-ffmpeg is not installed (a WebUI's own Python): the worker, which has it,
+    checks the job again with check_soundtrack."""
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        return
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-t", "0.1", "-f", "null", "-"]
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
+                              errors="replace", timeout=PROBE_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise WanError(f"soundtrack file {path}: ffmpeg did not read its audio within {PROBE_SECONDS} s") from None
+    except OSError as e:
+        raise WanError(f"could not run ffmpeg to check soundtrack file {path}: {e.strerror or e}") from None
+    if done.returncode != 0:
+        raise WanError(f"soundtrack file {path} is not audio ffmpeg can read ({_stderr_tail(done.stderr, 1)})")
 
 
 def _even_size_filter(first_frame: Path) -> str:

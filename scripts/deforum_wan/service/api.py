@@ -4,8 +4,9 @@ standalone UI's): queue renders, follow them, plan without a GPU, list models.
 Handlers take a plain ``Request`` and return ``JSONResponse``: no pydantic models, so
 the same code runs on A1111's FastAPI 0.94 (pydantic 1) and current FastAPI
 (pydantic 2). Errors are ``{"error": "<one line>"}`` with 400 (not JSON), 404
-(unknown job), 409 (nothing to resume), 413 (too large) or 422 (bad shape or
-settings). The output folder is the manager's; no request names a path to write.
+(unknown job), 409 (nothing to resume), 413 (too large), 422 (bad shape or
+settings) or 503 (busy checking other plans and submissions, or a check too long).
+The output folder is the manager's; no request names a path to write.
 
     POST /wan_api/jobs              {"settings": {...}, "name": "..."}
                                     or {"batch": [{"settings": {...}, "name": "..."}, ...]}
@@ -37,8 +38,11 @@ log = logging.getLogger(__name__)
 PREFIX = "/wan_api"
 MAX_BODY_BYTES = MAX_FILE_BYTES + 1024 * 1024  # one settings file and its wrapping
 MAX_BATCH = 1000
-PLAN_SECONDS = 20.0  # a plan that takes longer (a huge schedule) is answered 503, off the event loop
-PLANS_AT_ONCE = 2  # plans running in threads at a time; more wait their turn (then 503)
+# Plans and submissions are checked (check_job) in threads, at most CHECKS_AT_ONCE at a time so
+# a flood of heavy schedules cannot take every thread the other routes need; one that waits for
+# its turn or runs longer than PLAN_SECONDS is answered 503.
+PLAN_SECONDS = 20.0
+CHECKS_AT_ONCE = 2
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -132,7 +136,7 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     from starlette.responses import FileResponse, JSONResponse
 
     prefix = prefix.rstrip("/")
-    install_guard(app, guard or Guard.from_env(), prefixes=(prefix + "/",))
+    install_guard(app, guard or Guard.from_env(), prefixes=(prefix + "/",), file_folders=(str(manager.outdir),))
     app.router.routes[:] = [r for r in app.router.routes
                             if not str(getattr(r, "path", "")).startswith(prefix + "/")]
     served: dict[str, list[str]] = {}
@@ -170,11 +174,31 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     def job_id(request) -> str:
         return str(request.path_params["job_id"])
 
+    check_slots = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+    async def bounded(fn, *args, too_long: str):
+        """``fn(*args)`` in a thread within the check budget, or Refused(503)."""
+        try:
+            await asyncio.wait_for(check_slots.acquire(), PLAN_SECONDS)
+        except asyncio.TimeoutError:
+            raise Refused(503, "the server is busy checking other plans and submissions; try again",
+                          {"Retry-After": "5"}) from None
+        # In a thread, so the event loop serves every other route meanwhile; its slot is free
+        # only when the thread is, so runaway checks cannot pile up.
+        future = asyncio.ensure_future(run_in_threadpool(fn, *args))
+        future.add_done_callback(lambda f: (check_slots.release(), f.cancelled() or f.exception()))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), PLAN_SECONDS)
+        except asyncio.TimeoutError:
+            raise Refused(503, f"{too_long} took longer than {PLAN_SECONDS:g} s (a very long or heavy schedule);"
+                               " plan it with: python -m deforum_wan plan FILE") from None
+
     @route("/jobs", ["POST"], SUBMIT_SCHEMA)
     async def submit(request):
         items = _submission(await _json_body(request))
-        ids = await run_in_threadpool(manager.submit_batch, items)  # each checked there (render.job)
-        return JSONResponse({"jobs": ids})
+        # Checked first within the budget (render.job); queued only once that answered in time.
+        checked = await bounded(manager.check_batch, items, too_long="checking the submission")
+        return JSONResponse({"jobs": await run_in_threadpool(manager.queue_checked, checked)})
 
     @route("/jobs", ["GET"])
     async def list_jobs(request):
@@ -197,7 +221,7 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     async def _file(request, key: str, media_type: str):
         job = await run_in_threadpool(manager.get, job_id(request))
         path = find_inside(job.get(key) or "", [manager.outdir])
-        if path is None:
+        if path is None or path.suffix.lower() != {"video/mp4": ".mp4", "image/png": ".png"}[media_type]:
             raise Refused(404, f"job {job['id']} has no {key} yet")
         return FileResponse(str(path), media_type=media_type, filename=path.name)
 
@@ -220,24 +244,10 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
             return control
         route(f"/{action}", ["POST"])(make())
 
-    plan_slots = asyncio.Semaphore(PLANS_AT_ONCE)
-
     @route("/plan", ["POST"], PLAN_SCHEMA)
     async def plan(request):
         name, settings = _settings_of(await _json_body(request), "the request")
-        try:
-            await asyncio.wait_for(plan_slots.acquire(), PLAN_SECONDS)
-        except asyncio.TimeoutError:
-            raise Refused(503, "the planner is busy with other requests; try again") from None
-        # In a thread, so the event loop serves every other route meanwhile; its slot is free
-        # only when the thread is, so runaway plans cannot pile up.
-        future = asyncio.ensure_future(run_in_threadpool(_plan_json, manager, settings, name))
-        future.add_done_callback(lambda f: (plan_slots.release(), f.cancelled() or f.exception()))
-        try:
-            return JSONResponse(await asyncio.wait_for(asyncio.shield(future), PLAN_SECONDS))
-        except asyncio.TimeoutError:
-            raise Refused(503, f"planning took longer than {PLAN_SECONDS:g} s (a very long or heavy schedule);"
-                               " plan it with: python -m deforum_wan plan FILE") from None
+        return JSONResponse(await bounded(_plan_json, manager, settings, name, too_long="planning"))
 
     @route("/models", ["GET"])
     async def models(request):

@@ -13,6 +13,9 @@ handler, plus the strict readers of the credentials it is given.
 - **Auth** on the API paths: HTTP basic credentials (the standalone UI's ``--auth``, the
   WebUI's ``--api-auth`` / ``--gradio-auth`` / ``--gradio-auth-path``) or a bearer token
   (``--api-token``), compared as bytes in constant time. The tab's own login is gradio's.
+- **Content types**: every response it passes on says ``X-Content-Type-Options: nosniff``;
+  a file gradio's file route serves from the output folder is never an active type
+  (safe_files.py).
 - **Body**: a request body that stalls for ``BODY_IDLE_SECONDS`` ends the request; a POST to
   the API must be ``application/json`` and is counted as it streams in (``read_json_body``).
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import WanError
+from .safe_files import passive, serves_file
 
 ALLOWED_HOSTS_ENV = "DEFORUM_WAN_ALLOWED_HOSTS"  # comma-separated host names (a reverse proxy's)
 ALLOWED_ORIGINS_ENV = "DEFORUM_WAN_ALLOWED_ORIGINS"  # comma-separated origins, e.g. https://wan.example
@@ -180,15 +184,20 @@ class GuardMiddleware:
     all of them), auth on those under ``auth_prefixes`` (None: the same ones)."""
 
     def __init__(self, app, guard: Guard, prefixes: tuple[str, ...] | None = None,
-                 auth_prefixes: tuple[str, ...] | None = None):
+                 auth_prefixes: tuple[str, ...] | None = None, file_folders: tuple[str, ...] | None = None):
         self.app = app
         self.guard = guard
         self.prefixes = prefixes
         self.auth_prefixes = prefixes if auth_prefixes is None else auth_prefixes
+        self.file_folders = file_folders  # where gradio's file route is kept passive (None: everywhere)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or not _under(scope.get("path", ""), self.prefixes):
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        files = scope["type"] == "http" and serves_file(path, self.file_folders)
+        if not _under(path, self.prefixes):
+            return await self.app(scope, receive, _guarded_send(send, files=files) if files else send)
         headers = _headers(scope)
         origin = headers.get(b"origin")
         origin = origin.decode("latin-1") if origin is not None else None
@@ -199,7 +208,8 @@ class GuardMiddleware:
             return await _refuse(scope, send, exc, origin if cors else None)
         if scope["type"] == "websocket":
             return await self.app(scope, receive, send)
-        return await self.app(scope, _body_deadline(receive), _cors_send(send, origin if cors else None))
+        return await self.app(scope, _body_deadline(receive),
+                              _guarded_send(send, cors=True, origin=origin if cors else None, files=files))
 
     def _check(self, scope, headers: dict, origin: str | None) -> None:
         host = headers.get(b"host", b"").decode("latin-1")
@@ -215,7 +225,7 @@ class GuardMiddleware:
 
 
 def install_guard(app, guard: Guard, prefixes: tuple[str, ...] | None = None,
-                  auth_prefixes: tuple[str, ...] | None = None) -> None:
+                  auth_prefixes: tuple[str, ...] | None = None, file_folders: tuple[str, ...] | None = None) -> None:
     """Put GuardMiddleware outermost on a Starlette/FastAPI ``app``, in place of one put there
     before (a UI reload mounts again); works on a running app too (the WebUI's, at
     app_started): the stack is rebuilt on its next request."""
@@ -223,7 +233,7 @@ def install_guard(app, guard: Guard, prefixes: tuple[str, ...] | None = None,
 
     app.user_middleware[:] = [m for m in app.user_middleware if getattr(m, "cls", None) is not GuardMiddleware]
     app.user_middleware.insert(0, Middleware(GuardMiddleware, guard=guard, prefixes=prefixes,
-                                             auth_prefixes=auth_prefixes))
+                                             auth_prefixes=auth_prefixes, file_folders=file_folders))
     app.middleware_stack = None
 
 
@@ -243,7 +253,8 @@ async def _refuse(scope, send, exc: Refused, cors_origin: str | None) -> None:
         return await send({"type": "websocket.close", "code": 1008})
     body = b"" if exc.status == 204 else json.dumps({"error": str(exc)}).encode()
     headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in exc.headers.items()]
-    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff")]
     headers += _cors_headers(cors_origin)
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -256,12 +267,15 @@ def _cors_headers(origin: str | None) -> list[tuple[bytes, bytes]]:
             (b"access-control-allow-credentials", b"true"), (b"vary", b"Origin")]
 
 
-def _cors_send(send, origin: str | None):
-    """Responses carry this middleware's CORS headers only, whatever the app set."""
+def _guarded_send(send, *, cors: bool = False, origin: str | None = None, files: bool = False):
+    """Responses say nosniff; with ``cors``, carry this middleware's CORS headers only, whatever
+    the app set; with ``files`` (gradio's file route), a passive content type only."""
     async def guarded_send(message):
         if message["type"] == "http.response.start":
-            kept = [(k, v) for k, v in message.get("headers") or [] if not k.lower().startswith(b"access-control-")]
-            message = {**message, "headers": kept + _cors_headers(origin)}
+            dropped = (b"access-control-", b"x-content-type-options") if cors else (b"x-content-type-options",)
+            kept = [(k, v) for k, v in message.get("headers") or [] if not k.lower().startswith(dropped)]
+            kept = (passive(kept) if files else kept) + [(b"x-content-type-options", b"nosniff")]
+            message = {**message, "headers": kept + (_cors_headers(origin) if cors else [])}
         await send(message)
     return guarded_send
 

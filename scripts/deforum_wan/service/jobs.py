@@ -85,6 +85,11 @@ class JobManager:
         settings, its plan, its input files), all or nothing. Input files must lie in the
         output folder, ``inputs`` (folders the caller trusts, e.g. the folder of a settings
         file given on the command line) or the host's input folders."""
+        return self.queue_checked(self.check_batch(items, resume=resume, inputs=inputs))
+
+    def check_batch(self, items, *, resume: str | None = None,
+                    inputs: Iterable[str | os.PathLike] = ()) -> list[tuple[str, dict, str | None]]:
+        """``submit_batch``'s checks alone (the slow part): what ``queue_checked`` queues."""
         items = list(items)
         if not items:
             raise SettingsError("nothing to queue", "<batch>")
@@ -95,6 +100,10 @@ class JobManager:
             name = str(item[0] or "") or (f"<batch item {index + 1}>" if len(items) > 1 else "")
             job = check_job(JobSpec(item[1], name, resume), self.outdir, models_dir=self.models_dir, inputs=inputs)
             checked.append((str(item[0] or ""), job.spec.settings, job.spec.resume))
+        return checked
+
+    def queue_checked(self, checked: list[tuple[str, dict, str | None]]) -> list[str]:
+        """Queue what ``check_batch`` returned."""
         ids = self.store.add(checked)
         with self._state:
             self._paused = False  # queuing is "Generate": it also restarts a paused queue

@@ -16,7 +16,7 @@ from ..config.settings import load_settings, read_settings_file, resolve_batch_n
 from ..errors import WanError
 from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
-from ..render.camera_preview import write_preview
+from ..render.camera_preview import prune_previews, write_preview
 from ..render.inputs import find_inside, input_roots
 from ..render.job import CheckedJob, JobSpec, check_job
 from ..render.names import make_timestring, write_settings
@@ -43,6 +43,8 @@ from .plan_view import plan_html
 from .progress_text import current_job, job_name, job_status_line, jobs_table, progress_text, resumable, shown_path
 
 PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the camera scales with them)
+PREVIEW_FRAMES = 600  # the most frames a preview shows: a 100,000-frame file is not written out as PNGs
+PREVIEWS_KEPT = 5  # the newest previews kept in <outdir>/wan-camera; older ones are deleted
 
 # A first render that works on the model's trained size; everything else is Deforum's default.
 STARTER_SETTINGS: dict = {
@@ -129,19 +131,24 @@ class WanTab:
         return format_plan(plan), plan_html(plan), status
 
     def preview_camera(self, *args) -> tuple[Any, str]:
-        """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time."""
+        """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time:
+        the first PREVIEW_FRAMES frames at most."""
         *values, base, _batch = args
         try:
             settings = self._check(self.settings_of(values, base), "tab").settings  # its init image confined
             missing = missing_message(settings, self.models_dir)
             if missing:
                 return update(), f"error: {missing}"
-            folder = self.outdir / "wan-camera" / make_timestring()
-            video, notes = write_preview(settings, folder, settings.init_image, models_dir=self.models_dir,
-                                         max_side=PREVIEW_SIDE)
+            shown = min(settings.max_frames, PREVIEW_FRAMES)
+            parent = self.outdir / "wan-camera"
+            prune_previews(parent, PREVIEWS_KEPT - 1)
+            video, notes = write_preview(settings, parent / make_timestring(), settings.init_image,
+                                         frames=(0, shown - 1), models_dir=self.models_dir, max_side=PREVIEW_SIDE)
         except Exception as exc:
             return update(), one_line(exc)
-        return str(video), "; ".join([f"camera preview: {settings.max_frames} frames (no diffusion)", *notes])
+        count = (f"{shown} frames" if shown == settings.max_frames
+                 else f"the first {shown} of {settings.max_frames} frames (at most {PREVIEW_FRAMES} are previewed)")
+        return str(video), "; ".join([f"camera preview: {count} (no diffusion)", *notes])
 
     def _check(self, settings: dict, name: str) -> CheckedJob:
         """What Generate would queue, checked by the same rules (the plan, the input files)."""

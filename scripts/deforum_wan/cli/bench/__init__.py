@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ...errors import WanError
+
 
 def size_arg(text: str) -> tuple[int, int]:
     """``--size WxH``, read as the ``wan_size`` key reads it (one line when it is not a size)."""
@@ -23,10 +25,41 @@ def size_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc).replace("wan_size", "--size", 1)) from None
 
 
+def count_arg(least: int):
+    """An int option of at least ``least`` (``--repeat 0`` would measure nothing, then fail)."""
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is less than {least}")
+        return value
+    return read
+
+
+def check_output_file(path: str | None, flag: str) -> None:
+    """A file the bench writes at its end, checked before the run (minutes) rather than after."""
+    if not path:
+        return
+    import os
+
+    target = Path(path).expanduser()
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise WanError(f"{flag} {path} is a folder; give a file name")
+    if not folder.is_dir():
+        raise WanError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise WanError(f"{flag} {path} cannot be written")
+
+
 def cmd_bench(args) -> int:
     from . import report
     from .run import run_bench
 
+    check_output_file(args.json_file, "--json-file")
+    check_output_file(args.md, "--md")
     r = run_bench(args)
     if args.md:
         report.write_markdown(args.md, r)
@@ -60,12 +93,12 @@ def add_bench_command(sub) -> None:
     p.add_argument("--model", default="tiny-random", help="model id (default tiny-random)")
     p.add_argument("--size", type=size_arg, help="WxH (default: 64x64 for the tiny models; another model"
                    " renders its trained size nearest to square)")
-    p.add_argument("--frames", type=int, help="output frames of the short render (default 48; --window: the"
+    p.add_argument("--frames", type=count_arg(1), help="output frames of the short render (default 48; --window: the"
                    " model's window)")
-    p.add_argument("--steps", type=int, help="denoising steps per window (default: the model's; 2 for the tiny"
+    p.add_argument("--steps", type=count_arg(1), help="denoising steps per window (default: the model's; 2 for the tiny"
                    " models)")
-    p.add_argument("--repeat", type=int, default=3, help="runs of each variant; the fastest counts")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--repeat", type=count_arg(1), default=3, help="runs of each variant; the fastest counts")
+    p.add_argument("--threads", type=count_arg(1), help="torch CPU threads")
     p.add_argument("--models-dir", help="folder with model weights")
     p.add_argument("--preset", action="append", metavar="NAME",
                    help="also bench this preset (quality, balanced, fast, low-vram, or all), or a preset with"
@@ -77,9 +110,9 @@ def add_bench_command(sub) -> None:
                    help="one text-to-video window at the model's native fps, steps and guidance"
                         " (what the GPU targets are stated for)")
     p.add_argument("--prompt", help="prompt of the rendered windows")
-    p.add_argument("--warmup", type=int, default=1,
+    p.add_argument("--warmup", type=count_arg(0), default=1,
                    help="untimed runs of each preset before timing (the first compiles; default 1)")
-    p.add_argument("--tiny-layers", type=int, metavar="N",
+    p.add_argument("--tiny-layers", type=count_arg(1), metavar="N",
                    help="tiny-random with N transformer blocks (block caches need 2 or more)")
     p.add_argument("--camera", action="store_true",
                    help="instead: wan_camera off, guide and vace side by side on the same settings (time,"
