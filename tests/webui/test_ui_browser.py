@@ -146,9 +146,12 @@ def test_import_plan_render_interrupt(page, server):
     page.wait_for_selector("#wan_plan_view table")
     assert page.locator("#wan_plan_view tbody tr").count() == 6 and page.locator("#wan_plan_view svg rect").count() > 6
 
+    # The settings line (import, then Plan) is its own: the 1 s poll leaves it while jobs run and end.
+    settings_line = text_of(page, "wan_status")
+    assert settings_line.startswith("plan: 6 windows")
     # Render on the tiny model; the progress text moves, then the video plays from the server.
     page.click("#wan_generate")
-    job = job_in(wait_text(page, "wan_status", lambda t: job_in(t) is not None))
+    job = job_in(wait_text(page, "wan_job_status", lambda t: job_in(t) is not None))
     # standalone has no WebUI progress bar: the Generate JS (TASK_JS) left the page alone
     assert page.locator(".progressDiv").count() == 0
     seen = wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: done - 48 frames" in t, timeout=180)
@@ -164,11 +167,12 @@ def test_import_plan_render_interrupt(page, server):
     # A second, longer render, interrupted while it runs.
     page.fill("#wan_frames input", "400")
     page.click("#wan_generate")
-    job = job_in(wait_text(page, "wan_status", lambda t: job_in(t) not in (None, job)))
+    job = job_in(wait_text(page, "wan_job_status", lambda t: job_in(t) not in (None, job)))
     wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: rendering - window" in t and "step" in t)
     page.click("#wan_interrupt")
     # the button's answer, or already the job's end (the Status box follows the job)
-    wait_text(page, "wan_status", lambda t: t.startswith("interrupting") or f"job {job} interrupted" in t)
+    wait_text(page, "wan_job_status", lambda t: t.startswith("interrupting") or f"job {job} interrupted" in t)
     wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: interrupted after" in t)
+    assert text_of(page, "wan_status") == settings_line
     jobs = page.request.get(url + "wan_api/jobs").json()["jobs"]
     assert sorted(j["status"] for j in jobs) == ["done", "interrupted"]

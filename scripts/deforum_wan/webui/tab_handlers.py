@@ -333,9 +333,11 @@ class WanTab:
             raise WanError(f"{Path(str(path)).name}: only uploaded files or files in the output folder are read")
         return found
 
-    def download(self, model) -> str:
-        """Fetch the chosen model and its continuation partner into the models folder."""
-        return self.downloads.start(model_id(model))
+    def download(self, model) -> tuple[str, Any]:
+        """Fetch the chosen model and its continuation partner into the models folder; the line
+        and the Stop download button (shown while it runs)."""
+        line = self.downloads.start(model_id(model))
+        return line, update(visible=self.downloads.running)
 
     def stop_download(self) -> str:
         return self.downloads.stop()
@@ -345,36 +347,51 @@ class WanTab:
         return update(choices=model_choices(self.installed), value=model_label(model_id(model), self.installed))
 
     # --- progress ----------------------------------------------------------------------
+    @staticmethod
+    def _shown(key: str, value) -> Any:
+        """A poll value as its component's update."""
+        if key == "resumable":
+            return update(choices=value, value=value[0] if value else None)
+        if key == "downloading":
+            return update(visible=bool(value))
+        return value
+
     def poll(self, view: dict | None) -> list:
-        """Progress text, preview, video, folder, queue table; unchanged values are not resent."""
+        """Progress text, preview, video, folder, queue table, Resume list, the job's line, the
+        download bar and whether Stop download shows; unchanged values are not resent. It writes
+        no other line: what an import, a save or a Download said stays."""
         view = dict(view or {})
         try:
             jobs = self.manager.list()
         except Exception as exc:
-            return [one_line(exc), update(), update(), update(), update(), update(), update(), update(), view]
+            return [one_line(exc)] + [update() for _ in range(8)] + [view]
         job = current_job(jobs)
         job_id = (job or {}).get("id")
         if view.get("job") != job_id:  # another job: clear what the last one showed
             view = {"job": job_id}
+        offered = resumable(jobs)
+        can_resume = bool(job_id) and any(label.split(" ", 1)[0] == job_id for label in offered)
         new = {
-            "progress": progress_text(job, jobs),
-            "resumable": resumable(jobs),
-            # the Status box follows the job to its end ("queued job X" does not stay)
-            "status": job_status_line(job) if job and job["status"] != "queued" else None,
+            "progress": progress_text(job, jobs, can_resume),
+            "resumable": offered,
+            # the Job line follows the job to its end ("queued job X" does not stay)
+            "status": job_status_line(job, can_resume) if job and job["status"] != "queued" else None,
             "download": self.downloads.html(),
+            "downloading": self.downloads.running,
             "preview": (job or {}).get("preview") or None,
             "video": (job or {}).get("video") if job and job["status"] != "running" else None,
             "folder": shown_path((job or {}).get("run_dir") or ""),
             "jobs": jobs_table(jobs),
         }
         out = []
-        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status", "download"):
+        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status", "download",
+                    "downloading"):
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():
                 value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
             if key in view and view[key] == value or (key == "status" and value is None):
                 out.append(update())  # unchanged: not resent (no redraw)
             else:
-                out.append(update(choices=value, value=value[0] if value else None) if key == "resumable" else value)
+                out.append(self._shown(key, value))
                 view[key] = value
         return out + [view]
