@@ -140,7 +140,6 @@ def test_killed_worker_fails_the_job_and_the_next_one_runs(shared):
     assert failed["error"].startswith("worker crashed (exit code -9: killed by SIGKILL")
     assert f"its frames are kept in {failed['run_dir']}; it can be resumed" in failed["error"]
     assert "--resume" not in failed["error"] and "python -m" not in failed["error"]  # no CLI words for the tab
-    assert f"--resume {failed['timestring']}" in failed["error"]
     assert wait_for(lambda: recorder.seen(victim, "job_error"), 30, "the crash event")[-1]["crashed"] is True
 
     done = wait_for(lambda: finished(manager, survivor), 90, "the next job on a new worker")

@@ -197,6 +197,7 @@ FIELD_EFFECTS = {
     "init_image": ("start.png", lambda s: s.init_image == "start.png"),
     "soundtrack": ("music.mp3", lambda s: s.soundtrack == "music.mp3"),
     "batch_name": ("MyRun_{seed}", lambda s: s.batch_name == "MyRun_{seed}"),
+    "animation_mode": ("3D", lambda s: s.camera is not None and s.camera.mode == "3D"),
 }
 
 
@@ -313,7 +314,11 @@ def test_preview_camera_shows_deforums_path_as_a_video(tab):
     assert str(tab.outdir) in video
     still = dict(data, animation_mode="None")
     _, status = tab.preview_camera(*tab.field_values(still), still, [])
-    assert status.startswith("error:") and "no camera to preview" in status and "\n" not in status
+    # said in the tab's words: its field, what to choose
+    assert status == "no camera to preview: Animation mode is None; choose 2D or 3D for Deforum's camera moves"
+    assert tab.fields(tab.field_values(still))["animation_mode"] == "None"
+    start = tab.initial  # the tab's first view: no camera either, said the same way
+    assert tab.preview_camera(*tab.field_values(start), start, [])[1].startswith("no camera to preview: ")
 
 
 @pytest.mark.parametrize("name,value,expected", [

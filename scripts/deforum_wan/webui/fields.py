@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from ..config.camera import CAMERA_DEFAULTS
 from ..config.keys import COLOR_MODES, DEFAULT_PRESET, KEYS, PRESETS, WAN_ALIASES, WAN_DEFAULTS, Key
 from ..config.schedule import SEED_BEHAVIORS
 from ..config.settings import (  # fields read values exactly as load_settings does
@@ -25,6 +26,9 @@ from ..errors import SettingsError
 from ..models.registry import DEFAULT_MODEL, MODELS, get_model
 
 CUSTOM_SIZE = "custom"
+# Deforum's animation modes. 2D and 3D move the camera; Video Input and Interpolation are
+# read but not rendered by Wan (the plan warns); a file without the key has no camera here.
+ANIMATION_MODES = ("2D", "3D", "None", "Video Input", "Interpolation")
 
 # The Wan keys' fields, from the key table: field name -> key.
 WAN_KEY_FIELDS: dict[str, Key] = {k.field: k for k in KEYS if k.field}
@@ -37,6 +41,7 @@ _DEFORUM_FIELDS: dict[str, str] = {
     "seed_iter_n": "seed_iter_N", "color_coherence": "color_coherence", "prompts": "prompts",
     "positive": "animation_prompts_positive", "negative": "animation_prompts_negative",
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
+    "animation_mode": "animation_mode",
 }
 FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
@@ -244,6 +249,7 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         "init_image": init_image_of(s) or "",
         "soundtrack": soundtrack_of(s) or "",
         "batch_name": str(_get(s, "batch_name") or ""),
+        "animation_mode": _choice(s.get("animation_mode"), ANIMATION_MODES, str(CAMERA_DEFAULTS["animation_mode"])),
         **{f: _shown(k, _get(s, k.name)) for f, k in WAN_KEY_FIELDS.items()},
     }
 
@@ -259,7 +265,7 @@ def _normalize(name: str, value: Any) -> Any:
         return normalize_cfg(value)
     if name == "prompts":
         return prompts_text(parse_prompts(value))
-    if name in ("seed_behavior", "color_coherence"):
+    if name in ("seed_behavior", "color_coherence", "animation_mode"):
         return str(value or "").strip()
     return "" if value is None else value  # free text is kept as typed
 

@@ -127,6 +127,10 @@ class WanTab:
         *values, base, _batch = args
         try:
             settings = self._check(self.settings_of(values, base), "tab").settings  # its init image confined
+            if settings.camera is None or settings.camera.mode == "None":
+                mode = self.fields(values).get("animation_mode")
+                return update(), (f"no camera to preview: Animation mode is {mode}; choose 2D or 3D for"
+                                  " Deforum's camera moves")
             folder = self.outdir / "wan-camera" / make_timestring()
             video, notes = write_preview(settings, folder, settings.init_image, models_dir=self.models_dir,
                                          max_side=PREVIEW_SIDE)

@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..config.keys import COLOR_MODES
 from ..config.schedule import SEED_BEHAVIORS
-from .fields import FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
+from .fields import ANIMATION_MODES, FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
 from .gradio_compat import blocks, component, on, poll, refuse_named_files
 from .tab_handlers import WanTab
 
@@ -131,6 +131,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["frames"] = gr.Number(label="Frames (max_frames)", value=start["frames"], precision=0,
                                             elem_id="wan_frames")
                     c["clip_duration"] = gr.Number(**wan_widget("clip_duration", start), elem_id="wan_clip_duration")
+                    c["animation_mode"] = gr.Dropdown(label="Animation mode (2D/3D: Deforum's camera)",
+                                                      choices=list(ANIMATION_MODES), value=start["animation_mode"],
+                                                      elem_id="wan_animation_mode")
                 with gr.Row():
                     for name in ("steps", "guidance", "guidance_2"):
                         c[name] = gr.Textbox(**wan_widget(name, start, label=sampling_label(name, start["model"])),
