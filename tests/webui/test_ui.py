@@ -309,6 +309,7 @@ def test_preview_camera_shows_deforums_path_as_a_video(tab):
     values = tab.field_values(data)
     video, status = tab.preview_camera(*values, data, [])
     assert status.startswith("camera preview: 48 frames") and "shown at 384x288" in status, status
+    assert status.endswith("; Wan renders 640x480")  # the size the plan renders, named once
     info = probe_video(video)
     assert info["frames"] == 48 and (info["width"], info["height"]) == (384, 288)
     assert str(tab.outdir) in video
@@ -355,8 +356,17 @@ def test_import_one_file_fills_the_fields(tab, deforum_dir):
     fields = dict(zip(FIELDS, values))
     assert (fields["seed"], fields["width"], fields["frames"]) == (3159940858, 1024, 363)
     assert fields["seed_behavior"] == "fixed"
-    assert base == read_settings_file(path) and batch == [] and status == "imported xmyx_Flashbacks-30s.txt"
+    assert base == read_settings_file(path) and batch == []
     assert size["value"] == CUSTOM_SIZE  # 1024x576 is not a trained size of the default model
+    # the size the plan renders, and that it is not the file's: in the line and on the Size field
+    from deforum_wan.config.planner import make_plan
+
+    plan = make_plan(load_settings(read_settings_file(path)))
+    said = f"renders {plan.width}x{plan.height}, not W/H 1024x576 ("
+    assert (plan.width, plan.height) != (1024, 576)
+    assert status.startswith(f"imported xmyx_Flashbacks-30s.txt; {said}") and said in size["info"]
+    plan_line = tab.plan(*values, base, [])[2]
+    assert said in plan_line and plan.size_source in plan_line
 
 
 def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):

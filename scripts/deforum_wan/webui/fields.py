@@ -152,6 +152,15 @@ def nearest_size(model: str, width: Any, height: Any) -> str:
     return size_label(*best)
 
 
+def size_note(plan, width: Any, height: Any) -> str:
+    """The size the plan renders (the planner's choice for the model: a trained size, rounded
+    to its multiple), and where it is not the W x H asked for, that it is not."""
+    asked = (_number(width) or 0, _number(height) or 0)
+    if (plan.width, plan.height) == asked:
+        return f"renders {plan.width}x{plan.height}"
+    return f"renders {plan.width}x{plan.height}, not W/H {asked[0]}x{asked[1]} ({plan.size_source})"
+
+
 def parse_size(label: str) -> tuple[int, int] | None:
     w, sep, h = str(label or "").partition("x")
     return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() else None

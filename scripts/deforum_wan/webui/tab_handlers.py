@@ -36,6 +36,7 @@ from .fields import (
     settings_to_fields,
     size_choices,
     size_for,
+    size_note,
 )
 from .gradio_compat import file_path, file_paths, received_upload, update
 from .plan_view import plan_html
@@ -118,7 +119,9 @@ class WanTab:
             plan = self._check(self.settings_of(values, base), "tab").plan
         except Exception as exc:
             return "", "", one_line(exc)
-        status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps"
+        f = self.fields(values)
+        status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps,"
+                  f" {size_note(plan, f['width'], f['height'])}"
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
         return format_plan(plan), plan_html(plan), status
 
@@ -126,7 +129,8 @@ class WanTab:
         """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time."""
         *values, base, _batch = args
         try:
-            settings = self._check(self.settings_of(values, base), "tab").settings  # its init image confined
+            checked = self._check(self.settings_of(values, base), "tab")
+            settings = checked.settings  # its init image confined
             if settings.camera is None or settings.camera.mode == "None":
                 mode = self.fields(values).get("animation_mode")
                 return update(), (f"no camera to preview: Animation mode is {mode}; choose 2D or 3D for"
@@ -136,7 +140,8 @@ class WanTab:
                                          max_side=PREVIEW_SIDE)
         except Exception as exc:
             return update(), one_line(exc)
-        return str(video), "; ".join([f"camera preview: {settings.max_frames} frames (no diffusion)", *notes])
+        return str(video), "; ".join([f"camera preview: {settings.max_frames} frames (no diffusion)", *notes,
+                                      f"Wan {size_note(checked.plan, settings.W, settings.H)}"])
 
     def _check(self, settings: dict, name: str) -> CheckedJob:
         """What Generate would queue, checked by the same rules (the plan, the input files)."""
@@ -243,15 +248,26 @@ class WanTab:
             return keep + [one_line(exc)]
         first = loaded[0][1]
         values = self.field_values(first)
-        size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values))
+        rendered = self._rendered_size(first, self.fields(values))
+        size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values),
+                      info=rendered or None)
         if len(loaded) == 1:
-            return values + [first, [], size, f"imported {Path(paths[0]).name}"]
+            return values + [first, [], size, f"imported {Path(paths[0]).name}"
+                             + (f"; {rendered}" if rendered else "")]
         batch = [[name, data] for name, data in loaded]
         return values + [first, batch, size,
                          f"imported {len(loaded)} files as a batch: Generate queues one job per file, each"
                          " with its own prompts, frames, size and seed, and this tab's model, backend,"
                          " preset, memory, LoRA, overlap, motion and retime settings; Clear batch to edit one"
                          " file"]
+
+    def _rendered_size(self, data: dict, fields: dict) -> str:
+        """What the plan renders at for these settings ("" while they do not plan yet)."""
+        try:
+            plan = self._check(data, "tab").plan
+        except Exception:  # an incomplete file: Plan names the problem
+            return ""
+        return size_note(plan, fields["width"], fields["height"])
 
     def _size(self, values: list) -> str:
         f = self.fields(values)
