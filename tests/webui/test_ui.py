@@ -296,8 +296,11 @@ def test_plan_shows_the_table(tab):
     from deforum_wan.config.planner import make_plan
 
     segments = len(make_plan(load_settings(fields_to_settings(tab.fields(values), base))).segments)
-    assert view.count("<tr>") == 1 + 6 and view.count("<rect") == segments + 6 and "<svg" in view
-    assert ">0-" in view and ">camera</th>" in view
+    # a short table and the full one behind a click, a head and a row per window each
+    summary, full = view.split("<details", 1)
+    assert summary.count("<tr>") == 1 + 6 and full.count("<tr>") == 1 + 6 and "camera" not in summary
+    assert view.count("<rect") == segments + 6 and "<svg" in view
+    assert ">0-" in view and ">camera</th>" in full
     hostile = dict(base, prompts={"0": "<script>alert(1)</script>"})
     assert "<script>" not in tab.plan(*tab.field_values(hostile), hostile, [])[1]  # escaped
 

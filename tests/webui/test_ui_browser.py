@@ -144,7 +144,8 @@ def test_import_plan_render_interrupt(page, server):
     # Plan before rendering.
     page.click("#wan_plan")
     page.wait_for_selector("#wan_plan_view table")
-    assert page.locator("#wan_plan_view tbody tr").count() == 6 and page.locator("#wan_plan_view svg rect").count() > 6
+    assert page.locator("#wan_plan_view .wan-plan-summary tbody tr").count() == 6
+    assert page.locator("#wan_plan_view svg rect").count() > 6
 
     # The settings line (import, then Plan) is its own: the 1 s poll leaves it while jobs run and end.
     settings_line = text_of(page, "wan_status")
@@ -176,3 +177,20 @@ def test_import_plan_render_interrupt(page, server):
     assert text_of(page, "wan_status") == settings_line
     jobs = page.request.get(url + "wan_api/jobs").json()["jobs"]
     assert sorted(j["status"] for j in jobs) == ["done", "interrupted"]
+
+
+def test_a_long_plan_fits_the_column(page):
+    """A 12-window plan in the right column: the page stays short and no cell wraps onto more
+    than three lines (the full table is one click away and scrolls sideways)."""
+    page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
+    wait_text(page, "wan_frames", lambda t: t == "48", timeout=30)
+    page.fill("#wan_frames input", "96")
+    page.click("#wan_plan")
+    wait_text(page, "wan_status", lambda t: t.startswith("plan: 12 windows"), timeout=60)
+    rows = page.locator("#wan_plan_view .wan-plan-summary tbody tr")
+    assert rows.count() == 12
+    assert page.locator("#wan_plan_view").bounding_box()["height"] < 900
+    page.click("#wan_plan_view details summary")  # the full table, opened
+    line = 3 * 12 * 1.6  # three lines of the 12 px table text
+    tall = [c.inner_text() for c in page.locator("#wan_plan_view td").all() if c.bounding_box()["height"] > line]
+    assert not tall, tall[:3]
