@@ -184,7 +184,7 @@ def test_a_long_plan_fits_the_column(page):
     than three lines (the full table is one click away and scrolls sideways)."""
     page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
     wait_text(page, "wan_frames", lambda t: t == "48", timeout=30)
-    page.fill("#wan_frames input", "96")
+    page.fill("#wan_frames input", "108")
     page.click("#wan_plan")
     wait_text(page, "wan_status", lambda t: t.startswith("plan: 12 windows"), timeout=60)
     rows = page.locator("#wan_plan_view .wan-plan-summary tbody tr")
