@@ -138,7 +138,7 @@ def test_import_plan_render_interrupt(page, server):
     url, outdir = server
     # Import a Deforum settings file: the fields fill from it.
     page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
-    wait_text(page, "wan_status", lambda t: t == f"imported {EXAMPLE.name}", timeout=20)
+    wait_text(page, "wan_status", lambda t: t.startswith(f"imported {EXAMPLE.name}; renders "), timeout=20)
     assert text_of(page, "wan_frames") == "48" and text_of(page, "wan_width") == "64"
 
     # Plan before rendering.

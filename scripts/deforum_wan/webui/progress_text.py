@@ -30,6 +30,19 @@ def current_job(jobs: list[dict]) -> dict | None:
     return max(jobs, key=lambda j: j.get("created") or 0) if jobs else None
 
 
+def position(p: dict) -> str:
+    """Where a render is, from ``events.reduce``'s state: "window i/n, step s/S, frames w/f"
+    (the step while one runs). The tab's Progress box and the WebUI's own bar (host_bridge)
+    both say it this way, so they agree."""
+    windows = p.get("windows", 0)
+    parts = [f"window {min(p.get('window', 0) + 1, windows)}/{windows}"] if windows else []
+    if p.get("step") and p.get("steps"):
+        parts.append(f"step {p['step']}/{p['steps']}")
+    if p.get("frames"):
+        parts.append(f"frames {p.get('frames_written', 0)}/{p['frames']}")
+    return ", ".join(parts)
+
+
 RESUME_HINT = "press Resume to continue it"  # the tab's way; the queue's message says only that it can be
 
 
@@ -39,16 +52,11 @@ def progress_text(job: dict | None, jobs: list[dict], can_resume: bool = False) 
     p = job.get("progress") or {}
     name = f"{job.get('name') or 'job'} [{job['id'][:8]}]"  # the id: which job "done" is about
     status = job["status"]
-    windows, frames = p.get("windows", 0), p.get("frames", 0)
+    frames = p.get("frames", 0)
     if status == "running":
         phase = p.get("phase") or "starting"
-        text = f"{name}: {phase}"
-        if windows:
-            text += f" - window {min(p.get('window', 0) + 1, windows)}/{windows}"
-        if p.get("steps"):
-            text += f", step {p.get('step', 0)}/{p['steps']}"
-        if frames:
-            text += f", frames {p.get('frames_written', 0)}/{frames}"
+        where = position(p)
+        text = f"{name}: {phase}" + (f" - {where}" if where else "")
     elif status == "queued":
         text = f"{name}: queued"
     elif status == "done":
