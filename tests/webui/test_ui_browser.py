@@ -182,10 +182,10 @@ def test_import_plan_render_interrupt(page, server):
 def test_a_long_plan_fits_the_column(page):
     """A 12-window plan in the right column: the page stays short and no cell wraps onto more
     than three lines (the full table is one click away and scrolls sideways)."""
-    page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))  # added to the earlier import
-    wait_text(page, "wan_status", lambda t: t.startswith("imported "), timeout=30)
-    page.click("#wan_clear_batch")  # the fields, from the example
-    wait_text(page, "wan_status", lambda t: t.startswith("batch cleared"), timeout=30)
+    # the example, imported by the test above (gradio 3.41's box takes no second file) or now
+    if text_of(page, "wan_width") != "64":
+        page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
+        wait_text(page, "wan_status", lambda t: t.startswith(f"imported {EXAMPLE.name}"), timeout=30)
     page.fill("#wan_frames input", "108")
     page.click("#wan_plan")
     wait_text(page, "wan_status", lambda t: t.startswith("plan: 12 windows"), timeout=60)
