@@ -30,7 +30,13 @@ class SettingsError(WanError):
 
 
 class BackendError(WanError):
-    """No backend could load or run the model; the message lists why for each."""
+    """No backend could load or run the model; the message lists why for each. ``lead``: the
+    one line a person reads first (the reason of the last backend tried, the one that matters
+    once the others were ruled out), when the message lists several."""
+
+    def __init__(self, message: str, lead: str | None = None):
+        super().__init__(message)
+        self.lead = lead
 
 
 class Interrupted(WanError):
@@ -81,6 +87,8 @@ def describe_error(exc: BaseException) -> str:
     oom = find_out_of_memory(exc)
     if oom is not None:
         return f"out of GPU memory: {one_line(str(oom)) or 'CUDA OutOfMemoryError'}"
+    if isinstance(exc, BackendError) and exc.lead:
+        return one_line(exc.lead)
     if isinstance(exc, WanError):
         return one_line(str(exc)) or type(exc).__name__
     text = one_line(str(exc))

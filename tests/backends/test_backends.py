@@ -199,6 +199,12 @@ def test_auto_chain_lists_every_reason_when_nothing_loads(tmp_path, isolated_hf_
     assert lines[1].startswith("  official: needs CUDA")
     assert lines[2].startswith("  diffusers: weights for wan2.1-t2v-1.3b (Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
     assert lines[2].endswith("run: python -m deforum_wan download wan2.1-t2v-1.3b")
+    # a person reads the last backend's reason first (the weights to download), not "needs CUDA"
+    from deforum_wan.errors import describe_error
+
+    said = describe_error(err.value)
+    assert said.startswith("no backend could load wan2.1-t2v-1.3b: diffusers: weights for wan2.1-t2v-1.3b")
+    assert said.endswith("(also tried official: every reason is in the log)") and "CUDA" not in said
     with pytest.raises(WanError, match="backend must be one of"):
         load_backend(get_model("tiny-random"), "onnx", options)
 

@@ -205,9 +205,10 @@ def test_the_tabs_download_button_shows_size_progress_and_stop(served, tmp_path,
     tab = WanTab(types.SimpleNamespace(outdir=tmp_path / "out", models_dir=str(models)))
     total = sum(f["size"] for f in served.files.values())
     served.delay = 0.01
-    said = tab.download(f"{spec.id} [not downloaded]")
+    said, stop = tab.download(f"{spec.id} [not downloaded]")
+    assert stop["visible"] is True  # Stop download shows while it runs
     assert said == f"downloading {spec.id}: {total / 1e6:.1f} MB ({total / 1e6:.1f} MB to fetch) into {models}"
-    assert tab.download(spec.id).startswith("a download is running")
+    assert tab.download(spec.id)[0].startswith("a download is running")
     bars = []
     deadline = time.monotonic() + 30
     while tab.downloads.running and time.monotonic() < deadline:
@@ -223,7 +224,8 @@ def test_the_tabs_download_button_shows_size_progress_and_stop(served, tmp_path,
     tab.downloads._thread.join(30)
     assert tab.downloads.html().endswith(f"downloaded {spec.id}: press Refresh models</div>")
     assert tab.refresh_models(spec.id)["value"].startswith(f"{spec.id} [installed, ")
-    assert tab.download(spec.id) == f"{spec.id} and its continuation model are already in {models}"
+    assert tab.download(spec.id) == (f"{spec.id} and its continuation model are already in {models}",
+                                     {"__type__": "update", "visible": False})
 
 
 # The WebUIs' own huggingface_hub, which the tab's Download runs with: A1111 v1.10.1 and Forge,

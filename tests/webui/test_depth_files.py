@@ -65,7 +65,7 @@ def imported(tab: WanTab, path, **fields) -> tuple[list, dict, str]:
 
 
 def fetch_depth(tab: WanTab, values, base) -> str:
-    said = tab.download_depth(*values, base)
+    said, _stop = tab.download_depth(*values, base)
     wait_for(lambda: not tab.downloads.running, 60, "the depth model's download")
     return said
 
@@ -75,7 +75,7 @@ def test_a_3d_file_says_what_it_needs_and_download_depth_model_fetches_it(served
     values, base, status = imported(tab, by_name("sdwebui_default_settings.txt"), **TINY)
     need = (f"depth model depth-dpt-large ({SERVED.repo}, about 1.4 GB) is not in {models} or the hub cache;"
             " press Download depth model, or untick Depth warping for a flat scene")
-    assert status == f"imported sdwebui_default_settings.txt; first: {need}"
+    assert status.startswith("imported sdwebui_default_settings.txt; renders ") and status.endswith(f"; first: {need}")
     assert values[FIELDS.index("depth_warping")] is True
     text, view, said = tab.plan(*values, base, [])
     assert said.startswith("plan: ") and said.endswith(f"; missing: {need}") and text.startswith(f"missing: {need}")
@@ -91,7 +91,7 @@ def test_a_3d_file_says_what_it_needs_and_download_depth_model_fetches_it(served
     assert "missing" not in tab.plan(*values, base, [])[2]
     video, said = tab.preview_camera(*values, base, [])
     assert said.startswith("camera preview: 5 frames") and "depth: depth-dpt-large on every frame" in said, said
-    assert tab.download_depth(*values, base).startswith("depth model depth-dpt-large is already downloaded")
+    assert tab.download_depth(*values, base)[0].startswith("depth model depth-dpt-large is already downloaded")
 
 
 def test_depth_warping_off_is_a_flat_scene_that_needs_nothing(models, tmp_path):
@@ -103,7 +103,7 @@ def test_depth_warping_off_is_a_flat_scene_that_needs_nothing(models, tmp_path):
     video, said = tab.preview_camera(*values, base, [])
     assert said.startswith("camera preview: 5 frames") and "depth:" not in said, said
     flat = dict(base, animation_mode="2D")
-    assert tab.download_depth(*tab.field_values(flat), flat) == (
+    assert tab.download_depth(*tab.field_values(flat), flat)[0] == (
         "Download depth model: this camera is not 3D, so it needs no depth model")
 
 

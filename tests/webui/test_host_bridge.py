@@ -190,3 +190,39 @@ def test_the_lock_is_taken_and_sd_unloaded_before_the_worker_loads(tiny_models_d
         if generating:
             webui.lock.release()  # an assertion failed while "generating": let the dispatcher go on
         manager.shutdown()
+
+
+def test_the_webui_bar_and_the_tabs_progress_box_agree_on_window_and_frames():
+    """One resumed render's events, folded by the job queue (the tab's Progress box reads its
+    record) and by the bridge (the WebUI's bar): at every event they name the same window,
+    step and frames, a resume's frames on disk included."""
+    from deforum_wan import events
+    from deforum_wan.service.jobstore import PROGRESS_KEYS
+    from deforum_wan.webui.progress_text import progress_text
+
+    state = State()
+    bridge = ProgressBridge(Manager(), state, poll_seconds=0.01)
+    run = [{"event": "job_running", "job": "j1"},
+           {"event": "started", "job": "j1", "windows": 2, "frames": 240, "resume_from_window": 1,
+            "frames_written": 43, "window_steps": [4, 4]},
+           {"event": "loading", "job": "j1", "model": "m"},
+           {"event": "loaded", "job": "j1", "model": "m"},
+           {"event": "step", "job": "j1", "window": 1, "step": 1, "steps": 4},
+           {"event": "step", "job": "j1", "window": 1, "step": 3, "steps": 4},
+           {"event": "window_done", "job": "j1", "window": 1, "windows": 2, "frames_written": 240,
+            "preview": None}]
+    folded = None
+    checked, boxes = 0, []
+    for event in run:
+        bridge(event)
+        folded = events.reduce(None if event["event"] == "job_running" else folded, event)
+        record = {"phase": folded["phase"], **{k: folded[k] for k in PROGRESS_KEYS}}  # the queue's _live
+        box = progress_text({"id": "j1" * 6, "name": "run", "status": "running", "progress": record}, [])
+        boxes.append(box)
+        if state.textinfo and event["event"] != "job_running":
+            bar_where = state.textinfo.split(", ", 1)[1] if state.textinfo.startswith("Wan: loading") else \
+                state.textinfo.removeprefix("Wan: ")
+            assert box.endswith(" - " + bar_where), (event["event"], box, state.textinfo)
+            checked += 1
+    assert checked >= 4 and box.endswith("frames 240/240")
+    assert "window 2/2, step 3/4, frames 43/240" in boxes[5]  # the resume's frames on disk, not 0/240

@@ -198,6 +198,7 @@ FIELD_EFFECTS = {
     "soundtrack": ("music.mp3", lambda s: s.soundtrack == "music.mp3"),
     "batch_name": ("MyRun_{seed}", lambda s: s.batch_name == "MyRun_{seed}"),
     "depth_warping": (False, lambda s: s.raw["use_depth_warping"] is False),
+    "animation_mode": ("3D", lambda s: s.camera is not None and s.camera.mode == "3D"),
 }
 
 
@@ -296,8 +297,11 @@ def test_plan_shows_the_table(tab):
     from deforum_wan.config.planner import make_plan
 
     segments = len(make_plan(load_settings(fields_to_settings(tab.fields(values), base))).segments)
-    assert view.count("<tr>") == 1 + 6 and view.count("<rect") == segments + 6 and "<svg" in view
-    assert ">0-" in view and ">camera</th>" in view
+    # a short table and the full one behind a click, a head and a row per window each
+    summary, full = view.split("<details", 1)
+    assert summary.count("<tr>") == 1 + 6 and full.count("<tr>") == 1 + 6 and "camera" not in summary
+    assert view.count("<rect") == segments + 6 and "<svg" in view
+    assert ">0-" in view and ">camera</th>" in full
     hostile = dict(base, prompts={"0": "<script>alert(1)</script>"})
     assert "<script>" not in tab.plan(*tab.field_values(hostile), hostile, [])[1]  # escaped
 
@@ -309,12 +313,17 @@ def test_preview_camera_shows_deforums_path_as_a_video(tab):
     values = tab.field_values(data)
     video, status = tab.preview_camera(*values, data, [])
     assert status.startswith("camera preview: 48 frames") and "shown at 384x288" in status, status
+    assert status.endswith("; Wan renders 640x480")  # the size the plan renders, named once
     info = probe_video(video)
     assert info["frames"] == 48 and (info["width"], info["height"]) == (384, 288)
     assert str(tab.outdir) in video
     still = dict(data, animation_mode="None")
     _, status = tab.preview_camera(*tab.field_values(still), still, [])
-    assert status.startswith("error:") and "no camera to preview" in status and "\n" not in status
+    # said in the tab's words: its field, what to choose
+    assert status == "no camera to preview: Animation mode is None; choose 2D or 3D for Deforum's camera moves"
+    assert tab.fields(tab.field_values(still))["animation_mode"] == "None"
+    start = tab.initial  # the tab's first view: no camera either, said the same way
+    assert tab.preview_camera(*tab.field_values(start), start, [])[1].startswith("no camera to preview: ")
 
 
 def test_preview_camera_shows_at_most_its_cap_of_a_long_file(tab):
@@ -396,8 +405,17 @@ def test_import_one_file_fills_the_fields(tab, deforum_dir):
     fields = dict(zip(FIELDS, values))
     assert (fields["seed"], fields["width"], fields["frames"]) == (3159940858, 1024, 363)
     assert fields["seed_behavior"] == "fixed"
-    assert base == read_settings_file(path) and batch == [] and status == "imported xmyx_Flashbacks-30s.txt"
+    assert base == read_settings_file(path) and batch == []
     assert size["value"] == CUSTOM_SIZE  # 1024x576 is not a trained size of the default model
+    # the size the plan renders, and that it is not the file's: in the line and on the Size field
+    from deforum_wan.config.planner import make_plan
+
+    plan = make_plan(load_settings(read_settings_file(path)))
+    said = f"renders {plan.width}x{plan.height}, not W/H 1024x576 ("
+    assert (plan.width, plan.height) != (1024, 576)
+    assert status.startswith(f"imported xmyx_Flashbacks-30s.txt; {said}") and said in size["info"]
+    plan_line = tab.plan(*values, base, [])[2]
+    assert said in plan_line and plan.size_source in plan_line
 
 
 def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
@@ -500,20 +518,79 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
     frame.write_bytes(b"png")
     progress = {"window": 1, "windows": 3, "step": 2, "steps": 4, "frames_written": 10, "frames": 48,
                 "phase": "rendering"}
-    manager.jobs = [{"id": "a" * 32, "name": "run", "status": "running", "progress": progress,
+    job_id = "a" * 12
+    manager.jobs = [{"id": job_id, "name": "run", "status": "running", "progress": progress,
                      "preview": str(frame), "video": None, "run_dir": str(tmp_path), "created": 1.0}]
-    text, preview, video, folder, jobs, resumable, status, download, view = tab.poll({})
+    text, preview, video, folder, jobs, resumable, status, download, stop, view = tab.poll({})
     assert text == "run [aaaaaaaa]: rendering - window 2/3, step 2/4, frames 10/48"
     assert preview == str(frame) and folder == str(tmp_path) and "| aaaaaaaa | run | running |" in jobs
-    assert resumable["choices"] == [] and status == f"job {'a' * 32} is rendering"
+    assert resumable["choices"] == [] and resumable["value"] is None and status == f"job {job_id} is rendering"
+    assert stop == {"__type__": "update", "visible": False}  # Stop download only while one runs
     again = tab.poll(view)
-    assert all(v == {"__type__": "update"} for v in again[:8])  # nothing changed: nothing resent
+    assert all(v == {"__type__": "update"} for v in again[:9])  # nothing changed: nothing resent
     manager.jobs[0].update(status="failed", error="worker crashed (exit code -9)", timestring="20260101000000",
                            settings_file=str(frame))
-    text, *_, resumable, status, _download, view = tab.poll(view)
-    assert text == "run [aaaaaaaa]: failed - worker crashed (exit code -9)"
-    assert status == f"job {'a' * 32} failed: worker crashed (exit code -9)"  # the Status box follows
-    assert resumable["choices"] == [f"{'a' * 32} run (failed, 10/48 frames)"] == [resumable["value"]]
+    text, *_, resumable, status, _download, _stop, view = tab.poll(view)
+    # the queue's neutral message; the tab names its own button
+    assert text == "run [aaaaaaaa]: failed - worker crashed (exit code -9) - press Resume to continue it"
+    assert status == f"job {job_id} failed: worker crashed (exit code -9) - press Resume to continue it"
+    assert resumable["choices"] == [f"{job_id} run (10/48 frames kept)"] == [resumable["value"]]
+
+
+def _stopped(job_id, created, status="interrupted", written=10, frames=48, **more) -> dict:
+    return {"id": job_id, "name": "run", "status": status, "created": created, "timestring": "20260101000000",
+            "settings_file": "s.txt", "run_dir": "out/Run_20260101000000", "resume": None,
+            "progress": {"frames_written": written, "frames": frames}, **more}
+
+
+def test_resume_offers_only_runs_that_can_still_be_resumed(tab, manager):
+    # interrupted, then resumed to the end by a later job: nothing is left to resume
+    manager.jobs = [_stopped("first", 1.0), _stopped("second", 2.0, status="done", written=48,
+                                                     resume="20260101000000")]
+    *_, resumable, _status, _download, _stop, _view = tab.poll({})
+    assert resumable["choices"] == [] and resumable["value"] is None
+    assert tab.poll({})[0] == "run [second]: done - 48 frames"  # no Resume offered for the first
+    # a later job that crashed in the same folder is the one to resume, not the first
+    manager.jobs[1].update(status="failed", progress={"frames_written": 30, "frames": 48})
+    assert tab.poll({})[5]["choices"] == ["second run (30/48 frames kept)"]
+    # a run whose every frame is on disk (its video failed) has nothing to render
+    manager.jobs = [_stopped("whole", 1.0, status="failed", written=48)]
+    assert tab.poll({})[5]["choices"] == []
+    # the label is short: the id, the name and the frames kept, nothing a dropdown would cut
+    manager.jobs = [_stopped("b" * 12, 1.0, name="Lighthouse")]
+    label = tab.poll({})[5]["value"]
+    assert label == f"{'b' * 12} Lighthouse (10/48 frames kept)" and len(label) < 60
+
+
+def test_the_poll_leaves_the_import_and_download_lines_alone(tab, manager, tmp_path):
+    """Each action has its own line; the 1 s poll writes only the job's: an import's or a
+    Download's error is still there ten polls later, while a job ends and another starts."""
+    bad = tmp_path / "bad.txt"
+    bad.write_text("{not json", encoding="utf-8")
+    import_line = tab.import_files([upload(bad)])[-1]
+    assert import_line.startswith("error: bad.txt")
+    download_line, stop = tab.download("no-such-model")
+    assert download_line.startswith("unknown model") and stop["visible"] is False
+    demo = build_ui(manager)
+    c = demo.wan_components
+    config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
+    polled = [dep for dep in config["dependencies"] if c["job_status"]._id in dep["outputs"]
+              and c["progress"]._id in dep["outputs"]]
+    assert len(polled) == 1  # the poll
+    assert c["status"]._id not in polled[0]["outputs"] and c["download_status"]._id not in polled[0]["outputs"]
+    for name in ("import", "download"):
+        writers = [dep for dep in config["dependencies"] if c[name]._id in
+                   [t[0] if isinstance(t, (list, tuple)) else t for t in dep.get("targets", [])]]
+        assert writers and all(c["job_status"]._id not in dep["outputs"] for dep in writers), name
+    view: dict = {}
+    manager.jobs = [_stopped("c" * 12, 1.0, status="failed", error="boom")]
+    for second in range(10):
+        if second == 5:
+            manager.jobs.append({"id": "d" * 12, "name": "next", "status": "running", "created": 2.0,
+                                 "progress": {"windows": 2, "frames": 48}})
+        *out, view = tab.poll(view)
+        assert not any(line in str(value) for value in out for line in (import_line, download_line))
+    assert view["status"] == f"job {'d' * 12} is rendering"  # the job line did follow the jobs
 
 
 def test_resume_queues_the_chosen_or_the_latest_stopped_job(tab, manager):
@@ -523,7 +600,7 @@ def test_resume_queues_the_chosen_or_the_latest_stopped_job(tab, manager):
                     {"id": "new", "name": "b", "status": "failed", "progress": {}, "timestring": "2",
                      "settings_file": "s", "created": 2.0}]
     assert tab.resume(None) == "queued job job-new: continues job new where it stopped"
-    assert tab.resume("old a (interrupted, 0/0 frames)") == "queued job job-old: continues job old where it stopped"
+    assert tab.resume("old a (0/0 frames kept)") == "queued job job-old: continues job old where it stopped"
     assert tab.resume("gone") == "error: no job 'gone'"
 
 

@@ -138,17 +138,21 @@ def test_import_plan_render_interrupt(page, server):
     url, outdir = server
     # Import a Deforum settings file: the fields fill from it.
     page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
-    wait_text(page, "wan_status", lambda t: t == f"imported {EXAMPLE.name}", timeout=20)
+    wait_text(page, "wan_status", lambda t: t.startswith(f"imported {EXAMPLE.name}; renders "), timeout=20)
     assert text_of(page, "wan_frames") == "48" and text_of(page, "wan_width") == "64"
 
     # Plan before rendering.
     page.click("#wan_plan")
     page.wait_for_selector("#wan_plan_view table")
-    assert page.locator("#wan_plan_view tbody tr").count() == 6 and page.locator("#wan_plan_view svg rect").count() > 6
+    assert page.locator("#wan_plan_view .wan-plan-summary tbody tr").count() == 6
+    assert page.locator("#wan_plan_view svg rect").count() > 6
 
+    # The settings line (import, then Plan) is its own: the 1 s poll leaves it while jobs run and end.
+    settings_line = text_of(page, "wan_status")
+    assert settings_line.startswith("plan: 6 windows")
     # Render on the tiny model; the progress text moves, then the video plays from the server.
     page.click("#wan_generate")
-    job = job_in(wait_text(page, "wan_status", lambda t: job_in(t) is not None))
+    job = job_in(wait_text(page, "wan_job_status", lambda t: job_in(t) is not None))
     # standalone has no WebUI progress bar: the Generate JS (TASK_JS) left the page alone
     assert page.locator(".progressDiv").count() == 0
     seen = wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: done - 48 frames" in t, timeout=180)
@@ -164,11 +168,31 @@ def test_import_plan_render_interrupt(page, server):
     # A second, longer render, interrupted while it runs.
     page.fill("#wan_frames input", "400")
     page.click("#wan_generate")
-    job = job_in(wait_text(page, "wan_status", lambda t: job_in(t) not in (None, job)))
+    job = job_in(wait_text(page, "wan_job_status", lambda t: job_in(t) not in (None, job)))
     wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: rendering - window" in t and "step" in t)
     page.click("#wan_interrupt")
     # the button's answer, or already the job's end (the Status box follows the job)
-    wait_text(page, "wan_status", lambda t: t.startswith("interrupting") or f"job {job} interrupted" in t)
+    wait_text(page, "wan_job_status", lambda t: t.startswith("interrupting") or f"job {job} interrupted" in t)
     wait_text(page, "wan_progress", lambda t: f"[{job[:8]}]: interrupted after" in t)
+    assert text_of(page, "wan_status") == settings_line
     jobs = page.request.get(url + "wan_api/jobs").json()["jobs"]
     assert sorted(j["status"] for j in jobs) == ["done", "interrupted"]
+
+
+def test_a_long_plan_fits_the_column(page):
+    """A 12-window plan in the right column: the page stays short and no cell wraps onto more
+    than three lines (the full table is one click away and scrolls sideways)."""
+    # the example, imported by the test above (gradio 3.41's box takes no second file) or now
+    if text_of(page, "wan_width") != "64":
+        page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
+        wait_text(page, "wan_status", lambda t: t.startswith(f"imported {EXAMPLE.name}"), timeout=30)
+    page.fill("#wan_frames input", "108")
+    page.click("#wan_plan")
+    wait_text(page, "wan_status", lambda t: t.startswith("plan: 12 windows"), timeout=60)
+    rows = page.locator("#wan_plan_view .wan-plan-summary tbody tr")
+    assert rows.count() == 12
+    assert page.locator("#wan_plan_view").first.bounding_box()["height"] < 900  # 3.41: a block and its prose
+    page.locator("#wan_plan_view details summary").first.click()  # the full table, opened
+    line = 3 * 12 * 1.6  # three lines of the 12 px table text
+    tall = [c.inner_text() for c in page.locator("#wan_plan_view td").all() if c.bounding_box()["height"] > line]
+    assert not tall, tall[:3]

@@ -231,7 +231,7 @@ def _shot(page, name: str) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         # the tab's right column, Generate to the job table's first rows: what the progress is about
         box = page.evaluate("""() => {
-          const rs = ['wan_generate', 'wan_status', 'wan_preview', 'wan_folder']
+          const rs = ['wan_generate', 'wan_job_status', 'wan_preview', 'wan_folder']
             .map(id => document.getElementById(id).getBoundingClientRect());
           const x = Math.min(...rs.map(r => r.left)), y = Math.min(...rs.map(r => r.top));
           return {x: x, y: y + window.scrollY, width: Math.max(...rs.map(r => r.right)) - x,
@@ -342,7 +342,7 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
         _post(url + "sdapi/v1/interrupt", {})
         gone = _sample_bar(page, lambda s, _: s is None, 60)
         assert gone[-1] is None
-        page.wait_for_function("() => document.querySelector('#wan_status textarea').value.includes('interrupted')",
+        page.wait_for_function("() => document.querySelector('#wan_job_status textarea').value.includes('interrupted')",
                                timeout=60_000)
         browser.close()
     if log_path is not None:
@@ -355,7 +355,7 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
 # opacity included) was drawn with over ``ms`` while at other frames it was drawn fuller: a
 # blink. Sampled every animation frame; an element always transparent (a file input) is no blink.
 BLINK_JS = """(ms) => new Promise(done => {
-  const ids = ['wan_jobs', 'wan_download_bar', 'wan_progress', 'wan_status', 'wan_folder', 'wan_preview', 'wan_video'];
+  const ids = ['wan_jobs', 'wan_download_bar', 'wan_progress', 'wan_job_status', 'wan_folder', 'wan_preview', 'wan_video'];
   const seen = new Map(), end = performance.now() + ms;
   const drawn = e => { let op = 1; for (let n = e; n; n = n.parentElement) op *= parseFloat(getComputedStyle(n).opacity); return op; };
   const tick = () => {

@@ -81,4 +81,8 @@ def load_backend(spec: ModelSpec, backend: str = "auto", options: BackendOptions
         report.extend((name, note) for note in getattr(loaded, "notes", []))
         return loaded, report
     summary = f"no backend could load {spec.id} (tried {', '.join(names)}):"
-    raise BackendError("\n".join([summary] + [f"  {line}" for line in failures])) from last_error
+    # the last reason first: the earlier backends are ruled out (no CUDA, no official weights),
+    # the last one says what the person can do (Download the weights)
+    lead = f"no backend could load {spec.id}: {failures[-1]}" + (
+        f" (also tried {', '.join(names[:-1])}: every reason is in the log)" if len(names) > 1 else "")
+    raise BackendError("\n".join([summary] + [f"  {line}" for line in failures]), lead=lead) from last_error

@@ -79,7 +79,7 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
         scale = max_side / max(W, H)
         W, H = max(16, round(W * scale / 2) * 2), max(16, round(H * scale / 2) * 2)
         camera = camera.scaled(W, H)
-        notes.append(f"shown at {W}x{H} (the render size is {settings.W}x{settings.H})")
+        notes.append(f"shown at {W}x{H} (scaled from W/H {settings.W}x{settings.H})")
     anchor = load_anchor(image, W, H)
     path = CameraPath(camera, anchor, depth=depth)
     from PIL import Image

@@ -19,7 +19,6 @@ has finished, whatever the outcome. ``job`` is the job's record (``get(id)``).
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import threading
 import time
@@ -370,10 +369,8 @@ class JobManager:
             with self._state:
                 requeue = status == "cancelled" and self._closing and job_id not in self._stop_requested
             message = event.get("message")
-            if status == "interrupted":  # said for the queue's users: its Resume, not a CLI flag
-                frames = progress["frames_written"]
-                message = (f"stopped after {frames} frames (kept); Resume continues it (the tab's Resume button,"
-                           f" or POST /wan_api/jobs/{job_id}/resume)")
+            if status == "interrupted":  # not the render's CLI flag: each door names its own Resume
+                message = f"stopped after {progress['frames_written']} frames (kept); it can be resumed"
             if requeue:  # never started because the host is shutting down: next start runs it
                 self.store.update(job_id, status="queued", started=None)
             else:
@@ -422,17 +419,11 @@ class JobManager:
             return
         message = str(died)
         if job["run_dir"]:
-            message += f"; its frames are kept in {job['run_dir']}; resume with {self._resume_hint(job)}"
+            message += f"; its frames are kept in {job['run_dir']}" + ("; it can be resumed" if job["timestring"]
+                                                                          and job["settings_file"] else "")
         else:
             message += " before the render started" + (f": {died.last_line}" if died.last_line else "")
         self._fail(job_id, message, crashed=True)
-
-    def _resume_hint(self, job: dict) -> str:
-        if not job["settings_file"] or not job["timestring"]:
-            return "the job's Resume action"
-        cmd = ["python", "-m", "deforum_wan", "render", job["settings_file"], "--resume", job["timestring"],
-               "--outdir", str(self.outdir)]
-        return "the job's Resume action or: " + " ".join(shlex.quote(part) for part in cmd)
 
 
 def _stored(progress: dict) -> dict:

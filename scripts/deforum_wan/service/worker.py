@@ -32,7 +32,7 @@ import traceback
 from typing import IO
 
 from .. import events
-from ..errors import Interrupted, WanError, describe_error, find_out_of_memory, one_line
+from ..errors import BackendError, Interrupted, WanError, describe_error, find_out_of_memory, one_line
 
 PROTOCOL = 1
 
@@ -157,6 +157,8 @@ class Worker:
                 self.emit("job_done", job=job, status="cancelled", message=one_line(str(exc)))
             else:
                 failed = find_out_of_memory(exc) is not None
+                if isinstance(exc, BackendError) and exc.lead:  # the message leads; the log lists all
+                    print(f"deforum-wan: job {job}: {exc}", file=sys.stderr, flush=True)
                 self.emit("job_error", job=job, message=describe_error(exc), **info)
         except Exception as exc:  # a bug or a library failure: report it, keep serving
             failed = True

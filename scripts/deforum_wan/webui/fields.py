@@ -26,6 +26,9 @@ from ..errors import SettingsError
 from ..models.registry import DEFAULT_MODEL, MODELS, get_model
 
 CUSTOM_SIZE = "custom"
+# Deforum's animation modes. 2D and 3D move the camera; Video Input and Interpolation are
+# read but not rendered by Wan (the plan warns); a file without the key has no camera here.
+ANIMATION_MODES = ("2D", "3D", "None", "Video Input", "Interpolation")
 
 # The Wan keys' fields, from the key table: field name -> key.
 WAN_KEY_FIELDS: dict[str, Key] = {k.field: k for k in KEYS if k.field}
@@ -39,6 +42,7 @@ _DEFORUM_FIELDS: dict[str, str] = {
     "positive": "animation_prompts_positive", "negative": "animation_prompts_negative",
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
     "depth_warping": "use_depth_warping",
+    "animation_mode": "animation_mode",
 }
 FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
@@ -149,6 +153,15 @@ def nearest_size(model: str, width: Any, height: Any) -> str:
     return size_label(*best)
 
 
+def size_note(plan, width: Any, height: Any) -> str:
+    """The size the plan renders (the planner's choice for the model: a trained size, rounded
+    to its multiple), and where it is not the W x H asked for, that it is not."""
+    asked = (_number(width) or 0, _number(height) or 0)
+    if (plan.width, plan.height) == asked:
+        return f"renders {plan.width}x{plan.height}"
+    return f"renders {plan.width}x{plan.height}, not W/H {asked[0]}x{asked[1]} ({plan.size_source})"
+
+
 def parse_size(label: str) -> tuple[int, int] | None:
     w, sep, h = str(label or "").partition("x")
     return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() else None
@@ -248,6 +261,7 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         "batch_name": str(_get(s, "batch_name") or ""),
         # Deforum's 3D depth warping; off: a flat scene (no depth model)
         "depth_warping": truthy(s.get("use_depth_warping", CAMERA_DEFAULTS["use_depth_warping"])),
+        "animation_mode": _choice(s.get("animation_mode"), ANIMATION_MODES, str(CAMERA_DEFAULTS["animation_mode"])),
         **{f: _shown(k, _get(s, k.name)) for f, k in WAN_KEY_FIELDS.items()},
     }
 
@@ -263,7 +277,7 @@ def _normalize(name: str, value: Any) -> Any:
         return normalize_cfg(value)
     if name == "prompts":
         return prompts_text(parse_prompts(value))
-    if name in ("seed_behavior", "color_coherence"):
+    if name in ("seed_behavior", "color_coherence", "animation_mode"):
         return str(value or "").strip()
     if name == "depth_warping":
         return truthy(value)

@@ -32,6 +32,7 @@ import traceback
 from typing import Any, Callable
 
 from .. import events
+from .progress_text import position
 
 
 class ProgressBridge:
@@ -167,14 +168,9 @@ class ProgressBridge:
 
     @staticmethod
     def _text(p: dict, phase: str = "") -> str:
-        """The state's line; a load (``phase``) or a window's end (step 0) shows no step."""
-        windows = p["windows"]
-        text = f"Wan: window {min(p['window'] + 1, windows or p['window'] + 1)}/{windows or '?'}"
-        if phase:
-            text += f", {phase}"
-        elif p["step"] and p["steps"]:
-            text += f", step {p['step']}/{p['steps']}"
-        return text + f", frames {p['frames_written']}/{p['frames']}"
+        """The state's line, worded as the tab's Progress box (progress_text.position); a load
+        (``phase``) is named first."""
+        return "Wan: " + ", ".join(part for part in (phase, position(p)) if part)
 
     def _show(self, path: str | None) -> None:
         if not path or self.load_image is None:

@@ -1,6 +1,7 @@
 """The plan as the tab shows it: a timeline of prompt segments and Wan windows over the output
-frames, then one table row per window (plain HTML: the same in gradio 3, 4 and 6, and it
-wraps instead of running off the right edge as monospaced text does)."""
+frames, a short table of the essentials per window (one line each, to fit the tab's right
+column), and the full table one click away in a details element, scrolled sideways rather
+than wrapped (plain HTML: the same in gradio 3, 4 and 6)."""
 from __future__ import annotations
 
 from html import escape
@@ -12,12 +13,37 @@ COLOURS = ("#4f7cac", "#c0764f", "#5e9c6a", "#9a6fb0", "#b59a3c", "#4fa3a5")
 
 
 TABLE_STYLE = "width:100%;border-collapse:collapse;font-size:12px;table-layout:auto"
-CELL_STYLE = "padding:2px 6px;border-bottom:1px solid #8884;vertical-align:top"
+# one line per cell: a long prompt or camera runs on sideways (the box scrolls), never down
+CELL_STYLE = "padding:2px 6px;border-bottom:1px solid #8884;vertical-align:top;white-space:nowrap"
+SCROLL_STYLE = "overflow-x:auto;max-width:100%"
+PROMPT_CHARS = 48  # the summary's prompt, cut (the full one is in its tooltip and the full table)
 
 
 def plan_html(plan: ClipPlan) -> str:
-    # scrolls sideways in a narrow column instead of cutting the table off
-    return f'<div class="wan-plan" style="overflow-x:auto">{timeline_svg(plan)}{windows_table(plan)}</div>'
+    notes = "".join(f"<li>{escape(text)}</li>" for text in plan.warnings)
+    return (f'<div class="wan-plan">{timeline_svg(plan)}'
+            f'<div class="wan-plan-summary" style="{SCROLL_STYLE}">{summary_table(plan)}</div>'
+            f'<details class="wan-plan-full"><summary>Full table: seed, guidance, steps, camera, whole prompts'
+            f'</summary><div style="{SCROLL_STYLE}">{windows_table(plan)}</div></details>'
+            + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
+
+
+def summary_table(plan: ClipPlan) -> str:
+    """Per window what tells the windows apart: its frames, mode, model, the prompt's start."""
+    head = ("window", "frames", "mode", "model", "prompt")
+    rows = [_head(head)]
+    for w in plan.windows:
+        prompt = w.prompt if len(w.prompt) <= PROMPT_CHARS else w.prompt[:PROMPT_CHARS - 1].rstrip() + "…"
+        cells = (w.index, f"{w.start_frame}-{max(w.end_frame - 1, w.start_frame)}", w.mode + (" (cut)" if w.cut else ""),
+                 w.model)
+        rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{escape(str(c))}</td>' for c in cells)
+                    + f'<td style="{CELL_STYLE}" title="{escape(w.prompt)}">{escape(prompt)}</td></tr>')
+    return "".join(rows) + "</tbody></table>"
+
+
+def _head(names) -> str:
+    return (f'<table style="{TABLE_STYLE}"><thead><tr>'
+            + "".join(f'<th style="{CELL_STYLE};text-align:left">{h}</th>' for h in names) + "</tr></thead><tbody>")
 
 
 def timeline_svg(plan: ClipPlan) -> str:
@@ -52,8 +78,7 @@ def _window_title(plan: ClipPlan, w) -> str:
 
 def windows_table(plan: ClipPlan) -> str:
     head = ("window", "frames", "seconds", "mode", "model", "seed", "guidance", "steps", "camera", "prompt")
-    rows = [f'<table style="{TABLE_STYLE}"><thead><tr>'
-            + "".join(f'<th style="{CELL_STYLE};text-align:left">{h}</th>' for h in head) + "</tr></thead><tbody>"]
+    rows = [_head(head)]
     for w in plan.windows:
         last = max(w.end_frame - 1, w.start_frame)
         cells = (w.index, f"{w.start_frame}-{last}", f"{w.start_frame / plan.fps:.2f}-{w.end_frame / plan.fps:.2f}",
@@ -61,8 +86,7 @@ def windows_table(plan: ClipPlan) -> str:
                  _camera_cell(w), w.prompt)
         rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{escape(str(c))}</td>' for c in cells) + "</tr>")
     rows.append("</tbody></table>")
-    notes = [f"<li>{escape(text)}</li>" for text in plan.warnings]
-    return "".join(rows) + (f"<ul>{''.join(notes)}</ul>" if notes else "")
+    return "".join(rows)
 
 
 def _camera_cell(w) -> str:

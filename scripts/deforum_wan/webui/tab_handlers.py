@@ -37,6 +37,7 @@ from .fields import (
     settings_to_fields,
     size_choices,
     size_for,
+    size_note,
 )
 from .gradio_compat import file_path, file_paths, received_upload, update
 from .plan_view import plan_html
@@ -123,7 +124,9 @@ class WanTab:
         except Exception as exc:
             return "", "", one_line(exc)
         plan = checked.plan
-        status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps"
+        f = self.fields(values)
+        status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps,"
+                  f" {size_note(plan, f['width'], f['height'])}"
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
         if missing:  # what Generate needs first, said before the table
             return (f"missing: {missing}\n\n{format_plan(plan)}",
@@ -135,7 +138,12 @@ class WanTab:
         the first PREVIEW_FRAMES frames at most."""
         *values, base, _batch = args
         try:
-            settings = self._check(self.settings_of(values, base), "tab").settings  # its init image confined
+            checked = self._check(self.settings_of(values, base), "tab")
+            settings = checked.settings  # its init image confined
+            if settings.camera is None or settings.camera.mode == "None":
+                mode = self.fields(values).get("animation_mode")
+                return update(), (f"no camera to preview: Animation mode is {mode}; choose 2D or 3D for"
+                                  " Deforum's camera moves")
             missing = missing_message(settings, self.models_dir)
             if missing:
                 return update(), f"error: {missing}"
@@ -148,7 +156,8 @@ class WanTab:
             return update(), one_line(exc)
         count = (f"{shown} frames" if shown == settings.max_frames
                  else f"the first {shown} of {settings.max_frames} frames (at most {PREVIEW_FRAMES} are previewed)")
-        return str(video), "; ".join([f"camera preview: {count} (no diffusion)", *notes])
+        return str(video), "; ".join([f"camera preview: {count} (no diffusion)", *notes,
+                                      f"Wan {size_note(checked.plan, settings.W, settings.H)}"])
 
     def _check(self, settings: dict, name: str) -> CheckedJob:
         """What Generate would queue, checked by the same rules (the plan, the input files)."""
@@ -273,9 +282,12 @@ class WanTab:
             return keep + [one_line(exc)]
         first = loaded[0][1]
         values = self.field_values(first)
-        size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values))
+        rendered = self._rendered_size(first, self.fields(values))
+        size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values),
+                      info=rendered or None)
         if len(loaded) == 1:
-            return values + [first, [], size, f"imported {Path(paths[0]).name}" + (f"; first: {needs}" if needs else "")]
+            return values + [first, [], size, f"imported {Path(paths[0]).name}"
+                             + (f"; {rendered}" if rendered else "") + (f"; first: {needs}" if needs else "")]
         batch = [[name, data] for name, data in loaded]
         return values + [first, batch, size,
                          f"imported {len(loaded)} files as a batch: Generate queues one job per file, each"
@@ -288,6 +300,14 @@ class WanTab:
             return missing_message(settings, self.models_dir)
         except WanError as exc:  # a depth_algorithm no model stands for: said, the import stands
             return str(exc)
+
+    def _rendered_size(self, data: dict, fields: dict) -> str:
+        """What the plan renders at for these settings ("" while they do not plan yet)."""
+        try:
+            plan = self._check(data, "tab").plan
+        except Exception:  # an incomplete file: Plan names the problem
+            return ""
+        return size_note(plan, fields["width"], fields["height"])
 
     def _size(self, values: list) -> str:
         f = self.fields(values)
@@ -373,20 +393,25 @@ class WanTab:
             raise WanError(f"{Path(str(path)).name}: only uploaded files or files in the output folder are read")
         return found
 
-    def download(self, model) -> str:
-        """Fetch the chosen model and its continuation partner into the models folder."""
-        return self.downloads.start(model_id(model))
+    def download(self, model) -> tuple[str, Any]:
+        """Fetch the chosen model and its continuation partner into the models folder; the line
+        and the Stop download button (shown while it runs)."""
+        line = self.downloads.start(model_id(model))
+        return line, update(visible=self.downloads.running)
 
-    def download_depth(self, *args) -> str:
-        """Fetch the depth model the fields' 3D camera names (its depth_algorithm, or wan_depth_model)."""
+    def download_depth(self, *args) -> tuple[str, Any]:
+        """Fetch the depth model the fields' 3D camera names (its depth_algorithm, or
+        wan_depth_model); the line and the Stop download button, as Download gives them."""
         *values, base = args
         try:
             spec = depth_to_fetch(load_settings(self.settings_of(values, base), name="tab"))
         except Exception as exc:
-            return one_line(exc)
+            return one_line(exc), update(visible=self.downloads.running)
         if spec is None:
-            return f"{DOWNLOAD_DEPTH}: this camera is not 3D, so it needs no depth model"
-        return self.downloads.start(spec.id)
+            return (f"{DOWNLOAD_DEPTH}: this camera is not 3D, so it needs no depth model",
+                    update(visible=self.downloads.running))
+        line = self.downloads.start(spec.id)
+        return line, update(visible=self.downloads.running)
 
     def stop_download(self) -> str:
         return self.downloads.stop()
@@ -396,36 +421,51 @@ class WanTab:
         return update(choices=model_choices(self.installed), value=model_label(model_id(model), self.installed))
 
     # --- progress ----------------------------------------------------------------------
+    @staticmethod
+    def _shown(key: str, value) -> Any:
+        """A poll value as its component's update."""
+        if key == "resumable":
+            return update(choices=value, value=value[0] if value else None)
+        if key == "downloading":
+            return update(visible=bool(value))
+        return value
+
     def poll(self, view: dict | None) -> list:
-        """Progress text, preview, video, folder, queue table; unchanged values are not resent."""
+        """Progress text, preview, video, folder, queue table, Resume list, the job's line, the
+        download bar and whether Stop download shows; unchanged values are not resent. It writes
+        no other line: what an import, a save or a Download said stays."""
         view = dict(view or {})
         try:
             jobs = self.manager.list()
         except Exception as exc:
-            return [one_line(exc), update(), update(), update(), update(), update(), update(), update(), view]
+            return [one_line(exc)] + [update() for _ in range(8)] + [view]
         job = current_job(jobs)
         job_id = (job or {}).get("id")
         if view.get("job") != job_id:  # another job: clear what the last one showed
             view = {"job": job_id}
+        offered = resumable(jobs)
+        can_resume = bool(job_id) and any(label.split(" ", 1)[0] == job_id for label in offered)
         new = {
-            "progress": progress_text(job, jobs),
-            "resumable": resumable(jobs),
-            # the Status box follows the job to its end ("queued job X" does not stay)
-            "status": job_status_line(job) if job and job["status"] != "queued" else None,
+            "progress": progress_text(job, jobs, can_resume),
+            "resumable": offered,
+            # the Job line follows the job to its end ("queued job X" does not stay)
+            "status": job_status_line(job, can_resume) if job and job["status"] != "queued" else None,
             "download": self.downloads.html(),
+            "downloading": self.downloads.running,
             "preview": (job or {}).get("preview") or None,
             "video": (job or {}).get("video") if job and job["status"] != "running" else None,
             "folder": shown_path((job or {}).get("run_dir") or ""),
             "jobs": jobs_table(jobs),
         }
         out = []
-        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status", "download"):
+        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status", "download",
+                    "downloading"):
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():
                 value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
             if key in view and view[key] == value or (key == "status" and value is None):
                 out.append(update())  # unchanged: not resent (no redraw)
             else:
-                out.append(update(choices=value, value=value[0] if value else None) if key == "resumable" else value)
+                out.append(self._shown(key, value))
                 view[key] = value
         return out + [view]

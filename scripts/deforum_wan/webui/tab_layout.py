@@ -13,7 +13,7 @@ import gradio as gr
 from ..config.keys import COLOR_MODES
 from ..config.schedule import SEED_BEHAVIORS
 from .depth_needs import DEPTH_INFO, DEPTH_WARPING, DOWNLOAD_DEPTH
-from .fields import FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
+from .fields import ANIMATION_MODES, FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
 from .gradio_compat import blocks, component, on, poll, refuse_named_files
 from .tab_handlers import WanTab
 
@@ -113,8 +113,12 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                              elem_id="wan_refresh_models")
                     c["download"] = component(gr.Button, value="Download", size="sm", scale=1,
                                               elem_id="wan_download")
+                    # beside Download, shown only while a download runs (the poll shows and hides it)
                     c["stop_download"] = component(gr.Button, value="Stop download", size="sm", scale=1,
-                                                   elem_id="wan_stop_download")
+                                                   visible=False, elem_id="wan_stop_download")
+                # the Download's own line: the poll never writes it (a start error stays)
+                c["download_status"] = component(gr.Textbox, label="Download", interactive=False, lines=1,
+                                                 max_lines=2, elem_id="wan_download_status")
                 c["download_bar"] = gr.HTML(elem_id="wan_download_bar")
                 with gr.Row():
                     c["size"] = gr.Dropdown(label="Size", choices=size_choices(start["model"]),
@@ -128,6 +132,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["frames"] = gr.Number(label="Frames (max_frames)", value=start["frames"], precision=0,
                                             elem_id="wan_frames")
                     c["clip_duration"] = gr.Number(**wan_widget("clip_duration", start), elem_id="wan_clip_duration")
+                    c["animation_mode"] = gr.Dropdown(label="Animation mode (2D/3D: Deforum's camera)",
+                                                      choices=list(ANIMATION_MODES), value=start["animation_mode"],
+                                                      elem_id="wan_animation_mode")
                 with gr.Row():
                     for name in ("steps", "guidance", "guidance_2"):
                         c[name] = gr.Textbox(**wan_widget(name, start, label=sampling_label(name, start["model"])),
@@ -192,11 +199,16 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["interrupt"] = gr.Button("Interrupt", elem_id="wan_interrupt")
                     c["skip"] = gr.Button("Skip", elem_id="wan_skip")
                 with gr.Row():
+                    # wide enough for its whole label (id, name, frames kept)
                     c["resume_job"] = component(gr.Dropdown, label="Interrupted or failed job", choices=[],
-                                                value=None, allow_custom_value=True, elem_id="wan_resume_job")
-                    c["resume"] = gr.Button("Resume", elem_id="wan_resume")
-                c["status"] = component(gr.Textbox, label="Status", interactive=False, lines=1, max_lines=3,
-                                        elem_id="wan_status")
+                                                value=None, allow_custom_value=True, scale=4, min_width=320,
+                                                elem_id="wan_resume_job")
+                    c["resume"] = component(gr.Button, value="Resume", scale=1, min_width=90, elem_id="wan_resume")
+                # one line per kind of action: the poll writes only the job's
+                c["job_status"] = component(gr.Textbox, label="Job", interactive=False, lines=1, max_lines=3,
+                                            elem_id="wan_job_status")
+                c["status"] = component(gr.Textbox, label="Settings (import, save, plan, camera)",
+                                        interactive=False, lines=1, max_lines=3, elem_id="wan_status")
                 c["progress"] = component(gr.Textbox, label="Progress", interactive=False, lines=1, max_lines=2,
                                           value="idle", elem_id="wan_progress")
                 c["plan_view"] = gr.HTML(elem_id="wan_plan_view")
@@ -215,13 +227,13 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                 c["task"] = gr.Textbox(visible=False, elem_id="wan_task_id")  # set by TASK_JS
 
         fields = [c[name] for name in FIELDS]
-        status = c["status"]
+        status, job_status = c["status"], c["job_status"]
         on(c["plan"].click, tab.plan, fields + [base, batch], [c["plan_out"], c["plan_view"], status])
         on(c["camera"].click, tab.preview_camera, fields + [base, batch], [c["video"], status])
-        on(c["generate"].click, tab.generate_task, [c["task"], *fields, base, batch], [status], js=TASK_JS)
-        on(c["interrupt"].click, tab.interrupt, [], [status], queue=False)
-        on(c["skip"].click, tab.skip, [], [status], queue=False)
-        on(c["resume"].click, tab.resume_task, [c["task"], c["resume_job"]], [status], js=TASK_JS)
+        on(c["generate"].click, tab.generate_task, [c["task"], *fields, base, batch], [job_status], js=TASK_JS)
+        on(c["interrupt"].click, tab.interrupt, [], [job_status], queue=False)
+        on(c["skip"].click, tab.skip, [], [job_status], queue=False)
+        on(c["resume"].click, tab.resume_task, [c["task"], c["resume_job"]], [job_status], js=TASK_JS)
         on(c["import"].upload, tab.import_files, [c["import"]], fields + [base, batch, c["size"], status])
         on(c["clear_batch"].click, tab.clear_batch, [], [batch, status])
         on(c["save"].click, tab.save_settings, fields + [base], [c["saved"], status])
@@ -233,12 +245,12 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["init_upload"].upload, tab.uploaded_image, [c["init_upload"]], [c["init_image"], status])
         on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]], [c["soundtrack"], status])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
-        on(c["download"].click, tab.download, [c["model"]], [status])
-        on(c["download_depth"].click, tab.download_depth, fields + [base], [status])
-        on(c["stop_download"].click, tab.stop_download, [], [status], queue=False)
+        on(c["download"].click, tab.download, [c["model"]], [c["download_status"], c["stop_download"]])
+        on(c["download_depth"].click, tab.download_depth, fields + [base], [c["download_status"], c["stop_download"]])
+        on(c["stop_download"].click, tab.stop_download, [], [c["download_status"]], queue=False)
         poll(demo, tab.poll, [view],
-             [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], c["resume_job"], status,
-              c["download_bar"], view],
+             [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], c["resume_job"], job_status,
+              c["download_bar"], c["stop_download"], view],
              POLL_SECONDS)
     demo.wan_tab = tab  # for tests and the host
     demo.wan_components = c
