@@ -56,7 +56,10 @@ def initial() -> dict:
     return {"status": "queued", "phase": "", "attempt": 0, "run_dir": None, "timestring": None,
             "window": 0, "windows": 0, "step": 0, "steps": 0, "window_steps": (), "done_windows": (),
             "sampled": False, "steps_done": 0, "steps_total": 0, "frames": 0, "frames_written": 0,
-            "preview": None, "model": None, "message": ""}
+            "preview": None, "model": None, "message": "",
+            # seconds per step, from the events' own times: the mean interval between two steps
+            # of the same count (a window's decode and writing included, a model load not)
+            "step_seconds": None, "step_time": None, "steps_timed": 0, "timed_steps": 0, "timed_seconds": 0.0}
 
 
 def reduce(state: dict | None, event: dict) -> dict:
@@ -103,6 +106,7 @@ def _load(s: dict, event: dict) -> None:
     # a load after any sampling is the chain going on, not a restart (the continuation
     # model loads after window 0's steps, before its window_done)
     s["model"] = event.get("model", s["model"])
+    s["step_time"] = None  # a model load is not sampling time
     s["phase"] = ("rendering" if event["event"] == "loaded" else
                   "loading the continuation model" if s["sampled"] else "loading the model")
 
@@ -119,6 +123,18 @@ def _step(s: dict, event: dict) -> None:
         step = max(step, s["step"])  # a window's steps only go on
     s.update(window=window, step=min(step, steps) if steps else step, steps=steps,
              window_steps=tuple(plan), phase="rendering", sampled=True)
+    _time_step(s, event, steps)
+
+
+def _time_step(s: dict, event: dict, steps: int) -> None:
+    at = event.get("time")
+    if not isinstance(at, (int, float)):
+        return
+    if s["step_time"] is not None and steps == s["steps_timed"] and at >= s["step_time"]:
+        s["timed_steps"] += 1
+        s["timed_seconds"] += at - s["step_time"]
+        s["step_seconds"] = s["timed_seconds"] / s["timed_steps"]
+    s["step_time"], s["steps_timed"] = at, steps
 
 
 def _window_done(s: dict, event: dict) -> None:
@@ -157,6 +173,15 @@ _RULES = {"planned": _planned, "started": _started, "loading": _load, "loaded": 
           "job_error": _message, "done": _ended, "interrupted": _ended, "job_done": _job_done,
           "job_started": _status("running"), "job_running": _status("running"),
           "job_cancelled": _status("cancelled")}
+
+
+def eta(state: dict) -> float | None:
+    """Seconds left: the steps left times the seconds per step measured so far (None until
+    two steps measured one). The tab and the WebUI's own bar both show this."""
+    per = state.get("step_seconds")
+    if per is None or state.get("status") != "running":
+        return None
+    return max(0, state.get("steps_total", 0) - state.get("steps_done", 0)) * per
 
 
 def fold(events_: list[dict], state: dict | None = None) -> dict:

@@ -75,7 +75,10 @@ def test_events_fill_the_webui_state_and_the_lock_is_held_until_idle():
     bridge.before_job({"id": "j1"})  # returns with the lock held and the checkpoint unloaded
     assert state.log == ["begin"] and lock.locked() and order == ["unload"]
     bridge({"event": "started", "job": "j1", "windows": 3, "frames": 48})
-    bridge({"event": "step", "job": "j1", "window": 1, "step": 2, "steps": 4})
+    bridge({"event": "step", "job": "j1", "window": 1, "step": 1, "steps": 4, "time": 100.0})
+    # one step measures no time per step: A1111 gets no progress (and so shows no ETA) yet
+    assert (state.job_count, state.job_no, state.sampling_step, state.sampling_steps) == (3, 0, 0, 4)
+    bridge({"event": "step", "job": "j1", "window": 1, "step": 2, "steps": 4, "time": 102.0})
     assert (state.job, state.job_count, state.job_no, state.sampling_step, state.sampling_steps) == ("wan", 3, 1, 2, 4)
     assert state.textinfo == "Wan: window 2/3, step 2/4, frames 0/48"
     bridge({"event": "window_done", "job": "j1", "window": 1, "frames_written": 30, "preview": "f.png"})

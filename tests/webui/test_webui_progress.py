@@ -136,7 +136,8 @@ def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_sec
     for window in range(2):
         for step in range(1, 5):
             clock.now += 2.0  # two seconds a step
-            bridge({"event": "step", "job": "j1", "window": window, "step": step, "steps": 4})
+            # a step event carries the worker's time (events.make): the seconds per step come from it
+            bridge({"event": "step", "job": "j1", "window": window, "step": step, "steps": 4, "time": clock.now})
             seen.append(progress.progressapi("task(a)"))
         if window == 0:  # the worker's order: the continuation model loads before window 0 ends
             bridge({"event": "loading", "job": "j1"})
@@ -154,14 +155,52 @@ def test_a_task_goes_pending_active_finished_and_the_eta_is_steps_left_times_sec
         bridge({"event": "window_done", "job": "j1", "window": window, "windows": 2, "frames_written": 12 * (window + 1)})
         seen.append(progress.progressapi("task(a)"))
     values = [a["progress"] for a in seen]
-    assert values == sorted(values) and values[-1] == 1 and all(0 < v <= 1 for v in values)
+    assert values == sorted(values) and values[-1] == 1 and all(0 < v <= 1 for v in values[1:])
     etas = [a["eta"] for a in seen]
-    assert all(e >= 0 for e in etas)
+    # One step measures nothing: no progress and no ETA yet (A1111 would show the seconds since
+    # the last pin), as the tab shows none; from the second step on, both.
+    assert values[0] == 0 and etas[0] is None and all(e >= 0 for e in etas[1:])
     # window 0, step 2: 6 steps left at the 2 s measured
     assert etas[1] == pytest.approx(6 * 2.0)
     bridge({"event": "job_done", "job": "j1", "status": "done"})
     bridge.after_job({"id": "j1"})
     assert progress.progressapi("task(a)") == {"active": False, "queued": False, "completed": True}
+    assert bridge.wait_idle(5)
+
+
+def test_the_webuis_eta_and_the_tabs_eta_are_the_same_figure():
+    """A resumed render (a window of 4 steps done on disk, one to go, at 3 s a step): the
+    WebUI's ETA (A1111's elapsed/progress - elapsed over the bridge's pinned clock) and the
+    tab's Progress box (events.reduce's eta) say the same seconds at every step; neither says
+    anything before a step time is measured."""
+    from deforum_wan import events
+    from deforum_wan.webui.progress_text import eta_text, progress_text
+
+    clock = Clock()
+    state, progress, bridge = _wired(clock)
+    bridge.task_queued("task(r)")
+    bridge.task_jobs("task(r)", ["r1"])
+    run = [{"event": "job_running", "job": "r1"},
+           {"event": "started", "job": "r1", "windows": 2, "frames": 240, "resume_from_window": 1,
+            "frames_written": 120, "window_steps": [4, 4]}]
+    bridge(run[0])
+    bridge.before_job({"id": "r1"})
+    for step in range(1, 5):
+        clock.now += 3.0
+        run.append({"event": "step", "job": "r1", "window": 1, "step": step, "steps": 4, "time": clock.now})
+    seen = []
+    for event in run[1:]:
+        bridge(event)
+        folded = events.fold(run[:run.index(event) + 1])
+        box = progress_text({"id": "r1" * 6, "name": "r", "status": "running",
+                             "progress": {**folded, "eta": events.eta(folded)}}, [])
+        seen.append((progress.progressapi("task(r)")["eta"], events.eta(folded), box))
+    assert [(webui, tab) for webui, tab, _ in seen[:2]] == [(None, None), (None, None)]  # started, step 1
+    for webui, tab, box in seen[2:]:
+        assert webui == pytest.approx(tab) and eta_text(tab) in box, (webui, tab, box)
+    assert [tab for _, tab, _ in seen[2:]] == [6.0, 3.0, 0.0]  # steps left x 3 s
+    bridge({"event": "job_done", "job": "r1", "status": "done"})
+    bridge.after_job({"id": "r1"})
     assert bridge.wait_idle(5)
 
 

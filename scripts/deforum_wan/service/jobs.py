@@ -352,7 +352,7 @@ class JobManager:
             progress = events.reduce(before, event)
             self._progress = (job_id, progress)
             if kind in events.PROGRESS:  # every step: memory only, the database gets window_done
-                self._live = {"phase": progress["phase"], **_stored(progress)}
+                self._live = {"phase": progress["phase"], **_stored(progress), "eta": events.eta(progress)}
         if kind == "started":
             from ..render.run_folder import RunFolder
 

@@ -60,13 +60,6 @@ class ProgressBridge:
         self._task_of: dict[str, str] = {}
         self._running: str | None = None
         self._tasks = threading.Lock()
-        self._timing()
-
-    def _timing(self) -> None:
-        self._steps = 0  # sampling steps per window (A1111's progress counts windows of equal steps)
-        self._last_step: float | None = None  # when the last step event came (None: a load since)
-        self._per_step: float | None = None  # measured seconds per step
-        self._spent, self._intervals = 0.0, 0  # seconds between step events (no model load), how many
 
     # --- the page's task (its progress bar) ------------------------------------------
     def task_queued(self, id_task: str | None) -> None:
@@ -98,7 +91,6 @@ class ProgressBridge:
         s.textinfo = "Wan: starting"
         s.current_image = None  # the last job's frame is not this one's preview
         s.time_start = self.clock()
-        self._timing()
         if task is not None and self.progress is not None:
             self._call(lambda: self.progress.start_task(task))
 
@@ -132,39 +124,34 @@ class ProgressBridge:
         before = None if kind == "job_running" else self._progress  # a job's progress starts with it
         p = self._progress = events.reduce(before, event)
         if kind == "started":
-            s.job_no, s.sampling_step, s.job_count = p["window"], 0, p["windows"]
+            s.job_no, s.sampling_step, s.job_count = self._timed(p["window"]), 0, p["windows"]
         elif kind == "loading":
-            self._last_step = None  # a model load is not sampling time
             s.textinfo = self._text(p, phase=p["phase"])
         elif kind == "step":
-            self._step(p)
+            s.job_no, s.sampling_step, s.sampling_steps = self._timed(p["window"]), self._timed(p["step"]), p["steps"]
+            s.textinfo = self._text(p)
+            self._pin_clock()
         elif kind == "window_done":
             # the window's steps are in job_no now: sampling_step back to 0 (progress never > 1)
-            s.sampling_step, s.job_no = 0, p["window"]
+            s.sampling_step, s.job_no = 0, self._timed(p["window"])
             s.textinfo = self._text(p)
             if p["preview"] != (before or {}).get("preview"):
                 self._show(p["preview"])
 
-    def _step(self, p: dict) -> None:
-        s, now, steps = self.state, self.clock(), p["steps"]
-        if self._last_step is not None and steps == self._steps:
-            # one step, or a window's decode and writing and the next window's first step: the
-            # mean over the job so far counts those too (a tiny model's steps are a fraction of it)
-            self._spent += now - self._last_step
-            self._intervals += 1
-            self._per_step = self._spent / self._intervals
-        self._last_step, self._steps = now, steps
-        s.job_no, s.sampling_step, s.sampling_steps = p["window"], p["step"], steps
-        s.textinfo = self._text(p)
-        self._pin_clock()
+    def _timed(self, value: int) -> int:
+        """A progress count as A1111 may see it: 0 until a step time is measured. A1111's ETA
+        is elapsed/progress - elapsed: with progress but no time per step it would show the
+        seconds since the last pin (an "ETA 0s" at 25 % of a resume); with none it shows no ETA,
+        as the tab does until then."""
+        return value if self._progress is not None and self._progress["step_seconds"] is not None else 0
 
     def _pin_clock(self) -> None:
         """A1111's ETA is elapsed/progress - elapsed, elapsed from ``time_start``: with elapsed
         = steps done x seconds per step it is steps left x seconds per step, steady between
         steps and through a model load (0, shown as none, until two steps measured one)."""
-        s = self.state
+        s, per = self.state, (self._progress or {}).get("step_seconds")
         done = s.job_no * s.sampling_steps + s.sampling_step
-        s.time_start = self.clock() - done * (self._per_step or 0.0)
+        s.time_start = self.clock() - done * (per or 0.0)
 
     @staticmethod
     def _text(p: dict, phase: str = "") -> str:

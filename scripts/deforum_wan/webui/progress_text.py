@@ -43,6 +43,15 @@ def position(p: dict) -> str:
     return ", ".join(parts)
 
 
+def eta_text(seconds: float | None) -> str:
+    """``events.eta`` as the tab shows it ("" until a step time is measured): the steps left at
+    the seconds per step so far, the figure the WebUI's own bar shows at each step."""
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"ETA {minutes}m {secs:02d}s" if minutes else f"ETA {secs}s"
+
+
 RESUME_HINT = "press Resume to continue it"  # the tab's way; the queue's message says only that it can be
 
 
@@ -55,7 +64,7 @@ def progress_text(job: dict | None, jobs: list[dict], can_resume: bool = False) 
     frames = p.get("frames", 0)
     if status == "running":
         phase = p.get("phase") or "starting"
-        where = position(p)
+        where = ", ".join(part for part in (position(p), eta_text(p.get("eta"))) if part)
         text = f"{name}: {phase}" + (f" - {where}" if where else "")
     elif status == "queued":
         text = f"{name}: queued"
