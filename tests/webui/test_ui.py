@@ -164,6 +164,7 @@ def test_unchanged_fields_keep_the_files_spelling():
 FIELD_EFFECTS = {
     "model": ("tiny-random-ti2v [built locally]", lambda s: s.model.id == "tiny-random-ti2v"),
     "backend": ("diffusers", lambda s: s.backend == "diffusers"),
+    "model_low": ("wan_low_noise.safetensors", lambda s: s.model_low == "wan_low_noise.safetensors"),
     "width": (640, lambda s: s.W == 640),
     "height": (352, lambda s: s.H == 352),
     "fps": (24, lambda s: s.fps == 24),

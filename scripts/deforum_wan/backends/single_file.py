@@ -7,7 +7,9 @@ ggml type diffusers dequantises), whose quantised matrices stay quantised in mem
 dequantised layer by layer as they compute (diffusers' GGUFQuantizationConfig). The transformer
 goes through diffusers' own single-file loader (``from_single_file``, whose converter takes Wan's
 original key layout), its config derived from the tensors (detect.py). A GGUF text encoder is
-listed but not loaded yet: the encoder comes from a .safetensors file or a folder.
+listed but not loaded yet: the encoder comes from a .safetensors file or a folder. A Wan 2.2
+A14B pair of files becomes ``transformer`` (high noise) and ``transformer_2`` (low noise) with
+the ``boundary_ratio`` between them, as diffusers' A14B pipelines have them.
 """
 from __future__ import annotations
 
@@ -271,6 +273,10 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
     if missing:
         raise BackendError(_missing_message(spec, missing, roots))
     components["transformer"] = load_transformer(transformer_path, found, dtypes["default"], folder)
+    if spec.weights_2:  # Wan 2.2 A14B: the low-noise expert takes over below the boundary
+        low = Path(spec.weights_2)
+        components["transformer_2"] = load_transformer(low, detect(read_header(low)), dtypes["default"], folder)
+        components["boundary_ratio"] = boundary_ratio(spec, folder)
     for part, (source, where) in plan.items():
         dtype = dtypes.get(part, dtypes["default"])
         if source == "file":
@@ -287,6 +293,20 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
     if found.variant == "ti2v":
         components["expand_timesteps"] = True
     return cls(**{k: v for k, v in components.items() if k in accepted})
+
+
+# diffusers' A14B model_index.json: where the low-noise expert takes over, as a share of the
+# 1000 training timesteps (Wan2.2's configs: boundary 0.875 for T2V, 0.900 for I2V).
+BOUNDARY = {"t2v": 0.875, "i2v": 0.9}
+
+
+def boundary_ratio(spec: ModelSpec, folder: Path | None) -> float:
+    """The components folder's own boundary when it is a two-expert model, else Wan2.2's."""
+    try:
+        value = json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("boundary_ratio")
+    except (OSError, ValueError, TypeError):
+        value = None
+    return float(value) if isinstance(value, (int, float)) else BOUNDARY[spec.kind]
 
 
 def _from_folder(part: str, folder: Path, dtype):

@@ -155,6 +155,11 @@ KEYS: tuple[Key, ...] = (
         " model folders (ComfyUI's `wan2.1_t2v_14B_fp8_e4m3fn.safetensors`, city96's"
         " `wan2.1-t2v-14b-Q4_K_M.gguf`) or a diffusers-layout folder (`python -m"
         " deforum_wan models`)", field="model", label="Model", attr="model", example="tiny-random"),
+    Key("wan_model_low", "text", "", "Wan 2.2 A14B as two files: the low-noise expert's file, `wan_model`"
+        " being the high-noise one (found by itself when the names differ only in high/low noise:"
+        " `..._high_noise_...` / `..._low_noise_...`, `HighNoise` / `LowNoise`)", field="model_low",
+        label="Low-noise expert file (Wan 2.2 A14B; empty: found by name)", attr="model_low",
+        shown_default="found by name", example="wan2.2_t2v_low_noise_14B_fp16.safetensors"),
     Key("wan_components", "text", "", "for a `wan_model` file: where the text encoder, VAE, tokenizer (and"
         " CLIP) come from when no file of theirs is in the model folders: a registry id or a diffusers-layout"
         " folder", attr="components", shown_default="the model folders", example="tiny-random"),

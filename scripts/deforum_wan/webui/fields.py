@@ -91,6 +91,8 @@ def _shown(key: Key, value: Any) -> Any:
         return truthy(value)
     if key.kind in ("choice", "text") and key.choices:
         return _choice(value, key.choices, key.default)
+    if key.kind == "text":  # free text: a file name
+        return "" if value is None else str(value).strip()
     if key.optional:  # a number the model supplies when empty
         return "" if value in (None, "") else str(value)
     return _number(value) if _number(value) is not None else key.default
