@@ -188,8 +188,9 @@ FIELD_EFFECTS = {
     "dtype": ("float16", lambda s: s.dtype == "float16"),
     "preset": ("fast", lambda s: s.preset == "fast"),
     "gpus": (2, lambda s: s.gpus == 2),
-    "loras": ("C:\\loras\\style.safetensors:0.7\nother.safetensors",
-              lambda s: s.loras == [("C:\\loras\\style.safetensors", 0.7), ("other.safetensors", 1.0)]),
+    "loras": ("C:\\loras\\style.safetensors:0.7\nother.safetensors\nlight.safetensors:0.5:low\nC:\\high.safetensors:HIGH",
+              lambda s: s.loras == [("C:\\loras\\style.safetensors", 0.7, "both"), ("other.safetensors", 1.0, "both"),
+                                    ("light.safetensors", 0.5, "low"), ("C:\\high.safetensors", 1.0, "high")]),
     "prompts": ('{"0": "a cat --neg dog", "5": "a bird"}',
                 lambda s: [(p.frame, p.positive) for p in s.prompts] == [(0, "a cat"), (5, "a bird")]
                 and s.prompts[0].negative.startswith("dog")),

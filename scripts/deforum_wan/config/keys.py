@@ -90,18 +90,24 @@ def _read_positive(key: Key, value: Any) -> float:
     return out
 
 
-def _read_loras(key: Key, value: Any) -> list[tuple[str, float]]:
+# Which expert of a two-expert model (Wan 2.2 A14B) a LoRA goes into; one expert: the only one.
+LORA_EXPERTS = ("both", "high", "low")
+
+
+def _read_loras(key: Key, value: Any) -> list[tuple[str, float, str]]:
+    """(path, weight, expert) per entry: a path, or {"path", "weight", "expert"}."""
     if value in (None, "", []):
         return []
     if not isinstance(value, list):
-        raise ExprError(f"{key.name} must be a list of {{\"path\": ..., \"weight\": ...}}")
+        raise ExprError(f"{key.name} must be a list of {{\"path\": ..., \"weight\": ..., \"expert\": ...}}")
     out = []
     for item in value:
         if isinstance(item, str):
-            out.append((values.path(item, key.name), 1.0))
+            out.append((values.path(item, key.name), 1.0, "both"))
         elif isinstance(item, dict) and isinstance(item.get("path"), str):
             out.append((values.path(item["path"], key.name),
-                        values.number(item.get("weight", 1.0), f"{key.name} weight", -10, 10)))
+                        values.number(item.get("weight", 1.0), f"{key.name} weight", -10, 10),
+                        values.choice(item.get("expert") or "both", f"{key.name} expert", LORA_EXPERTS)))
         else:
             raise ExprError(f"{key.name} entry {item!r} needs a 'path'")
     return out
@@ -131,7 +137,7 @@ def _read_preset(key: Key, value: Any) -> str:
 # What each kind's reader returns; a model key's id becomes its registry entry in the settings.
 _TYPES = {
     "number": float, "positive": float, "int": int, "flag": bool, "strict_flag": bool, "choice": str,
-    "text": str, "model": ModelSpec, "preset": str, "size": tuple[int, int], "loras": list[tuple[str, float]],
+    "text": str, "model": ModelSpec, "preset": str, "size": tuple[int, int], "loras": list[tuple[str, float, str]],
     "distill": str,
 }
 
@@ -253,8 +259,9 @@ KEYS: tuple[Key, ...] = (
     Key("wan_distill_lora", "distill", None, "`auto` (look in `<models dir>/loras`), `off`, or a"
         " `.safetensors` path", optional=True, preset_field="distill_lora", shown_default="preset's",
         example="off"),
-    Key("wan_loras", "loras", [], '`[{"path": "x.safetensors", "weight": 0.8}]`', field="loras",
-        label="LoRAs: one path:weight per line (.safetensors)", attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
+    Key("wan_loras", "loras", [], '`[{"path": "x.safetensors", "weight": 0.8}]`; Wan 2.2 A14B: `"expert":'
+        ' "high"`, `"low"` or `"both"` (the default) picks the expert it goes into', field="loras",
+        label="LoRAs: one path:weight[:high|low] per line (.safetensors; A14B: the expert, else both)", attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
     Key("wan_write_srt", "flag", False, "write `{ts}.srt` with one subtitle per prompt", attr="write_srt",
         example=True),
     Key("wan_gpus", "int", 1, "GPUs per window (torchrun; docs/batch-and-multi-gpu.md)", lo=1, hi=64, field="gpus",
