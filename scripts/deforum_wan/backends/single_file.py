@@ -20,12 +20,12 @@ from pathlib import Path
 
 from ..errors import BackendError, WanError
 from ..models.detect import DROPPED, MARKERS, SCALE_SUFFIXES, Detected, detect
-from ..models.file_models import folder_transformer
+from ..models.file_models import components_base, folder_transformer, locate_components
 from ..models.headers import read_header
 from ..models.places import find_weight_file, model_roots, weight_files
 from ..models.random_full import keep_fp32, published_config
-from ..models.registry import MODELS, ModelSpec
-from ..models.weights import locate_weights, resolve_models_dir
+from ..models.registry import ModelSpec
+from ..models.weights import resolve_models_dir
 
 
 def _read_safetensors(path: Path, found: Detected, dtype) -> dict:
@@ -93,15 +93,14 @@ def components_folder(spec: ModelSpec, models_dir=None) -> Path | None:
         return Path(choice).expanduser()
     if Path(spec.weights).is_dir():
         return Path(spec.weights)
-    base = MODELS.get(choice.lower()) or next((m for m in MODELS.values() if m.kind == spec.kind and
-                                               m.family == spec.family and m.tiny == spec.tiny), None)
+    base = components_base(spec)
     if base is None:
         return None
     if base.tiny:
         from ..models.tiny import ensure_tiny_model
 
         return ensure_tiny_model(base.id, resolve_models_dir(models_dir))
-    return locate_weights(base, models_dir)
+    return locate_components(base, models_dir)
 
 
 def _fits(kind: str, found: Detected, transformer: dict) -> bool:
@@ -335,5 +334,5 @@ def _missing_message(spec: ModelSpec, missing: list[str], roots: list[Path]) -> 
              "image_encoder": "clip_vision/ (clip_vision_h.safetensors)", "tokenizer": "a diffusers folder"}
     wanted = "; ".join(f"{part}: a file in {where.get(part, 'a diffusers folder')}" for part in missing)
     return (f"{spec.id} is a transformer file; missing {', '.join(missing)} ({wanted}) in"
-            f" {', '.join(map(str, roots))}. Or set wan_components to a registry model on disk (python -m"
-            " deforum_wan download ID fetches a whole one; downloading the components alone comes later)")
+            f" {', '.join(map(str, roots))}. Or fetch them alone: python -m deforum_wan download {Path(spec.weights).name}"
+            " (the Wan tab's Download), or set wan_components to a registry model on disk")

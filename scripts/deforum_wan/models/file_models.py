@@ -17,6 +17,7 @@ from .detect import Detected, detect
 from .headers import read_header
 from .places import find_weight_file, looks_like_file, model_roots
 from .registry import FILE_MODELS, MODELS, ModelSpec, get_model
+from .weights import _is_complete, locate_weights, resolve_models_dir
 
 # (variant, size, family or None) -> the registry model whose defaults a file takes.
 _BASE = {
@@ -161,6 +162,34 @@ def resolve_model(value: str, components: str = "", models_dir=None, extra=None,
                                weights_2=str(low_path or ""), components=components, notes=notes)
     FILE_MODELS[model_id] = spec
     return spec
+
+
+def components_base(spec: ModelSpec) -> ModelSpec | None:
+    """The registry model whose parts a file takes: ``wan_components``'s id, else the one of its
+    architecture (tiny ones are built)."""
+    choice = spec.components.strip().lower()
+    return MODELS.get(choice) or next((m for m in MODELS.values() if m.kind == spec.kind and
+                                       m.family == spec.family and m.tiny == spec.tiny), None)
+
+
+def locate_components(base: ModelSpec, models_dir=None) -> Path | None:
+    """A folder with ``base``'s parts: the whole model, or its components downloaded alone."""
+    whole = locate_weights(base, models_dir)
+    if whole is not None or base.diffusers_repo is None:
+        return whole
+    folder = resolve_models_dir(models_dir) / base.diffusers_repo.split("/")[-1]
+    return folder if _is_complete(folder, "components") else None
+
+
+def components_to_fetch(spec: ModelSpec, models_dir=None) -> ModelSpec | None:
+    """For a transformer file with no components folder on disk (a tokenizer comes only from one):
+    the registry model whose parts a ``components`` download fetches; else None."""
+    if not spec.weights or Path(spec.weights).is_dir() or Path(spec.components).expanduser().is_dir():
+        return None
+    base = components_base(spec)
+    if base is None or base.tiny or locate_components(base, models_dir) is not None:
+        return None
+    return base
 
 
 def check_components(components: str) -> None:
