@@ -231,9 +231,9 @@ def test_lora_is_loaded_and_weighted(options, tiny_lora):
             return backend.generate(request())
 
     plain = render([])
-    off = render([(str(tiny_lora), 0.0)])
-    on = render([(str(tiny_lora), 1.0)])
-    strong = render([(str(tiny_lora), 2.0)])
+    off = render([(str(tiny_lora), 0.0, "both")])
+    on = render([(str(tiny_lora), 1.0, "both")])
+    strong = render([(str(tiny_lora), 2.0, "both")])
     np.testing.assert_allclose(off, plain, atol=1e-6)
     assert np.abs(on - plain).max() > 1e-3 and np.abs(strong - on).max() > 1e-3
 
@@ -241,10 +241,10 @@ def test_lora_is_loaded_and_weighted(options, tiny_lora):
 def test_lora_paths_are_checked(options, tiny_lora, tmp_path):
     spec = get_model("tiny-random")
     with pytest.raises(WanError, match="only .safetensors"):
-        load_backend(spec, "diffusers", BackendOptions(models_dir=options.models_dir, loras=[("x.bin", 1.0)]))
+        load_backend(spec, "diffusers", BackendOptions(models_dir=options.models_dir, loras=[("x.bin", 1.0, "both")]))
     with pytest.raises(BackendError, match="cannot read LoRA file .*no.safetensors: No such file"):
         load_backend(spec, "diffusers", BackendOptions(models_dir=options.models_dir,
-                                                       loras=[(str(tmp_path / "no.safetensors"), 1.0)]))
+                                                       loras=[(str(tmp_path / "no.safetensors"), 1.0, "both")]))
 
 
 def test_offload_vae_tiling_and_attention_options_on_cpu(options):
@@ -303,7 +303,7 @@ def test_official_refuses_without_cuda_before_importing_wan(tmp_path):
             OfficialBackend(get_model("wan2.2-ti2v-5b"), options)
     assert "wan" not in sys.modules
     with pytest.raises(BackendError, match="LoRA is not supported"):
-        OfficialBackend(get_model("wan2.1-t2v-1.3b"), BackendOptions(loras=[("a.safetensors", 1.0)]))
+        OfficialBackend(get_model("wan2.1-t2v-1.3b"), BackendOptions(loras=[("a.safetensors", 1.0, "both")]))
 
 
 def test_official_output_conversion_and_vace_inputs():

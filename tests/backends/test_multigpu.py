@@ -46,9 +46,9 @@ def test_window_requests_round_trip_with_the_image_lossless(tmp_path):
         assert getattr(back, field) == getattr(req, field), field
     assert np.array_equal(back.image, image)
     cmd = torchrun_command(model_id="wan2.2-i2v-a14b", engine="diffusers", gpus=2, weights="/w", serve_dir="/s",
-                           options=BackendOptions(dtype="bf16", loras=[("/l/a=b.safetensors", 0.5)], vae_tiling=True))
+                           options=BackendOptions(dtype="bf16", loras=[("/l/a=b.safetensors", 0.5, "low")], vae_tiling=True))
     parsed = _rank_parser().parse_args(cmd[cmd.index("deforum_wan.backends.multigpu") + 1:])
-    assert parsed.lora == ["/l/a=b.safetensors=0.5"] and parsed.vae_tiling and parsed.dtype == "bf16"
+    assert parsed.lora == ["/l/a=b.safetensors=0.5=low"] and parsed.vae_tiling and parsed.dtype == "bf16"
     assert not parsed.dit_fsdp
 
 

@@ -149,7 +149,7 @@ def test_wrong_kind_and_missing_parts_are_one_line(tiny_models_dir, extra, tmp_p
     (tmp_path / "none").mkdir()
     with pytest.raises(WanError) as err:
         load_backend(spec, "diffusers", BackendOptions(models_dir=str(alone), dtype="float32", device="cpu"))
-    assert "text_encoder" in str(err.value) and "vae" in str(err.value) and "comes later" in str(err.value)
+    assert "text_encoder" in str(err.value) and "vae" in str(err.value) and "download t.safetensors" in str(err.value)
 
 
 def test_settings_take_a_file_name_as_wan_model(extra):

@@ -318,3 +318,51 @@ def test_a_failure_in_the_tabs_download_process_is_one_line_in_the_tabs_words(se
     assert str(error.value) == (f"{REPO} is not downloaded and the hub is unreachable or offline; when online press"
                                 " Download again")
     assert any(path.startswith(f"/{REPO}/resolve/") or "/revision/" in path for _, path in served.requests)
+
+
+@pytest.fixture
+def file_model(served, tmp_path, monkeypatch):
+    """A transformer file whose components are the served repo's (wan_components names it)."""
+    from deforum_wan.models.registry import FILE_MODELS
+
+    monkeypatch.setitem(MODELS, SPEC.id, SPEC)
+    weights = tmp_path / "own" / "wan_own_t2v.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"")  # never read: a download looks at where its parts come from only
+    spec = dataclasses.replace(SPEC, id=weights.name, diffusers_repo=None, weights=str(weights),
+                               components=SPEC.id)
+    monkeypatch.setitem(FILE_MODELS, spec.id, spec)
+    return spec
+
+
+def test_a_files_components_are_fetched_alone(served, file_model, tmp_path, monkeypatch):
+    from deforum_wan.models.file_models import components_to_fetch, locate_components
+
+    models = tmp_path / "models"
+    assert components_to_fetch(file_model, models) is SPEC
+    # the parts' folders and the pipeline's index; the transformer's config, not its weights
+    parts = {name: f["size"] for name, f in served.files.items() if name == "model_index.json" or
+             ("/" in name and (not name.startswith("transformer/") or name == "transformer/config.json"))}
+    assert len(parts) < len(served.files)  # the transformer's weights are left out
+    assert download_size(SPEC, models, "components") == (sum(parts.values()),) * 2
+    path = download(SPEC, models, layout="components")
+    fetched = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts}
+    assert fetched == set(parts) and served.bytes_sent == sum(parts.values())
+    assert locate_components(SPEC, models) == path and locate_weights(SPEC, models) is None
+    assert components_to_fetch(file_model, models) is None  # on disk now: nothing more
+
+
+def test_the_tabs_download_of_a_file_fetches_its_components(served, file_model, tmp_path):
+    from deforum_wan.webui.downloads import Downloads
+
+    models = tmp_path / "models"
+    downloads = Downloads(models)
+    said = downloads.start(file_model.id)
+    assert said.startswith(f"downloading {SPEC.id} components:"), said
+    deadline = time.monotonic() + 60
+    while downloads.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    fetched = {p.relative_to(models / "tiny-served").as_posix() for p in (models / "tiny-served").rglob("*")
+               if p.is_file() and ".cache" not in p.parts}
+    assert fetched and not any(n.startswith("transformer/") and n != "transformer/config.json" for n in fetched)
+    assert "nothing to fetch" in downloads.start(file_model.id)

@@ -164,6 +164,7 @@ def test_unchanged_fields_keep_the_files_spelling():
 FIELD_EFFECTS = {
     "model": ("tiny-random-ti2v [built locally]", lambda s: s.model.id == "tiny-random-ti2v"),
     "backend": ("diffusers", lambda s: s.backend == "diffusers"),
+    "model_low": ("wan_low_noise.safetensors", lambda s: s.model_low == "wan_low_noise.safetensors"),
     "width": (640, lambda s: s.W == 640),
     "height": (352, lambda s: s.H == 352),
     "fps": (24, lambda s: s.fps == 24),
@@ -187,8 +188,9 @@ FIELD_EFFECTS = {
     "dtype": ("float16", lambda s: s.dtype == "float16"),
     "preset": ("fast", lambda s: s.preset == "fast"),
     "gpus": (2, lambda s: s.gpus == 2),
-    "loras": ("C:\\loras\\style.safetensors:0.7\nother.safetensors",
-              lambda s: s.loras == [("C:\\loras\\style.safetensors", 0.7), ("other.safetensors", 1.0)]),
+    "loras": ("C:\\loras\\style.safetensors:0.7\nother.safetensors\nlight.safetensors:0.5:low\nC:\\high.safetensors:HIGH",
+              lambda s: s.loras == [("C:\\loras\\style.safetensors", 0.7, "both"), ("other.safetensors", 1.0, "both"),
+                                    ("light.safetensors", 0.5, "low"), ("C:\\high.safetensors", 1.0, "high")]),
     "prompts": ('{"0": "a cat --neg dog", "5": "a bird"}',
                 lambda s: [(p.frame, p.positive) for p in s.prompts] == [(0, "a cat"), (5, "a bird")]
                 and s.prompts[0].negative.startswith("dog")),

@@ -66,7 +66,7 @@ class BackendOptions:
     offload: str = "none"  # none | model | sequential | group
     vae_tiling: bool = False
     attention: str = "auto"  # auto: the library's default (PyTorch SDPA)
-    loras: list[tuple[str, float]] = field(default_factory=list)  # (.safetensors path, weight)
+    loras: list[tuple[str, float, str]] = field(default_factory=list)  # (.safetensors path, weight, expert)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     official_repo_path: Optional[str] = None  # a Wan2.1/Wan2.2 clone providing module `wan`
     models_dir: Optional[str] = None
@@ -87,7 +87,7 @@ class BackendOptions:
         for name, value in (("dtype", self.dtype), ("vae_dtype", self.vae_dtype)):
             if value != "auto" and value not in DTYPES:
                 raise WanError(f"{name} must be auto, bfloat16, float16 or float32, not {value!r}")
-        for path, _ in self.loras:
+        for path, *_ in self.loras:
             if not str(path).endswith(".safetensors"):
                 raise WanError(f"LoRA {path}: only .safetensors files are loaded")
 

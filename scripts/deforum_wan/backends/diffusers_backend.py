@@ -230,26 +230,33 @@ class DiffusersBackend(Backend):
         return regular_file(path, f"distilled LoRA file {path}")
 
     def _load_loras(self, pipe) -> None:
-        loras = list(self.options.loras)
+        loras = [(path, weight, expert) for path, weight, expert in self.options.loras]
         if self.distill_lora is not None:
-            loras.append((str(self.distill_lora), 1.0))
+            loras.append((str(self.distill_lora), 1.0, "both"))
         if not loras:
             return
         if importlib.util.find_spec("peft") is None:  # diffusers loads LoRAs through peft
             raise BackendError(f"{NAME}: LoRA needs the peft package (pip install peft)")
-        names, weights = [], []
         two_experts = getattr(pipe, "transformer_2", None) is not None
-        for i, (path, weight) in enumerate(loras):
+        held: dict[str, list[tuple[str, float]]] = {"transformer": [], "transformer_2": []}
+        for i, (path, weight, expert) in enumerate(loras):
             path = regular_file(Path(path).expanduser(), f"LoRA file {path}")
             name = f"lora{i}_" + re.sub(r"[^A-Za-z0-9_]", "_", path.stem)[:40]
             kwargs = {"weight_name": path.name, "adapter_name": name, "use_safetensors": True}
-            pipe.load_lora_weights(str(path.parent), **kwargs)
-            if two_experts:
-                # One file for both experts (how Wan2.1 LoRAs are used on Wan2.2 A14B).
+            if not two_experts and expert != "both":
+                self._note(f"LoRA {path.name}: for the {expert}-noise expert, but {self.spec.id} has one"
+                           " transformer; it goes there", warn=False)
+            # Both experts: one file into each (how Wan2.1 LoRAs are used on Wan2.2 A14B).
+            if expert in ("both", "high") or not two_experts:
+                pipe.load_lora_weights(str(path.parent), **kwargs)
+                held["transformer"].append((name, float(weight)))
+            if two_experts and expert in ("both", "low"):
                 pipe.load_lora_weights(str(path.parent), load_into_transformer_2=True, **kwargs)
-            names.append(name)
-            weights.append(float(weight))
-        pipe.set_adapters(names, adapter_weights=weights)
+                held["transformer_2"].append((name, float(weight)))
+        # Per expert: the pipeline's set_adapters wants every name in every transformer.
+        for part, adapters in held.items():
+            if adapters:
+                getattr(pipe, part).set_adapters([n for n, _ in adapters], [w for _, w in adapters])
         if self.distill_lora is not None:
             self._speed_note(f"step-distilled LoRA {self.distill_lora.name}: {DISTILL_STEPS} steps at guidance"
                              f" {DISTILL_GUIDANCE:g}", warn=False)

@@ -87,8 +87,8 @@ def torchrun_command(*, model_id: str, engine: str, gpus: int, weights: str, ser
         cmd += ["--dtype", o.dtype, "--vae_dtype", o.vae_dtype, "--attention", o.attention]
         if o.vae_tiling:
             cmd += ["--vae_tiling"]
-        for path, weight in o.loras:
-            cmd += ["--lora", f"{path}={float(weight)!r}"]
+        for path, weight, expert in o.loras:
+            cmd += ["--lora", f"{path}={float(weight)!r}={expert}"]
     if o.models_dir:
         cmd += ["--models_dir", str(o.models_dir)]
     return cmd
@@ -413,8 +413,8 @@ def _diffusers_rank_backend(args, spec: ModelSpec, device: str, parallel: bool):
 
     loras = []
     for item in args.lora:
-        path, _, weight = item.rpartition("=")
-        loras.append((path, float(weight)))
+        path, weight, expert = item.rsplit("=", 2)
+        loras.append((path, float(weight), expert))
     options = BackendOptions(dtype=args.dtype, vae_dtype=args.vae_dtype, attention=args.attention,
                              vae_tiling=args.vae_tiling, loras=loras, device=device,
                              models_dir=args.models_dir)

@@ -7,7 +7,9 @@ ggml type diffusers dequantises), whose quantised matrices stay quantised in mem
 dequantised layer by layer as they compute (diffusers' GGUFQuantizationConfig). The transformer
 goes through diffusers' own single-file loader (``from_single_file``, whose converter takes Wan's
 original key layout), its config derived from the tensors (detect.py). A GGUF text encoder is
-listed but not loaded yet: the encoder comes from a .safetensors file or a folder.
+listed but not loaded yet: the encoder comes from a .safetensors file or a folder. A Wan 2.2
+A14B pair of files becomes ``transformer`` (high noise) and ``transformer_2`` (low noise) with
+the ``boundary_ratio`` between them, as diffusers' A14B pipelines have them.
 """
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ from pathlib import Path
 
 from ..errors import BackendError, WanError
 from ..models.detect import DROPPED, MARKERS, SCALE_SUFFIXES, Detected, detect
-from ..models.file_models import folder_transformer
+from ..models.file_models import components_base, folder_transformer, locate_components
 from ..models.headers import read_header
 from ..models.places import find_weight_file, model_roots, weight_files
 from ..models.random_full import keep_fp32, published_config
-from ..models.registry import MODELS, ModelSpec
-from ..models.weights import locate_weights, resolve_models_dir
+from ..models.registry import ModelSpec
+from ..models.weights import resolve_models_dir
 
 
 def _read_safetensors(path: Path, found: Detected, dtype) -> dict:
@@ -91,15 +93,14 @@ def components_folder(spec: ModelSpec, models_dir=None) -> Path | None:
         return Path(choice).expanduser()
     if Path(spec.weights).is_dir():
         return Path(spec.weights)
-    base = MODELS.get(choice.lower()) or next((m for m in MODELS.values() if m.kind == spec.kind and
-                                               m.family == spec.family and m.tiny == spec.tiny), None)
+    base = components_base(spec)
     if base is None:
         return None
     if base.tiny:
         from ..models.tiny import ensure_tiny_model
 
         return ensure_tiny_model(base.id, resolve_models_dir(models_dir))
-    return locate_weights(base, models_dir)
+    return locate_components(base, models_dir)
 
 
 def _fits(kind: str, found: Detected, transformer: dict) -> bool:
@@ -271,6 +272,10 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
     if missing:
         raise BackendError(_missing_message(spec, missing, roots))
     components["transformer"] = load_transformer(transformer_path, found, dtypes["default"], folder)
+    if spec.weights_2:  # Wan 2.2 A14B: the low-noise expert takes over below the boundary
+        low = Path(spec.weights_2)
+        components["transformer_2"] = load_transformer(low, detect(read_header(low)), dtypes["default"], folder)
+        components["boundary_ratio"] = boundary_ratio(spec, folder)
     for part, (source, where) in plan.items():
         dtype = dtypes.get(part, dtypes["default"])
         if source == "file":
@@ -287,6 +292,20 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
     if found.variant == "ti2v":
         components["expand_timesteps"] = True
     return cls(**{k: v for k, v in components.items() if k in accepted})
+
+
+# diffusers' A14B model_index.json: where the low-noise expert takes over, as a share of the
+# 1000 training timesteps (Wan2.2's configs: boundary 0.875 for T2V, 0.900 for I2V).
+BOUNDARY = {"t2v": 0.875, "i2v": 0.9}
+
+
+def boundary_ratio(spec: ModelSpec, folder: Path | None) -> float:
+    """The components folder's own boundary when it is a two-expert model, else Wan2.2's."""
+    try:
+        value = json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("boundary_ratio")
+    except (OSError, ValueError, TypeError):
+        value = None
+    return float(value) if isinstance(value, (int, float)) else BOUNDARY[spec.kind]
 
 
 def _from_folder(part: str, folder: Path, dtype):
@@ -315,5 +334,5 @@ def _missing_message(spec: ModelSpec, missing: list[str], roots: list[Path]) -> 
              "image_encoder": "clip_vision/ (clip_vision_h.safetensors)", "tokenizer": "a diffusers folder"}
     wanted = "; ".join(f"{part}: a file in {where.get(part, 'a diffusers folder')}" for part in missing)
     return (f"{spec.id} is a transformer file; missing {', '.join(missing)} ({wanted}) in"
-            f" {', '.join(map(str, roots))}. Or set wan_components to a registry model on disk (python -m"
-            " deforum_wan download ID fetches a whole one; downloading the components alone comes later)")
+            f" {', '.join(map(str, roots))}. Or fetch them alone: python -m deforum_wan download {Path(spec.weights).name}"
+            " (the Wan tab's Download), or set wan_components to a registry model on disk")

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ..errors import WanError
 from ..models.detect import detect
+from ..models.file_models import components_to_fetch, resolve_model
 from ..models.headers import read_header
-from ..models.places import confine, model_roots, weight_files
+from ..models.places import confine, looks_like_file, model_roots, weight_files
 from ..models.random_full import RECIPES
 from ..models.registry import DEPTH_MODELS, get_model
 from ..models.weights import LAYOUTS, download, download_depth, registry_rows
@@ -80,7 +81,15 @@ def cmd_download(args) -> int:
         spec = DEPTH_MODELS[args.id.strip().lower()]
         print(f"{spec.id}: {download_depth(spec, models_dir=args.models_dir, token=args.token)}")
         return 0
-    spec = get_model(args.id)
+    spec = get_model(args.id) if not looks_like_file(args.id) else \
+        resolve_model(args.id, models_dir=args.models_dir, extra=getattr(args, "extra_models_dir", None))
+    if spec.weights:  # a transformer file: only the parts it lacks, when no folder of them is on disk
+        base = components_to_fetch(spec, args.models_dir)
+        if base is None:
+            print(f"{spec.id}: its components are on disk (or built, or given by wan_components); nothing to fetch")
+            return 0
+        print(f"{spec.id}: fetching the components alone (text encoder, tokenizer, VAE, CLIP) of {base.id}")
+        spec, args.layout = base, "components"
     if spec.tiny:
         path = download(spec, models_dir=args.models_dir, layout=args.layout, token=args.token)
     else:
@@ -143,12 +152,14 @@ def add_model_commands(subparsers) -> None:
     p.set_defaults(func=cmd_models)
 
     p = subparsers.add_parser("download", help="download a model's weights from the Hugging Face hub")
-    p.add_argument("id", help="model id (see: models)")
+    p.add_argument("id", help="model id (see: models), or a transformer file in the model folders: the parts it"
+                   " lacks (text encoder, tokenizer, VAE, CLIP) from its model's repo, without the transformer")
     p.add_argument("--layout", choices=LAYOUTS, default="diffusers",
                    help="diffusers for the diffusers backend, official for the official wan code"
                         " (default: diffusers)")
     p.add_argument("--models-dir", default=None, help=f"download into this folder {MODELS_DIR_HELP}")
     p.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or the saved login)")
+    add_extra_dirs_arg(p)
     p.set_defaults(func=cmd_download)
 
     p = subparsers.add_parser("tiny-models", help="build the tiny random-weight Wan models (tests, demo), or"

@@ -90,18 +90,24 @@ def _read_positive(key: Key, value: Any) -> float:
     return out
 
 
-def _read_loras(key: Key, value: Any) -> list[tuple[str, float]]:
+# Which expert of a two-expert model (Wan 2.2 A14B) a LoRA goes into; one expert: the only one.
+LORA_EXPERTS = ("both", "high", "low")
+
+
+def _read_loras(key: Key, value: Any) -> list[tuple[str, float, str]]:
+    """(path, weight, expert) per entry: a path, or {"path", "weight", "expert"}."""
     if value in (None, "", []):
         return []
     if not isinstance(value, list):
-        raise ExprError(f"{key.name} must be a list of {{\"path\": ..., \"weight\": ...}}")
+        raise ExprError(f"{key.name} must be a list of {{\"path\": ..., \"weight\": ..., \"expert\": ...}}")
     out = []
     for item in value:
         if isinstance(item, str):
-            out.append((values.path(item, key.name), 1.0))
+            out.append((values.path(item, key.name), 1.0, "both"))
         elif isinstance(item, dict) and isinstance(item.get("path"), str):
             out.append((values.path(item["path"], key.name),
-                        values.number(item.get("weight", 1.0), f"{key.name} weight", -10, 10)))
+                        values.number(item.get("weight", 1.0), f"{key.name} weight", -10, 10),
+                        values.choice(item.get("expert") or "both", f"{key.name} expert", LORA_EXPERTS)))
         else:
             raise ExprError(f"{key.name} entry {item!r} needs a 'path'")
     return out
@@ -131,7 +137,7 @@ def _read_preset(key: Key, value: Any) -> str:
 # What each kind's reader returns; a model key's id becomes its registry entry in the settings.
 _TYPES = {
     "number": float, "positive": float, "int": int, "flag": bool, "strict_flag": bool, "choice": str,
-    "text": str, "model": ModelSpec, "preset": str, "size": tuple[int, int], "loras": list[tuple[str, float]],
+    "text": str, "model": ModelSpec, "preset": str, "size": tuple[int, int], "loras": list[tuple[str, float, str]],
     "distill": str,
 }
 
@@ -155,6 +161,11 @@ KEYS: tuple[Key, ...] = (
         " model folders (ComfyUI's `wan2.1_t2v_14B_fp8_e4m3fn.safetensors`, city96's"
         " `wan2.1-t2v-14b-Q4_K_M.gguf`) or a diffusers-layout folder (`python -m"
         " deforum_wan models`)", field="model", label="Model", attr="model", example="tiny-random"),
+    Key("wan_model_low", "text", "", "Wan 2.2 A14B as two files: the low-noise expert's file, `wan_model`"
+        " being the high-noise one (found by itself when the names differ only in high/low noise:"
+        " `..._high_noise_...` / `..._low_noise_...`, `HighNoise` / `LowNoise`)", field="model_low",
+        label="Low-noise expert file (Wan 2.2 A14B; empty: found by name)", attr="model_low",
+        shown_default="found by name", example="wan2.2_t2v_low_noise_14B_fp16.safetensors"),
     Key("wan_components", "text", "", "for a `wan_model` file: where the text encoder, VAE, tokenizer (and"
         " CLIP) come from when no file of theirs is in the model folders: a registry id or a diffusers-layout"
         " folder", attr="components", shown_default="the model folders", example="tiny-random"),
@@ -248,8 +259,9 @@ KEYS: tuple[Key, ...] = (
     Key("wan_distill_lora", "distill", None, "`auto` (look in `<models dir>/loras`), `off`, or a"
         " `.safetensors` path", optional=True, preset_field="distill_lora", shown_default="preset's",
         example="off"),
-    Key("wan_loras", "loras", [], '`[{"path": "x.safetensors", "weight": 0.8}]`', field="loras",
-        label="LoRAs: one path:weight per line (.safetensors)", attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
+    Key("wan_loras", "loras", [], '`[{"path": "x.safetensors", "weight": 0.8}]`; Wan 2.2 A14B: `"expert":'
+        ' "high"`, `"low"` or `"both"` (the default) picks the expert it goes into', field="loras",
+        label="LoRAs: one path:weight[:high|low] per line (.safetensors; A14B: the expert, else both)", attr="loras", example=[{"path": "style.safetensors", "weight": 0.5}]),
     Key("wan_write_srt", "flag", False, "write `{ts}.srt` with one subtitle per prompt", attr="write_srt",
         example=True),
     Key("wan_gpus", "int", 1, "GPUs per window (torchrun; docs/batch-and-multi-gpu.md)", lo=1, hi=64, field="gpus",

@@ -205,7 +205,9 @@ def _validate(data: dict, label: str) -> RenderSettings:
     fps = _number(get("fps"), "fps", 1, 240)
     wan = read_all(get)  # every Wan key once; early: the size rules are the model's
     # A file or folder is found in the model folders ($DEFORUM_WAN_MODELS_DIR and the extra ones).
-    model = resolve_model(wan["wan_model"], wan["wan_components"])
+    model = resolve_model(wan["wan_model"], wan["wan_components"], low=wan["wan_model_low"])
+    if wan["wan_model_low"] and not model.weights_2:
+        warnings.append(f"wan_model_low is for a wan_model file (the high-noise expert); {model.id} runs without it")
     W = _size(get("W"), "W", model, warnings)
     H = _size(get("H"), "H", model, warnings)
 

@@ -47,6 +47,7 @@ class ModelSpec:
     # transformer's single file or diffusers folder, and where its other components come from.
     weights: str = ""
     components: str = ""
+    weights_2: str = ""  # a Wan 2.2 A14B pair: the low-noise expert's file (``weights`` the high-noise one)
 
     @property
     def can_t2v(self) -> bool:

@@ -23,7 +23,13 @@ ALLOW_PATTERNS = {
     "diffusers": ["*.json", "*.safetensors", "*.txt", "*.model"],
     "official": ["*.json", "*.safetensors", "*.txt", "*.model", "*.pth"],
     "depth": ["*.json", "*.safetensors", "*.txt"],  # a depth model (DepthSpec): safetensors only
+    # What a transformer file lacks, from its diffusers repo: every part but the transformers'
+    # weights (their configs tell the head count and rope length).
+    "components": ["model_index.json", "transformer/config.json", "transformer_2/config.json"] + [
+        f"{part}/*.{ext}" for part in ("text_encoder", "tokenizer", "vae", "image_encoder", "image_processor",
+                                       "scheduler") for ext in ("json", "safetensors", "txt", "model")],
 }
+EXPERTS = ("transformer", "transformer_2")
 
 
 def default_models_dir() -> Path:
@@ -36,9 +42,9 @@ def resolve_models_dir(models_dir) -> Path:
 
 
 def hub_repo(spec: ModelSpec, layout: str = "diffusers") -> str | None:
-    if layout not in LAYOUTS:
+    if layout not in LAYOUTS + ("components",):
         raise WanError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-    return spec.diffusers_repo if layout == "diffusers" else spec.official_repo
+    return spec.official_repo if layout == "official" else spec.diffusers_repo
 
 
 def spec_repo(spec: ModelSpec | DepthSpec, layout: str = "diffusers") -> str | None:
@@ -97,6 +103,8 @@ def _is_complete(folder: Path, layout: str) -> bool:
     for name, value in index.items():
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
             continue
+        if layout == "components" and name in EXPERTS:
+            continue  # a folder of components: the transformer comes from a file
         part = folder / name
         if not part.is_dir():
             return False

@@ -13,6 +13,7 @@ from html import escape
 
 from ..errors import DownloadCancelled, one_line
 from ..models.download_process import download_in_child
+from ..models.file_models import components_to_fetch
 from ..models.registry import DEPTH_MODELS, continuation_model, get_model
 from ..models.weights import download_size, locate_depth, locate_weights
 
@@ -31,12 +32,15 @@ class Downloads:
         self._state: dict = {}
 
     def specs(self, model_id: str) -> list:
-        """The model and the one that continues it (its I2V/VACE partner), not yet on disk; a
-        depth model alone."""
+        """(model, layout) for the model and the one that continues it (its I2V/VACE partner), not
+        yet on disk; a depth model alone; for a transformer file, the components it lacks."""
         if model_id in DEPTH_MODELS:
             depth = DEPTH_MODELS[model_id]
-            return [] if locate_depth(depth, self.models_dir) is not None else [depth]
+            return [] if locate_depth(depth, self.models_dir) is not None else [(depth, "depth")]
         spec = get_model(model_id)
+        if spec.weights:
+            base = components_to_fetch(spec, self.models_dir)
+            return [(base, "components")] if base is not None else []
         wanted = [spec]
         try:
             partner = continuation_model(spec)
@@ -44,7 +48,7 @@ class Downloads:
                 wanted.append(partner)
         except Exception:  # a model with no partner renders one window: nothing more to fetch
             pass
-        return [s for s in wanted if locate_weights(s, self.models_dir) is None]
+        return [(s, "diffusers") for s in wanted if locate_weights(s, self.models_dir) is None]
 
     @property
     def running(self) -> bool:
@@ -59,14 +63,17 @@ class Downloads:
             if not specs:
                 if model_id in DEPTH_MODELS:
                     return f"depth model {model_id} is already downloaded (in {self.models_dir} or the hub cache)"
+                if get_model(model_id).weights:
+                    return f"{model_id}: its components are on disk (or given by wan_components); nothing to fetch"
                 return f"{model_id} and its continuation model are already in {self.models_dir}"
-            sizes = [download_size(s, self.models_dir, from_tab=True) for s in specs]
+            sizes = [download_size(s, self.models_dir, layout, from_tab=True) for s, layout in specs]
         except Exception as exc:
             return one_line(exc)
         total, missing = sum(t for t, _ in sizes), sum(m for _, m in sizes)
         self._stop.clear()
         with self._lock:
-            self._state = {"model": ", ".join(s.id for s in specs), "done": total - missing, "total": total,
+            self._state = {"model": ", ".join(s.id + (" components" if layout == "components" else "")
+                                              for s, layout in specs), "done": total - missing, "total": total,
                            "started": time.monotonic(), "first": total - missing, "message": None}
         self._thread = threading.Thread(target=self._run, args=(specs, sizes), name="wan-download", daemon=True)
         self._thread.start()
@@ -75,14 +82,14 @@ class Downloads:
     def _run(self, specs, sizes) -> None:
         base = 0  # bytes of the models finished before the one downloading now
         try:
-            for spec, (total, _) in zip(specs, sizes):
+            for (spec, layout), (total, _) in zip(specs, sizes):
                 def progress(done, _total, base=base):
                     with self._lock:
                         self._state["done"] = base + done
-                download_in_child(spec, self.models_dir, progress=progress, should_stop=self._stop.is_set)
+                download_in_child(spec, self.models_dir, layout, progress=progress, should_stop=self._stop.is_set)
                 base += total
             message = f"downloaded {self._state['model']}: " + ("Preview camera and Generate use it now"
-                                                                if specs[0].id in DEPTH_MODELS else "press Refresh models")
+                                                                if specs[0][0].id in DEPTH_MODELS else "press Refresh models")
         except DownloadCancelled:
             message = f"download of {self._state['model']} stopped; Download again resumes it"
         except Exception as exc:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from ..config.camera import CAMERA_DEFAULTS
-from ..config.keys import COLOR_MODES, DEFAULT_PRESET, KEYS, PRESETS, WAN_ALIASES, WAN_DEFAULTS, Key
+from ..config.keys import COLOR_MODES, DEFAULT_PRESET, KEYS, LORA_EXPERTS, PRESETS, WAN_ALIASES, WAN_DEFAULTS, Key
 from ..config.schedule import SEED_BEHAVIORS
 from ..config.settings import (  # fields read values exactly as load_settings does
     _COLOR_LEGACY,
@@ -91,6 +91,8 @@ def _shown(key: Key, value: Any) -> Any:
         return truthy(value)
     if key.kind in ("choice", "text") and key.choices:
         return _choice(value, key.choices, key.default)
+    if key.kind == "text":  # free text: a file name
+        return "" if value is None else str(value).strip()
     if key.optional:  # a number the model supplies when empty
         return "" if value in (None, "") else str(value)
     return _number(value) if _number(value) is not None else key.default
@@ -190,7 +192,7 @@ def parse_prompts(text: str) -> dict:
 
 
 def loras_text(loras: Any) -> str:
-    """``wan_loras`` as one ``path:weight`` per line."""
+    """``wan_loras`` as one ``path:weight`` per line, ``:high`` or ``:low`` after it for one expert."""
     if not isinstance(loras, list):
         return ""
     lines = []
@@ -198,17 +200,23 @@ def loras_text(loras: Any) -> str:
         if isinstance(item, str):
             lines.append(f"{item}:1")
         elif isinstance(item, dict) and isinstance(item.get("path"), str):
-            lines.append(f"{item['path']}:{item.get('weight', 1.0):g}")
+            expert = str(item.get("expert") or "both").lower()
+            lines.append(f"{item['path']}:{item.get('weight', 1.0):g}" + (f":{expert}" if expert != "both" else ""))
     return "\n".join(lines)
 
 
 def parse_loras(text: str) -> list[dict]:
-    """``path:weight`` lines (weight optional; a Windows ``C:\\`` path keeps its colon)."""
+    """``path:weight[:expert]`` lines (weight optional, expert high, low or both; a Windows ``C:\\``
+    path keeps its colon). ``expert`` is written only for one expert: other lines read as before."""
     out = []
     for line in str(text or "").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        head, sep, tail = line.rpartition(":")
+        expert = tail.strip().lower() if sep and head and tail.strip().lower() in LORA_EXPERTS else "both"
+        if expert != "both" or (sep and tail.strip().lower() == "both"):
+            line = head.strip()
         path, sep, weight = line.rpartition(":")
         try:
             value = float(weight) if sep and path and "\\" not in weight and "/" not in weight else None
@@ -216,7 +224,8 @@ def parse_loras(text: str) -> list[dict]:
             value = None
         if value is None:
             path, value = line, 1.0
-        out.append({"path": path.strip(), "weight": value})
+        entry = {"path": path.strip(), "weight": value}
+        out.append({**entry, "expert": expert} if expert != "both" else entry)
     return out
 
 

@@ -116,6 +116,8 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     # beside Download, shown only while a download runs (the poll shows and hides it)
                     c["stop_download"] = component(gr.Button, value="Stop download", size="sm", scale=1,
                                                    visible=False, elem_id="wan_stop_download")
+                with gr.Row():  # Wan 2.2 A14B given as two expert files
+                    c["model_low"] = gr.Textbox(**wan_widget("model_low", start), elem_id="wan_model_low")
                 # the Download's own line: the poll never writes it (a start error stays)
                 c["download_status"] = component(gr.Textbox, label="Download", interactive=False, lines=1,
                                                  max_lines=2, elem_id="wan_download_status")
