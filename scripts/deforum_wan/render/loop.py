@@ -53,6 +53,7 @@ class RenderResult:
     backend_report: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     camera_adherence: dict | None = None  # render.adherence: how closely the frames follow the camera
+    drift: dict | None = None  # render.drift: how far colour and sharpness moved along the chain
 
 
 class Renderer:
@@ -233,16 +234,19 @@ class Renderer:
         try:
             video = self._finish(run_dir, ts, plan, written)
             adherence = self._measure_camera(run_dir, ts, plan, written) if status == "done" else None
+            drift = self._measure_drift(run_dir, ts, plan) if status == "done" else None
         except BaseException as exc:  # the frames are kept: a resume makes the video again
             self._mark_failed(manifest, exc)
             raise
         if adherence is not None:
             manifest.extra["camera_adherence"] = adherence.to_dict()
+        if drift is not None:
+            manifest.extra["drift"] = drift
         manifest.set_status(status)
         if status == "done":
             self.folder.carry_file.unlink(missing_ok=True)
         result = RenderResult(run_dir, ts, written, video, self.folder.settings_file, status,
-                              self.report, plan.warnings, adherence.to_dict() if adherence else None)
+                              self.report, plan.warnings, adherence.to_dict() if adherence else None, drift)
         self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
                   frames=written, video=str(video) if video else None,
                   settings=str(result.settings_file))
@@ -461,6 +465,24 @@ class Renderer:
                          [span for span in spans if span[2] - span[1] > 1])
         self.emit("note", message=result.describe())
         return result
+
+    def _measure_drift(self, run_dir: Path, ts: str, plan: ClipPlan) -> dict | None:
+        """How far colour and sharpness moved along each shot (a note, the manifest and a chart
+        next to it)."""
+        if importlib.util.find_spec("cv2") is None:
+            return None
+        from .drift import chart, measure
+
+        result = measure(lambda k: read_png(frame_path(run_dir, ts, k)),
+                         [(w.segment, w.start_frame, w.end_frame, w.index == 0 or w.cut) for w in plan.windows])
+        self.emit("note", message=result.describe())
+        data = result.to_dict()
+        if result.windows:
+            try:
+                data["chart"] = chart(result, self.folder.drift_chart_file).name
+            except OSError as exc:  # a picture is not worth failing a finished render for
+                self.emit("warning", message=f"cannot write the drift chart: {exc.strerror or exc}")
+        return data
 
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
         s = self.settings
