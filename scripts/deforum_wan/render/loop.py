@@ -1,7 +1,8 @@
 """The render loop: a ClipPlan's windows, in order, into Deforum-named frames and a video.
 
-Per window: generate -> drop Wan's copy of the conditioning frame -> colour coherence
-against the anchor (frame 0) -> crossfade the overlap with the held-back tail ->
+Per window: generate -> drop Wan's copy of the conditioning frame -> colour correction
+against the shot's first frame or the frame it continues from (render.color_match; before
+the frames seed the next window) -> crossfade the overlap with the held-back tail ->
 retime each finished native frame onto output frames -> background PNG writer.
 After each window the manifest and a small carry file (the native frames the next
 window needs) are saved atomically, so a killed render resumes at the first
@@ -27,7 +28,7 @@ from ..config.planner import ClipPlan, Window
 from ..config.settings import RenderSettings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
-from ..pixels import to_uint8
+from .color_match import ColorCorrection
 from .follow import CameraFollower, lead_frames
 from .frame_writer import FrameWriter, first_bad_frame
 from .images import load_image, read_png
@@ -176,34 +177,34 @@ class Renderer:
         # PNGs are written while the next one generates instead of stalling the GPU.
         queued = max(8, FRAME_QUEUE_BYTES // (plan.width * plan.height * 3))
         writer = FrameWriter(run_dir, ts, sync=self.sync_writes, max_queued=queued)
-        anchor: list[np.ndarray] = []
+        colors = ColorCorrection(s.color_match, s.color_coherence, s.color_match_strength, s.color_reference)
+        shot_of = {seg.start: seg.index for seg in plan.segments}
 
-        def keep_first(i: int, frame: np.ndarray) -> None:
-            if i == 0:
-                anchor.append(frame)
+        def keep_shot_start(i: int, frame: np.ndarray) -> None:  # each shot's first frame: its reference
+            if i in shot_of:
+                colors.shots[shot_of[i]] = frame
 
-        stream = CarryStream(plan, writer, keep_first)
+        stream = CarryStream(plan, writer, keep_shot_start)
         start = self._resume_point(plan, manifest, stream, ts)
         if start:
-            anchor.append(read_png(frame_path(run_dir, ts, 0)))
+            shot = plan.segments[plan.windows[min(start, len(plan.windows) - 1)].segment]
+            if shot.start < stream.written:
+                colors.shots[shot.index] = read_png(frame_path(run_dir, ts, shot.start))
         else:  # from the start: nothing carried over (a carry rejected after loading included)
-            stream = CarryStream(plan, writer, keep_first)
+            stream = CarryStream(plan, writer, keep_shot_start)
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
                   frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings,
                   window_steps=[w.steps for w in plan.windows], frames_written=stream.written if start else 0)
         backend = None
-        matcher = None  # colour coherence against frame 0, built once it exists
         status = "interrupted"
         try:
             for w in plan.windows[start:]:
                 if backend is None or backend.spec.id != w.model:
                     backend = self._load(w.model, w.index)
+                continues = w.index > 0 and not w.cut
+                previous = stream.conditioning(w.overlap) if continues else None
                 frames = self._generate(backend, w, plan, stream)
-                if w.index > 0 and s.color_coherence != "None" and anchor:
-                    if matcher is None:
-                        from .color import ColorMatcher
-                        matcher = ColorMatcher(anchor[0], s.color_coherence)
-                    frames = [matcher(to_uint8(f)).astype(np.float32) / 255.0 for f in frames]
+                frames = colors.correct(frames, self._color_reference(colors, plan, w, previous))
                 nxt = plan.windows[w.index + 1].overlap if w.index + 1 < len(plan.windows) else 0
                 stream.add(frames, w.overlap, nxt)
                 # The next window generates while the writer finishes these frames, then
@@ -353,6 +354,18 @@ class Renderer:
         """A finished window as the manifest keeps it (and a resume compares it)."""
         return {"index": w.index, "start_frame": w.start_frame, "end_frame": w.end_frame,
                 "seed": w.seed, "model": w.model}
+
+    @staticmethod
+    def _color_reference(colors: ColorCorrection, plan: ClipPlan, w: Window,
+                         previous: np.ndarray | None) -> np.ndarray | None:
+        """What window ``w``'s colours are matched to: None for a window that starts a shot
+        with nothing before it (the first, a cut) and, with the shot's reference, for the
+        shot's first window (it sets the reference)."""
+        if previous is None or colors.reference == "previous":
+            return previous
+        if plan.windows[w.index - 1].segment != w.segment:
+            return None
+        return colors.shots.get(w.segment)
 
     def _cache_key(self, model_id: str) -> str:
         if self._options_key is None:  # the options are the render's: worked out once
