@@ -24,6 +24,8 @@ CACHES = ("none", "first_block", "taylorseer", "mag", "faster")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 INIT_FITS = ("crop", "fit", "stretch")
 WAN_CAMERA_MODES = ("guide", "vace", "off")
+COLOR_MATCH_MODES = ("deforum", "lab", "off")
+COLOR_REFERENCES = ("shot", "previous")
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"
 
@@ -186,6 +188,16 @@ KEYS: tuple[Key, ...] = (
         " `flow` (both neighbours moved along OpenCV DIS optical flow, then mixed: no double edges on"
         " motion; ~0.1 s per native frame at 832x480 on CPU), `nearest`, or `native` (keep Wan's fps;"
         " keyframes are rescaled)", choices=RETIME_MODES, field="retime", label="Retime", attr="retime", example="nearest"),
+    Key("wan_color_match", "choice", "deforum", "colour correction of each continuation window, applied before"
+        " its frames seed the next window: `deforum` (Deforum's `color_coherence` histogram matching, against"
+        " the shot's reference: a cut or a new prompt starts a shot), `lab` (Lab mean and spread transfer,"
+        " as Wan2GP does) or `off`", choices=COLOR_MATCH_MODES, attr="color_match", example="lab"),
+    Key("wan_color_match_strength", "number", 1.0, "how much of the colour correction is applied (0..1;"
+        " lower lets a prompt that changes the colours move them)", lo=0, hi=1, attr="color_match_strength",
+        example=0.5),
+    Key("wan_color_reference", "choice", "shot", "what a window's colours are matched to: `shot` (the"
+        " shot's first frame) or `previous` (the frame it continues from: slow changes pass)",
+        choices=COLOR_REFERENCES, attr="color_reference", example="previous"),
     Key("wan_size", "size", None, "`WxH` to render at (multiples of 16, 32 for TI2V-5B); empty: Deforum's W/H"
         " when the model was trained at it, else the model's trained size of the nearest aspect ratio",
         optional=True, attr="wan_size", shown_default="model's", example="832x480"),

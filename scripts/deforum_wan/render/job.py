@@ -115,8 +115,10 @@ def plan_checked(settings: RenderSettings, base: Path | None = None) -> ClipPlan
 def check_libraries(settings: RenderSettings) -> None:
     """The libraries some keys need, in the process that renders (a WebUI's own Python may
     lack what the worker's packages hold): before any file is written, not mid-render."""
-    needs_cv2 = ([f"color_coherence {settings.color_coherence}"] if settings.color_coherence in ("HSV", "LAB")
-                 else []) + (["wan_retime flow"] if settings.retime == "flow" else [])
+    deforum = settings.color_match == "deforum" and settings.color_coherence in ("HSV", "LAB")
+    needs_cv2 = ([f"color_coherence {settings.color_coherence}"] if deforum else []) \
+        + (["wan_color_match lab"] if settings.color_match == "lab" and settings.color_match_strength else []) \
+        + (["wan_retime flow"] if settings.retime == "flow" else [])
     if needs_cv2 and importlib.util.find_spec("cv2") is None:
         raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
 

@@ -1,7 +1,8 @@
 """The render loop: a ClipPlan's windows, in order, into Deforum-named frames and a video.
 
-Per window: generate -> drop Wan's copy of the conditioning frame -> colour coherence
-against the anchor (frame 0) -> crossfade the overlap with the held-back tail ->
+Per window: generate -> drop Wan's copy of the conditioning frame -> colour correction
+against the shot's first frame or the frame it continues from (render.color_match; before
+the frames seed the next window) -> crossfade the overlap with the held-back tail ->
 retime each finished native frame onto output frames -> background PNG writer.
 After each window the manifest and a small carry file (the native frames the next
 window needs) are saved atomically, so a killed render resumes at the first
@@ -27,7 +28,7 @@ from ..config.planner import ClipPlan, Window
 from ..config.settings import RenderSettings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
-from ..pixels import to_uint8
+from .color_match import ColorCorrection
 from .follow import CameraFollower, lead_frames
 from .frame_writer import FrameWriter, first_bad_frame
 from .images import load_image, read_png
@@ -53,6 +54,7 @@ class RenderResult:
     backend_report: list = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     camera_adherence: dict | None = None  # render.adherence: how closely the frames follow the camera
+    drift: dict | None = None  # render.drift: how far colour and sharpness moved along the chain
 
 
 class Renderer:
@@ -175,34 +177,34 @@ class Renderer:
         # PNGs are written while the next one generates instead of stalling the GPU.
         queued = max(8, FRAME_QUEUE_BYTES // (plan.width * plan.height * 3))
         writer = FrameWriter(run_dir, ts, sync=self.sync_writes, max_queued=queued)
-        anchor: list[np.ndarray] = []
+        colors = ColorCorrection(s.color_match, s.color_coherence, s.color_match_strength, s.color_reference)
+        shot_of = {seg.start: seg.index for seg in plan.segments}
 
-        def keep_first(i: int, frame: np.ndarray) -> None:
-            if i == 0:
-                anchor.append(frame)
+        def keep_shot_start(i: int, frame: np.ndarray) -> None:  # each shot's first frame: its reference
+            if i in shot_of:
+                colors.shots[shot_of[i]] = frame
 
-        stream = CarryStream(plan, writer, keep_first)
+        stream = CarryStream(plan, writer, keep_shot_start)
         start = self._resume_point(plan, manifest, stream, ts)
         if start:
-            anchor.append(read_png(frame_path(run_dir, ts, 0)))
+            shot = plan.segments[plan.windows[min(start, len(plan.windows) - 1)].segment]
+            if shot.start < stream.written:
+                colors.shots[shot.index] = read_png(frame_path(run_dir, ts, shot.start))
         else:  # from the start: nothing carried over (a carry rejected after loading included)
-            stream = CarryStream(plan, writer, keep_first)
+            stream = CarryStream(plan, writer, keep_shot_start)
         self.emit("started", run_dir=str(run_dir), timestring=ts, windows=len(plan.windows),
                   frames=plan.max_frames, resume_from_window=start, warnings=plan.warnings,
                   window_steps=[w.steps for w in plan.windows], frames_written=stream.written if start else 0)
         backend = None
-        matcher = None  # colour coherence against frame 0, built once it exists
         status = "interrupted"
         try:
             for w in plan.windows[start:]:
                 if backend is None or backend.spec.id != w.model:
                     backend = self._load(w.model, w.index)
+                continues = w.index > 0 and not w.cut
+                previous = stream.conditioning(w.overlap) if continues else None
                 frames = self._generate(backend, w, plan, stream)
-                if w.index > 0 and s.color_coherence != "None" and anchor:
-                    if matcher is None:
-                        from .color import ColorMatcher
-                        matcher = ColorMatcher(anchor[0], s.color_coherence)
-                    frames = [matcher(to_uint8(f)).astype(np.float32) / 255.0 for f in frames]
+                frames = colors.correct(frames, self._color_reference(colors, plan, w, previous))
                 nxt = plan.windows[w.index + 1].overlap if w.index + 1 < len(plan.windows) else 0
                 stream.add(frames, w.overlap, nxt)
                 # The next window generates while the writer finishes these frames, then
@@ -233,16 +235,19 @@ class Renderer:
         try:
             video = self._finish(run_dir, ts, plan, written)
             adherence = self._measure_camera(run_dir, ts, plan, written) if status == "done" else None
+            drift = self._measure_drift(run_dir, ts, plan) if status == "done" else None
         except BaseException as exc:  # the frames are kept: a resume makes the video again
             self._mark_failed(manifest, exc)
             raise
         if adherence is not None:
             manifest.extra["camera_adherence"] = adherence.to_dict()
+        if drift is not None:
+            manifest.extra["drift"] = drift
         manifest.set_status(status)
         if status == "done":
             self.folder.carry_file.unlink(missing_ok=True)
         result = RenderResult(run_dir, ts, written, video, self.folder.settings_file, status,
-                              self.report, plan.warnings, adherence.to_dict() if adherence else None)
+                              self.report, plan.warnings, adherence.to_dict() if adherence else None, drift)
         self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
                   frames=written, video=str(video) if video else None,
                   settings=str(result.settings_file))
@@ -349,6 +354,18 @@ class Renderer:
         """A finished window as the manifest keeps it (and a resume compares it)."""
         return {"index": w.index, "start_frame": w.start_frame, "end_frame": w.end_frame,
                 "seed": w.seed, "model": w.model}
+
+    @staticmethod
+    def _color_reference(colors: ColorCorrection, plan: ClipPlan, w: Window,
+                         previous: np.ndarray | None) -> np.ndarray | None:
+        """What window ``w``'s colours are matched to: None for a window that starts a shot
+        with nothing before it (the first, a cut) and, with the shot's reference, for the
+        shot's first window (it sets the reference)."""
+        if previous is None or colors.reference == "previous":
+            return previous
+        if plan.windows[w.index - 1].segment != w.segment:
+            return None
+        return colors.shots.get(w.segment)
 
     def _cache_key(self, model_id: str) -> str:
         if self._options_key is None:  # the options are the render's: worked out once
@@ -461,6 +478,24 @@ class Renderer:
                          [span for span in spans if span[2] - span[1] > 1])
         self.emit("note", message=result.describe())
         return result
+
+    def _measure_drift(self, run_dir: Path, ts: str, plan: ClipPlan) -> dict | None:
+        """How far colour and sharpness moved along each shot (a note, the manifest and a chart
+        next to it)."""
+        if importlib.util.find_spec("cv2") is None:
+            return None
+        from .drift import chart, measure
+
+        result = measure(lambda k: read_png(frame_path(run_dir, ts, k)),
+                         [(w.segment, w.start_frame, w.end_frame, w.index == 0 or w.cut) for w in plan.windows])
+        self.emit("note", message=result.describe())
+        data = result.to_dict()
+        if result.windows:
+            try:
+                data["chart"] = chart(result, self.folder.drift_chart_file).name
+            except OSError as exc:  # a picture is not worth failing a finished render for
+                self.emit("warning", message=f"cannot write the drift chart: {exc.strerror or exc}")
+        return data
 
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
         s = self.settings

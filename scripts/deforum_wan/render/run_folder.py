@@ -65,6 +65,11 @@ class RunFolder:
         return self.dir / f"{self.timestring}_carry.npz"
 
     @property
+    def drift_chart_file(self) -> Path:
+        """render.drift's chart of the finished run, per window."""
+        return self.dir / f"{self.timestring}_drift.png"
+
+    @property
     def lock_file(self) -> Path:
         """Held while a render writes here (see ``lock``); removed when it ends."""
         return self.dir / f"{self.timestring}_render.lock"
