@@ -41,6 +41,7 @@ from .base import (
     check_request,
     free_memory,
     to_pil,
+    vace_conditioning,
 )
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def use_sdpa_without_flash_attn() -> bool:
 
 class OfficialBackend(Backend):
     name = NAME
+    takes_camera_frames = True  # wan/vace.py masks each frame (mask > 0.5: generate)
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None):
         self.spec = spec
@@ -320,18 +322,16 @@ def guide_scale(req: GenerateRequest, spec: ModelSpec, two_experts: bool):
 
 
 def _vace_tensors(req: GenerateRequest, device):
-    """Official VACE inputs: frames in [-1, 1] (grey 0 where generated), mask 1 = generate."""
+    """Official VACE inputs (``vace_conditioning``, as the diffusers backend gives them):
+    frames in [-1, 1] (grey 0 where generated), mask 1 = generate, 0 = keep."""
     import torch
 
-    f, h, w = req.num_frames, req.height, req.width
-    frames = torch.zeros(3, f, h, w)
-    masks = torch.ones(1, f, h, w)
-    for i, image in enumerate(req.leading_frames()):
-        frames[:, i] = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1) * 2 - 1
-        masks[:, i] = 0
-    if req.last_image is not None:
-        frames[:, -1] = torch.from_numpy(np.asarray(req.last_image, np.float32)).permute(2, 0, 1) * 2 - 1
-        masks[:, -1] = 0
+    shown, kept = vace_conditioning(req)
+    frames = torch.zeros(3, req.num_frames, req.height, req.width)
+    for i, image in enumerate(shown):
+        if image is not None:
+            frames[:, i] = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1) * 2 - 1
+    masks = torch.from_numpy(~kept).float().unsqueeze(0)
     return [frames.to(device)], [masks.to(device)]
 
 
