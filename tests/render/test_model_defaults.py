@@ -18,7 +18,7 @@ from deforum_wan.models.registry import MODELS, WAN_NEGATIVE, get_model
 
 # What a Stable Diffusion Deforum file holds (Deforum's defaults): 512x512, 25 steps, cfg 7.
 SD_FILE = {"W": 512, "H": 512, "steps": 25, "cfg_scale_schedule": "0: (7)", "fps": 16, "max_frames": 120,
-           "seed": 5, "prompts": {"0": "a red fox in snow"}}
+           "seed": 5, "prompts": {"0": "a red fox in snow"}, "animation_mode": "None"}
 
 
 def plan_of(**keys):
