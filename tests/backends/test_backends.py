@@ -496,3 +496,27 @@ def test_the_pool_parks_idle_models_largest_first_until_the_new_one_fits():
     assert big.parked and not small.parked and not active.parked
     assert pool.make_room(need=20, free=3, active=active) == ["tiny-random parked"]  # all idle ones, never the active
     assert not active.parked
+
+
+def test_wan22s_speech_and_animate_packages_are_named_in_one_line_before_import():
+    """Wan2.2's wan/__init__.py imports its S2V and Animate pipelines (fixture: the file as
+    shipped): what they need beyond requirements.txt is named, with the file listing it."""
+    import importlib.util
+
+    from deforum_wan.backends.official import import_wan, missing_extras
+
+    lacking = [m for m in ("decord", "librosa", "peft") if importlib.util.find_spec(m) is None]
+    if not lacking:
+        pytest.skip("decord, librosa and peft are all installed here")
+    reason = missing_extras(FIXTURES / "wan22_clone" / "wan")
+    assert "\n" not in reason and f"need {' and '.join(lacking)} (not installed)" in reason
+    for name in {"decord", "librosa", "peft"} - set(lacking):
+        assert name not in reason
+    files = {"requirements_s2v.txt": {"decord", "librosa"}, "requirements_animate.txt": {"decord", "peft"}}
+    for file, modules in files.items():
+        assert (f"-r {file}" in reason) == bool(modules & set(lacking))
+    with pytest.raises(BackendError, match="^official: the wan package in .* imports its speech") as raised:
+        import_wan(str(FIXTURES / "wan22_clone"), "t2v-A14B")
+    assert "\n" not in str(raised.value)
+    assert str(FIXTURES / "wan22_clone") not in sys.path  # refused before the clone is put on the path
+    assert missing_extras(FIXTURES / "wan22_wheel" / "wan") is None  # a package without those pipelines

@@ -23,7 +23,7 @@ from deforum_wan.render.loop import Renderer
 
 SMALL = {"W": 32, "H": 32, "fps": 16, "max_frames": 8, "seed": 3, "seed_behavior": "fixed", "steps": 2,
          "prompts": {"0": "a red fox --neg blur"}, "wan_model": "tiny-random", "color_coherence": "None",
-         "skip_video_creation": True, "batch_name": "preset_{timestring}"}
+         "skip_video_creation": True, "batch_name": "preset_{timestring}", "animation_mode": "None"}
 
 
 def request(**kw):

@@ -18,7 +18,7 @@ from deforum_wan.render.run_folder import RunFolder
 
 TS = "20240101000000"
 RUN = {"max_frames": 8, "W": 32, "H": 32, "prompts": {"0": "a"}, "wan_model": "tiny-random", "steps": 2,
-       "batch_name": "fifo", "cfg_scale_schedule": "0: (5)"}
+       "batch_name": "fifo", "cfg_scale_schedule": "0: (5)", "animation_mode": "None"}
 
 
 def fifo_lock(tmp_path) -> list[str]:

@@ -379,6 +379,20 @@ def test_what_wan_does_not_apply_is_named_in_one_warning(mode, key, schedule, na
         assert not any(named in w for w in followed.warnings)
 
 
+def test_a_file_without_animation_mode_is_2d_as_in_deforum():
+    """Deforum's args.py defaults animation_mode to 2D (with its slow default zoom)."""
+    from deforum_wan.config.planner import make_plan
+
+    s = load_settings({"prompts": {"0": "a"}, "max_frames": 30, "wan_model": "tiny-random"})
+    assert s.camera.mode == "2D" and s.camera.moves
+    assert s.camera.series["zoom"][0] == pytest.approx(1.0025)  # 1.0025 + 0.002*sin(0)
+    assert {w.wan_camera for w in make_plan(s).windows} == {"guide"}
+    broken = load_settings({"prompts": {"0": "a"}, "max_frames": 30, "zoom": "0: (1.01"})
+    assert any("zoom" in w and "camera is left still" in w for w in broken.warnings)
+    none = load_settings({"prompts": {"0": "a"}, "max_frames": 30, "animation_mode": "None", "zoom": "0: (1.01"})
+    assert none.camera is None or none.camera.mode == "None"
+
+
 def test_a_broken_camera_schedule_leaves_the_camera_still_and_says_so():
     s = load_settings({"prompts": {"0": "a"}, "max_frames": 30, "animation_mode": "3D", "translation_z": "0: (1.75"})
     assert any("translation_z" in w and "camera is left still" in w for w in s.warnings)

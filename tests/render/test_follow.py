@@ -217,3 +217,53 @@ def test_bench_grid_is_read_in_one_line():
     for bad in ("0.1", "a:b", "0.3:0.2", "0.5:2"):
         with pytest.raises(WanError, match="--grid"):
             parse_grid(bad)
+
+
+def vace_request():
+    """A VACE continuation window's request as the render loop builds it, camera frames included."""
+    from deforum_wan.backends.base import GenerateRequest
+    from deforum_wan.render.follow import CameraFollower
+
+    settings = load_settings({**BASE, **PAN, "wan_camera": "vace", "wan_continue_model": "tiny-random-vace"})
+    plan = make_plan(settings)
+    w = plan.windows[1]
+    rng = np.random.default_rng(5)
+    context = rng.random((w.overlap + 1, plan.height, plan.width, 3), dtype=np.float32)
+    frames, keep = CameraFollower(settings.camera, plan).vace_frames(w, context)
+    return GenerateRequest(mode="i2v", prompt="p", negative_prompt="", num_frames=w.native_frames, width=plan.width,
+                           height=plan.height, seed=1, guidance_scale=5.0, steps=1, context=context,
+                           vace_frames=frames, vace_keep=keep)
+
+
+def test_the_official_vace_inputs_carry_the_camera_frames_and_mask_as_diffusers_does():
+    torch = pytest.importorskip("torch")
+    from deforum_wan.backends.diffusers_backend import vace_inputs
+    from deforum_wan.backends.official import _vace_tensors
+
+    req = vace_request()
+    lead = len(req.context)
+    keep = req.vace_keep.astype(bool)
+    assert keep.any() and not keep.all()  # the pan uncovers an edge: some pixels kept, some generated
+    [frames], [masks] = _vace_tensors(req, torch.device("cpu"))
+    shown = (frames.permute(1, 2, 3, 0).numpy() + 1) / 2
+    generate = masks[0].numpy() > 0.5  # wan/vace.py's own threshold
+    for j, warped in enumerate(req.vace_frames[: req.num_frames - lead]):
+        np.testing.assert_allclose(shown[lead + j], warped, atol=1e-6)  # the warped frame, whole
+        assert np.array_equal(generate[lead + j], ~keep[j])
+    assert not generate[:lead].any()
+    video, mask = vace_inputs(req)  # the diffusers backend: the same frames and the same mask
+    for i in range(req.num_frames):
+        np.testing.assert_allclose(np.asarray(video[i]) / 255.0, shown[i], atol=1 / 255 + 1e-6)
+        assert np.array_equal(np.asarray(mask[i]) > 127, generate[i])
+
+
+def test_the_loop_pastes_camera_pixels_only_where_the_backend_kept_them():
+    from deforum_wan.render.follow import paste_kept
+
+    out = [np.full((2, 2, 3), 0.25, np.float32) for _ in range(3)]
+    warped = np.full((2, 2, 2, 3), 0.75, np.float32)
+    share = np.array([[[1.0, 0.3], [0.0, 0.5]]] * 2, np.float32)  # 0.3: the backend generated it
+    paste_kept(out, warped, share, 1)
+    assert np.array_equal(out[0], np.full((2, 2, 3), 0.25, np.float32))  # before the camera frames
+    for frame in out[1:]:
+        assert np.array_equal(frame[..., 0], [[0.75, 0.25], [0.25, 0.75]])

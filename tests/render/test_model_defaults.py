@@ -18,7 +18,7 @@ from deforum_wan.models.registry import MODELS, WAN_NEGATIVE, get_model
 
 # What a Stable Diffusion Deforum file holds (Deforum's defaults): 512x512, 25 steps, cfg 7.
 SD_FILE = {"W": 512, "H": 512, "steps": 25, "cfg_scale_schedule": "0: (7)", "fps": 16, "max_frames": 120,
-           "seed": 5, "prompts": {"0": "a red fox in snow"}}
+           "seed": 5, "prompts": {"0": "a red fox in snow"}, "animation_mode": "None"}
 
 
 def plan_of(**keys):
@@ -32,11 +32,49 @@ def test_an_sd_file_renders_with_the_models_own_values():
     first, later = plan.windows[0], plan.windows[1]
     assert (first.steps, first.guidance_scale, first.shift) == (t2v.steps, t2v.guidance, t2v.shift) == (50, 6.0, 8.0)
     assert (later.steps, later.guidance_scale, later.shift) == (vace.steps, vace.guidance, vace.shift)
-    assert first.sources == {"steps": "model wan2.1-t2v-1.3b", "guidance_scale": "model wan2.1-t2v-1.3b",
-                             "shift": "model wan2.1-t2v-1.3b",
+    assert first.sources == {"steps": "model wan2.1-t2v-1.3b: Wan2.1 generate.py (50 steps for text-to-video)",
+                             "guidance_scale": f"model wan2.1-t2v-1.3b: {t2v.source('guidance')}",
+                             "shift": f"model wan2.1-t2v-1.3b: {t2v.source('shift')}",
                              "negative_prompt": "model wan2.1-t2v-1.3b (Wan's default)"}
+    assert "Wan2.1 README" in first.sources["shift"] and "Wan2.1 README" in first.sources["guidance_scale"]
+    assert "shift 16" in later.sources["shift"]  # VACE: generate.py's shift for vace
     a14b = plan_of(wan_model="wan2.2-t2v-a14b").windows[0]
     assert (a14b.steps, a14b.guidance_scale, a14b.guidance_scale_2, a14b.shift) == (40, 4.0, 3.0, 12.0)
+
+
+# Each registry default against the upstream files it names (Wan2.1 generate.py's defaults,
+# Wan2.2 wan/configs/*.py, the Wan2.1 README's advice for T2V-1.3B).
+UPSTREAM = {"Wan2.1 generate.py": {"steps": {"t2v": 50, "flf2v": 50, "vace": 50, "i2v": 40}, "guidance": 5.0},
+            "wan_ti2v_5B": {"steps": 50, "shift": 5.0, "guidance": 5.0},
+            "wan_t2v_A14B": {"steps": 40, "shift": 12.0, "guidance": 4.0, "guidance_2": 3.0},
+            "wan_i2v_A14B": {"steps": 40, "shift": 5.0, "guidance": 3.5, "guidance_2": 3.5}}
+
+
+def test_every_default_names_its_source_and_matches_it():
+    for spec in MODELS.values():
+        values = ["steps", "shift", "guidance"] + (["guidance_2"] if spec.guidance_2 is not None else [])
+        for value in values:
+            assert spec.source(value), f"{spec.id} {value}: no source"
+        if spec.tiny:
+            assert all(spec.source(v).startswith("tiny test model") for v in values)
+            continue
+        config = spec.source("steps").split("wan/configs/")[-1].split(".py")[0]
+        if spec.family == "wan2.2":
+            assert {v: getattr(spec, v) for v in values} == {v: UPSTREAM[config][v] for v in values}, spec.id
+            continue
+        gen = UPSTREAM["Wan2.1 generate.py"]
+        assert spec.steps == gen["steps"][spec.kind] and f"{spec.steps} steps" in spec.source("steps")
+        if spec.id == "wan2.1-t2v-1.3b":  # the README's advice, generate.py's value named beside it
+            assert (spec.shift, spec.guidance) == (8.0, 6.0)
+            assert "--sample_shift 8" in spec.source("shift") and "gives 5.0" in spec.source("shift")
+            assert "3.0 at 480p" in spec.source("shift") and "--sample_guide_scale 6" in spec.source("guidance")
+            continue
+        assert spec.guidance == gen["guidance"] and "Wan2.1 generate.py" in spec.source("guidance")
+        shift = {"flf2v": 16.0, "vace": 16.0}.get(spec.kind, 3.0 if spec.sizes[0] == (832, 480) else 5.0)
+        assert spec.shift == shift and f"shift {shift:g}" in spec.source("shift"), spec.id
+    plan = plan_of(wan_model="wan2.2-t2v-a14b").to_json()  # plan --json carries them
+    assert plan["windows"][0]["sources"]["guidance_scale_2"] == (
+        "model wan2.2-t2v-a14b: Wan2.2 wan/configs/wan_t2v_A14B.py (sample_guide_scale, low noise)")
 
 
 def test_wan_keys_win_then_deforum_when_asked_then_the_model():
@@ -67,10 +105,10 @@ def test_deforum_size_becomes_the_trained_size_of_the_nearest_aspect(size, expec
 def test_the_plan_says_where_each_value_came_from():
     text = format_plan(plan_of(wan_model="wan2.1-t2v-1.3b", wan_guidance=4))
     assert "size 832x480 (model wan2.1-t2v-1.3b: trained size nearest to W/H 512x512)" in text
-    assert "steps 50 (model wan2.1-t2v-1.3b)" in text and "guidance 4 (wan_guidance)" in text
+    assert "steps 50 (model wan2.1-t2v-1.3b: Wan2.1 generate.py (50 steps for text-to-video))" in text and "guidance 4 (wan_guidance)" in text
     assert "negative prompt Wan's default" in text and "VACE context" in text
     data = make_plan(load_settings({**SD_FILE, "wan_model": "wan2.1-t2v-1.3b"})).to_json()
-    assert data["size_source"] and data["windows"][0]["sources"]["steps"] == "model wan2.1-t2v-1.3b"
+    assert data["size_source"] and data["windows"][0]["sources"]["steps"].startswith("model wan2.1-t2v-1.3b: Wan2.1 generate.py")
 
 
 def test_the_negative_prompt_is_wans_default_unless_given():

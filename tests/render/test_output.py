@@ -376,7 +376,7 @@ def test_a_soundtrack_that_is_not_audio_is_refused_when_the_job_is_checked(tmp_p
     fake.write_text("these are words, not sound\n" * 50, encoding="utf-8")
     with pytest.raises(WanError, match=r"soundtrack file .*notes.wav is not audio ffmpeg can read \(.+\)$"):
         check_soundtrack(fake)
-    job = {"max_frames": 12, "prompts": {"0": "a"}, "wan_model": "tiny-random", "add_soundtrack": "File"}
+    job = {"max_frames": 12, "prompts": {"0": "a"}, "wan_model": "tiny-random", "animation_mode": "None", "add_soundtrack": "File"}
     assert check_job(JobSpec(dict(job, soundtrack_path=str(wav))), tmp_path, confine=False).settings.soundtrack
     with pytest.raises(WanError, match="is not audio") as caught:
         check_job(JobSpec(dict(job, soundtrack_path=str(fake))), tmp_path, confine=False)

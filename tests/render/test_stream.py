@@ -14,7 +14,7 @@ SIZE = 32
 TS = "20240101000000"
 BASE = {"W": SIZE, "H": SIZE, "fps": 16, "max_frames": 20, "seed": 3, "prompts": {"0": "a lighthouse"},
         "wan_model": "tiny-random", "wan_clip_duration": 0.6, "wan_overlap": 2, "wan_retime": "native",
-        "color_coherence": "None", "skip_video_creation": True}
+        "color_coherence": "None", "skip_video_creation": True, "animation_mode": "None"}
 
 
 def stream_to_pngs(tmp_path, plan, windows):

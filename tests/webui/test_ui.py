@@ -324,6 +324,8 @@ def test_preview_camera_shows_deforums_path_as_a_video(tab):
     # said in the tab's words: its field, what to choose
     assert status == "no camera to preview: Animation mode is None; choose 2D or 3D for Deforum's camera moves"
     assert tab.fields(tab.field_values(still))["animation_mode"] == "None"
+    unsaid = {k: v for k, v in data.items() if k != "animation_mode"}  # Deforum's default: 2D
+    assert tab.fields(tab.field_values(unsaid))["animation_mode"] == "2D"
     start = tab.initial  # the tab's first view: no camera either, said the same way
     assert tab.preview_camera(*tab.field_values(start), start, [])[1].startswith("no camera to preview: ")
 

@@ -45,7 +45,8 @@ class GenerateRequest:
     # window as real conditioning. When set it replaces ``image``.
     context: Optional[np.ndarray] = None
     # (F, H, W, 3) and (F, H, W): the camera-warped frames after the context, and
-    # the share of each pixel to keep from it (VACE's strict camera look; 1 keep, 0 generate).
+    # the share of each pixel to keep from it (VACE's strict camera look; kept where
+    # ``camera_kept``, generated elsewhere). Only backends with ``takes_camera_frames`` take them.
     vace_frames: Optional[np.ndarray] = None
     vace_keep: Optional[np.ndarray] = None
     # Warped-path guidance (camera_guide.py): every frame along the camera, followed early in
@@ -98,6 +99,7 @@ class Backend:
     name: str = ""
     spec: ModelSpec
     takes_path_guide = False  # takes GenerateRequest.path_guide (a step hook to hold the path)
+    takes_camera_frames = False  # gives VACE GenerateRequest.vace_frames/vace_keep (``vace_conditioning``)
     # Adjustments made while loading (an offload mode that does not apply, an attention
     # backend that is missing): shown to the user in the load report.
     notes: list[str]
@@ -219,6 +221,32 @@ def _check_inputs(req: GenerateRequest) -> None:
             check_image(f"context frame {i}", frame, req.width, req.height)
     if req.path_guide is not None:
         check_guide(req.path_guide, req.num_frames, req.height, req.width)
+
+
+def camera_kept(share) -> np.ndarray:
+    """Where a VACE window keeps the camera's warped pixels (True) rather than generating
+    them: a share of at least one half, VACE's own mask threshold. Backends mask exactly
+    these and the render loop pastes exactly these, no others."""
+    return np.asarray(share) >= 0.5
+
+
+def vace_conditioning(req: GenerateRequest) -> tuple[list[Optional[np.ndarray]], np.ndarray]:
+    """What every backend gives VACE: per frame the (H, W, 3) image it is shown (None: grey,
+    generated) and (F, H, W) where it keeps that image. The leading frames and the last image
+    are kept whole; the camera's warped frames follow the leading ones, kept where ``camera_kept``."""
+    frames: list[Optional[np.ndarray]] = [None] * req.num_frames
+    kept = np.zeros((req.num_frames, req.height, req.width), bool)
+    lead = req.leading_frames()
+    for i, frame in enumerate(lead):
+        frames[i], kept[i] = frame, True
+    if req.vace_frames is not None:
+        for j, (frame, share) in enumerate(zip(req.vace_frames, req.vace_keep)):
+            i = len(lead) + j
+            if i < req.num_frames:
+                frames[i], kept[i] = frame, camera_kept(share)
+    if req.last_image is not None:
+        frames[-1], kept[-1] = req.last_image, True
+    return frames, kept
 
 
 def to_pil(image: np.ndarray):

@@ -35,6 +35,7 @@ from .base import (
     to_pil,
     torch_device,
     torch_dtype,
+    vace_conditioning,
 )
 from .speed import DISTILL_GUIDANCE, DISTILL_STEPS, CachePlan, Speedups, distill_lora_names, find_distill_lora
 
@@ -121,6 +122,7 @@ def load_pipeline(path: Path, class_name: str, dtypes: dict, device, parts: dict
 class DiffusersBackend(Backend):
     name = NAME
     takes_path_guide = True
+    takes_camera_frames = True
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None, path=None,
                  share_from: Sequence[Backend] = ()):
@@ -504,7 +506,8 @@ def sibling_pipeline(pipe, class_name: str):
 
 
 def vace_inputs(req: GenerateRequest):
-    """VACE conditioning: given frames are kept (black mask), the rest generated (white mask).
+    """VACE conditioning (``vace_conditioning``): kept frames with black masks, the rest
+    generated (white masks).
 
     Frames to generate are mid grey, as in diffusers' VACE docs and the official code
     (zeros in [-1, 1]).
@@ -513,19 +516,9 @@ def vace_inputs(req: GenerateRequest):
 
     size = (req.width, req.height)
     grey = Image.new("RGB", size, (128, 128, 128))
-    keep, make = Image.new("L", size, 0), Image.new("L", size, 255)
-    video, mask = [grey] * req.num_frames, [make] * req.num_frames
-    lead = req.leading_frames()
-    for i, frame in enumerate(lead):
-        video[i], mask[i] = to_pil(frame), keep
-    if req.vace_frames is not None:  # the camera's warped frames: kept where the warp covers them
-        for j, (frame, share) in enumerate(zip(req.vace_frames, req.vace_keep)):
-            i = len(lead) + j
-            if i < req.num_frames:
-                video[i] = to_pil(frame)
-                mask[i] = Image.fromarray(np.where(share >= 0.5, 0, 255).astype(np.uint8), "L")
-    if req.last_image is not None:
-        video[-1], mask[-1] = to_pil(req.last_image), keep
+    frames, kept = vace_conditioning(req)
+    video = [grey if frame is None else to_pil(frame) for frame in frames]
+    mask = [Image.fromarray(np.where(k, 0, 255).astype(np.uint8), "L") for k in kept]
     return video, mask
 
 

@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from .base import (
     check_request,
     free_memory,
     to_pil,
+    vace_conditioning,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,39 @@ def lightning_wheel(package_dir: Path) -> str | None:
     return None
 
 
+# What Wan2.2's wan/__init__.py imports beyond its requirements.txt: the speech-to-video
+# and animate pipelines, the packages their modules import at load, and the requirement file
+# that lists them in the Wan2.2 repo.
+EXTRA_PIPELINES = {
+    "speech2video": (("decord", "librosa"), "requirements_s2v.txt"),
+    "animate": (("decord", "peft"), "requirements_animate.txt"),
+}
+
+
+def missing_extras(package_dir: Path) -> str | None:
+    """Why the ``wan`` package in ``package_dir`` cannot import for want of its speech and
+    animate pipelines' packages (one line: each missing package and the files listing them),
+    or None. Looks them up without importing anything."""
+    try:
+        init = (package_dir / "__init__.py").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    missing: list[str] = []
+    files: list[str] = []
+    for pipeline, (modules, requirements) in EXTRA_PIPELINES.items():
+        if not re.search(rf"^from \.{pipeline} import", init, re.M):
+            continue
+        lacking = [m for m in modules if importlib.util.find_spec(m) is None]
+        if lacking:
+            missing += [m for m in lacking if m not in missing]
+            files.append(requirements)
+    if not missing:
+        return None
+    return (f"the wan package in {package_dir.parent} imports its speech and animate pipelines, which need "
+            f"{' and '.join(missing)} (not installed): pip install -r {' -r '.join(files)} from that repo, "
+            f"or pip install {' '.join(missing)}")
+
+
 def _wan_package_dir(repo_path: str | None) -> Path | None:
     if repo_path:
         return Path(repo_path).expanduser().resolve() / "wan"
@@ -121,7 +156,7 @@ def _wan_package_dir(repo_path: str | None) -> Path | None:
 def import_wan(repo_path: str | None, task: str):
     """Import the official ``wan`` package (from ``repo_path`` when given) that knows ``task``."""
     package_dir = _wan_package_dir(repo_path)
-    refused = lightning_wheel(package_dir) if package_dir is not None else None
+    refused = (lightning_wheel(package_dir) or missing_extras(package_dir)) if package_dir is not None else None
     if refused:
         raise BackendError(f"{NAME}: {refused}")
     if repo_path:
@@ -142,9 +177,9 @@ def import_wan(repo_path: str | None, task: str):
         if getattr(e, "name", None) == "wan":
             raise BackendError(f"{NAME}: the wan package is not installed; set the official repo path"
                                " (DEFORUM_WAN_OFFICIAL_REPO) to a clone of Wan-Video/Wan2.1 or Wan2.2") from e
-        # Wan2.2's package imports its speech and animate pipelines too, with their deps.
         raise BackendError(f"{NAME}: the wan package needs {getattr(e, 'name', None) or e} "
-                           f"({e}); install the official repo's requirements") from e
+                           f"({e}); install the official repo's requirements (Wan2.2: requirements.txt, "
+                           "requirements_s2v.txt and requirements_animate.txt)") from e
     except Exception as e:  # the package runs code at import (CUDA, distributed): keep the reason
         raise BackendError(f"{NAME}: importing wan failed: {type(e).__name__}: {first_line(e)}") from e
     if task not in getattr(configs, "WAN_CONFIGS", {}):
@@ -175,6 +210,7 @@ def use_sdpa_without_flash_attn() -> bool:
 
 class OfficialBackend(Backend):
     name = NAME
+    takes_camera_frames = True  # wan/vace.py masks each frame (mask > 0.5: generate)
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None):
         self.spec = spec
@@ -320,18 +356,16 @@ def guide_scale(req: GenerateRequest, spec: ModelSpec, two_experts: bool):
 
 
 def _vace_tensors(req: GenerateRequest, device):
-    """Official VACE inputs: frames in [-1, 1] (grey 0 where generated), mask 1 = generate."""
+    """Official VACE inputs (``vace_conditioning``, as the diffusers backend gives them):
+    frames in [-1, 1] (grey 0 where generated), mask 1 = generate, 0 = keep."""
     import torch
 
-    f, h, w = req.num_frames, req.height, req.width
-    frames = torch.zeros(3, f, h, w)
-    masks = torch.ones(1, f, h, w)
-    for i, image in enumerate(req.leading_frames()):
-        frames[:, i] = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1) * 2 - 1
-        masks[:, i] = 0
-    if req.last_image is not None:
-        frames[:, -1] = torch.from_numpy(np.asarray(req.last_image, np.float32)).permute(2, 0, 1) * 2 - 1
-        masks[:, -1] = 0
+    shown, kept = vace_conditioning(req)
+    frames = torch.zeros(3, req.num_frames, req.height, req.width)
+    for i, image in enumerate(shown):
+        if image is not None:
+            frames[:, i] = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1) * 2 - 1
+    masks = torch.from_numpy(~kept).float().unsqueeze(0)
     return [frames.to(device)], [masks.to(device)]
 
 

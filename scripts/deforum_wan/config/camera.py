@@ -29,9 +29,10 @@ import numpy as np
 from .schedule import ExprError, build_schedule
 
 MODES = ("2D", "3D")
-# Deforum's defaults (args.py) for the keys the camera reads.
+# Deforum's defaults (args.py) for the keys the camera reads: a file without animation_mode
+# is 2D, with Deforum's default zoom.
 CAMERA_DEFAULTS: dict[str, object] = {
-    "animation_mode": "None", "border": "replicate", "angle": "0: (0)", "zoom": "0: (1.0025+0.002*sin(1.25*3.14*t/30))",
+    "animation_mode": "2D", "border": "replicate", "angle": "0: (0)", "zoom": "0: (1.0025+0.002*sin(1.25*3.14*t/30))",
     "translation_x": "0: (0)", "translation_y": "0: (0)", "translation_z": "0: (1.75)",
     "transform_center_x": "0: (0.5)", "transform_center_y": "0: (0.5)",
     "rotation_3d_x": "0: (0)", "rotation_3d_y": "0: (0)", "rotation_3d_z": "0: (0)",

@@ -217,25 +217,28 @@ def _sampling(settings: RenderSettings, model: ModelSpec, at: int) -> tuple[dict
     """Steps, guidance (and the second expert's), shift of a window starting at output frame
     ``at``: a Wan key wins, then Deforum's schedules when asked for, then the model's values."""
     deforum = settings.use_deforum_sampling
-    ours = f"model {model.id}"
+
+    def ours(value: str) -> str:  # the model's default, and where that default comes from
+        return f"model {model.id}: {model.source(value)}" if model.source(value) else f"model {model.id}"
+
     if settings.wan_steps is not None:
         steps, steps_from = settings.wan_steps, "wan_steps"
     elif deforum:
         steps = settings.steps_at(at)
         steps_from = "Deforum steps_schedule" if settings.steps_schedule else "Deforum steps"
     else:
-        steps, steps_from = model.steps, ours
+        steps, steps_from = model.steps, ours("steps")
     if settings.wan_guidance is not None:
         guidance, guidance_from = settings.wan_guidance, "wan_guidance"
     elif deforum:
         guidance, guidance_from = settings.cfg[at], "Deforum cfg_scale_schedule"
     else:
-        guidance, guidance_from = model.guidance, ours
+        guidance, guidance_from = model.guidance, ours("guidance")
     if settings.guidance_2 is not None:
         guidance_2, guidance_2_from = settings.guidance_2, "wan_guidance_2"
     else:
-        guidance_2, guidance_2_from = model.guidance_2, ours
-    shift, shift_from = (settings.shift, "wan_shift") if settings.shift is not None else (model.shift, ours)
+        guidance_2, guidance_2_from = model.guidance_2, ours("guidance_2")
+    shift, shift_from = (settings.shift, "wan_shift") if settings.shift is not None else (model.shift, ours("shift"))
     if settings.motion_strength != 1:
         shift_from += f" x wan_motion_strength {settings.motion_strength:g}"
     values = dict(steps=int(steps), guidance_scale=round(float(guidance), 4), guidance_scale_2=guidance_2,
@@ -423,7 +426,8 @@ def format_plan(plan: ClipPlan) -> str:
 
 
 def _source_lines(plan: ClipPlan) -> list[str]:
-    """Each sampling value once per place it came from: ``steps 50 (model wan2.1-t2v-1.3b)``."""
+    """Each sampling value once per place it came from:
+    ``steps 50 (model wan2.1-t2v-1.3b: Wan2.1 generate.py (50 steps for text-to-video))``."""
     lines = [f"size {plan.width}x{plan.height} ({plan.size_source})"]
     labels = {"steps": "steps", "guidance_scale": "guidance", "guidance_scale_2": "guidance 2",
               "shift": "shift", "negative_prompt": "negative prompt"}

@@ -1,8 +1,11 @@
 """The Wan model registry: what each model is and how it runs.
 
 Pure data; importing this module never imports torch.
-Defaults (steps, shift, guidance) are those of the official Wan repos' configs
-and generate.py (Wan2.1 ``wan/configs``, Wan2.2 ``wan/configs``).
+Each model's defaults (steps, shift, guidance) name where they come from (``ModelSpec.source``):
+Wan2.1 keeps them in ``generate.py`` (50 steps, 40 for image-to-video; shift 5, 3 for
+image-to-video at 480p, 16 for FLF2V and VACE; guidance 5), Wan2.2 in ``wan/configs/*.py``.
+One exception: T2V-1.3B uses shift 8 and guidance 6, the Wan2.1 README's advice for that
+model, where generate.py gives 5 and 5 and diffusers' docs suggest flow shift 3.0 at 480p.
 """
 from __future__ import annotations
 
@@ -48,6 +51,12 @@ class ModelSpec:
     weights: str = ""
     components: str = ""
     weights_2: str = ""  # a Wan 2.2 A14B pair: the low-noise expert's file (``weights`` the high-noise one)
+    # (value, where it comes from) for steps, shift, guidance and guidance_2
+    sources: tuple[tuple[str, str], ...] = ()
+
+    def source(self, value: str) -> str:
+        """Where this model's default ``value`` (steps, shift, guidance, guidance_2) comes from."""
+        return dict(self.sources).get(value, "")
 
     @property
     def can_t2v(self) -> bool:
@@ -72,6 +81,28 @@ class ModelSpec:
         return () if self.tiny else self.sizes
 
 
+_GEN21 = "Wan2.1 generate.py"
+_GUIDE21 = ("guidance", f"{_GEN21} (--sample_guide_scale 5.0)")
+
+
+def _wan21(steps: str, shift: str) -> tuple[tuple[str, str], ...]:
+    return (("steps", f"{_GEN21} ({steps})"), ("shift", f"{_GEN21} ({shift})"), _GUIDE21)
+
+
+def _wan22(config: str) -> tuple[tuple[str, str], ...]:
+    where = f"Wan2.2 wan/configs/{config}.py"
+    guidance = (("guidance", f"{where} (sample_guide_scale, high noise)"),
+                ("guidance_2", f"{where} (sample_guide_scale, low noise)")) if "A14B" in config else (
+                ("guidance", f"{where} (sample_guide_scale)"),)
+    return (("steps", f"{where} (sample_steps)"), ("shift", f"{where} (sample_shift)")) + guidance
+
+
+_T2V21 = _wan21("50 steps for text-to-video", "shift 5.0")
+_I2V21 = "40 steps for image-to-video"
+_SHIFT16 = "shift 16 for flf2v and vace"
+_TINY = (("steps", "tiny test model: 2 steps, enough to run"), ("shift", f"tiny test model: {_GEN21}'s shift 5.0"),
+         ("guidance", f"tiny test model: {_GEN21}'s 5.0"),
+         ("guidance_2", "tiny test model: Wan2.2 wan/configs/wan_t2v_A14B.py's low-noise 3.0"))
 _480 = ((832, 480), (480, 832))
 _720 = ((1280, 720), (720, 1280))
 
@@ -81,55 +112,63 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("wan2.1-t2v-1.3b", "wan2.1", "t2v", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
                   "Wan-AI/Wan2.1-T2V-1.3B", 16, 81, _480, steps=50, shift=8.0, guidance=6.0,
                   continue_with="wan2.1-vace-1.3b", approx_gb=17.0,
-                  notes="Wan's recommended shift 8-12 and guidance 6 for 1.3B"),
+                  notes="Wan's recommended shift 8-12 and guidance 6 for 1.3B",
+                  sources=(_T2V21[0],
+                           ("shift", "the Wan2.1 README's advice for T2V-1.3B (--sample_shift 8, within 8 to 12;"
+                                     f" {_GEN21} gives 5.0, diffusers' docs flow_shift 3.0 at 480p)"),
+                           ("guidance", "the Wan2.1 README's advice for T2V-1.3B (--sample_guide_scale 6;"
+                                        f" {_GEN21} gives 5.0)"))),
         ModelSpec("wan2.1-t2v-14b", "wan2.1", "t2v", "Wan-AI/Wan2.1-T2V-14B-Diffusers",
                   "Wan-AI/Wan2.1-T2V-14B", 16, 81, _720 + _480, steps=50, shift=5.0,
                   guidance=5.0, continue_with="wan2.1-i2v-14b-720p", approx_gb=75.0,
-                  continue_with_480p="wan2.1-i2v-14b-480p"),
+                  continue_with_480p="wan2.1-i2v-14b-480p", sources=_T2V21),
         ModelSpec("wan2.1-i2v-14b-480p", "wan2.1", "i2v", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
                   "Wan-AI/Wan2.1-I2V-14B-480P", 16, 81, _480, steps=40, shift=3.0,
-                  guidance=5.0, approx_gb=80.0, negative_prefix=_I2V_PREFIX),
+                  guidance=5.0, approx_gb=80.0, negative_prefix=_I2V_PREFIX,
+                  sources=_wan21(_I2V21, "shift 3.0 for i2v at 832*480")),
         ModelSpec("wan2.1-i2v-14b-720p", "wan2.1", "i2v", "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
                   "Wan-AI/Wan2.1-I2V-14B-720P", 16, 81, _720, steps=40, shift=5.0,
-                  guidance=5.0, approx_gb=80.0, negative_prefix=_I2V_PREFIX),
+                  guidance=5.0, approx_gb=80.0, negative_prefix=_I2V_PREFIX,
+                  sources=_wan21(_I2V21, "shift 5.0")),
         ModelSpec("wan2.1-flf2v-14b-720p", "wan2.1", "flf2v", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
                   "Wan-AI/Wan2.1-FLF2V-14B-720P", 16, 81, _720, steps=50, shift=16.0,
                   guidance=5.0, approx_gb=80.0, notes="first and last frame to video",
-                  negative_prefix=_FLF2V_PREFIX),
+                  negative_prefix=_FLF2V_PREFIX, sources=_wan21("50 steps", _SHIFT16)),
         ModelSpec("wan2.1-vace-1.3b", "wan2.1", "vace", "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
                   "Wan-AI/Wan2.1-VACE-1.3B", 16, 81, _480, steps=50, shift=16.0,
-                  guidance=5.0, approx_gb=19.0),
+                  guidance=5.0, approx_gb=19.0, sources=_wan21("50 steps", _SHIFT16)),
         ModelSpec("wan2.1-vace-14b", "wan2.1", "vace", "Wan-AI/Wan2.1-VACE-14B-diffusers",
                   "Wan-AI/Wan2.1-VACE-14B", 16, 81, _720 + _480, steps=50, shift=16.0,
-                  guidance=5.0, approx_gb=75.0),
+                  guidance=5.0, approx_gb=75.0, sources=_wan21("50 steps", _SHIFT16)),
         ModelSpec("wan2.2-ti2v-5b", "wan2.2", "ti2v", "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
                   "Wan-AI/Wan2.2-TI2V-5B", 24, 121, ((1280, 704), (704, 1280)), size_multiple=32,
                   steps=50, shift=5.0, guidance=5.0, approx_gb=34.0,
-                  notes="text and image to video in one model, 24 fps"),
+                  notes="text and image to video in one model, 24 fps", sources=_wan22("wan_ti2v_5B")),
         ModelSpec("wan2.2-t2v-a14b", "wan2.2", "t2v", "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
                   "Wan-AI/Wan2.2-T2V-A14B", 16, 81, _720 + _480, steps=40, shift=12.0,
                   # official sample_guide_scale = (3.0 low noise, 4.0 high noise)
                   guidance=4.0, guidance_2=3.0, continue_with="wan2.2-i2v-a14b", approx_gb=126.0,
-                  notes="two experts (high/low noise)"),
+                  notes="two experts (high/low noise)", sources=_wan22("wan_t2v_A14B")),
         ModelSpec("wan2.2-i2v-a14b", "wan2.2", "i2v", "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
                   "Wan-AI/Wan2.2-I2V-A14B", 16, 81, _720 + _480, steps=40, shift=5.0,
-                  guidance=3.5, guidance_2=3.5, approx_gb=126.0, notes="two experts"),
+                  guidance=3.5, guidance_2=3.5, approx_gb=126.0, notes="two experts",
+                  sources=_wan22("wan_i2v_A14B")),
         # Built locally from random weights by tiny.py: for tests, the demo, offline smoke runs.
         ModelSpec("tiny-random", "wan2.1", "t2v", None, None, 16, 81, ((64, 64),),
                   steps=2, shift=5.0, guidance=5.0, continue_with="tiny-random-i2v", tiny=True,
-                  notes="random weights, built locally; for tests and the demo"),
+                  notes="random weights, built locally; for tests and the demo", sources=_TINY),
         ModelSpec("tiny-random-i2v", "wan2.1", "i2v", None, None, 16, 81, ((64, 64),),
-                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights"),
+                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights", sources=_TINY),
         ModelSpec("tiny-random-ti2v", "wan2.2", "ti2v", None, None, 24, 121, ((64, 64),),
                   size_multiple=32, steps=2, shift=5.0, guidance=5.0, tiny=True,
-                  notes="random weights, TI2V-style"),
+                  notes="random weights, TI2V-style", sources=_TINY),
         ModelSpec("tiny-random-flf2v", "wan2.1", "flf2v", None, None, 16, 81, ((64, 64),),
-                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, FLF2V-style"),
+                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, FLF2V-style", sources=_TINY),
         ModelSpec("tiny-random-vace", "wan2.1", "vace", None, None, 16, 81, ((64, 64),),
-                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, VACE-style"),
+                  steps=2, shift=5.0, guidance=5.0, tiny=True, notes="random weights, VACE-style", sources=_TINY),
         ModelSpec("tiny-random-a14b", "wan2.2", "t2v", None, None, 16, 81, ((64, 64),),
                   steps=2, shift=5.0, guidance=4.0, guidance_2=3.0, tiny=True,
-                  notes="random weights, two experts like Wan2.2 A14B"),
+                  notes="random weights, two experts like Wan2.2 A14B", sources=_TINY),
     ]
 }
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..backends.base import camera_kept
 from ..backends.camera_guide import PathGuide
 from ..config.camera import Camera
 from ..config.planner import ClipPlan, Window, native_times
@@ -73,6 +74,15 @@ def lead_frames(image, context, still: Callable[[], np.ndarray]) -> list[np.ndar
     if context is not None:
         return list(context)
     return [image] if image is not None else [still()]
+
+
+def paste_kept(frames: list[np.ndarray], warped: np.ndarray, share: np.ndarray, start: int) -> None:
+    """Put the camera's warped pixels back, exactly, into a VACE window's output from index
+    ``start`` on: only where the backend was told to keep them (``camera_kept``), so no pixel
+    the model generated is painted over."""
+    for j, (frame, keep) in enumerate(zip(warped, camera_kept(share))):
+        if start + j < len(frames):
+            frames[start + j] = np.where(keep[..., None], frame, frames[start + j])
 
 
 def shrink(mask: np.ndarray, px: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from ..config.settings import RenderSettings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from .color_match import ColorCorrection
-from .follow import CameraFollower, lead_frames
+from .follow import CameraFollower, lead_frames, paste_kept
 from .frame_writer import FrameWriter, first_bad_frame
 from .images import load_image, read_png
 from .job import CheckedJob, check_libraries, plan_checked, resumed_settings, saved_hash
@@ -419,7 +419,7 @@ class Renderer:
                 image = stream.conditioning(w.overlap)
         vace_frames = vace_keep = path_guide = None
         if w.wan_camera and self._follow is not None:
-            if w.wan_camera == "vace" and context is not None:
+            if w.wan_camera == "vace" and context is not None and backend.takes_camera_frames:
                 vace_frames, vace_keep = self._follow.vace_frames(w, context)
             elif backend.takes_path_guide:
                 path_guide = self._follow.path_guide(
@@ -446,10 +446,7 @@ class Renderer:
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
                 frames[: w.overlap] = list(context[1:])
             if vace_frames is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
-                lead = len(context) - 1
-                for j, (g, k) in enumerate(zip(vace_frames, vace_keep)):
-                    if lead + j < len(frames):
-                        frames[lead + j] = k[..., None] * g + (1 - k[..., None]) * frames[lead + j]
+                paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
 

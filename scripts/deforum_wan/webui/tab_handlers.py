@@ -47,10 +47,11 @@ PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the cam
 PREVIEW_FRAMES = 600  # the most frames a preview shows: a 100,000-frame file is not written out as PNGs
 PREVIEWS_KEPT = 5  # the newest previews kept in <outdir>/wan-camera; older ones are deleted
 
-# A first render that works on the model's trained size; everything else is Deforum's default.
+# A first render that works on the model's trained size, with no camera (Deforum's default is
+# 2D with a slow zoom); everything else is Deforum's default.
 STARTER_SETTINGS: dict = {
     "W": 832, "H": 480, "fps": 16, "max_frames": 81, "steps": 25, "cfg_scale_schedule": "0: (7)",
-    "seed": -1, "batch_name": "Wan_{timestring}",
+    "seed": -1, "batch_name": "Wan_{timestring}", "animation_mode": "None",
     "prompts": {"0": "a lighthouse on a cliff at dawn, waves crashing --neg blurry, low quality",
                 "48": "the lighthouse at night, its beam sweeping through fog"},
 }
