@@ -126,7 +126,8 @@ def test_summaries_measure_pan_zoom_rotation_and_coverage():
     assert abs(turn["rotation"]) == pytest.approx(15, abs=0.01)
     dolly = summarize(_camera("3D", translation_z="0: (5)"), 0, 20)
     assert dolly["zoom"] > 1.3 and dolly["coverage"] == 1.0
-    assert summarize(Camera.from_settings({}, 10, 64, 48), 0, 9)["zoom"] == 1.0
+    assert summarize(Camera.from_settings({"animation_mode": "None"}, 10, 64, 48), 0, 9)["zoom"] == 1.0
+    assert Camera.from_settings({}, 10, 64, 48).mode == "2D"  # Deforum's default: its slow zoom moves
 
 
 @pytest.mark.parametrize("path", real_settings_files(), ids=lambda p: p.name)

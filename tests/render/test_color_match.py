@@ -17,7 +17,8 @@ from deforum_wan.render.loop import Renderer
 
 BASE = {"W": 64, "H": 64, "fps": 16, "max_frames": 30, "seed": 5, "prompts": {"0": "a lighthouse"},
         "wan_model": "tiny-random", "wan_clip_duration": 0.6, "wan_overlap": 2, "wan_retime": "native",
-        "color_coherence": "LAB", "skip_video_creation": True}
+        "color_coherence": "LAB", "skip_video_creation": True,
+        "animation_mode": "None"}  # a still camera: only the made-up drift moves the colours
 BOUND = 0.05  # |chroma shift| of the last window against the shot's first, lab at strength 1
 
 
