@@ -211,6 +211,8 @@ class DiffusersBackend(Backend):
 
             with _quiet_loading():
                 pipe = load_file_pipeline(self.spec, class_name, dtypes, self.options.models_dir, parts)
+            for text in pipe.storage_notes:
+                self._note(text, warn=False)
             pipe.set_progress_bar_config(disable=True)
             return pipe
         return load_pipeline(self.path, class_name, dtypes, device, parts)

@@ -1,8 +1,9 @@
 """A Wan pipeline from single weight files: the transformer's file, and its text encoder,
 tokenizer, VAE and CLIP from files in the model folders or a diffusers-layout folder.
 
-One reader per file format (``READERS``): safetensors in bf16/fp16/fp32 or fp8 e4m3fn, ComfyUI's
-*scaled* fp8 included (weight = fp8 * its ``scale_weight``); GGUF (ComfyUI-GGUF's Wan files, any
+One reader per file format (``READERS``): safetensors in bf16/fp16/fp32 or fp8 e4m3fn (kept in
+float8 storage, computed per layer in the render dtype), ComfyUI's *scaled* fp8 included (weight =
+fp8 * its ``scale_weight``, dequantised to the render dtype); GGUF (ComfyUI-GGUF's Wan files, any
 ggml type diffusers dequantises), whose quantised matrices stay quantised in memory and are
 dequantised layer by layer as they compute (diffusers' GGUFQuantizationConfig). The transformer
 goes through diffusers' own single-file loader (``from_single_file``, whose converter takes Wan's
@@ -163,8 +164,28 @@ def _read_config(folder: Path) -> dict | None:
         return None
 
 
+def keeps_fp8(path: Path, found: Detected) -> bool:
+    """A plain fp8 e4m3fn safetensors file keeps float8 storage. A *scaled* one is dequantised to
+    the render dtype: its weights are fp8 times a per-tensor scale, which diffusers' layerwise
+    casting (a plain dtype cast) cannot apply."""
+    return path.suffix.lower() == ".safetensors" and found.quant == "fp8 e4m3fn"
+
+
+def storage_note(path: Path, found: Detected, dtype) -> str:
+    """How a transformer file's weights sit in memory, for the load report."""
+    name = str(dtype).replace("torch.", "")
+    if keeps_fp8(path, found):
+        return f"{path.name}: fp8 e4m3fn weights kept in float8, each layer computed in {name}"
+    if found.quant.startswith("fp8") and found.quant.endswith("scaled"):
+        return f"{path.name}: {found.quant} dequantised to {name} (the per-tensor scales need it)"
+    if path.suffix.lower() == ".gguf":
+        return f"{path.name}: {found.quant} kept quantised, dequantised to {name} per layer"
+    return f"{path.name}: {found.quant} weights in {name}"
+
+
 def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | None):
     import diffusers
+    import torch
 
     config = transformer_config(found, hint_folder)
     state = read_state_dict(path, found, dtype)
@@ -177,6 +198,11 @@ def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | Non
     with _config_dir(config) as tmp:
         model = cls.from_single_file(state, config=tmp, dtype=dtype, **quant).eval()
     keep_fp32(model, dtype)  # what from_pretrained keeps in float32 (from_single_file only under fp16)
+    if keeps_fp8(path, found):
+        # fp8 -> bf16/fp32 is exact, so casting back to float8 storage gives the file's values again;
+        # each layer is upcast as it computes. Norms and embeddings (diffusers' skip patterns) stay
+        # in ``dtype``; a stored layer's bias is rounded to float8 too, as layerwise casting does.
+        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     # The rope tables are computed, not stored: made again in float32, as from_pretrained has them
     # (from_single_file rounds them through the load dtype).
     c = model.config
@@ -291,7 +317,12 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
                 CLIPImageProcessor(crop_size=224, size=224)
     if found.variant == "ti2v":
         components["expand_timesteps"] = True
-    return cls(**{k: v for k, v in components.items() if k in accepted})
+    pipe = cls(**{k: v for k, v in components.items() if k in accepted})
+    pipe.storage_notes = [storage_note(transformer_path, found, dtypes["default"])]
+    if spec.weights_2:
+        low = Path(spec.weights_2)
+        pipe.storage_notes.append(storage_note(low, detect(read_header(low)), dtypes["default"]))
+    return pipe
 
 
 # diffusers' A14B model_index.json: where the low-noise expert takes over, as a share of the
