@@ -29,9 +29,9 @@ from ..models.registry import ModelSpec
 from ..models.weights import resolve_models_dir
 
 
-def _read_safetensors(path: Path, found: Detected, dtype) -> dict:
+def _read_safetensors(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> dict:
     """The state dict in ``dtype``, fp8 dequantised by its per-tensor scales, the prefix and the
-    scale tensors gone."""
+    scale tensors gone. ``keep_fp8``: unscaled float8 tensors stay as the file maps them."""
     import torch
     from safetensors.torch import load_file
 
@@ -45,11 +45,12 @@ def _read_safetensors(path: Path, found: Detected, dtype) -> dict:
                       if name.endswith(".weight") and name[:-len(".weight")] + s in raw), None)
         if scale is not None:
             tensor = tensor.to(torch.float32) * scale.to(torch.float32)
-        out[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+        keep = keep_fp8 and scale is None and tensor.dtype == torch.float8_e4m3fn
+        out[key] = tensor.to(dtype) if tensor.is_floating_point() and not keep else tensor
     return out
 
 
-def _read_gguf(path: Path, found: Detected, dtype) -> dict:
+def _read_gguf(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> dict:
     """The state dict with quantised tensors as diffusers' GGUFParameter (still quantised), the
     others in ``dtype``; ComfyUI-GGUF's flattened tensors given their shapes back. The header was
     checked against the file (gguf_header.py) before diffusers' reader maps it."""
@@ -79,8 +80,8 @@ def _read_gguf(path: Path, found: Detected, dtype) -> dict:
 READERS = {".safetensors": _read_safetensors, ".gguf": _read_gguf}
 
 
-def read_state_dict(path: Path, found: Detected, dtype) -> dict:
-    return READERS[path.suffix.lower()](path, found, dtype)
+def read_state_dict(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> dict:
+    return READERS[path.suffix.lower()](path, found, dtype, keep_fp8)
 
 
 # --- where each component comes from ------------------------------------------------------------
@@ -185,29 +186,50 @@ def storage_note(path: Path, found: Detected, dtype) -> str:
 
 def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | None):
     import diffusers
-    import torch
 
     config = transformer_config(found, hint_folder)
-    state = read_state_dict(path, found, dtype)
+    fp8 = keeps_fp8(path, found)
+    state = read_state_dict(path, found, dtype, keep_fp8=fp8)
     if "img_emb.emb_pos" in state:  # FLF2V's position table: diffusers' converter has no rename for it
         state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
     cls = diffusers.WanVACETransformer3DModel if config.get("vace_layers") else diffusers.WanTransformer3DModel
     # GGUF: the quantised matrices stay quantised, dequantised to ``dtype`` as each layer runs.
     quant = {"quantization_config": diffusers.GGUFQuantizationConfig(compute_dtype=dtype)} \
         if path.suffix.lower() == ".gguf" else {}
-    with _config_dir(config) as tmp:
-        model = cls.from_single_file(state, config=tmp, dtype=dtype, **quant).eval()
-    keep_fp32(model, dtype)  # what from_pretrained keeps in float32 (from_single_file only under fp16)
-    if keeps_fp8(path, found):
-        # fp8 -> bf16/fp32 is exact, so casting back to float8 storage gives the file's values again;
-        # each layer is upcast as it computes. Norms and embeddings (diffusers' skip patterns) stay
-        # in ``dtype``; a stored layer's bias is rounded to float8 too, as layerwise casting does.
-        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    if fp8:
+        model = _fp8_model(cls, config, state, dtype)
+    else:
+        with _config_dir(config) as tmp:
+            model = cls.from_single_file(state, config=tmp, dtype=dtype, **quant).eval()
+        keep_fp32(model, dtype)  # what from_pretrained keeps in float32 (from_single_file only under fp16)
     # The rope tables are computed, not stored: made again in float32, as from_pretrained has them
     # (from_single_file rounds them through the load dtype).
     c = model.config
     model.rope = type(model.rope)(c.attention_head_dim, tuple(c.patch_size), c.rope_max_seq_len)
     return model
+
+
+def _fp8_model(cls, config: dict, state: dict, dtype):
+    """The transformer with its float8 layers holding the file's tensors as mapped (no copy, no
+    upcast): built on the meta device with diffusers' layerwise casting (each layer upcast to
+    ``dtype`` as it computes), then each tensor assigned in the dtype its place has. Norms and
+    embeddings (diffusers' skip patterns) are in ``dtype``; a float8 layer's bias is rounded to
+    float8, as layerwise casting does."""
+    import torch
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    model.to(dtype)
+    keep_fp32(model, dtype)
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    wanted = model.state_dict()
+    state = convert_wan_transformer_to_diffusers(state)
+    odd = sorted(set(state) ^ set(wanted))
+    if odd:
+        raise WanError(f"an fp8 transformer file whose tensors do not fit its architecture ({odd[0]!r}, ...)")
+    model.load_state_dict({k: v.to(wanted[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+    return model.eval()
 
 
 def load_text_encoder(path: Path, found: Detected, dtype, hint_folder: Path | None):
