@@ -137,6 +137,25 @@ def test_an_fp8_file_stays_float8_in_memory_and_renders_like_its_bf16_upcast(tin
     assert any("kept in float8" in line for _, line in report)
 
 
+def test_a_lora_on_an_fp8_file_dequantises_it_and_says_so(tiny_models_dir, extra, tiny_lora, monkeypatch):
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    spec = resolve_model("wan_tiny_fp8.safetensors")
+    frames, reports = {}, {}
+    for weight in (0.0, 1.0):
+        options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu",
+                                 loras=[(str(tiny_lora), weight, "both")])
+        backend, reports[weight] = load_backend(spec, "diffusers", options)
+        try:
+            frames[weight] = backend.generate(_request())
+        finally:
+            backend.close()
+    assert np.isfinite(frames[1.0]).all() and not np.array_equal(frames[0.0], frames[1.0])
+    # at weight 0 it renders as the same values in bf16 did before float8 storage
+    converted, _, _ = _render(resolve_model("wan_tiny_fp8_as_bf16.safetensors"), tiny_models_dir)
+    assert np.array_equal(frames[0.0], converted)
+    assert any("dequantised to bfloat16 (LoRAs" in line for _, line in reports[1.0])
+
+
 def test_a_scaled_fp8_file_is_dequantised_and_says_so(tiny_models_dir, extra, monkeypatch):
     monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
     _, backend, report = _render(resolve_model("wan_tiny_fp8_scaled.safetensors"), tiny_models_dir)

@@ -172,11 +172,12 @@ def keeps_fp8(path: Path, found: Detected) -> bool:
     return path.suffix.lower() == ".safetensors" and found.quant == "fp8 e4m3fn"
 
 
-def storage_note(path: Path, found: Detected, dtype) -> str:
+def storage_note(path: Path, found: Detected, dtype, keep_fp8: bool = True) -> str:
     """How a transformer file's weights sit in memory, for the load report."""
     name = str(dtype).replace("torch.", "")
     if keeps_fp8(path, found):
-        return f"{path.name}: fp8 e4m3fn weights kept in float8, each layer computed in {name}"
+        return f"{path.name}: fp8 e4m3fn weights kept in float8, each layer computed in {name}" if keep_fp8 \
+            else f"{path.name}: fp8 e4m3fn dequantised to {name} (LoRAs are loaded into it)"
     if found.quant.startswith("fp8") and found.quant.endswith("scaled"):
         return f"{path.name}: {found.quant} dequantised to {name} (the per-tensor scales need it)"
     if path.suffix.lower() == ".gguf":
@@ -184,11 +185,11 @@ def storage_note(path: Path, found: Detected, dtype) -> str:
     return f"{path.name}: {found.quant} weights in {name}"
 
 
-def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | None):
+def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | None, keep_fp8: bool = True):
     import diffusers
 
     config = transformer_config(found, hint_folder)
-    fp8 = keeps_fp8(path, found)
+    fp8 = keep_fp8 and keeps_fp8(path, found)
     state = read_state_dict(path, found, dtype, keep_fp8=fp8)
     if "img_emb.emb_pos" in state:  # FLF2V's position table: diffusers' converter has no rename for it
         state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
@@ -287,9 +288,10 @@ FILE_KIND = {"text_encoder": "text_encoder", "vae": "vae", "image_encoder": "cli
 
 
 def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_dir=None, parts: dict | None = None,
-                       extra=None):
+                       extra=None, keep_fp8: bool = True):
     """The pipeline of ``spec`` (a transformer file or a folder's transformer file), each other
-    part from ``parts``, a fitting file in the model folders, or the components folder."""
+    part from ``parts``, a fitting file in the model folders, or the components folder.
+    ``keep_fp8``: a plain fp8 file stays float8 (off: dequantised, for LoRAs)."""
     import diffusers
     from transformers import AutoTokenizer, CLIPImageProcessor
 
@@ -319,10 +321,11 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
             missing.append(part)
     if missing:
         raise BackendError(_missing_message(spec, missing, roots))
-    components["transformer"] = load_transformer(transformer_path, found, dtypes["default"], folder)
+    components["transformer"] = load_transformer(transformer_path, found, dtypes["default"], folder, keep_fp8)
     if spec.weights_2:  # Wan 2.2 A14B: the low-noise expert takes over below the boundary
         low = Path(spec.weights_2)
-        components["transformer_2"] = load_transformer(low, detect(read_header(low)), dtypes["default"], folder)
+        components["transformer_2"] = load_transformer(low, detect(read_header(low)), dtypes["default"], folder,
+                                                       keep_fp8)
         components["boundary_ratio"] = boundary_ratio(spec, folder)
     for part, (source, where) in plan.items():
         dtype = dtypes.get(part, dtypes["default"])
@@ -340,10 +343,10 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
     if found.variant == "ti2v":
         components["expand_timesteps"] = True
     pipe = cls(**{k: v for k, v in components.items() if k in accepted})
-    pipe.storage_notes = [storage_note(transformer_path, found, dtypes["default"])]
+    pipe.storage_notes = [storage_note(transformer_path, found, dtypes["default"], keep_fp8)]
     if spec.weights_2:
         low = Path(spec.weights_2)
-        pipe.storage_notes.append(storage_note(low, detect(read_header(low)), dtypes["default"]))
+        pipe.storage_notes.append(storage_note(low, detect(read_header(low)), dtypes["default"], keep_fp8))
     return pipe
 
 
