@@ -7,8 +7,9 @@ fp8 * its ``scale_weight``, dequantised to the render dtype); GGUF (ComfyUI-GGUF
 ggml type diffusers dequantises), whose quantised matrices stay quantised in memory and are
 dequantised layer by layer as they compute (diffusers' GGUFQuantizationConfig). The transformer
 goes through diffusers' own single-file loader (``from_single_file``, whose converter takes Wan's
-original key layout), its config derived from the tensors (detect.py). A GGUF text encoder is
-listed but not loaded yet: the encoder comes from a .safetensors file or a folder. A Wan 2.2
+original key layout), its config derived from the tensors (detect.py). A GGUF text encoder (llama.cpp's
+T5 encoder layout) loads through transformers' own GGUF reader, which dequantises it whole to the
+render dtype. A Wan 2.2
 A14B pair of files becomes ``transformer`` (high noise) and ``transformer_2`` (low noise) with
 the ``boundary_ratio`` between them, as diffusers' A14B pipelines have them.
 """
@@ -57,8 +58,7 @@ def _read_gguf(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> di
     from diffusers.models.model_loading_utils import load_gguf_checkpoint
 
     if found.kind != "transformer":
-        raise WanError(f"{path.name}: a GGUF {found.summary} is not loaded yet (only GGUF transformers are);"
-                       " use a .safetensors file or wan_components for it")
+        raise WanError(f"{path.name}: a GGUF {found.summary} is not read as a state dict (only GGUF transformers are)")
     header = read_header(path)
     try:
         raw = load_gguf_checkpoint(str(path))
@@ -121,7 +121,8 @@ def _fits(kind: str, found: Detected, transformer: dict) -> bool:
 def component_file(kind: str, transformer: dict, roots: list[Path]) -> tuple[Path, Detected] | None:
     """The first file of ``kind`` in the model folders that fits (headers only)."""
     for path, folder_kind in weight_files(roots):
-        if folder_kind not in (None, kind if kind != "clip_vision" else "clip_vision") or path.suffix != ".safetensors":
+        readable = path.suffix == ".safetensors" or (kind == "text_encoder" and path.suffix == ".gguf")
+        if folder_kind not in (None, kind) or not readable:
             continue
         try:
             found = detect(read_header(find_weight_file(str(path), roots)))
@@ -237,6 +238,11 @@ def load_text_encoder(path: Path, found: Detected, dtype, hint_folder: Path | No
     import torch
     from transformers import UMT5Config, UMT5EncoderModel
 
+    if path.suffix.lower() == ".gguf":  # transformers' GGUF reader: config and weights from the file
+        try:
+            return UMT5EncoderModel.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype).eval()
+        except (ValueError, KeyError, RuntimeError) as e:  # metadata transformers cannot map
+            raise WanError(f"{path.name}: not loadable as a UMT5 encoder ({str(e).splitlines()[0][:200]})") from None
     hint = _read_config(hint_folder / "text_encoder") if hint_folder else None
     base = hint if hint and hint.get("d_model") == found.config["d_model"] else published_config("umt5-xxl")
     config = UMT5Config(**{**{k: v for k, v in base.items() if not k.startswith("_")}, **found.config})
