@@ -137,6 +137,23 @@ def test_an_fp8_file_stays_float8_in_memory_and_renders_like_its_bf16_upcast(tin
     assert any("kept in float8" in line for _, line in report)
 
 
+def test_float8_storage_asked_for_on_an_fp8_file_keeps_its_layers(tiny_models_dir, extra, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu", layerwise_fp8=True)
+    backend, report = load_backend(resolve_model("wan_tiny_fp8.safetensors"), "diffusers", options)
+    try:
+        frames = backend.generate(_request())
+        weights = {m.weight.dtype for name, m in backend.pipe.transformer.named_modules()
+                   if isinstance(m, torch.nn.Linear) and name.startswith("blocks.")}
+    finally:
+        backend.close()
+    # its hooks are not added a second time (that fails, and would leave a note saying so)
+    assert np.isfinite(frames).all() and not any("failed" in line for _, line in report)
+    assert weights == {torch.float8_e4m3fn}
+
+
 def test_a_lora_on_an_fp8_file_dequantises_it_and_says_so(tiny_models_dir, extra, tiny_lora, monkeypatch):
     monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
     spec = resolve_model("wan_tiny_fp8.safetensors")
