@@ -129,3 +129,67 @@ def test_models_lists_gguf_files_with_their_quantisation(wide, tmp_path, capsys,
     assert "Wan transformer T2V" in lines["wan_wide-Q4_K_M.gguf"] and lines["wan_wide-Q4_K_M.gguf"].endswith("Q4_K_M")
     assert lines["wan_wide_Q8_0.gguf"].endswith("Q8_0")
     assert "unusable" in lines["cut.gguf"] and "truncated" in lines["cut.gguf"]
+
+
+ENCODER_TOLERANCE = 5e-3  # max absolute difference of the encoder's output, F16 matrices against fp32
+
+
+def _write_umt5_gguf(path, model) -> None:
+    """A UMT5 encoder as llama.cpp's converter writes one (architecture t5encoder, a name saying
+    umt5, the T5 keys transformers reads): matrices F16, the rest F32."""
+    import gguf
+    import numpy as np
+
+    c = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.T5ENCODER, c.num_layers)
+    writer = gguf.GGUFWriter(str(path), "t5encoder")
+    writer.add_name("umt5-tiny-encoder")
+    writer.add_context_length(512)
+    writer.add_embedding_length(c.d_model)
+    writer.add_feed_forward_length(c.d_ff)
+    writer.add_block_count(c.num_layers)
+    writer.add_head_count(c.num_heads)
+    writer.add_key_length(c.d_kv)
+    writer.add_value_length(c.d_kv)
+    writer.add_layer_norm_eps(c.layer_norm_epsilon)
+    writer.add_relative_attn_buckets_count(c.relative_attention_num_buckets)
+    writer.add_decoder_start_token_id(0)
+    writer.add_vocab_size(c.vocab_size)
+    for name, tensor in model.state_dict().items():
+        if name == "encoder.embed_tokens.weight":  # tied to shared.weight
+            continue
+        array = tensor.float().numpy()
+        writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)),
+                          array.astype(np.float16) if array.ndim == 2 else array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_a_gguf_text_encoder_loads_beside_a_transformer_file(tiny_models_dir, tmp_path, monkeypatch):
+    import torch
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import save_file
+    from transformers import UMT5EncoderModel
+
+    from deforum_wan.backends.single_file import load_file_pipeline
+
+    folder = tiny_models_dir / "tiny-random"
+    root = tmp_path / "ComfyUI" / "models"
+    for sub in ("diffusion_models", "text_encoders"):
+        (root / sub).mkdir(parents=True)
+    state = WanTransformer3DModel.from_pretrained(folder / "transformer").state_dict()
+    save_file({to_original_name(k): v for k, v in state.items()}, root / "diffusion_models" / "wan_tiny.safetensors")
+    reference = UMT5EncoderModel.from_pretrained(folder / "text_encoder")
+    _write_umt5_gguf(root / "text_encoders" / "umt5-tiny-encoder-F16.gguf", reference)
+    found = detect(read_header(root / "text_encoders" / "umt5-tiny-encoder-F16.gguf"))
+    assert found.kind == "text_encoder" and found.layout == "llama.cpp"
+    monkeypatch.setenv(EXTRA_DIRS_ENV, str(root))
+    spec = resolve_model("wan_tiny.safetensors", models_dir=tiny_models_dir)
+    pipe = load_file_pipeline(spec, "WanPipeline", {"default": torch.float32, "vae": torch.float32}, tiny_models_dir)
+    ids = torch.tensor([[1, 5, 9, 2, 7]])
+    with torch.no_grad():
+        got, want = pipe.text_encoder(ids).last_hidden_state, reference(ids).last_hidden_state
+    difference = float((got - want).abs().max())
+    assert 0 < difference < ENCODER_TOLERANCE, difference  # F16 matrices: close, not the same tensors

@@ -41,6 +41,14 @@ def _fp8_scaled(state: dict) -> dict:
     return out
 
 
+def _fp8(state: dict) -> dict:
+    """A plain fp8 e4m3fn file: each matrix rounded to float8, no scales, the rest bf16."""
+    import torch
+
+    return {name: tensor.to(torch.float8_e4m3fn) if name.endswith(".weight") and tensor.dim() == 2
+            else tensor.to(torch.bfloat16) for name, tensor in state.items()}
+
+
 @pytest.fixture(scope="module")
 def comfy(tiny_models_dir, tmp_path_factory):
     """ComfyUI/models with the tiny T2V transformer (bf16 and scaled fp8, original names with
@@ -58,6 +66,11 @@ def comfy(tiny_models_dir, tmp_path_factory):
     original = {"model.diffusion_model." + to_original_name(k): v.to(torch.bfloat16) for k, v in transformer.items()}
     save_file(original, root / "diffusion_models" / "wan_tiny_bf16.safetensors")
     save_file(_fp8_scaled(original), root / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
+    fp8 = _fp8(original)
+    save_file(fp8, root / "diffusion_models" / "wan_tiny_fp8.safetensors")
+    # What loading it converted to before: the same fp8 values upcast (exactly) to bf16.
+    save_file({k: v.to(torch.bfloat16) for k, v in fp8.items()},
+              root / "diffusion_models" / "wan_tiny_fp8_as_bf16.safetensors")
     text = UMT5EncoderModel.from_pretrained(folder / "text_encoder").state_dict()
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in text.items() if k != "encoder.embed_tokens.weight"},
               root / "text_encoders" / "umt5_tiny_bf16.safetensors")
@@ -99,6 +112,71 @@ def test_bf16_file_renders_bit_identical_to_the_folder_and_fp8_within_tolerance(
     fp8, _, _ = _render(resolve_model("wan_tiny_fp8_scaled.safetensors"), tiny_models_dir)
     difference = float(np.abs(fp8 - folder).mean())
     assert 0 < difference < FP8_TOLERANCE
+
+
+FP8_STORAGE_TOLERANCE = 0.02  # mean absolute frame difference: float8 storage against the same values in bf16
+
+
+def test_an_fp8_file_stays_float8_in_memory_and_renders_like_its_bf16_upcast(tiny_models_dir, extra, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    converted, _, _ = _render(resolve_model("wan_tiny_fp8_as_bf16.safetensors"), tiny_models_dir)
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu")
+    backend, report = load_backend(resolve_model("wan_tiny_fp8.safetensors"), "diffusers", options)
+    try:
+        linears = [m for name, m in backend.pipe.transformer.named_modules()
+                   if isinstance(m, torch.nn.Linear) and name.startswith("blocks.")]
+        assert linears and all(m.weight.dtype == torch.float8_e4m3fn for m in linears)
+        frames = backend.generate(_request())
+        assert all(m.weight.dtype == torch.float8_e4m3fn for m in linears)  # stored again after each layer
+    finally:
+        backend.close()
+    difference = float(np.abs(frames - converted).mean())
+    assert 0 < difference < FP8_STORAGE_TOLERANCE, difference
+    assert any("kept in float8" in line for _, line in report)
+
+
+def test_float8_storage_asked_for_on_an_fp8_file_keeps_its_layers(tiny_models_dir, extra, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu", layerwise_fp8=True)
+    backend, report = load_backend(resolve_model("wan_tiny_fp8.safetensors"), "diffusers", options)
+    try:
+        frames = backend.generate(_request())
+        weights = {m.weight.dtype for name, m in backend.pipe.transformer.named_modules()
+                   if isinstance(m, torch.nn.Linear) and name.startswith("blocks.")}
+    finally:
+        backend.close()
+    # its hooks are not added a second time (that fails, and would leave a note saying so)
+    assert np.isfinite(frames).all() and not any("failed" in line for _, line in report)
+    assert weights == {torch.float8_e4m3fn}
+
+
+def test_a_lora_on_an_fp8_file_dequantises_it_and_says_so(tiny_models_dir, extra, tiny_lora, monkeypatch):
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    spec = resolve_model("wan_tiny_fp8.safetensors")
+    frames, reports = {}, {}
+    for weight in (0.0, 1.0):
+        options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu",
+                                 loras=[(str(tiny_lora), weight, "both")])
+        backend, reports[weight] = load_backend(spec, "diffusers", options)
+        try:
+            frames[weight] = backend.generate(_request())
+        finally:
+            backend.close()
+    assert np.isfinite(frames[1.0]).all() and not np.array_equal(frames[0.0], frames[1.0])
+    # at weight 0 it renders as the same values in bf16 did before float8 storage
+    converted, _, _ = _render(resolve_model("wan_tiny_fp8_as_bf16.safetensors"), tiny_models_dir)
+    assert np.array_equal(frames[0.0], converted)
+    assert any("dequantised to bfloat16 (LoRAs" in line for _, line in reports[1.0])
+
+
+def test_a_scaled_fp8_file_is_dequantised_and_says_so(tiny_models_dir, extra, monkeypatch):
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    _, backend, report = _render(resolve_model("wan_tiny_fp8_scaled.safetensors"), tiny_models_dir)
+    assert any("fp8 e4m3fn scaled dequantised to bfloat16" in line for _, line in report)
 
 
 def test_parts_come_from_the_files_beside_it(tiny_models_dir, extra):

@@ -149,9 +149,9 @@ class DiffusersBackend(Backend):
         self.shared: dict[str, str] = {}  # component -> the model it is shared with
         first = self._classes.get("t2v") or self._classes["i2v"]
         try:
+            self.distill_lora = self._find_distill()  # before loading: a LoRA needs fp8 files dequantised
             pipe = self._load(first, self._sharable(share_from))
             self._pipes[first] = pipe
-            self.distill_lora = self._find_distill()
             self._load_loras(pipe)
             self._configure(pipe)
             self._speedups(pipe)
@@ -210,7 +210,12 @@ class DiffusersBackend(Backend):
             from .single_file import load_file_pipeline
 
             with _quiet_loading():
-                pipe = load_file_pipeline(self.spec, class_name, dtypes, self.options.models_dir, parts)
+                # peft makes a LoRA's matrices in its layer's dtype: float8 would round them.
+                keep_fp8 = not (self.options.loras or self.distill_lora)
+                pipe = load_file_pipeline(self.spec, class_name, dtypes, self.options.models_dir, parts,
+                                          keep_fp8=keep_fp8)
+            for text in pipe.storage_notes:
+                self._note(text, warn=False)
             pipe.set_progress_bar_config(disable=True)
             return pipe
         return load_pipeline(self.path, class_name, dtypes, device, parts)

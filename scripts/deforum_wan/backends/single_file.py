@@ -1,13 +1,15 @@
 """A Wan pipeline from single weight files: the transformer's file, and its text encoder,
 tokenizer, VAE and CLIP from files in the model folders or a diffusers-layout folder.
 
-One reader per file format (``READERS``): safetensors in bf16/fp16/fp32 or fp8 e4m3fn, ComfyUI's
-*scaled* fp8 included (weight = fp8 * its ``scale_weight``); GGUF (ComfyUI-GGUF's Wan files, any
+One reader per file format (``READERS``): safetensors in bf16/fp16/fp32 or fp8 e4m3fn (kept in
+float8 storage, computed per layer in the render dtype), ComfyUI's *scaled* fp8 included (weight =
+fp8 * its ``scale_weight``, dequantised to the render dtype); GGUF (ComfyUI-GGUF's Wan files, any
 ggml type diffusers dequantises), whose quantised matrices stay quantised in memory and are
 dequantised layer by layer as they compute (diffusers' GGUFQuantizationConfig). The transformer
 goes through diffusers' own single-file loader (``from_single_file``, whose converter takes Wan's
-original key layout), its config derived from the tensors (detect.py). A GGUF text encoder is
-listed but not loaded yet: the encoder comes from a .safetensors file or a folder. A Wan 2.2
+original key layout), its config derived from the tensors (detect.py). A GGUF text encoder (llama.cpp's
+T5 encoder layout) loads through transformers' own GGUF reader, which dequantises it whole to the
+render dtype. A Wan 2.2
 A14B pair of files becomes ``transformer`` (high noise) and ``transformer_2`` (low noise) with
 the ``boundary_ratio`` between them, as diffusers' A14B pipelines have them.
 """
@@ -28,9 +30,9 @@ from ..models.registry import ModelSpec
 from ..models.weights import resolve_models_dir
 
 
-def _read_safetensors(path: Path, found: Detected, dtype) -> dict:
+def _read_safetensors(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> dict:
     """The state dict in ``dtype``, fp8 dequantised by its per-tensor scales, the prefix and the
-    scale tensors gone."""
+    scale tensors gone. ``keep_fp8``: unscaled float8 tensors stay as the file maps them."""
     import torch
     from safetensors.torch import load_file
 
@@ -44,19 +46,19 @@ def _read_safetensors(path: Path, found: Detected, dtype) -> dict:
                       if name.endswith(".weight") and name[:-len(".weight")] + s in raw), None)
         if scale is not None:
             tensor = tensor.to(torch.float32) * scale.to(torch.float32)
-        out[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+        keep = keep_fp8 and scale is None and tensor.dtype == torch.float8_e4m3fn
+        out[key] = tensor.to(dtype) if tensor.is_floating_point() and not keep else tensor
     return out
 
 
-def _read_gguf(path: Path, found: Detected, dtype) -> dict:
+def _read_gguf(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> dict:
     """The state dict with quantised tensors as diffusers' GGUFParameter (still quantised), the
     others in ``dtype``; ComfyUI-GGUF's flattened tensors given their shapes back. The header was
     checked against the file (gguf_header.py) before diffusers' reader maps it."""
     from diffusers.models.model_loading_utils import load_gguf_checkpoint
 
     if found.kind != "transformer":
-        raise WanError(f"{path.name}: a GGUF {found.summary} is not loaded yet (only GGUF transformers are);"
-                       " use a .safetensors file or wan_components for it")
+        raise WanError(f"{path.name}: a GGUF {found.summary} is not read as a state dict (only GGUF transformers are)")
     header = read_header(path)
     try:
         raw = load_gguf_checkpoint(str(path))
@@ -78,8 +80,8 @@ def _read_gguf(path: Path, found: Detected, dtype) -> dict:
 READERS = {".safetensors": _read_safetensors, ".gguf": _read_gguf}
 
 
-def read_state_dict(path: Path, found: Detected, dtype) -> dict:
-    return READERS[path.suffix.lower()](path, found, dtype)
+def read_state_dict(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> dict:
+    return READERS[path.suffix.lower()](path, found, dtype, keep_fp8)
 
 
 # --- where each component comes from ------------------------------------------------------------
@@ -119,7 +121,8 @@ def _fits(kind: str, found: Detected, transformer: dict) -> bool:
 def component_file(kind: str, transformer: dict, roots: list[Path]) -> tuple[Path, Detected] | None:
     """The first file of ``kind`` in the model folders that fits (headers only)."""
     for path, folder_kind in weight_files(roots):
-        if folder_kind not in (None, kind if kind != "clip_vision" else "clip_vision") or path.suffix != ".safetensors":
+        readable = path.suffix == ".safetensors" or (kind == "text_encoder" and path.suffix == ".gguf")
+        if folder_kind not in (None, kind) or not readable:
             continue
         try:
             found = detect(read_header(find_weight_file(str(path), roots)))
@@ -163,20 +166,44 @@ def _read_config(folder: Path) -> dict | None:
         return None
 
 
-def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | None):
+def keeps_fp8(path: Path, found: Detected) -> bool:
+    """A plain fp8 e4m3fn safetensors file keeps float8 storage. A *scaled* one is dequantised to
+    the render dtype: its weights are fp8 times a per-tensor scale, which diffusers' layerwise
+    casting (a plain dtype cast) cannot apply."""
+    return path.suffix.lower() == ".safetensors" and found.quant == "fp8 e4m3fn"
+
+
+def storage_note(path: Path, found: Detected, dtype, keep_fp8: bool = True) -> str:
+    """How a transformer file's weights sit in memory, for the load report."""
+    name = str(dtype).replace("torch.", "")
+    if keeps_fp8(path, found):
+        return f"{path.name}: fp8 e4m3fn weights kept in float8, each layer computed in {name}" if keep_fp8 \
+            else f"{path.name}: fp8 e4m3fn dequantised to {name} (LoRAs are loaded into it)"
+    if found.quant.startswith("fp8") and found.quant.endswith("scaled"):
+        return f"{path.name}: {found.quant} dequantised to {name} (the per-tensor scales need it)"
+    if path.suffix.lower() == ".gguf":
+        return f"{path.name}: {found.quant} kept quantised, dequantised to {name} per layer"
+    return f"{path.name}: {found.quant} weights in {name}"
+
+
+def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | None, keep_fp8: bool = True):
     import diffusers
 
     config = transformer_config(found, hint_folder)
-    state = read_state_dict(path, found, dtype)
+    fp8 = keep_fp8 and keeps_fp8(path, found)
+    state = read_state_dict(path, found, dtype, keep_fp8=fp8)
     if "img_emb.emb_pos" in state:  # FLF2V's position table: diffusers' converter has no rename for it
         state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
     cls = diffusers.WanVACETransformer3DModel if config.get("vace_layers") else diffusers.WanTransformer3DModel
     # GGUF: the quantised matrices stay quantised, dequantised to ``dtype`` as each layer runs.
     quant = {"quantization_config": diffusers.GGUFQuantizationConfig(compute_dtype=dtype)} \
         if path.suffix.lower() == ".gguf" else {}
-    with _config_dir(config) as tmp:
-        model = cls.from_single_file(state, config=tmp, dtype=dtype, **quant).eval()
-    keep_fp32(model, dtype)  # what from_pretrained keeps in float32 (from_single_file only under fp16)
+    if fp8:
+        model = _fp8_model(cls, config, state, dtype)
+    else:
+        with _config_dir(config) as tmp:
+            model = cls.from_single_file(state, config=tmp, dtype=dtype, **quant).eval()
+        keep_fp32(model, dtype)  # what from_pretrained keeps in float32 (from_single_file only under fp16)
     # The rope tables are computed, not stored: made again in float32, as from_pretrained has them
     # (from_single_file rounds them through the load dtype).
     c = model.config
@@ -184,10 +211,38 @@ def load_transformer(path: Path, found: Detected, dtype, hint_folder: Path | Non
     return model
 
 
+def _fp8_model(cls, config: dict, state: dict, dtype):
+    """The transformer with its float8 layers holding the file's tensors as mapped (no copy, no
+    upcast): built on the meta device with diffusers' layerwise casting (each layer upcast to
+    ``dtype`` as it computes), then each tensor assigned in the dtype its place has. Norms and
+    embeddings (diffusers' skip patterns) are in ``dtype``; a float8 layer's bias is rounded to
+    float8, as layerwise casting does."""
+    import torch
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    model.to(dtype)
+    keep_fp32(model, dtype)
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    wanted = model.state_dict()
+    state = convert_wan_transformer_to_diffusers(state)
+    odd = sorted(set(state) ^ set(wanted))
+    if odd:
+        raise WanError(f"an fp8 transformer file whose tensors do not fit its architecture ({odd[0]!r}, ...)")
+    model.load_state_dict({k: v.to(wanted[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+    return model.eval()
+
+
 def load_text_encoder(path: Path, found: Detected, dtype, hint_folder: Path | None):
     import torch
     from transformers import UMT5Config, UMT5EncoderModel
 
+    if path.suffix.lower() == ".gguf":  # transformers' GGUF reader: config and weights from the file
+        try:
+            return UMT5EncoderModel.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype).eval()
+        except (ValueError, KeyError, RuntimeError) as e:  # metadata transformers cannot map
+            raise WanError(f"{path.name}: not loadable as a UMT5 encoder ({str(e).splitlines()[0][:200]})") from None
     hint = _read_config(hint_folder / "text_encoder") if hint_folder else None
     base = hint if hint and hint.get("d_model") == found.config["d_model"] else published_config("umt5-xxl")
     config = UMT5Config(**{**{k: v for k, v in base.items() if not k.startswith("_")}, **found.config})
@@ -239,9 +294,10 @@ FILE_KIND = {"text_encoder": "text_encoder", "vae": "vae", "image_encoder": "cli
 
 
 def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_dir=None, parts: dict | None = None,
-                       extra=None):
+                       extra=None, keep_fp8: bool = True):
     """The pipeline of ``spec`` (a transformer file or a folder's transformer file), each other
-    part from ``parts``, a fitting file in the model folders, or the components folder."""
+    part from ``parts``, a fitting file in the model folders, or the components folder.
+    ``keep_fp8``: a plain fp8 file stays float8 (off: dequantised, for LoRAs)."""
     import diffusers
     from transformers import AutoTokenizer, CLIPImageProcessor
 
@@ -271,10 +327,11 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
             missing.append(part)
     if missing:
         raise BackendError(_missing_message(spec, missing, roots))
-    components["transformer"] = load_transformer(transformer_path, found, dtypes["default"], folder)
+    components["transformer"] = load_transformer(transformer_path, found, dtypes["default"], folder, keep_fp8)
     if spec.weights_2:  # Wan 2.2 A14B: the low-noise expert takes over below the boundary
         low = Path(spec.weights_2)
-        components["transformer_2"] = load_transformer(low, detect(read_header(low)), dtypes["default"], folder)
+        components["transformer_2"] = load_transformer(low, detect(read_header(low)), dtypes["default"], folder,
+                                                       keep_fp8)
         components["boundary_ratio"] = boundary_ratio(spec, folder)
     for part, (source, where) in plan.items():
         dtype = dtypes.get(part, dtypes["default"])
@@ -291,7 +348,12 @@ def load_file_pipeline(spec: ModelSpec, class_name: str, dtypes: dict, models_di
                 CLIPImageProcessor(crop_size=224, size=224)
     if found.variant == "ti2v":
         components["expand_timesteps"] = True
-    return cls(**{k: v for k, v in components.items() if k in accepted})
+    pipe = cls(**{k: v for k, v in components.items() if k in accepted})
+    pipe.storage_notes = [storage_note(transformer_path, found, dtypes["default"], keep_fp8)]
+    if spec.weights_2:
+        low = Path(spec.weights_2)
+        pipe.storage_notes.append(storage_note(low, detect(read_header(low)), dtypes["default"], keep_fp8))
+    return pipe
 
 
 # diffusers' A14B model_index.json: where the low-noise expert takes over, as a share of the

@@ -277,6 +277,8 @@ class Speedups:
         if not all(hasattr(m, "enable_layerwise_casting") for m in parts):
             self.speed_note("this diffusers has no layerwise casting; weights stay in full precision")
             return
+        stored = [m for m in parts if any(p.dtype == torch.float8_e4m3fn for p in m.parameters())]
+        parts = [m for m in parts if m not in stored]  # an fp8 file's transformer: already float8
         try:
             for m in parts:
                 m.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype)

@@ -163,8 +163,11 @@ def parse_settings_text(text: str, source: str = "<settings>") -> dict:
 
 
 def load_settings(source: str | os.PathLike | dict, overrides: dict | None = None,
-                  name: str | None = None) -> RenderSettings:
-    """Load, convert and validate settings. Raises ``SettingsError`` with one line."""
+                  name: str | None = None, models_dir: str | os.PathLike | None = None) -> RenderSettings:
+    """Load, convert and validate settings. Raises ``SettingsError`` with one line.
+
+    ``models_dir``: the models folder a ``wan_model`` file is looked for in (with the extra
+    folders); None: $DEFORUM_WAN_MODELS_DIR or the default one."""
     if isinstance(source, dict):
         data, label = dict(source), name or "<settings>"
     else:
@@ -173,7 +176,7 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
         data.update(overrides)
     try:
         values.check_plain(data)
-        return _validate(data, label)
+        return _validate(data, label, models_dir)
     except SettingsError:
         raise
     except (ExprError, WanError) as exc:  # unknown model ids come from the registry
@@ -194,7 +197,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 # --- validation ---------------------------------------------------------------------
 
-def _validate(data: dict, label: str) -> RenderSettings:
+def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
     warnings: list[str] = []
     raw = _convert_legacy(data, warnings)
     get = lambda key: raw.get(key, DEFORUM_DEFAULTS.get(key, WAN_DEFAULTS.get(key)))  # noqa: E731
@@ -204,8 +207,8 @@ def _validate(data: dict, label: str) -> RenderSettings:
     max_frames = _int(get("max_frames"), "max_frames", 1, 100_000)
     fps = _number(get("fps"), "fps", 1, 240)
     wan = read_all(get)  # every Wan key once; early: the size rules are the model's
-    # A file or folder is found in the model folders ($DEFORUM_WAN_MODELS_DIR and the extra ones).
-    model = resolve_model(wan["wan_model"], wan["wan_components"], low=wan["wan_model_low"])
+    # A file or folder is found in the model folders (models_dir or $DEFORUM_WAN_MODELS_DIR, the extra ones).
+    model = resolve_model(wan["wan_model"], wan["wan_components"], models_dir, low=wan["wan_model_low"])
     if wan["wan_model_low"] and not model.weights_2:
         warnings.append(f"wan_model_low is for a wan_model file (the high-noise expert); {model.id} runs without it")
     W = _size(get("W"), "W", model, warnings)
@@ -255,7 +258,7 @@ def _validate(data: dict, label: str) -> RenderSettings:
 
     cont_id = wan["wan_continue_model"]
     attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
-    attrs.update(model=model, continue_model=resolve_model(cont_id, wan["wan_components"]) if cont_id else None)
+    attrs.update(model=model, continue_model=resolve_model(cont_id, wan["wan_components"], models_dir) if cont_id else None)
 
     camera = _camera(raw, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"])
 

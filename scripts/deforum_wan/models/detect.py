@@ -173,8 +173,7 @@ def _gguf_text_encoder(header: Header, quant: str) -> Detected:
     umt5 = layers < 2 or "enc.blk.1.attn_rel_b.weight" in header.tensors
     d_model = embed[1]
     name = "UMT5-XXL" if d_model == 4096 and layers == 24 else f"{'UMT5' if umt5 else 'T5'} of unknown size (d_model {d_model})"
-    return Detected("text_encoder", "llama.cpp", quant, f"text encoder {name}, llama.cpp layout (GGUF text"
-                    " encoders are listed, not loaded yet: the encoder comes from a .safetensors file)", size=name,
+    return Detected("text_encoder", "llama.cpp", quant, f"text encoder {name}, llama.cpp layout", size=name,
                     config={"d_model": d_model, "num_layers": layers, "vocab_size": embed[0]})
 
 

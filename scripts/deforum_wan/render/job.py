@@ -90,10 +90,10 @@ def check_job(spec: JobSpec, outdir: str | os.PathLike, *, models_dir: str | Non
     raw = dict(spec.settings)
     if confine:
         raw = confine_job_paths(raw, outdir, resolve_models_dir(models_dir), label, inputs)
-    settings = load_settings(raw, name=label)
+    settings = load_settings(raw, name=label, models_dir=models_dir)
     resume = spec.resume or settings.resume_timestring
     if resume:
-        settings = resumed_settings(RunFolder.of(outdir, settings, resume), label)
+        settings = resumed_settings(RunFolder.of(outdir, settings, resume), label, models_dir)
     base = Path(spec.settings_base) if spec.settings_base else None
     return CheckedJob(replace(spec, settings=raw, resume=resume or None), settings,
                       plan_checked(settings, base))
@@ -123,13 +123,13 @@ def check_libraries(settings: RenderSettings) -> None:
         raise WanError(f"{' and '.join(needs_cv2)} need OpenCV: pip install opencv-python-headless")
 
 
-def resumed_settings(folder: RunFolder, label: str = "<settings>") -> RenderSettings:
+def resumed_settings(folder: RunFolder, label: str = "<settings>", models_dir: str | None = None) -> RenderSettings:
     """The settings a resume continues: the file saved in its run folder (it holds the drawn
     seed), refused when the run is not there, is finished, or its file was changed since."""
     saved, manifest_file = folder.settings_file, folder.manifest_file
     if not saved.is_file() or not manifest_file.is_file():
         raise SettingsError(f"resume {folder.timestring}: no such run in {folder.dir}", label)
-    settings = load_settings(saved, {"resume_from_timestring": False})
+    settings = load_settings(saved, {"resume_from_timestring": False}, models_dir=models_dir)
     manifest = Manifest.load(manifest_file)
     if manifest.status == "done":
         raise WanError(f"render {folder.timestring} in {folder.dir} is already finished")

@@ -123,7 +123,7 @@ class Renderer:
             raise WanError(f"run {ts} already exists in {folder.dir}; resume it or choose another timestring")
         if self.resume:
             if plan is None:  # the saved file holds the drawn seed; it is the render being continued
-                self.settings = s = resumed_settings(folder)
+                self.settings = s = resumed_settings(folder, models_dir=self.models_dir)
                 plan = plan_checked(s, self.settings_base)
             manifest = Manifest.load(folder.manifest_file)
         else:

@@ -73,7 +73,8 @@ class Job:
 # --- jobs --------------------------------------------------------------------------------
 
 def prepare_jobs(items: Iterable[tuple[str, str | os.PathLike | dict]], overrides: dict | None = None, *,
-                 outdir: str | os.PathLike, now: float | None = None, skip_taken: bool = True) -> list[Job]:
+                 outdir: str | os.PathLike, now: float | None = None, skip_taken: bool = True,
+                 models_dir: str | None = None) -> list[Job]:
     """Check each (name, file or dict) (``check_job``) and give it a timestring; invalid ones
     come back failed.
 
@@ -93,7 +94,7 @@ def prepare_jobs(items: Iterable[tuple[str, str | os.PathLike | dict]], override
                 spec = JobSpec({**read_settings_file(source), **(overrides or {})}, Path(source).name,
                                settings_base=str(Path(source).resolve().parent))
             # The batch's user names their own files: inputs are read where the files say.
-            checked = check_job(spec, outdir, confine=False)
+            checked = check_job(spec, outdir, models_dir=models_dir, confine=False)
         except WanError as exc:
             jobs.append(Job(index, name, None, "", status="failed", error=str(exc)))
             continue
@@ -132,7 +133,7 @@ def run_attempt(payload: dict, runner: LocalRunner, *, on_event: Callable[[dict]
               "timestring": spec.timestring}
     folder = None
     try:
-        settings = load_settings(spec.settings, name=spec.name)
+        settings = load_settings(spec.settings, name=spec.name, models_dir=runner.models_dir)
         folder = RunFolder.of(runner.outdir, settings, spec.timestring)
         result["run_dir"] = str(folder.dir)
         if settings.resume_timestring:
@@ -144,7 +145,8 @@ def run_attempt(payload: dict, runner: LocalRunner, *, on_event: Callable[[dict]
                 return {**result, "status": "done", "frames": manifest.frames_written,
                         "video": str(video) if video.is_file() else None}
             spec = replace(spec, resume=spec.timestring, timestring=None)
-        r = runner.run(check_job(spec, runner.outdir, confine=False), on_event, should_stop)
+        r = runner.run(check_job(spec, runner.outdir, models_dir=runner.models_dir, confine=False), on_event,
+                       should_stop)
         return {**result, "status": "done", "frames": r.frames, "run_dir": str(r.run_dir),
                 "video": str(r.video) if r.video else None}
     except Interrupted as exc:
@@ -413,7 +415,7 @@ def run_batch(items: Iterable[tuple[str, str | os.PathLike | dict]], *, outdir: 
         from ..render.loop import check_outdir
 
         check_outdir(outdir)
-    jobs = prepare_jobs(items, overrides, outdir=outdir, now=now, skip_taken=not remote)
+    jobs = prepare_jobs(items, overrides, outdir=outdir, now=now, skip_taken=not remote, models_dir=models_dir)
     tracker = Tracker(jobs, on_event=on_event, view=view)
     if any(job.status == "queued" for job in jobs):
         if use_ray:
