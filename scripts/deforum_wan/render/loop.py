@@ -248,9 +248,10 @@ class Renderer:
             self.folder.carry_file.unlink(missing_ok=True)
         result = RenderResult(run_dir, ts, written, video, self.folder.settings_file, status,
                               self.report, plan.warnings, adherence.to_dict() if adherence else None, drift)
+        chart = {"drift_chart": str(run_dir / drift["chart"]) if drift and drift.get("chart") else None}
         self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
                   frames=written, video=str(video) if video else None,
-                  settings=str(result.settings_file))
+                  settings=str(result.settings_file), **(chart if status == "done" else {}))
         if status != "done":
             raise Interrupted(f"stopped after {written} frames; resume with --resume {ts}"
                               + (f" (video of those frames: {video})" if video else ""))
