@@ -170,6 +170,8 @@ class Renderer:
         self._plan = plan
         self._follow = CameraFollower.for_plan(s, plan, self.models_dir)
         self._unfollowed: set[str] = set()
+        self._svi_anchor: np.ndarray | None = None  # wan_svi shot: the first frame of the video or last cut
+        self._svi_said: set[str] = set()
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -429,12 +431,13 @@ class Renderer:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
+        svi = self._svi_input(backend, w, plan, stream) if image is not None and w.index > 0 and not w.cut else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
                               context=context, vace_frames=vace_frames, vace_keep=vace_keep,
-                              path_guide=path_guide)
+                              path_guide=path_guide, svi=svi)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -442,6 +445,8 @@ class Renderer:
         frames = backend.generate(req, on_step=on_step, should_stop=self.should_stop)
         if self.should_stop():  # backends without a step callback stop between windows
             raise Interrupted("stopped")
+        if w.index == 0 or w.cut:
+            self._svi_anchor = np.asarray(image if image is not None else frames[0], dtype=np.float32)
         if w.index > 0 and not w.cut:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
@@ -450,6 +455,31 @@ class Renderer:
                 paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
+
+    def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream):
+        """wan_svi's conditioning of a continuation window (backends/svi.py): the frames from
+        its conditioning frame on, and the anchor (read back from disk after a resume)."""
+        from ..backends.svi import MODES, SviInput
+
+        mode = self.settings.svi
+        if mode == "off":
+            return None
+        if not backend.takes_svi:
+            if backend.name not in self._svi_said:
+                self._svi_said.add(backend.name)
+                self.emit("warning", message=f"wan_svi {mode}: the {backend.name} backend builds Wan's own"
+                          " I2V conditioning (wan_backend diffusers with an I2V model builds SVI's)")
+            return None
+        count, pad = MODES[mode]
+        motion = stream.context(w.overlap)[:count]
+        if len(motion) < count and "overlap" not in self._svi_said:
+            self._svi_said.add("overlap")
+            self.emit("warning", message=f"wan_svi {mode} takes {count} motion frames; wan_overlap"
+                      f" {w.overlap} hands on {len(motion)} (wan_overlap {count - 1} hands on all)")
+        if pad == "anchor" and self._svi_anchor is None:  # a resume: the first frame of the video or last cut
+            first = next(x for x in reversed(plan.windows[: w.index + 1]) if x.index == 0 or x.cut)
+            self._svi_anchor = read_png(self.folder.frame(first.start_frame)).astype(np.float32) / 255.0
+        return SviInput(motion, self._svi_anchor, pad)
 
     def _still(self, backend, w: Window, plan: ClipPlan) -> np.ndarray:
         """One frame of a text-to-video window, made first with its prompt and seed: what the
