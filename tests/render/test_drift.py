@@ -118,13 +118,13 @@ def test_bench_drift_renders_one_still_shot_per_color_match_setting(tiny_models_
 
     md, out = tmp_path / "drift.md", tmp_path / "drift.json"
     args = build_parser().parse_args(
-        ["bench", "--drift", "--windows", "3", "--size", "32x32", "--steps", "2", "--threads", "1",
+        ["bench", "--drift", "--windows", "3", "--svi", "shot", "--size", "32x32", "--steps", "2", "--threads", "1",
          "--models-dir", str(tiny_models_dir), "--md", str(md), "--json-file", str(out)])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
     r = data["drift"]
-    assert list(r["rows"]) == ["off", "deforum", "lab"] and data["windows"] == r["windows"] == 3
+    assert list(r["rows"]) == ["off", "deforum", "lab", "svi shot"] and data["windows"] == r["windows"] == 3
     for name, row in r["rows"].items():
         assert [w["window"] for w in row["windows"]] == [0, 1, 2], name
         assert row["windows"][0]["chroma"] == 0 and row["time_s"] > 0 and row["window_s"] > 0, name
@@ -132,5 +132,5 @@ def test_bench_drift_renders_one_still_shot_per_color_match_setting(tiny_models_
     # the correction changes the frames: not every setting drifts alike
     assert len({json.dumps(row["windows"]) for row in r["rows"].values()}) > 1
     assert "say nothing about Wan" in r["note"] and "say nothing about Wan" in printed
-    for name in ("off", "deforum", "lab"):
+    for name in ("off", "deforum", "lab", "svi shot"):
         assert f"| {name} |" in md.read_text() and f"\n    {name} " in printed

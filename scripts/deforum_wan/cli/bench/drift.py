@@ -1,5 +1,5 @@
-"""``bench --drift``: how far one long shot drifts with each ``wan_color_match`` setting, side
-by side in one run. The shot: a still camera, one prompt, ``--windows`` chained windows. Per
+"""``bench --drift``: how far one long shot drifts with each ``wan_color_match`` setting (and,
+with ``--svi``, with Stable Video Infinity's conditioning), side by side in one run. The shot: a still camera, one prompt, ``--windows`` chained windows. Per
 setting: each window's shift against the first (chroma, sharpness; render.drift), LV-Bench's
 VDE for colour and clarity, the seams against the motion inside windows, and the time per
 window (from the render's own events, the model load left out).
@@ -51,6 +51,14 @@ def _window_times(events: list[dict]) -> list[float]:
     return times
 
 
+def variants(settings: dict, svi: str | None) -> list[tuple[str, dict]]:
+    """Each wan_color_match setting; with ``svi``, also SVI's conditioning (no colour match)."""
+    rows = [(name, {**settings, "wan_color_match": name}) for name in SETTINGS]
+    if svi and svi != "off":
+        rows.append((f"svi {svi}", {**settings, "wan_color_match": "off", "wan_svi": svi}))
+    return rows
+
+
 def run_drift_bench(args, base: dict, outdir: str, models_dir: str | None) -> dict:
     from ...backends.pool import BackendPool
 
@@ -58,11 +66,10 @@ def run_drift_bench(args, base: dict, outdir: str, models_dir: str | None) -> di
     pool = BackendPool()
     rows: dict[str, dict] = {}
     try:
-        for name in SETTINGS:
+        for name, data in variants(settings, getattr(args, "svi", None)):
             events: list[dict] = []
             start = time.perf_counter()
-            result = render({**settings, "wan_color_match": name}, outdir, models_dir, pool,
-                            on_event=events.append)[1]
+            result = render(data, outdir, models_dir, pool, on_event=events.append)[1]
             total = time.perf_counter() - start
             drift = result.drift or {}
             per_window = _window_times(events)
