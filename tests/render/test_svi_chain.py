@@ -79,3 +79,25 @@ def test_film_hands_on_the_overlap_and_says_when_it_is_short(tmp_path, tiny_mode
     np.testing.assert_array_equal(svi.motion, renderer.outputs[0][kept - 3:kept])
     np.testing.assert_array_equal(to_uint8(svi.motion[0]), _png(film, w.start_frame - w.overlap - 1))
     assert any("wan_svi film takes 5 motion frames; wan_overlap 2 hands on 3" in m for m in warnings)
+
+
+def test_a_resumed_shot_reads_its_anchor_back_and_gives_the_same_frames(tmp_path, tiny_models_dir):
+    from deforum_wan.errors import Interrupted
+
+    whole, _, plan, _ = _render(tmp_path, tiny_models_dir, "whole", wan_svi="shot")
+    settings = load_settings({**BASE, "wan_svi": "shot"})
+    first: list = []
+    stopper = RecordingRenderer(settings, tmp_path / "resumed", models_dir=str(tiny_models_dir),
+                                on_event=first.append, should_stop=lambda: any(
+                                    e["event"] == "window_done" and e["window"] >= 1 for e in first))
+    try:
+        stopper.run()
+    except Interrupted:
+        pass
+    ts = next(e["timestring"] for e in first if e["event"] == "started")
+    resumed = RecordingRenderer(settings, tmp_path / "resumed", models_dir=str(tiny_models_dir), resume=ts)
+    result = resumed.run()
+    assert resumed.requests and resumed.requests[0].svi is not None  # it resumed after window 0
+    np.testing.assert_array_equal(to_uint8(resumed.requests[0].svi.anchor), _png(result, 0))
+    for i in range(plan.max_frames):
+        np.testing.assert_array_equal(_png(result, i), _png(whole, i))

@@ -28,6 +28,7 @@ from ..config.planner import ClipPlan, Window
 from ..config.settings import RenderSettings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
+from ..pixels import to_uint8
 from .color_match import ColorCorrection
 from .follow import CameraFollower, lead_frames, paste_kept
 from .frame_writer import FrameWriter, first_bad_frame
@@ -445,8 +446,8 @@ class Renderer:
         frames = backend.generate(req, on_step=on_step, should_stop=self.should_stop)
         if self.should_stop():  # backends without a step callback stop between windows
             raise Interrupted("stopped")
-        if w.index == 0 or w.cut:
-            self._svi_anchor = np.asarray(image if image is not None else frames[0], dtype=np.float32)
+        if w.index == 0 or w.cut:  # as the PNG holds it, so a resume reads back the same anchor
+            self._svi_anchor = to_uint8(image if image is not None else frames[0]).astype(np.float32) / 255.0
         if w.index > 0 and not w.cut:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
