@@ -19,7 +19,8 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "step": ("window", "step", "steps"),
     "window_done": ("window", "windows", "start_frame", "end_frame", "frames_written", "preview"),
     "warning": ("message",),
-    "done": ("run_dir", "timestring", "frames", "video", "settings"),  # video: null if skipped
+    # video: null if skipped; drift_chart: render.drift's chart, null when none was drawn
+    "done": ("run_dir", "timestring", "frames", "video", "settings", "drift_chart"),
     "interrupted": ("run_dir", "timestring", "frames", "video", "settings"),
     "error": ("settings", "message"),  # render --events: one file of several failed
     # the worker process (service.worker), each job event with "job"

@@ -1,6 +1,8 @@
 """drift.py: the measures against references written here, VDE against its formula, the chart."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -109,3 +111,26 @@ def test_the_chart_is_a_png_with_one_point_per_window(tmp_path):
     left = np.nonzero(red[:, cols[cols > 40][0]])[0].mean()
     right = np.nonzero(red[:, cols[-1]])[0].mean()
     assert right < left
+
+
+def test_bench_drift_renders_one_still_shot_per_color_match_setting(tiny_models_dir, tmp_path, capsys):
+    from deforum_wan.cli.main import build_parser
+
+    md, out = tmp_path / "drift.md", tmp_path / "drift.json"
+    args = build_parser().parse_args(
+        ["bench", "--drift", "--windows", "3", "--svi", "shot", "--size", "32x32", "--steps", "2", "--threads", "1",
+         "--models-dir", str(tiny_models_dir), "--md", str(md), "--json-file", str(out)])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    r = data["drift"]
+    assert list(r["rows"]) == ["off", "deforum", "lab", "svi shot"] and data["windows"] == r["windows"] == 3
+    for name, row in r["rows"].items():
+        assert [w["window"] for w in row["windows"]] == [0, 1, 2], name
+        assert row["windows"][0]["chroma"] == 0 and row["time_s"] > 0 and row["window_s"] > 0, name
+        assert row["vde_colour"] is not None and row["vde_clarity"] is not None, name
+    # the correction changes the frames: not every setting drifts alike
+    assert len({json.dumps(row["windows"]) for row in r["rows"].values()}) > 1
+    assert "say nothing about Wan" in r["note"] and "say nothing about Wan" in printed
+    for name in ("off", "deforum", "lab", "svi shot"):
+        assert f"| {name} |" in md.read_text() and f"\n    {name} " in printed

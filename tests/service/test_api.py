@@ -73,6 +73,9 @@ def test_submit_and_poll_to_done(client):
     assert video.content[4:8] == b"ftyp"
     preview = client.get(f"/wan_api/jobs/{job_id}/preview")
     assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"
+    drift = client.get(f"/wan_api/jobs/{job_id}/drift")  # the chart next to the manifest
+    assert drift.status_code == 200 and drift.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(job["drift_chart"]).read_bytes() == drift.content
 
 
 def test_batch_and_cancel(client):

@@ -359,6 +359,24 @@ def test_the_tab_resumes_an_interrupted_job_and_the_console_tells_each_step(shar
     assert any(f"job {again} (console) done" == line.removeprefix("deforum-wan: ") for line in lines)
 
 
+def test_a_finished_jobs_drift_chart_reaches_its_record_and_the_tabs_poll(shared):
+    """The render draws the chart next to its manifest; the done event hands its path to the
+    job's record, and the tab's poll shows it once the job is done."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("gradio")
+    from deforum_wan.webui.tab_handlers import WanTab
+
+    manager, _ = shared
+    job = manager.submit(settings(QUICK), "drift")
+    done = wait_for(lambda: finished(manager, job), 90, "the job")
+    assert done["status"] == "done", done
+    chart = Path(done["drift_chart"])
+    assert chart == Path(done["run_dir"]) / f"{done['timestring']}_drift.png" and chart.is_file()
+    assert manifest(done["run_dir"], done["timestring"])["drift"]["chart"] == chart.name
+    polled = WanTab(manager).poll({})[3]
+    assert polled["visible"] is True and Path(polled["value"]) == chart.resolve()
+
+
 def test_the_continuation_models_load_is_not_called_a_restart(shared):
     """T2V then I2V: the worker loads the I2V model after window 0's steps, before its end;
     the phase then reads "loading the continuation model", not "loading the model" again."""
@@ -410,3 +428,28 @@ def test_missing_weights_point_at_the_tabs_download_button(shared):
     failed = wait_for(lambda: finished(manager, job), 120, "the job to fail")
     assert failed["status"] == "failed" and "press Download beside the model in the Wan tab" in failed["error"]
     assert "python -m deforum_wan" not in failed["error"]  # a command the WebUI's Python cannot run
+
+
+def test_a_database_from_before_the_drift_chart_gains_its_column(tmp_path):
+    """A job table an older version wrote (no drift_chart column) opens, keeps its rows and
+    records a chart."""
+    import sqlite3
+
+    from deforum_wan.service.jobstore import JobStore
+
+    db = tmp_path / "jobs.db"
+    with sqlite3.connect(db) as old:
+        old.execute("CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
+                    " name TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, settings TEXT NOT NULL, resume TEXT,"
+                    " progress TEXT NOT NULL DEFAULT '{}', run_dir TEXT, timestring TEXT, video TEXT,"
+                    " settings_file TEXT, preview TEXT, error TEXT, message TEXT, created REAL NOT NULL,"
+                    " started REAL, finished REAL)")
+        old.execute("INSERT INTO jobs (id, status, settings, created) VALUES ('old', 'done', '{}', 1.0)")
+    old.close()
+    store = JobStore(db)
+    try:
+        assert store.get("old")["drift_chart"] is None
+        store.update("old", drift_chart="Run/1_drift.png")
+        assert store.get("old")["drift_chart"] == "Run/1_drift.png" and store.get("old")["status"] == "done"
+    finally:
+        store.close()

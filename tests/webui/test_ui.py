@@ -525,13 +525,14 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
     job_id = "a" * 12
     manager.jobs = [{"id": job_id, "name": "run", "status": "running", "progress": progress,
                      "preview": str(frame), "video": None, "run_dir": str(tmp_path), "created": 1.0}]
-    text, preview, video, folder, jobs, resumable, status, download, stop, view = tab.poll({})
+    text, preview, video, drift, folder, jobs, resumable, status, download, stop, view = tab.poll({})
     assert text == "run [aaaaaaaa]: rendering - window 2/3, step 2/4, frames 10/48"
     assert preview == str(frame) and folder == str(tmp_path) and "| aaaaaaaa | run | running |" in jobs
     assert resumable["choices"] == [] and resumable["value"] is None and status == f"job {job_id} is rendering"
     assert stop == {"__type__": "update", "visible": False}  # Stop download only while one runs
+    assert drift == {"__type__": "update", "value": None, "visible": False}  # no chart while it renders
     again = tab.poll(view)
-    assert all(v == {"__type__": "update"} for v in again[:9])  # nothing changed: nothing resent
+    assert all(v == {"__type__": "update"} for v in again[:10])  # nothing changed: nothing resent
     manager.jobs[0].update(status="failed", error="worker crashed (exit code -9)", timestring="20260101000000",
                            settings_file=str(frame))
     text, *_, resumable, status, _download, _stop, view = tab.poll(view)
@@ -539,6 +540,25 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
     assert text == "run [aaaaaaaa]: failed - worker crashed (exit code -9) - press Resume to continue it"
     assert status == f"job {job_id} failed: worker crashed (exit code -9) - press Resume to continue it"
     assert resumable["choices"] == [f"{job_id} run (10/48 frames kept)"] == [resumable["value"]]
+
+
+def test_the_poll_shows_a_finished_jobs_drift_chart_from_the_output_folder_only(tab, manager, tmp_path):
+    chart = manager.outdir / "Run_1" / "1_drift.png"
+    chart.parent.mkdir(parents=True)
+    chart.write_bytes(b"png")
+    outside = tmp_path / "elsewhere_drift.png"
+    outside.write_bytes(b"png")
+    job = {"id": "e" * 12, "name": "run", "status": "running", "progress": {}, "created": 1.0,
+           "drift_chart": str(chart)}
+    manager.jobs = [job]
+    assert tab.poll({})[3] == {"__type__": "update", "value": None, "visible": False}  # not finished yet
+    job["status"] = "done"
+    manager.jobs = [job]
+    shown = tab.poll({})[3]
+    assert shown["visible"] is True and Path(shown["value"]) == chart.resolve()
+    for elsewhere in (str(outside), str(manager.outdir / "Run_1" / "missing.png")):
+        manager.jobs = [{**job, "drift_chart": elsewhere}]
+        assert tab.poll({})[3]["visible"] is False, elsewhere
 
 
 def _stopped(job_id, created, status="interrupted", written=10, frames=48, **more) -> dict:
@@ -556,13 +576,13 @@ def test_resume_offers_only_runs_that_can_still_be_resumed(tab, manager):
     assert tab.poll({})[0] == "run [second]: done - 48 frames"  # no Resume offered for the first
     # a later job that crashed in the same folder is the one to resume, not the first
     manager.jobs[1].update(status="failed", progress={"frames_written": 30, "frames": 48})
-    assert tab.poll({})[5]["choices"] == ["second run (30/48 frames kept)"]
+    assert tab.poll({})[6]["choices"] == ["second run (30/48 frames kept)"]
     # a run whose every frame is on disk (its video failed) has nothing to render
     manager.jobs = [_stopped("whole", 1.0, status="failed", written=48)]
-    assert tab.poll({})[5]["choices"] == []
+    assert tab.poll({})[6]["choices"] == []
     # the label is short: the id, the name and the frames kept, nothing a dropdown would cut
     manager.jobs = [_stopped("b" * 12, 1.0, name="Lighthouse")]
-    label = tab.poll({})[5]["value"]
+    label = tab.poll({})[6]["value"]
     assert label == f"{'b' * 12} Lighthouse (10/48 frames kept)" and len(label) < 60
 
 
@@ -613,10 +633,10 @@ def test_the_output_folder_is_shown_relative_to_the_webui_folder(tab, manager, t
     manager.jobs = [{"id": "b" * 32, "name": "run", "status": "done", "progress": {}, "run_dir": str(run_dir),
                      "created": 1.0}]
     monkeypatch.chdir(tmp_path)  # the WebUI runs in its own folder
-    assert tab.poll({})[3] == str(Path("outputs", "img2img-images", "Run_20260101000000"))
+    assert tab.poll({})[4] == str(Path("outputs", "img2img-images", "Run_20260101000000"))
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # the output folder is outside it: the full path
-    assert tab.poll({})[3] == str(run_dir)
+    assert tab.poll({})[4] == str(run_dir)
 
 
 # --- the built Blocks ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ..errors import WanError
 from ..models.registry import ModelSpec
 from ..pixels import to_uint8
 from .camera_guide import PathGuide, check_guide
+from .svi import SviInput
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 StopCheck = Callable[[], bool]
@@ -52,6 +53,9 @@ class GenerateRequest:
     # Warped-path guidance (camera_guide.py): every frame along the camera, followed early in
     # the schedule. Only backends with ``takes_path_guide`` take it.
     path_guide: Optional[PathGuide] = None
+    # Stable Video Infinity's conditioning (svi.py) in place of ``image``'s. Only backends with
+    # ``takes_svi`` take it.
+    svi: Optional[SviInput] = None
 
     def leading_frames(self) -> list[np.ndarray]:
         """The frames the window starts from and keeps: the VACE context, else the image."""
@@ -99,6 +103,7 @@ class Backend:
     name: str = ""
     spec: ModelSpec
     takes_path_guide = False  # takes GenerateRequest.path_guide (a step hook to hold the path)
+    takes_svi = False  # builds GenerateRequest.svi's conditioning (svi.py)
     takes_camera_frames = False  # gives VACE GenerateRequest.vace_frames/vace_keep (``vace_conditioning``)
     # Adjustments made while loading (an offload mode that does not apply, an attention
     # backend that is missing): shown to the user in the load report.

@@ -38,6 +38,7 @@ from .base import (
     vace_conditioning,
 )
 from .speed import DISTILL_GUIDANCE, DISTILL_STEPS, CachePlan, Speedups, distill_lora_names, find_distill_lora
+from .svi import conditioned
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ class DiffusersBackend(Backend):
     name = NAME
     takes_path_guide = True
     takes_camera_frames = True
+
+    @property
+    def takes_svi(self) -> bool:
+        return self.spec.kind == "i2v"  # the I2V pipeline's condition (svi.conditioned)
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None, path=None,
                  share_from: Sequence[Backend] = ()):
@@ -331,7 +336,8 @@ class DiffusersBackend(Backend):
             if req.mode == "i2v" or req.last_image is not None:
                 kwargs["video"], kwargs["mask"] = vace_inputs(req)
         elif req.mode == "i2v":
-            kwargs["image"] = to_pil(req.image)
+            # SVI's CLIP image is its first motion frame (svi.py)
+            kwargs["image"] = to_pil(req.svi.motion[0] if req.svi is not None and self.takes_svi else req.image)
             if req.last_image is not None:
                 kwargs["last_image"] = to_pil(req.last_image)
         return kwargs
@@ -380,7 +386,7 @@ class DiffusersBackend(Backend):
         def run():
             # The generator lives where the latents are made (the execution device).
             generator = torch.Generator(device=self.device).manual_seed(int(req.seed))
-            with guidance.schedule(pipe.scheduler) if guidance else contextlib.nullcontext():
+            with _hooks(pipe, guidance, req.svi if self.takes_svi and req.mode == "i2v" else None):
                 return pipe(**kwargs, generator=generator, output_type="np", callback_on_step_end=on_step_end)
 
         try:
@@ -440,6 +446,16 @@ class DiffusersBackend(Backend):
                 pass
         del pipes
         free_memory()
+
+
+def _hooks(pipe, guidance, svi) -> contextlib.ExitStack:
+    """What wraps one pipeline call: the camera guide's schedule, SVI's conditioning."""
+    stack = contextlib.ExitStack()
+    if guidance is not None:
+        stack.enter_context(guidance.schedule(pipe.scheduler))
+    if svi is not None:
+        stack.enter_context(conditioned(pipe, svi))
+    return stack
 
 
 def transformers_of(pipe) -> list:

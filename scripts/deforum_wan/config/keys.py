@@ -26,6 +26,7 @@ INIT_FITS = ("crop", "fit", "stretch")
 WAN_CAMERA_MODES = ("guide", "vace", "off")
 COLOR_MATCH_MODES = ("deforum", "lab", "off")
 COLOR_REFERENCES = ("shot", "previous")
+SVI_MODES = ("off", "film", "shot")
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"
 
@@ -198,6 +199,11 @@ KEYS: tuple[Key, ...] = (
     Key("wan_color_reference", "choice", "shot", "what a window's colours are matched to: `shot` (the"
         " shot's first frame) or `previous` (the frame it continues from: slow changes pass)",
         choices=COLOR_REFERENCES, attr="color_reference", example="previous"),
+    Key("wan_svi", "choice", "off", "Stable Video Infinity's conditioning of each continuation window, for its"
+        " Wan 2.1 I2V-480P LoRAs (load one with wan_loras): `film` (the previous window's last 5 frames, zero"
+        " padding; wan_overlap 4 hands on all 5) or `shot` (its last frame, the rest padded with the first"
+        " frame of the video or of the last cut); `off`: Wan's own (diffusers backend)", choices=SVI_MODES,
+        attr="svi", example="shot"),
     Key("wan_size", "size", None, "`WxH` to render at (multiples of 16, 32 for TI2V-5B); empty: Deforum's W/H"
         " when the model was trained at it, else the model's trained size of the nearest aspect ratio",
         optional=True, attr="wan_size", shown_default="model's", example="832x480"),

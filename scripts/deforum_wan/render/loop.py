@@ -28,6 +28,7 @@ from ..config.planner import ClipPlan, Window
 from ..config.settings import RenderSettings
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
+from ..pixels import to_uint8
 from .color_match import ColorCorrection
 from .follow import CameraFollower, lead_frames, paste_kept
 from .frame_writer import FrameWriter, first_bad_frame
@@ -170,6 +171,8 @@ class Renderer:
         self._plan = plan
         self._follow = CameraFollower.for_plan(s, plan, self.models_dir)
         self._unfollowed: set[str] = set()
+        self._svi_anchor: np.ndarray | None = None  # wan_svi shot: the first frame of the video or last cut
+        self._svi_said: set[str] = set()
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -248,9 +251,10 @@ class Renderer:
             self.folder.carry_file.unlink(missing_ok=True)
         result = RenderResult(run_dir, ts, written, video, self.folder.settings_file, status,
                               self.report, plan.warnings, adherence.to_dict() if adherence else None, drift)
+        chart = {"drift_chart": str(run_dir / drift["chart"]) if drift and drift.get("chart") else None}
         self.emit("done" if status == "done" else "interrupted", run_dir=str(run_dir), timestring=ts,
                   frames=written, video=str(video) if video else None,
-                  settings=str(result.settings_file))
+                  settings=str(result.settings_file), **(chart if status == "done" else {}))
         if status != "done":
             raise Interrupted(f"stopped after {written} frames; resume with --resume {ts}"
                               + (f" (video of those frames: {video})" if video else ""))
@@ -428,12 +432,13 @@ class Renderer:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
+        svi = self._svi_input(backend, w, plan, stream) if image is not None and w.index > 0 and not w.cut else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
                               context=context, vace_frames=vace_frames, vace_keep=vace_keep,
-                              path_guide=path_guide)
+                              path_guide=path_guide, svi=svi)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -441,6 +446,8 @@ class Renderer:
         frames = backend.generate(req, on_step=on_step, should_stop=self.should_stop)
         if self.should_stop():  # backends without a step callback stop between windows
             raise Interrupted("stopped")
+        if w.index == 0 or w.cut:  # as the PNG holds it, so a resume reads back the same anchor
+            self._svi_anchor = to_uint8(image if image is not None else frames[0]).astype(np.float32) / 255.0
         if w.index > 0 and not w.cut:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
@@ -449,6 +456,31 @@ class Renderer:
                 paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
+
+    def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream):
+        """wan_svi's conditioning of a continuation window (backends/svi.py): the frames from
+        its conditioning frame on, and the anchor (read back from disk after a resume)."""
+        from ..backends.svi import MODES, SviInput
+
+        mode = self.settings.svi
+        if mode == "off":
+            return None
+        if not backend.takes_svi:
+            if backend.name not in self._svi_said:
+                self._svi_said.add(backend.name)
+                self.emit("warning", message=f"wan_svi {mode}: the {backend.name} backend builds Wan's own"
+                          " I2V conditioning (wan_backend diffusers with an I2V model builds SVI's)")
+            return None
+        count, pad = MODES[mode]
+        motion = stream.context(w.overlap)[:count]
+        if len(motion) < count and "overlap" not in self._svi_said:
+            self._svi_said.add("overlap")
+            self.emit("warning", message=f"wan_svi {mode} takes {count} motion frames; wan_overlap"
+                      f" {w.overlap} hands on {len(motion)} (wan_overlap {count - 1} hands on all)")
+        if pad == "anchor" and self._svi_anchor is None:  # a resume: the first frame of the video or last cut
+            first = next(x for x in reversed(plan.windows[: w.index + 1]) if x.index == 0 or x.cut)
+            self._svi_anchor = read_png(self.folder.frame(first.start_frame)).astype(np.float32) / 255.0
+        return SviInput(motion, self._svi_anchor, pad)
 
     def _still(self, backend, w: Window, plan: ClipPlan) -> np.ndarray:
         """One frame of a text-to-video window, made first with its prompt and seed: what the

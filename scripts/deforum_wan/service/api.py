@@ -15,7 +15,8 @@ The output folder is the manager's; no request names a path to write.
     GET  /wan_api/jobs/{id}         -> job
     POST /wan_api/jobs/{id}/cancel  -> {"cancelled": bool, "job": job}
     POST /wan_api/jobs/{id}/resume  -> {"jobs": [new id]}
-    GET  /wan_api/jobs/{id}/video   -> the mp4;  /preview -> the latest frame (png)
+    GET  /wan_api/jobs/{id}/video   -> the mp4;  /preview -> the latest frame (png);
+                                    /drift -> the finished render's drift chart (png)
     POST /wan_api/interrupt | /wan_api/skip | /wan_api/start -> {"ok": bool, "state": {...}}
     POST /wan_api/plan              {"settings": {...}} -> the clip plan (no GPU)
     GET  /wan_api/models            -> {"models_dir": ..., "models": [...]}
@@ -232,6 +233,10 @@ def mount_api(app, manager, *, prefix: str = PREFIX, dependencies=None,  # noqa:
     @route("/jobs/{job_id}/preview", ["GET"])
     async def preview(request):
         return await _file(request, "preview", "image/png")
+
+    @route("/jobs/{job_id}/drift", ["GET"])
+    async def drift_chart(request):
+        return await _file(request, "drift_chart", "image/png")
 
     for action in ("interrupt", "skip", "start"):
         def make(action=action):

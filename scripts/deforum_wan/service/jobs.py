@@ -363,7 +363,7 @@ class JobManager:
             self.store.update(job_id, progress=_stored(progress), preview=progress["preview"])
         elif kind in ("done", "interrupted"):
             self.store.update(job_id, progress=_stored(progress), video=event.get("video"),
-                              settings_file=event.get("settings"))
+                              settings_file=event.get("settings"), drift_chart=event.get("drift_chart"))
         elif kind == "job_done":
             status = progress["status"]
             with self._state:

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     video TEXT,
     settings_file TEXT,
     preview TEXT,
+    drift_chart TEXT,
     error TEXT,
     message TEXT,
     created REAL NOT NULL,
@@ -52,9 +53,20 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 # Columns a caller may set through update(); the rest are fixed at insert.
 _UPDATABLE = ("status", "progress", "run_dir", "timestring", "video", "settings_file", "preview",
-              "error", "message", "started", "finished")
+              "drift_chart", "error", "message", "started", "finished")
 _PUBLIC = ("id", "name", "status", "progress", "run_dir", "timestring", "video", "settings_file",
-           "preview", "error", "message", "resume", "created", "started", "finished")
+           "preview", "drift_chart", "error", "message", "resume", "created", "started", "finished")
+
+
+# Columns added after the first release: a database written by an older version gets them.
+_ADDED = {"drift_chart": "TEXT"}
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for name, kind in _ADDED.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
 
 def empty_progress() -> dict:
@@ -120,6 +132,7 @@ class JobStore:
                                        timeout=10)
             self._db.row_factory = sqlite3.Row
             self._db.execute(_SCHEMA)
+            _add_columns(self._db)
             # A damaged file can have a readable first page; find out now, not at the first list().
             check = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
             if check != "ok":

@@ -429,17 +429,27 @@ class WanTab:
             return update(choices=value, value=value[0] if value else None)
         if key == "downloading":
             return update(visible=bool(value))
+        if key == "drift":  # shown only for a finished job that drew one
+            return update(value=value, visible=bool(value))
         return value
 
+    def _drift_chart(self, job: dict | None) -> str | None:
+        """A finished job's drift chart, when it is a file inside the output folder (as gradio
+        serves only that folder's files)."""
+        if not job or job["status"] != "done" or not job.get("drift_chart"):
+            return None
+        found = find_inside(job["drift_chart"], [self.outdir.resolve()])
+        return str(found) if found and found.suffix.lower() == ".png" else None
+
     def poll(self, view: dict | None) -> list:
-        """Progress text, preview, video, folder, queue table, Resume list, the job's line, the
-        download bar and whether Stop download shows; unchanged values are not resent. It writes
+        """Progress text, preview, video, the drift chart, folder, queue table, Resume list, the
+        job's line, the download bar and whether Stop download shows; unchanged values are not resent. It writes
         no other line: what an import, a save or a Download said stays."""
         view = dict(view or {})
         try:
             jobs = self.manager.list()
         except Exception as exc:
-            return [one_line(exc)] + [update() for _ in range(8)] + [view]
+            return [one_line(exc)] + [update() for _ in range(9)] + [view]
         job = current_job(jobs)
         job_id = (job or {}).get("id")
         if view.get("job") != job_id:  # another job: clear what the last one showed
@@ -455,11 +465,12 @@ class WanTab:
             "downloading": self.downloads.running,
             "preview": (job or {}).get("preview") or None,
             "video": (job or {}).get("video") if job and job["status"] != "running" else None,
+            "drift": self._drift_chart(job),
             "folder": shown_path((job or {}).get("run_dir") or ""),
             "jobs": jobs_table(jobs),
         }
         out = []
-        for key in ("progress", "preview", "video", "folder", "jobs", "resumable", "status", "download",
+        for key in ("progress", "preview", "video", "drift", "folder", "jobs", "resumable", "status", "download",
                     "downloading"):
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():

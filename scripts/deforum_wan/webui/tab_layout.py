@@ -221,6 +221,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                          interactive=False, height=320, elem_id="wan_preview")
                 c["video"] = component(gr.Video, label="Result", interactive=False, height=320,
                                        elem_id="wan_video")
+                # how far colour and sharpness moved per window; shown once a job finished with one
+                c["drift"] = component(gr.Image, label="Drift per window", type="filepath", interactive=False,
+                                       visible=False, height=220, elem_id="wan_drift")
                 c["folder"] = component(gr.Textbox, label="Output folder", interactive=False, elem_id="wan_folder")
                 c["jobs"] = gr.Markdown(elem_id="wan_jobs")
                 c["saved"] = component(gr.File, label="Saved settings file", interactive=False, visible=False,
@@ -251,7 +254,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["download_depth"].click, tab.download_depth, fields + [base], [c["download_status"], c["stop_download"]])
         on(c["stop_download"].click, tab.stop_download, [], [c["download_status"]], queue=False)
         poll(demo, tab.poll, [view],
-             [c["progress"], c["preview"], c["video"], c["folder"], c["jobs"], c["resume_job"], job_status,
+             [c["progress"], c["preview"], c["video"], c["drift"], c["folder"], c["jobs"], c["resume_job"], job_status,
               c["download_bar"], c["stop_download"], view],
              POLL_SECONDS)
     demo.wan_tab = tab  # for tests and the host

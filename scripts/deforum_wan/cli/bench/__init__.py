@@ -2,7 +2,7 @@
 (run.py), and the steps of benchmarks/run_gpu_random.sh (``bench official``, ``bench report``).
 
 The package's modules import only downward: this command wiring, then run.py and report.py,
-then one module per measurement (loop, presets, camera, random_weights), then targets.py and
+then one module per measurement (loop, presets, camera, drift, random_weights), then targets.py and
 measure.py, which import nothing of the package (pyproject.toml's import-linter contract).
 """
 from __future__ import annotations
@@ -121,6 +121,12 @@ def add_bench_command(sub) -> None:
                    " prompts are used (default: a 2D zoom, pan and turn)")
     p.add_argument("--grid", metavar="FREE:LOCK,...", help="--camera: also guide at these free/lock shares of"
                    " the steps (e.g. 0.02:0.05,0.04:0.1,0.08:0.2)")
+    p.add_argument("--drift", action="store_true",
+                   help="instead: one long still shot (one prompt, --windows windows) with each wan_color_match"
+                        " (off, deforum, lab) side by side: drift per window, VDE, time per window")
+    p.add_argument("--windows", type=count_arg(2), default=8, help="--drift: windows of the shot (default 8)")
+    p.add_argument("--svi", choices=("film", "shot"), help="--drift: also a row with wan_svi MODE (Stable Video"
+                   " Infinity's conditioning; its LoRA belongs in wan_loras of a real run)")
     p.add_argument("--vace-model", help="--camera: the VACE model of the vace row (default: the family's)")
     p.add_argument("--skip-rss", action="store_true",
                    help="skip the peak RSS of a short and a 4x longer render (two more whole renders)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import random_weights
 from .camera import camera_lines, camera_markdown
+from .drift import drift_lines, drift_markdown
 
 
 def _fmt(value, spec: str = ".3f", none: str = "-") -> str:
@@ -108,6 +109,8 @@ def text(r: dict) -> list[str]:
     lines = [header(r)]
     if "camera" in r:
         return lines + camera_lines(r["camera"])
+    if "drift" in r:
+        return lines + drift_lines(r["drift"])
     if "loop_s" in r:
         lines += _loop_lines(r)
     if r.get("presets"):
@@ -121,7 +124,11 @@ def text(r: dict) -> list[str]:
 
 def write_markdown(path: str, r: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(camera_markdown(r["camera"], header(r)) if "camera" in r else markdown(r), encoding="utf-8")
+    if "camera" in r:
+        body = camera_markdown(r["camera"], header(r))
+    else:
+        body = drift_markdown(r["drift"], header(r)) if "drift" in r else markdown(r)
+    Path(path).write_text(body, encoding="utf-8")
 
 
 def write_json(path: str, data: dict) -> None:

@@ -7,7 +7,8 @@ on the same windows:
   (random_weights.py);
 - the import cost of the pure front (settings, planner, presets), in a fresh interpreter;
 - ``--camera`` (instead): wan_camera off, guide (and a free/lock ``--grid``) and vace on the
-  same settings (camera.py).
+  same settings (camera.py);
+- ``--drift`` (instead): one long still shot with each wan_color_match setting (drift.py).
 Ratios are kept; targets are judged as met or not (targets.py), never asserted here.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from . import random_weights
 from .camera import run_camera_bench
+from .drift import run_drift_bench
 from .loop import bench_loop
 from .measure import import_cost, versions
 from .presets import bench_presets, build_layered_tiny, preset_names
@@ -87,6 +89,12 @@ def run_bench(args) -> dict:
     }
     if random_info:
         result["random_weights"] = random_info
+    if getattr(args, "drift", False):
+        result["drift"] = run_drift_bench(args, settings, out, models_dir)
+        # the shot's, each setting rendered once (the drift of a seeded render does not vary)
+        result.update(windows=result["drift"]["windows"], frames=result["drift"]["frames"], repeat=1)
+        shutil.rmtree(out, ignore_errors=True)
+        return result
     if getattr(args, "camera", False):
         result["camera"] = run_camera_bench(args, settings, out, models_dir)
         shutil.rmtree(out, ignore_errors=True)
