@@ -13,6 +13,13 @@ it) and checks the WebUI's own progress state saw the job, and in Chromium that 
 tab shows the WebUI's own progress bar (progressbar.js) with a growing value, a never-negative
 ETA and the live preview, that Interrupt ends it, that the WebUI's Skip goes on to the next
 job, and that the console has the job's lines.
+
+A WebUI this module starts gets HF_ENDPOINT at a hub-shaped server (tests/hub_server.py) serving
+the tiny I2V model as a real model's repo, an empty HF_HOME and no HF_HUB_OFFLINE: the tab's
+Download fetches it through the WebUI's own Python and huggingface_hub into its models/wan (and
+the test removes it again); a Download of a repo the server lacks says so on the Download line,
+which the poll leaves alone. Thirty imports in a row, with the tab's poll running, each end
+(none stays at "Uploading...").
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,9 +39,15 @@ from pathlib import Path
 import pytest
 from helpers import EXAMPLE, ROOT
 
+from deforum_wan.models.registry import MODELS
+
 pytestmark = pytest.mark.slow
 WEBUI = os.environ.get("WAN_TEST_WEBUI_DIR")
 TAB_CHECK = Path(os.environ.get("WAN_TAB_CHECK") or ROOT.parent / "shared" / "tools" / "webui-tab-check.py")
+# The hub fixture serves the tiny I2V model as SERVED's repo: an I2V model continues itself, so
+# its Download fetches this one repo. MISSING's repo is not served: its Download is refused.
+SERVED = MODELS["wan2.1-i2v-14b-480p"]
+MISSING = MODELS["wan2.1-t2v-14b"]
 
 
 def _free_port() -> int:
@@ -55,7 +69,23 @@ def _post(url: str, body: dict):
 
 
 @pytest.fixture(scope="module")
-def webui(tmp_path_factory):
+def hub(tmp_path_factory):
+    """The hub a WebUI this module starts talks to (its HF_ENDPOINT): tests/hub_server.py serving
+    the tiny I2V model as SERVED's repo. None for a running WebUI (WAN_TEST_WEBUI_URL)."""
+    if not WEBUI or os.environ.get("WAN_TEST_WEBUI_URL"):
+        yield None
+        return
+    from hub_server import HubServer
+
+    from deforum_wan.models.tiny import build_tiny_model
+
+    source = build_tiny_model("tiny-random-i2v", tmp_path_factory.mktemp("hub") / "served")
+    with HubServer(source, SERVED.diffusers_repo) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def webui(tmp_path_factory, hub):
     if not WEBUI:
         pytest.skip("set WAN_TEST_WEBUI_DIR to a WebUI folder with this extension installed")
     root = Path(WEBUI)
@@ -69,7 +99,12 @@ def webui(tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("webui") / "webui.log"
     log = open(log_path, "w")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    # The hub is the hub fixture's server (nothing else is reachable), with an empty cache: the
+    # tab's Download goes there, and the WebUI finds no model of the user's hub cache.
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path_factory.mktemp("hf-home")),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    for name in ("HF_HUB_OFFLINE", "HF_TOKEN"):
+        env.pop(name, None)
     proc = subprocess.Popen([str(root / "venv" / "bin" / "python"), "launch.py", "--skip-torch-cuda-test",
                              "--skip-python-version-check", "--skip-version-check", "--no-download-sd-model",
                              "--api", "--port", str(port), *args],
@@ -333,7 +368,8 @@ def test_the_webuis_progress_bar_follows_a_wan_job(webui):
 
         # Resume it: the bar follows the continuation too, and the WebUI's own Interrupt
         # (/sdapi/v1/interrupt: shared.state.interrupt(), as its Interrupt buttons) stops it.
-        page.wait_for_function("() => document.querySelector('#wan_resume_job input').value.includes('interrupted')",
+        # the Resume list offers it: "<id> <name> (<kept>/<all> frames kept)"
+        page.wait_for_function("() => / frames kept\\)$/.test(document.querySelector('#wan_resume_job input').value)",
                                timeout=60_000)
         page.click("#wan_resume")
         seen = _sample_bar(page, lambda s, _: bool(s and s["width"] > 5), 120)
@@ -387,3 +423,137 @@ def test_the_polled_outputs_do_not_blink(webui):
         low = page.evaluate(BLINK_JS, 5000)  # five polls
         browser.close()
     assert low and all(v == 1 for v in low.values()), json.dumps(low)
+
+
+def _value(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first.input_value()
+
+
+def _wait_value(page, elem_id: str, until, timeout: float) -> str:
+    """The value of a textbox once ``until(value)`` holds (polled from here, as a user sees it)."""
+    deadline, value = time.time() + timeout, None
+    while time.time() < deadline:
+        value = _value(page, elem_id)
+        if until(value):
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"#{elem_id} never got there; it says {value!r}")
+
+
+def _choose_model(page, model_id: str) -> None:
+    """Type a registry id into the model dropdown (it takes custom values) and leave it."""
+    box = page.locator("#wan_model input").first
+    box.click()
+    box.fill(model_id)
+    box.press("Enter")
+    box.blur()
+    page.wait_for_function("(m) => document.querySelector('#wan_model input').value.split(' ')[0] === m",
+                           arg=model_id, timeout=30_000)
+
+
+def test_download_fetches_the_model_into_the_webuis_models_folder(webui, hub):
+    """Download in the Wan tab, in the real WebUI: the size is asked and the files fetched by the
+    WebUI's own Python and huggingface_hub (Forge pins 0.26.2; A1111 v1.10.1 has the newest 0.x
+    its transformers 4.30.2 allows) from the hub fixture's server, into the WebUI's models/wan,
+    where Refresh models finds the model."""
+    url, root, _ = webui
+    if hub is None:
+        pytest.skip("a running WebUI (WAN_TEST_WEBUI_URL) talks to its own hub")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from deforum_wan.models.weights import locate_weights
+
+    models = root / "models" / "wan"
+    target = models / SERVED.diffusers_repo.split("/")[-1]
+    if target.exists():
+        pytest.skip(f"{target} is there already (this test fetches it, then removes it)")
+    try:
+        with playwright.sync_playwright() as p:
+            browser, page = _open_wan_tab(p, url)
+            _choose_model(page, SERVED.id)
+            page.click("#wan_download")
+            said = _wait_value(page, "wan_download_status", bool, 60)
+            assert said.startswith(f"downloading {SERVED.id}: ") and str(models) in said, said
+            page.wait_for_function("(m) => document.querySelector('#wan_download_bar').textContent.includes(m)",
+                                   arg=f"downloaded {SERVED.id}", timeout=180_000)
+            assert _value(page, "wan_download_status") == said  # the poll left the line alone
+            page.click("#wan_refresh_models")
+            page.wait_for_function("(m) => document.querySelector('#wan_model input').value.startsWith(m)",
+                                   arg=f"{SERVED.id} [installed", timeout=30_000)
+            browser.close()
+        got = {f.relative_to(target).as_posix(): f.read_bytes() for f in target.rglob("*")
+               if f.is_file() and ".cache" not in f.relative_to(target).parts}
+        assert "model_index.json" in got and any(n.endswith(".safetensors") for n in got), sorted(got)
+        assert all(hub.files[n]["size"] == len(data) and (hub.folder / n).read_bytes() == data
+                   for n, data in got.items()), sorted(got)
+        assert hub.bytes_sent == sum(len(d) for d in got.values())  # each file once, from the server
+        assert locate_weights(SERVED, models) == target
+        version = subprocess.run([str(root / "venv" / "bin" / "python"), "-c",
+                                  "import huggingface_hub; print(huggingface_hub.__version__)"],
+                                 capture_output=True, text=True, timeout=60).stdout.strip()
+        print(f"downloaded {len(got)} files ({hub.bytes_sent} bytes) with the WebUI's huggingface_hub {version}")
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_a_download_error_stays_on_the_download_line(webui, hub):
+    """Download of a model whose repo the hub lacks: the Download line says so, and still says
+    it 10 s later, the poll (which writes the Job line of a job running meanwhile) leaving it."""
+    url, root, _ = webui
+    if hub is None:
+        pytest.skip("a running WebUI (WAN_TEST_WEBUI_URL) talks to its own hub")
+    playwright = pytest.importorskip("playwright.sync_api")
+    tiny = (root / "models" / "wan" / "tiny-random").is_dir()
+    job, lines, job_lines = None, set(), set()
+    with playwright.sync_playwright() as p:
+        browser, page = _open_wan_tab(p, url)
+        _choose_model(page, MISSING.id)
+        page.click("#wan_download")
+        said = _wait_value(page, "wan_download_status", bool, 60)
+        shown = time.time()
+        assert MISSING.diffusers_repo in said and "not found" in said, said
+        if tiny:  # a job, so the poll has something to write
+            job = _post(url + "wan_api/jobs", {"settings": json.loads(EXAMPLE.read_text()),
+                                               "name": "download-error"})["jobs"][0]
+        while time.time() < shown + 10:
+            lines.add(_value(page, "wan_download_status"))
+            job_lines.add(_value(page, "wan_job_status"))
+            time.sleep(0.25)
+        lines.add(_value(page, "wan_download_status"))
+        browser.close()
+    if job:
+        _wait_job(url, job, lambda j: j["status"] not in ("queued", "running"), 300)
+        assert any(f"job {job}" in line for line in job_lines), job_lines  # the poll ran meanwhile
+    assert lines == {said}, lines
+
+
+def test_thirty_imports_in_a_row_none_stuck_uploading(webui, tmp_path):
+    """Thirty settings files imported one after another, with the tab's poll running: each
+    import ends (the Settings line names its file) within 30 s; none stays at "Uploading..."."""
+    url, _, _ = webui
+    playwright = pytest.importorskip("playwright.sync_api")
+    files = []
+    for i in range(30):
+        files.append(tmp_path / f"import-{i:02d}.txt")
+        files[-1].write_bytes(EXAMPLE.read_bytes())
+    stuck, took = [], []
+    with playwright.sync_playwright() as p:
+        browser, page = _open_wan_tab(p, url)
+        field = page.locator("#wan_import input[type=file]")
+        for path in files:
+            if field.count() == 0:  # the last import's file is shown: clear it, as a user does
+                page.locator("#wan_import button[aria-label='Clear']").first.click()
+                field.wait_for(state="attached", timeout=10_000)
+            start = time.time()
+            field.set_input_files(str(path))
+            try:
+                page.wait_for_function("(t) => document.querySelector('#wan_status textarea').value.startsWith(t)",
+                                       arg=f"imported {path.name}", timeout=30_000)
+                took.append(time.time() - start)
+            except Exception:  # playwright's TimeoutError
+                stuck.append((path.name, page.locator("#wan_import").inner_text()[:200], _value(page, "wan_status")))
+                if field.count():  # still uploading: give up on this one, as _import does
+                    field.set_input_files([])
+        browser.close()
+    assert not stuck, f"{len(stuck)} of 30 imports did not end in 30 s: " + "; ".join(
+        f"{name}: the field says {shown!r}, the Settings line {line!r}" for name, shown, line in stuck)
+    print(f"30 imports: {min(took):.1f}..{max(took):.1f} s each")
