@@ -116,7 +116,7 @@ def test_a_moving_camera_guides_every_window_from_a_still_and_is_deterministic(t
     first = _frames(result)
     notes = [e["message"] for e in events if e["event"] == "note"]
     assert notes[0] == "window 0: one still frame first, for Deforum's camera to move"
-    assert notes[1].startswith("camera adherence: ") and len(notes) == 2
+    assert notes[1].startswith("camera adherence: ") and notes[2].startswith("drift: ") and len(notes) == 3
     adherence = result.camera_adherence
     assert adherence["pairs"] + adherence["skipped"] == 19  # every consecutive pair, seams included
     assert len(adherence["windows"]) == len(make_plan(load_settings({**BASE, **PAN})).windows)

@@ -371,8 +371,8 @@ def test_a_finished_jobs_drift_chart_reaches_its_record_and_the_tabs_poll(shared
     done = wait_for(lambda: finished(manager, job), 90, "the job")
     assert done["status"] == "done", done
     chart = Path(done["drift_chart"])
-    assert chart == Path(done["run_dir"]) / f"{done['timestring']}_drift.png" and chart.is_file()
-    assert manifest(done["run_dir"], done["timestring"])["drift"]["chart"] == chart.name
+    assert chart == Path(done["run_dir"]) / "charts" / f"{done['timestring']}_drift.png" and chart.is_file()
+    assert manifest(done["run_dir"], done["timestring"])["drift"]["chart"] == f"charts/{chart.name}"
     polled = WanTab(manager).poll({})[3]
     assert polled["visible"] is True and Path(polled["value"]) == chart.resolve()
 

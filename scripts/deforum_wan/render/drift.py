@@ -195,5 +195,6 @@ def chart(drift: Drift, path: Path, size: tuple[int, int] = (480, 220)) -> Path:
         draw.text((legend, 4), key, fill=colour)
         legend += 8 * len(key) + 16
     draw.text((w - right - 150, 4), "shift vs shot's first window", fill=(90, 90, 90))
+    path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path

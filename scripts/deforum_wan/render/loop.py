@@ -521,7 +521,7 @@ class Renderer:
         data = result.to_dict()
         if result.windows:
             try:
-                data["chart"] = chart(result, self.folder.drift_chart_file).name
+                data["chart"] = str(chart(result, self.folder.drift_chart_file).relative_to(self.folder.dir))
             except OSError as exc:  # a picture is not worth failing a finished render for
                 self.emit("warning", message=f"cannot write the drift chart: {exc.strerror or exc}")
         return data

@@ -66,8 +66,9 @@ class RunFolder:
 
     @property
     def drift_chart_file(self) -> Path:
-        """render.drift's chart of the finished run, per window."""
-        return self.dir / f"{self.timestring}_drift.png"
+        """render.drift's chart of the finished run, per window: in a subfolder, so that the run
+        folder's ``*.png`` stay its frames (as Deforum's tools and users glob them)."""
+        return self.dir / "charts" / f"{self.timestring}_drift.png"
 
     @property
     def lock_file(self) -> Path:
