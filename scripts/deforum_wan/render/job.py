@@ -66,10 +66,6 @@ class CheckedJob:
     settings: RenderSettings
     plan: ClipPlan
 
-    @property
-    def label(self) -> str:
-        return self.spec.name or "<settings>"
-
 
 def check_job(spec: JobSpec, outdir: str | os.PathLike, *, models_dir: str | None = None,
               inputs: Iterable[str | os.PathLike] = (), confine: bool = True) -> CheckedJob:
