@@ -90,7 +90,34 @@ def main(files):
         saved, status = tab.save_settings(*values, tab.initial)
         assert status.startswith("saved "), status
         out["poll"] = tab.poll({})[0]
+        out["named_files"] = named_files(demo, Path(tmp))
     print(json.dumps(out))
+
+
+def named_files(demo, tmp: Path) -> dict:
+    """What the file fields do with a raw value naming a server file (a request made by hand,
+    not an upload): gradio 3 would copy it into its upload folder, so the tab refuses it before
+    that; a file gradio itself received passes."""
+    from deforum_wan.webui.gradio_compat import GRADIO_MAJOR, upload_folder
+
+    if GRADIO_MAJOR >= 4:  # 4.x refuses a named file at its routes, before any preprocess
+        return {}
+    outside = tmp / "secret.json"
+    outside.write_text("{}")
+    inside = upload_folder() / "wan-check" / "received.json"
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.write_text("{}")
+    found = {}
+    for name in ("import", "soundtrack_upload"):
+        component = demo.wan_components[name]
+        for label, path in (("outside", outside), ("received", inside)):
+            value = {"name": str(path), "is_file": True, "data": None, "orig_name": path.name}
+            try:
+                component.preprocess([value] if getattr(component, "file_count", "") == "multiple" else value)
+                found[f"{name}_{label}"] = "read"
+            except Exception as exc:  # the tab's gr.Error
+                found[f"{name}_{label}"] = f"refused: {exc}"
+    return found
 
 
 def guarded(client) -> dict:

@@ -35,6 +35,10 @@ def test_tab_builds_and_maps_fields(version):
     assert guarded["own"][:2] == [200, 200] and guarded["own"][2] not in (401, 403), guarded
     if version.startswith("3."):  # the queue's websocket
         assert guarded["foreign_origin"][3] == "refused" and guarded["own"][3] == "send_hash", guarded
+        # A raw value naming a server file: refused before gradio 3 copies it; a received one read.
+        named = result["named_files"]
+        assert all(named[f"{f}_outside"].startswith("refused: ") for f in ("import", "soundtrack_upload")), named
+        assert named["import_received"] == named["soundtrack_upload_received"] == "read", named
     assert result["components"] > 40 and result["dependencies"] >= 14
     assert result["round_trips"] == len(files)
     assert result["poll"] == "idle: no jobs yet"
