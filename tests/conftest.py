@@ -71,3 +71,14 @@ def isolated_hf_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     return home
+
+
+@pytest.fixture(scope="module")
+def idle_manager(tmp_path_factory):
+    """A real job queue whose worker cannot start (``false``): jobs fail fast, nothing renders."""
+    from deforum_wan.service.jobs import JobManager
+
+    root = tmp_path_factory.mktemp("idle-queue")
+    jobs = JobManager(root / "jobs.db", root / "out", python="false")
+    yield jobs
+    jobs.shutdown()

@@ -17,18 +17,13 @@ from helpers import Served  # noqa: E402
 from deforum_wan.service import api  # noqa: E402
 from deforum_wan.service.api import MAX_BODY_BYTES, mount_api  # noqa: E402
 from deforum_wan.service.guard import Guard, parse_credentials  # noqa: E402
-from deforum_wan.service.jobs import JobManager  # noqa: E402
 
 PLAN = {"settings": {"max_frames": 12, "prompts": {"0": "a"}, "wan_model": "tiny-random"}}
 
 
 @pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    """A real manager whose worker cannot start (``false``): jobs fail fast, nothing renders."""
-    root = tmp_path_factory.mktemp("guard")
-    jobs = JobManager(root / "jobs.db", root / "out", python="false")
-    yield jobs
-    jobs.shutdown()
+def manager(idle_manager):
+    return idle_manager
 
 
 def serve(manager, guard=None):

@@ -25,7 +25,6 @@ from deforum_wan.service.guard import (  # noqa: E402
     parse_credentials,
     parse_credentials_file,
 )
-from deforum_wan.service.jobs import JobManager  # noqa: E402
 from deforum_wan.webui.api_login import api_guard  # noqa: E402
 from deforum_wan.webui.gradio_compat import GRADIO_MAJOR  # noqa: E402
 
@@ -37,12 +36,8 @@ QUEUE = f"{API}/queue/join" if GRADIO_MAJOR >= 4 else "/run/predict"  # gradio 3
 
 
 @pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    """A real manager whose worker cannot start (``false``): jobs fail fast, nothing renders."""
-    root = tmp_path_factory.mktemp("server-guard")
-    jobs = JobManager(root / "jobs.db", root / "out", python="false")
-    yield jobs
-    jobs.shutdown()
+def manager(idle_manager):
+    return idle_manager
 
 
 def refused_by_guard(response, status: int = 403) -> bool:
