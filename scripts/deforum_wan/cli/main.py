@@ -14,14 +14,22 @@ from .args import add_settings_args, apply_extra_dirs, overrides
 
 
 def cmd_plan(args) -> int:
+    from ..config.frames import format_frames, frame_values
     from ..config.planner import format_plan, make_plan
     from ..config.settings import load_settings
 
-    plan = make_plan(load_settings(args.settings, overrides(args)))
+    settings = load_settings(args.settings, overrides(args))
+    plan = make_plan(settings)
+    frames = frame_values(settings) if args.frames else None
     if args.json:
-        print(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
+        out = plan.to_json()
+        if frames is not None:
+            out["frames"] = frames
+        print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print(format_plan(plan))
+        if frames is not None:
+            print("\n" + format_frames(settings, frames))
     return 0
 
 
@@ -35,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="show the clip plan of a settings file (no model needed)")
     add_settings_args(p, many=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--frames", action="store_true", help="also each output frame's prompt, seed, CFG, strength and"
+                   " camera step as Deforum (or a Parseq manifest) gives them")
     p.set_defaults(func=cmd_plan)
 
     from .batch import add_batch_command

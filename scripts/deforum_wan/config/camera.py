@@ -241,8 +241,11 @@ class Camera:
     quirks: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_settings(cls, raw: dict, max_frames: int, W: int, H: int, seed: int = 0) -> Camera:
+    def from_settings(cls, raw: dict, max_frames: int, W: int, H: int, seed: int = 0,
+                      series: dict[str, list[float]] | None = None) -> Camera:
+        """``series``: per-frame values (a Parseq manifest's) that replace the file's schedules."""
         get = lambda key: raw.get(key, CAMERA_DEFAULTS.get(key))  # noqa: E731
+        given = series or {}
         mode = str(get("animation_mode"))
         if mode not in MODES:
             return cls("None", W, H, {})
@@ -252,6 +255,9 @@ class Camera:
             names |= set(_FLIP)
         series = {}
         for name in sorted(names):
+            if name in given:
+                series[name] = [float(v) for v in given[name]]
+                continue
             try:
                 series[name] = build_schedule(get(name), max_frames, seed, name).values
             except ExprError as exc:

@@ -288,6 +288,14 @@ KEYS: tuple[Key, ...] = (
              " 1.3B 2/3/4/6, 14B 2/4/5/8)"),
 )
 BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+# Deforum's own Parseq keys (config/parseq.py reads the manifest; docs/parseq.md).
+PARSEQ_KEYS: tuple[Key, ...] = (
+    Key("parseq_manifest", "text", "", "Parseq's manifest (JSON text); not empty: its per-frame values replace"
+        " Deforum's schedules"),
+    Key("parseq_use_deltas", "flag", True, "motion from the manifest's `*_delta` fields (the step from"
+        " frame f-1 to f)"),
+    Key("parseq_non_schedule_overrides", "flag", True, "the manifest also sets max_frames, fps and cadence"),
+)
 WAN_DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
 # Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).
 WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}

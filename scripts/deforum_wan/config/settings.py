@@ -19,8 +19,8 @@ from typing import Any
 from ..errors import SettingsError, WanError
 from ..models.file_models import resolve_model
 from ..models.registry import ModelSpec
-from . import values
-from .camera import STILL, Camera, SingularCamera
+from . import prompt_text, values
+from .camera import CAMERA_DEFAULTS, STILL, Camera, SingularCamera
 from .files import FileRefused, read_limited
 from .keys import (  # noqa: F401
     BACKENDS,
@@ -33,6 +33,7 @@ from .keys import (  # noqa: F401
     preset_overrides,
     read_all,
 )
+from .parseq import Manifest, read_manifest
 from .schedule import MAX_SEED, SEED_BEHAVIORS, ExprError, Schedule, build_schedule, parse_frame_key
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # real run-saved files reach ~1 MB (per-frame schedules)
@@ -48,7 +49,8 @@ DEFORUM_DEFAULTS: dict[str, Any] = {
     "animation_prompts_positive": "", "animation_prompts_negative": "",
     "use_init": False, "init_image": None, "add_soundtrack": "None", "soundtrack_path": "",
     "skip_video_creation": False, "resume_from_timestring": False,
-    "resume_timestring": "", "prompts": {"0": ""},
+    "resume_timestring": "", "prompts": {"0": ""}, "enable_subseed_scheduling": False,
+    "subseed_schedule": "0: (1)", "subseed_strength_schedule": "0: (0)",
 }
 
 # Deforum's deprecation_utils: renamed keys and replaced values.
@@ -56,10 +58,6 @@ _RENAMED = {"flip_2d_perspective": "enable_perspective_flip",
             "skip_video_for_run_all": "skip_video_creation"}
 _COLOR_LEGACY = {"Match Frame 0 HSV": "HSV", "Match Frame 0 LAB": "LAB", "Match Frame 0 RGB": "RGB"}
 
-# (word:1.2), and Deforum's (word:`0.5+t/40`) whose weight is a backtick expression
-_EMPHASIS_WEIGHT = re.compile(r"\(([^()`]*?):\s*(?:-?[\d.]+|`[^`]*`)\s*\)")
-_EMPHASIS_PARENS = re.compile(r"\({2,}([^()]*)\){2,}")
-_LORA_TAG = re.compile(r"<(?:lora|lyco|hypernet):[^>]*>", re.IGNORECASE)
 _BATCH_UNSAFE = re.compile(r'[<>:"/\\|?*\s,]')
 
 
@@ -92,6 +90,7 @@ class RenderSettings(_WanKeys):
     steps: int
     steps_schedule: Schedule | None
     prompts: list[Prompt]  # sorted by frame, first at frame 0
+    frame_prompts: list[str]  # each frame's prompt as Deforum builds it ("positive --neg negative")
     batch_name: str  # template; resolve with resolve_batch_name()
     color_coherence: str
     init_image: str | None
@@ -99,6 +98,10 @@ class RenderSettings(_WanKeys):
     skip_video_creation: bool
     resume_timestring: str | None
     camera: Camera | None = None  # Deforum's camera (config.camera); None: still
+    # Deforum's subseed and its strength per frame; None: not scheduled (subseed -1, strength 0)
+    subseed: Schedule | None = None
+    subseed_strength: Schedule | None = None
+    parseq: Manifest | None = None  # the Parseq manifest whose values replace the schedules
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -206,6 +209,11 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
         warnings.append("'width'/'height' are not Deforum keys; Deforum uses W/H (512x512 here)")
     max_frames = _int(get("max_frames"), "max_frames", 1, 100_000)
     fps = _number(get("fps"), "fps", 1, 240)
+    manifest = read_manifest(raw)
+    if manifest is not None:
+        max_frames, fps = manifest.max_frames(max_frames), manifest.output_fps(fps)
+        warnings += manifest.warnings
+    schedule = _Schedules(get, manifest, max_frames)
     wan = read_all(get)  # every Wan key once; early: the size rules are the model's
     # A file or folder is found in the model folders (models_dir or $DEFORUM_WAN_MODELS_DIR, the extra ones).
     model = resolve_model(wan["wan_model"], wan["wan_components"], models_dir, low=wan["wan_model_low"])
@@ -221,23 +229,21 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
     if behavior not in SEED_BEHAVIORS:
         raise ExprError(f"seed_behavior {behavior!r} is not one of {', '.join(SEED_BEHAVIORS)}")
     iter_n = _int(get("seed_iter_N"), "seed_iter_N", 1, 1_000_000)
-    seed_schedule = None
-    if behavior == "schedule":
-        seed_schedule = build_schedule(get("seed_schedule"), max_frames, seed, "seed_schedule")
+    behavior, seed_schedule, subseed, subseed_strength = schedule.seeds(behavior, seed)
 
-    cfg = build_schedule(get("cfg_scale_schedule"), max_frames, seed, "cfg_scale_schedule")
+    cfg = schedule("cfg_scale_schedule", seed)
     if any(not (0 <= v <= 100) for v in cfg.values):
         raise ExprError("cfg_scale_schedule: values must be between 0 and 100")
     warnings += cfg.warnings
     steps = _int(get("steps"), "steps", 1, 1000)
     steps_schedule = None
     if _bool(get("enable_steps_scheduling")):
-        steps_schedule = build_schedule(get("steps_schedule"), max_frames, seed, "steps_schedule")
+        steps_schedule = schedule("steps_schedule", seed)
         if any(not (1 <= v <= 1000) for v in steps_schedule.values):
             raise ExprError("steps_schedule: values must be between 1 and 1000")
         warnings += steps_schedule.warnings
 
-    prompts = _prompts(raw, max_frames, warnings)
+    prompts, texts = schedule.prompts(raw, warnings)
     batch_name = _batch_template(get("batch_name"))
     color = str(get("color_coherence"))
     if color not in COLOR_MODES:
@@ -260,23 +266,65 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
     attrs = {k.attr: wan[k.name] for k in KEYS if k.attr}
     attrs.update(model=model, continue_model=resolve_model(cont_id, wan["wan_components"], models_dir) if cont_id else None)
 
-    camera = _camera(raw, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"])
+    in_effect = raw
+    if manifest is not None and manifest.overrides and manifest.cadence:  # the manifest's cadence is Deforum's
+        in_effect = dict(raw, diffusion_cadence=manifest.cadence)
+    camera = _camera(in_effect, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"],
+                     series=schedule.camera())
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
         seed_was_random=seed_was_random, seed_behavior=behavior, seed_iter_N=iter_n,
         seed_schedule=seed_schedule, cfg=cfg, steps=steps, steps_schedule=steps_schedule,
-        prompts=prompts, batch_name=batch_name, color_coherence=color, init_image=init_image,
+        prompts=prompts, frame_prompts=texts, subseed=subseed, subseed_strength=subseed_strength,
+        parseq=manifest, batch_name=batch_name, color_coherence=color, init_image=init_image,
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
         resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings, **attrs,
     )
 
 
+class _Schedules:
+    """Deforum's per-frame values: a Parseq manifest's where it gives them, else the file's."""
+
+    def __init__(self, get, manifest: Manifest | None, max_frames: int):
+        self.get, self.manifest, self.max_frames = get, manifest, max_frames
+
+    def series(self, key: str) -> list[float] | None:
+        return self.manifest.series(key, self.max_frames) if self.manifest is not None else None
+
+    def __call__(self, key: str, seed: int) -> Schedule:
+        series = self.series(key)
+        if series is not None:
+            return Schedule(f"parseq_manifest {self.manifest.field_of(key)}", [float(v) for v in series], [])
+        return build_schedule(self.get(key), self.max_frames, seed, key)
+
+    def seeds(self, behavior: str, seed: int) -> tuple[str, Schedule | None, Schedule | None, Schedule | None]:
+        """seed_behavior in effect, the seed schedule, the subseed and its strength schedules."""
+        parseq_seed = self.series("seed_schedule") is not None
+        if parseq_seed:  # Deforum then takes every frame's seed from the manifest, whatever seed_behavior says
+            behavior = "schedule"
+        # Deforum's Parseq mode reads the file's seed_schedule with s = -1 (random seeds); s is the seed here
+        seeds = self("seed_schedule", seed) if behavior == "schedule" else None
+        if parseq_seed or _bool(self.get("enable_subseed_scheduling")):
+            return behavior, seeds, self("subseed_schedule", seed), self("subseed_strength_schedule", seed)
+        return behavior, seeds, None, None
+
+    def prompts(self, raw: dict, warnings: list[str]) -> tuple[list[Prompt], list[str]]:
+        texts = self.manifest.prompts(self.max_frames) if self.manifest is not None else None
+        if texts is None:
+            return _prompts(raw, self.max_frames, warnings)
+        return _runs(texts, warnings), texts
+
+    def camera(self) -> dict[str, list[float]]:
+        return {k: v for k in CAMERA_DEFAULTS if (v := self.series(k)) is not None}
+
+
 def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str],
-            wan_camera: str = "off") -> Camera:
-    """Deforum's camera of these settings, and a warning naming what of it Wan does not do."""
+            wan_camera: str = "off", series: dict | None = None) -> Camera:
+    """Deforum's camera of these settings (``series``: per-frame values that replace schedules),
+    and a warning naming what of it Wan does not do."""
     try:
-        camera = Camera.from_settings(raw, max_frames, W, H, seed)
+        camera = Camera.from_settings(raw, max_frames, W, H, seed, series=series)
     except SingularCamera:  # a camera that cannot be followed back is refused, never dropped
         raise
     except ExprError as exc:  # a broken camera schedule leaves the camera still, loudly
@@ -335,7 +383,8 @@ def _convert_legacy(data: dict, warnings: list[str]) -> dict:
     return raw
 
 
-def _prompts(raw: dict, max_frames: int, warnings: list[str]) -> list[Prompt]:
+def _prompts(raw: dict, max_frames: int, warnings: list[str]) -> tuple[list[Prompt], list[str]]:
+    """The prompt keyframes for Wan, and each frame's prompt as Deforum builds it."""
     prompts = raw.get("prompts", DEFORUM_DEFAULTS["prompts"])
     if not isinstance(prompts, dict):
         raise ExprError(f"prompts must be a mapping of frame -> prompt, got {type(prompts).__name__}")
@@ -354,40 +403,58 @@ def _prompts(raw: dict, max_frames: int, warnings: list[str]) -> list[Prompt]:
             warnings.append(f"two prompts at frame {frame}; the later one ({key!r}) wins")
         if not isinstance(value, str):  # null or a number is a broken file, not a prompt
             raise ExprError(f"prompt {key!r} must be text, got {json.dumps(value)}")
-        by_frame[frame] = value
+        # Deforum's args.py, positive text first
+        by_frame[frame] = f"{pos_all} {value} {'' if '--neg' in value else '--neg'} {neg_all}"
     if not by_frame:
         raise ExprError(f"no prompt keyframe falls inside max_frames={max_frames}")
-    stripped = False
-    out = []
-    for frame in sorted(by_frame):
-        text = by_frame[frame]
-        if pos_all or neg_all:  # Deforum's args.py, positive text first
-            text = f"{pos_all} {text} {'' if '--neg' in text else '--neg'} {neg_all}"
-        positive, _, negative = text.partition("--neg")
-        negative = negative.replace("--neg", " ")
-        clean_pos, clean_neg = _strip_emphasis(positive), _strip_emphasis(negative)
-        stripped |= (clean_pos, clean_neg) != (_squash(positive), _squash(negative))
-        out.append(Prompt(frame, clean_pos, clean_neg))
-    if out[0].frame != 0:  # Deforum back-fills frames before the first key with it
-        out[0] = Prompt(0, out[0].positive, out[0].negative)
-    if stripped:
-        warnings.append("A1111 emphasis like (word:1.2) and <lora:...> tags mean nothing to Wan's"
-                        " text encoder; they were removed from the prompts")
+    keys = sorted(by_frame)
+    texts, k = [], 0
+    for frame in range(max_frames):  # Deforum's prompt series: held forward, the first back to frame 0
+        while k + 1 < len(keys) and keys[k + 1] <= frame:
+            k += 1
+        texts.append(by_frame[keys[k]])
+    cleaned = _Cleaner(warnings)
+    out = [Prompt(frame, *cleaned(by_frame[frame])) for frame in keys]
+    out[0] = Prompt(0, out[0].positive, out[0].negative)  # Deforum back-fills frames before the first key
+    cleaned.warn()
+    return out, texts
+
+
+def _runs(texts: list[str], warnings: list[str]) -> list[Prompt]:
+    """Prompt keyframes from a prompt per frame (a manifest's): one where Wan's prompt changes."""
+    cleaned = _Cleaner(warnings)
+    out: list[Prompt] = []
+    for frame, text in enumerate(texts):
+        positive, negative = cleaned(text)
+        if not out or (out[-1].positive, out[-1].negative) != (positive, negative):
+            out.append(Prompt(frame, positive, negative))
+    cleaned.warn()
     return out
 
 
-def _squash(text: str) -> str:
-    return " ".join(text.split())
+class _Cleaner:
+    """Deforum prompts -> Wan's (positive, negative), each text once; says what it removed."""
 
+    def __init__(self, warnings: list[str]):
+        self.warnings, self.seen, self.stripped, self.weighted = warnings, {}, False, False
 
-def _strip_emphasis(text: str) -> str:
-    text = _LORA_TAG.sub(" ", text)
-    for _ in range(8):  # nested emphasis unwraps one level per pass
-        new = _EMPHASIS_PARENS.sub(r"\1", _EMPHASIS_WEIGHT.sub(r"\1", text))
-        if new == text:
-            break
-        text = new
-    return _squash(text).strip(" ,")
+    def __call__(self, text: str) -> tuple[str, str]:
+        if text not in self.seen:
+            positive, negative = prompt_text.split(text)
+            clean = prompt_text.for_wan(positive), prompt_text.for_wan(negative)
+            self.weighted |= prompt_text.weighted(text)
+            self.stripped |= clean != (prompt_text.squash(positive), prompt_text.squash(negative))
+            self.seen[text] = clean
+        return self.seen[text]
+
+    def warn(self) -> None:
+        if self.weighted:
+            self.warnings.append("composable prompts (A: 0.7 AND B: 0.3, Parseq's prompt weights) mean nothing to"
+                                 " Wan's text encoder: each frame keeps its strongest part, and a window starts"
+                                 " where that changes")
+        if self.stripped:
+            self.warnings.append("A1111 emphasis like (word:1.2) and <lora:...> tags mean nothing to Wan's"
+                                 " text encoder; they were removed from the prompts")
 
 
 def resolve_batch_name(template: str, timestring: str, settings: RenderSettings) -> str:
