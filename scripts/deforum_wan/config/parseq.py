@@ -28,7 +28,9 @@ DELTA_FIELDS = frozenset({
 # Deforum's schedule key -> the manifest's field (ParseqAnimKeysDecorator; the others through its
 # fallback, which drops the key's _schedule suffix).
 SCHEDULE_FIELDS = {
-    **{name: name for name in sorted(DELTA_FIELDS)},
+    **{name: name for name in ("angle", "zoom", "translation_x", "translation_y", "translation_z", "rotation_3d_x",
+                               "rotation_3d_y", "rotation_3d_z", "perspective_flip_theta", "perspective_flip_phi",
+                               "perspective_flip_gamma")},
     "perspective_flip_fv": "perspective_flip_fv", "transform_center_x": "transform_center_x",
     "transform_center_y": "transform_center_y", "fov_schedule": "fov", "near_schedule": "near",
     "far_schedule": "far", "aspect_ratio_schedule": "aspect_ratio", "strength_schedule": "strength",
@@ -163,6 +165,8 @@ def _parse(given) -> object:
         raise ExprError(f"parseq_manifest is not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
     except RecursionError:
         raise ExprError("parseq_manifest is nested too deeply") from None
+    except ExprError:  # NaN or Infinity (an ExprError is a ValueError too)
+        raise
     except ValueError:  # Python refuses integers of more than 4300 digits
         raise ExprError("parseq_manifest holds a number with too many digits") from None
 
