@@ -736,3 +736,18 @@ def test_ui_refuses_an_open_network_server_in_one_line(argv, message, tmp_path, 
     assert main([*argv, "--outdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_a_parseq_file_says_so_on_import_and_in_the_plan(tab, tmp_path):
+    frames = [{"frame": f, "deforum_prompt": "a cat" if f < 6 else "a dog", "seed": 50 + f, "seed_delta": 1,
+               "zoom": 1 + 0.01 * f, "zoom_delta": 1.01} for f in range(12)]
+    data = {"max_frames": 48, "prompts": {"0": "ignored"}, "parseq_manifest":
+            json.dumps({"options": {"output_fps": 24}, "rendered_frames": frames})}
+    path = tmp_path / "parseq.json"
+    path.write_text(json.dumps(data))
+    status = tab.import_files([upload(path)])[-1]
+    assert "Parseq manifest: 12 frames at 24 fps, keyframes for prompts, seed, zoom" in status
+    values = tab.field_values(data)
+    table, view, _ = tab.plan(*values, data, [])
+    assert "Parseq manifest: 12 frames" in table and "seed (Parseq)" in view and "prompt (Parseq)" in view
+    assert "guidance (Parseq)" not in view  # the manifest has no scale

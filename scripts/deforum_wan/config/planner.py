@@ -86,6 +86,7 @@ class ClipPlan:
     windows: list[Window]
     warnings: list[str] = field(default_factory=list)
     size_source: str = ""
+    parseq: str = ""  # the Parseq manifest's summary (what it keyframes); "" without one
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -183,14 +184,29 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                 native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
                              settings.seed_schedule),
-                **sampling, prompt=prompt, negative_prompt=negative, context=context, sources=sources,
+                **sampling, prompt=prompt, negative_prompt=negative, context=context,
+                sources={**sources, **_from_manifest(settings)},
                 cut=first and bool(windows), camera=moves, **follow))
             local += new
             stream += new
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
                     native_fps=native, width=width, height=height, retime=settings.retime,
                     overlap=overlap, window_limit=limit, segments=segments, windows=windows,
-                    warnings=warnings, size_source=size_source)
+                    warnings=warnings, size_source=size_source,
+                    parseq=settings.parseq.summary() if settings.parseq is not None else "")
+
+
+def _from_manifest(settings: RenderSettings) -> dict[str, str]:
+    """A window's values a Parseq manifest gives (its sources entries)."""
+    manifest = settings.parseq
+    if manifest is None:
+        return {}
+    out = {}
+    if manifest.field_of("seed_schedule"):
+        out["seed"] = "Parseq manifest seed (its fractional part, the subseed strength, has no Wan counterpart)"
+    if manifest.prompts(1) is not None:
+        out["prompt"] = "Parseq manifest deforum_prompt at the window's segment"
+    return out
 
 
 def _size(settings: RenderSettings, spec: ModelSpec, cont: ModelSpec,
@@ -231,7 +247,9 @@ def _sampling(settings: RenderSettings, model: ModelSpec, at: int) -> tuple[dict
     if settings.wan_guidance is not None:
         guidance, guidance_from = settings.wan_guidance, "wan_guidance"
     elif deforum:
-        guidance, guidance_from = settings.cfg[at], "Deforum cfg_scale_schedule"
+        guidance = settings.cfg[at]
+        parseq = settings.cfg.text.startswith("parseq_manifest")
+        guidance_from = settings.cfg.text.replace("_", " ", 1).capitalize() if parseq else "Deforum cfg_scale_schedule"
     else:
         guidance, guidance_from = model.guidance, ours("guidance")
     if settings.guidance_2 is not None:
@@ -406,7 +424,8 @@ def format_plan(plan: ClipPlan) -> str:
         f" {'seed':>10} {'cfg':>5} {'steps':>5}" + ("   zoom  pan x%  pan y%   rot  cover follow" if camera else "")
         + "  prompt",
     ]
-    lines[2:2] = _source_lines(plan)
+    lines[2:2] = _source_lines(plan) + ([f"{plan.parseq} (its values replace Deforum's schedules)"]
+                                        if plan.parseq else [])
     for w in plan.windows:
         prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
         c = w.camera
@@ -430,12 +449,13 @@ def _source_lines(plan: ClipPlan) -> list[str]:
     ``steps 50 (model wan2.1-t2v-1.3b: Wan2.1 generate.py (50 steps for text-to-video))``."""
     lines = [f"size {plan.width}x{plan.height} ({plan.size_source})"]
     labels = {"steps": "steps", "guidance_scale": "guidance", "guidance_scale_2": "guidance 2",
-              "shift": "shift", "negative_prompt": "negative prompt"}
+              "shift": "shift", "negative_prompt": "negative prompt", "seed": "seed", "prompt": "prompt"}
     for key, label in labels.items():
         seen: dict[tuple, None] = {}
         for w in plan.windows:
             if key in w.sources:
-                value = "Wan's default" if key == "negative_prompt" else f"{getattr(w, key):g}"
+                value = {"negative_prompt": "Wan's default", "seed": "each window's", "prompt": "each window's"
+                         }.get(key) or f"{getattr(w, key):g}"
                 seen[(value, w.sources[key])] = None
         if seen:
             lines.append(f"{label} " + ", ".join(f"{v} ({src})" for v, src in seen))

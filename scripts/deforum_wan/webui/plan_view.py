@@ -21,7 +21,9 @@ PROMPT_CHARS = 48  # the summary's prompt, cut (the full one is in its tooltip a
 
 def plan_html(plan: ClipPlan) -> str:
     notes = "".join(f"<li>{escape(text)}</li>" for text in plan.warnings)
-    return (f'<div class="wan-plan">{timeline_svg(plan)}'
+    parseq = (f'<p class="wan-plan-parseq">{escape(plan.parseq)}: the values marked (Parseq) come from it</p>'
+              if plan.parseq else "")
+    return (f'<div class="wan-plan">{parseq}{timeline_svg(plan)}'
             f'<div class="wan-plan-summary" style="{SCROLL_STYLE}">{summary_table(plan)}</div>'
             f'<details class="wan-plan-full"><summary>Full table: seed, guidance, steps, camera, whole prompts'
             f'</summary><div style="{SCROLL_STYLE}">{windows_table(plan)}</div></details>'
@@ -77,7 +79,11 @@ def _window_title(plan: ClipPlan, w) -> str:
 
 
 def windows_table(plan: ClipPlan) -> str:
-    head = ("window", "frames", "seconds", "mode", "model", "seed", "guidance", "steps", "camera", "prompt")
+    columns = {"guidance_scale": "guidance"}  # a sources key -> its column, where they differ
+    given = {columns.get(key, key) for w in plan.windows for key, source in w.sources.items()
+             if source.startswith("Parseq")}
+    head = tuple(h + (" (Parseq)" if h in given else "") for h in
+                 ("window", "frames", "seconds", "mode", "model", "seed", "guidance", "steps", "camera", "prompt"))
     rows = [_head(head)]
     for w in plan.windows:
         last = max(w.end_frame - 1, w.start_frame)

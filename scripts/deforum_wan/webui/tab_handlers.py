@@ -273,12 +273,15 @@ class WanTab:
         if not paths:
             return keep + ["no file to import"]
         loaded, needs = [], None  # needs: the first file's missing depth model, said with the import
+        parseq = ""  # the first file's Parseq manifest, said with the import
         try:
             for path in paths:
                 data = read_settings_file(self._readable(path))
                 read = load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
                 loaded.append((Path(path).stem, data))
                 needs = needs or self._depth_note(read)
+                if len(loaded) == 1 and read.parseq is not None:
+                    parseq = read.parseq.summary()
         except Exception as exc:
             return keep + [one_line(exc)]
         first = loaded[0][1]
@@ -287,7 +290,7 @@ class WanTab:
         size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values),
                       info=rendered or None)
         if len(loaded) == 1:
-            return values + [first, [], size, f"imported {Path(paths[0]).name}"
+            return values + [first, [], size, f"imported {Path(paths[0]).name}" + (f"; {parseq}" if parseq else "")
                              + (f"; {rendered}" if rendered else "") + (f"; first: {needs}" if needs else "")]
         batch = [[name, data] for name, data in loaded]
         return values + [first, batch, size,
