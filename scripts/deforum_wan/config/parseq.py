@@ -110,7 +110,7 @@ class Manifest:
         shown = [label for name, label in _SHOWN.items() if name in have]
         for key, name in SCHEDULE_FIELDS.items():
             label = key.removesuffix("_schedule")
-            if name in _SHOWN or label in shown:
+            if name in _SHOWN or label in shown or name.startswith("subseed"):  # subseeds: the seed's
                 continue
             if self.field_of(key) is not None:
                 shown.append(label)
