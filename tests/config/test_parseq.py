@@ -206,3 +206,25 @@ def test_a_manifest_of_a_schedules_values_plans_as_that_schedule(n, zoom, angle,
 
     assert planned(parseq) == planned(plain)
     assert format_plan(make_plan(parseq)).count("warning") >= format_plan(make_plan(plain)).count("warning")
+
+
+def test_a_manifest_file_is_read_for_a_job_only_from_the_allowed_folders(tmp_path, capsys):
+    from deforum_wan.render.inputs import PathRefused, confine_job_paths
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir(), elsewhere.mkdir()
+    text = manifest(rendered(5, zoom=lambda f: 1.0))
+    (out / "song.json").write_text(text)
+    (elsewhere / "secret.json").write_text(text)
+    job = confine_job_paths(dict(BASE, parseq_manifest="song.json"), out, tmp_path)
+    assert job["parseq_manifest"] == text and load_settings(job).max_frames == 5
+    with pytest.raises(PathRefused, match="inside the output folder"):
+        confine_job_paths(dict(BASE, parseq_manifest=str(elsewhere / "secret.json")), out, tmp_path)
+    # not read where no job reads it: one line instead
+    with pytest.raises(SettingsError, match="read only for a job"):
+        load_settings(dict(BASE, parseq_manifest="song.json"))
+    # the command line reads the files its user names
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps(dict(BASE, parseq_manifest=str(elsewhere / "secret.json"))))
+    assert main(["plan", str(settings), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_frames"] == 5

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .. import __version__
 from ..errors import Interrupted, WanError
@@ -16,9 +17,12 @@ from .args import add_settings_args, apply_extra_dirs, overrides
 def cmd_plan(args) -> int:
     from ..config.frames import format_frames, frame_values
     from ..config.planner import format_plan, make_plan
-    from ..config.settings import load_settings
+    from ..config.settings import load_settings, read_settings_file
+    from ..render.inputs import inline_manifest
 
-    settings = load_settings(args.settings, overrides(args))
+    data = {**read_settings_file(args.settings), **overrides(args)}
+    inline_manifest(data, None, args.settings)
+    settings = load_settings(data, name=Path(args.settings).name)
     plan = make_plan(settings)
     frames = frame_values(settings) if args.frames else None
     if args.json:

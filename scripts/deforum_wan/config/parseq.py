@@ -148,6 +148,15 @@ def read_manifest(raw: dict) -> Manifest | None:
                     warnings=warnings)
 
 
+def names_file(value) -> bool:
+    """Whether ``parseq_manifest`` names a manifest file (``render.inputs`` reads it in place)."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    return (len(text) < 4096 and "\n" not in text and not text.lower().startswith("http")
+            and text.lower().endswith((".json", ".txt")))
+
+
 def _parse(given) -> object:
     if isinstance(given, dict):  # an API caller may send the manifest as an object
         return given
@@ -158,7 +167,11 @@ def _parse(given) -> object:
     text = given.strip()
     if text.lower().startswith("http"):  # Deforum downloads it; a render here never fetches anything
         raise ExprError("parseq_manifest is a URL, which is not fetched: paste the manifest itself"
-                        " (Parseq's 'Copy manifest') into parseq_manifest")
+                        " (Parseq's 'Copy manifest') into parseq_manifest, or name a manifest file inside the"
+                        " output folder or the allowed input folders")
+    if names_file(text):  # only reached where no job reads it (render.inputs inlines it for a job)
+        raise ExprError(f"parseq_manifest names the file {text[:80]!r}, which is read only for a job: paste the"
+                        " manifest itself to check it here")
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..config.files import FileRefused, read_limited
+from ..config.parseq import MAX_MANIFEST_CHARS, names_file
 from ..config.settings import init_image_of, soundtrack_of
 from ..errors import SettingsError
 
@@ -68,6 +70,7 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
             raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
                               f" {roots[0]} (upload it, or copy it there)", where)
         settings[key] = str(found)
+    inline_manifest(settings, roots, where)
     lora_roots = [Path(models_dir).expanduser().resolve(), *roots]
 
     def place(value, key: str) -> str:
@@ -87,6 +90,25 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
     distill = settings.get("wan_distill_lora")
     if isinstance(distill, str) and distill.strip().lower() not in ("", "auto", "off"):
         settings["wan_distill_lora"] = place(distill, "wan_distill_lora")
+    return settings
+
+
+def inline_manifest(settings: dict, roots: Sequence[Path] | None, where: str = "the job") -> dict:
+    """A ``parseq_manifest`` that names a file replaced by the file's text: a file inside
+    ``roots``, or (None: the command line, whose user names their own files) any file."""
+    value = settings.get("parseq_manifest")
+    if not names_file(value):
+        return settings
+    found = find_inside(value.strip(), roots) if roots is not None else Path(value.strip()).expanduser()
+    if found is None:
+        raise PathRefused(f"parseq_manifest {_shown(value)} must name an existing file inside the output folder"
+                          f" {roots[0]} or the allowed input folders, or hold the manifest itself", where)
+    try:
+        settings["parseq_manifest"] = read_limited(found, MAX_MANIFEST_CHARS, "parseq manifest").decode("utf-8-sig")
+    except FileRefused as exc:
+        raise PathRefused(str(exc), where) from None
+    except UnicodeDecodeError as exc:
+        raise PathRefused(f"parseq_manifest file is not UTF-8 text (byte {exc.start})", where) from None
     return settings
 
 

@@ -24,7 +24,7 @@ from ..config.settings import MAX_FILE_BYTES, RenderSettings, load_settings
 from ..config.values import check_plain
 from ..errors import SettingsError, WanError
 from ..models.weights import resolve_models_dir
-from .inputs import confine_job_paths
+from .inputs import confine_job_paths, inline_manifest
 from .manifest import Manifest
 from .names import settings_hash
 from .run_folder import RunFolder, check_timestring
@@ -86,6 +86,8 @@ def check_job(spec: JobSpec, outdir: str | os.PathLike, *, models_dir: str | Non
     raw = dict(spec.settings)
     if confine:
         raw = confine_job_paths(raw, outdir, resolve_models_dir(models_dir), label, inputs)
+    else:
+        raw = inline_manifest(raw, None, label)
     settings = load_settings(raw, name=label, models_dir=models_dir)
     resume = spec.resume or settings.resume_timestring
     if resume:

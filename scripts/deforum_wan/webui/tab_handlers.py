@@ -17,7 +17,7 @@ from ..errors import WanError
 from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render.camera_preview import prune_previews, write_preview
-from ..render.inputs import find_inside, input_roots
+from ..render.inputs import find_inside, inline_manifest, input_roots
 from ..render.job import CheckedJob, JobSpec, check_job
 from ..render.names import make_timestring, write_settings
 from ..service.paths import keep_upload
@@ -276,7 +276,8 @@ class WanTab:
         parseq = ""  # the first file's Parseq manifest, said with the import
         try:
             for path in paths:
-                data = read_settings_file(self._readable(path))
+                # a manifest file it names is read now, from the folders a job may read
+                data = inline_manifest(read_settings_file(self._readable(path)), input_roots(self.outdir), Path(path).name)
                 read = load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
                 loaded.append((Path(path).stem, data))
                 needs = needs or self._depth_note(read)
