@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from . import prompt_text
 from .camera import CAMERA_DEFAULTS
+from .parseq import PROMPT_FIELD
 from .schedule import ExprError, build_schedule, seed_at
 from .settings import RenderSettings
 
@@ -69,7 +70,7 @@ def from_manifest(settings: RenderSettings) -> set[str]:
                       ("subseed", "subseed_schedule"), ("subseed_strength", "subseed_strength_schedule")):
         if manifest.field_of(key) is not None:
             given.add(name)
-    if manifest.prompts(1) is not None:
+    if PROMPT_FIELD in manifest.fields:
         given |= {"prompt", "negative_prompt"}
     return given
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import SettingsError
 from ..models.registry import ModelSpec, continuation_model
+from .parseq import PROMPT_FIELD
 from .schedule import seed_at
 from .settings import RenderSettings
 
@@ -204,7 +205,7 @@ def _from_manifest(settings: RenderSettings) -> dict[str, str]:
     out = {}
     if manifest.field_of("seed_schedule"):
         out["seed"] = "Parseq manifest seed (its fractional part, the subseed strength, has no Wan counterpart)"
-    if manifest.prompts(1) is not None:
+    if PROMPT_FIELD in manifest.fields:
         out["prompt"] = "Parseq manifest deforum_prompt at the window's segment"
     return out
 
