@@ -54,7 +54,7 @@ def frame_values(settings: RenderSettings) -> list[dict]:
             "subseed": int(settings.subseed[f]) if settings.subseed is not None else NO_SUBSEED,
             "subseed_strength": float(settings.subseed_strength[f]) if settings.subseed_strength is not None
             else NO_SUBSEED_STRENGTH,
-            "cfg": settings.cfg[f], "strength": strength[f],
+            "cfg": settings.cfg[f], "strength": min(max(strength[f], 0.0), 1.0),  # Deforum clamps it so
             "camera": {name: values[f] for name, values in series.items()},
         })
     return out
