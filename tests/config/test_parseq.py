@@ -169,7 +169,7 @@ def test_plain_files_get_frames_too():
     assert [r["seed"] for r in rows[:3]] == [3, 4, 5]
     assert [r["camera"]["zoom"] for r in rows] == pytest.approx([1 + 0.1 * f for f in range(8)])
     assert rows[0]["subseed"] == -1 and rows[0]["subseed_strength"] == 0
-    strong = frame_values(load_settings(dict(BASE, strength_schedule="0: (1.4), 4: (-0.5)")))
+    strong = frame_values(load_settings(dict(BASE, strength_schedule="0: (1.4), 3: (1.4), 4: (-0.5)")))
     assert [r["strength"] for r in strong] == [1.0] * 4 + [0.0] * 4  # clamped as Deforum sends it
 
 
