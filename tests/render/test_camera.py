@@ -29,8 +29,22 @@ def _flip(c) -> tuple | None:
 @pytest.mark.parametrize("i", range(len(META["2d"])))
 def test_2d_step_is_deforums_to_the_bit(i):
     c = META["2d"][i]
+    if c["flip"]:  # Deforum drops the translation under the flip (an np.matmul out buffer): so do its images
+        c = dict(c, translation_x=0.0, translation_y=0.0)
     out = warp_2d(STEPS["image"], matrix_2d(c, W, H, _flip(c) if c["flip"] else None), c["border"])
     assert np.array_equal(out, STEPS[f"2d_{i}"])
+
+
+def test_2d_flip_moves_by_the_translation_deforum_meant():
+    c = next(c for c in META["2d"] if c["flip"])
+    moved = matrix_2d(c, W, H, _flip(c))
+    still = matrix_2d(dict(c, translation_x=0.0, translation_y=0.0), W, H, _flip(c))
+    # the flipped, rotated frame of the translated point is where the untranslated one lands
+    point = np.array([5.0, 7.0, 1.0])
+    shifted = point + [c["translation_x"], c["translation_y"], 0.0]
+    a, b = moved @ point, still @ shifted
+    assert np.allclose(a[:2] / a[2], b[:2] / b[2])
+    assert not np.allclose(moved, still)
 
 
 @pytest.mark.parametrize("i", range(len(META["3d"])))

@@ -4,13 +4,13 @@ file (their matrices and offset fields), the steps from a window's first frame t
 
 Deforum moves its canvas once per output frame (``animation.py``): frame i is frame i-1 warped
 by the step of frame i, then diffused. A settings file therefore defines an exact sequence of
-image warps that needs no model. Conventions kept from Deforum, quirks included:
+image warps that needs no model. Conventions kept from Deforum:
 
 - 2D: rotation about the transform centre with zoom (``cv2.getRotationMatrix2D``) after a
   translation in pixels per frame (``render.warp`` warps forward with ``cv2.warpPerspective``,
   border ``replicate``/``wrap``). With ``enable_perspective_flip`` Deforum computes
-  ``np.matmul(bM, rot, trans)``: the third argument is numpy's ``out``, so the translation is
-  dropped (``quirks`` says so).
+  ``np.matmul(bM, rot, trans)``: the third argument is numpy's ``out``, so Deforum drops the
+  translation; here it is applied, as meant (``quirks`` says so).
 - 3D: translation /200, rotation X·Y·Z, a field of view camera whose aspect is the
   ``aspect_ratio_schedule`` (W/H only with ``aspect_ratio_use_old_formula``); near and far
   cancel out of x and y. Depth is normalised, histogram-equalised and mapped to z per depth
@@ -143,9 +143,8 @@ def matrix_2d(p: dict, W: int, H: int, flip: tuple[float, float, float, float] |
     rot = np.vstack([_rotation_about(W * p["transform_center_x"], H * p["transform_center_y"], p["angle"],
                                      p["zoom"]), [0, 0, 1]])
     trans = np.vstack([np.float32([[1, 0, p["translation_x"]], [0, 1, p["translation_y"]]]), [0, 0, 1]])
-    if flip is not None:
-        return flip_matrix(W, H, *flip) @ rot  # Deforum's matmul(bM, rot, trans): trans is the out buffer
-    return rot @ trans
+    # Deforum's matmul(bM, rot, trans) meant this product (numpy takes trans as its out buffer)
+    return flip_matrix(W, H, *flip) @ rot @ trans if flip is not None else rot @ trans
 
 
 def rotation_3d(rx: float, ry: float, rz: float) -> np.ndarray:
@@ -272,7 +271,8 @@ class Camera:
         if flip and mode == "2D" and any(series[k][i] for k in ("translation_x", "translation_y")
                                          for i in range(max_frames)):
             camera.quirks.append("2D perspective flip: Deforum drops translation_x/y while the flip is on"
-                                 " (np.matmul's third argument is its output buffer); so does this path")
+                                 " (np.matmul's third argument is its output buffer); this path moves by them,"
+                                 " as meant")
         return camera
 
     def check_invertible(self) -> None:
