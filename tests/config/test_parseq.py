@@ -49,6 +49,9 @@ def load(frames, options=None, **keys):
     ('{"options": {}, "rendered_frames": [{"frame": 1}]}', "no frame 0"),
     ('{"options": {"output_fps": -3}, "rendered_frames": [{"frame": 0}]}', "output_fps"),
     ('[1, 2]', "JSON object"),
+    ('{"options": {}, "rendered_frames": [{"frame": 0, "zoom": 1e999}]}', "zoom must be a number"),
+    ('{"options": {}, "rendered_frames": [{"frame": 0, "zoom": 1' + "0" * 400 + '}]}', "integer of"),
+    ('{"options": {}, "rendered_frames": [{"frame": 0, "deforum_prompt": "a \\ud800"}]}', "lone surrogate"),
     ("https://sd-parseq.web.app/api/manifest/abc", "URL, which is not fetched"),
 ])
 def test_a_bad_manifest_is_one_line(value, says):

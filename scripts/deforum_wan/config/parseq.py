@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from . import values
 from .schedule import ExprError
 
 MAX_MANIFEST_CHARS = 100 * 2**20  # refused unparsed above this (real ones: ~1 kB a frame)
@@ -132,6 +133,7 @@ def read_manifest(raw: dict) -> Manifest | None:
         return None
     keys = {k.name: k.read(raw.get(k.name, k.default)) for k in PARSEQ_KEYS if k.name != "parseq_manifest"}
     data = _parse(given)
+    values.check_plain(data, "parseq_manifest")  # lone surrogates, integers no float holds
     if not isinstance(data, dict):
         raise ExprError(f"parseq_manifest must be a JSON object (Parseq's manifest), got {type(data).__name__}")
     options = data.get("options")
