@@ -186,8 +186,9 @@ _values = st.floats(-5, 5, allow_nan=False).map(lambda v: round(v, 3))
        cfg=st.lists(st.floats(1, 12).map(lambda v: round(v, 2)), min_size=1, max_size=3),
        prompts=st.lists(st.sampled_from(["a cat", "a dog --neg rain", "(sea:1.3) at dusk"]), min_size=1, max_size=3,
                         unique=True),
-       seed=st.integers(0, 2**32 - 1))
-def test_a_manifest_of_a_schedules_values_plans_as_that_schedule(n, zoom, angle, tx, strength, cfg, prompts, seed):
+       seed=st.integers(0, 2**32 - 1), deltas=st.booleans())
+def test_a_manifest_of_a_schedules_values_plans_as_that_schedule(n, zoom, angle, tx, strength, cfg, prompts, seed,
+                                                                 deltas):
     def keyframes(values):
         return ", ".join(f"{i * n // len(values)}: ({v})" for i, v in enumerate(values))
 
@@ -200,7 +201,11 @@ def test_a_manifest_of_a_schedules_values_plans_as_that_schedule(n, zoom, angle,
                "subseed": r["subseed"], "subseed_strength": r["subseed_strength"],
                "scale": r["cfg"], "strength": r["strength"], "zoom": r["camera"]["zoom"],
                "angle": r["camera"]["angle"], "translation_x": r["camera"]["translation_x"]} for r in rows]
-    parseq = load_settings(dict(BASE, max_frames=n, seed=seed, parseq_use_deltas=False,
+    if deltas:  # the same steps as Parseq's deltas (the step from f-1 to f); the absolute fields unused
+        for entry in frames:
+            for name in ("zoom", "angle", "translation_x"):
+                entry[name + "_delta"], entry[name] = entry[name], 99.0
+    parseq = load_settings(dict(BASE, max_frames=n, seed=seed, parseq_use_deltas=deltas,
                                 parseq_manifest=manifest(frames, output_fps=15)))
     assert frame_values(parseq) == rows
     def planned(settings):  # what the render does; sources, notes and warnings say where it came from
