@@ -65,7 +65,13 @@ def comfy(tiny_models_dir, tmp_path_factory):
     transformer = WanTransformer3DModel.from_pretrained(folder / "transformer").state_dict()
     original = {"model.diffusion_model." + to_original_name(k): v.to(torch.bfloat16) for k, v in transformer.items()}
     save_file(original, root / "diffusion_models" / "wan_tiny_bf16.safetensors")
-    save_file(_fp8_scaled(original), root / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
+    scaled = _fp8_scaled(original)
+    save_file(scaled, root / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
+    # What loading it converted to before: each matrix fp8 times its scale in float32, then bf16.
+    save_file({k: (v.float() * scaled[k[:-len(".weight")] + ".scale_weight"]).to(torch.bfloat16)
+               if k[:-len(".weight")] + ".scale_weight" in scaled else v.to(torch.bfloat16)
+               for k, v in scaled.items() if not k.endswith(".scale_weight") and k != "scaled_fp8"},
+              root / "diffusion_models" / "wan_tiny_fp8_scaled_as_bf16.safetensors")
     fp8 = _fp8(original)
     save_file(fp8, root / "diffusion_models" / "wan_tiny_fp8.safetensors")
     # What loading it converted to before: the same fp8 values upcast (exactly) to bf16.
@@ -173,10 +179,51 @@ def test_a_lora_on_an_fp8_file_dequantises_it_and_says_so(tiny_models_dir, extra
     assert any("dequantised to bfloat16 (LoRAs" in line for _, line in reports[1.0])
 
 
-def test_a_scaled_fp8_file_is_dequantised_and_says_so(tiny_models_dir, extra, monkeypatch):
+SCALED_TOLERANCE = 0.01  # mean absolute frame difference: scales applied per layer against dequantised on load
+
+
+def test_a_scaled_fp8_file_stays_float8_and_renders_like_its_dequantised_weights(tiny_models_dir, extra,
+                                                                                  monkeypatch):
+    import torch
+
+    from deforum_wan.backends.scaled_fp8 import ScaledFp8Linear
+
     monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
-    _, backend, report = _render(resolve_model("wan_tiny_fp8_scaled.safetensors"), tiny_models_dir)
-    assert any("fp8 e4m3fn scaled dequantised to bfloat16" in line for _, line in report)
+    upcast, _, _ = _render(resolve_model("wan_tiny_fp8_scaled_as_bf16.safetensors"), tiny_models_dir)
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu")
+    backend, report = load_backend(resolve_model("wan_tiny_fp8_scaled.safetensors"), "diffusers", options)
+    try:
+        linears = [m for name, m in backend.pipe.transformer.named_modules()
+                   if isinstance(m, torch.nn.Linear) and name.startswith("blocks.")]
+        assert linears and all(m.weight.dtype == torch.float8_e4m3fn for m in linears)
+        assert all(isinstance(m, ScaledFp8Linear) and m.weight_scale != 1.0 for m in linears)
+        frames = backend.generate(_request())
+        assert all(m.weight.dtype == torch.float8_e4m3fn for m in linears)  # stored again after each layer
+    finally:
+        backend.close()
+    difference = float(np.abs(frames - upcast).mean())
+    assert difference < SCALED_TOLERANCE, difference
+    assert any("fp8 e4m3fn scaled weights kept in float8 (times its per-tensor scales)" in line for _, line in report)
+
+
+def test_a_scaled_fp8_layer_computes_its_weight_times_its_scale(tiny_models_dir, extra):
+    """Without its scale a layer's output would be off by the scale (about 1/448 of the weights)."""
+    import torch
+
+    path = extra / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors"
+    kept = load_transformer(path, detect(read_header(path)), torch.bfloat16, tiny_models_dir / "tiny-random")
+    path = extra / "diffusion_models" / "wan_tiny_fp8_scaled_as_bf16.safetensors"
+    upcast = load_transformer(path, detect(read_header(path)), torch.bfloat16, tiny_models_dir / "tiny-random")
+    layer, reference = kept.blocks[0].attn1.to_q, upcast.blocks[0].attn1.to_q
+    assert layer.weight.dtype == torch.float8_e4m3fn and reference.weight.dtype == torch.bfloat16
+    # the weight it computes with is the dequantised one, to the bit
+    assert torch.equal(layer.weight.to(torch.bfloat16) * layer.weight_scale, reference.weight)
+    x = torch.randn(3, layer.in_features, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    with torch.no_grad():
+        out, expected = layer(x).float(), reference(x).float()
+    # the bias is rounded to float8 in a float8 layer (diffusers' layerwise casting does so): close, not equal
+    assert torch.allclose(out, expected, atol=0.05, rtol=0.05)
+    assert layer.weight.dtype == torch.float8_e4m3fn  # stored again after its forward
 
 
 def test_parts_come_from_the_files_beside_it(tiny_models_dir, extra):
