@@ -29,8 +29,6 @@ from ..models.places import find_weight_file, model_roots, weight_files
 from ..models.random_full import keep_fp32, published_config
 from ..models.registry import ModelSpec
 from ..models.weights import resolve_models_dir
-from .scaled_fp8 import make_scaled, unmake_scaled
-
 
 SCALE = ".scale_weight"  # where a kept float8 weight's scale is handed on: ``<layer>.scale_weight``
 
@@ -231,6 +229,8 @@ def _fp8_model(cls, config: dict, state: dict, dtype):
     float8, as layerwise casting does."""
     import torch
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    from .scaled_fp8 import make_scaled, unmake_scaled
 
     with torch.device("meta"):
         model = cls.from_config(config)
