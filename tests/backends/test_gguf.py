@@ -4,6 +4,7 @@ F32), rendered against the diffusers folder of the same weights."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,20 @@ def test_a_gguf_text_encoder_loads_beside_a_transformer_file(tiny_models_dir, tm
         got, want = pipe.text_encoder(ids).last_hidden_state, reference(ids).last_hidden_state
     difference = float((got - want).abs().max())
     assert 0 < difference < ENCODER_TOLERANCE, difference  # F16 matrices: close, not the same tensors
+
+
+@pytest.mark.parametrize("qtype", ["F16", "Q4_K"])
+def test_a_gguf_transformers_header_size_is_what_it_holds_loaded(tiny_models_dir, wide, qtype):
+    """Read from the header without loading: quantised matrices at their block bytes, the rest in
+    the render dtype (the float32 modules in float32)."""
+    import torch
+
+    from deforum_wan.models.footprint import model_parts
+
+    folder, comfy = wide
+    spec = resolve_model(f"wan_wide_{qtype}.gguf", str(folder), models_dir=tiny_models_dir, extra=[comfy])
+    part = model_parts(spec, tiny_models_dir, [comfy], dtype="bfloat16")[0]
+    assert (part.part, part.format, part.quant) == ("transformer", "GGUF file", qtype)
+    model = load_transformer(Path(spec.weights), detect(read_header(spec.weights)), torch.bfloat16, folder)
+    assert part.bytes == sum(t.numel() * t.element_size() for t in model.parameters())
+    assert ("kept quantised" in part.held) == (qtype != "F16")

@@ -204,6 +204,10 @@ def test_a_scaled_fp8_file_stays_float8_and_renders_like_its_dequantised_weights
     difference = float(np.abs(frames - upcast).mean())
     assert difference < SCALED_TOLERANCE, difference
     assert any("fp8 e4m3fn scaled weights kept in float8 (times its per-tensor scales)" in line for _, line in report)
+    # each part's format, size from its header and place, in the load report
+    assert any(line.startswith("transformer: safetensors file fp8 e4m3fn scaled from ") and
+               "float8 matrices, computed in bf16" in line and line.endswith("in memory, on CPU") for _, line in report)
+    assert any(line.startswith("vae: safetensors file fp32 from ") for _, line in report)
 
 
 def test_a_scaled_fp8_layer_computes_its_weight_times_its_scale(tiny_models_dir, extra):
@@ -310,3 +314,72 @@ def test_models_lists_every_file_with_its_kind_or_why_not(comfy, tmp_path, capsy
     assert "VAE" in by_name["wan_tiny_vae.safetensors"]
     assert "unusable" in by_name["link_out.safetensors"] and "links out of" in by_name["link_out.safetensors"]
     assert "unusable" in by_name["truncated.safetensors"]
+
+
+def _held(module) -> int:
+    """Bytes of a module's parameters, a storage two of them share (tied embeddings) once."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in module.parameters()}
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name", ["wan_tiny_bf16", "wan_tiny_fp8", "wan_tiny_fp8_scaled"])
+def test_the_header_sizes_are_the_bytes_each_part_holds_once_loaded(tiny_models_dir, extra, monkeypatch, name):
+    """model_parts reads headers only; what it says each part takes is what the loaded part holds."""
+    import torch
+
+    from deforum_wan.backends.single_file import load_file_pipeline
+    from deforum_wan.models.footprint import model_parts
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    spec = resolve_model(f"{name}.safetensors", models_dir=tiny_models_dir)
+    parts = {p.part: p for p in model_parts(spec, tiny_models_dir, dtype="bfloat16", place="GPU")}
+    assert set(parts) == {"transformer", "text_encoder", "vae"}
+    assert parts["transformer"].source == spec.weights and parts["vae"].format == "safetensors file"
+    assert parts["vae"].source.endswith("wan_tiny_vae.safetensors") and parts["text_encoder"].quant == "bf16"
+    pipe = load_file_pipeline(spec, "WanPipeline", {"default": torch.bfloat16, "vae": torch.float32}, tiny_models_dir)
+    for part in ("transformer", "text_encoder", "vae"):
+        assert parts[part].bytes == _held(getattr(pipe, part)), part
+    float8 = sum(t.numel() for t in pipe.transformer.parameters() if t.dtype == torch.float8_e4m3fn)
+    assert (float8 > 0) == ("fp8" in name) and ("float8" in parts["transformer"].held) == ("fp8" in name)
+
+
+@pytest.mark.parametrize("float8", [False, True])
+def test_a_folders_header_sizes_are_what_it_holds_loaded_with_or_without_float8_storage(tiny_models_dir, float8):
+    from deforum_wan.models.footprint import model_parts
+
+    spec = get_model("tiny-random")
+    parts = {p.part: p for p in model_parts(spec, tiny_models_dir, dtype="bfloat16", float8=float8, place="CPU")}
+    assert set(parts) == {"transformer", "text_encoder", "vae"} and parts["vae"].format == "diffusers folder"
+    assert parts["transformer"].quant == "fp32" and parts["transformer"].place == "CPU"
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu", layerwise_fp8=float8)
+    backend, _ = load_backend(spec, "diffusers", options)
+    try:
+        for part in ("transformer", "text_encoder", "vae"):
+            assert parts[part].bytes == _held(getattr(backend.pipe, part)), part
+    finally:
+        backend.close()
+
+
+def test_plan_says_each_parts_format_size_and_place(tiny_models_dir, extra, tmp_path, capsys, monkeypatch):
+    import json
+
+    from helpers import QUICK, settings
+
+    from deforum_wan.cli.main import main
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(settings({**QUICK, "wan_model": "wan_tiny_fp8_scaled.safetensors"})))
+    assert main(["plan", str(path), "--json", "--set", "wan_dtype=bfloat16"]) == 0
+    memory = json.loads(capsys.readouterr().out)["memory"]["wan_tiny_fp8_scaled.safetensors"]
+    parts = {p["part"]: p for p in memory}
+    assert parts["transformer"]["quant"] == "fp8 e4m3fn scaled" and parts["transformer"]["format"] == "safetensors file"
+    assert parts["vae"]["source"].endswith("wan_tiny_vae.safetensors") and parts["vae"]["held"] == "fp32"
+    header = read_header(extra / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
+    # smaller than the file (its float8 matrices stay float8; scales are plain numbers), never zero
+    assert 0 < parts["transformer"]["bytes"] < header.size
+    assert all(p["place"].startswith("GPU") for p in memory)
+    assert main(["plan", str(path), "--set", "wan_preset=low-vram"]) == 0
+    text = capsys.readouterr().out
+    assert "memory of wan_tiny_fp8_scaled.safetensors" in text and "(group offload)" in text
+    assert "transformer: safetensors file fp8 e4m3fn scaled" in text

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from ..errors import BackendError, WanError
 from ..models.detect import DROPPED, MARKERS, SCALE_SUFFIXES, Detected, detect
-from ..models.file_models import components_base, folder_transformer, locate_components
+from ..models.file_models import component_file, components_base, folder_transformer, locate_components
 from ..models.headers import read_header
-from ..models.places import find_weight_file, model_roots, weight_files
+from ..models.places import model_roots
 from ..models.random_full import keep_fp32, published_config
 from ..models.registry import ModelSpec
 from ..models.weights import resolve_models_dir
@@ -109,34 +109,6 @@ def components_folder(spec: ModelSpec, models_dir=None) -> Path | None:
 
         return ensure_tiny_model(base.id, resolve_models_dir(models_dir))
     return locate_components(base, models_dir)
-
-
-def _fits(kind: str, found: Detected, transformer: dict) -> bool:
-    """A component file of ``kind`` that fits the transformer's widths."""
-    if found.kind != kind:
-        return False
-    if kind == "text_encoder":
-        return found.config["d_model"] == transformer["text_dim"]
-    if kind == "vae":
-        return found.config["z_dim"] == transformer["out_channels"]
-    if kind == "clip_vision":
-        return found.config["hidden_size"] == transformer.get("image_dim")
-    return False
-
-
-def component_file(kind: str, transformer: dict, roots: list[Path]) -> tuple[Path, Detected] | None:
-    """The first file of ``kind`` in the model folders that fits (headers only)."""
-    for path, folder_kind in weight_files(roots):
-        readable = path.suffix == ".safetensors" or (kind == "text_encoder" and path.suffix == ".gguf")
-        if folder_kind not in (None, kind) or not readable:
-            continue
-        try:
-            found = detect(read_header(find_weight_file(str(path), roots)))
-        except WanError:  # unusable or refused: `models` lists why
-            continue
-        if _fits(kind, found, transformer):
-            return path, found
-    return None
 
 
 # --- loading each part -----------------------------------------------------------------------

@@ -14,14 +14,18 @@ from .args import add_settings_args, apply_extra_dirs, overrides
 
 
 def cmd_plan(args) -> int:
+    from ..config.memory_plan import format_memory, memory_parts
     from ..config.planner import format_plan, make_plan
     from ..config.settings import load_settings
 
-    plan = make_plan(load_settings(args.settings, overrides(args)))
+    settings = load_settings(args.settings, overrides(args))
+    plan = make_plan(settings)
+    memory = memory_parts(settings)  # headers of the weights on disk only
     if args.json:
-        print(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
+        data = {**plan.to_json(), "memory": {m: [p.to_json() for p in parts] for m, parts in memory.items()}}
+        print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        print(format_plan(plan))
+        print("\n".join([format_plan(plan), *format_memory(memory)]))
     return 0
 
 
