@@ -17,8 +17,8 @@ from deforum_wan.models.detect import detect
 from deforum_wan.models.file_models import resolve_model
 from deforum_wan.models.headers import read_header
 from deforum_wan.models.places import EXTRA_DIRS_ENV
+from deforum_wan.models.wan_files import comfy_pick as _pick
 
-BLOCK = {"F16": 1, "Q8_0": 32, "Q4_0": 32, "Q4_K": 256}
 # Mean absolute difference of the frames (0..1) against the folder's fp32 render, about 10x what
 # was measured on this model (F16 1.0e-5, Q8_0 7.7e-5, Q4_0 4.9e-3, Q4_K 1.1e-3).
 TOLERANCE = {"F16": 1e-4, "Q8_0": 1e-3, "Q4_0": 0.05, "Q4_K": 0.01}
@@ -27,16 +27,6 @@ TOLERANCE = {"F16": 1e-4, "Q8_0": 1e-3, "Q4_0": 0.05, "Q4_K": 0.01}
 def _request(seed=3):
     return GenerateRequest(mode="t2v", prompt="a red fox in the snow", negative_prompt="blurry", num_frames=5,
                            width=32, height=32, seed=seed, guidance_scale=5.0, steps=2)
-
-
-def _pick(qtype):
-    """ComfyUI-GGUF's choice: vectors and small tensors F32, matrices in ``qtype`` when their rows
-    are whole blocks of it (else F32, as real writers fall back)."""
-    def pick(name, array):
-        if array.ndim != 2 or array.size <= 1024:
-            return "F32"
-        return qtype if array.shape[-1] % BLOCK[qtype] == 0 else "F32"
-    return pick
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +48,7 @@ def wide(tiny_models_dir, tmp_path_factory):
     state = {to_original_name(k): v for k, v in model.state_dict().items()}
     models = base / "ComfyUI" / "models" / "diffusion_models"
     models.mkdir(parents=True)
-    for qtype in BLOCK:
+    for qtype in TOLERANCE:
         write_gguf(models / f"wan_wide_{qtype}.gguf", state, _pick(qtype))
     return folder, models.parent
 

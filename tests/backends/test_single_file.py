@@ -17,6 +17,7 @@ from deforum_wan.models.file_models import resolve_model
 from deforum_wan.models.places import EXTRA_DIRS_ENV
 from deforum_wan.models.registry import get_model
 from deforum_wan.models.st_header import read_header
+from deforum_wan.models.wan_files import fp8_state
 
 FP8_TOLERANCE = 0.05  # mean absolute difference of the frames (0..1) against the folder's render
 
@@ -39,14 +40,6 @@ def _fp8_scaled(state: dict) -> dict:
         else:
             out[name] = tensor.to(torch.bfloat16)
     return out
-
-
-def _fp8(state: dict) -> dict:
-    """A plain fp8 e4m3fn file: each matrix rounded to float8, no scales, the rest bf16."""
-    import torch
-
-    return {name: tensor.to(torch.float8_e4m3fn) if name.endswith(".weight") and tensor.dim() == 2
-            else tensor.to(torch.bfloat16) for name, tensor in state.items()}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +65,7 @@ def comfy(tiny_models_dir, tmp_path_factory):
                if k[:-len(".weight")] + ".scale_weight" in scaled else v.to(torch.bfloat16)
                for k, v in scaled.items() if not k.endswith(".scale_weight") and k != "scaled_fp8"},
               root / "diffusion_models" / "wan_tiny_fp8_scaled_as_bf16.safetensors")
-    fp8 = _fp8(original)
+    fp8 = fp8_state(original)
     save_file(fp8, root / "diffusion_models" / "wan_tiny_fp8.safetensors")
     # What loading it converted to before: the same fp8 values upcast (exactly) to bf16.
     save_file({k: v.to(torch.bfloat16) for k, v in fp8.items()},
