@@ -12,7 +12,7 @@ from helpers import to_original_name, write_gguf
 
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.chain import load_backend
-from deforum_wan.backends.single_file import load_transformer
+from deforum_wan.backends.single_file import load_transformer, storage_note
 from deforum_wan.models.detect import detect
 from deforum_wan.models.file_models import resolve_model
 from deforum_wan.models.headers import read_header
@@ -201,3 +201,6 @@ def test_a_gguf_transformers_header_size_is_what_it_holds_loaded(tiny_models_dir
     model = load_transformer(Path(spec.weights), detect(read_header(spec.weights)), torch.bfloat16, folder)
     assert part.bytes == sum(t.numel() * t.element_size() for t in model.parameters())
     assert ("kept quantised" in part.held) == (qtype != "F16")
+    # the load report's note agrees: diffusers reads F16 tensors as plain ones, in the render dtype
+    note = storage_note(Path(spec.weights), detect(read_header(spec.weights)), torch.bfloat16)
+    assert ("kept quantised" in note) == (qtype != "F16")

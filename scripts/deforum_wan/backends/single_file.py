@@ -163,7 +163,7 @@ def storage_note(path: Path, found: Detected, dtype, keep_fp8: bool = True) -> s
             if keep_fp8 else f"{path.name}: {found.quant} dequantised to {name} (LoRAs are loaded into it)"
     if found.quant.startswith("fp8") and found.quant.endswith("scaled"):
         return f"{path.name}: {found.quant} dequantised to {name} (its scales are not one per tensor)"
-    if path.suffix.lower() == ".gguf":
+    if path.suffix.lower() == ".gguf" and found.quant not in ("F16", "F32"):  # diffusers reads those as plain tensors
         return f"{path.name}: {found.quant} kept quantised, dequantised to {name} per layer"
     return f"{path.name}: {found.quant} weights in {name}"
 
