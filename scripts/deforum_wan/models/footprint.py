@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import WanError
-from .detect import DROPPED, MARKERS, SCALE_SUFFIXES, detect, stored_quant
+from .detect import COMFY_PREFIX, DROPPED, MARKERS, SCALE_SUFFIXES, detect, stored_quant
 from .file_models import component_file, components_base, locate_components
 from .gguf_header import GGML_TYPES
 from .headers import read_header
@@ -35,7 +35,8 @@ FP32_PARTS = {"time_embedder", "scale_shift_table", "norm1", "norm2", "norm3", "
 # diffusers' layerwise casting skips these (Wan's _skip_layerwise_casting_patterns and diffusers'
 # default ones, in Wan's original names too: head.head is proj_out).
 NOT_FLOAT8 = ("patch_embedding", "condition_embedder", "time_embedding", "time_projection", "text_embedding",
-              "img_emb", "norm", "pos_embed", "proj_out", "head.head")
+              "img_emb", "norm", "pos_embed")
+TOP_NOT_FLOAT8 = ("proj_out.", "head.head.")  # diffusers' "^proj_out$": the output layer, not VACE's
 GGUF_PLAIN = ("F32", "F16")  # diffusers' GGUF reader makes these plain tensors (in the render dtype)
 PARTS = ("text_encoder", "vae", "image_encoder")
 FILE_KIND = {"text_encoder": "text_encoder", "vae": "vae", "image_encoder": "clip_vision"}
@@ -62,9 +63,8 @@ class Part:
         if not self.source:
             return f"{self.part}: {self.format}"
         size = "size unknown" if self.bytes is None else f"{human_bytes(self.bytes)} in memory"
-        where = f" from {self.source}" if self.source else ""
-        return f"{self.part}: {' '.join(filter(None, (self.format, self.quant)))}{where}; {self.held}, {size}," \
-            f" on {self.place}"
+        return f"{self.part}: {' '.join(filter(None, (self.format, self.quant)))} from {self.source};" \
+            f" {self.held}, {size}, on {self.place}"
 
 
 def human_bytes(n: int) -> str:
@@ -81,11 +81,13 @@ def placement(offload: str, device: str = "auto") -> str:
     return PLACES.get(offload, PLACES["none"]) + (" (the CPU, in fp32, when there is none)" if device == "auto" else "")
 
 
+GGML_BLOCKS = {name: (elements, size) for name, elements, size in GGML_TYPES.values()}
+
+
 def _stored(tensor) -> int:
-    if tensor.dtype in DTYPE_BYTES:
-        return math.prod(tensor.shape) * DTYPE_BYTES[tensor.dtype]
-    per_block = {name: (elements, size) for name, elements, size in GGML_TYPES.values()}[tensor.dtype]
-    return math.prod(tensor.shape) // per_block[0] * per_block[1]
+    """A GGUF tensor's bytes: whole blocks of its type."""
+    elements, size = GGML_BLOCKS[tensor.dtype]
+    return math.prod(tensor.shape) // elements * size
 
 
 def held_bytes(header: Header, dtype: str, transformer: bool, float8: bool) -> int:
@@ -102,7 +104,7 @@ def held_bytes(header: Header, dtype: str, transformer: bool, float8: bool) -> i
         if tensor.dtype not in DTYPE_BYTES and tensor.dtype not in GGUF_PLAIN:
             # GGUF: stays quantised, but where diffusers keeps float32 (dequantised there)
             total += numel * 4 if fp32 else _stored(tensor)
-        elif float8 and not any(p in name for p in NOT_FLOAT8) and not fp32 and _float8_place(header, name):
+        elif float8 and not fp32 and _float8_place(header, name):
             total += numel
         else:
             total += numel * (4 if fp32 else size)
@@ -110,7 +112,9 @@ def held_bytes(header: Header, dtype: str, transformer: bool, float8: bool) -> i
 
 
 def _float8_place(header: Header, name: str) -> bool:
-    """A Linear's weight (a matrix) or its bias, in a file whose matrices are float8 or not."""
+    """A Linear's weight (a matrix) or its bias that diffusers' layerwise casting stores in float8."""
+    if any(p in name for p in NOT_FLOAT8) or name.removeprefix(COMFY_PREFIX).startswith(TOP_NOT_FLOAT8):
+        return False
     base = name.rsplit(".", 1)[0]
     weight = header.tensors.get(base + ".weight")
     return weight is not None and len(weight.shape) == 2
