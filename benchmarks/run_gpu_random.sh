@@ -12,18 +12,20 @@
 #      the shared encoder and VAE
 #   2. T2V-1.3B: our loop over bare diffusers calls on the same window
 #   3. TI2V-5B at TI2V_SIZE x TI2V_FRAMES, quality
-#   4. the official backend's first window, or its exact failure
+#   4. T2V-1.3B's transformer as a bf16 folder, an fp8 file, GGUF Q8_0 and Q4_K, written here from the
+#      random model: load time, peak RSS while loading, time per step, peak VRAM (FORMAT_STEPS steps)
+#   5. the official backend's first window, or its exact failure
 # Writes OUT/<date>-<gpu>-random.json and .md (commit them to benchmarks/results/) and each step's
 # JSON and log. Environment: WHEELS (.whl), PYTHON (python3), BUDGET_S (480), SIZE (832x480), FRAMES
 # (81), STEPS (10: per-step figures scale to the 50 of quality), TI2V_SIZE (1280x704), TI2V_FRAMES
-# (121), TI2V_STEPS (4), PRESETS (all,quality+wan_layerwise_fp8=true), ALLOW_CPU=1 (runs on the CPU at the scaled architecture).
+# (121), TI2V_STEPS (4), FORMAT_STEPS (2), PRESETS (all,quality+wan_layerwise_fp8=true), ALLOW_CPU=1 (runs on the CPU at the scaled architecture).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: run_gpu_random.sh OUTDIR}
 mkdir -p "$out"
 PY=${PYTHON:-python3}
 start=$SECONDS
-if ! "$PY" -c 'import diffusers, imageio_ffmpeg' 2>/dev/null; then
+if ! "$PY" -c 'import diffusers, imageio_ffmpeg, gguf' 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/deforum-wan-site \
         "${WHEELS:-.whl}"/*.whl || exit 1
     export PYTHONPATH="/tmp/deforum-wan-site${PYTHONPATH:+:$PYTHONPATH}"
@@ -44,6 +46,7 @@ step t2v-presets --model wan2.1-t2v-1.3b "${case[@]}" --preset "${PRESETS:-all,q
 step t2v-loop --model wan2.1-t2v-1.3b "${case[@]}" --skip-rss
 step ti2v --model wan2.2-ti2v-5b --random-weights --window --size "${TI2V_SIZE:-1280x704}" --frames "${TI2V_FRAMES:-121}" \
     --steps "${TI2V_STEPS:-4}" --repeat 1 --preset quality --presets-only --warmup 1
+step formats --model wan2.1-t2v-1.3b "${case[@]:0:6}" --steps "${FORMAT_STEPS:-2}" --formats
 echo "== official ($(( SECONDS - start )) s)"
 "$PY" -m deforum_wan bench official "$out/official.json" "${SIZE:-832x480}" > "$out/official.log" 2>&1
 tail -n 5 "$out/official.log"

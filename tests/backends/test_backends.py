@@ -263,7 +263,9 @@ def test_offload_vae_tiling_and_attention_options_on_cpu(options):
     opts = BackendOptions(models_dir=options.models_dir, attention="sdpa")
     backend, report = load_backend(get_model("tiny-random"), "diffusers", opts)
     with backend:
-        assert len(report) == 1  # diffusers chosen, nothing to note
+        # diffusers chosen, nothing to note but what each part holds and where
+        assert [text.split(":")[0] for _, text in report[1:]] == ["transformer", "text_encoder", "vae"]
+        assert all(text.endswith("in memory, on CPU") for _, text in report[1:])
         check_frames(backend.generate(request()), request())
 
 

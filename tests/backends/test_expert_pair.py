@@ -105,3 +105,21 @@ def test_a_mixed_pair_is_one_line(pair, monkeypatch, low, reason):
     with pytest.raises(WanError, match=reason) as err:
         resolve_model(HIGH, low=low)
     assert "\n" not in str(err.value)
+
+
+def test_both_experts_memory_from_their_headers_is_what_they_hold(pair, monkeypatch):
+    import torch
+
+    from deforum_wan.backends.single_file import load_file_pipeline
+    from deforum_wan.models.footprint import model_parts
+
+    root, same = pair
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(root))
+    spec = resolve_model(HIGH, components=str(same))
+    parts = {p.part: p for p in model_parts(spec, root, dtype="bfloat16", place="CPU")}
+    assert parts["transformer"].source.endswith(HIGH) and parts["transformer_2"].source.endswith(LOW)
+    assert parts["text_encoder"].format == "diffusers folder" and parts["text_encoder"].source.startswith(str(same))
+    pipe = load_file_pipeline(spec, "WanPipeline", {"default": torch.bfloat16, "vae": torch.float32}, root)
+    for name in ("transformer", "transformer_2", "text_encoder", "vae"):
+        held = sum(t.numel() * t.element_size() for t in getattr(pipe, name).parameters())
+        assert parts[name].bytes == held, name

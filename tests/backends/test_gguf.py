@@ -4,6 +4,7 @@ F32), rendered against the diffusers folder of the same weights."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +12,13 @@ from helpers import to_original_name, write_gguf
 
 from deforum_wan.backends.base import BackendOptions, GenerateRequest
 from deforum_wan.backends.chain import load_backend
-from deforum_wan.backends.single_file import load_transformer
+from deforum_wan.backends.single_file import load_transformer, storage_note
 from deforum_wan.models.detect import detect
 from deforum_wan.models.file_models import resolve_model
 from deforum_wan.models.headers import read_header
 from deforum_wan.models.places import EXTRA_DIRS_ENV
+from deforum_wan.models.wan_files import comfy_pick as _pick
 
-BLOCK = {"F16": 1, "Q8_0": 32, "Q4_0": 32, "Q4_K": 256}
 # Mean absolute difference of the frames (0..1) against the folder's fp32 render, about 10x what
 # was measured on this model (F16 1.0e-5, Q8_0 7.7e-5, Q4_0 4.9e-3, Q4_K 1.1e-3).
 TOLERANCE = {"F16": 1e-4, "Q8_0": 1e-3, "Q4_0": 0.05, "Q4_K": 0.01}
@@ -26,16 +27,6 @@ TOLERANCE = {"F16": 1e-4, "Q8_0": 1e-3, "Q4_0": 0.05, "Q4_K": 0.01}
 def _request(seed=3):
     return GenerateRequest(mode="t2v", prompt="a red fox in the snow", negative_prompt="blurry", num_frames=5,
                            width=32, height=32, seed=seed, guidance_scale=5.0, steps=2)
-
-
-def _pick(qtype):
-    """ComfyUI-GGUF's choice: vectors and small tensors F32, matrices in ``qtype`` when their rows
-    are whole blocks of it (else F32, as real writers fall back)."""
-    def pick(name, array):
-        if array.ndim != 2 or array.size <= 1024:
-            return "F32"
-        return qtype if array.shape[-1] % BLOCK[qtype] == 0 else "F32"
-    return pick
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +48,7 @@ def wide(tiny_models_dir, tmp_path_factory):
     state = {to_original_name(k): v for k, v in model.state_dict().items()}
     models = base / "ComfyUI" / "models" / "diffusion_models"
     models.mkdir(parents=True)
-    for qtype in BLOCK:
+    for qtype in TOLERANCE:
         write_gguf(models / f"wan_wide_{qtype}.gguf", state, _pick(qtype))
     return folder, models.parent
 
@@ -193,3 +184,23 @@ def test_a_gguf_text_encoder_loads_beside_a_transformer_file(tiny_models_dir, tm
         got, want = pipe.text_encoder(ids).last_hidden_state, reference(ids).last_hidden_state
     difference = float((got - want).abs().max())
     assert 0 < difference < ENCODER_TOLERANCE, difference  # F16 matrices: close, not the same tensors
+
+
+@pytest.mark.parametrize("qtype", ["F16", "Q4_K"])
+def test_a_gguf_transformers_header_size_is_what_it_holds_loaded(tiny_models_dir, wide, qtype):
+    """Read from the header without loading: quantised matrices at their block bytes, the rest in
+    the render dtype (the float32 modules in float32)."""
+    import torch
+
+    from deforum_wan.models.footprint import model_parts
+
+    folder, comfy = wide
+    spec = resolve_model(f"wan_wide_{qtype}.gguf", str(folder), models_dir=tiny_models_dir, extra=[comfy])
+    part = model_parts(spec, tiny_models_dir, [comfy], dtype="bfloat16")[0]
+    assert (part.part, part.format, part.quant) == ("transformer", "GGUF file", qtype)
+    model = load_transformer(Path(spec.weights), detect(read_header(spec.weights)), torch.bfloat16, folder)
+    assert part.bytes == sum(t.numel() * t.element_size() for t in model.parameters())
+    assert ("kept quantised" in part.held) == (qtype != "F16")
+    # the load report's note agrees: diffusers reads F16 tensors as plain ones, in the render dtype
+    note = storage_note(Path(spec.weights), detect(read_header(spec.weights)), torch.bfloat16)
+    assert ("kept quantised" in note) == (qtype != "F16")

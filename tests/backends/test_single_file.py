@@ -17,6 +17,7 @@ from deforum_wan.models.file_models import resolve_model
 from deforum_wan.models.places import EXTRA_DIRS_ENV
 from deforum_wan.models.registry import get_model
 from deforum_wan.models.st_header import read_header
+from deforum_wan.models.wan_files import fp8_state
 
 FP8_TOLERANCE = 0.05  # mean absolute difference of the frames (0..1) against the folder's render
 
@@ -41,14 +42,6 @@ def _fp8_scaled(state: dict) -> dict:
     return out
 
 
-def _fp8(state: dict) -> dict:
-    """A plain fp8 e4m3fn file: each matrix rounded to float8, no scales, the rest bf16."""
-    import torch
-
-    return {name: tensor.to(torch.float8_e4m3fn) if name.endswith(".weight") and tensor.dim() == 2
-            else tensor.to(torch.bfloat16) for name, tensor in state.items()}
-
-
 @pytest.fixture(scope="module")
 def comfy(tiny_models_dir, tmp_path_factory):
     """ComfyUI/models with the tiny T2V transformer (bf16 and scaled fp8, original names with
@@ -65,8 +58,14 @@ def comfy(tiny_models_dir, tmp_path_factory):
     transformer = WanTransformer3DModel.from_pretrained(folder / "transformer").state_dict()
     original = {"model.diffusion_model." + to_original_name(k): v.to(torch.bfloat16) for k, v in transformer.items()}
     save_file(original, root / "diffusion_models" / "wan_tiny_bf16.safetensors")
-    save_file(_fp8_scaled(original), root / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
-    fp8 = _fp8(original)
+    scaled = _fp8_scaled(original)
+    save_file(scaled, root / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
+    # What loading it converted to before: each matrix fp8 times its scale in float32, then bf16.
+    save_file({k: (v.float() * scaled[k[:-len(".weight")] + ".scale_weight"]).to(torch.bfloat16)
+               if k[:-len(".weight")] + ".scale_weight" in scaled else v.to(torch.bfloat16)
+               for k, v in scaled.items() if not k.endswith(".scale_weight") and k != "scaled_fp8"},
+              root / "diffusion_models" / "wan_tiny_fp8_scaled_as_bf16.safetensors")
+    fp8 = fp8_state(original)
     save_file(fp8, root / "diffusion_models" / "wan_tiny_fp8.safetensors")
     # What loading it converted to before: the same fp8 values upcast (exactly) to bf16.
     save_file({k: v.to(torch.bfloat16) for k, v in fp8.items()},
@@ -173,10 +172,55 @@ def test_a_lora_on_an_fp8_file_dequantises_it_and_says_so(tiny_models_dir, extra
     assert any("dequantised to bfloat16 (LoRAs" in line for _, line in reports[1.0])
 
 
-def test_a_scaled_fp8_file_is_dequantised_and_says_so(tiny_models_dir, extra, monkeypatch):
+SCALED_TOLERANCE = 0.01  # mean absolute frame difference: scales applied per layer against dequantised on load
+
+
+def test_a_scaled_fp8_file_stays_float8_and_renders_like_its_dequantised_weights(tiny_models_dir, extra,
+                                                                                  monkeypatch):
+    import torch
+
+    from deforum_wan.backends.scaled_fp8 import ScaledFp8Linear
+
     monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
-    _, backend, report = _render(resolve_model("wan_tiny_fp8_scaled.safetensors"), tiny_models_dir)
-    assert any("fp8 e4m3fn scaled dequantised to bfloat16" in line for _, line in report)
+    upcast, _, _ = _render(resolve_model("wan_tiny_fp8_scaled_as_bf16.safetensors"), tiny_models_dir)
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu")
+    backend, report = load_backend(resolve_model("wan_tiny_fp8_scaled.safetensors"), "diffusers", options)
+    try:
+        linears = [m for name, m in backend.pipe.transformer.named_modules()
+                   if isinstance(m, torch.nn.Linear) and name.startswith("blocks.")]
+        assert linears and all(m.weight.dtype == torch.float8_e4m3fn for m in linears)
+        assert all(isinstance(m, ScaledFp8Linear) and m.weight_scale != 1.0 for m in linears)
+        frames = backend.generate(_request())
+        assert all(m.weight.dtype == torch.float8_e4m3fn for m in linears)  # stored again after each layer
+    finally:
+        backend.close()
+    difference = float(np.abs(frames - upcast).mean())
+    assert difference < SCALED_TOLERANCE, difference
+    assert any("fp8 e4m3fn scaled weights kept in float8 (times its per-tensor scales)" in line for _, line in report)
+    # each part's format, size from its header and place, in the load report
+    assert any(line.startswith("transformer: safetensors file fp8 e4m3fn scaled from ") and
+               "float8 matrices, computed in bf16" in line and line.endswith("in memory, on CPU") for _, line in report)
+    assert any(line.startswith("vae: safetensors file fp32 from ") for _, line in report)
+
+
+def test_a_scaled_fp8_layer_computes_its_weight_times_its_scale(tiny_models_dir, extra):
+    """Without its scale a layer's output would be off by the scale (about 1/448 of the weights)."""
+    import torch
+
+    path = extra / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors"
+    kept = load_transformer(path, detect(read_header(path)), torch.bfloat16, tiny_models_dir / "tiny-random")
+    path = extra / "diffusion_models" / "wan_tiny_fp8_scaled_as_bf16.safetensors"
+    upcast = load_transformer(path, detect(read_header(path)), torch.bfloat16, tiny_models_dir / "tiny-random")
+    layer, reference = kept.blocks[0].attn1.to_q, upcast.blocks[0].attn1.to_q
+    assert layer.weight.dtype == torch.float8_e4m3fn and reference.weight.dtype == torch.bfloat16
+    # the weight it computes with is the dequantised one, to the bit
+    assert torch.equal(layer.weight.to(torch.bfloat16) * layer.weight_scale, reference.weight)
+    x = torch.randn(3, layer.in_features, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    with torch.no_grad():
+        out, expected = layer(x).float(), reference(x).float()
+    # the bias is rounded to float8 in a float8 layer (diffusers' layerwise casting does so): close, not equal
+    assert torch.allclose(out, expected, atol=0.05, rtol=0.05)
+    assert layer.weight.dtype == torch.float8_e4m3fn  # stored again after its forward
 
 
 def test_parts_come_from_the_files_beside_it(tiny_models_dir, extra):
@@ -263,3 +307,72 @@ def test_models_lists_every_file_with_its_kind_or_why_not(comfy, tmp_path, capsy
     assert "VAE" in by_name["wan_tiny_vae.safetensors"]
     assert "unusable" in by_name["link_out.safetensors"] and "links out of" in by_name["link_out.safetensors"]
     assert "unusable" in by_name["truncated.safetensors"]
+
+
+def _held(module) -> int:
+    """Bytes of a module's parameters, a storage two of them share (tied embeddings) once."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in module.parameters()}
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name", ["wan_tiny_bf16", "wan_tiny_fp8", "wan_tiny_fp8_scaled"])
+def test_the_header_sizes_are_the_bytes_each_part_holds_once_loaded(tiny_models_dir, extra, monkeypatch, name):
+    """model_parts reads headers only; what it says each part takes is what the loaded part holds."""
+    import torch
+
+    from deforum_wan.backends.single_file import load_file_pipeline
+    from deforum_wan.models.footprint import model_parts
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    spec = resolve_model(f"{name}.safetensors", models_dir=tiny_models_dir)
+    parts = {p.part: p for p in model_parts(spec, tiny_models_dir, dtype="bfloat16", place="GPU")}
+    assert set(parts) == {"transformer", "text_encoder", "vae"}
+    assert parts["transformer"].source == spec.weights and parts["vae"].format == "safetensors file"
+    assert parts["vae"].source.endswith("wan_tiny_vae.safetensors") and parts["text_encoder"].quant == "bf16"
+    pipe = load_file_pipeline(spec, "WanPipeline", {"default": torch.bfloat16, "vae": torch.float32}, tiny_models_dir)
+    for part in ("transformer", "text_encoder", "vae"):
+        assert parts[part].bytes == _held(getattr(pipe, part)), part
+    float8 = sum(t.numel() for t in pipe.transformer.parameters() if t.dtype == torch.float8_e4m3fn)
+    assert (float8 > 0) == ("fp8" in name) and ("float8" in parts["transformer"].held) == ("fp8" in name)
+
+
+@pytest.mark.parametrize("float8", [False, True])
+def test_a_folders_header_sizes_are_what_it_holds_loaded_with_or_without_float8_storage(tiny_models_dir, float8):
+    from deforum_wan.models.footprint import model_parts
+
+    spec = get_model("tiny-random")
+    parts = {p.part: p for p in model_parts(spec, tiny_models_dir, dtype="bfloat16", float8=float8, place="CPU")}
+    assert set(parts) == {"transformer", "text_encoder", "vae"} and parts["vae"].format == "diffusers folder"
+    assert parts["transformer"].quant == "fp32" and parts["transformer"].place == "CPU"
+    options = BackendOptions(models_dir=str(tiny_models_dir), dtype="bfloat16", device="cpu", layerwise_fp8=float8)
+    backend, _ = load_backend(spec, "diffusers", options)
+    try:
+        for part in ("transformer", "text_encoder", "vae"):
+            assert parts[part].bytes == _held(getattr(backend.pipe, part)), part
+    finally:
+        backend.close()
+
+
+def test_plan_says_each_parts_format_size_and_place(tiny_models_dir, extra, tmp_path, capsys, monkeypatch):
+    import json
+
+    from helpers import QUICK, settings
+
+    from deforum_wan.cli.main import main
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(settings({**QUICK, "wan_model": "wan_tiny_fp8_scaled.safetensors"})))
+    assert main(["plan", str(path), "--json", "--set", "wan_dtype=bfloat16"]) == 0
+    memory = json.loads(capsys.readouterr().out)["memory"]["wan_tiny_fp8_scaled.safetensors"]
+    parts = {p["part"]: p for p in memory}
+    assert parts["transformer"]["quant"] == "fp8 e4m3fn scaled" and parts["transformer"]["format"] == "safetensors file"
+    assert parts["vae"]["source"].endswith("wan_tiny_vae.safetensors") and parts["vae"]["held"] == "fp32"
+    header = read_header(extra / "diffusion_models" / "wan_tiny_fp8_scaled.safetensors")
+    # smaller than the file (its float8 matrices stay float8; scales are plain numbers), never zero
+    assert 0 < parts["transformer"]["bytes"] < header.size
+    assert all(p["place"].startswith("GPU") for p in memory)
+    assert main(["plan", str(path), "--set", "wan_preset=low-vram"]) == 0
+    text = capsys.readouterr().out
+    assert "memory of wan_tiny_fp8_scaled.safetensors" in text and "(group offload)" in text
+    assert "transformer: safetensors file fp8 e4m3fn scaled" in text

@@ -217,7 +217,7 @@ def test_bench_report_combines_the_steps_it_finds(tmp_path, capsys):
     assert "1.1 s / 1.0 s = 1.1 (32x32, 5 frames, 2 steps)" in text
     assert "- loop_over_bare: 1.1 (<= 1.1): met" in text
     assert "failed: `RuntimeError: needs CUDA / here`" in text
-    assert text.count("not measured (skipped or failed; see its log)") == 2  # the presets and TI2V
+    assert text.count("not measured (skipped or failed; see its log)") == 3  # the presets, TI2V and the formats
     report = json.loads(next(tmp_path.glob("*-cpu-random.json")).read_text(encoding="utf-8"))
     assert report["device"] == "cpu" and report["ti2v"] is None and report["official"]["ran"] is False
 
@@ -225,7 +225,7 @@ def test_bench_report_combines_the_steps_it_finds(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_gpu_script_runs_scaled_on_the_cpu_and_writes_its_report(tmp_path):
     env = {**os.environ, "ALLOW_CPU": "1", "PYTHON": sys.executable, "SIZE": "32x32", "FRAMES": "5", "STEPS": "2",
-           "TI2V_SIZE": "64x64", "TI2V_FRAMES": "5", "TI2V_STEPS": "1", "PRESETS": "fast"}
+           "TI2V_SIZE": "64x64", "TI2V_FRAMES": "5", "TI2V_STEPS": "1", "FORMAT_STEPS": "1", "PRESETS": "fast"}
     out = tmp_path / "report"
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "run_gpu_random.sh"), str(out)], capture_output=True,
                          text=True, env=env, timeout=900)
@@ -239,7 +239,9 @@ def test_the_gpu_script_runs_scaled_on_the_cpu_and_writes_its_report(tmp_path):
     assert report["t2v-presets"]["pair"]["shared"]["tensors_mb"] < report["t2v-presets"]["pair"]["separate"]["tensors_mb"]
     assert report["t2v-loop"]["loop_over_bare"] > 0 and report["ti2v"]["presets"]["quality"]["time_s"] > 0
     assert report["official"]["ran"] is False and "needs CUDA" in report["official"]["failure"]
+    assert report["formats"]["formats"]["rows"]["GGUF Q4_K"]["quantised"] == ["Q4_K"]
     text = md.read_text(encoding="utf-8")
+    assert "| GGUF Q8_0 |" in text and "| fp8 file |" in text
     assert "| fast |" in text and "†" in text and "warm pair" in text and "official backend" in text
 
 

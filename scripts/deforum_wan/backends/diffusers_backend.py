@@ -155,6 +155,7 @@ class DiffusersBackend(Backend):
         first = self._classes.get("t2v") or self._classes["i2v"]
         try:
             self.distill_lora = self._find_distill()  # before loading: a LoRA needs fp8 files dequantised
+            self._memory_notes()
             pipe = self._load(first, self._sharable(share_from))
             self._pipes[first] = pipe
             self._load_loras(pipe)
@@ -177,6 +178,23 @@ class DiffusersBackend(Backend):
     def _note(self, text: str, warn: bool = True) -> None:
         self.notes.append(text)
         (log.warning if warn else log.info)("%s: %s", NAME, text)
+
+    def _memory_notes(self) -> None:
+        """Each part's format, quantisation, bytes in memory (from its headers) and place, for
+        the load report."""
+        from ..models.footprint import model_parts, placement
+
+        float8 = self.options.layerwise_fp8 and self.device.type in ("cuda", "cpu")
+        try:
+            parts = model_parts(self.spec, self.options.models_dir, dtype=str(self.dtype).replace("torch.", ""),
+                                vae_dtype=str(self.vae_dtype).replace("torch.", ""), float8=float8,
+                                keep_fp8=not (self.options.loras or self.distill_lora),
+                                place=placement(self.offload, self.device.type))
+        except WanError as e:  # an unreadable header: the load itself says what is wrong
+            self._note(f"memory per part not known ({first_line(e)[:160]})", warn=False)
+            return
+        for part in parts:
+            self._note(part.line(), warn=False)
 
     def _speed_note(self, text: str, warn: bool = True) -> None:
         self.speed.speed_note(text, warn)

@@ -3,7 +3,7 @@ tokenizer, VAE and CLIP from files in the model folders or a diffusers-layout fo
 
 One reader per file format (``READERS``): safetensors in bf16/fp16/fp32 or fp8 e4m3fn (kept in
 float8 storage, computed per layer in the render dtype), ComfyUI's *scaled* fp8 included (weight =
-fp8 * its ``scale_weight``, dequantised to the render dtype); GGUF (ComfyUI-GGUF's Wan files, any
+fp8 * its ``scale_weight``, the scale applied as each layer computes: scaled_fp8.py); GGUF (ComfyUI-GGUF's Wan files, any
 ggml type diffusers dequantises), whose quantised matrices stay quantised in memory and are
 dequantised layer by layer as they compute (diffusers' GGUFQuantizationConfig). The transformer
 goes through diffusers' own single-file loader (``from_single_file``, whose converter takes Wan's
@@ -17,22 +17,26 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import tempfile
 from pathlib import Path
 
 from ..errors import BackendError, WanError
 from ..models.detect import DROPPED, MARKERS, SCALE_SUFFIXES, Detected, detect
-from ..models.file_models import components_base, folder_transformer, locate_components
+from ..models.file_models import component_file, components_base, folder_transformer, locate_components
 from ..models.headers import read_header
-from ..models.places import find_weight_file, model_roots, weight_files
+from ..models.places import model_roots
 from ..models.random_full import keep_fp32, published_config
 from ..models.registry import ModelSpec
 from ..models.weights import resolve_models_dir
 
+SCALE = ".scale_weight"  # where a kept float8 weight's scale is handed on: ``<layer>.scale_weight``
+
 
 def _read_safetensors(path: Path, found: Detected, dtype, keep_fp8: bool = False) -> dict:
     """The state dict in ``dtype``, fp8 dequantised by its per-tensor scales, the prefix and the
-    scale tensors gone. ``keep_fp8``: unscaled float8 tensors stay as the file maps them."""
+    scale tensors gone. ``keep_fp8``: float8 tensors stay as the file maps them, a scaled one's
+    scale beside it as ``<layer>.scale_weight`` (float32)."""
     import torch
     from safetensors.torch import load_file
 
@@ -44,9 +48,11 @@ def _read_safetensors(path: Path, found: Detected, dtype, keep_fp8: bool = False
         key = name[len(found.prefix):] if found.prefix and name.startswith(found.prefix) else name
         scale = next((raw[name[:-len(".weight")] + s] for s in SCALE_SUFFIXES
                       if name.endswith(".weight") and name[:-len(".weight")] + s in raw), None)
-        if scale is not None:
+        keep = keep_fp8 and tensor.dtype == torch.float8_e4m3fn
+        if scale is not None and keep:
+            out[key[:-len(".weight")] + SCALE] = scale.to(torch.float32)
+        elif scale is not None:
             tensor = tensor.to(torch.float32) * scale.to(torch.float32)
-        keep = keep_fp8 and scale is None and tensor.dtype == torch.float8_e4m3fn
         out[key] = tensor.to(dtype) if tensor.is_floating_point() and not keep else tensor
     return out
 
@@ -105,34 +111,6 @@ def components_folder(spec: ModelSpec, models_dir=None) -> Path | None:
     return locate_components(base, models_dir)
 
 
-def _fits(kind: str, found: Detected, transformer: dict) -> bool:
-    """A component file of ``kind`` that fits the transformer's widths."""
-    if found.kind != kind:
-        return False
-    if kind == "text_encoder":
-        return found.config["d_model"] == transformer["text_dim"]
-    if kind == "vae":
-        return found.config["z_dim"] == transformer["out_channels"]
-    if kind == "clip_vision":
-        return found.config["hidden_size"] == transformer.get("image_dim")
-    return False
-
-
-def component_file(kind: str, transformer: dict, roots: list[Path]) -> tuple[Path, Detected] | None:
-    """The first file of ``kind`` in the model folders that fits (headers only)."""
-    for path, folder_kind in weight_files(roots):
-        readable = path.suffix == ".safetensors" or (kind == "text_encoder" and path.suffix == ".gguf")
-        if folder_kind not in (None, kind) or not readable:
-            continue
-        try:
-            found = detect(read_header(find_weight_file(str(path), roots)))
-        except WanError:  # unusable or refused: `models` lists why
-            continue
-        if _fits(kind, found, transformer):
-            return path, found
-    return None
-
-
 # --- loading each part -----------------------------------------------------------------------
 
 def _config_dir(config: dict) -> tempfile.TemporaryDirectory:
@@ -167,21 +145,25 @@ def _read_config(folder: Path) -> dict | None:
 
 
 def keeps_fp8(path: Path, found: Detected) -> bool:
-    """A plain fp8 e4m3fn safetensors file keeps float8 storage. A *scaled* one is dequantised to
-    the render dtype: its weights are fp8 times a per-tensor scale, which diffusers' layerwise
-    casting (a plain dtype cast) cannot apply."""
-    return path.suffix.lower() == ".safetensors" and found.quant == "fp8 e4m3fn"
+    """An fp8 e4m3fn safetensors file keeps float8 storage, a *scaled* one too when each scale is
+    one number per tensor (ComfyUI's): applied as each layer computes (scaled_fp8.py). Scales of
+    any other shape are dequantised into the weights."""
+    if path.suffix.lower() != ".safetensors" or found.quant not in ("fp8 e4m3fn", "fp8 e4m3fn scaled"):
+        return False
+    tensors = read_header(path).tensors
+    return all(math.prod(t.shape) == 1 for n, t in tensors.items() if n.endswith(SCALE_SUFFIXES))
 
 
 def storage_note(path: Path, found: Detected, dtype, keep_fp8: bool = True) -> str:
     """How a transformer file's weights sit in memory, for the load report."""
     name = str(dtype).replace("torch.", "")
+    scales = " (times its per-tensor scales)" if found.quant.endswith("scaled") else ""
     if keeps_fp8(path, found):
-        return f"{path.name}: fp8 e4m3fn weights kept in float8, each layer computed in {name}" if keep_fp8 \
-            else f"{path.name}: fp8 e4m3fn dequantised to {name} (LoRAs are loaded into it)"
+        return f"{path.name}: {found.quant} weights kept in float8{scales}, each layer computed in {name}" \
+            if keep_fp8 else f"{path.name}: {found.quant} dequantised to {name} (LoRAs are loaded into it)"
     if found.quant.startswith("fp8") and found.quant.endswith("scaled"):
-        return f"{path.name}: {found.quant} dequantised to {name} (the per-tensor scales need it)"
-    if path.suffix.lower() == ".gguf":
+        return f"{path.name}: {found.quant} dequantised to {name} (its scales are not one per tensor)"
+    if path.suffix.lower() == ".gguf" and found.quant not in ("F16", "F32"):  # diffusers reads those as plain tensors
         return f"{path.name}: {found.quant} kept quantised, dequantised to {name} per layer"
     return f"{path.name}: {found.quant} weights in {name}"
 
@@ -220,16 +202,34 @@ def _fp8_model(cls, config: dict, state: dict, dtype):
     import torch
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
+    from .scaled_fp8 import make_scaled, unmake_scaled
+
     with torch.device("meta"):
         model = cls.from_config(config)
     model.to(dtype)
     keep_fp32(model, dtype)
+    # Scaled fp8: each scale keyed by its weight's name, renamed as the weights are.
+    scales = convert_wan_transformer_to_diffusers(
+        {k[:-len(SCALE)] + ".weight": state.pop(k) for k in [k for k in state if k.endswith(SCALE)]})
+    state = convert_wan_transformer_to_diffusers(state)
+    layers = {}
+    for key, scale in scales.items():
+        layer = model.get_submodule(key.rsplit(".", 1)[0]) if key in state else None
+        if type(layer) is torch.nn.Linear:  # before the casting hook captures its forward
+            make_scaled(layer, float(scale))
+            layers[key] = layer
     model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     wanted = model.state_dict()
-    state = convert_wan_transformer_to_diffusers(state)
     odd = sorted(set(state) ^ set(wanted))
     if odd:
         raise WanError(f"an fp8 transformer file whose tensors do not fit its architecture ({odd[0]!r}, ...)")
+    for key, scale in scales.items():
+        if wanted[key].dtype == torch.float8_e4m3fn and key not in layers:
+            raise WanError(f"a scaled fp8 tensor {key!r} in a layer that is not a Linear; not loadable in float8")
+        if wanted[key].dtype != torch.float8_e4m3fn:  # a layer kept in ``dtype`` (norms, embeddings)
+            state[key] = state[key].to(torch.float32) * scale
+            if key in layers:
+                unmake_scaled(layers[key])
     model.load_state_dict({k: v.to(wanted[k].dtype) for k, v in state.items()}, strict=True, assign=True)
     return model.eval()
 

@@ -16,6 +16,7 @@ from .args import add_settings_args, apply_extra_dirs, overrides
 
 def cmd_plan(args) -> int:
     from ..config.frames import format_frames, frame_values
+    from ..config.memory_plan import format_memory, memory_parts
     from ..config.planner import format_plan, make_plan
     from ..config.settings import load_settings, read_settings_file
     from ..render.inputs import inline_manifest
@@ -24,14 +25,15 @@ def cmd_plan(args) -> int:
     inline_manifest(data, None, args.settings)
     settings = load_settings(data, name=Path(args.settings).name)
     plan = make_plan(settings)
+    memory = memory_parts(settings)  # headers of the weights on disk only
     frames = frame_values(settings) if args.frames else None
     if args.json:
-        out = plan.to_json()
+        out = {**plan.to_json(), "memory": {m: [p.to_json() for p in parts] for m, parts in memory.items()}}
         if frames is not None:
             out["frames"] = frames
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
-        print(format_plan(plan))
+        print("\n".join([format_plan(plan), *format_memory(memory)]))
         if frames is not None:
             print("\n" + format_frames(settings, frames))
     return 0

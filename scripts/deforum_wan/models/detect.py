@@ -37,7 +37,8 @@ class Detected:
     width: int = 0  # transformer: hidden width (heads x head dim)
 
 
-def _quant(header: Header) -> str:
+def stored_quant(header: Header) -> str:
+    """The quantisation a file stores its matrices in (bf16, fp8 e4m3fn scaled, Q4_K_M, ...)."""
     if header.quant:
         return header.quant
     names = [n for n in header.tensors if not n.endswith(SCALE_SUFFIXES + DROPPED) and n not in MARKERS]
@@ -59,7 +60,7 @@ def _prefix(header: Header) -> str:
 def detect(header: Header) -> Detected:
     """The kind of ``header``'s file, or WanError with the reason in one line."""
     names = header.tensors
-    quant = _quant(header)
+    quant = stored_quant(header)
     prefix = _prefix(header)
     shape = lambda name: header.shape(prefix + name)  # noqa: E731
     if any(".lora_A." in n or ".lora_down." in n or ".lora_B." in n for n in names):

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import WanError
 from .detect import Detected, detect
 from .headers import read_header
-from .places import find_weight_file, looks_like_file, model_roots
+from .places import find_weight_file, looks_like_file, model_roots, weight_files
 from .registry import FILE_MODELS, MODELS, ModelSpec, get_model
 from .weights import _is_complete, locate_weights, resolve_models_dir
 
@@ -196,3 +196,31 @@ def check_components(components: str) -> None:
     """``wan_components``: a registry id or an existing folder."""
     if components.strip().lower() not in MODELS and not Path(components).expanduser().is_dir():
         raise WanError(f"wan_components {components!r} is neither a registry model id nor a folder")
+
+
+def _fits(kind: str, found: Detected, transformer: dict) -> bool:
+    """A component file of ``kind`` that fits the transformer's widths."""
+    if found.kind != kind:
+        return False
+    if kind == "text_encoder":
+        return found.config["d_model"] == transformer["text_dim"]
+    if kind == "vae":
+        return found.config["z_dim"] == transformer["out_channels"]
+    if kind == "clip_vision":
+        return found.config["hidden_size"] == transformer.get("image_dim")
+    return False
+
+
+def component_file(kind: str, transformer: dict, roots: list[Path]) -> tuple[Path, Detected] | None:
+    """The first file of ``kind`` in the model folders that fits (headers only)."""
+    for path, folder_kind in weight_files(roots):
+        readable = path.suffix == ".safetensors" or (kind == "text_encoder" and path.suffix == ".gguf")
+        if folder_kind not in (None, kind) or not readable:
+            continue
+        try:
+            found = detect(read_header(find_weight_file(str(path), roots)))
+        except WanError:  # unusable or refused: `models` lists why
+            continue
+        if _fits(kind, found, transformer):
+            return path, found
+    return None

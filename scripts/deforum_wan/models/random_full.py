@@ -195,6 +195,16 @@ def _module(part: str, name: str, cfg: dict):
     return getattr(diffusers, config_class(name)).from_config(cfg)
 
 
+def random_transformer(model_id: str, size: str = "full", widths: dict | None = None, dtype=None):
+    """``model_id``'s random transformer built on the CPU (``widths`` on top of its config), with the
+    seed its folder's is built from: the same weights in every format bench writes."""
+    import torch
+
+    name, cfg = component_configs(model_id, size)["transformer"]
+    with _building(torch.device("cpu"), dtype or torch.bfloat16, _seed(name, size)):
+        return _module("transformer", name, {**cfg, **(widths or {})}).eval()
+
+
 @contextlib.contextmanager
 def _building(device, dtype, seed: int):
     """Parameters created on ``device`` in ``dtype`` (no float32 copy first), from ``seed``."""

@@ -135,6 +135,10 @@ def add_bench_command(sub) -> None:
                         " time and memory stay meaningful, quality and first-block cache figures are marked not")
     p.add_argument("--random-size", choices=("full", "scaled"),
                    help="--random-weights: the architecture's size (default: full on CUDA, scaled elsewhere)")
+    p.add_argument("--formats", action="store_true",
+                   help="instead, with --random-weights: the model's random transformer written as a bf16 folder,"
+                        " an fp8 file and GGUF Q8_0 and Q4_K, each loaded and run side by side (load time, peak RSS"
+                        " while loading, time per step, peak VRAM)")
     p.add_argument("--pair", action="store_true",
                    help="also the warm pair's memory: the model and its continuation partner loaded together,"
                         " sharing their text encoder and VAE and not")

@@ -9,6 +9,7 @@ from pathlib import Path
 from . import random_weights
 from .camera import camera_lines, camera_markdown
 from .drift import drift_lines, drift_markdown
+from .formats import format_lines, format_markdown
 
 
 def _fmt(value, spec: str = ".3f", none: str = "-") -> str:
@@ -111,6 +112,8 @@ def text(r: dict) -> list[str]:
         return lines + camera_lines(r["camera"])
     if "drift" in r:
         return lines + drift_lines(r["drift"])
+    if "formats" in r:
+        return lines + format_lines(r["formats"])
     if "loop_s" in r:
         lines += _loop_lines(r)
     if r.get("presets"):
@@ -126,6 +129,9 @@ def write_markdown(path: str, r: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if "camera" in r:
         body = camera_markdown(r["camera"], header(r))
+    elif "formats" in r:
+        body = "\n".join([f"# deforum-wan weight formats on {r['gpu'] or r['device']}", "",
+                           *format_markdown(r["formats"]), ""])
     else:
         body = drift_markdown(r["drift"], header(r)) if "drift" in r else markdown(r)
     Path(path).write_text(body, encoding="utf-8")
@@ -138,7 +144,7 @@ def write_json(path: str, data: dict) -> None:
 
 # --- ``bench report``: the last step of benchmarks/run_gpu_random.sh -------------------------------
 
-GPU_STEPS = ("t2v-presets", "t2v-loop", "ti2v", "official")  # the script's step names, its JSON files
+GPU_STEPS = ("t2v-presets", "t2v-loop", "ti2v", "formats", "official")  # the script's step names, its JSON files
 
 
 def _load(path: Path) -> dict | None:
@@ -178,6 +184,9 @@ def write_gpu_report(outdir: str) -> tuple[Path, Path]:
         md += [f"- {line}" for line in target_lines(loop.get("targets", {})) if line.startswith("loop_over_bare")]
     else:
         md += ["not measured (skipped or failed; see its log)"]
+    fmt = parts["formats"]
+    md += ["", "## T2V-1.3B: weight formats", ""]
+    md += format_markdown(fmt["formats"]) if fmt and "formats" in fmt else ["not measured (skipped or failed; see its log)"]
     off = parts["official"]
     md += ["", "## The official backend's first window", ""]
     if off is None:

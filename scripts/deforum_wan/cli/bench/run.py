@@ -8,7 +8,9 @@ on the same windows:
 - the import cost of the pure front (settings, planner, presets), in a fresh interpreter;
 - ``--camera`` (instead): wan_camera off, guide (and a free/lock ``--grid``) and vace on the
   same settings (camera.py);
-- ``--drift`` (instead): one long still shot with each wan_color_match setting (drift.py).
+- ``--drift`` (instead): one long still shot with each wan_color_match setting (drift.py);
+- ``--formats`` (instead, random weights): the transformer as a bf16 folder, an fp8 file and
+  GGUF Q8_0 and Q4_K (formats.py).
 Ratios are kept; targets are judged as met or not (targets.py), never asserted here.
 """
 from __future__ import annotations
@@ -18,7 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import random_weights
+from ...errors import WanError
+from . import formats, random_weights
 from .camera import run_camera_bench
 from .drift import run_drift_bench
 from .loop import bench_loop
@@ -93,6 +96,15 @@ def run_bench(args) -> dict:
         result["drift"] = run_drift_bench(args, settings, out, models_dir)
         # the shot's, each setting rendered once (the drift of a seeded render does not vary)
         result.update(windows=result["drift"]["windows"], frames=result["drift"]["frames"], repeat=1)
+        shutil.rmtree(out, ignore_errors=True)
+        return result
+    if getattr(args, "formats", False):
+        if not random_info:
+            raise WanError("--formats writes the files from a random model: add --random-weights")
+        w = plan.windows[0]
+        result["formats"] = formats.bench_formats(plan.model, random_info["size"], (plan.width, plan.height,
+                                                  w.native_frames), w.steps, out)
+        result.update(windows=1, frames=w.native_frames, repeat=1)
         shutil.rmtree(out, ignore_errors=True)
         return result
     if getattr(args, "camera", False):
