@@ -44,7 +44,9 @@ def _render(tmp_path, tiny_models_dir, name, **keys):
 def test_each_window_gets_the_anchor_and_the_latent_the_window_before_left(tmp_path, tiny_models_dir):
     off, _, _, _ = _render(tmp_path, tiny_models_dir, "off", wan_svi="off")
     pro, renderer, plan, warnings = _render(tmp_path, tiny_models_dir, "pro")
-    assert len(plan.windows) >= 3 and not warnings
+    assert len(plan.windows) >= 3
+    assert warnings == ["wan_svi pro is SVI 2.0 Pro's input for its high/low LoRA pair; wan_loras has no pair"
+                        " (path:weight:high and path:weight:low)"]
     reqs = renderer.requests
     first = reqs[0].svi  # SVI's first clip: its own image as the anchor, no motion latent
     assert first.pad == "latent" and first.latent is None
@@ -59,10 +61,12 @@ def test_each_window_gets_the_anchor_and_the_latent_the_window_before_left(tmp_p
     assert not np.array_equal(_png(off, last), _png(pro, last))  # the condition reaches the pipeline
 
 
-def test_an_overlap_other_than_one_latent_is_named(tmp_path, tiny_models_dir):
-    _, _, _, warnings = _render(tmp_path, tiny_models_dir, "short", wan_overlap=2)
-    assert any("wan_svi pro carries the previous window's last latent" in m and "wan_overlap 2" in m
-               for m in warnings)
+def test_an_overlap_other_than_one_latent_is_named(tmp_path, tiny_models_dir, tiny_lora):
+    pair = [{"path": str(tiny_lora), "weight": 1.0, "expert": "high"},
+            {"path": str(tiny_lora), "weight": 1.0, "expert": "low"}]
+    _, _, _, warnings = _render(tmp_path, tiny_models_dir, "short", wan_overlap=2, wan_loras=pair)
+    assert len(warnings) == 1  # the LoRA pair is there
+    assert "wan_svi pro carries the previous window's last latent" in warnings[0] and "wan_overlap 2" in warnings[0]
 
 
 def test_a_resume_carries_the_latent_and_gives_the_same_frames(tmp_path, tiny_models_dir):

@@ -477,6 +477,11 @@ class Renderer:
                           + (", a Wan 2.2 I2V-A14B model SVI 2.0 Pro's)" if mode == "pro" else ")"))
             return None
         if mode == "pro":
+            experts = {expert for _, _, expert in self.settings.loras}
+            if not {"high", "low"} <= experts and "loras" not in self._svi_said:
+                self._svi_said.add("loras")
+                self.emit("warning", message="wan_svi pro is SVI 2.0 Pro's input for its high/low LoRA pair;"
+                          " wan_loras has no pair (path:weight:high and path:weight:low)")
             return self._svi_pro(w, plan, stream, image, first)
         count, pad = MODES[mode]
         motion = stream.context(w.overlap)[:count]
