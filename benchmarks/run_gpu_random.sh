@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU report on full-size random Wan models: for a bare GPU machine with no network and no
-# weights, in one short run (about 6-8 minutes on an H100/H200; BUDGET_S stops starting steps).
+# weights, in one short run (about 7-9 minutes on an H100/H200; BUDGET_S stops starting steps).
 #
 #   bash benchmarks/gpu_wheels.sh          # here, once: the wheels it lacks, into .whl/
 #   bash benchmarks/run_gpu_random.sh OUT  # there, carrying .whl: the whole device command is
@@ -12,11 +12,15 @@
 #      the shared encoder and VAE
 #   2. T2V-1.3B: our loop over bare diffusers calls on the same window
 #   3. TI2V-5B at TI2V_SIZE x TI2V_FRAMES, quality
-#   4. the official backend's first window, or its exact failure
+#   4. drift: bench --drift, one still T2V-1.3B shot of DRIFT_WINDOWS windows per wan_color_match
+#      (off, deforum, lab): random weights say nothing about Wan's drift; the row is its cost, the
+#      time per window of rendering, of the drift measure and of the colour correction
+#   5. the official backend's first window, or its exact failure
 # Writes OUT/<date>-<gpu>-random.json and .md (commit them to benchmarks/results/) and each step's
 # JSON and log. Environment: WHEELS (.whl), PYTHON (python3), BUDGET_S (480), SIZE (832x480), FRAMES
 # (81), STEPS (10: per-step figures scale to the 50 of quality), TI2V_SIZE (1280x704), TI2V_FRAMES
-# (121), TI2V_STEPS (4), PRESETS (all,quality+wan_layerwise_fp8=true), ALLOW_CPU=1 (runs on the CPU at the scaled architecture).
+# (121), TI2V_STEPS (4), PRESETS (all,quality+wan_layerwise_fp8=true), DRIFT_WINDOWS (3), DRIFT_STEPS (2),
+# ALLOW_CPU=1 (runs on the CPU at the scaled architecture).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: run_gpu_random.sh OUTDIR}
@@ -44,6 +48,8 @@ step t2v-presets --model wan2.1-t2v-1.3b "${case[@]}" --preset "${PRESETS:-all,q
 step t2v-loop --model wan2.1-t2v-1.3b "${case[@]}" --skip-rss
 step ti2v --model wan2.2-ti2v-5b --random-weights --window --size "${TI2V_SIZE:-1280x704}" --frames "${TI2V_FRAMES:-121}" \
     --steps "${TI2V_STEPS:-4}" --repeat 1 --preset quality --presets-only --warmup 1
+step drift --model wan2.1-t2v-1.3b --random-weights --drift --windows "${DRIFT_WINDOWS:-3}" --size "${SIZE:-832x480}" \
+    --steps "${DRIFT_STEPS:-2}"
 echo "== official ($(( SECONDS - start )) s)"
 "$PY" -m deforum_wan bench official "$out/official.json" "${SIZE:-832x480}" > "$out/official.log" 2>&1
 tail -n 5 "$out/official.log"

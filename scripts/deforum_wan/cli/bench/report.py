@@ -138,7 +138,7 @@ def write_json(path: str, data: dict) -> None:
 
 # --- ``bench report``: the last step of benchmarks/run_gpu_random.sh -------------------------------
 
-GPU_STEPS = ("t2v-presets", "t2v-loop", "ti2v", "official")  # the script's step names, its JSON files
+GPU_STEPS = ("t2v-presets", "t2v-loop", "ti2v", "drift", "official")  # the script's step names, its JSON files
 
 
 def _load(path: Path) -> dict | None:
@@ -176,6 +176,12 @@ def write_gpu_report(outdir: str) -> tuple[Path, Path]:
         md += [f"{loop['loop_s']} s / {loop['bare_diffusers_s']} s = {loop['loop_over_bare']}"
                f" ({loop['size']}, {loop['frames']} frames, {loop['steps']} steps)", ""]
         md += [f"- {line}" for line in target_lines(loop.get("targets", {})) if line.startswith("loop_over_bare")]
+    else:
+        md += ["not measured (skipped or failed; see its log)"]
+    drift = (parts["drift"] or {}).get("drift")
+    md += ["", "## T2V-1.3B: what measuring and correcting drift cost", ""]
+    if drift:  # its note says what random weights leave out: the drift itself
+        md += [drift_markdown(drift, "").split("\n", 2)[2].rstrip("\n")]
     else:
         md += ["not measured (skipped or failed; see its log)"]
     off = parts["official"]
