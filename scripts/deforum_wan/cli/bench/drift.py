@@ -58,8 +58,8 @@ def _window_times(events: list[dict]) -> list[float]:
 def variants(settings: dict, svi: str | None) -> list[tuple[str, dict]]:
     """Each wan_color_match setting; with ``svi``, also SVI's conditioning (no colour match)."""
     rows = [(name, {**settings, "wan_color_match": name}) for name in SETTINGS]
-    if svi and svi != "off":
-        rows.append((f"svi {svi}", {**settings, "wan_color_match": "off", "wan_svi": svi}))
+    if svi and svi != "off":  # a seed per window, as SVI advises
+        rows.append((f"svi {svi}", {**settings, "wan_color_match": "off", "wan_svi": svi, "seed_behavior": "iter"}))
     return rows
 
 
