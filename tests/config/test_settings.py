@@ -85,6 +85,15 @@ def test_edream_width_height_fall_back_to_512_like_deforum(deforum_dir):
     assert any("width" in w for w in s.warnings)
 
 
+def test_svi_with_one_seed_for_every_window_is_named():
+    said = "Stable Video Infinity advises a different seed per window"
+    base = {"wan_model": "tiny-random-i2v", "W": 64, "H": 64}
+    for svi in ("film", "shot", "pro"):
+        assert any(said in w for w in load_settings({**base, "wan_svi": svi, "seed_behavior": "fixed"}).warnings)
+    assert not any(said in w for w in load_settings({**base, "wan_svi": "pro", "seed_behavior": "iter"}).warnings)
+    assert not any(said in w for w in load_settings({**base, "wan_svi": "off", "seed_behavior": "fixed"}).warnings)
+
+
 def test_string_cadence_and_keys_past_max_frames(deforum_dir):
     s = load_settings(deforum_dir / "sdwebui_simple.input_settings.txt")
     assert [p.frame for p in s.prompts] == [0]

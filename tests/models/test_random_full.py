@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, ROOT
 
+from deforum_wan.cli.bench.drift import RANDOM_NOTE
 from deforum_wan.models import random_full as rf
 
 PUBLISHED = json.loads((FIXTURES / "wan_published_configs.json").read_text(encoding="utf-8"))
@@ -210,6 +211,11 @@ def test_bench_report_combines_the_steps_it_finds(tmp_path, capsys):
         {"device": "cpu", "gpu": None, "versions": {}, "size": "32x32", "frames": 5, "steps": 2, "loop_s": 1.1,
          "bare_diffusers_s": 1.0, "loop_over_bare": 1.1,
          "targets": {"loop_over_bare": {"value": 1.1, "max": 1.10, "met": True, "applies": True}}}))
+    row = {"time_s": 9.0, "window_s": 2.5, "vde_colour": 0.1, "vde_clarity": 0.2, "seam_ratio": 1.5,
+           "measure_ms": 12.5, "correct_ms": 40.25, "windows": [{"window": 0, "chroma": 0.0, "sharpness": 0.0}]}
+    (tmp_path / "drift.json").write_text(json.dumps({"drift": {
+        "windows": 1, "frames": 8, "prompt": "p", "color_coherence": "LAB", "note": RANDOM_NOTE,
+        "rows": {"off": {**row, "correct_ms": None}, "lab": row}}}))
     assert main(["bench", "report", str(tmp_path)]) == 0
     (md,) = tmp_path.glob("*-cpu-random.md")
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote {md}"
@@ -217,6 +223,10 @@ def test_bench_report_combines_the_steps_it_finds(tmp_path, capsys):
     assert "1.1 s / 1.0 s = 1.1 (32x32, 5 frames, 2 steps)" in text
     assert "- loop_over_bare: 1.1 (<= 1.1): met" in text
     assert "failed: `RuntimeError: needs CUDA / here`" in text
+    drift = text[text.index("## T2V-1.3B: what measuring and correcting drift cost"):text.index("## The official")]
+    assert f"**{RANDOM_NOTE}**" in drift and "say nothing about Wan's drift" in drift
+    assert "| off | 9.00 | 2.50 | 0.100 | 0.200 | 1.50 | 12.5 | - |" in drift
+    assert "| lab | 9.00 | 2.50 | 0.100 | 0.200 | 1.50 | 12.5 | 40.2 |" in drift
     assert text.count("not measured (skipped or failed; see its log)") == 3  # the presets, TI2V and the formats
     report = json.loads(next(tmp_path.glob("*-cpu-random.json")).read_text(encoding="utf-8"))
     assert report["device"] == "cpu" and report["ti2v"] is None and report["official"]["ran"] is False
@@ -225,7 +235,8 @@ def test_bench_report_combines_the_steps_it_finds(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_gpu_script_runs_scaled_on_the_cpu_and_writes_its_report(tmp_path):
     env = {**os.environ, "ALLOW_CPU": "1", "PYTHON": sys.executable, "SIZE": "32x32", "FRAMES": "5", "STEPS": "2",
-           "TI2V_SIZE": "64x64", "TI2V_FRAMES": "5", "TI2V_STEPS": "1", "FORMAT_STEPS": "1", "PRESETS": "fast"}
+           "TI2V_SIZE": "64x64", "TI2V_FRAMES": "5", "TI2V_STEPS": "1", "FORMAT_STEPS": "1", "PRESETS": "fast",
+           "DRIFT_WINDOWS": "2", "DRIFT_STEPS": "1"}
     out = tmp_path / "report"
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "run_gpu_random.sh"), str(out)], capture_output=True,
                          text=True, env=env, timeout=900)
@@ -240,6 +251,9 @@ def test_the_gpu_script_runs_scaled_on_the_cpu_and_writes_its_report(tmp_path):
     assert report["t2v-loop"]["loop_over_bare"] > 0 and report["ti2v"]["presets"]["quality"]["time_s"] > 0
     assert report["official"]["ran"] is False and "needs CUDA" in report["official"]["failure"]
     assert report["formats"]["formats"]["rows"]["GGUF Q4_K"]["quantised"] == ["Q4_K"]
+    drift = report["drift"]["drift"]
+    assert list(drift["rows"]) == ["off", "deforum", "lab"] and drift["note"] == RANDOM_NOTE
+    assert all(row["measure_ms"] > 0 for row in drift["rows"].values()) and drift["rows"]["lab"]["correct_ms"] > 0
     text = md.read_text(encoding="utf-8")
     assert "| GGUF Q8_0 |" in text and "| fp8 file |" in text
     assert "| fast |" in text and "†" in text and "warm pair" in text and "official backend" in text

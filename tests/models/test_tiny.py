@@ -18,6 +18,7 @@ EXPECTED_CLASS = {
     "tiny-random-ti2v": "WanPipeline",
     "tiny-random-vace": "WanVACEPipeline",
     "tiny-random-a14b": "WanPipeline",
+    "tiny-random-a14b-i2v": "WanImageToVideoPipeline",
 }
 
 
@@ -54,6 +55,10 @@ def test_model_shapes_follow_the_real_architectures(tiny_models_dir):
     assert json.loads((tiny_models_dir / "tiny-random-ti2v" / "model_index.json").read_text())["expand_timesteps"]
     a14b = json.loads((tiny_models_dir / "tiny-random-a14b" / "model_index.json").read_text())
     assert a14b["boundary_ratio"] == 0.875 and a14b["transformer_2"][1] == "WanTransformer3DModel"
+    # Wan2.2 I2V-A14B: two I2V experts and no CLIP image encoder.
+    a14b_i2v = json.loads((tiny_models_dir / "tiny-random-a14b-i2v" / "model_index.json").read_text())
+    assert a14b_i2v["boundary_ratio"] == 0.9 and a14b_i2v["image_encoder"] == [None, None]
+    assert config("tiny-random-a14b-i2v", "transformer_2")["in_channels"] == 2 * z + 4
 
 
 def test_builds_are_deterministic(tiny_models_dir, tmp_path):

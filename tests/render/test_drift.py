@@ -129,6 +129,9 @@ def test_bench_drift_renders_one_still_shot_per_color_match_setting(tiny_models_
         assert [w["window"] for w in row["windows"]] == [0, 1, 2], name
         assert row["windows"][0]["chroma"] == 0 and row["time_s"] > 0 and row["window_s"] > 0, name
         assert row["vde_colour"] is not None and row["vde_clarity"] is not None, name
+        assert row["measure_ms"] > 0, name  # what measuring and correcting cost per window
+        assert (row["correct_ms"] is None) == (name in ("off", "svi shot")), name
+        assert name in ("off", "svi shot") or row["correct_ms"] > 0, name
     # the correction changes the frames: not every setting drifts alike
     assert len({json.dumps(row["windows"]) for row in r["rows"].values()}) > 1
     assert "say nothing about Wan" in r["note"] and "say nothing about Wan" in printed

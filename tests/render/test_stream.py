@@ -1,11 +1,13 @@
 """The carry stream from a window's float frames to the PNGs on disk (real PNG writer)."""
 import numpy as np
+import pytest
 from PIL import Image
 
 from deforum_wan.backends.base import GenerateRequest
 from deforum_wan.backends.diffusers_backend import vace_inputs
 from deforum_wan.config.planner import make_plan
 from deforum_wan.config.settings import load_settings
+from deforum_wan.errors import WanError
 from deforum_wan.render.frame_writer import FrameWriter
 from deforum_wan.render.names import frame_path
 from deforum_wan.render.stream import CarryStream
@@ -67,3 +69,28 @@ def test_vace_context_and_written_png_round_exact_halves_alike(tmp_path):
     video, _ = vace_inputs(req)
     np.testing.assert_array_equal(np.asarray(video[0]), png)
     np.testing.assert_array_equal(np.asarray(video[1]), png)
+
+
+def test_the_carry_keeps_the_svi_latent_and_refuses_a_broken_one(tmp_path):
+    """wan_svi pro's latent goes into the carry file and comes back as it was; one that is not a
+    (z, n, h, w) float array makes the carry unusable (the resume starts over)."""
+    plan = make_plan(load_settings(BASE))
+    w = plan.windows[0]
+    with FrameWriter(tmp_path, TS, sync=True, fsync=False) as writer:
+        stream = CarryStream(plan, writer, lambda i, frame: None)
+        stream.add([np.full((SIZE, SIZE, 3), 0.5, np.float32)] * w.new_frames, 0, plan.windows[1].overlap)
+        latent = np.random.default_rng(1).standard_normal((4, 1, 4, 4)).astype(np.float32)
+        stream.svi_latent = latent
+        good = stream.carry_bytes(1)
+        stream.svi_latent = latent[0, 0]  # two dimensions
+        broken = stream.carry_bytes(1)
+        stream.svi_latent = None
+        without = stream.carry_bytes(1)
+    for name, data in (("good", good), ("broken", broken), ("without", without)):
+        (tmp_path / name).write_bytes(data)
+    back = CarryStream(plan, None, lambda i, frame: None)
+    assert back.load(tmp_path / "good", 1) == 1
+    np.testing.assert_array_equal(back.svi_latent, latent)
+    assert back.load(tmp_path / "without", 1) == 1 and back.svi_latent is None
+    with pytest.raises(WanError, match="broken SVI latent"):
+        back.load(tmp_path / "broken", 1)

@@ -104,6 +104,10 @@ class Backend:
     spec: ModelSpec
     takes_path_guide = False  # takes GenerateRequest.path_guide (a step hook to hold the path)
     takes_svi = False  # builds GenerateRequest.svi's conditioning (svi.py)
+    takes_svi_pro = False  # builds SVI 2.0 Pro's (latent padding: Wan2.2 I2V-A14B)
+    # (z, 1, h, w): the last latent frame of the last window generated, as the denoiser left it
+    # (SVI 2.0 Pro carries it to the next window); None where a backend cannot give it.
+    last_latent: Optional[np.ndarray] = None
     takes_camera_frames = False  # gives VACE GenerateRequest.vace_frames/vace_keep (``vace_conditioning``)
     # Adjustments made while loading (an offload mode that does not apply, an attention
     # backend that is missing): shown to the user in the load report.

@@ -129,6 +129,10 @@ class DiffusersBackend(Backend):
     def takes_svi(self) -> bool:
         return self.spec.kind == "i2v"  # the I2V pipeline's condition (svi.conditioned)
 
+    @property
+    def takes_svi_pro(self) -> bool:
+        return self.spec.kind == "i2v" and self.spec.family == "wan2.2"  # I2V-A14B: SVI 2.0 Pro's LoRAs
+
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None, path=None,
                  share_from: Sequence[Backend] = ()):
         self.spec = spec
@@ -395,11 +399,15 @@ class DiffusersBackend(Backend):
                 on_step(i + 1, total)
             if should_stop is not None and should_stop():
                 raise StopRequested(i + 1)  # leave now: no further steps, no VAE decode
+            changed = {}
             if guidance is not None and guidance.locked(i):
-                return {"latents": guidance.after_step(i, tensors["latents"])}
-            return {}
+                changed = {"latents": guidance.after_step(i, tensors["latents"])}
+            final["latents"] = changed.get("latents", tensors.get("latents"))  # the last step's: the result
+            return changed
 
         self.speed.prepare_cache(req.steps - (guidance.free if guidance else 0))
+        self.last_latent = None
+        final = {}
 
         def run():
             # The generator lives where the latents are made (the execution device).
@@ -426,6 +434,8 @@ class DiffusersBackend(Backend):
         expected = (req.num_frames, req.height, req.width, 3)
         if frames.shape != expected:
             raise BackendError(f"{NAME}: {self.spec.id} returned frames {frames.shape}, expected {expected}")
+        if final.get("latents") is not None:
+            self.last_latent = final["latents"][0, :, -1:].float().cpu().numpy()
         return np.clip(frames, 0.0, 1.0)
 
     def _transformer_bytes(self) -> int:

@@ -26,7 +26,7 @@ INIT_FITS = ("crop", "fit", "stretch")
 WAN_CAMERA_MODES = ("guide", "vace", "off")
 COLOR_MATCH_MODES = ("deforum", "lab", "off")
 COLOR_REFERENCES = ("shot", "previous")
-SVI_MODES = ("off", "film", "shot")
+SVI_MODES = ("off", "film", "shot", "pro")
 PRESETS = ("quality", "balanced", "fast", "low-vram")
 DEFAULT_PRESET = "quality"
 
@@ -202,7 +202,9 @@ KEYS: tuple[Key, ...] = (
     Key("wan_svi", "choice", "off", "Stable Video Infinity's conditioning of each continuation window, for its"
         " Wan 2.1 I2V-480P LoRAs (load one with wan_loras): `film` (the previous window's last 5 frames, zero"
         " padding; wan_overlap 4 hands on all 5) or `shot` (its last frame, the rest padded with the first"
-        " frame of the video or of the last cut); `off`: Wan's own (diffusers backend)", choices=SVI_MODES,
+        " frame of the video or of the last cut); `pro`: SVI 2.0 Pro for Wan 2.2 I2V-A14B and its high/low"
+        " LoRA pair (the anchor's latent, the previous window's last latent, zero latents; wan_overlap 4);"
+        " `off`: Wan's own (diffusers backend)", choices=SVI_MODES,
         attr="svi", example="shot"),
     Key("wan_size", "size", None, "`WxH` to render at (multiples of 16, 32 for TI2V-5B); empty: Deforum's W/H"
         " when the model was trained at it, else the model's trained size of the nearest aspect ratio",

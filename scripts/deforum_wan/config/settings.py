@@ -228,6 +228,9 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
     behavior = str(get("seed_behavior"))
     if behavior not in SEED_BEHAVIORS:
         raise ExprError(f"seed_behavior {behavior!r} is not one of {', '.join(SEED_BEHAVIORS)}")
+    if behavior == "fixed" and wan["wan_svi"] != "off":
+        warnings.append(f"wan_svi {wan['wan_svi']}: Stable Video Infinity advises a different seed per window"
+                        " (the same noise accumulates artifacts); seed_behavior fixed gives each the same, iter does not")
     iter_n = _int(get("seed_iter_N"), "seed_iter_N", 1, 1_000_000)
     behavior, seed_schedule, subseed, subseed_strength = schedule.seeds(behavior, seed)
 

@@ -169,6 +169,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("tiny-random-a14b", "wan2.2", "t2v", None, None, 16, 81, ((64, 64),),
                   steps=2, shift=5.0, guidance=4.0, guidance_2=3.0, tiny=True,
                   notes="random weights, two experts like Wan2.2 A14B", sources=_TINY),
+        ModelSpec("tiny-random-a14b-i2v", "wan2.2", "i2v", None, None, 16, 81, ((64, 64),),
+                  steps=2, shift=5.0, guidance=4.0, guidance_2=3.0, tiny=True,
+                  notes="random weights, two experts like Wan2.2 I2V-A14B", sources=_TINY),
     ]
 }
 

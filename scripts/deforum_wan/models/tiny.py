@@ -9,8 +9,9 @@ transformers versions that wrote them, so a marker file records those versions a
 Shapes follow diffusers' own pipeline tests (tests/pipelines/wan/): Wan2.1 T2V,
 Wan2.1 I2V (CLIP image encoder, transformer in_channels 2*z+4), Wan2.1 FLF2V (the
 same with a position table over both end images), Wan2.2 TI2V-5B (residual VAE with
-patch 2 and spatial factor 16, ``expand_timesteps``), Wan2.1 VACE and a Wan2.2
-A14B-style two-expert T2V (``transformer_2``, ``boundary_ratio``).
+patch 2 and spatial factor 16, ``expand_timesteps``), Wan2.1 VACE and Wan2.2
+A14B-style two-expert T2V and I2V (``transformer_2``, ``boundary_ratio``; the I2V one
+without a CLIP image encoder, as Wan2.2 I2V-A14B).
 """
 from __future__ import annotations
 
@@ -186,6 +187,19 @@ def _build_two_expert():
     return WanPipeline(transformer=high, transformer_2=low, boundary_ratio=0.875, **parts)
 
 
+def _build_two_expert_i2v():
+    import torch
+    from diffusers import WanImageToVideoPipeline
+
+    parts = _common()
+    # Wan2.2 I2V-A14B: the I2V transformer input, no image encoder, boundary 0.9 (its model_index).
+    high = _transformer(2 * Z_DIM + 4)
+    torch.manual_seed(1)
+    low = _transformer(2 * Z_DIM + 4)
+    return WanImageToVideoPipeline(transformer=high, transformer_2=low, boundary_ratio=0.9,
+                                   image_encoder=None, image_processor=None, **parts)
+
+
 _BUILDERS = {
     "t2v": _build_t2v,
     "i2v": _build_i2v,
@@ -202,7 +216,7 @@ def _builder(model_id: str):
     if not spec.tiny:
         raise WanError(f"{spec.id} is not a tiny model; tiny models: {', '.join(tiny_model_ids())}")
     if spec.guidance_2 is not None:
-        return _build_two_expert
+        return _build_two_expert_i2v if spec.kind == "i2v" else _build_two_expert
     return _BUILDERS[spec.kind]
 
 

@@ -432,7 +432,7 @@ class Renderer:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
-        svi = self._svi_input(backend, w, plan, stream) if image is not None and w.index > 0 and not w.cut else None
+        svi = self._svi_input(backend, w, plan, stream, image) if image is not None else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
@@ -448,6 +448,8 @@ class Renderer:
             raise Interrupted("stopped")
         if w.index == 0 or w.cut:  # as the PNG holds it, so a resume reads back the same anchor
             self._svi_anchor = to_uint8(image if image is not None else frames[0]).astype(np.float32) / 255.0
+        if self.settings.svi == "pro":  # carried to the next window, and saved with the carry
+            stream.svi_latent = backend.last_latent
         if w.index > 0 and not w.cut:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
@@ -457,30 +459,69 @@ class Renderer:
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
 
-    def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream):
+    def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream, image: np.ndarray):
         """wan_svi's conditioning of a continuation window (backends/svi.py): the frames from
-        its conditioning frame on, and the anchor (read back from disk after a resume)."""
+        its conditioning frame on, and the anchor (read back from disk after a resume); SVI 2.0
+        Pro's of every I2V window (``_svi_pro``)."""
         from ..backends.svi import MODES, SviInput
 
         mode = self.settings.svi
-        if mode == "off":
+        first = w.index == 0 or w.cut
+        if mode == "off" or (first and mode != "pro"):
             return None
-        if not backend.takes_svi:
+        if not (backend.takes_svi_pro if mode == "pro" else backend.takes_svi):
             if backend.name not in self._svi_said:
                 self._svi_said.add(backend.name)
                 self.emit("warning", message=f"wan_svi {mode}: the {backend.name} backend builds Wan's own"
-                          " I2V conditioning (wan_backend diffusers with an I2V model builds SVI's)")
+                          " I2V conditioning (wan_backend diffusers with an I2V model builds SVI's"
+                          + (", a Wan 2.2 I2V-A14B model SVI 2.0 Pro's)" if mode == "pro" else ")"))
             return None
+        if mode == "pro":
+            experts = {expert for _, _, expert in self.settings.loras}
+            if not {"high", "low"} <= experts and "loras" not in self._svi_said:
+                self._svi_said.add("loras")
+                self.emit("warning", message="wan_svi pro is SVI 2.0 Pro's input for its high/low LoRA pair;"
+                          " wan_loras has no pair (path:weight:high and path:weight:low)")
+            return self._svi_pro(w, plan, stream, image, first)
         count, pad = MODES[mode]
         motion = stream.context(w.overlap)[:count]
         if len(motion) < count and "overlap" not in self._svi_said:
             self._svi_said.add("overlap")
             self.emit("warning", message=f"wan_svi {mode} takes {count} motion frames; wan_overlap"
                       f" {w.overlap} hands on {len(motion)} (wan_overlap {count - 1} hands on all)")
-        if pad == "anchor" and self._svi_anchor is None:  # a resume: the first frame of the video or last cut
+        return SviInput(motion, self._anchor(w, plan), pad)
+
+    def _anchor(self, w: Window, plan: ClipPlan) -> np.ndarray:
+        """The first frame of the video or of the last cut, or the init image it started from
+        (read back after a resume, as ``_generate`` kept it)."""
+        if self._svi_anchor is None:
             first = next(x for x in reversed(plan.windows[: w.index + 1]) if x.index == 0 or x.cut)
-            self._svi_anchor = read_png(self.folder.frame(first.start_frame)).astype(np.float32) / 255.0
-        return SviInput(motion, self._svi_anchor, pad)
+            if first.index == 0 and first.mode == "i2v":
+                image = to_uint8(load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
+                                            self.settings.init_fit))
+            else:
+                image = read_png(self.folder.frame(first.start_frame))
+            self._svi_anchor = image.astype(np.float32) / 255.0
+        return self._svi_anchor
+
+    def _svi_pro(self, w: Window, plan: ClipPlan, stream: CarryStream, image: np.ndarray, first: bool):
+        """SVI 2.0 Pro (backends/svi.py): a first window anchors on its own image; a continuation
+        on the shot's anchor and the last latent of the window before. That latent decodes to
+        the previous window's last 4 frames, which only wan_overlap 4 re-renders in place."""
+        from ..backends.svi import SviInput
+
+        latent = None if first else stream.svi_latent
+        if latent is None:  # as SVI's own first clip
+            if not first:
+                self.emit("warning", message=f"wan_svi pro: window {w.index - 1} left no latent (its backend"
+                          f" cannot give one); window {w.index} starts as a first window")
+            return SviInput(image[None], image, "latent")
+        if w.overlap != 4 and "overlap" not in self._svi_said:
+            self._svi_said.add("overlap")
+            self.emit("warning", message=f"wan_svi pro carries the previous window's last latent, its last"
+                      f" 4 frames; wan_overlap {w.overlap} crossfades other frames with their re-render"
+                      " (set wan_overlap 4)")
+        return SviInput(image[None], self._anchor(w, plan), "latent", latent)
 
     def _still(self, backend, w: Window, plan: ClipPlan) -> np.ndarray:
         """One frame of a text-to-video window, made first with its prompt and seed: what the

@@ -32,6 +32,8 @@ class CarryStream:
         self.segment = 0
         self.retimer = self._retimer(0, 0)
         self.written = 0  # output frames sent to the writer
+        # wan_svi pro: the last latent of the window before (z, 1, h, w), carried as it is
+        self.svi_latent: np.ndarray | None = None
 
     def _retimer(self, seg: int, next_out: int) -> Retimer:
         s = self.plan.segments[seg]
@@ -88,6 +90,8 @@ class CarryStream:
                            else np.zeros((0, 1, 1, 3), np.float32)),
             "state": np.array(self.state() + [next_window], dtype=np.int64),
         }
+        if self.svi_latent is not None:
+            arrays["svi_latent"] = np.asarray(self.svi_latent, dtype=np.float32)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         return buf.getvalue()
@@ -105,6 +109,7 @@ class CarryStream:
                 tail, ret_frames = data["tail"], data["ret_frames"]
                 state = [int(x) for x in data["state"].reshape(-1)]
                 ret_index = [int(x) for x in data["ret_index"].reshape(-1)]
+                svi_latent = data["svi_latent"] if "svi_latent" in data.files else None
         except Exception as exc:  # whatever a truncated or garbage file makes zipfile/zlib/numpy raise
             raise WanError(f"{path.name} is unreadable ({type(exc).__name__}: {exc})") from None
         saved_for = state[6] if len(state) == 7 else window  # a carry of an older version: unnamed
@@ -116,11 +121,14 @@ class CarryStream:
         if state[:6] != want_state or ret_index != want_ret or not _frames(tail, want_tail, size) \
                 or not _frames(ret_frames, len(want_ret), size):
             raise WanError(f"{path.name} does not hold the carry the plan has before window {saved_for}")
+        if svi_latent is not None and (svi_latent.dtype.kind != "f" or svi_latent.ndim != 4):
+            raise WanError(f"{path.name} holds a broken SVI latent {svi_latent.shape}")
         self.tail = list(tail)
         self.tail_start, self.final, self.segment, next_out, available, self.written = state[:6]
         self.retimer = self._retimer(self.segment, next_out)
         self.retimer.available = available
         self.retimer.frames = {k: ret_frames[i] for i, k in enumerate(ret_index)}
+        self.svi_latent = svi_latent
         return saved_for
 
 

@@ -125,7 +125,7 @@ def add_bench_command(sub) -> None:
                    help="instead: one long still shot (one prompt, --windows windows) with each wan_color_match"
                         " (off, deforum, lab) side by side: drift per window, VDE, time per window")
     p.add_argument("--windows", type=count_arg(2), default=8, help="--drift: windows of the shot (default 8)")
-    p.add_argument("--svi", choices=("film", "shot"), help="--drift: also a row with wan_svi MODE (Stable Video"
+    p.add_argument("--svi", choices=("film", "shot", "pro"), help="--drift: also a row with wan_svi MODE (Stable Video"
                    " Infinity's conditioning; its LoRA belongs in wan_loras of a real run)")
     p.add_argument("--vace-model", help="--camera: the VACE model of the vace row (default: the family's)")
     p.add_argument("--skip-rss", action="store_true",

@@ -2,10 +2,12 @@
 with ``--svi``, with Stable Video Infinity's conditioning), side by side in one run. The shot: a still camera, one prompt, ``--windows`` chained windows. Per
 setting: each window's shift against the first (chroma, sharpness; render.drift), LV-Bench's
 VDE for colour and clarity, the seams against the motion inside windows, and the time per
-window (from the render's own events, the model load left out).
+window (from the render's own events, the model load left out), and what the drift measure and
+the row's colour correction cost per window (timed again here on the run's own frames).
 
 The tiny models' numbers say nothing about Wan's drift: the same command on real weights on a
-GPU is the calibration.
+GPU is the calibration. On full-size random weights (benchmarks/run_gpu_random.sh) the row
+measures cost only: those times at the real size.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ SHOT = {"animation_mode": "None", "prompts": {"0": "a lighthouse on a cliff abov
         "color_coherence": "LAB", "seed_behavior": "fixed"}
 TINY_NOTE = ("tiny or random models: these numbers say nothing about Wan's drift (random weights);"
              " run the same command with real weights on a GPU to calibrate")
+RANDOM_NOTE = ("random weights: the drift figures say nothing about Wan's drift; this row measures cost:"
+               " the time per window of rendering, of the drift measure and of the colour correction")
 
 
 def shot_settings(base: dict, windows: int) -> dict:
@@ -54,9 +58,36 @@ def _window_times(events: list[dict]) -> list[float]:
 def variants(settings: dict, svi: str | None) -> list[tuple[str, dict]]:
     """Each wan_color_match setting; with ``svi``, also SVI's conditioning (no colour match)."""
     rows = [(name, {**settings, "wan_color_match": name}) for name in SETTINGS]
-    if svi and svi != "off":
-        rows.append((f"svi {svi}", {**settings, "wan_color_match": "off", "wan_svi": svi}))
+    if svi and svi != "off":  # a seed per window, as SVI advises
+        rows.append((f"svi {svi}", {**settings, "wan_color_match": "off", "wan_svi": svi, "seed_behavior": "iter"}))
     return rows
+
+
+def costs(data: dict, result) -> tuple[float, float | None]:
+    """Milliseconds per window of the drift measure and of ``data``'s colour correction (None
+    when it corrects nothing), timed on the run's frames: each window matched to the first frame."""
+    import numpy as np
+
+    from ...config.planner import make_plan
+    from ...config.settings import load_settings
+    from ...render.color_match import ColorCorrection
+    from ...render.drift import measure
+    from .measure import read_frames
+
+    settings = load_settings(data)
+    plan = make_plan(settings)
+    frames = read_frames(result)
+    start = time.perf_counter()
+    measure(list(frames), [(w.segment, w.start_frame, w.end_frame, w.index == 0 or w.cut) for w in plan.windows])
+    measure_ms = 1000 * (time.perf_counter() - start) / len(plan.windows)
+    colors = ColorCorrection(settings.color_match, settings.color_coherence, 1.0, "shot")
+    if not colors.active:
+        return round(measure_ms, 2), None
+    later = plan.windows[1:]
+    start = time.perf_counter()
+    for w in later:
+        colors.correct(list(frames[w.start_frame:w.end_frame].astype(np.float32) / 255.0), frames[0])
+    return round(measure_ms, 2), round(1000 * (time.perf_counter() - start) / max(len(later), 1), 2)
 
 
 def run_drift_bench(args, base: dict, outdir: str, models_dir: str | None) -> dict:
@@ -74,11 +105,12 @@ def run_drift_bench(args, base: dict, outdir: str, models_dir: str | None) -> di
             drift = result.drift or {}
             per_window = _window_times(events)
             shot = (drift.get("shots") or [{}])[0]
+            measure_ms, correct_ms = costs(data, result)
             rows[name] = {
                 "time_s": round(total, 3),
                 "window_s": round(sum(per_window) / len(per_window), 3) if per_window else None,
                 "vde_colour": shot.get("vde_colour"), "vde_clarity": shot.get("vde_clarity"),
-                "seam_ratio": drift.get("seam_ratio"),
+                "seam_ratio": drift.get("seam_ratio"), "measure_ms": measure_ms, "correct_ms": correct_ms,
                 "windows": [{"window": w["window"], "chroma": w["shift"]["chroma"],
                              "sharpness": w["shift"]["sharpness"], "brightness": w["shift"]["brightness"]}
                             for w in drift.get("windows", [])],
@@ -87,19 +119,21 @@ def run_drift_bench(args, base: dict, outdir: str, models_dir: str | None) -> di
         pool.close()
     return {"windows": args.windows, "frames": settings["max_frames"], "prompt": settings["prompts"]["0"],
             "color_coherence": settings["color_coherence"], "rows": rows,
-            "note": TINY_NOTE if str(settings.get("wan_model", "")).startswith("tiny-")
-            or getattr(args, "random_weights", False) else None}
+            "note": RANDOM_NOTE if getattr(args, "random_weights", False)
+            else TINY_NOTE if str(settings.get("wan_model", "")).startswith("tiny-") else None}
 
 
 def drift_lines(result: dict) -> list[str]:
     lines = [f"  drift of one still shot, {result['windows']} windows, {result['frames']} frames,"
              " per wan_color_match (shift against window 0; VDE: LV-Bench's video drift error)",
-             "    (time s: the whole render, the first one's with the model load; s/window: without it)",
-             "    wan_color_match  time s  s/window  VDE colour  VDE clarity  seams/motion"]
+             "    (time s: the whole render, the first one's with the model load; s/window: without it;"
+             " measure, correct: ms per window)",
+             "    wan_color_match  time s  s/window  VDE colour  VDE clarity  seams/motion  measure  correct"]
     for name, row in result["rows"].items():
         lines.append(f"    {name:<16}{row['time_s']:8.2f}{_num(row['window_s'], '.2f'):>10}"
                      f"{_num(row['vde_colour'], '.3f'):>12}{_num(row['vde_clarity'], '.3f'):>13}"
-                     f"{_num(row['seam_ratio'], '.2f'):>14}")
+                     f"{_num(row['seam_ratio'], '.2f'):>14}{_num(row.get('measure_ms'), '.1f'):>9}"
+                     f"{_num(row.get('correct_ms'), '.1f'):>9}")
     for measure in ("chroma", "sharpness"):
         lines.append(f"    {measure} shift per window:")
         for name, row in result["rows"].items():
@@ -115,13 +149,16 @@ def drift_markdown(result: dict, header: str) -> str:
              f"prompt `{result['prompt']}`, color_coherence `{result['color_coherence']}`", ""]
     if result.get("note"):
         lines += [f"**{result['note']}**", ""]
-    lines += ["time s: the whole render, the first one's with the model load; s/window: without it", "",
-              "| wan_color_match | time s | s/window | VDE colour | VDE clarity | seams/motion |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["time s: the whole render, the first one's with the model load; s/window: without it;"
+              " measure ms, correct ms: the drift measure and the colour correction per window", "",
+              "| wan_color_match | time s | s/window | VDE colour | VDE clarity | seams/motion | measure ms |"
+              " correct ms |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in result["rows"].items():
         lines.append(f"| {name} | {row['time_s']:.2f} | {_num(row['window_s'], '.2f')} |"
                      f" {_num(row['vde_colour'], '.3f')} | {_num(row['vde_clarity'], '.3f')} |"
-                     f" {_num(row['seam_ratio'], '.2f')} |")
+                     f" {_num(row['seam_ratio'], '.2f')} | {_num(row.get('measure_ms'), '.1f')} |"
+                     f" {_num(row.get('correct_ms'), '.1f')} |")
     for measure in ("chroma", "sharpness"):
         lines += ["", f"{measure} shift against window 0:", "",
                   "| wan_color_match | " + " | ".join(f"w{i}" for i in range(windows)) + " |",

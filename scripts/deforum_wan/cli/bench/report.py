@@ -144,7 +144,7 @@ def write_json(path: str, data: dict) -> None:
 
 # --- ``bench report``: the last step of benchmarks/run_gpu_random.sh -------------------------------
 
-GPU_STEPS = ("t2v-presets", "t2v-loop", "ti2v", "formats", "official")  # the script's step names, its JSON files
+GPU_STEPS = ("t2v-presets", "t2v-loop", "ti2v", "formats", "drift", "official")  # the script's step names, its JSON files
 
 
 def _load(path: Path) -> dict | None:
@@ -187,6 +187,12 @@ def write_gpu_report(outdir: str) -> tuple[Path, Path]:
     fmt = parts["formats"]
     md += ["", "## T2V-1.3B: weight formats", ""]
     md += format_markdown(fmt["formats"]) if fmt and "formats" in fmt else ["not measured (skipped or failed; see its log)"]
+    drift = (parts["drift"] or {}).get("drift")
+    md += ["", "## T2V-1.3B: what measuring and correcting drift cost", ""]
+    if drift:  # its note says what random weights leave out: the drift itself
+        md += [drift_markdown(drift, "").split("\n", 2)[2].rstrip("\n")]
+    else:
+        md += ["not measured (skipped or failed; see its log)"]
     off = parts["official"]
     md += ["", "## The official backend's first window", ""]
     if off is None:
