@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU report on full-size random Wan models: for a bare GPU machine with no network and no
-# weights, in one short run (about 7-9 minutes on an H100/H200; BUDGET_S stops starting steps).
+# weights, in one short run (about 8-10 minutes on an H100/H200; BUDGET_S stops starting steps).
 #
 #   bash benchmarks/gpu_wheels.sh          # here, once: the wheels it lacks, into .whl/
 #   bash benchmarks/run_gpu_random.sh OUT  # there, carrying .whl: the whole device command is
