@@ -34,6 +34,7 @@ from .keys import (  # noqa: F401
     read_all,
 )
 from .schedule import MAX_SEED, SEED_BEHAVIORS, ExprError, Schedule, build_schedule, parse_frame_key
+from .source_video import Extraction, VideoInfo, extraction_of, kept_frames
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # real run-saved files reach ~1 MB (per-frame schedules)
 TIMESTRING_RE = re.compile(r"^\d{14}\Z")  # \Z: "$" would also accept a trailing newline
@@ -61,6 +62,17 @@ _EMPHASIS_WEIGHT = re.compile(r"\(([^()`]*?):\s*(?:-?[\d.]+|`[^`]*`)\s*\)")
 _EMPHASIS_PARENS = re.compile(r"\({2,}([^()]*)\){2,}")
 _LORA_TAG = re.compile(r"<(?:lora|lyco|hypernet):[^>]*>", re.IGNORECASE)
 _BATCH_UNSAFE = re.compile(r'[<>:"/\\|?*\s,]')
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """Deforum's Video Input: the source video, its extraction and, once the video was read
+    (``load_settings(read_video=True)``), its probe and the source frame of each output frame."""
+    path: str
+    extraction: Extraction
+    strength: tuple[float, ...]  # Deforum's strength_schedule per output frame: 1 - denoise
+    info: VideoInfo | None = None
+    kept: tuple[int, ...] = ()  # output frame i shows source frame kept[i]
 
 
 @dataclass
@@ -99,6 +111,7 @@ class RenderSettings(_WanKeys):
     skip_video_creation: bool
     resume_timestring: str | None
     camera: Camera | None = None  # Deforum's camera (config.camera); None: still
+    video_input: VideoInput | None = None  # animation_mode "Video Input"
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -114,6 +127,13 @@ class RenderSettings(_WanKeys):
             out.setdefault(key, WAN_DEFAULTS[key])
         out["wan_model"] = self.model.id
         return out
+
+
+def video_init_of(raw: dict) -> str | None:
+    """The source video these settings restyle (animation_mode "Video Input"), else None."""
+    if str(raw.get("animation_mode")) == "Video Input":
+        return str(raw.get("video_init_path") or "")
+    return None
 
 
 def init_image_of(raw: dict) -> str | None:
@@ -163,24 +183,55 @@ def parse_settings_text(text: str, source: str = "<settings>") -> dict:
 
 
 def load_settings(source: str | os.PathLike | dict, overrides: dict | None = None,
-                  name: str | None = None, models_dir: str | os.PathLike | None = None) -> RenderSettings:
+                  name: str | None = None, models_dir: str | os.PathLike | None = None,
+                  read_video: bool = False, base: str | os.PathLike | None = None) -> RenderSettings:
     """Load, convert and validate settings. Raises ``SettingsError`` with one line.
 
     ``models_dir``: the models folder a ``wan_model`` file is looked for in (with the extra
-    folders); None: $DEFORUM_WAN_MODELS_DIR or the default one."""
+    folders); None: $DEFORUM_WAN_MODELS_DIR or the default one. ``read_video``: probe a Video
+    Input's source video (max_frames becomes the number of frames it gives, as in Deforum);
+    only for paths already confined (``render.inputs``) or named by the user themselves.
+    ``base``: the folder a relative video path starts from (default: a settings file's own)."""
     if isinstance(source, dict):
         data, label = dict(source), name or "<settings>"
     else:
         data, label = read_settings_file(source), name or Path(source).name
+        base = base if base is not None else Path(source).parent
     if overrides:
         data.update(overrides)
+    video = None
+    if read_video and video_init_of(data) is not None:
+        video = _read_video(data, label, base)
+        data["max_frames"] = len(video[2])  # Deforum's rule: one output frame per kept frame
     try:
         values.check_plain(data)
-        return _validate(data, label, models_dir)
+        return _validate(data, label, models_dir, video)
     except SettingsError:
         raise
     except (ExprError, WanError) as exc:  # unknown model ids come from the registry
         raise SettingsError(str(exc), label) from None
+
+
+def _read_video(data: dict, label: str, base) -> tuple[Path, VideoInfo, list[int]]:
+    """The source video's path, probe and kept frames; one SettingsError line otherwise."""
+    try:
+        path = _video_path(data, label, base)
+        return (path, *kept_frames(path, extraction_of(data, label), label))
+    except ExprError as exc:
+        raise SettingsError(str(exc), label) from None
+
+
+def _video_path(raw: dict, label: str, base) -> Path:
+    text = _path(video_init_of(raw), "video_init_path")
+    if not text:
+        raise SettingsError("animation_mode Video Input needs video_init_path (a video file)", label)
+    if "://" in text:
+        raise SettingsError(f"video_init_path {text[:120]!r} is a URL (the render reads local files only);"
+                            " download it into the output folder", label)
+    path = Path(text).expanduser()
+    if not path.is_absolute() and base is not None and not os.path.exists(path):
+        path = Path(base) / path
+    return path
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -197,7 +248,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 # --- validation ---------------------------------------------------------------------
 
-def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
+def _validate(data: dict, label: str, models_dir=None, video: tuple | None = None) -> RenderSettings:
     warnings: list[str] = []
     raw = _convert_legacy(data, warnings)
     get = lambda key: raw.get(key, DEFORUM_DEFAULTS.get(key, WAN_DEFAULTS.get(key)))  # noqa: E731
@@ -261,6 +312,7 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
     attrs.update(model=model, continue_model=resolve_model(cont_id, wan["wan_components"], models_dir) if cont_id else None)
 
     camera = _camera(raw, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"])
+    video_input = _video_input(raw, label, max_frames, seed, video) if video_init_of(raw) is not None else None
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -268,8 +320,21 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
         seed_schedule=seed_schedule, cfg=cfg, steps=steps, steps_schedule=steps_schedule,
         prompts=prompts, batch_name=batch_name, color_coherence=color, init_image=init_image,
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
-        resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings, **attrs,
+        resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings,
+        video_input=video_input, **attrs,
     )
+
+
+def _video_input(raw: dict, label: str, max_frames: int, seed: int, video: tuple | None) -> VideoInput:
+    """Video Input's source and strength; with the source's probe and kept frames when read."""
+    strength = build_schedule(raw.get("strength_schedule", "0: (0.65)"), max_frames, seed, "strength_schedule")
+    if any(not (0 <= v <= 1) for v in strength.values):
+        raise ExprError("strength_schedule: values must be between 0 and 1")
+    extraction = extraction_of(raw, label)
+    if video is None:
+        return VideoInput(str(raw.get("video_init_path") or ""), extraction, tuple(strength.values))
+    path, info, kept = video
+    return VideoInput(str(path), extraction, tuple(strength.values), info, tuple(kept))
 
 
 def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str],
@@ -294,7 +359,7 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
         value = raw.get(key)
         if value is not None and str(value).strip().lower() not in still:
             missing.append(f"{label} ({key}: {value})")
-    if str(raw.get("animation_mode")) in ("Video Input", "Interpolation"):
+    if str(raw.get("animation_mode")) == "Interpolation":
         missing.append(f"animation_mode {raw.get('animation_mode')}")
     if missing:
         warnings.append("not applied to Wan's windows: " + "; ".join(missing))
