@@ -17,7 +17,9 @@ def cmd_plan(args) -> int:
     from ..config.planner import format_plan, make_plan
     from ..config.settings import load_settings
 
-    plan = make_plan(load_settings(args.settings, overrides(args)))
+    # A Video Input's source video is read (its kept frames are the plan's frames): the
+    # command line's user names their own files.
+    plan = make_plan(load_settings(args.settings, overrides(args), read_video=True))
     if args.json:
         print(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
     else:

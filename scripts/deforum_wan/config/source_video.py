@@ -9,6 +9,7 @@ frame, and max_frames becomes the number kept.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 import subprocess
@@ -154,7 +155,13 @@ def read_frames(path: str | Path, wanted: list[int], width: int, height: int) ->
     frames = imageio_ffmpeg.read_frames(str(path), output_params=[
         "-vf", f"scale={width}:{height}:flags=bicubic", "-frames:v", str(last + 1)])
     try:
-        next(frames)  # the header
+        said = logging.getLogger("imageio_ffmpeg")  # "different from the source frame size": the scale asked for
+        level = said.level
+        said.setLevel(logging.ERROR)
+        try:
+            next(frames)  # the header
+        finally:
+            said.setLevel(level)
         for index, data in enumerate(frames):
             if index in want:
                 pixels = np.frombuffer(data, np.uint8).reshape(height, width, 3)

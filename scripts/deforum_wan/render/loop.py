@@ -395,7 +395,10 @@ class Renderer:
             spec = get_model(model_id)
             notes += self.pool.make_room(load_estimate(spec, self.models_dir), device_free_bytes())
             path_guide = any(w.wan_camera == "guide" and w.model == model_id for w in self._plan.windows)
-            backend, report = load_backend(spec, self.backend_choice, self._options(),
+            choice = self.backend_choice
+            if (choice or "auto") == "auto" and any(w.mode == "v2v" for w in self._plan.windows):
+                choice = "diffusers"  # the one with a video-to-video pipeline
+            backend, report = load_backend(spec, choice, self._options(),
                                            share_from=self.pool.backends(), path_guide=path_guide)
             self.pool.put(key, backend)
             self.report.extend(report)
@@ -412,8 +415,10 @@ class Renderer:
     def _generate(self, backend, w: Window, plan: ClipPlan, stream: CarryStream) -> list[np.ndarray]:
         from ..backends.base import GenerateRequest
 
-        image = context = None
-        if w.mode == "i2v":
+        image = context = video = None
+        if w.mode == "v2v":
+            video = self._source_segment(w, plan, stream)
+        elif w.mode == "i2v":
             if w.index == 0:
                 image = load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
                                    self.settings.init_fit)
@@ -438,7 +443,8 @@ class Renderer:
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
                               context=context, vace_frames=vace_frames, vace_keep=vace_keep,
-                              path_guide=path_guide, svi=svi)
+                              path_guide=path_guide, svi=svi, video=video,
+                              strength=w.denoise if video is not None else None)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -456,6 +462,15 @@ class Renderer:
                 paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
+
+    def _source_segment(self, w: Window, plan: ClipPlan, stream: CarryStream) -> np.ndarray:
+        """A v2v window's video: the video's own last ``overlap + 1`` frames where it continues,
+        then its segment of the source, decoded at the render size."""
+        from ..config.source_video import read_frames
+
+        lead = list(stream.context(w.overlap)) if w.index > 0 and not w.cut else []
+        decoded = read_frames(self.settings.video_input.path, w.source_frames, plan.width, plan.height)
+        return np.stack(lead + [decoded[i] for i in w.source_frames])
 
     def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream):
         """wan_svi's conditioning of a continuation window (backends/svi.py): the frames from
