@@ -148,3 +148,18 @@ def test_the_plan_command_reads_the_video_next_to_its_settings_file(tmp_path, so
     plan = json.loads(run.stdout)
     assert plan["source_frames"] == list(range(0, 40, 4)) and plan["max_frames"] == 10
     assert plan["video_input"] == str(tmp_path / "clip.mp4")
+
+
+def test_a_relative_video_is_saved_as_the_file_read_and_an_unread_one_is_not_rendered(tmp_path, source):
+    from deforum_wan.config.settings import load_settings
+
+    (tmp_path / "clip.mp4").write_bytes(source.read_bytes())
+    job = {**JOB, "video_init_path": "clip.mp4", "max_frames": 3}
+    checked = check_job(JobSpec(job, settings_base=str(tmp_path)), tmp_path / "out", confine=False)
+    saved = checked.settings.to_dict()  # what the run folder's settings file holds, for a resume
+    assert saved["video_init_path"] == str(tmp_path / "clip.mp4") and saved["max_frames"] == 40
+    unread = load_settings(job)  # the tab's save: the video is not opened
+    assert unread.max_frames == 3 and unread.video_input.kept == ()
+    with pytest.raises(WanError, match="Video Input source was not read"):
+        Renderer(unread, tmp_path / "out").run()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

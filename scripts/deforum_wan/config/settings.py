@@ -203,6 +203,7 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
     if read_video and video_init_of(data) is not None:
         video = _read_video(data, label, base)
         data["max_frames"] = len(video[2])  # Deforum's rule: one output frame per kept frame
+        data["video_init_path"] = str(video[0])  # the run's saved settings name the file read
     try:
         values.check_plain(data)
         return _validate(data, label, models_dir, video)

@@ -103,6 +103,9 @@ def check_job(spec: JobSpec, outdir: str | os.PathLike, *, models_dir: str | Non
 def plan_checked(settings: RenderSettings, base: Path | None = None) -> ClipPlan:
     """The plan, with the inputs it reads proven usable (a missing soundtrack, an init image
     that does not decode) now, not after the frames are rendered."""
+    if settings.video_input is not None and not settings.video_input.kept:
+        raise WanError(f"{settings.source}: the Video Input source was not read; load the settings with"
+                       " read_video=True (check_job does)")
     plan = make_plan(settings)
     if settings.soundtrack and "://" not in settings.soundtrack:
         check_soundtrack(settings.soundtrack)
