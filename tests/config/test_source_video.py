@@ -76,6 +76,11 @@ def test_every_unusable_video_is_one_line_when_the_job_is_checked(tmp_path, coun
         empty: "empty.y4m has no frames",
         out / "missing.mp4": "missing.mp4: no such file",
     }
+    long = out / "long.mp4"  # two frames, 4000 s apart
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=blue:s=16x16:r=1/4000", "-frames:v", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(long)], check=True)
+    cases[long] = "long.mp4 lasts 8000 s; at most 3600 s"
     for path, why in cases.items():
         with pytest.raises(SettingsError) as caught:
             check_job(JobSpec({**JOB, "video_init_path": str(path)}), out, confine=False)
@@ -98,3 +103,11 @@ def test_a_video_inside_the_output_folder_is_confined_to_its_absolute_path(tmp_p
     checked = check_job(JobSpec({**JOB, "video_init_path": "clips/source.mp4"}), tmp_path)
     assert checked.spec.settings["video_init_path"] == str(inside)
     assert checked.settings.video_input.path == str(inside) and checked.plan.max_frames == 40
+
+
+def test_a_video_over_the_frame_limit_is_refused_after_counting(tmp_path, counter_video, monkeypatch):
+    from deforum_wan.config import source_video
+
+    monkeypatch.setattr(source_video, "MAX_FRAMES", 39)  # the counter video has 40
+    with pytest.raises(SettingsError, match="counter.mp4 has 40 frames; at most 39$"):
+        check_job(JobSpec({**JOB, "video_init_path": str(counter_video)}), tmp_path, confine=False)

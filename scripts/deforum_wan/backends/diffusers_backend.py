@@ -388,7 +388,9 @@ class DiffusersBackend(Backend):
                 return {"latents": guidance.after_step(i, tensors["latents"])}
             return {}
 
-        self.speed.prepare_cache(req.steps - (guidance.free if guidance else 0))
+        # The steps the transformer runs: v2v skips the first 1 - strength of them.
+        runs = int(req.steps * kwargs["strength"]) if req.mode == "v2v" else req.steps
+        self.speed.prepare_cache(runs - (guidance.free if guidance else 0))
 
         def run():
             # The generator lives where the latents are made (the execution device).
