@@ -12,7 +12,7 @@ import pytest
 from counter_video import read_counter, write_counter_video
 from helpers import FIXTURES
 
-from deforum_wan.config.source_video import Extraction, read_frames
+from deforum_wan.config.source_video import Extraction, SourceReader, VideoRefused
 from deforum_wan.errors import SettingsError
 from deforum_wan.render.inputs import PathRefused
 from deforum_wan.render.job import JobSpec, check_job
@@ -45,8 +45,10 @@ def test_a_checked_job_renders_one_frame_per_kept_frame(tmp_path, counter_video,
     assert list(video.kept) == case["source_frames"]
     assert checked.settings.max_frames == checked.plan.max_frames == len(case["source_frames"])
     assert (video.info.width, video.info.height, video.info.frames, video.info.fps) == (160, 32, 40, 30)
-    frames = read_frames(video.path, list(video.kept), 80, 16)  # decoded and stretched
-    assert {i: read_counter(f) for i, f in frames.items()} == {i: i for i in video.kept}
+    reader = SourceReader(video.path, 80, 16)  # decoded and stretched
+    frames = reader.frames(list(video.kept))
+    assert [read_counter(f) for f in frames] == list(video.kept) and frames[0].shape == (16, 80, 3)
+    reader.close()
 
 
 def _avi_claiming(tmp_path, side: int):
@@ -111,3 +113,16 @@ def test_a_video_over_the_frame_limit_is_refused_after_counting(tmp_path, counte
     monkeypatch.setattr(source_video, "MAX_FRAMES", 39)  # the counter video has 40
     with pytest.raises(SettingsError, match="counter.mp4 has 40 frames; at most 39$"):
         check_job(JobSpec({**JOB, "video_init_path": str(counter_video)}), tmp_path, confine=False)
+
+
+def test_the_reader_decodes_the_video_once_for_windows_that_overlap(counter_video):
+    reader = SourceReader(counter_video, 64, 32)
+    first = reader.frames([0, 2, 4, 6, 6, 8])
+    second = reader.frames([6, 8, 10, 12])  # a continuation window starts inside the last one
+    assert [read_counter(f) for f in first + second] == [0, 2, 4, 6, 6, 8, 6, 8, 10, 12]
+    assert reader.decoded == 13  # one pass, up to the last frame asked for
+    with pytest.raises(ValueError, match="source frame 3 asked for after frame 12 was dropped"):
+        reader.frames([3])
+    with pytest.raises(VideoRefused, match="counter.mp4 ends before frame 40"):
+        reader.frames([39, 40])
+    reader.close()

@@ -143,37 +143,57 @@ def _count(path, label: str, name: str) -> int:
     return int(counts[-1]) if counts else 0
 
 
-def read_frames(path: str | Path, wanted: list[int], width: int, height: int) -> dict[int, np.ndarray]:
-    """Source frames ``wanted`` (indices into the video), each stretched to width x height as
-    Deforum resizes its init frames, float32 (H, W, 3) in [0, 1]. Decoding stops after the
-    last one wanted; a frame the file does not give is an error naming it."""
-    import imageio_ffmpeg
+class SourceReader:
+    """Decodes a source video once, forward, for the windows of a render: each asks for its
+    source frames (indices into the video, never below an earlier window's first one), each
+    stretched to width x height as Deforum resizes its init frames, float32 (H, W, 3) in
+    [0, 1]. Only frames a later window can still ask for are held."""
 
-    want = set(wanted)
-    last = max(want)
-    out: dict[int, np.ndarray] = {}
-    frames = imageio_ffmpeg.read_frames(str(path), output_params=[
-        "-vf", f"scale={width}:{height}:flags=bicubic", "-frames:v", str(last + 1)])
-    try:
+    def __init__(self, path: str | Path, width: int, height: int):
+        self.path, self.width, self.height = Path(path), width, height
+        self._frames = None  # imageio-ffmpeg's generator, started on the first request
+        self._held: dict[int, np.ndarray] = {}
+        self.decoded = 0  # frames decoded so far (the next one's index)
+
+    def frames(self, wanted: list[int]) -> list[np.ndarray]:
+        """Frames ``wanted``, in that order; a frame the file does not give is an error naming it."""
+        first = min(wanted)
+        if first < self.decoded and first not in self._held:
+            raise ValueError(f"source frame {first} asked for after frame {self.decoded - 1} was dropped")
+        for index in [i for i in self._held if i < first]:
+            del self._held[index]
+        self._start()
+        while self.decoded <= max(wanted):
+            data = next(self._frames, None)
+            if data is None:
+                self.close()
+                raise VideoRefused(f"video {self.path.name} ends before frame {self.decoded}", str(self.path))
+            if self.decoded >= first:
+                pixels = np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
+                self._held[self.decoded] = pixels.astype(np.float32) / 255.0
+            self.decoded += 1
+        return [self._held[i] for i in wanted]
+
+    def _start(self) -> None:
+        if self._frames is not None:
+            return
+        import imageio_ffmpeg
+
+        # passthrough: one output frame per decoded frame (no fps conversion), as frames were counted
+        self._frames = imageio_ffmpeg.read_frames(str(self.path), output_params=[
+            "-vf", f"scale={self.width}:{self.height}:flags=bicubic", "-fps_mode", "passthrough"])
         said = logging.getLogger("imageio_ffmpeg")  # "different from the source frame size": the scale asked for
         level = said.level
         said.setLevel(logging.ERROR)
         try:
-            next(frames)  # the header
+            next(self._frames)  # the header
         finally:
             said.setLevel(level)
-        for index, data in enumerate(frames):
-            if index in want:
-                pixels = np.frombuffer(data, np.uint8).reshape(height, width, 3)
-                out[index] = pixels.astype(np.float32) / 255.0
-            if index >= last:
-                break
-    finally:
-        frames.close()
-    missing = sorted(want - set(out))
-    if missing:
-        raise VideoRefused(f"video {Path(path).name} ends before frame {missing[0]}", str(path))
-    return out
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+        self._frames, self._held = None, {}
 
 
 def source_frame_of(kept: list[int], output_time: float) -> int:

@@ -173,6 +173,7 @@ class Renderer:
         self._unfollowed: set[str] = set()
         self._svi_anchor: np.ndarray | None = None  # wan_svi shot: the first frame of the video or last cut
         self._svi_said: set[str] = set()
+        self._source = None  # Video Input: the source video's reader (config.source_video.SourceReader)
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -226,6 +227,8 @@ class Renderer:
             raise
         finally:
             self._close_pool()
+            if self._source is not None:
+                self._source.close()
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
         return self._conclude(plan, run_dir, ts, manifest, stream.written, status)
 
@@ -466,11 +469,12 @@ class Renderer:
     def _source_segment(self, w: Window, plan: ClipPlan, stream: CarryStream) -> np.ndarray:
         """A v2v window's video: the video's own last ``overlap + 1`` frames where it continues,
         then its segment of the source, decoded at the render size."""
-        from ..config.source_video import read_frames
+        from ..config.source_video import SourceReader
 
+        if self._source is None:
+            self._source = SourceReader(self.settings.video_input.path, plan.width, plan.height)
         lead = list(stream.context(w.overlap)) if w.index > 0 and not w.cut else []
-        decoded = read_frames(self.settings.video_input.path, w.source_frames, plan.width, plan.height)
-        return np.stack(lead + [decoded[i] for i in w.source_frames])
+        return np.stack(lead + self._source.frames(w.source_frames))
 
     def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream):
         """wan_svi's conditioning of a continuation window (backends/svi.py): the frames from
