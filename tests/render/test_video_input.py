@@ -163,3 +163,33 @@ def test_a_relative_video_is_saved_as_the_file_read_and_an_unread_one_is_not_ren
     with pytest.raises(WanError, match="Video Input source was not read"):
         Renderer(unread, tmp_path / "out").run()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_stopped_video_input_run_resumes_to_the_same_frames(tmp_path, source, tiny_models_dir):
+    from deforum_wan.errors import Interrupted
+    from deforum_wan.render.images import read_png
+
+    job = {**JOB, "video_init_path": str(source), "fps": 15, "extract_nth_frame": 2, "wan_clip_duration": 0.6}
+
+    def render(outdir, **kwargs):
+        return Renderer.for_job(check_job(JobSpec(job), outdir, confine=False), outdir,
+                                models_dir=str(tiny_models_dir), sync_writes=True, **kwargs).run()
+
+    whole = render(tmp_path / "whole")
+    assert len(check_job(JobSpec(job), tmp_path, confine=False).plan.windows) >= 3
+    stop: list[int] = []
+    with pytest.raises(Interrupted):
+        render(tmp_path / "cut", should_stop=lambda: bool(stop),
+               on_event=lambda e: stop.append(1) if e["event"] == "window_done" and e["window"] == 1 else None)
+    (run_dir,) = (tmp_path / "cut").iterdir()
+    ts = next(run_dir.glob("*_settings.txt")).name[:14]
+    # The resume reads the run's own settings file (the video's path and kept frames in it).
+    resumed = Renderer.for_job(check_job(JobSpec(job, resume=ts), tmp_path / "cut", confine=False), tmp_path / "cut",
+                               models_dir=str(tiny_models_dir)).run()
+    assert resumed.status == "done" and resumed.frames == whole.frames == 20
+    names = sorted(p.name[14:] for p in whole.run_dir.glob(f"{whole.timestring}_[0-9]*.png"))
+    assert len(names) == 20
+    for name in names:
+        a = read_png(whole.run_dir / f"{whole.timestring}{name}")
+        b = read_png(run_dir / f"{ts}{name}")
+        assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 1, name
