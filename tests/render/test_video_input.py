@@ -193,3 +193,34 @@ def test_a_stopped_video_input_run_resumes_to_the_same_frames(tmp_path, source, 
         a = read_png(whole.run_dir / f"{whole.timestring}{name}")
         b = read_png(run_dir / f"{ts}{name}")
         assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 1, name
+
+
+class RecordingVACE(diffusers.WanVACEPipeline):
+    calls: list[dict] = []
+
+    def __call__(self, *args, **kwargs):
+        RecordingVACE.calls.append(kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def test_a_vace_model_regenerates_each_segment_from_its_grey_frames(tmp_path, source, tiny_models_dir, monkeypatch):
+    monkeypatch.setattr(diffusers, "WanVACEPipeline", RecordingVACE)
+    RecordingVACE.calls = []
+    job = {**JOB, "wan_model": "tiny-random-vace", "video_init_path": str(source), "fps": 15,
+           "extract_nth_frame": 2, "wan_clip_duration": 1, "wan_backend": "diffusers"}
+    checked = check_job(JobSpec(job), tmp_path, confine=False)
+    plan = checked.plan
+    assert [w.mode for w in plan.windows] == ["t2v"] + ["i2v"] * (len(plan.windows) - 1) and len(plan.windows) >= 2
+    assert all(w.control == "gray" and w.source_frames for w in plan.windows)
+    assert "gray: VACE regenerates" in format_plan(plan)
+    result = Renderer.for_job(checked, tmp_path / "out", models_dir=str(tiny_models_dir)).run()
+    assert result.status == "done" and result.frames == plan.max_frames == 20
+    for w, call in zip(plan.windows, RecordingVACE.calls, strict=True):
+        video = [np.asarray(frame, np.float32) for frame in call["video"]]
+        mask = [np.asarray(m) for m in call["mask"]]
+        lead = w.context
+        assert len(video) == len(mask) == w.native_frames and lead == (0 if w.index == 0 else w.overlap + 1)
+        shown = video[lead:]
+        assert [read_counter(frame) for frame in shown] == w.source_frames
+        assert all(np.ptp(frame, axis=-1).max() <= 1 for frame in shown)  # grey: R = G = B
+        assert all((m == 255).all() for m in mask[lead:]) and all((m == 0).all() for m in mask[:lead])

@@ -340,7 +340,7 @@ class DiffusersBackend(Backend):
             if g2 is not None:
                 kwargs["guidance_scale_2"] = float(g2)
         if self.spec.kind == "vace":
-            if req.mode == "i2v" or req.last_image is not None:
+            if req.mode == "i2v" or req.last_image is not None or req.vace_frames is not None:
                 kwargs["video"], kwargs["mask"] = vace_inputs(req)
         elif req.mode == "i2v":
             # SVI's CLIP image is its first motion frame (svi.py)

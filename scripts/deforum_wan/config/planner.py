@@ -13,11 +13,12 @@ of the conditioning frame) is dropped and its next ``overlap`` frames are crossf
 with the existing tail, so it adds F - 1 - overlap new frames.
 
 Video Input (Deforum's animation_mode): output frame i restyles the i-th kept source frame.
-Every window is video-to-video (``v2v``) on the text-to-video model: it is handed its own
+On a text-to-video model every window is video-to-video (``v2v``): it is handed its own
 segment of the source, one source frame per native frame (the nearest at that frame's output
 time, by the same retime map), denoised at 1 - strength_schedule at the window's start. A
 continuation window's first ``overlap + 1`` frames are the video's own last frames instead, so
-the restyle goes on from them as an I2V window would.
+the restyle goes on from them as an I2V window would. A VACE model chains as usual (its
+context kept) and is shown its segment's grey frames to regenerate (``control`` gray).
 """
 from __future__ import annotations
 
@@ -76,11 +77,12 @@ class Window:
     camera_free: float = 0.0
     camera_lock: float = 0.0
     sources: dict[str, str] = field(default_factory=dict)  # where steps, guidance, shift... came from
-    # Video Input (mode "v2v"): the source frame behind each native frame after the lead (the
-    # conditioning frame and the overlap, which come from the video so far), and the share of
-    # the steps that denoise them (1 - Deforum's strength).
+    # Video Input: the source frame behind each native frame after the lead (the conditioning
+    # frame and the overlap, which come from the video so far); for v2v the share of the steps
+    # that denoise them (1 - Deforum's strength), for a VACE model the control they become.
     source_frames: list[int] = field(default_factory=list)
     denoise: float = 0.0
+    control: str = ""  # "gray": VACE regenerates the source's grey frames (VACE's colourise task)
 
 
 @dataclass
@@ -126,10 +128,11 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
     spec = settings.model
     warnings = list(settings.warnings)
     video = settings.video_input
-    first_mode = "v2v" if video else "i2v" if settings.init_image else "t2v"
+    v2v = bool(video) and spec.kind == "t2v"  # a VACE model takes the source as a gray control
+    first_mode = "v2v" if v2v else "i2v" if settings.init_image and not video else "t2v"
     # The size first (the first model's trained sizes): the I2V partner can depend on it.
     size, size_source = _size(settings, spec, settings.continue_model or spec, warnings)
-    if video:  # every window restyles its segment on the one text-to-video model
+    if video:  # every window restyles its segment on the one model
         _check_video_model(settings)
         cont = first_model = spec
     else:
@@ -200,7 +203,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             restyle = _restyle(settings, segments, stream - lead, lead, round_4n1_up(need), at, fps,
                                sampling["steps"]) if video else {}
             windows.append(Window(
-                index=len(windows), segment=seg.index, mode=first_mode if first or video else "i2v",
+                index=len(windows), segment=seg.index, mode=first_mode if first or v2v else "i2v",
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
                 native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
@@ -235,6 +238,8 @@ def _restyle(settings: RenderSettings, segments: list[Segment], first_native: in
     kept = list(video.kept)
     source = [source_frame_of(kept, _stream_time(segments, g) * per_output)
               for g in range(first_native + lead, first_native + frames)] if kept else []
+    if settings.model.kind == "vace":
+        return {"source_frames": source, "control": "gray"}
     strength = video.strength[min(int(round(at * per_output)), len(video.strength) - 1)]
     return {"source_frames": source, "denoise": round(max(1 - strength, min_denoise(steps)), 4)}
 
@@ -246,18 +251,19 @@ def min_denoise(steps: int) -> float:
 
 
 def _check_video_model(settings: RenderSettings) -> None:
-    """Video Input runs WanVideoToVideoPipeline, which takes a text-to-video transformer."""
+    """Video Input runs WanVideoToVideoPipeline on a text-to-video model, or gives a VACE model
+    the source as its control video."""
     spec = settings.model
-    if spec.kind != "t2v":
+    if spec.kind not in ("t2v", "vace"):
         raise SettingsError(f"animation_mode Video Input restyles the video with a text-to-video model"
-                            f" (video-to-video); {spec.id} is {spec.kind.upper()}: choose a T2V model"
-                            " (e.g. wan2.1-t2v-1.3b)", settings.source)
+                            f" (video-to-video) or a VACE model (the source as its control); {spec.id} is"
+                            f" {spec.kind.upper()}: choose e.g. wan2.1-t2v-1.3b or wan2.1-vace-1.3b", settings.source)
     if settings.continue_model is not None:
         raise SettingsError("animation_mode Video Input renders every window with wan_model (video-to-video);"
                             " remove wan_continue_model", settings.source)
     if settings.gpus > 1:
         raise SettingsError("animation_mode Video Input runs on one GPU; set wan_gpus to 1", settings.source)
-    if settings.backend == "official":
+    if settings.backend == "official" and spec.kind == "t2v":
         raise SettingsError("animation_mode Video Input runs diffusers' WanVideoToVideoPipeline (Wan's own code has no"
                             " video-to-video); set wan_backend to diffusers or auto", settings.source)
 
@@ -489,9 +495,12 @@ def format_plan(plan: ClipPlan) -> str:
                      " rotation in degrees, share of the last frame still from the first; how Wan follows it (wan_camera)")
     if any(w.cut for w in plan.windows):
         lines.append("t2v*: a new shot at a Deforum cut (strength_schedule 0)")
-    if plan.video_input:
+    if any(w.mode == "v2v" for w in plan.windows):
         lines.append("v2v: video-to-video on the window's source frames (first and last shown; a continuation"
                      " window starts from the video's own last overlap + 1 frames), denoised 1 - strength_schedule")
+    if any(w.control == "gray" for w in plan.windows):
+        lines.append("gray: VACE regenerates the window's source frames from their grey (luma) version, after the"
+                     " frames it keeps; strength_schedule does not apply (VACE has no denoise strength)")
     for warning in plan.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
@@ -501,7 +510,7 @@ def _restyle_cell(w: Window, plan: ClipPlan) -> str:
     if not plan.video_input:
         return ""
     frames = f"{w.source_frames[0]}-{w.source_frames[-1]}" if w.source_frames else "(not read)"
-    return f"  {frames:>13} {w.denoise:>8g}"
+    return f"  {frames:>13} {w.control or format(w.denoise, 'g'):>8}"
 
 
 def _source_lines(plan: ClipPlan) -> list[str]:

@@ -201,3 +201,10 @@ def source_frame_of(kept: list[int], output_time: float) -> int:
     the nearest kept frame, held at either end."""
     i = min(max(int(math.floor(output_time + 0.5)), 0), len(kept) - 1)
     return kept[i]
+
+
+def to_gray(frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) frames as their grey (Rec. 601 luma, as OpenCV's RGB2GRAY) in all three
+    channels: VACE's colourise control, the preprocessing of its "gray" task."""
+    luma = np.asarray(frames, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(luma[..., None], 3, axis=-1)

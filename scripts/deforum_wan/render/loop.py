@@ -26,6 +26,7 @@ from .. import events
 from ..backends.pool import BackendPool
 from ..config.planner import ClipPlan, Window
 from ..config.settings import RenderSettings
+from ..config.source_video import to_gray
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from ..pixels import to_uint8
@@ -418,17 +419,7 @@ class Renderer:
     def _generate(self, backend, w: Window, plan: ClipPlan, stream: CarryStream) -> list[np.ndarray]:
         from ..backends.base import GenerateRequest
 
-        image = context = video = None
-        if w.mode == "v2v":
-            video = self._source_segment(w, plan, stream)
-        elif w.mode == "i2v":
-            if w.index == 0:
-                image = load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
-                                   self.settings.init_fit)
-            elif w.context:
-                context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
-            else:
-                image = stream.conditioning(w.overlap)
+        image, context, video = self._start_of(w, plan, stream)
         vace_frames = vace_keep = path_guide = None
         if w.wan_camera and self._follow is not None:
             if w.wan_camera == "vace" and context is not None and backend.takes_camera_frames:
@@ -440,6 +431,9 @@ class Renderer:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
+        if w.control == "gray":  # VACE: the segment shown grey, every pixel generated
+            vace_frames = to_gray(self._source_frames(w, plan))
+            vace_keep = np.zeros(vace_frames.shape[:3], np.float32)
         svi = self._svi_input(backend, w, plan, stream) if image is not None and w.index > 0 and not w.cut else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
@@ -461,20 +455,37 @@ class Renderer:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
                 frames[: w.overlap] = list(context[1:])
-            if vace_frames is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
+            if vace_frames is not None and not w.control:  # strict look: the camera's pixels exactly, Wan's where it uncovered
                 paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
         return list(frames[: w.new_frames])
 
+    def _start_of(self, w: Window, plan: ClipPlan, stream: CarryStream):
+        """What window ``w`` starts from: (image, VACE context, v2v video), each or None."""
+        if w.mode == "v2v":
+            return None, None, self._source_segment(w, plan, stream)
+        if w.mode != "i2v":
+            return None, None, None
+        if w.index == 0:
+            return load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
+                              self.settings.init_fit), None, None
+        if w.context:
+            return None, stream.context(w.overlap), None  # VACE keeps these frames (mask 0)
+        return stream.conditioning(w.overlap), None, None
+
     def _source_segment(self, w: Window, plan: ClipPlan, stream: CarryStream) -> np.ndarray:
         """A v2v window's video: the video's own last ``overlap + 1`` frames where it continues,
         then its segment of the source, decoded at the render size."""
+        source = self._source_frames(w, plan)
+        return np.concatenate([stream.context(w.overlap), source]) if w.index > 0 and not w.cut else source
+
+    def _source_frames(self, w: Window, plan: ClipPlan) -> np.ndarray:
+        """Window ``w``'s source frames (``Window.source_frames``) at the render size."""
         from ..config.source_video import SourceReader
 
         if self._source is None:
             self._source = SourceReader(self.settings.video_input.path, plan.width, plan.height)
-        lead = list(stream.context(w.overlap)) if w.index > 0 and not w.cut else []
-        return np.stack(lead + self._source.frames(w.source_frames))
+        return np.stack(self._source.frames(w.source_frames))
 
     def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream):
         """wan_svi's conditioning of a continuation window (backends/svi.py): the frames from
