@@ -224,3 +224,66 @@ def test_a_vace_model_regenerates_each_segment_from_its_grey_frames(tmp_path, so
         assert [read_counter(frame) for frame in shown] == w.source_frames
         assert all(np.ptp(frame, axis=-1).max() <= 1 for frame in shown)  # grey: R = G = B
         assert all((m == 255).all() for m in mask[lead:]) and all((m == 0).all() for m in mask[:lead])
+
+
+def _mask_video(path, frames: int) -> None:
+    """White (change) on the left half, black (keep) on the right, at the counter video's size."""
+    import imageio_ffmpeg
+
+    frame = np.zeros((32, 160, 3), np.uint8)
+    frame[:, :80] = 255
+    writer = imageio_ffmpeg.write_frames(str(path), (160, 32), fps=30, macro_block_size=16, quality=9)
+    writer.send(None)
+    for _ in range(frames):
+        writer.send(frame)
+    writer.close()
+
+
+def test_a_mask_video_keeps_the_source_outside_it_on_a_vace_model(tmp_path, source, tiny_models_dir, monkeypatch):
+    from deforum_wan.config.source_video import SourceReader
+    from deforum_wan.render.images import read_png
+
+    monkeypatch.setattr(diffusers, "WanVACEPipeline", RecordingVACE)
+    RecordingVACE.calls = []
+    _mask_video(tmp_path / "mask.mp4", 40)
+    job = {**JOB, "wan_model": "tiny-random-vace", "video_init_path": str(source), "fps": 16,
+           "extract_nth_frame": 2, "wan_clip_duration": 1, "wan_backend": "diffusers", "use_mask_video": True,
+           "video_mask_path": str(tmp_path / "mask.mp4")}
+    checked = check_job(JobSpec(job), tmp_path, confine=False)
+    assert f"video mask {tmp_path / 'mask.mp4'}: each frame changes only where" in format_plan(checked.plan)
+    result = Renderer.for_job(checked, tmp_path / "out", models_dir=str(tiny_models_dir)).run()
+    assert result.status == "done" and result.frames == 20
+    for w, call in zip(checked.plan.windows, RecordingVACE.calls, strict=True):
+        for m in call["mask"][w.context:]:  # generated on the left, kept on the right
+            m = np.asarray(m)
+            assert (m[:, :28] == 255).all() and (m[:, 36:] == 0).all()
+    # The right half of every output frame is its source frame, exactly (fps 16: no retime blend).
+    sources = SourceReader(source, 64, 32).frames(checked.plan.source_frames)
+    for i, expected in enumerate(sources):
+        frame = read_png(result.run_dir / f"{result.timestring}_{i:09d}.png")
+        assert np.abs(frame[:, 40:].astype(np.int16) - np.round(expected[:, 40:] * 255)).max() <= 1, i
+        assert np.abs(frame[:, :24] / 255 - expected[:, :24]).mean() > 0.05, i  # the left half generated
+    # Inverted, the left half is kept instead.
+    inverted = check_job(JobSpec({**job, "invert_mask": True}), tmp_path, confine=False)
+    result = Renderer.for_job(inverted, tmp_path / "inverted", models_dir=str(tiny_models_dir)).run()
+    for i, expected in enumerate(sources):
+        frame = read_png(result.run_dir / f"{result.timestring}_{i:09d}.png")
+        assert np.abs(frame[:, :24].astype(np.int16) - np.round(expected[:, :24] * 255)).max() <= 1, i
+
+
+def test_a_mask_video_that_cannot_be_used_is_one_line(tmp_path, source):
+    _mask_video(tmp_path / "short.mp4", 10)
+    base = {**JOB, "wan_model": "tiny-random-vace", "video_init_path": str(source), "use_mask_video": True}
+    with pytest.raises(SettingsError, match="video_mask_path short.mp4 gives 10 frames, the video 40; the mask must"):
+        check_job(JobSpec({**base, "video_mask_path": str(tmp_path / "short.mp4")}), tmp_path, confine=False)
+    _mask_video(tmp_path / "long.mp4", 40)
+    with pytest.raises(SettingsError, match="use_mask_video needs a VACE model"):
+        check_job(JobSpec({**base, "wan_model": "tiny-random", "video_mask_path": str(tmp_path / "long.mp4")}),
+                  tmp_path, confine=False)
+    from deforum_wan.render.inputs import PathRefused
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "clip.mp4").write_bytes(source.read_bytes())
+    with pytest.raises(PathRefused, match="video_mask_path .*short.mp4.* must name an existing file inside"):
+        check_job(JobSpec({**base, "video_init_path": "clip.mp4", "video_mask_path": str(tmp_path / "short.mp4")}),
+                  tmp_path / "out")

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import SettingsError
 from ..models.registry import ModelSpec, continuation_model
 from .schedule import seed_at
-from .settings import RenderSettings, VideoInput
+from .settings import RenderSettings, VideoInput, video_mask_of
 from .source_video import source_frame_of
 
 MIN_WINDOW = 5
@@ -102,6 +102,7 @@ class ClipPlan:
     warnings: list[str] = field(default_factory=list)
     size_source: str = ""
     video_input: str = ""  # Video Input: the source video's path
+    video_mask: str = ""  # and its mask video's (use_mask_video): frames change only inside it
     source_frames: list[int] = field(default_factory=list)  # Video Input: the source frame of each output frame
 
     def to_json(self) -> dict:
@@ -216,6 +217,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                     native_fps=native, width=width, height=height, retime=settings.retime,
                     overlap=overlap, window_limit=limit, segments=segments, windows=windows,
                     warnings=warnings, size_source=size_source, video_input=video.path if video else "",
+                    video_mask=video.mask_path if video else "",
                     source_frames=output_source_frames(video, max_frames, settings.fps / fps) if video else [])
 
 
@@ -258,6 +260,9 @@ def _check_video_model(settings: RenderSettings) -> None:
         raise SettingsError(f"animation_mode Video Input restyles the video with a text-to-video model"
                             f" (video-to-video) or a VACE model (the source as its control); {spec.id} is"
                             f" {spec.kind.upper()}: choose e.g. wan2.1-t2v-1.3b or wan2.1-vace-1.3b", settings.source)
+    if spec.kind == "t2v" and video_mask_of(settings.raw) is not None:
+        raise SettingsError("use_mask_video needs a VACE model (e.g. wan2.1-vace-1.3b): Wan's video-to-video has"
+                            " no mask", settings.source)
     if settings.continue_model is not None:
         raise SettingsError("animation_mode Video Input renders every window with wan_model (video-to-video);"
                             " remove wan_continue_model", settings.source)
@@ -521,6 +526,9 @@ def _source_lines(plan: ClipPlan) -> list[str]:
         used = f"source frames {plan.source_frames[0]}-{plan.source_frames[-1]}" if plan.source_frames \
             else "the video is read when the job is checked"
         lines.append(f"video input {plan.video_input} ({used}; one output frame per kept frame)")
+        if plan.video_mask:
+            lines.append(f"video mask {plan.video_mask}: each frame changes only where its mask frame is white"
+                         " (invert_mask: black); elsewhere the source frame is kept as it is")
     labels = {"steps": "steps", "guidance_scale": "guidance", "guidance_scale_2": "guidance 2",
               "shift": "shift", "negative_prompt": "negative prompt"}
     for key, label in labels.items():

@@ -34,7 +34,7 @@ from .keys import (  # noqa: F401
     read_all,
 )
 from .schedule import MAX_SEED, SEED_BEHAVIORS, ExprError, Schedule, build_schedule, parse_frame_key
-from .source_video import Extraction, VideoInfo, extraction_of, kept_frames
+from .source_video import Extraction, VideoInfo, VideoRefused, extraction_of, kept_frames, probe
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # real run-saved files reach ~1 MB (per-frame schedules)
 TIMESTRING_RE = re.compile(r"^\d{14}\Z")  # \Z: "$" would also accept a trailing newline
@@ -73,6 +73,10 @@ class VideoInput:
     strength: tuple[float, ...]  # Deforum's strength_schedule per output frame: 1 - denoise
     info: VideoInfo | None = None
     kept: tuple[int, ...] = ()  # output frame i shows source frame kept[i]
+    # use_mask_video: where each frame may change (white; invert_mask flips it), frame c of
+    # this video for source frame c, as Deforum extracts both with the same keys.
+    mask_path: str = ""
+    invert_mask: bool = False
 
 
 @dataclass
@@ -133,6 +137,13 @@ def video_init_of(raw: dict) -> str | None:
     """The source video these settings restyle (animation_mode "Video Input"), else None."""
     if str(raw.get("animation_mode")) == "Video Input":
         return str(raw.get("video_init_path") or "")
+    return None
+
+
+def video_mask_of(raw: dict) -> str | None:
+    """The mask video of a Video Input (``use_mask_video`` on), else None."""
+    if video_init_of(raw) is not None and _bool(raw.get("use_mask_video", False)):
+        return str(raw.get("video_mask_path") or "")
     return None
 
 
@@ -203,7 +214,9 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
     if read_video and video_init_of(data) is not None:
         video = _read_video(data, label, base)
         data["max_frames"] = len(video[2])  # Deforum's rule: one output frame per kept frame
-        data["video_init_path"] = str(video[0])  # the run's saved settings name the file read
+        data["video_init_path"] = str(video[0])  # the run's saved settings name the files read
+        if video[3]:
+            data["video_mask_path"] = video[3]
     try:
         values.check_plain(data)
         return _validate(data, label, models_dir, video)
@@ -213,21 +226,32 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
         raise SettingsError(str(exc), label) from None
 
 
-def _read_video(data: dict, label: str, base) -> tuple[Path, VideoInfo, list[int]]:
-    """The source video's path, probe and kept frames; one SettingsError line otherwise."""
+def _read_video(data: dict, label: str, base) -> tuple[Path, VideoInfo, list[int], str]:
+    """The source video's path, probe and kept frames, and its mask video's path (or "");
+    one SettingsError line otherwise."""
     try:
         path = _video_path(data, label, base)
-        return (path, *kept_frames(path, extraction_of(data, label), label))
+        extraction = extraction_of(data, label)
+        info, kept = kept_frames(path, extraction, label)
+        mask = ""
+        if video_mask_of(data) is not None:
+            mask_path = _video_path(data, label, base, "video_mask_path", video_mask_of(data))
+            have = len(extraction.kept(probe(mask_path, label).frames))
+            if have < len(kept):  # Deforum runs out of mask frames there and stops
+                raise VideoRefused(f"video_mask_path {mask_path.name} gives {have} frames, the video {len(kept)};"
+                                   " the mask must last as long as the video", label)
+            mask = str(mask_path)
+        return path, info, kept, mask
     except ExprError as exc:
         raise SettingsError(str(exc), label) from None
 
 
-def _video_path(raw: dict, label: str, base) -> Path:
-    text = _path(video_init_of(raw), "video_init_path")
+def _video_path(raw: dict, label: str, base, key: str = "video_init_path", value: str | None = None) -> Path:
+    text = _path(video_init_of(raw) if value is None else value, key)
     if not text:
-        raise SettingsError("animation_mode Video Input needs video_init_path (a video file)", label)
+        raise SettingsError(f"animation_mode Video Input needs {key} (a video file)", label)
     if "://" in text:
-        raise SettingsError(f"video_init_path {text[:120]!r} is a URL (the render reads local files only);"
+        raise SettingsError(f"{key} {text[:120]!r} is a URL (the render reads local files only);"
                             " download it into the output folder", label)
     path = Path(text).expanduser()
     if not path.is_absolute() and base is not None and not os.path.exists(path):
@@ -334,8 +358,9 @@ def _video_input(raw: dict, label: str, max_frames: int, seed: int, video: tuple
     extraction = extraction_of(raw, label)
     if video is None:
         return VideoInput(str(raw.get("video_init_path") or ""), extraction, tuple(strength.values))
-    path, info, kept = video
-    return VideoInput(str(path), extraction, tuple(strength.values), info, tuple(kept))
+    path, info, kept, mask = video
+    return VideoInput(str(path), extraction, tuple(strength.values), info, tuple(kept), mask,
+                      _bool(raw.get("invert_mask", False)))
 
 
 def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str],

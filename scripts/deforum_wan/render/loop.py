@@ -174,7 +174,7 @@ class Renderer:
         self._unfollowed: set[str] = set()
         self._svi_anchor: np.ndarray | None = None  # wan_svi shot: the first frame of the video or last cut
         self._svi_said: set[str] = set()
-        self._source = None  # Video Input: the source video's reader (config.source_video.SourceReader)
+        self._source = self._mask = None  # Video Input: its video's and mask's readers (config.source_video)
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -228,8 +228,9 @@ class Renderer:
             raise
         finally:
             self._close_pool()
-            if self._source is not None:
-                self._source.close()
+            for reader in (self._source, self._mask):
+                if reader is not None:
+                    reader.close()
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
         return self._conclude(plan, run_dir, ts, manifest, stream.written, status)
 
@@ -431,9 +432,8 @@ class Renderer:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
-        if w.control == "gray":  # VACE: the segment shown grey, every pixel generated
-            vace_frames = to_gray(self._source_frames(w, plan))
-            vace_keep = np.zeros(vace_frames.shape[:3], np.float32)
+        if w.control == "gray":  # VACE: the segment shown grey and generated (inside its mask)
+            vace_frames, vace_keep = self._gray_control(w, plan)
         svi = self._svi_input(backend, w, plan, stream) if image is not None and w.index > 0 and not w.cut else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
@@ -455,10 +455,13 @@ class Renderer:
             frames = list(frames[1:])  # Wan's copy of the conditioning frame
             if context is not None:  # the kept overlap is the video's own frames, not a re-render
                 frames[: w.overlap] = list(context[1:])
-            if vace_frames is not None and not w.control:  # strict look: the camera's pixels exactly, Wan's where it uncovered
+            if vace_frames is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
                 paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
-        return list(frames[: w.new_frames])
+        frames = list(frames[: w.new_frames])
+        if vace_frames is not None:  # a mask video: the source frame as it is outside the mask
+            paste_kept(frames, vace_frames, vace_keep, 0)
+        return frames
 
     def _start_of(self, w: Window, plan: ClipPlan, stream: CarryStream):
         """What window ``w`` starts from: (image, VACE context, v2v video), each or None."""
@@ -478,6 +481,22 @@ class Renderer:
         then its segment of the source, decoded at the render size."""
         source = self._source_frames(w, plan)
         return np.concatenate([stream.context(w.overlap), source]) if w.index > 0 and not w.cut else source
+
+    def _gray_control(self, w: Window, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
+        """A VACE window's source segment: grey where it is generated (everywhere, or inside the
+        mask video's white), the source frame as it is where the mask keeps it."""
+        from ..config.source_video import SourceReader
+
+        source = self._source_frames(w, plan)
+        video = self.settings.video_input
+        if not video.mask_path:
+            return to_gray(source), np.zeros(source.shape[:3], np.float32)
+        if self._mask is None:
+            self._mask = SourceReader(video.mask_path, plan.width, plan.height)
+        change = to_gray(np.stack(self._mask.frames(w.source_frames)))[..., 0] >= 0.5
+        if video.invert_mask:
+            change = ~change
+        return np.where(change[..., None], to_gray(source), source), (~change).astype(np.float32)
 
     def _source_frames(self, w: Window, plan: ClipPlan) -> np.ndarray:
         """Window ``w``'s source frames (``Window.source_frames``) at the render size."""
