@@ -371,7 +371,7 @@ def test_render_names_each_bad_file_on_its_own_line_and_exits_2(tmp_path):
     ("2D", "zoom", "0: (1.0025+0.002*sin(1.25*3.14*t/30))", "zoom"),  # Deforum's default 2D zoom
     ("2D", "zoom", "0: (1.0)", None),
     ("2D", "translation_z", "0: (1.75)", "zoom"),  # a 3D key means nothing in 2D; Deforum's default zoom moves
-    ("Video Input", "translation_z", "0: (1.75)", "animation_mode Video Input"),
+    ("Interpolation", "translation_z", "0: (1.75)", "animation_mode Interpolation"),
 ])
 def test_what_wan_does_not_apply_is_named_in_one_warning(mode, key, schedule, named):
     raw = {"prompts": {"0": "a lighthouse"}, "max_frames": 60, "animation_mode": mode, key: schedule,
@@ -384,7 +384,7 @@ def test_what_wan_does_not_apply_is_named_in_one_warning(mode, key, schedule, na
     assert s.raw[key] == schedule  # kept and written back for Deforum
     followed = load_settings(raw)  # wan_camera guide (the default) follows the camera: not named
     assert followed.wan_camera == "guide"
-    if named and mode != "Video Input":
+    if named and mode != "Interpolation":
         assert not any(named in w for w in followed.warnings)
 
 

@@ -22,14 +22,14 @@ from .svi import SviInput
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 StopCheck = Callable[[], bool]
 
-MODES = ("t2v", "i2v")
+MODES = ("t2v", "i2v", "v2v")
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 
 
 @dataclass
 class GenerateRequest:
-    mode: str  # "t2v" | "i2v"
+    mode: str  # "t2v" | "i2v" | "v2v" (restyle ``video``: a text-to-video model only)
     prompt: str
     negative_prompt: str
     num_frames: int  # 4n+1; the result has exactly this many frames
@@ -56,6 +56,10 @@ class GenerateRequest:
     # Stable Video Infinity's conditioning (svi.py) in place of ``image``'s. Only backends with
     # ``takes_svi`` take it.
     svi: Optional[SviInput] = None
+    # v2v: the (num_frames, H, W, 3) video to restyle, and the share of the steps that denoise
+    # it (diffusers' WanVideoToVideoPipeline strength: 1 regenerates, near 0 keeps it).
+    video: Optional[np.ndarray] = None
+    strength: Optional[float] = None
 
     def leading_frames(self) -> list[np.ndarray]:
         """The frames the window starts from and keeps: the VACE context, else the image."""
@@ -185,7 +189,8 @@ def check_request(req: GenerateRequest, spec: ModelSpec, size_multiple: int | No
 
 def _check_mode(req: GenerateRequest, spec: ModelSpec) -> None:
     if req.mode not in MODES:
-        raise WanError(f"mode must be t2v or i2v, not {req.mode!r}")
+        raise WanError(f"mode must be t2v, i2v or v2v, not {req.mode!r}")
+    _check_v2v(req, spec)
     if req.mode == "t2v" and not spec.can_t2v:
         raise WanError(f"{spec.id} cannot start from text alone (it needs an image)")
     if req.mode == "t2v" and (req.image is not None or req.context is not None):
@@ -205,6 +210,19 @@ def _check_mode(req: GenerateRequest, spec: ModelSpec) -> None:
         raise WanError(f"{spec.id}: a camera guide needs a VACE model, with its frames and keep mask both given")
 
 
+def _check_v2v(req: GenerateRequest, spec: ModelSpec) -> None:
+    if (req.mode == "v2v") != (req.video is not None):
+        raise WanError("v2v takes a video to restyle, and only v2v does")
+    if req.mode != "v2v":
+        return
+    if spec.kind != "t2v":
+        raise WanError(f"{spec.id} cannot restyle a video: video-to-video takes a text-to-video model")
+    if req.image is not None or req.context is not None or req.last_image is not None:
+        raise WanError("v2v starts from its video; give the frames to keep as its first frames")
+    if req.strength is None or not 0 < req.strength <= 1:
+        raise WanError(f"v2v needs a strength in (0, 1], not {req.strength!r}")
+
+
 def _check_shape(req: GenerateRequest, spec: ModelSpec, multiple: int) -> None:
     if req.num_frames < 1 or req.num_frames % 4 != 1:
         raise WanError(f"num_frames must be 4n+1 (1, 5, 9, ..., 81), not {req.num_frames}")
@@ -222,6 +240,12 @@ def _check_inputs(req: GenerateRequest) -> None:
         value = getattr(req, name)
         if value is not None:
             check_image(name, value, req.width, req.height)
+    if req.video is not None:
+        video = np.asarray(req.video)
+        if video.ndim != 4 or video.shape[0] != req.num_frames:
+            raise WanError(f"video must be (num_frames, H, W, 3) with num_frames {req.num_frames}, got {video.shape}")
+        for i, frame in enumerate(video):
+            check_image(f"video frame {i}", frame, req.width, req.height)
     if req.context is not None:
         ctx = np.asarray(req.context)
         if ctx.ndim != 4 or not 1 <= ctx.shape[0] < req.num_frames:

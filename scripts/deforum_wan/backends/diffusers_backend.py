@@ -1,4 +1,5 @@
-"""The diffusers backend: WanPipeline, WanImageToVideoPipeline and WanVACEPipeline.
+"""The diffusers backend: WanPipeline, WanImageToVideoPipeline, WanVACEPipeline and (a T2V
+model restyling a video) WanVideoToVideoPipeline.
 
 One folder in the diffusers layout (hub download, models dir, a tiny model built by tiny.py,
 or a full-size random model of random_full.py: the same code loads them all) becomes one pipeline. Progress and interrupt
@@ -19,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..config.files import regular_file
+from ..config.planner import min_denoise
 from ..errors import BackendError, Interrupted, WanError, first_line
 from ..models import random_full
 from ..models.registry import ModelSpec
@@ -56,7 +58,7 @@ def pipeline_classes(spec: ModelSpec) -> dict[str, str]:
         return {"i2v": "WanImageToVideoPipeline"}
     if spec.kind == "ti2v":
         return {"t2v": "WanPipeline", "i2v": "WanImageToVideoPipeline"}
-    return {"t2v": "WanPipeline"}
+    return {"t2v": "WanPipeline", "v2v": "WanVideoToVideoPipeline"}
 
 
 def weights_folder(spec: ModelSpec, options: BackendOptions) -> Path:
@@ -350,12 +352,17 @@ class DiffusersBackend(Backend):
         kwargs = dict(prompt=req.prompt, negative_prompt=req.negative_prompt, height=req.height,
                       width=req.width, num_frames=req.num_frames, num_inference_steps=req.steps,
                       guidance_scale=float(req.guidance_scale))
+        if req.mode == "v2v":  # the video's length is the window's
+            del kwargs["num_frames"]
+            # At least one step (a distilled LoRA changes the steps after planning).
+            strength = max(float(req.strength), min_denoise(req.steps))
+            kwargs["video"], kwargs["strength"] = [to_pil(frame) for frame in req.video], strength
         if getattr(pipe.config, "boundary_ratio", None) is not None:
             g2 = req.guidance_scale_2 if req.guidance_scale_2 is not None else self.spec.guidance_2
             if g2 is not None:
                 kwargs["guidance_scale_2"] = float(g2)
         if self.spec.kind == "vace":
-            if req.mode == "i2v" or req.last_image is not None:
+            if req.mode == "i2v" or req.last_image is not None or req.vace_frames is not None:
                 kwargs["video"], kwargs["mask"] = vace_inputs(req)
         elif req.mode == "i2v":
             # SVI's CLIP image is its first motion frame (svi.py)
@@ -405,7 +412,9 @@ class DiffusersBackend(Backend):
             final["latents"] = changed.get("latents", tensors.get("latents"))  # the last step's: the result
             return changed
 
-        self.speed.prepare_cache(req.steps - (guidance.free if guidance else 0))
+        # The steps the transformer runs: v2v skips the first 1 - strength of them.
+        runs = int(req.steps * kwargs["strength"]) if req.mode == "v2v" else req.steps
+        self.speed.prepare_cache(runs - (guidance.free if guidance else 0))
         self.last_latent = None
         final = {}
 

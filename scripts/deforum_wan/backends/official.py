@@ -313,6 +313,8 @@ class OfficialBackend(Backend):
         if self.model is None:
             raise WanError(f"{NAME}: the backend for {self.spec.id} is closed")
         check_request(req, self.spec)
+        if req.mode == "v2v":
+            raise WanError(f"{NAME}: no video-to-video in Wan's own code; Video Input needs wan_backend diffusers")
         if should_stop is not None and should_stop():
             raise Interrupted("stopped before the first step")
         calls = [0]

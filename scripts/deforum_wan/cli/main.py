@@ -23,7 +23,9 @@ def cmd_plan(args) -> int:
 
     data = {**read_settings_file(args.settings), **overrides(args)}
     inline_manifest(data, None, args.settings)
-    settings = load_settings(data, name=Path(args.settings).name)
+    # A Video Input's source video is read (its kept frames are the plan's frames): the
+    # command line's user names their own files.
+    settings = load_settings(data, name=Path(args.settings).name, read_video=True)
     plan = make_plan(settings)
     memory = memory_parts(settings)  # headers of the weights on disk only
     frames = frame_values(settings) if args.frames else None

@@ -11,6 +11,14 @@ the first window of the video is T2V (all its frames are new); every later windo
 I2V from the frame ``overlap`` before the end of what exists, its frame 0 (Wan's copy
 of the conditioning frame) is dropped and its next ``overlap`` frames are crossfaded
 with the existing tail, so it adds F - 1 - overlap new frames.
+
+Video Input (Deforum's animation_mode): output frame i restyles the i-th kept source frame.
+On a text-to-video model every window is video-to-video (``v2v``): it is handed its own
+segment of the source, one source frame per native frame (the nearest at that frame's output
+time, by the same retime map), denoised at 1 - strength_schedule at the window's start. A
+continuation window's first ``overlap + 1`` frames are the video's own last frames instead, so
+the restyle goes on from them as an I2V window would. A VACE model chains as usual (its
+context kept) and is shown its segment's grey frames to regenerate (``control`` gray).
 """
 from __future__ import annotations
 
@@ -21,7 +29,8 @@ from ..errors import SettingsError
 from ..models.registry import ModelSpec, continuation_model
 from .parseq import PROMPT_FIELD
 from .schedule import seed_at
-from .settings import RenderSettings
+from .settings import RenderSettings, VideoInput, video_mask_of
+from .source_video import source_frame_of
 
 MIN_WINDOW = 5
 # wan_camera guide's default free/lock shares of the steps: Time-to-Move's camera setting
@@ -69,6 +78,12 @@ class Window:
     camera_free: float = 0.0
     camera_lock: float = 0.0
     sources: dict[str, str] = field(default_factory=dict)  # where steps, guidance, shift... came from
+    # Video Input: the source frame behind each native frame after the lead (the conditioning
+    # frame and the overlap, which come from the video so far); for v2v the share of the steps
+    # that denoise them (1 - Deforum's strength), for a VACE model the control they become.
+    source_frames: list[int] = field(default_factory=list)
+    denoise: float = 0.0
+    control: str = ""  # "gray": VACE regenerates the source's grey frames (VACE's colourise task)
 
 
 @dataclass
@@ -88,6 +103,9 @@ class ClipPlan:
     warnings: list[str] = field(default_factory=list)
     size_source: str = ""
     parseq: str = ""  # the Parseq manifest's summary (what it keyframes); "" without one
+    video_input: str = ""  # Video Input: the source video's path
+    video_mask: str = ""  # and its mask video's (use_mask_video): frames change only inside it
+    source_frames: list[int] = field(default_factory=list)  # Video Input: the source frame of each output frame
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -112,12 +130,18 @@ def round_4n1_down(n: int) -> int:
 def make_plan(settings: RenderSettings) -> ClipPlan:
     spec = settings.model
     warnings = list(settings.warnings)
-    first_mode = "i2v" if settings.init_image else "t2v"
+    video = settings.video_input
+    v2v = bool(video) and spec.kind == "t2v"  # a VACE model takes the source as a gray control
+    first_mode = "v2v" if v2v else "i2v" if settings.init_image and not video else "t2v"
     # The size first (the first model's trained sizes): the I2V partner can depend on it.
     size, size_source = _size(settings, spec, settings.continue_model or spec, warnings)
-    cont = settings.continue_model or (spec if spec.can_i2v else _partner(spec, settings, size))
-    first_model = cont if first_mode == "i2v" and not spec.can_i2v else spec
-    _check_models(settings, first_mode, first_model, cont)
+    if video:  # every window restyles its segment on the one model
+        _check_video_model(settings)
+        cont = first_model = spec
+    else:
+        cont = settings.continue_model or (spec if spec.can_i2v else _partner(spec, settings, size))
+        first_model = cont if first_mode == "i2v" and not spec.can_i2v else spec
+        _check_models(settings, first_mode, first_model, cont)
     native = spec.native_fps
     multiple = max(spec.size_multiple, cont.size_multiple)
     want_w, want_h = size
@@ -179,22 +203,26 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                 from .camera import describe
 
                 prompt = f"{prompt}, {describe(moves)}" if prompt else describe(moves)
+            restyle = _restyle(settings, segments, stream - lead, lead, round_4n1_up(need), at, fps,
+                               sampling["steps"]) if video else {}
             windows.append(Window(
-                index=len(windows), segment=seg.index, mode=first_mode if first else "i2v",
+                index=len(windows), segment=seg.index, mode=first_mode if first or v2v else "i2v",
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
                 native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
                              settings.seed_schedule),
                 **sampling, prompt=prompt, negative_prompt=negative, context=context,
                 sources={**sources, **_from_manifest(settings)},
-                cut=first and bool(windows), camera=moves, **follow))
+                cut=first and bool(windows), camera=moves, **follow, **restyle))
             local += new
             stream += new
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
                     native_fps=native, width=width, height=height, retime=settings.retime,
                     overlap=overlap, window_limit=limit, segments=segments, windows=windows,
                     warnings=warnings, size_source=size_source,
-                    parseq=settings.parseq.summary() if settings.parseq is not None else "")
+                    parseq=settings.parseq.summary() if settings.parseq is not None else "",
+                    video_input=video.path if video else "", video_mask=video.mask_path if video else "",
+                    source_frames=output_source_frames(video, max_frames, settings.fps / fps) if video else [])
 
 
 def _from_manifest(settings: RenderSettings) -> dict[str, str]:
@@ -208,6 +236,59 @@ def _from_manifest(settings: RenderSettings) -> dict[str, str]:
     if PROMPT_FIELD in manifest.fields:
         out["prompt"] = "Parseq manifest deforum_prompt at the window's segment"
     return out
+
+
+
+def output_source_frames(video: VideoInput, frames: int, per_output: float = 1.0) -> list[int]:
+    """The source video frame (its index, from 0) each of ``frames`` output frames restyles;
+    ``per_output``: settings frames per output frame (wan_retime native renders at Wan's fps).
+    Empty until the video was read (``load_settings(read_video=True)``)."""
+    if not video.kept:
+        return []
+    return [source_frame_of(list(video.kept), i * per_output) for i in range(frames)]
+
+
+def _restyle(settings: RenderSettings, segments: list[Segment], first_native: int, lead: int, frames: int,
+             at: int, fps: float, steps: int) -> dict:
+    """A Video Input window's source frames (after its ``lead``) and denoise, from the source
+    frame nearest each native frame's output time. The denoise is at least one of its
+    ``steps``: the pipeline runs int(steps * denoise) of them."""
+    video = settings.video_input
+    per_output = settings.fps / fps
+    kept = list(video.kept)
+    source = [source_frame_of(kept, _stream_time(segments, g) * per_output)
+              for g in range(first_native + lead, first_native + frames)] if kept else []
+    if settings.model.kind == "vace":
+        return {"source_frames": source, "control": "gray"}
+    strength = video.strength[min(int(round(at * per_output)), len(video.strength) - 1)]
+    return {"source_frames": source, "denoise": round(max(1 - strength, min_denoise(steps)), 4)}
+
+
+def min_denoise(steps: int) -> float:
+    """The least video-to-video strength that still runs one of ``steps`` (diffusers takes
+    int(steps * strength) steps)."""
+    return math.ceil(1e4 / max(steps, 1)) / 1e4
+
+
+def _check_video_model(settings: RenderSettings) -> None:
+    """Video Input runs WanVideoToVideoPipeline on a text-to-video model, or gives a VACE model
+    the source as its control video."""
+    spec = settings.model
+    if spec.kind not in ("t2v", "vace"):
+        raise SettingsError(f"animation_mode Video Input restyles the video with a text-to-video model"
+                            f" (video-to-video) or a VACE model (the source as its control); {spec.id} is"
+                            f" {spec.kind.upper()}: choose e.g. wan2.1-t2v-1.3b or wan2.1-vace-1.3b", settings.source)
+    if spec.kind == "t2v" and video_mask_of(settings.raw) is not None:
+        raise SettingsError("use_mask_video needs a VACE model (e.g. wan2.1-vace-1.3b): Wan's video-to-video has"
+                            " no mask", settings.source)
+    if settings.continue_model is not None:
+        raise SettingsError("animation_mode Video Input renders every window with wan_model (video-to-video);"
+                            " remove wan_continue_model", settings.source)
+    if settings.gpus > 1:
+        raise SettingsError("animation_mode Video Input runs on one GPU; set wan_gpus to 1", settings.source)
+    if settings.backend == "official" and spec.kind == "t2v":
+        raise SettingsError("animation_mode Video Input runs diffusers' WanVideoToVideoPipeline (Wan's own code has no"
+                            " video-to-video); set wan_backend to diffusers or auto", settings.source)
 
 
 def _size(settings: RenderSettings, spec: ModelSpec, cont: ModelSpec,
@@ -423,7 +504,7 @@ def format_plan(plan: ClipPlan) -> str:
         "",
         f"{'win':>3} {'seg':>3} {'mode':4} {'frames':>11} {'native':>6} {'new':>4} {'ovl':>3}"
         f" {'seed':>10} {'cfg':>5} {'steps':>5}" + ("   zoom  pan x%  pan y%   rot  cover follow" if camera else "")
-        + "  prompt",
+        + ("  source frames  denoise" if plan.video_input else "") + "  prompt",
     ]
     lines[2:2] = _source_lines(plan) + ([f"{plan.parseq} (its values replace Deforum's schedules)"]
                                         if plan.parseq else [])
@@ -434,21 +515,41 @@ def format_plan(plan: ClipPlan) -> str:
                  f" {c['coverage']:>6.0%} {w.wan_camera or '-':>6}") if camera else ""
         lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut else ''):4} {w.start_frame:>5}-"
                      f"{w.end_frame - 1:<5} {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
-                     f" {w.guidance_scale:>5g} {w.steps:>5}{moves}  {prompt}")
+                     f" {w.guidance_scale:>5g} {w.steps:>5}{moves}{_restyle_cell(w, plan)}  {prompt}")
     if camera:
         lines.append("camera over each window (Deforum's path, flat depth): net zoom, pan of the frame centre,"
                      " rotation in degrees, share of the last frame still from the first; how Wan follows it (wan_camera)")
     if any(w.cut for w in plan.windows):
         lines.append("t2v*: a new shot at a Deforum cut (strength_schedule 0)")
+    if any(w.mode == "v2v" for w in plan.windows):
+        lines.append("v2v: video-to-video on the window's source frames (first and last shown; a continuation"
+                     " window starts from the video's own last overlap + 1 frames), denoised 1 - strength_schedule")
+    if any(w.control == "gray" for w in plan.windows):
+        lines.append("gray: VACE regenerates the window's source frames from their grey (luma) version, after the"
+                     " frames it keeps; strength_schedule does not apply (VACE has no denoise strength)")
     for warning in plan.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def _restyle_cell(w: Window, plan: ClipPlan) -> str:
+    if not plan.video_input:
+        return ""
+    frames = f"{w.source_frames[0]}-{w.source_frames[-1]}" if w.source_frames else "(not read)"
+    return f"  {frames:>13} {w.control or format(w.denoise, 'g'):>8}"
 
 
 def _source_lines(plan: ClipPlan) -> list[str]:
     """Each sampling value once per place it came from:
     ``steps 50 (model wan2.1-t2v-1.3b: Wan2.1 generate.py (50 steps for text-to-video))``."""
     lines = [f"size {plan.width}x{plan.height} ({plan.size_source})"]
+    if plan.video_input:
+        used = f"source frames {plan.source_frames[0]}-{plan.source_frames[-1]}" if plan.source_frames \
+            else "the video is read when the job is checked"
+        lines.append(f"video input {plan.video_input} ({used}; one output frame per kept frame)")
+        if plan.video_mask:
+            lines.append(f"video mask {plan.video_mask}: each frame changes only where its mask frame is white"
+                         " (invert_mask: black); elsewhere the source frame is kept as it is")
     labels = {"steps": "steps", "guidance_scale": "guidance", "guidance_scale_2": "guidance 2",
               "shift": "shift", "negative_prompt": "negative prompt", "seed": "seed", "prompt": "prompt"}
     for key, label in labels.items():

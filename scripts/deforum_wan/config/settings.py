@@ -35,6 +35,7 @@ from .keys import (  # noqa: F401
 )
 from .parseq import Manifest, read_manifest
 from .schedule import MAX_SEED, SEED_BEHAVIORS, ExprError, Schedule, build_schedule, parse_frame_key
+from .source_video import Extraction, VideoInfo, VideoRefused, extraction_of, kept_frames, probe
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # real run-saved files reach ~1 MB (per-frame schedules)
 TIMESTRING_RE = re.compile(r"^\d{14}\Z")  # \Z: "$" would also accept a trailing newline
@@ -59,6 +60,21 @@ _RENAMED = {"flip_2d_perspective": "enable_perspective_flip",
 _COLOR_LEGACY = {"Match Frame 0 HSV": "HSV", "Match Frame 0 LAB": "LAB", "Match Frame 0 RGB": "RGB"}
 
 _BATCH_UNSAFE = re.compile(r'[<>:"/\\|?*\s,]')
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """Deforum's Video Input: the source video, its extraction and, once the video was read
+    (``load_settings(read_video=True)``), its probe and the source frame of each output frame."""
+    path: str
+    extraction: Extraction
+    strength: tuple[float, ...]  # Deforum's strength_schedule per output frame: 1 - denoise
+    info: VideoInfo | None = None
+    kept: tuple[int, ...] = ()  # output frame i shows source frame kept[i]
+    # use_mask_video: where each frame may change (white; invert_mask flips it), frame c of
+    # this video for source frame c, as Deforum extracts both with the same keys.
+    mask_path: str = ""
+    invert_mask: bool = False
 
 
 @dataclass
@@ -102,6 +118,7 @@ class RenderSettings(_WanKeys):
     subseed: Schedule | None = None
     subseed_strength: Schedule | None = None
     parseq: Manifest | None = None  # the Parseq manifest whose values replace the schedules
+    video_input: VideoInput | None = None  # animation_mode "Video Input"
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -117,6 +134,20 @@ class RenderSettings(_WanKeys):
             out.setdefault(key, WAN_DEFAULTS[key])
         out["wan_model"] = self.model.id
         return out
+
+
+def video_init_of(raw: dict) -> str | None:
+    """The source video these settings restyle (animation_mode "Video Input"), else None."""
+    if str(raw.get("animation_mode")) == "Video Input":
+        return str(raw.get("video_init_path") or "")
+    return None
+
+
+def video_mask_of(raw: dict) -> str | None:
+    """The mask video of a Video Input (``use_mask_video`` on), else None."""
+    if video_init_of(raw) is not None and _bool(raw.get("use_mask_video", False)):
+        return str(raw.get("video_mask_path") or "")
+    return None
 
 
 def init_image_of(raw: dict) -> str | None:
@@ -166,24 +197,69 @@ def parse_settings_text(text: str, source: str = "<settings>") -> dict:
 
 
 def load_settings(source: str | os.PathLike | dict, overrides: dict | None = None,
-                  name: str | None = None, models_dir: str | os.PathLike | None = None) -> RenderSettings:
+                  name: str | None = None, models_dir: str | os.PathLike | None = None,
+                  read_video: bool = False, base: str | os.PathLike | None = None) -> RenderSettings:
     """Load, convert and validate settings. Raises ``SettingsError`` with one line.
 
     ``models_dir``: the models folder a ``wan_model`` file is looked for in (with the extra
-    folders); None: $DEFORUM_WAN_MODELS_DIR or the default one."""
+    folders); None: $DEFORUM_WAN_MODELS_DIR or the default one. ``read_video``: probe a Video
+    Input's source video (max_frames becomes the number of frames it gives, as in Deforum);
+    only for paths already confined (``render.inputs``) or named by the user themselves.
+    ``base``: the folder a relative video path starts from (default: a settings file's own)."""
     if isinstance(source, dict):
         data, label = dict(source), name or "<settings>"
     else:
         data, label = read_settings_file(source), name or Path(source).name
+        base = base if base is not None else Path(source).parent
     if overrides:
         data.update(overrides)
+    video = None
+    if read_video and video_init_of(data) is not None:
+        video = _read_video(data, label, base)
+        data["max_frames"] = len(video[2])  # Deforum's rule: one output frame per kept frame
+        data["video_init_path"] = str(video[0])  # the run's saved settings name the files read
+        if video[3]:
+            data["video_mask_path"] = video[3]
     try:
         values.check_plain(data)
-        return _validate(data, label, models_dir)
+        return _validate(data, label, models_dir, video)
     except SettingsError:
         raise
     except (ExprError, WanError) as exc:  # unknown model ids come from the registry
         raise SettingsError(str(exc), label) from None
+
+
+def _read_video(data: dict, label: str, base) -> tuple[Path, VideoInfo, list[int], str]:
+    """The source video's path, probe and kept frames, and its mask video's path (or "");
+    one SettingsError line otherwise."""
+    try:
+        path = _video_path(data, label, base)
+        extraction = extraction_of(data, label)
+        info, kept = kept_frames(path, extraction, label)
+        mask = ""
+        if video_mask_of(data) is not None:
+            mask_path = _video_path(data, label, base, "video_mask_path", video_mask_of(data))
+            have = len(extraction.kept(probe(mask_path, label).frames))
+            if have < len(kept):  # Deforum runs out of mask frames there and stops
+                raise VideoRefused(f"video_mask_path {mask_path.name} gives {have} frames, the video {len(kept)};"
+                                   " the mask must last as long as the video", label)
+            mask = str(mask_path)
+        return path, info, kept, mask
+    except ExprError as exc:
+        raise SettingsError(str(exc), label) from None
+
+
+def _video_path(raw: dict, label: str, base, key: str = "video_init_path", value: str | None = None) -> Path:
+    text = _path(video_init_of(raw) if value is None else value, key)
+    if not text:
+        raise SettingsError(f"animation_mode Video Input needs {key} (a video file)", label)
+    if "://" in text:
+        raise SettingsError(f"{key} {text[:120]!r} is a URL (the render reads local files only);"
+                            " download it into the output folder", label)
+    path = Path(text).expanduser()
+    if not path.is_absolute() and base is not None and not os.path.exists(path):
+        path = Path(base) / path
+    return path
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -200,7 +276,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 # --- validation ---------------------------------------------------------------------
 
-def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
+def _validate(data: dict, label: str, models_dir=None, video: tuple | None = None) -> RenderSettings:
     warnings: list[str] = []
     raw = _convert_legacy(data, warnings)
     get = lambda key: raw.get(key, DEFORUM_DEFAULTS.get(key, WAN_DEFAULTS.get(key)))  # noqa: E731
@@ -211,7 +287,10 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
     fps = _number(get("fps"), "fps", 1, 240)
     manifest = read_manifest(raw)
     if manifest is not None:
-        max_frames, fps = manifest.max_frames(max_frames), manifest.output_fps(fps)
+        # Video Input: the video's kept frames are the frames (Deforum crashes on the pair); the
+        # manifest is cut or repeated to them like to any max_frames
+        max_frames = max_frames if video is not None else manifest.max_frames(max_frames)
+        fps = manifest.output_fps(fps)
         warnings += manifest.warnings
     schedule = _Schedules(get, manifest, max_frames)
     wan = read_all(get)  # every Wan key once; early: the size rules are the model's
@@ -274,6 +353,7 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
         in_effect = dict(raw, diffusion_cadence=manifest.cadence)
     camera = _camera(in_effect, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"],
                      series=schedule.camera())
+    video_input = _video_input(raw, label, max_frames, seed, video) if video_init_of(raw) is not None else None
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -282,7 +362,8 @@ def _validate(data: dict, label: str, models_dir=None) -> RenderSettings:
         prompts=prompts, frame_prompts=texts, subseed=subseed, subseed_strength=subseed_strength,
         parseq=manifest, batch_name=batch_name, color_coherence=color, init_image=init_image,
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
-        resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings, **attrs,
+        resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings,
+        video_input=video_input, **attrs,
     )
 
 
@@ -322,6 +403,19 @@ class _Schedules:
         return {k: v for k in CAMERA_DEFAULTS if (v := self.series(k)) is not None}
 
 
+def _video_input(raw: dict, label: str, max_frames: int, seed: int, video: tuple | None) -> VideoInput:
+    """Video Input's source and strength; with the source's probe and kept frames when read."""
+    strength = build_schedule(raw.get("strength_schedule", "0: (0.65)"), max_frames, seed, "strength_schedule")
+    if any(not (0 <= v <= 1) for v in strength.values):
+        raise ExprError("strength_schedule: values must be between 0 and 1")
+    extraction = extraction_of(raw, label)
+    if video is None:
+        return VideoInput(str(raw.get("video_init_path") or ""), extraction, tuple(strength.values))
+    path, info, kept, mask = video
+    return VideoInput(str(path), extraction, tuple(strength.values), info, tuple(kept), mask,
+                      _bool(raw.get("invert_mask", False)))
+
+
 def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: list[str],
             wan_camera: str = "off", series: dict | None = None) -> Camera:
     """Deforum's camera of these settings (``series``: per-frame values that replace schedules),
@@ -345,7 +439,7 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
         value = raw.get(key)
         if value is not None and str(value).strip().lower() not in still:
             missing.append(f"{label} ({key}: {value})")
-    if str(raw.get("animation_mode")) in ("Video Input", "Interpolation"):
+    if str(raw.get("animation_mode")) == "Interpolation":
         missing.append(f"animation_mode {raw.get('animation_mode')}")
     if missing:
         warnings.append("not applied to Wan's windows: " + "; ".join(missing))

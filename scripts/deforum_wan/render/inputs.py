@@ -1,4 +1,4 @@
-"""The one rule for the files a job may read: its init image and soundtrack from the output
+"""The one rule for the files a job may read: its init image, videos and soundtrack from the output
 folder (or an input folder the host allows), its LoRAs from the models or output folder.
 ``check_job`` applies it to every job a server takes (the tab, /wan_api/, batches, run-now),
 so a request can never make the server read, render or return a file of its choosing.
@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from ..config.files import FileRefused, read_limited
 from ..config.parseq import MAX_MANIFEST_CHARS, names_file
-from ..config.settings import init_image_of, soundtrack_of
+from ..config.settings import init_image_of, soundtrack_of, video_init_of, video_mask_of
 from ..errors import SettingsError
 
 # Extra folders a host lets jobs read inputs from (os.pathsep-separated), e.g. a shared
@@ -57,8 +57,9 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
                       where: str = "the job", extra_inputs: Iterable[str | os.PathLike] = ()) -> dict:
     """``settings`` with its input files checked and made absolute; PathRefused otherwise."""
     roots = input_roots(outdir, extra_inputs)
-    for key, value in (("init_image", init_image_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
-        if value is None:
+    for key, value in (("init_image", init_image_of(settings)), ("video_init_path", video_init_of(settings)),
+                       ("video_mask_path", video_mask_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
+        if not value:  # an empty video_init_path is refused by the settings, naming the key
             continue
         if "://" in value:
             if key == "soundtrack_path":

@@ -6,8 +6,10 @@ Every way in builds a JobSpec and calls check_job: the tab, /wan_api/, --wan-run
 ``render`` and ``batch``. A job that cannot be planned (a bad key, an overlap the model's
 window cannot hold, an init image that does not decode, a resume of a run that is not
 there) is refused with one line there, so the queue never holds one and the WebUI never
-frees its checkpoint for one. The worker checks the job it is sent with the same function
-(``confine=False``: the paths were confined at submission and are absolute now).
+frees its checkpoint for one. A Video Input's source video is probed there too (bounds on
+its size, duration and frame count; a corrupt or empty file is one line). The worker checks
+the job it is sent with the same function (``confine=False``: the paths were confined at
+submission and are absolute now).
 """
 from __future__ import annotations
 
@@ -88,7 +90,10 @@ def check_job(spec: JobSpec, outdir: str | os.PathLike, *, models_dir: str | Non
         raw = confine_job_paths(raw, outdir, resolve_models_dir(models_dir), label, inputs)
     else:
         raw = inline_manifest(raw, None, label)
-    settings = load_settings(raw, name=label, models_dir=models_dir)
+    # The source video is read here (probed within bounds, its kept frames counted): its path
+    # was confined above, or is the command line user's own.
+    settings = load_settings(raw, name=label, models_dir=models_dir, read_video=True,
+                             base=spec.settings_base)
     resume = spec.resume or settings.resume_timestring
     if resume:
         settings = resumed_settings(RunFolder.of(outdir, settings, resume), label, models_dir)
@@ -100,6 +105,9 @@ def check_job(spec: JobSpec, outdir: str | os.PathLike, *, models_dir: str | Non
 def plan_checked(settings: RenderSettings, base: Path | None = None) -> ClipPlan:
     """The plan, with the inputs it reads proven usable (a missing soundtrack, an init image
     that does not decode) now, not after the frames are rendered."""
+    if settings.video_input is not None and not settings.video_input.kept:
+        raise WanError(f"{settings.source}: the Video Input source was not read; load the settings with"
+                       " read_video=True (check_job does)")
     plan = make_plan(settings)
     if settings.soundtrack and "://" not in settings.soundtrack:
         check_soundtrack(settings.soundtrack)
@@ -127,7 +135,7 @@ def resumed_settings(folder: RunFolder, label: str = "<settings>", models_dir: s
     saved, manifest_file = folder.settings_file, folder.manifest_file
     if not saved.is_file() or not manifest_file.is_file():
         raise SettingsError(f"resume {folder.timestring}: no such run in {folder.dir}", label)
-    settings = load_settings(saved, {"resume_from_timestring": False}, models_dir=models_dir)
+    settings = load_settings(saved, {"resume_from_timestring": False}, models_dir=models_dir, read_video=True)
     manifest = Manifest.load(manifest_file)
     if manifest.status == "done":
         raise WanError(f"render {folder.timestring} in {folder.dir} is already finished")

@@ -26,6 +26,7 @@ from .. import events
 from ..backends.pool import BackendPool
 from ..config.planner import ClipPlan, Window
 from ..config.settings import RenderSettings
+from ..config.source_video import to_gray
 from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from ..pixels import to_uint8
@@ -173,6 +174,7 @@ class Renderer:
         self._unfollowed: set[str] = set()
         self._svi_anchor: np.ndarray | None = None  # wan_svi shot: the first frame of the video or last cut
         self._svi_said: set[str] = set()
+        self._source = self._mask = None  # Video Input: its video's and mask's readers (config.source_video)
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -226,6 +228,9 @@ class Renderer:
             raise
         finally:
             self._close_pool()
+            for reader in (self._source, self._mask):
+                if reader is not None:
+                    reader.close()
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
         return self._conclude(plan, run_dir, ts, manifest, stream.written, status)
 
@@ -395,7 +400,10 @@ class Renderer:
             spec = get_model(model_id)
             notes += self.pool.make_room(load_estimate(spec, self.models_dir), device_free_bytes())
             path_guide = any(w.wan_camera == "guide" and w.model == model_id for w in self._plan.windows)
-            backend, report = load_backend(spec, self.backend_choice, self._options(),
+            choice = self.backend_choice
+            if (choice or "auto") == "auto" and any(w.mode == "v2v" for w in self._plan.windows):
+                choice = "diffusers"  # the one with a video-to-video pipeline
+            backend, report = load_backend(spec, choice, self._options(),
                                            share_from=self.pool.backends(), path_guide=path_guide)
             self.pool.put(key, backend)
             self.report.extend(report)
@@ -412,15 +420,7 @@ class Renderer:
     def _generate(self, backend, w: Window, plan: ClipPlan, stream: CarryStream) -> list[np.ndarray]:
         from ..backends.base import GenerateRequest
 
-        image = context = None
-        if w.mode == "i2v":
-            if w.index == 0:
-                image = load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
-                                   self.settings.init_fit)
-            elif w.context:
-                context = stream.context(w.overlap)  # VACE keeps these frames (mask 0)
-            else:
-                image = stream.conditioning(w.overlap)
+        image, context, video = self._start_of(w, plan, stream)
         vace_frames = vace_keep = path_guide = None
         if w.wan_camera and self._follow is not None:
             if w.wan_camera == "vace" and context is not None and backend.takes_camera_frames:
@@ -432,13 +432,16 @@ class Renderer:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
+        if w.control == "gray":  # VACE: the segment shown grey and generated (inside its mask)
+            vace_frames, vace_keep = self._gray_control(w, plan)
         svi = self._svi_input(backend, w, plan, stream, image) if image is not None else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
                               context=context, vace_frames=vace_frames, vace_keep=vace_keep,
-                              path_guide=path_guide, svi=svi)
+                              path_guide=path_guide, svi=svi, video=video,
+                              strength=w.denoise if video is not None else None)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -457,7 +460,53 @@ class Renderer:
             if vace_frames is not None:  # strict look: the camera's pixels exactly, Wan's where it uncovered
                 paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
-        return list(frames[: w.new_frames])
+        frames = list(frames[: w.new_frames])
+        if vace_frames is not None:  # a mask video: the source frame as it is outside the mask
+            paste_kept(frames, vace_frames, vace_keep, 0)
+        return frames
+
+    def _start_of(self, w: Window, plan: ClipPlan, stream: CarryStream):
+        """What window ``w`` starts from: (image, VACE context, v2v video), each or None."""
+        if w.mode == "v2v":
+            return None, None, self._source_segment(w, plan, stream)
+        if w.mode != "i2v":
+            return None, None, None
+        if w.index == 0:
+            return load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
+                              self.settings.init_fit), None, None
+        if w.context:
+            return None, stream.context(w.overlap), None  # VACE keeps these frames (mask 0)
+        return stream.conditioning(w.overlap), None, None
+
+    def _source_segment(self, w: Window, plan: ClipPlan, stream: CarryStream) -> np.ndarray:
+        """A v2v window's video: the video's own last ``overlap + 1`` frames where it continues,
+        then its segment of the source, decoded at the render size."""
+        source = self._source_frames(w, plan)
+        return np.concatenate([stream.context(w.overlap), source]) if w.index > 0 and not w.cut else source
+
+    def _gray_control(self, w: Window, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
+        """A VACE window's source segment: grey where it is generated (everywhere, or inside the
+        mask video's white), the source frame as it is where the mask keeps it."""
+        from ..config.source_video import SourceReader
+
+        source = self._source_frames(w, plan)
+        video = self.settings.video_input
+        if not video.mask_path:
+            return to_gray(source), np.zeros(source.shape[:3], np.float32)
+        if self._mask is None:
+            self._mask = SourceReader(video.mask_path, plan.width, plan.height)
+        change = to_gray(np.stack(self._mask.frames(w.source_frames)))[..., 0] >= 0.5
+        if video.invert_mask:
+            change = ~change
+        return np.where(change[..., None], to_gray(source), source), (~change).astype(np.float32)
+
+    def _source_frames(self, w: Window, plan: ClipPlan) -> np.ndarray:
+        """Window ``w``'s source frames (``Window.source_frames``) at the render size."""
+        from ..config.source_video import SourceReader
+
+        if self._source is None:
+            self._source = SourceReader(self.settings.video_input.path, plan.width, plan.height)
+        return np.stack(self._source.frames(w.source_frames))
 
     def _svi_input(self, backend, w: Window, plan: ClipPlan, stream: CarryStream, image: np.ndarray):
         """wan_svi's conditioning of a continuation window (backends/svi.py): the frames from

@@ -26,8 +26,9 @@ from ..errors import SettingsError
 from ..models.registry import DEFAULT_MODEL, MODELS, get_model
 
 CUSTOM_SIZE = "custom"
-# Deforum's animation modes. 2D and 3D move the camera; Video Input and Interpolation are
-# read but not rendered by Wan (the plan warns); a file without the key has no camera here.
+# Deforum's animation modes. 2D and 3D move the camera; Video Input restyles an imported file's
+# video_init_path; Interpolation is read but not rendered by Wan (the plan warns); a file
+# without the key has no camera here.
 ANIMATION_MODES = ("2D", "3D", "None", "Video Input", "Interpolation")
 
 # The Wan keys' fields, from the key table: field name -> key.
