@@ -150,6 +150,21 @@ def test_the_plan_command_reads_the_video_next_to_its_settings_file(tmp_path, so
     assert plan["video_input"] == str(tmp_path / "clip.mp4")
 
 
+def test_plan_frames_name_each_output_frames_source_frame(tmp_path, source, capsys):
+    from deforum_wan.cli.main import main
+
+    (tmp_path / "clip.mp4").write_bytes(source.read_bytes())
+    settings = {**JOB, "video_init_path": "clip.mp4", "extract_nth_frame": 3, "extract_from_frame": 5}
+    (tmp_path / "s.txt").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(["plan", str(tmp_path / "s.txt"), "--json", "--frames"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    kept = [c for c in range(40) if c >= 5 and c % 3 == 0]  # Deforum's rule on the 40-frame source
+    assert [f["source_frame"] for f in plan["frames"]] == kept == plan["source_frames"]
+    assert main(["plan", str(tmp_path / "s.txt"), "--frames"]) == 0
+    assert f"(source frame {kept[-1]})" in capsys.readouterr().out
+
+
 def test_a_relative_video_is_saved_as_the_file_read_and_an_unread_one_is_not_rendered(tmp_path, source):
     from deforum_wan.config.settings import load_settings
 

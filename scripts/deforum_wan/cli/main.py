@@ -25,10 +25,11 @@ def cmd_plan(args) -> int:
     inline_manifest(data, None, args.settings)
     # A Video Input's source video is read (its kept frames are the plan's frames): the
     # command line's user names their own files.
-    settings = load_settings(data, name=Path(args.settings).name, read_video=True)
+    settings = load_settings(data, name=Path(args.settings).name, read_video=True,
+                             base=Path(args.settings).parent)
     plan = make_plan(settings)
     memory = memory_parts(settings)  # headers of the weights on disk only
-    frames = frame_values(settings) if args.frames else None
+    frames = frame_values(settings, plan.source_frames) if args.frames else None
     if args.json:
         out = {**plan.to_json(), "memory": {m: [p.to_json() for p in parts] for m, parts in memory.items()}}
         if frames is not None:

@@ -41,7 +41,9 @@ def schedule_values(settings: RenderSettings, key: str) -> list[float]:
         return build_schedule(CAMERA_DEFAULTS[key], n, settings.seed, key).values
 
 
-def frame_values(settings: RenderSettings) -> list[dict]:
+def frame_values(settings: RenderSettings, source_frames: list[int] | None = None) -> list[dict]:
+    """``source_frames``: a Video Input's source frame per output frame (the plan's), added as
+    ``source_frame``."""
     n = settings.max_frames
     series = {name: schedule_values(settings, key) for name, key in CAMERA_KEYS.items()}
     strength = schedule_values(settings, "strength_schedule")
@@ -57,6 +59,8 @@ def frame_values(settings: RenderSettings) -> list[dict]:
             "cfg": settings.cfg[f], "strength": min(max(strength[f], 0.0), 1.0),  # Deforum clamps it so
             "camera": {name: values[f] for name, values in series.items()},
         })
+        if source_frames:
+            out[-1]["source_frame"] = source_frames[f]
     return out
 
 
@@ -96,7 +100,8 @@ def format_frames(settings: RenderSettings, frames: list[dict]) -> str:
         cells = " ".join(f"{values[n]:>{w}d}" if f == "d" else f"{values[n]:>{w}.4g}" for n, w, f in _COLUMNS)
         prompt = row["prompt"] if len(row["prompt"]) <= 60 else row["prompt"][:57] + "..."
         neg = f"  --neg {row['negative_prompt'][:30]}" if row["negative_prompt"] else ""
-        lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}")
+        source = f"  (source frame {row['source_frame']})" if "source_frame" in row else ""
+        lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}")
     if marked:
         lines.append(f"*: from the Parseq manifest ({settings.parseq.summary()})")
     lines.append("each camera value is the step from frame f-1 to f (Deforum never applies frame 0's);"
