@@ -42,11 +42,13 @@ def schedule_values(settings: RenderSettings, key: str) -> list[float]:
 
 
 def frame_values(settings: RenderSettings, source_frames: list[int] | None = None) -> list[dict]:
-    """``source_frames``: a Video Input's source frame per output frame (the plan's), added as
-    ``source_frame``."""
+    """``source_frames``: a Video Input's or hybrid video's source frame per output frame (the
+    plan's), added as ``source_frame``; a hybrid composite's alpha as ``hybrid_alpha``."""
     n = settings.max_frames
     series = {name: schedule_values(settings, key) for name, key in CAMERA_KEYS.items()}
     strength = schedule_values(settings, "strength_schedule")
+    hybrid = settings.hybrid
+    composite = hybrid.alpha if hybrid is not None and hybrid.composite != "None" else None
     out = []
     for f in range(n):
         positive, negative = prompt_text.split(prompt_text.at_frame(settings.frame_prompts[f], f, n))
@@ -61,6 +63,8 @@ def frame_values(settings: RenderSettings, source_frames: list[int] | None = Non
         })
         if source_frames:
             out[-1]["source_frame"] = source_frames[f]
+        if composite is not None:
+            out[-1]["hybrid_alpha"] = composite[f]
     return out
 
 
@@ -101,6 +105,8 @@ def format_frames(settings: RenderSettings, frames: list[dict]) -> str:
         prompt = row["prompt"] if len(row["prompt"]) <= 60 else row["prompt"][:57] + "..."
         neg = f"  --neg {row['negative_prompt'][:30]}" if row["negative_prompt"] else ""
         source = f"  (source frame {row['source_frame']})" if "source_frame" in row else ""
+        if "hybrid_alpha" in row:
+            source += f" (hybrid alpha {row['hybrid_alpha']:g})"
         lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}")
     if marked:
         lines.append(f"*: from the Parseq manifest ({settings.parseq.summary()})")

@@ -298,6 +298,24 @@ PARSEQ_KEYS: tuple[Key, ...] = (
         " frame f-1 to f)"),
     Key("parseq_non_schedule_overrides", "flag", True, "the manifest also sets max_frames, fps and cadence"),
 )
+# Deforum's own hybrid video keys (config/hybrid.py reads them; docs/settings.md, Hybrid video).
+HYBRID_MOTIONS = ("None", "Optical Flow", "Perspective", "Affine")
+HYBRID_COMPOSITES = ("None", "Normal", "Before Motion", "After Generation")
+HYBRID_FLOW_METHODS = ("RAFT", "DIS Medium", "DIS Fine", "DenseRLOF", "SF", "Farneback", "DualTVL1", "DeepFlow",
+                       "PCAFlow")
+HYBRID_MASK_TYPES = ("None", "Depth", "Video Depth", "Blend", "Difference")
+HYBRID_KEYS: tuple[Key, ...] = (
+    Key("hybrid_motion", "choice", "None", "the source video's motion from frame f-1 to f moves the guide",
+        choices=HYBRID_MOTIONS),
+    Key("hybrid_flow_method", "choice", "RAFT", "how Optical Flow is computed", choices=HYBRID_FLOW_METHODS),
+    Key("hybrid_motion_use_prev_img", "flag", False, "flow/matrix from the moved frame itself to the video"
+        " frame, not between two video frames"),
+    Key("hybrid_composite", "choice", "None", "the video frame blended into the frame Wan starts from",
+        choices=HYBRID_COMPOSITES),
+    Key("hybrid_comp_mask_type", "choice", "None", "where the composite applies", choices=HYBRID_MASK_TYPES),
+    Key("hybrid_use_init_image", "flag", False, "composite the init image instead of the video"),
+    Key("hybrid_flow_consistency", "flag", False, "drop flow that fails the forward/backward check"),
+)
 WAN_DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
 # Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).
 WAN_ALIASES = {"wan_frame_overlap": "wan_overlap"}

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import SettingsError
 from ..models.registry import ModelSpec, continuation_model
+from .hybrid import Hybrid
 from .parseq import PROMPT_FIELD
 from .schedule import seed_at
 from .settings import RenderSettings, VideoInput, video_mask_of
@@ -84,6 +85,8 @@ class Window:
     source_frames: list[int] = field(default_factory=list)
     denoise: float = 0.0
     control: str = ""  # "gray": VACE regenerates the source's grey frames (VACE's colourise task)
+    # What moves the window's guide: "camera", "video" (hybrid_motion), "video+camera", or "" (nothing)
+    motion: str = ""
 
 
 @dataclass
@@ -105,7 +108,9 @@ class ClipPlan:
     parseq: str = ""  # the Parseq manifest's summary (what it keyframes); "" without one
     video_input: str = ""  # Video Input: the source video's path
     video_mask: str = ""  # and its mask video's (use_mask_video): frames change only inside it
-    source_frames: list[int] = field(default_factory=list)  # Video Input: the source frame of each output frame
+    source_frames: list[int] = field(default_factory=list)  # Video Input, hybrid: the source frame of each output frame
+    hybrid_video: str = ""  # hybrid video: its path
+    hybrid: str = ""  # and what its motion and composite do to the guided windows
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -198,6 +203,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             context = ov + 1 if not first and model.kind == "vace" else 0
             moves = _window_camera(camera, segments, stream - lead, lead + new)
             follow = _follow(settings, camera, moves, at, context, sources)
+            follow["motion"] = _motion_of(settings, moves) if follow["wan_camera"] else ""
             prompt = seg.prompt
             if settings.camera_prompt and follow["wan_camera"]:
                 from .camera import describe
@@ -222,7 +228,9 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                     warnings=warnings, size_source=size_source,
                     parseq=settings.parseq.summary() if settings.parseq is not None else "",
                     video_input=video.path if video else "", video_mask=video.mask_path if video else "",
-                    source_frames=output_source_frames(video, max_frames, settings.fps / fps) if video else [])
+                    source_frames=output_source_frames(video or settings.hybrid, max_frames, settings.fps / fps)
+                    if video or settings.hybrid else [], hybrid=_hybrid_line(settings),
+                    hybrid_video=settings.hybrid.path if settings.hybrid else "")
 
 
 def _from_manifest(settings: RenderSettings) -> dict[str, str]:
@@ -239,7 +247,33 @@ def _from_manifest(settings: RenderSettings) -> dict[str, str]:
 
 
 
-def output_source_frames(video: VideoInput, frames: int, per_output: float = 1.0) -> list[int]:
+def _motion_of(settings: RenderSettings, moves: dict) -> str:
+    from .camera import still
+
+    video = settings.hybrid is not None and settings.hybrid.moves
+    return "+".join((["video"] if video else []) + ([] if still(moves) else ["camera"])) or "composite"
+
+
+def _hybrid_line(settings: RenderSettings) -> str:
+    """What a hybrid video does to the guided windows, for the plan."""
+    hybrid = settings.hybrid
+    if hybrid is None:
+        return ""
+    parts = []
+    if hybrid.moves:
+        parts.append(f"hybrid_motion {hybrid.motion}: the {hybrid.describe()} from input frame f-1 to f moves each"
+                     " guided window's path after Deforum's camera step (the camera adherence is measured against"
+                     " both)")
+    if hybrid.composite != "None":
+        alpha = sorted({round(a, 3) for a in hybrid.alpha})
+        shown = f"{alpha[0]:g}" if len(alpha) == 1 else f"{alpha[0]:g}..{alpha[-1]:g}"
+        parts.append(f"hybrid_composite {hybrid.composite}: input frame f blended into the guide's frame f at"
+                     f" hybrid_comp_alpha_schedule ({shown}), the frames Wan starts from and holds for the window's"
+                     " free/held shares of the steps")
+    return "; ".join(parts)
+
+
+def output_source_frames(video: VideoInput | Hybrid, frames: int, per_output: float = 1.0) -> list[int]:
     """The source video frame (its index, from 0) each of ``frames`` output frames restyles;
     ``per_output``: settings frames per output frame (wan_retime native renders at Wan's fps).
     Empty until the video was read (``load_settings(read_video=True)``)."""
@@ -408,7 +442,8 @@ def _follow(settings: RenderSettings, camera, moves: dict, at: int, context: int
     from .camera import still
 
     none = {"wan_camera": "", "camera_free": 0.0, "camera_lock": 0.0}
-    if camera is None or settings.wan_camera == "off" or still(moves):
+    hybrid = settings.hybrid is not None  # the video's motion or composite is followed, even under a still camera
+    if camera is None or settings.wan_camera == "off" or (still(moves) and not hybrid):
         return none
     if settings.wan_camera == "vace" and context:
         sources["camera"] = "vace: the warped frames kept, what they uncover generated"
@@ -504,6 +539,7 @@ def format_plan(plan: ClipPlan) -> str:
         "",
         f"{'win':>3} {'seg':>3} {'mode':4} {'frames':>11} {'native':>6} {'new':>4} {'ovl':>3}"
         f" {'seed':>10} {'cfg':>5} {'steps':>5}" + ("   zoom  pan x%  pan y%   rot  cover follow" if camera else "")
+        + ("  motion      " if plan.hybrid else "")
         + ("  source frames  denoise" if plan.video_input else "") + "  prompt",
     ]
     lines[2:2] = _source_lines(plan) + ([f"{plan.parseq} (its values replace Deforum's schedules)"]
@@ -513,6 +549,8 @@ def format_plan(plan: ClipPlan) -> str:
         c = w.camera
         moves = (f" {c['zoom']:>6.3f} {c['pan_x']:>7.1f} {c['pan_y']:>7.1f} {c['rotation']:>5.1f}"
                  f" {c['coverage']:>6.0%} {w.wan_camera or '-':>6}") if camera else ""
+        if plan.hybrid:
+            moves += f"  {w.motion or '-':<12}"
         lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut else ''):4} {w.start_frame:>5}-"
                      f"{w.end_frame - 1:<5} {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
                      f" {w.guidance_scale:>5g} {w.steps:>5}{moves}{_restyle_cell(w, plan)}  {prompt}")
@@ -543,6 +581,11 @@ def _source_lines(plan: ClipPlan) -> list[str]:
     """Each sampling value once per place it came from:
     ``steps 50 (model wan2.1-t2v-1.3b: Wan2.1 generate.py (50 steps for text-to-video))``."""
     lines = [f"size {plan.width}x{plan.height} ({plan.size_source})"]
+    if plan.hybrid:
+        used = f"source frames {plan.source_frames[0]}-{plan.source_frames[-1]}" if plan.source_frames \
+            else "the video is read when the job is checked"
+        lines.append(f"hybrid video {plan.hybrid_video} ({used}; one output frame per input frame)")
+        lines.append(plan.hybrid)
     if plan.video_input:
         used = f"source frames {plan.source_frames[0]}-{plan.source_frames[-1]}" if plan.source_frames \
             else "the video is read when the job is checked"

@@ -22,6 +22,7 @@ from ..models.registry import ModelSpec
 from . import prompt_text, values
 from .camera import CAMERA_DEFAULTS, STILL, Camera, SingularCamera
 from .files import FileRefused, read_limited
+from .hybrid import MODES_WITH_HYBRID, Hybrid, hybrid_keys, hybrid_video_of, read_hybrid
 from .keys import (  # noqa: F401
     BACKENDS,
     COLOR_MODES,
@@ -119,6 +120,7 @@ class RenderSettings(_WanKeys):
     subseed_strength: Schedule | None = None
     parseq: Manifest | None = None  # the Parseq manifest whose values replace the schedules
     video_input: VideoInput | None = None  # animation_mode "Video Input"
+    hybrid: Hybrid | None = None  # 2D/3D with hybrid_motion or hybrid_composite (config.hybrid)
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -141,6 +143,12 @@ def video_init_of(raw: dict) -> str | None:
     if str(raw.get("animation_mode")) == "Video Input":
         return str(raw.get("video_init_path") or "")
     return None
+
+
+def source_video_of(raw: dict) -> str | None:
+    """The video these settings read: a Video Input's, or a hybrid render's, else None."""
+    video = video_init_of(raw)
+    return video if video is not None else hybrid_video_of(raw)
 
 
 def video_mask_of(raw: dict) -> str | None:
@@ -204,7 +212,8 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
     ``models_dir``: the models folder a ``wan_model`` file is looked for in (with the extra
     folders); None: $DEFORUM_WAN_MODELS_DIR or the default one. ``read_video``: probe a Video
     Input's source video (max_frames becomes the number of frames it gives, as in Deforum);
-    only for paths already confined (``render.inputs``) or named by the user themselves.
+    only for paths already confined (``render.inputs``) or named by the user themselves. A
+    hybrid render's video is read the same way (config.hybrid).
     ``base``: the folder a relative video path starts from (default: a settings file's own)."""
     if isinstance(source, dict):
         data, label = dict(source), name or "<settings>"
@@ -214,9 +223,10 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
     if overrides:
         data.update(overrides)
     video = None
-    if read_video and video_init_of(data) is not None:
+    if read_video and source_video_of(data) is not None:
         video = _read_video(data, label, base)
-        data["max_frames"] = len(video[2])  # Deforum's rule: one output frame per kept frame
+        if video_init_of(data) is not None or not hybrid_keys(data)["hybrid_use_init_image"]:
+            data["max_frames"] = len(video[2])  # Deforum's rule: one output frame per kept frame
         data["video_init_path"] = str(video[0])  # the run's saved settings name the files read
         if video[3]:
             data["video_mask_path"] = video[3]
@@ -250,9 +260,10 @@ def _read_video(data: dict, label: str, base) -> tuple[Path, VideoInfo, list[int
 
 
 def _video_path(raw: dict, label: str, base, key: str = "video_init_path", value: str | None = None) -> Path:
-    text = _path(video_init_of(raw) if value is None else value, key)
+    text = _path(source_video_of(raw) if value is None else value, key)
     if not text:
-        raise SettingsError(f"animation_mode Video Input needs {key} (a video file)", label)
+        needs = "animation_mode Video Input" if video_init_of(raw) is not None else "hybrid video"
+        raise SettingsError(f"{needs} needs {key} (a video file)", label)
     if "://" in text:
         raise SettingsError(f"{key} {text[:120]!r} is a URL (the render reads local files only);"
                             " download it into the output folder", label)
@@ -354,6 +365,9 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
     camera = _camera(in_effect, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"],
                      series=schedule.camera())
     video_input = _video_input(raw, label, max_frames, seed, video) if video_init_of(raw) is not None else None
+    if str(raw.get("animation_mode")) in MODES_WITH_HYBRID:
+        hybrid_keys(raw)  # a misspelt hybrid value is one line, even when it leaves hybrid off
+    hybrid = read_hybrid(raw, label, max_frames, seed, warnings, video) if hybrid_video_of(raw) is not None else None
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -363,7 +377,7 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
         parseq=manifest, batch_name=batch_name, color_coherence=color, init_image=init_image,
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
         resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings,
-        video_input=video_input, **attrs,
+        video_input=video_input, hybrid=hybrid, **attrs,
     )
 
 
@@ -435,8 +449,11 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
         if wan_camera == "off":
             missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; wan_camera"
                            " is off: its path is only in `plan` and `camera`)")
+    hybrid = hybrid_video_of(raw) is not None  # read by config.hybrid: it says what it leaves out
     for key, still, label in _NOT_APPLIED:
         value = raw.get(key)
+        if hybrid and key.startswith("hybrid_"):
+            continue
         if value is not None and str(value).strip().lower() not in still:
             missing.append(f"{label} ({key}: {value})")
     if str(raw.get("animation_mode")) == "Interpolation":

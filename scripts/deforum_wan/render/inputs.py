@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from ..config.files import FileRefused, read_limited
 from ..config.parseq import MAX_MANIFEST_CHARS, names_file
-from ..config.settings import init_image_of, soundtrack_of, video_init_of, video_mask_of
+from ..config.settings import init_image_of, soundtrack_of, source_video_of, video_mask_of
 from ..errors import SettingsError
 
 # Extra folders a host lets jobs read inputs from (os.pathsep-separated), e.g. a shared
@@ -57,7 +57,7 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
                       where: str = "the job", extra_inputs: Iterable[str | os.PathLike] = ()) -> dict:
     """``settings`` with its input files checked and made absolute; PathRefused otherwise."""
     roots = input_roots(outdir, extra_inputs)
-    for key, value in (("init_image", init_image_of(settings)), ("video_init_path", video_init_of(settings)),
+    for key, value in (("init_image", init_image_of(settings)), ("video_init_path", source_video_of(settings)),
                        ("video_mask_path", video_mask_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
         if not value:  # an empty video_init_path is refused by the settings, naming the key
             continue

@@ -94,9 +94,11 @@ class CameraPath:
     """The images Deforum's camera makes of one anchor image: its warp to any output time
     after the anchor's, with the mask of pixels that still come from the anchor."""
 
-    def __init__(self, camera: Camera, anchor: np.ndarray, anchor_time: float = 0.0, depth=None):
+    def __init__(self, camera: Camera, anchor: np.ndarray, anchor_time: float = 0.0, depth=None, motion=None):
         """``depth``: a function of a frame giving its depth map (Deforum predicts it on every
-        frame it moves), or None: a flat scene (z = 1), as with depth warping off."""
+        frame it moves), or None: a flat scene (z = 1), as with depth warping off. ``motion``:
+        a hybrid video's step after the camera's (``render.hybrid_motion.VideoMotion``), or None."""
+        self.motion = motion
         self.camera = camera
         self.anchor = np.asarray(anchor, np.uint8)
         self.t0 = float(anchor_time)
@@ -131,6 +133,12 @@ class CameraPath:
             yield out_image, out_cover
 
     def _step(self, image, cover, frame: int, fraction: float):
+        image, cover = self._camera_step(image, cover, frame, fraction)
+        if self.motion is not None:  # Deforum moves by the video after the camera (render.py)
+            image, cover = self.motion.step(image, cover, frame, fraction)
+        return image, cover
+
+    def _camera_step(self, image, cover, frame: int, fraction: float):
         cam = self.camera
         if cam.mode == "2D":
             M = matrix_2d(cam.params(frame, fraction), cam.W, cam.H, cam.flip_at(frame))
