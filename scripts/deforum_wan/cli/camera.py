@@ -38,7 +38,8 @@ def cmd_camera(args: argparse.Namespace) -> int:
     from ..config.settings import load_settings
     from ..render.camera_preview import check_preview, write_preview
 
-    settings = load_settings(args.settings, overrides(args))
+    # a hybrid video is read (its motion moves the preview too): the user names their own files
+    settings = load_settings(args.settings, overrides(args), read_video=True)
     frames = _frames(args.frames)
     first, last = check_preview(settings, frames)  # before the bar: a bad range is one line
     bars = []  # the bar starts with the first frame: a missing depth model is one line, no bar

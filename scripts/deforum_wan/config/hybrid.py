@@ -95,6 +95,9 @@ def read_hybrid(raw: dict, label: str, max_frames: int, seed: int, warnings: lis
         if keys["hybrid_comp_mask_type"] != "None":
             warnings.append(f"hybrid_comp_mask_type {keys['hybrid_comp_mask_type']} is not applied: the whole"
                             " video frame is blended at hybrid_comp_alpha_schedule")
+        if keys["hybrid_composite"] == "After Generation":
+            warnings.append("hybrid_composite After Generation: the video frame is blended into the guide as"
+                            " Normal blends it (Wan's frames themselves are not blended)")
         if keys["hybrid_use_init_image"]:
             warnings.append("hybrid_use_init_image is not applied: the video frame is blended")
     if keys["hybrid_motion"] == "Optical Flow" and keys["hybrid_flow_consistency"]:

@@ -27,6 +27,7 @@ class Adherence:
     px: float = float("nan")  # mean point error, pixels
     deg: float = float("nan")  # mean rotation error, degrees
     windows: list[dict] = field(default_factory=list)  # {"window", "pairs", "px", "deg"}
+    against: str = "Deforum's path"  # the motion the frames are measured against
 
     def to_dict(self) -> dict:
         def num(x):
@@ -39,7 +40,7 @@ class Adherence:
         if not self.pairs:
             return f"camera adherence: no frame pair could be tracked ({self.skipped} too flat)"
         return (f"camera adherence: {self.px:.2f} px, {self.deg:.2f} deg mean error over {self.pairs} frame pairs"
-                f" (OpenCV's motion against Deforum's path{f'; {self.skipped} too flat' if self.skipped else ''})")
+                f" (OpenCV's motion against {self.against}{f'; {self.skipped} too flat' if self.skipped else ''})")
 
 
 def estimate(a: np.ndarray, b: np.ndarray):
@@ -63,9 +64,10 @@ def _angle(matrix: np.ndarray) -> float:
     return math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
 
 
-def pair_error(camera: Camera, a: np.ndarray, b: np.ndarray, t: float) -> tuple[float, float] | None:
+def pair_error(camera: Camera, a: np.ndarray, b: np.ndarray, t: float, motion=None) -> tuple[float, float] | None:
     """(pixels, degrees) between the motion from frame ``a`` (output time ``t``) to ``b`` (t + 1)
-    and the camera's step; None when the frames are too flat to track."""
+    and the camera's step (then a hybrid video's, ``motion``: a VideoMotion); None when the
+    frames are too flat to track."""
     import cv2
 
     found = estimate(a, b)
@@ -74,7 +76,9 @@ def pair_error(camera: Camera, a: np.ndarray, b: np.ndarray, t: float) -> tuple[
     h, w = a.shape[:2]
     ys, xs = np.meshgrid((np.arange(GRID) + 0.5) / GRID * h, (np.arange(GRID) + 0.5) / GRID * w, indexing="ij")
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    src = source_points(camera, grid, t, t + 1)
+    # Deforum moves by the camera, then by the video: undo the video's step first
+    before = motion.source_points(grid, int(round(t)) + 1) if motion is not None else grid
+    src = source_points(camera, before, t, t + 1)
     keep = np.isfinite(src).all(axis=1) & (src[:, 0] >= 0) & (src[:, 0] < w) & (src[:, 1] >= 0) & (src[:, 1] < h)
     if keep.sum() < 3:
         return None
@@ -85,18 +89,20 @@ def pair_error(camera: Camera, a: np.ndarray, b: np.ndarray, t: float) -> tuple[
     return float(np.linalg.norm(carried - grid, axis=1).mean()), float(turn)
 
 
-def measure(camera: Camera, frames, spans: list[tuple[int, int, int]]) -> Adherence:
+def measure(camera: Camera, frames, spans: list[tuple[int, int, int]], motion=None) -> Adherence:
     """``frames``: output frames by index (a list, or a function of the index); ``spans``:
-    (window, first frame, end) of each window. ``camera`` at the frames' size."""
+    (window, first frame, end) of each window. ``camera`` at the frames' size; ``motion``: a
+    hybrid video's (VideoMotion at the frames' size), the frames' motion being both."""
     get = frames.__getitem__ if not callable(frames) else frames
-    out = Adherence()
+    out = Adherence(against="the source video's motion after Deforum's camera" if motion is not None
+                    else "Deforum's path")
     px_all, deg_all = [], []
     for window, start, end in spans:
         px, deg = [], []
         previous = get(start) if end - start > 1 else None
         for k in range(start, end - 1):
             current = get(k + 1)
-            err = pair_error(camera, previous, current, float(k))
+            err = pair_error(camera, previous, current, float(k), motion)
             previous = current
             if err is None:
                 out.skipped += 1

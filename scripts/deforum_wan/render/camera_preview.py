@@ -11,6 +11,7 @@ import numpy as np
 from ..config.settings import RenderSettings
 from ..errors import WanError
 from ..pixels import to_uint8
+from .hybrid_motion import video_motion
 from .names import check_writable
 from .video import pattern_command, run_ffmpeg
 from .warp import CameraPath
@@ -56,7 +57,8 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
                   frames: tuple[int, int] | None = None, on_frame=None,
                   models_dir: str | None = None, max_side: int | None = None) -> tuple[Path, list[str]]:
     """``outdir/{i:09}.png`` for every output frame in ``frames`` (default: all), frame i being
-    the anchor (the image at W x H, frame 0) moved by Deforum's camera from frame 0 to i, and
+    the anchor (the image at W x H, frame 0) moved by Deforum's camera (and a hybrid video's
+    motion and composite, once its video was read) from frame 0 to i, and
     ``outdir/camera.mp4``. ``max_side`` shrinks the frames (the camera scaled with them) for a
     quick look. Returns the video and notes (depth, quirks)."""
     camera = settings.camera
@@ -81,7 +83,11 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
         camera = camera.scaled(W, H)
         notes.append(f"shown at {W}x{H} (scaled from W/H {settings.W}x{settings.H})")
     anchor = load_anchor(image, W, H)
-    path = CameraPath(camera, anchor, depth=depth)
+    motion = video_motion(settings, W, H)
+    if motion is not None:
+        notes.append(f"hybrid video {Path(settings.hybrid.path).name}: {settings.hybrid.describe() or 'composite'}"
+                     " after each camera step")
+    path = CameraPath(camera, anchor, depth=depth, motion=motion)
     from PIL import Image
 
     # one chained pass over the frames asked for (each is Deforum's frame i, warp only)

@@ -18,6 +18,7 @@ from ..config.camera import Camera
 from ..config.planner import ClipPlan, Window, native_times
 from ..config.settings import RenderSettings
 from ..pixels import to_uint8
+from .hybrid_motion import video_motion
 from .warp import CameraPath
 
 SEAM_PX = 3  # VACE keeps camera pixels this far inside the covered area: Wan generates the seam
@@ -26,10 +27,12 @@ SEAM_PX = 3  # VACE keeps camera pixels this far inside the covered area: Wan ge
 class CameraFollower:
     """Deforum's camera at the render size, and its depth model (3D depth warping)."""
 
-    def __init__(self, camera: Camera, plan: ClipPlan, depth=None):
+    def __init__(self, camera: Camera, plan: ClipPlan, depth=None, motion=None):
+        """``motion``: a hybrid video's motion and composite after each camera step (VideoMotion)."""
         self.camera = camera.scaled(plan.width, plan.height)
         self.plan = plan
         self.depth = depth
+        self.motion = motion
 
     @classmethod
     def for_plan(cls, settings: RenderSettings, plan: ClipPlan, models_dir) -> CameraFollower | None:
@@ -43,13 +46,14 @@ class CameraFollower:
             from .depth import DepthEstimator
 
             depth = DepthEstimator(camera.depth_algorithm, models_dir, settings.depth_model)
-        return cls(camera, plan, depth)
+        return cls(camera, plan, depth, video_motion(settings, plan.width, plan.height))
 
     def _warp(self, w: Window, anchor: np.ndarray, at: int, first: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """The window's frames from index ``first`` on as the camera moves ``anchor`` (the frame
         at index ``at``) to their times: (N, H, W, 3) in [0, 1], and the cover of each."""
         times = native_times(self.plan, w)
-        frames, covers = CameraPath(self.camera, to_uint8(anchor), times[at], depth=self.depth).at(times[first:])
+        frames, covers = CameraPath(self.camera, to_uint8(anchor), times[at], depth=self.depth,
+                                    motion=self.motion).at(times[first:])
         return np.stack(frames).astype(np.float32) / 255.0, covers
 
     def vace_frames(self, w: Window, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config.hybrid import Hybrid
+from ..config.settings import RenderSettings
 
 MIN_MATCHES = 8  # Deforum keeps the identity with this many good SIFT matches or fewer
 RATIO = 0.75  # Lowe's ratio test, Deforum's "confidence"
@@ -198,7 +199,7 @@ class VideoMotion:
         image, where = self._moved(image, f, fraction)
         if where is not None:
             cover = _warp_cover_map(cover.astype(np.float32), where)
-        if composite == "Normal":
+        if composite in ("Normal", "After Generation"):  # the latter as the former: config.hybrid says so
             image = self._blend(image, f, fraction)
         return image, cover
 
@@ -215,3 +216,13 @@ class VideoMotion:
             return pts - factor * found[yi, xi]
         homog = np.c_[pts, np.ones(len(pts))] @ np.linalg.inv(partial(found, 1.0)).T
         return homog[:, :2] / homog[:, 2:3]
+
+
+def video_motion(settings: RenderSettings, width: int, height: int):
+    """A hybrid video's motion at the render size, decoded as it is asked for; None without one."""
+    hybrid = settings.hybrid
+    if hybrid is None or not hybrid.kept:
+        return None
+    from ..config.source_video import SourceReader
+
+    return VideoMotion(hybrid, SourceReader(hybrid.path, width, height).frames)

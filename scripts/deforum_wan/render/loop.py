@@ -586,15 +586,18 @@ class Renderer:
     def _measure_camera(self, run_dir: Path, ts: str, plan: ClipPlan, written: int):
         """How closely the written frames follow Deforum's camera (a note, and the manifest)."""
         camera = self.settings.camera
-        if camera is None or not camera.moves or importlib.util.find_spec("cv2") is None:
+        video = self.settings.hybrid is not None and self.settings.hybrid.moves
+        if camera is None or not (camera.moves or video) or importlib.util.find_spec("cv2") is None:
             return None
         from .adherence import measure
+        from .hybrid_motion import video_motion
 
         # each window with the pair that leads into it (the seam it made)
         spans = [(w.index, max(0, w.start_frame - 1), min(w.end_frame, written)) for w in plan.windows]
         result = measure(camera.scaled(plan.width, plan.height),
                          lambda k: read_png(frame_path(run_dir, ts, k)),
-                         [span for span in spans if span[2] - span[1] > 1])
+                         [span for span in spans if span[2] - span[1] > 1],
+                         video_motion(self.settings, plan.width, plan.height) if video else None)
         self.emit("note", message=result.describe())
         return result
 
