@@ -412,4 +412,7 @@ def test_real_3d_file_names_its_camera_and_hybrid_video(deforum_dir):
     s = load_settings({**json.loads((deforum_dir / "xmyx_Flashbacks-30s.txt").read_text()), "wan_camera": "off"})
     (warning,) = [w for w in s.warnings if w.startswith("not applied to Wan's windows")]
     assert "the 3D camera (rotation_3d_y, rotation_3d_z, translation_x, translation_y, translation_z" in warning
-    assert "hybrid video (hybrid_composite: Normal)" in warning and s.camera.cuts()[:2] == [50, 98]
+    assert "hybrid video (hybrid_motion: Optical Flow, hybrid_composite: Normal; wan_camera is off" in warning
+    assert s.camera.cuts()[:2] == [50, 98]
+    guided = load_settings(json.loads((deforum_dir / "xmyx_Flashbacks-30s.txt").read_text()))
+    assert not any("hybrid" in w for w in guided.warnings if w.startswith("not applied"))

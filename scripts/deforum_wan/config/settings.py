@@ -450,6 +450,9 @@ def _camera(raw: dict, max_frames: int, W: int, H: int, seed: int, warnings: lis
             missing.append(f"the {camera.mode} camera ({', '.join(moving) or 'perspective flip'}; wan_camera"
                            " is off: its path is only in `plan` and `camera`)")
     hybrid = hybrid_video_of(raw) is not None  # read by config.hybrid: it says what it leaves out
+    if hybrid and wan_camera == "off":  # the video's motion and composite live in the guide
+        on = [f"{k}: {raw.get(k)}" for k in ("hybrid_motion", "hybrid_composite") if str(raw.get(k, "None")) != "None"]
+        missing.append(f"hybrid video ({', '.join(on)}; wan_camera is off: Wan's windows follow no guide)")
     for key, still, label in _NOT_APPLIED:
         value = raw.get(key)
         if hybrid and key.startswith("hybrid_"):
