@@ -11,8 +11,9 @@ from .args import add_extra_dirs_arg, add_override_args, overrides
 def add_camera_command(sub) -> None:
     p = sub.add_parser("camera", help="preview Deforum's camera path on an image (no model, seconds on a CPU)",
                        description="Write OUTDIR/{i:09}.png for every output frame (frame 0 = the image at"
-                                   " W x H, frame i = it moved by Deforum's camera from frame 0 to i, no"
-                                   " diffusion) and OUTDIR/camera.mp4.")
+                                   " W x H, frame i = it moved by Deforum's camera, and a hybrid video's"
+                                   " motion and composite, from frame 0 to i, no diffusion) and"
+                                   " OUTDIR/camera.mp4.")
     p.add_argument("settings", metavar="SETTINGS", help="Deforum settings file (.txt or .json)")
     p.add_argument("--image", help="the image to move (default: a grid test pattern)")
     p.add_argument("--outdir", required=True, help="folder for the frames and camera.mp4")

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_args(p, many=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--frames", action="store_true", help="also each output frame's prompt, seed, CFG, strength and"
-                   " camera step as Deforum (or a Parseq manifest) gives them")
+                   " camera step as Deforum (or a Parseq manifest) gives them, and a source video's frame"
+                   " (with a hybrid composite, its alpha)")
     p.set_defaults(func=cmd_plan)
 
     from .batch import add_batch_command
