@@ -105,6 +105,10 @@ def test_flow_methods_opencv_lacks_fall_back_to_dis_medium_and_say_so(pan_video)
         assert settings.hybrid.flow_method == "DIS Medium"
         assert any(w.startswith(f"hybrid_flow_method {method}: ") and why in w for w in settings.warnings)
     assert not settings_of(pan_video, hybrid_flow_method="Farneback").warnings
+    unapplied = settings_of(pan_video, hybrid_composite="After Generation", hybrid_comp_mask_type="Difference",
+                            hybrid_use_first_frame_as_init_image=True, hybrid_flow_consistency=True).warnings
+    assert [w.split(" ")[0] for w in unapplied] == ["hybrid_comp_mask_type", "hybrid_composite",
+                                                    "hybrid_use_first_frame_as_init_image", "hybrid_flow_consistency"]
 
 
 def test_the_settings_take_max_frames_from_the_video_and_refuse_bad_values_in_one_line(pan_video, tmp_path):

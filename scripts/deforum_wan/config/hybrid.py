@@ -100,6 +100,9 @@ def read_hybrid(raw: dict, label: str, max_frames: int, seed: int, warnings: lis
                             " Normal blends it (Wan's frames themselves are not blended)")
         if keys["hybrid_use_init_image"]:
             warnings.append("hybrid_use_init_image is not applied: the video frame is blended")
+    if keys["hybrid_use_first_frame_as_init_image"]:
+        warnings.append("hybrid_use_first_frame_as_init_image is not applied: save the video's first frame and"
+                        " set use_init and init_image to start from it")
     if keys["hybrid_motion"] == "Optical Flow" and keys["hybrid_flow_consistency"]:
         warnings.append("hybrid_flow_consistency is not applied: the flow is used as computed")
     factor = build_schedule(raw.get("hybrid_flow_factor_schedule", "0:(1)"), max_frames, seed,

@@ -315,6 +315,7 @@ HYBRID_KEYS: tuple[Key, ...] = (
     Key("hybrid_comp_mask_type", "choice", "None", "where the composite applies", choices=HYBRID_MASK_TYPES),
     Key("hybrid_use_init_image", "flag", False, "composite the init image instead of the video"),
     Key("hybrid_flow_consistency", "flag", False, "drop flow that fails the forward/backward check"),
+    Key("hybrid_use_first_frame_as_init_image", "flag", False, "the video's first frame as the init image"),
 )
 WAN_DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
 # Keys of other Wan forks that mean the same as ours (Tok/sd-forge-deforum).

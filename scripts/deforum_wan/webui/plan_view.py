@@ -100,4 +100,5 @@ def _camera_cell(w) -> str:
     if not c:
         return "-"
     moves = f"zoom {c['zoom']:.3f}, pan {c['pan_x']:+.1f}% {c['pan_y']:+.1f}%, rot {c['rotation']:+.1f}"
-    return f"{w.wan_camera or 'not followed'}: {moves}, cover {c['coverage']:.0%}"
+    source = f" ({w.motion})" if w.motion and w.motion != "camera" else ""  # a hybrid video moves it too
+    return f"{w.wan_camera or 'not followed'}{source}: {moves}, cover {c['coverage']:.0%}"
