@@ -252,3 +252,38 @@ def test_a_render_that_follows_a_panning_video_adheres_to_its_pan_better_than_un
     guided, off = render("guide"), render("off", wan_camera="off")
     assert guided["pairs"] >= 5 and off["pairs"] >= 5
     assert guided["px"] < off["px"] and guided["deg"] < off["deg"], (guided, off)
+
+
+def test_the_camera_and_the_video_compose_in_deforums_order_and_adherence_undoes_both(pan_video, tmp_path):
+    """A 2D camera zooming in and rotating, then the video's pan: the preview's frames score
+    near zero against both, and far off against the camera alone."""
+    from deforum_wan.render.adherence import measure
+    from deforum_wan.render.camera_preview import write_preview
+
+    settings = settings_of(pan_video, zoom="0: (1.02)", angle="0: (1.5)")
+    write_preview(settings, tmp_path, image=None, frames=(0, 8))
+    frames = [np.asarray(Image.open(tmp_path / f"{i:09}.png")) for i in range(9)]
+    both = measure(settings.camera, frames, [(0, 0, 9)], video_motion(settings, W, H))
+    camera_only = measure(settings.camera, frames, [(0, 0, 9)])
+    assert both.pairs >= 6 and both.px < 0.6 and camera_only.px > 3
+
+
+@pytest.mark.parametrize("composite", ["Normal", "Before Motion"])
+def test_the_composite_comes_after_or_before_the_videos_motion(pan_video, composite):
+    from deforum_wan.render.hybrid_motion import flow_map, remap_reflect
+
+    motion = motion_of(pan_video, hybrid_composite=composite, hybrid_comp_alpha_schedule="0: (0.5)")
+    lead = moving_frames(1, W, H, seed=9)[0]
+    moved, _ = motion.step(lead, np.ones((H, W), np.float32), 1)
+    video = motion.frame(1).astype(np.float32)
+
+    def blend(image):
+        return np.clip(np.floor(image.astype(np.float32) * 0.5 + video * 0.5 + 0.5), 0, 255).astype(np.uint8)
+
+    def move(image):
+        return remap_reflect(image, flow_map(motion.motion(1), 1.0))
+
+    want = blend(move(lead)) if composite == "Normal" else move(blend(lead))
+    np.testing.assert_array_equal(moved, want)
+    other = move(blend(lead)) if composite == "Normal" else blend(move(lead))
+    assert np.abs(moved.astype(int) - other).mean() > 1

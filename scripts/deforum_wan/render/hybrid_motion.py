@@ -130,7 +130,8 @@ class VideoMotion:
         """Output frame f's input frame, uint8 RGB (held at the video's last frame)."""
         f = min(max(f, 0), self.last)
         if f not in self._frames:
-            wanted = [g for g in range(f, min(f + BATCH, self.last + 1)) if g not in self._frames]
+            # from f-1: a step's motion needs both its frames, and the reader only goes forward
+            wanted = [g for g in range(max(f - 1, 0), min(f + BATCH, self.last + 1)) if g not in self._frames]
             for g, frame in zip(wanted, self._read([self.hybrid.kept[g] for g in wanted])):
                 self._frames[g] = np.clip(np.asarray(frame) * 255 + 0.5, 0, 255).astype(np.uint8)
             self._forget(f - HELD)
