@@ -19,6 +19,10 @@ time, by the same retime map), denoised at 1 - strength_schedule at the window's
 continuation window's first ``overlap + 1`` frames are the video's own last frames instead, so
 the restyle goes on from them as an I2V window would. A VACE model chains as usual (its
 context kept) and is shown its segment's grey frames to regenerate (``control`` gray).
+
+Hybrid video (2D/3D): output frame i uses the i-th kept input frame as well; the video's motion
+and composite move the path a guided window follows (``render.hybrid_motion``), so every window
+is guided under a still camera too (``Window.motion`` names what its path follows).
 """
 from __future__ import annotations
 
@@ -85,7 +89,8 @@ class Window:
     source_frames: list[int] = field(default_factory=list)
     denoise: float = 0.0
     control: str = ""  # "gray": VACE regenerates the source's grey frames (VACE's colourise task)
-    # What moves the window's guide: "camera", "video" (hybrid_motion), "video+camera", or "" (nothing)
+    # What a guided window's path follows: "camera", "video" (hybrid_motion), "video+camera",
+    # "composite" (a hybrid composite under a still camera); "" when not guided
     motion: str = ""
 
 
