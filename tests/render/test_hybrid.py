@@ -287,3 +287,18 @@ def test_the_composite_comes_after_or_before_the_videos_motion(pan_video, compos
     np.testing.assert_array_equal(moved, want)
     other = move(blend(lead)) if composite == "Normal" else blend(move(lead))
     assert np.abs(moved.astype(int) - other).mean() > 1
+
+
+@pytest.mark.parametrize("kind", ["Optical Flow", "Affine"])
+def test_use_prev_img_measures_from_the_moved_frame_itself(pan_video, kind):
+    """hybrid_motion_use_prev_img: the motion from the frame being moved to input frame f, so
+    input frame 0 carried along stays on the video (its error does not grow step by step)."""
+    motion = motion_of(pan_video, hybrid_motion=kind, hybrid_motion_use_prev_img=True)
+    image, cover = motion.frame(0), np.ones((H, W), np.float32)
+    for f in range(1, 7):
+        image, cover = motion.step(image, cover, f)
+        error = np.abs(image[8:-8, 8:-8].astype(float) - motion.frame(f)[8:-8, 8:-8]).mean()
+        still = np.abs(motion.frame(0)[8:-8, 8:-8].astype(float) - motion.frame(f)[8:-8, 8:-8]).mean()
+        assert error < 0.25 * still, (f, error, still)  # a little bilinear blur per step
+    # 6 pans of (3, -2): the left 18 and the bottom 12 columns and rows come from outside
+    assert cover[:, :14].max() < 0.5 and cover[-10:].max() < 0.5 and cover[4:H - 16, 24:-4].min() > 0.99
