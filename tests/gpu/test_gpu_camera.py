@@ -78,3 +78,37 @@ def test_real_t2v_1_3b_follows_a_pan_at_480p():
                                                   guidance_scale=5.0, steps=30, path_guide=guide))
     result = measure(camera, [(f * 255).astype(np.uint8) for f in frames], [(0, 0, 33)])
     assert result.pairs > 20 and result.px < 2.0, result.describe()  # a 3 px/frame pan, followed
+
+
+def test_real_t2v_1_3b_follows_a_hybrid_videos_pan_at_480p(tmp_path):
+    """Hybrid motion: a still camera, the path moved by a synthetic video's optical flow (a
+    3 px/frame pan), measured against that motion."""
+    spec = get_model("wan2.1-t2v-1.3b")
+    opts = BackendOptions(models_dir=os.environ.get("DEFORUM_WAN_MODELS_DIR"))
+    if locate_weights(spec, opts.models_dir, "diffusers") is None:
+        pytest.skip("wan2.1-t2v-1.3b weights are not on disk")
+    from motion_video import moving_frames, write_video
+
+    from deforum_wan.config.settings import load_settings
+    from deforum_wan.render.adherence import measure
+    from deforum_wan.render.hybrid_motion import video_motion
+    from deforum_wan.render.warp import CameraPath
+
+    video = tmp_path / "pan.mp4"
+    write_video(video, moving_frames(33, 832, 480, (3.0, 0.0)))
+    settings = load_settings({"W": 832, "H": 480, "animation_mode": "2D", "zoom": "0: (1)", "prompts": {"0": "a"},
+                              "hybrid_motion": "Optical Flow", "hybrid_flow_method": "DIS Medium",
+                              "video_init_path": str(video)}, read_video=True)
+    backend, _ = load_backend(spec, "diffusers", opts)
+    with backend:
+        request = dict(prompt="a harbour town at dusk, wide shot", negative_prompt="", width=832, height=480, seed=5,
+                       guidance_scale=5.0, steps=30)
+        still = backend.generate(GenerateRequest(mode="t2v", num_frames=1, **request))[0]
+        path = CameraPath(settings.camera, (still * 255).astype(np.uint8), 0.0,
+                          motion=video_motion(settings, 832, 480))
+        warped, covers = path.at([float(t) for t in range(33)])
+        guide = PathGuide(np.stack(warped).astype(np.float32) / 255, np.stack(covers), 0.04, 0.10)
+        frames = backend.generate(GenerateRequest(mode="t2v", num_frames=33, path_guide=guide, **request))
+    result = measure(settings.camera, [(f * 255).astype(np.uint8) for f in frames], [(0, 0, 33)],
+                     video_motion(settings, 832, 480))
+    assert result.pairs > 20 and result.px < 2.0, result.describe()  # the video's pan, followed
