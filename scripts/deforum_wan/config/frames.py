@@ -41,9 +41,10 @@ def schedule_values(settings: RenderSettings, key: str) -> list[float]:
         return build_schedule(CAMERA_DEFAULTS[key], n, settings.seed, key).values
 
 
-def frame_values(settings: RenderSettings, source_frames: list[int] | None = None) -> list[dict]:
-    """``source_frames``: a Video Input's source frame per output frame (the plan's), added as
-    ``source_frame``."""
+def frame_values(settings: RenderSettings, source_frames: list[int] | None = None, control: str = "") -> list[dict]:
+    """``source_frames``: a Video Input's (or control video's) frame per output frame (the plan's),
+    added as ``source_frame``; ``control``: the control kind each frame is conditioned on (the
+    plan's), added as ``control`` with its strength."""
     n = settings.max_frames
     series = {name: schedule_values(settings, key) for name, key in CAMERA_KEYS.items()}
     strength = schedule_values(settings, "strength_schedule")
@@ -61,6 +62,9 @@ def frame_values(settings: RenderSettings, source_frames: list[int] | None = Non
         })
         if source_frames:
             out[-1]["source_frame"] = source_frames[f]
+        if control:
+            weight = settings.control.weight if settings.control is not None else (1.0,)
+            out[-1]["control"] = {"kind": control, "strength": weight[min(f, len(weight) - 1)]}
     return out
 
 
@@ -101,6 +105,8 @@ def format_frames(settings: RenderSettings, frames: list[dict]) -> str:
         prompt = row["prompt"] if len(row["prompt"]) <= 60 else row["prompt"][:57] + "..."
         neg = f"  --neg {row['negative_prompt'][:30]}" if row["negative_prompt"] else ""
         source = f"  (source frame {row['source_frame']})" if "source_frame" in row else ""
+        if "control" in row:
+            source += f"  ({row['control']['kind']} control {row['control']['strength']:g})"
         lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}")
     if marked:
         lines.append(f"*: from the Parseq manifest ({settings.parseq.summary()})")
