@@ -109,6 +109,17 @@ def test_wan_control_canny_frames_reach_the_pipeline(tmp_path, source, tiny_mode
     assert np.array_equal(shown, np.round(expected * 255).astype(np.uint8)) and call["conditioning_scale"] == 1.5
 
 
+def test_under_video_input_the_control_follows_the_source_frames(tmp_path, source):
+    job = {**JOB, "animation_mode": "Video Input", "video_init_path": str(source), "extract_nth_frame": 2,
+           "extract_from_frame": 3, **_unit(source, "depth_zoe"), "wan_depth_model": "tiny-depth"}
+    plan = check_job(JobSpec(job), tmp_path, confine=False).plan
+    assert plan.source_frames == [source_frame for source_frame in range(4, 40, 2)]  # Deforum's extraction
+    assert plan.control == "depth" and all(w.control == "depth" and w.source_frames for w in plan.windows)
+    # a unit in loopback mode reads the previous frame, not its video: no control
+    looped = check_job(JobSpec({**job, "cn_1_loopback_mode": True}), tmp_path, confine=False).plan
+    assert looped.control == "" and [w.control for w in looped.windows] == ["gray"] * len(looped.windows)
+
+
 def test_plan_frames_name_each_frames_control(tmp_path, source, capsys):
     import json
 
@@ -143,3 +154,22 @@ def test_what_cannot_be_a_control_video_is_one_line(tmp_path, source):
     refused({"wan_control": {"kind": "flow", "video": "https://example.com/a.mp4"}}, "wan_control .* is a URL",
             PathRefused, confine=True)
     refused(_unit(source), "cn_1_vid_path .*counter.mp4.* must name an existing file inside", PathRefused, confine=True)
+
+
+def test_a_depth_control_shows_each_window_its_frames_depth(tmp_path, source, tiny_models_dir, monkeypatch):
+    from deforum_wan.render.depth import DepthEstimator
+
+    monkeypatch.setattr(diffusers, "WanVACEPipeline", RecordingVACE)
+    RecordingVACE.calls = []
+    job = {**JOB, "max_frames": 10, **_unit(source, "depth_midas", "0:(1)"), "wan_depth_model": "tiny-depth"}
+    checked = check_job(JobSpec(job), tmp_path, confine=False)
+    Renderer.for_job(checked, tmp_path / "out", models_dir=str(tiny_models_dir)).run()
+    [w], [call] = checked.plan.windows, RecordingVACE.calls
+    depth = DepthEstimator("Midas-3-Hybrid", str(tiny_models_dir), "tiny-depth")
+    frames = SourceReader(source, 64, 32).frames(w.source_frames)
+    for frame, shown in zip(frames, call["video"]):
+        d = depth(np.round(frame * 255).astype(np.uint8))
+        expected = np.round((d - d.min()) / (d.max() - d.min()) * 255)
+        shown = np.asarray(shown).astype(np.float32)
+        assert np.ptp(shown, axis=-1).max() == 0 and shown.min() == 0 and shown.max() == 255  # grey, 0..1 per frame
+        assert np.abs(shown[..., 0] - expected).max() <= 1

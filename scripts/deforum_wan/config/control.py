@@ -55,6 +55,11 @@ def _on(value) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
+def _used(raw: dict, i: int) -> bool:
+    """Unit ``i`` is on and reads its video (loopback mode reads the previous frame instead)."""
+    return _on(raw.get(f"cn_{i}_enabled", False)) and not _on(raw.get(f"cn_{i}_loopback_mode", False))
+
+
 def requested(raw: dict, wan_control: dict | None, label: str) -> tuple[str, dict] | None:
     """(key, {kind, video, weight, depth_algorithm}) of the one control video these settings ask
     for, or None; more than one, an unknown preprocessor or pose is one SettingsError line."""
@@ -63,7 +68,7 @@ def requested(raw: dict, wan_control: dict | None, label: str) -> tuple[str, dic
         found.append(("wan_control", dict(wan_control, depth_algorithm=raw.get("depth_algorithm", "Midas-3-Hybrid"))))
     for i in range(1, UNITS + 1):
         video = str(raw.get(f"cn_{i}_vid_path") or "").strip()
-        if not _on(raw.get(f"cn_{i}_enabled", False)) or not video:
+        if not _used(raw, i) or not video:
             continue
         module = raw.get(f"cn_{i}_module", "none")
         kind = kind_of_module(module)
@@ -84,7 +89,7 @@ def requested(raw: dict, wan_control: dict | None, label: str) -> tuple[str, dic
 def control_paths(raw: dict, wan_control) -> list[tuple[str, str]]:
     """(key, path) of every control video named: the input files a job's confinement checks."""
     out = [(f"cn_{i}_vid_path", str(raw.get(f"cn_{i}_vid_path") or "").strip()) for i in range(1, UNITS + 1)
-           if _on(raw.get(f"cn_{i}_enabled", False))]
+           if _used(raw, i)]
     if isinstance(wan_control, dict) and wan_control.get("video"):
         out.append(("wan_control", str(wan_control["video"])))
     return [(k, v) for k, v in out if v]

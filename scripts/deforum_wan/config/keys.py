@@ -262,7 +262,10 @@ KEYS: tuple[Key, ...] = (
         " \"weight\": 1}` or `depth:clip.mp4`; kind `depth`, `canny`, `gray` or `flow` (OpenCV), weight"
         " diffusers' `conditioning_scale` (0 to 10). Deforum's ControlNet units with a video (`cn_1_enabled`,"
         " `cn_1_module`, `cn_1_weight`, `cn_1_vid_path`, ... `cn_5_*`) give one the same way (a VACE model)",
-        optional=True, attr="wan_control", shown_default="none", example={"kind": "canny", "video": "edges.mp4"}),
+        optional=True, attr="wan_control", shown_default="none", example={"kind": "canny", "video": "edges.mp4"},
+        field="control", label="Control from the video (VACE models)",
+        info="none: the video is Video Input's source only; depth, canny, gray, flow: each window is conditioned"
+             " on that map of it"),
     Key("wan_depth_model", "text", "", "depth model for Deforum's 3D depth warping (empty: the one the file's"
         " `depth_algorithm` names: Midas-3-Hybrid → depth-dpt-large, Midas-3.1-BeitLarge →"
         " depth-dpt-beit-large-512, Zoe → depth-zoedepth-nyu-kitti, Depth-Anything-V2-small;"

@@ -43,7 +43,8 @@ ANIMATION_MODES = ("2D", "3D", "None", "Video Input", "Interpolation")
 # What the tab's video conditions besides Video Input: a VACE control video of this kind.
 CONTROL_CHOICES = ("none", "depth", "canny", "gray", "flow")
 
-# The Wan keys' fields, from the key table: field name -> key.
+# The Wan keys' fields, from the key table: field name -> key (the control field is written
+# with the video field: ``_apply_video``).
 WAN_KEY_FIELDS: dict[str, Key] = {k.field: k for k in KEYS if k.field}
 # Field name -> the settings key it edits: Deforum's keys, then the Wan keys. Fields whose
 # value lives in two keys (init_image: use_init + init_image, soundtrack: add_soundtrack +
@@ -56,7 +57,7 @@ _DEFORUM_FIELDS: dict[str, str] = {
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
     "depth_warping": "use_depth_warping",
     "animation_mode": "animation_mode",
-    "video_path": "video_init_path", "control": "wan_control",
+    "video_path": "video_init_path",
 }
 FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
@@ -101,6 +102,8 @@ def _shown(key: Key, value: Any) -> Any:
         return preset_name(value)
     if key.kind == "loras":
         return loras_text(value)
+    if key.kind == "control":  # the kind; its video is the video field's
+        return _control_of({"wan_control": value})[0]
     if key.kind == "flag":
         return truthy(value)
     if key.kind in ("choice", "text") and key.choices:
@@ -286,7 +289,6 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         "depth_warping": truthy(s.get("use_depth_warping", CAMERA_DEFAULTS["use_depth_warping"])),
         "animation_mode": _choice(s.get("animation_mode"), ANIMATION_MODES, str(CAMERA_DEFAULTS["animation_mode"])),
         "video_path": _video_of(s),
-        "control": _control_of(s)[0],
         **{f: _shown(k, _get(s, k.name)) for f, k in WAN_KEY_FIELDS.items()},
     }
 

@@ -207,11 +207,8 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                         c["video_upload"] = refuse_named_files(component(
                             gr.File, label="Upload video", type="filepath", file_types=["video"],
                             elem_id="wan_video_upload"))
-                    c["control"] = gr.Dropdown(label="Control from the video (VACE models)",
-                                               choices=list(CONTROL_CHOICES), value=start["control"],
-                                               elem_id="wan_control",
-                                               info="none: the video is Video Input's source only; depth, canny,"
-                                                    " gray, flow: each window is conditioned on that map of it")
+                    c["control"] = gr.Dropdown(**wan_widget("control", start, choices=list(CONTROL_CHOICES)),
+                                               elem_id="wan_control")
                 c["batch_name"] = gr.Textbox(label="Batch name (output folder; {timestring}, {seed} ...)",
                                              value=start["batch_name"], elem_id="wan_batch_name")
             with gr.Column(scale=2):
