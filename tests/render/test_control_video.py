@@ -173,3 +173,15 @@ def test_a_depth_control_shows_each_window_its_frames_depth(tmp_path, source, ti
         shown = np.asarray(shown).astype(np.float32)
         assert np.ptp(shown, axis=-1).max() == 0 and shown.min() == 0 and shown.max() == 255  # grey, 0..1 per frame
         assert np.abs(shown[..., 0] - expected).max() <= 1
+
+
+def test_a_depth_control_whose_model_is_not_on_disk_is_said_before_the_render(tmp_path, source):
+    from deforum_wan.render.depth import missing_depth
+    from deforum_wan.webui.depth_needs import depth_to_fetch, missing_message
+
+    checked = check_job(JobSpec({**JOB, **_unit(source, "depth_zoe")}), tmp_path, confine=False)
+    assert missing_depth(checked.settings, str(tmp_path / "models"), checked.plan).id == "depth-zoedepth-nyu-kitti"
+    assert "Download depth model" in missing_message(checked.settings, str(tmp_path / "models"), checked.plan)
+    assert depth_to_fetch(checked.settings).id == "depth-zoedepth-nyu-kitti"
+    canny = check_job(JobSpec({**JOB, **_unit(source, "canny")}), tmp_path, confine=False)
+    assert missing_depth(canny.settings, str(tmp_path / "models"), canny.plan) is None

@@ -435,7 +435,7 @@ class Renderer:
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
         if w.control:  # VACE: the segment's control frames (grey source, or the control video's), generated
-            vace_frames, vace_keep = self._gray_control(w, plan)
+            vace_frames, vace_keep = self._control_segment(w, plan)
         svi = self._svi_input(backend, w, plan, stream, image) if image is not None else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
@@ -487,7 +487,7 @@ class Renderer:
         source = self._source_frames(w, plan)
         return np.concatenate([stream.context(w.overlap), source]) if w.index > 0 and not w.cut else source
 
-    def _gray_control(self, w: Window, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
+    def _control_segment(self, w: Window, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
         """A VACE window's control segment: grey source frames (or the control video's frames of its
         kind) where it is generated (everywhere, or inside the mask video's white), the source frame
         as it is where the mask keeps it."""
