@@ -108,7 +108,7 @@ def named_files(demo, tmp: Path) -> dict:
     inside.parent.mkdir(parents=True, exist_ok=True)
     inside.write_text("{}")
     found = {}
-    for name in ("import", "soundtrack_upload"):
+    for name in ("import", "soundtrack_upload", "video_upload"):
         component = demo.wan_components[name]
         for label, path in (("outside", outside), ("received", inside)):
             value = {"name": str(path), "is_file": True, "data": None, "orig_name": path.name}

@@ -104,7 +104,8 @@ class Served:
 
 # A value each kind of key refuses (tests of the key table, the settings reader and the API).
 BAD = {"number": "wide", "positive": -1, "int": 2.5, "strict_flag": "maybe", "choice": "nope",
-       "preset": "turbo", "loras": "x.safetensors", "distill": "x.bin", "model": "wan9-unknown"}
+       "preset": "turbo", "loras": "x.safetensors", "distill": "x.bin", "model": "wan9-unknown",
+       "control": {"kind": "scribble", "video": "x.mp4"}}
 
 
 def write_safetensors_header(path: Path, tensors: dict[str, tuple[str, tuple]], data_bytes: int | None = None) -> Path:

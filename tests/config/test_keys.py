@@ -87,7 +87,8 @@ def test_every_field_key_reaches_the_tab_and_comes_back(key):
     assert FIELD_KEYS[key.field] == key.name and key.field in WAN_FIELDS
     shown = settings_to_fields({key.name: key.example})[key.field]
     assert shown != settings_to_fields({})[key.field]
-    written = fields_to_settings({key.field: shown}, base={})
+    # with the fields showing the example (the control field's video is the video field's)
+    written = fields_to_settings({**settings_to_fields({key.name: key.example}), key.field: shown}, base={})
     assert key.read(written[key.name]) == key.read(key.example)
 
 

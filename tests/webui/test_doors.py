@@ -17,6 +17,7 @@ if int(gr.__version__.split(".")[0]) < 4:
     pytest.skip("the queue calls below are gradio 4+'s (gradio 3 is checked in its own venv)",
                 allow_module_level=True)
 
+from counter_video import write_counter_video  # noqa: E402
 from helpers import Served  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -42,12 +43,13 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def outside(tmp_path_factory):
-    """Files outside every folder the server may read: settings, a picture, a sound."""
+    """Files outside every folder the server may read: settings, a picture, a sound, a video."""
     root = tmp_path_factory.mktemp("outside")
     (root / "secret.json").write_text(json.dumps({"prompts": {"0": SECRET}, "max_frames": 5}))
     Image.frombytes("RGB", (8, 8), os.urandom(8 * 8 * 3)).save(root / "secret.png")
     with wave.open(str(root / "secret.wav"), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(os.urandom(1600))
+    write_counter_video(root / "secret.mp4", 3)
     return root
 
 
@@ -82,13 +84,14 @@ def test_no_event_reads_a_server_file_a_request_names(served, outside):
     before = uploads_of(manager)
     answer = call(http, "import_files", [[file_entry(outside / "secret.json")]])
     assert SECRET not in answer and "process_completed" in answer
-    for api_name, name in (("uploaded_image", "secret.png"), ("uploaded_soundtrack", "secret.wav")):
+    for api_name, name in (("uploaded_image", "secret.png"), ("uploaded_soundtrack", "secret.wav"),
+                           ("uploaded_video", "secret.mp4")):
         answer = call(http, api_name, [file_entry(outside / name)])
         assert "process_completed" in answer and "wan-uploads/" not in answer, answer
     assert uploads_of(manager) == before  # nothing copied where it could be downloaded
     # gradio did not copy them into its upload folder either, where the tab would trust them
     copied = [p for p in upload_folder().rglob("secret.*") if p.read_bytes() in
-              {(outside / n).read_bytes() for n in ("secret.json", "secret.png", "secret.wav")}]
+              {(outside / n).read_bytes() for n in ("secret.json", "secret.png", "secret.wav", "secret.mp4")}]
     assert copied == []
 
 
@@ -123,5 +126,6 @@ def test_the_upload_check_refuses_links_and_names_outside(outside, tmp_path):
     try:
         assert tab.import_files([str(link)])[-1].startswith("error: link.json: only uploaded")
         assert tab.uploaded_image(str(outside / "secret.png"))[1].startswith("error: secret.png: only uploaded")
+        assert tab.uploaded_video(str(outside / "secret.mp4"))[1].startswith("error: secret.mp4: only uploaded")
     finally:
         tab.manager.shutdown()

@@ -201,7 +201,12 @@ FIELD_EFFECTS = {
     "batch_name": ("MyRun_{seed}", lambda s: s.batch_name == "MyRun_{seed}"),
     "depth_warping": (False, lambda s: s.raw["use_depth_warping"] is False),
     "animation_mode": ("3D", lambda s: s.camera is not None and s.camera.mode == "3D"),
+    "video_path": ("clip.mp4", lambda s: s.raw.get("video_init_path") == "clip.mp4"),
+    "control": ("flow", lambda s: s.wan_control == {"kind": "flow", "video": "clip.mp4", "weight": 1.0}
+                and "video_init_path" not in s.raw),  # a control video is not Video Input's
 }
+# Fields whose effect needs another field set as well (in both the before and the after).
+FIELD_CONTEXT = {"control": {"video_path": "clip.mp4"}}
 
 
 def test_every_field_is_covered():
@@ -212,9 +217,10 @@ def test_every_field_is_covered():
 def test_every_field_changes_the_render_settings(name):
     base = read_settings_file(EXAMPLE)
     value, check = FIELD_EFFECTS[name]
-    before = load_settings(fields_to_settings(settings_to_fields(base), base))
+    context = FIELD_CONTEXT.get(name, {})
+    before = load_settings(fields_to_settings({**settings_to_fields(base), **context}, base))
     assert not check(before), f"{name}: the example already has this value"
-    after = load_settings(fields_to_settings({**settings_to_fields(base), name: value}, base))
+    after = load_settings(fields_to_settings({**settings_to_fields(base), **context, name: value}, base))
     assert check(after), name
 
 

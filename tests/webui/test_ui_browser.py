@@ -196,3 +196,48 @@ def test_a_long_plan_fits_the_column(page):
     line = 3 * 12 * 1.6  # three lines of the 12 px table text
     tall = [c.inner_text() for c in page.locator("#wan_plan_view td").all() if c.bounding_box()["height"] > line]
     assert not tall, tall[:3]
+
+
+def test_an_uploaded_video_previews_each_windows_source_segment(server, tmp_path, request):
+    """A Video Input file imported, its video uploaded through the tab's video field: Plan shows
+    per window a strip of its source frames next to the plan (its own page: a fresh import box)."""
+    import json
+
+    venv = GRADIO_VENVS[request.node.callspec.params["server"]]
+    if venv is not None and subprocess.run([str(venv / "bin" / "python"), "-c", "import imageio_ffmpeg"]).returncode:
+        # the tab probes and decodes the video in the host's process: a host without
+        # imageio-ffmpeg (Deforum installs it) cannot plan a Video Input
+        pytest.skip(f"{venv.name} has no imageio-ffmpeg")
+
+    from counter_video import write_counter_video
+    from playwright.sync_api import sync_playwright
+
+    url, outdir = server
+    settings = tmp_path / "video_input.txt"
+    settings.write_text(json.dumps({**json.loads(EXAMPLE.read_text()), "animation_mode": "Video Input",
+                                    "video_init_path": "", "fps": 16, "wan_clip_duration": 1, "W": 160, "H": 32}))
+    video = tmp_path / "counter.mp4"
+    write_counter_video(video, 40, fps=30)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.wait_for_selector("#wan_generate")
+        wait_text(page, "wan_progress", lambda t: t.startswith("idle:"), timeout=60)  # the events are wired
+        page.set_input_files("#wan_import input[type=file]", str(settings))
+        wait_text(page, "wan_status", lambda t: t.startswith("imported video_input.txt"), timeout=30)
+        page.get_by_text("Video (Video Input, control video)").first.click()  # its accordion, opened
+        page.locator("#wan_video_upload input[type=file]").set_input_files(str(video))
+        wait_text(page, "wan_status", lambda t: t.startswith("uploaded as wan-uploads/"), timeout=30)
+        name = text_of(page, "wan_video_path")
+        assert name.startswith("wan-uploads/") and (outdir / name).read_bytes() == video.read_bytes()
+        page.click("#wan_plan")
+        wait_text(page, "wan_status", lambda t: t.startswith("plan: "), timeout=60)
+        windows = page.locator("#wan_plan_view .wan-plan-summary tbody tr").count()
+        strips = page.locator("#wan_plan_view .wan-source-window")
+        assert windows >= 2 and strips.count() == windows
+        for i in range(windows):
+            images = strips.nth(i).locator("img")
+            assert 1 <= images.count() <= 4 and images.first.evaluate("img => img.naturalWidth") == 96
+        browser.close()

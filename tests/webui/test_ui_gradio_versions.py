@@ -37,8 +37,9 @@ def test_tab_builds_and_maps_fields(version):
         assert guarded["foreign_origin"][3] == "refused" and guarded["own"][3] == "send_hash", guarded
         # A raw value naming a server file: refused before gradio 3 copies it; a received one read.
         named = result["named_files"]
-        assert all(named[f"{f}_outside"].startswith("refused: ") for f in ("import", "soundtrack_upload")), named
-        assert named["import_received"] == named["soundtrack_upload_received"] == "read", named
+        uploads = ("import", "soundtrack_upload", "video_upload")
+        assert all(named[f"{f}_outside"].startswith("refused: ") for f in uploads), named
+        assert all(named[f"{f}_received"] == "read" for f in uploads), named
     assert result["components"] > 40 and result["dependencies"] >= 14
     assert result["round_trips"] == len(files)
     assert result["poll"] == "idle: no jobs yet"

@@ -60,6 +60,8 @@ class GenerateRequest:
     # it (diffusers' WanVideoToVideoPipeline strength: 1 regenerates, near 0 keeps it).
     video: Optional[np.ndarray] = None
     strength: Optional[float] = None
+    # VACE: the strength of the control in ``vace_frames`` (diffusers' conditioning_scale); None: 1
+    control_scale: Optional[float] = None
 
     def leading_frames(self) -> list[np.ndarray]:
         """The frames the window starts from and keeps: the VACE context, else the image."""
@@ -208,6 +210,8 @@ def _check_mode(req: GenerateRequest, spec: ModelSpec) -> None:
         raise WanError(f"{spec.id} cannot take several context frames; use a VACE model")
     if (req.vace_frames is None) != (req.vace_keep is None) or (req.vace_frames is not None and spec.kind != "vace"):
         raise WanError(f"{spec.id}: a camera guide needs a VACE model, with its frames and keep mask both given")
+    if req.control_scale is not None and (spec.kind != "vace" or not 0 <= req.control_scale <= 10):
+        raise WanError(f"{spec.id}: a control strength (0 to 10) needs a VACE model, not {req.control_scale!r}")
 
 
 def _check_v2v(req: GenerateRequest, spec: ModelSpec) -> None:

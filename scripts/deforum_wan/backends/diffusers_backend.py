@@ -364,6 +364,8 @@ class DiffusersBackend(Backend):
         if self.spec.kind == "vace":
             if req.mode == "i2v" or req.last_image is not None or req.vace_frames is not None:
                 kwargs["video"], kwargs["mask"] = vace_inputs(req)
+            if req.control_scale is not None:
+                kwargs["conditioning_scale"] = float(req.control_scale)
         elif req.mode == "i2v":
             # SVI's CLIP image is its first motion frame (svi.py)
             kwargs["image"] = to_pil(req.svi.motion[0] if req.svi is not None and self.takes_svi else req.image)

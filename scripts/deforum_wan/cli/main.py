@@ -29,7 +29,7 @@ def cmd_plan(args) -> int:
                              base=Path(args.settings).parent)
     plan = make_plan(settings)
     memory = memory_parts(settings)  # headers of the weights on disk only
-    frames = frame_values(settings, plan.source_frames) if args.frames else None
+    frames = frame_values(settings, plan.source_frames, plan.control or _gray(plan)) if args.frames else None
     if args.json:
         out = {**plan.to_json(), "memory": {m: [p.to_json() for p in parts] for m, parts in memory.items()}}
         if frames is not None:
@@ -40,6 +40,11 @@ def cmd_plan(args) -> int:
         if frames is not None:
             print("\n" + format_frames(settings, frames))
     return 0
+
+
+def _gray(plan) -> str:
+    """A Video Input on a VACE model: every frame conditioned on its source frame's grey."""
+    return "gray" if plan.windows and plan.windows[0].control == "gray" else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

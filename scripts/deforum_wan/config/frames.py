@@ -41,9 +41,11 @@ def schedule_values(settings: RenderSettings, key: str) -> list[float]:
         return build_schedule(CAMERA_DEFAULTS[key], n, settings.seed, key).values
 
 
-def frame_values(settings: RenderSettings, source_frames: list[int] | None = None) -> list[dict]:
-    """``source_frames``: a Video Input's or hybrid video's source frame per output frame (the
-    plan's), added as ``source_frame``; a hybrid composite's alpha as ``hybrid_alpha``."""
+def frame_values(settings: RenderSettings, source_frames: list[int] | None = None, control: str = "") -> list[dict]:
+    """``source_frames``: a Video Input's, hybrid video's or control video's source frame per output
+    frame (the plan's), added as ``source_frame``; a hybrid composite's alpha as ``hybrid_alpha``;
+    ``control``: the control kind each frame is conditioned on (the plan's), added as ``control``
+    with its strength."""
     n = settings.max_frames
     series = {name: schedule_values(settings, key) for name, key in CAMERA_KEYS.items()}
     strength = schedule_values(settings, "strength_schedule")
@@ -65,6 +67,9 @@ def frame_values(settings: RenderSettings, source_frames: list[int] | None = Non
             out[-1]["source_frame"] = source_frames[f]
         if composite is not None:
             out[-1]["hybrid_alpha"] = composite[f]
+        if control:
+            weight = settings.control.weight if settings.control is not None else (1.0,)
+            out[-1]["control"] = {"kind": control, "strength": weight[min(f, len(weight) - 1)]}
     return out
 
 
@@ -107,6 +112,8 @@ def format_frames(settings: RenderSettings, frames: list[dict]) -> str:
         source = f"  (source frame {row['source_frame']})" if "source_frame" in row else ""
         if "hybrid_alpha" in row:
             source += f" (hybrid alpha {row['hybrid_alpha']:g})"
+        if "control" in row:
+            source += f"  ({row['control']['kind']} control {row['control']['strength']:g})"
         lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}")
     if marked:
         lines.append(f"*: from the Parseq manifest ({settings.parseq.summary()})")

@@ -34,7 +34,7 @@ DEFAULT_PRESET = "quality"
 @dataclass(frozen=True)
 class Key:
     name: str
-    kind: str  # number | positive | int | flag | strict_flag | choice | text | model | size | preset | loras | distill
+    kind: str  # number | positive | int | flag | strict_flag | choice | text | model | size | preset | loras | distill | control
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -116,6 +116,22 @@ def _read_loras(key: Key, value: Any) -> list[tuple[str, float, str]]:
     return out
 
 
+CONTROL_KINDS = ("depth", "canny", "gray", "flow", "pose")
+
+
+def _read_control(key: Key, value: Any) -> dict:
+    """{"kind", "video", "weight"}: a dict of those, or ``kind:video`` text."""
+    if isinstance(value, str):
+        kind, sep, video = value.partition(":")
+        value = {"kind": kind, "video": video} if sep else {"kind": value}
+    if not isinstance(value, dict) or not isinstance(value.get("video"), str) or not value["video"].strip():
+        raise ExprError(f"{key.name} must be {{\"kind\": ..., \"video\": ..., \"weight\": ...}} or"
+                        f" kind:video, got {value!r}")
+    kind = values.choice(str(value.get("kind", "")).strip().lower(), f"{key.name} kind", CONTROL_KINDS)
+    return {"kind": kind, "video": values.path(value["video"], key.name).strip(),
+            "weight": values.number(value.get("weight", 1.0), f"{key.name} weight", 0, 10)}
+
+
 def _read_size(key: Key, value: Any) -> tuple[int, int]:
     spelled = values.text(value, key.name).strip().lower().replace("*", "x")
     w, sep, h = spelled.partition("x")
@@ -141,7 +157,7 @@ def _read_preset(key: Key, value: Any) -> str:
 _TYPES = {
     "number": float, "positive": float, "int": int, "flag": bool, "strict_flag": bool, "choice": str,
     "text": str, "model": ModelSpec, "preset": str, "size": tuple[int, int], "loras": list[tuple[str, float, str]],
-    "distill": str,
+    "distill": str, "control": dict,
 }
 
 _READERS = {
@@ -157,6 +173,7 @@ _READERS = {
     "size": _read_size,
     "loras": _read_loras,
     "distill": _read_distill,
+    "control": _read_control,
 }
 
 KEYS: tuple[Key, ...] = (
@@ -241,6 +258,14 @@ KEYS: tuple[Key, ...] = (
     Key("wan_camera_min_coverage", "number", 0.5, "a window under a fast Deforum camera is shortened until"
         " its first frame still covers this share of its last frame (0: never shortened)", lo=0, hi=1,
         attr="camera_min_coverage", example=0.8),
+    Key("wan_control", "control", None, "a VACE control video: `{\"kind\": \"depth\", \"video\": \"clip.mp4\","
+        " \"weight\": 1}` or `depth:clip.mp4`; kind `depth`, `canny`, `gray` or `flow` (OpenCV), weight"
+        " diffusers' `conditioning_scale` (0 to 10). Deforum's ControlNet units with a video (`cn_1_enabled`,"
+        " `cn_1_module`, `cn_1_weight`, `cn_1_vid_path`, ... `cn_5_*`) give one the same way (a VACE model)",
+        optional=True, attr="wan_control", shown_default="none", example={"kind": "canny", "video": "edges.mp4"},
+        field="control", label="Control from the video (VACE models)",
+        info="none: the video is Video Input's source only; depth, canny, gray, flow: each window is conditioned"
+             " on that map of it"),
     Key("wan_depth_model", "text", "", "depth model for Deforum's 3D depth warping (empty: the one the file's"
         " `depth_algorithm` names: Midas-3-Hybrid → depth-dpt-large, Midas-3.1-BeitLarge →"
         " depth-dpt-beit-large-512, Zoe → depth-zoedepth-nyu-kitti, Depth-Anything-V2-small;"

@@ -23,6 +23,9 @@ context kept) and is shown its segment's grey frames to regenerate (``control`` 
 Hybrid video (2D/3D): output frame i uses the i-th kept input frame as well; the video's motion
 and composite move the path a guided window follows (``render.hybrid_motion``), so every window
 is guided under a still camera too (``Window.motion`` names what its path follows).
+A control video (config/control.py: a ControlNet unit's video or wan_control) conditions every
+window of a VACE model the same way: its frames by the same map (``source_frames``), shown as
+the control kind (``control``: depth, canny, gray, flow) at the unit's weight (``control_scale``).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import SettingsError
 from ..models.registry import ModelSpec, continuation_model
+from .control import ControlVideo
 from .hybrid import Hybrid
 from .parseq import PROMPT_FIELD
 from .schedule import seed_at
@@ -92,6 +96,7 @@ class Window:
     # What a guided window's path follows: "camera", "video" (hybrid_motion), "video+camera",
     # "composite" (a hybrid composite under a still camera); "" when not guided
     motion: str = ""
+    control_scale: float = 1.0  # the control video's strength (VACE's conditioning_scale)
 
 
 @dataclass
@@ -113,9 +118,11 @@ class ClipPlan:
     parseq: str = ""  # the Parseq manifest's summary (what it keyframes); "" without one
     video_input: str = ""  # Video Input: the source video's path
     video_mask: str = ""  # and its mask video's (use_mask_video): frames change only inside it
-    source_frames: list[int] = field(default_factory=list)  # Video Input, hybrid: the source frame of each output frame
+    source_frames: list[int] = field(default_factory=list)  # Video Input, hybrid, control: the source frame of each output frame
     hybrid_video: str = ""  # hybrid video: its path
     hybrid: str = ""  # and what its motion and composite do to the guided windows
+    control: str = ""  # a control video's kind (depth, canny, gray, flow), "" without one
+    control_video: str = ""  # and its path; its frame of each output frame is source_frames'
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -145,6 +152,8 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
     first_mode = "v2v" if v2v else "i2v" if settings.init_image and not video else "t2v"
     # The size first (the first model's trained sizes): the I2V partner can depend on it.
     size, size_source = _size(settings, spec, settings.continue_model or spec, warnings)
+    if settings.control is not None:
+        _check_control_model(settings)
     if video:  # every window restyles its segment on the one model
         _check_video_model(settings)
         cont = first_model = spec
@@ -215,7 +224,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
 
                 prompt = f"{prompt}, {describe(moves)}" if prompt else describe(moves)
             restyle = _restyle(settings, segments, stream - lead, lead, round_4n1_up(need), at, fps,
-                               sampling["steps"]) if video else {}
+                               sampling["steps"]) if video or settings.control else {}
             windows.append(Window(
                 index=len(windows), segment=seg.index, mode=first_mode if first or v2v else "i2v",
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
@@ -233,9 +242,12 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                     warnings=warnings, size_source=size_source,
                     parseq=settings.parseq.summary() if settings.parseq is not None else "",
                     video_input=video.path if video else "", video_mask=video.mask_path if video else "",
-                    source_frames=output_source_frames(video or settings.hybrid, max_frames, settings.fps / fps)
-                    if video or settings.hybrid else [], hybrid=_hybrid_line(settings),
-                    hybrid_video=settings.hybrid.path if settings.hybrid else "")
+                    source_frames=output_source_frames(video or settings.hybrid or settings.control, max_frames,
+                                                       settings.fps / fps)
+                    if video or settings.hybrid or settings.control else [], hybrid=_hybrid_line(settings),
+                    hybrid_video=settings.hybrid.path if settings.hybrid else "",
+                    control=settings.control.kind if settings.control else "",
+                    control_video=settings.control.path if settings.control else "")
 
 
 def _from_manifest(settings: RenderSettings) -> dict[str, str]:
@@ -278,7 +290,7 @@ def _hybrid_line(settings: RenderSettings) -> str:
     return "; ".join(parts)
 
 
-def output_source_frames(video: VideoInput | Hybrid, frames: int, per_output: float = 1.0) -> list[int]:
+def output_source_frames(video: VideoInput | Hybrid | ControlVideo, frames: int, per_output: float = 1.0) -> list[int]:
     """The source video frame (its index, from 0) each of ``frames`` output frames restyles;
     ``per_output``: settings frames per output frame (wan_retime native renders at Wan's fps).
     Empty until the video was read (``load_settings(read_video=True)``)."""
@@ -289,14 +301,17 @@ def output_source_frames(video: VideoInput | Hybrid, frames: int, per_output: fl
 
 def _restyle(settings: RenderSettings, segments: list[Segment], first_native: int, lead: int, frames: int,
              at: int, fps: float, steps: int) -> dict:
-    """A Video Input window's source frames (after its ``lead``) and denoise, from the source
-    frame nearest each native frame's output time. The denoise is at least one of its
-    ``steps``: the pipeline runs int(steps * denoise) of them."""
-    video = settings.video_input
+    """A Video Input (or control video) window's source frames (after its ``lead``) and denoise
+    (or control), from the source frame nearest each native frame's output time. The denoise is
+    at least one of its ``steps``: the pipeline runs int(steps * denoise) of them."""
+    video, control = settings.video_input, settings.control
     per_output = settings.fps / fps
-    kept = list(video.kept)
+    kept = list(video.kept if video else control.kept)
     source = [source_frame_of(kept, _stream_time(segments, g) * per_output)
               for g in range(first_native + lead, first_native + frames)] if kept else []
+    if control is not None:  # the same frames of the control video (same extraction and count)
+        scale = control.weight[min(int(round(at * per_output)), len(control.weight) - 1)]
+        return {"source_frames": source, "control": control.kind, "control_scale": scale}
     if settings.model.kind == "vace":
         return {"source_frames": source, "control": "gray"}
     strength = video.strength[min(int(round(at * per_output)), len(video.strength) - 1)]
@@ -307,6 +322,19 @@ def min_denoise(steps: int) -> float:
     """The least video-to-video strength that still runs one of ``steps`` (diffusers takes
     int(steps * strength) steps)."""
     return math.ceil(1e4 / max(steps, 1)) / 1e4
+
+
+def _check_control_model(settings: RenderSettings) -> None:
+    """A control video conditions VACE windows, on diffusers' WanVACEPipeline (conditioning_scale)."""
+    control = settings.control
+    for model in (settings.model, settings.continue_model):
+        if model is not None and model.kind != "vace":
+            raise SettingsError(f"{control.key} (a {control.kind} control video) needs a VACE model for every window;"
+                                f" {model.id} is {model.kind.upper()}: choose e.g. wan2.1-vace-1.3b or"
+                                " wan2.1-vace-14b", settings.source)
+    if settings.backend == "official":
+        raise SettingsError(f"{control.key}: the control strength is diffusers' conditioning_scale; set wan_backend"
+                            " to diffusers or auto", settings.source)
 
 
 def _check_video_model(settings: RenderSettings) -> None:
@@ -545,7 +573,8 @@ def format_plan(plan: ClipPlan) -> str:
         f"{'win':>3} {'seg':>3} {'mode':4} {'frames':>11} {'native':>6} {'new':>4} {'ovl':>3}"
         f" {'seed':>10} {'cfg':>5} {'steps':>5}" + ("   zoom  pan x%  pan y%   rot  cover follow" if camera else "")
         + ("  motion      " if plan.hybrid else "")
-        + ("  source frames  denoise" if plan.video_input else "") + "  prompt",
+        + ("  source frames  denoise" if plan.video_input and not plan.control else "")
+        + ("  source frames  control" if plan.control else "") + "  prompt",
     ]
     lines[2:2] = _source_lines(plan) + ([f"{plan.parseq} (its values replace Deforum's schedules)"]
                                         if plan.parseq else [])
@@ -567,7 +596,10 @@ def format_plan(plan: ClipPlan) -> str:
     if any(w.mode == "v2v" for w in plan.windows):
         lines.append("v2v: video-to-video on the window's source frames (first and last shown; a continuation"
                      " window starts from the video's own last overlap + 1 frames), denoised 1 - strength_schedule")
-    if any(w.control == "gray" for w in plan.windows):
+    if plan.control:
+        lines.append(f"control: VACE generates each window conditioned on its frames of the {plan.control} control"
+                     " video (after the frames it keeps), at the strength shown (conditioning_scale)")
+    elif any(w.control == "gray" for w in plan.windows):
         lines.append("gray: VACE regenerates the window's source frames from their grey (luma) version, after the"
                      " frames it keeps; strength_schedule does not apply (VACE has no denoise strength)")
     for warning in plan.warnings:
@@ -576,9 +608,11 @@ def format_plan(plan: ClipPlan) -> str:
 
 
 def _restyle_cell(w: Window, plan: ClipPlan) -> str:
-    if not plan.video_input:
+    if not plan.video_input and not plan.control:
         return ""
     frames = f"{w.source_frames[0]}-{w.source_frames[-1]}" if w.source_frames else "(not read)"
+    if plan.control:
+        return f"  {frames:>13} {w.control} {w.control_scale:g}"
     return f"  {frames:>13} {w.control or format(w.denoise, 'g'):>8}"
 
 
@@ -598,6 +632,10 @@ def _source_lines(plan: ClipPlan) -> list[str]:
         if plan.video_mask:
             lines.append(f"video mask {plan.video_mask}: each frame changes only where its mask frame is white"
                          " (invert_mask: black); elsewhere the source frame is kept as it is")
+    if plan.control:
+        used = f"its frames {plan.source_frames[0]}-{plan.source_frames[-1]}" if plan.source_frames \
+            else "the video is read when the job is checked"
+        lines.append(f"control video {plan.control_video} ({plan.control}; {used}: one per output frame)")
     labels = {"steps": "steps", "guidance_scale": "guidance", "guidance_scale_2": "guidance 2",
               "shift": "shift", "negative_prompt": "negative prompt", "seed": "seed", "prompt": "prompt"}
     for key, label in labels.items():

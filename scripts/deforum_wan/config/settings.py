@@ -21,6 +21,7 @@ from ..models.file_models import resolve_model
 from ..models.registry import ModelSpec
 from . import prompt_text, values
 from .camera import CAMERA_DEFAULTS, STILL, Camera, SingularCamera
+from .control import ControlVideo, control_video, read_requested_control
 from .files import FileRefused, read_limited
 from .hybrid import MODES_WITH_HYBRID, Hybrid, hybrid_keys, hybrid_video_of, read_hybrid
 from .keys import (  # noqa: F401
@@ -121,6 +122,7 @@ class RenderSettings(_WanKeys):
     parseq: Manifest | None = None  # the Parseq manifest whose values replace the schedules
     video_input: VideoInput | None = None  # animation_mode "Video Input"
     hybrid: Hybrid | None = None  # 2D/3D with hybrid_motion or hybrid_composite (config.hybrid)
+    control: ControlVideo | None = None  # a VACE control video (ControlNet units, wan_control)
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -230,9 +232,10 @@ def load_settings(source: str | os.PathLike | dict, overrides: dict | None = Non
         data["video_init_path"] = str(video[0])  # the run's saved settings name the files read
         if video[3]:
             data["video_mask_path"] = video[3]
+    control = read_requested_control(data, label, base, video[2] if video else None) if read_video else None
     try:
         values.check_plain(data)
-        return _validate(data, label, models_dir, video)
+        return _validate(data, label, models_dir, video, control)
     except SettingsError:
         raise
     except (ExprError, WanError) as exc:  # unknown model ids come from the registry
@@ -287,7 +290,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 # --- validation ---------------------------------------------------------------------
 
-def _validate(data: dict, label: str, models_dir=None, video: tuple | None = None) -> RenderSettings:
+def _validate(data: dict, label: str, models_dir=None, video: tuple | None = None,
+              control: tuple | None = None) -> RenderSettings:
     warnings: list[str] = []
     raw = _convert_legacy(data, warnings)
     get = lambda key: raw.get(key, DEFORUM_DEFAULTS.get(key, WAN_DEFAULTS.get(key)))  # noqa: E731
@@ -368,6 +372,7 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
     if str(raw.get("animation_mode")) in MODES_WITH_HYBRID:
         hybrid_keys(raw)  # a misspelt hybrid value is one line, even when it leaves hybrid off
     hybrid = read_hybrid(raw, label, max_frames, seed, warnings, video) if hybrid_video_of(raw) is not None else None
+    attrs["control"] = control_video(raw, wan["wan_control"], max_frames, seed, label, control)
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,

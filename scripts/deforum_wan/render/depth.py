@@ -13,7 +13,11 @@ from ..models.weights import depth_missing_message, locate_depth
 def depth_needed(settings, plan=None) -> DepthSpec | None:
     """The depth model a camera preview (``plan`` None) or a render of ``plan`` (only when one
     of its windows follows the camera) loads: None for a flat scene (2D, or 3D with
-    use_depth_warping off). Raises WanError for a depth_algorithm no model stands for."""
+    use_depth_warping off), or the depth of a depth control video (the render's only). Raises
+    WanError for a depth_algorithm no model stands for."""
+    control = getattr(settings, "control", None)
+    if plan is not None and control is not None and control.kind == "depth":
+        return depth_model_for(control.depth_algorithm, settings.depth_model)
     camera = settings.camera
     if camera is None or not camera.depth_warping:
         return None

@@ -12,8 +12,11 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..config.control import control_paths, with_path
 from ..config.files import FileRefused, read_limited
+from ..config.keys import BY_NAME
 from ..config.parseq import MAX_MANIFEST_CHARS, names_file
+from ..config.schedule import ExprError
 from ..config.settings import init_image_of, soundtrack_of, source_video_of, video_mask_of
 from ..errors import SettingsError
 
@@ -71,6 +74,7 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
             raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
                               f" {roots[0]} (upload it, or copy it there)", where)
         settings[key] = str(found)
+    _confine_controls(settings, roots, where)
     inline_manifest(settings, roots, where)
     lora_roots = [Path(models_dir).expanduser().resolve(), *roots]
 
@@ -92,6 +96,23 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
     if isinstance(distill, str) and distill.strip().lower() not in ("", "auto", "off"):
         settings["wan_distill_lora"] = place(distill, "wan_distill_lora")
     return settings
+
+
+def _confine_controls(settings: dict, roots: Sequence[Path], where: str) -> None:
+    """The control videos (ControlNet units' and wan_control's), by the same rule."""
+    try:
+        wan_control = BY_NAME["wan_control"].read(settings.get("wan_control"))
+    except ExprError as exc:
+        raise SettingsError(str(exc), where) from None
+    for key, value in control_paths(settings, wan_control):
+        if "://" in value:
+            raise PathRefused(f"{key} {_shown(value)} is a URL (the render reads local files only); download"
+                              " it into the output folder", where)
+        found = find_inside(value, roots)
+        if found is None:
+            raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
+                              f" {roots[0]} (upload it, or copy it there)", where)
+        with_path(settings, key, str(found))
 
 
 def inline_manifest(settings: dict, roots: Sequence[Path] | None, where: str = "the job") -> dict:

@@ -31,6 +31,7 @@ from ..errors import Interrupted, WanError
 from ..models.registry import get_model
 from ..pixels import to_uint8
 from .color_match import ColorCorrection
+from .control_frames import control_frames_for
 from .follow import CameraFollower, lead_frames, paste_kept
 from .frame_writer import FrameWriter, first_bad_frame
 from .images import load_image, read_png
@@ -175,6 +176,7 @@ class Renderer:
         self._svi_anchor: np.ndarray | None = None  # wan_svi shot: the first frame of the video or last cut
         self._svi_said: set[str] = set()
         self._source = self._mask = None  # Video Input: its video's and mask's readers (config.source_video)
+        self._control = control_frames_for(s, plan, self.models_dir)  # its depth model loaded now, before Wan's
         for rec in manifest.windows:
             if rec["index"] >= len(plan.windows) or rec != self._record(plan.windows[rec["index"]]):
                 raise WanError(f"manifest of {ts} is inconsistent with its settings; cannot resume")
@@ -228,7 +230,7 @@ class Renderer:
             raise
         finally:
             self._close_pool()
-            for reader in (self._source, self._mask):
+            for reader in (self._source, self._mask, self._control and self._control.reader):
                 if reader is not None:
                     reader.close()
         self._close_writer(writer, manifest)  # interrupted: what was queued (a no-op when done)
@@ -401,8 +403,8 @@ class Renderer:
             notes += self.pool.make_room(load_estimate(spec, self.models_dir), device_free_bytes())
             path_guide = any(w.wan_camera == "guide" and w.model == model_id for w in self._plan.windows)
             choice = self.backend_choice
-            if (choice or "auto") == "auto" and any(w.mode == "v2v" for w in self._plan.windows):
-                choice = "diffusers"  # the one with a video-to-video pipeline
+            if (choice or "auto") == "auto" and (any(w.mode == "v2v" for w in self._plan.windows) or self._plan.control):
+                choice = "diffusers"  # the one with a video-to-video pipeline and VACE's conditioning_scale
             backend, report = load_backend(spec, choice, self._options(),
                                            share_from=self.pool.backends(), path_guide=path_guide)
             self.pool.put(key, backend)
@@ -432,8 +434,8 @@ class Renderer:
                 self._unfollowed.add(backend.name)
                 self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
                           " follow the camera (wan_backend diffusers does)")
-        if w.control == "gray":  # VACE: the segment shown grey and generated (inside its mask)
-            vace_frames, vace_keep = self._gray_control(w, plan)
+        if w.control:  # VACE: the segment's control frames (grey source, or the control video's), generated
+            vace_frames, vace_keep = self._control_segment(w, plan)
         svi = self._svi_input(backend, w, plan, stream, image) if image is not None else None
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
@@ -441,7 +443,8 @@ class Renderer:
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
                               context=context, vace_frames=vace_frames, vace_keep=vace_keep,
                               path_guide=path_guide, svi=svi, video=video,
-                              strength=w.denoise if video is not None else None)
+                              strength=w.denoise if video is not None else None,
+                              control_scale=w.control_scale if self._control is not None else None)
 
         def on_step(done: int, total: int) -> None:
             self._step(window=w.index, step=done, steps=total)
@@ -484,21 +487,25 @@ class Renderer:
         source = self._source_frames(w, plan)
         return np.concatenate([stream.context(w.overlap), source]) if w.index > 0 and not w.cut else source
 
-    def _gray_control(self, w: Window, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
-        """A VACE window's source segment: grey where it is generated (everywhere, or inside the
-        mask video's white), the source frame as it is where the mask keeps it."""
+    def _control_segment(self, w: Window, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
+        """A VACE window's control segment: grey source frames (or the control video's frames of its
+        kind) where it is generated (everywhere, or inside the mask video's white), the source frame
+        as it is where the mask keeps it."""
         from ..config.source_video import SourceReader
 
-        source = self._source_frames(w, plan)
         video = self.settings.video_input
-        if not video.mask_path:
-            return to_gray(source), np.zeros(source.shape[:3], np.float32)
+        control = self._control.frames(w.source_frames) if self._control is not None else None
+        if video is None or not video.mask_path:
+            control = control if control is not None else to_gray(self._source_frames(w, plan))
+            return control, np.zeros(control.shape[:3], np.float32)
+        source = self._source_frames(w, plan)
+        control = control if control is not None else to_gray(source)
         if self._mask is None:
             self._mask = SourceReader(video.mask_path, plan.width, plan.height)
         change = to_gray(np.stack(self._mask.frames(w.source_frames)))[..., 0] >= 0.5
         if video.invert_mask:
             change = ~change
-        return np.where(change[..., None], to_gray(source), source), (~change).astype(np.float32)
+        return np.where(change[..., None], control, source), (~change).astype(np.float32)
 
     def _source_frames(self, w: Window, plan: ClipPlan) -> np.ndarray:
         """Window ``w``'s source frames (``Window.source_frames``) at the render size."""

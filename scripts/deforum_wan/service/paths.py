@@ -11,7 +11,8 @@ from ..config.files import read_limited
 from ..errors import WanError
 
 UPLOADS = "wan-uploads"  # the tab copies uploaded files here (inside the output folder)
-MAX_UPLOAD_BYTES = {"image": 64 << 20, "audio": 256 << 20}
+MAX_UPLOAD_BYTES = {"image": 64 << 20, "audio": 256 << 20, "video": 512 << 20}
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v", ".gif")
 KEEP_UPLOADS = 200  # the newest kept; older ones are removed as new ones arrive
 
 
@@ -31,6 +32,8 @@ def keep_upload(path: str | os.PathLike, outdir: str | os.PathLike, kind: str) -
     elif kind == "audio" and suffix not in (".wav", ".mp3", ".ogg", ".flac", ".m4a", ".aac", ".opus"):
         raise WanError(f"the uploaded soundtrack {Path(path).name} is not an audio file (wav, mp3, ogg, flac,"
                        " m4a, aac, opus)")
+    elif kind == "video" and suffix not in VIDEO_SUFFIXES:  # its content is probed when a job names it
+        raise WanError(f"the uploaded video {Path(path).name} is not a video file ({', '.join(VIDEO_SUFFIXES)})")
     folder = Path(outdir).expanduser().resolve() / UPLOADS
     folder.mkdir(parents=True, exist_ok=True)
     name = secrets.token_hex(8) + suffix

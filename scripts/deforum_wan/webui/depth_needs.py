@@ -17,7 +17,10 @@ TAB_HINT = f"press {DOWNLOAD_DEPTH}, or untick Depth warping for a flat scene"
 
 def depth_to_fetch(settings: RenderSettings) -> DepthSpec | None:
     """The depth model Download depth model fetches for these settings (the one depth warping
-    would use, on or off); None when the camera is not 3D."""
+    would use, on or off, or a depth control video's); None when the camera is not 3D."""
+    control = getattr(settings, "control", None)
+    if control is not None and control.kind == "depth":
+        return depth_model_for(control.depth_algorithm, settings.depth_model)
     camera = settings.camera
     if camera is None or camera.mode != "3D":
         return None

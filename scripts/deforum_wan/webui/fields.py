@@ -13,8 +13,18 @@ import math
 from typing import Any
 
 from ..config.camera import CAMERA_DEFAULTS
-from ..config.keys import COLOR_MODES, DEFAULT_PRESET, KEYS, LORA_EXPERTS, PRESETS, WAN_ALIASES, WAN_DEFAULTS, Key
-from ..config.schedule import SEED_BEHAVIORS
+from ..config.keys import (
+    BY_NAME,
+    COLOR_MODES,
+    DEFAULT_PRESET,
+    KEYS,
+    LORA_EXPERTS,
+    PRESETS,
+    WAN_ALIASES,
+    WAN_DEFAULTS,
+    Key,
+)
+from ..config.schedule import SEED_BEHAVIORS, ExprError
 from ..config.settings import (  # fields read values exactly as load_settings does
     _COLOR_LEGACY,
     DEFORUM_DEFAULTS,
@@ -30,8 +40,11 @@ CUSTOM_SIZE = "custom"
 # video_init_path; Interpolation is read but not rendered by Wan (the plan warns); a file
 # without the key has no camera here.
 ANIMATION_MODES = ("2D", "3D", "None", "Video Input", "Interpolation")
+# What the tab's video conditions besides Video Input: a VACE control video of this kind.
+CONTROL_CHOICES = ("none", "depth", "canny", "gray", "flow")
 
-# The Wan keys' fields, from the key table: field name -> key.
+# The Wan keys' fields, from the key table: field name -> key (the control field is written
+# with the video field: ``_apply_video``).
 WAN_KEY_FIELDS: dict[str, Key] = {k.field: k for k in KEYS if k.field}
 # Field name -> the settings key it edits: Deforum's keys, then the Wan keys. Fields whose
 # value lives in two keys (init_image: use_init + init_image, soundtrack: add_soundtrack +
@@ -44,6 +57,7 @@ _DEFORUM_FIELDS: dict[str, str] = {
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
     "depth_warping": "use_depth_warping",
     "animation_mode": "animation_mode",
+    "video_path": "video_init_path",
 }
 FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
@@ -88,6 +102,8 @@ def _shown(key: Key, value: Any) -> Any:
         return preset_name(value)
     if key.kind == "loras":
         return loras_text(value)
+    if key.kind == "control":  # the kind; its video is the video field's
+        return _control_of({"wan_control": value})[0]
     if key.kind == "flag":
         return truthy(value)
     if key.kind in ("choice", "text") and key.choices:
@@ -272,8 +288,25 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         # Deforum's 3D depth warping; off: a flat scene (no depth model)
         "depth_warping": truthy(s.get("use_depth_warping", CAMERA_DEFAULTS["use_depth_warping"])),
         "animation_mode": _choice(s.get("animation_mode"), ANIMATION_MODES, str(CAMERA_DEFAULTS["animation_mode"])),
+        "video_path": _video_of(s),
         **{f: _shown(k, _get(s, k.name)) for f, k in WAN_KEY_FIELDS.items()},
     }
+
+
+def _control_of(s: dict) -> tuple[str, dict | None]:
+    """The control field's kind and the wan_control it stands for (None: none or unreadable)."""
+    try:
+        control = BY_NAME["wan_control"].read(s.get("wan_control"))
+    except ExprError:
+        return "none", None  # load_settings reports it
+    return (control["kind"], control) if control and control["kind"] in CONTROL_CHOICES else ("none", None)
+
+
+def _video_of(s: dict) -> str:
+    """The tab's video: Video Input's video_init_path, else the control video's."""
+    if str(s.get("animation_mode")) != "Video Input" and _control_of(s)[1] is not None:
+        return _control_of(s)[1]["video"]
+    return str(s.get("video_init_path") or "")
 
 
 def _normalize(name: str, value: Any) -> Any:
@@ -304,14 +337,37 @@ def fields_to_settings(fields: dict[str, Any], base: dict | None = None,
     base = dict(base or {})
     shown = settings_to_fields(base)
     out = dict(base)
-    for name in only or FIELDS:
-        if name not in fields:
+    names = only or FIELDS
+    for name in names:
+        if name not in fields or name in _VIDEO_FIELDS:
             continue
         value = _normalize(name, fields[name])
         if value == shown[name] and _present(base, name):
             continue  # unchanged: keep the file's own value and spelling
         _apply(out, name, value)
+    if any(name in fields for name in _VIDEO_FIELDS if name in names):
+        _apply_video(out, shown, fields)
     return out
+
+
+_VIDEO_FIELDS = ("video_path", "control")
+
+
+def _apply_video(out: dict, shown: dict, fields: dict) -> None:
+    """The video field and the control kind, written together: the video is Video Input's
+    ``video_init_path``, and the control video's (``wan_control``) when a kind is chosen."""
+    video = str(fields.get("video_path", shown["video_path"]) or "").strip()
+    kind = str(fields.get("control", shown["control"]) or "none").strip()
+    if video == shown["video_path"] and kind == shown["control"]:
+        return  # unchanged: the file's own keys and spelling
+    old = _control_of(out)[1]
+    if kind == "none":
+        if old is not None:
+            out["wan_control"] = None
+    else:
+        out["wan_control"] = {"kind": kind, "video": video, "weight": old["weight"] if old else 1.0}
+    if (str(out.get("animation_mode")) == "Video Input" or kind == "none") and (video or "video_init_path" in out):
+        out["video_init_path"] = video
 
 
 def _present(base: dict, name: str) -> bool:

@@ -42,6 +42,7 @@ from .fields import (
 from .gradio_compat import file_path, file_paths, received_upload, update
 from .plan_view import plan_html
 from .progress_text import current_job, job_name, job_status_line, jobs_table, progress_text, resumable, shown_path
+from .source_strip import source_strips
 
 PREVIEW_SIDE = 384  # px: the camera preview's frames (seconds on a CPU; the camera scales with them)
 PREVIEW_FRAMES = 600  # the most frames a preview shows: a 100,000-frame file is not written out as PNGs
@@ -131,8 +132,8 @@ class WanTab:
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
         if missing:  # what Generate needs first, said before the table
             return (f"missing: {missing}\n\n{format_plan(plan)}",
-                    f"<p><b>missing:</b> {html.escape(missing)}</p>{plan_html(plan)}", f"{status}; missing: {missing}")
-        return format_plan(plan), plan_html(plan), status
+                    f"<p><b>missing:</b> {html.escape(missing)}</p>{plan_html(plan)}{source_strips(plan)}", f"{status}; missing: {missing}")
+        return format_plan(plan), plan_html(plan) + source_strips(plan), status
 
     def preview_camera(self, *args) -> tuple[Any, str]:
         """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time:
@@ -379,6 +380,10 @@ class WanTab:
 
     def uploaded_soundtrack(self, value) -> Any:
         return self._keep(value, "audio")
+
+    def uploaded_video(self, value) -> Any:
+        """An uploaded video (Video Input's, or the control video) kept in the output folder."""
+        return self._keep(value, "video")
 
     def _keep(self, value, kind: str) -> Any:
         path = file_path(value)

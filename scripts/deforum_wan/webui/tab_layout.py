@@ -13,7 +13,16 @@ import gradio as gr
 from ..config.keys import COLOR_MODES
 from ..config.schedule import SEED_BEHAVIORS
 from .depth_needs import DEPTH_INFO, DEPTH_WARPING, DOWNLOAD_DEPTH
-from .fields import ANIMATION_MODES, FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
+from .fields import (
+    ANIMATION_MODES,
+    CONTROL_CHOICES,
+    FIELDS,
+    model_choices,
+    sampling_label,
+    size_choices,
+    size_for,
+    wan_widget,
+)
 from .gradio_compat import blocks, component, on, poll, refuse_named_files
 from .tab_handlers import WanTab
 
@@ -191,6 +200,15 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                         c["soundtrack_upload"] = refuse_named_files(component(
                             gr.File, label="Upload soundtrack", type="filepath", file_types=["audio"],
                             elem_id="wan_soundtrack_upload"))
+                with gr.Accordion("Video (Video Input, control video)", open=False):
+                    with gr.Row():
+                        c["video_path"] = gr.Textbox(label="Video (path: Video Input's source, or the control video)",
+                                                value=start["video_path"], elem_id="wan_video_path")
+                        c["video_upload"] = refuse_named_files(component(
+                            gr.File, label="Upload video", type="filepath", file_types=["video"],
+                            elem_id="wan_video_upload"))
+                    c["control"] = gr.Dropdown(**wan_widget("control", start, choices=list(CONTROL_CHOICES)),
+                                               elem_id="wan_control")
                 c["batch_name"] = gr.Textbox(label="Batch name (output folder; {timestring}, {seed} ...)",
                                              value=start["batch_name"], elem_id="wan_batch_name")
             with gr.Column(scale=2):
@@ -249,6 +267,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["size"].change, tab.size_changed, [c["size"], c["width"], c["height"]], [c["width"], c["height"]])
         on(c["init_upload"].upload, tab.uploaded_image, [c["init_upload"]], [c["init_image"], status])
         on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]], [c["soundtrack"], status])
+        on(c["video_upload"].upload, tab.uploaded_video, [c["video_upload"]], [c["video_path"], status])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
         on(c["download"].click, tab.download, [c["model"]], [c["download_status"], c["stop_download"]])
         on(c["download_depth"].click, tab.download_depth, fields + [base], [c["download_status"], c["stop_download"]])
