@@ -33,8 +33,9 @@ SKIPPED = {
 WORKER_PINNED = ("torch", "torchvision", "torchaudio", "numpy", "triton")
 NOT_INTO_FOLDER = ("setuptools", "pip", "wheel")
 OFFLINE = re.compile(r"could not resolve host|failed to connect|network is unreachable|connection refused|"
-                     r"connection timed out|temporary failure in name resolution|newconnectionerror|"
+                     r"connection timed out|temporary failure in name resolution|"
                      r"failed to establish a new connection|name or service not known", re.I)
+AGAIN = "(the clone is kept: Set up again finishes it)"
 BY_HAND = "or clone it by hand and name the clone in Settings → Wan (DEFORUM_WAN_OFFICIAL_REPO)"
 
 
@@ -71,13 +72,13 @@ def read_requirements(repo: Path, code: OfficialCode) -> tuple[list[str], list[s
 
 def _stream(cmd: list[str], env: dict | None, on_line: Callable[[str], None]) -> tuple[int, list[str]]:
     """Run ``cmd``, handing each line of its output (``\\r`` ends one too: git's progress) to
-    ``on_line``; its exit status and its last lines."""
+    ``on_line``; its exit status and its lines."""
     tail: list[str] = []
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env)
     except FileNotFoundError as e:
-        raise WanError(f"{Path(cmd[0]).name} is not installed here; install it, {BY_HAND}") from e
+        raise WanError(f"{Path(cmd[0]).name} is not installed here; install it {BY_HAND}") from e
     pending = b""
     with proc:
         while True:
@@ -89,17 +90,18 @@ def _stream(cmd: list[str], env: dict | None, on_line: Callable[[str], None]) ->
             for raw in done:
                 line = raw.decode("utf-8", "replace").strip()
                 if line:
-                    tail = (tail + [line])[-20:]
+                    tail.append(line)
                     on_line(line)
     if pending.strip():
         tail.append(pending.decode("utf-8", "replace").strip())
     return proc.returncode, tail
 
 
-def _failed(what: str, tail: list[str], url: str) -> WanError:
-    said = next((t for t in reversed(tail) if OFFLINE.search(t)), None)
-    if said is not None:
-        return WanError(f"no network: {what} could not reach {url} ({said}); try again online, {BY_HAND}")
+def _failed(what: str, tail: list[str], url: str, advice: str = BY_HAND) -> WanError:
+    found = next((m for m in map(OFFLINE.search, reversed(tail)) if m), None)
+    if found is not None:  # what the tool said, from the matching words to the end of that clause
+        said = re.split(r"[\"'()]", found.string[found.start():], maxsplit=1)[0].strip()
+        return WanError(f"no network: {what} could not reach {url} ({said}); try again online {advice}")
     last = next((t for t in reversed(tail) if t.lower().startswith(("error", "fatal"))), tail[-1] if tail else "")
     return WanError(f"{what} failed: {last}")
 
@@ -141,6 +143,11 @@ def _clone(code: OfficialCode, target: Path, url: str, say: Say) -> None:
         _checkout(partial, code, url, say)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        for empty in (target.parent, target.parent.parent):  # nothing left behind by a failed clone
+            try:
+                empty.rmdir()
+            except OSError:
+                break
         raise
     os.replace(partial, target)  # the clone appears whole or not at all
 
@@ -173,11 +180,11 @@ def install_requirements(code: OfficialCode, repo: Path, target: Path, python: s
         (work / "constraints.txt").write_text("".join(f"{k}=={v}\n" for k, v in held.items()), encoding="utf-8")
         (work / "requirements.txt").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         say(f"resolving {len(lines)} requirements of {code.repo} against the worker's packages", None)
-        rc, tail = _stream(pip + ["--dry-run", "--quiet", "--report", str(work / "report.json"), "-c",
+        rc, tail = _stream(pip + ["--dry-run", "--report", str(work / "report.json"), "-c",
                                   str(work / "constraints.txt"), "-r", str(work / "requirements.txt")],
                            env, lambda line: None)
         if rc:
-            raise _failed(f"resolving {code.repo}'s requirements", tail, "the package index")
+            raise _failed(f"resolving {code.repo}'s requirements", tail, "the package index", AGAIN)
         report = json.loads((work / "report.json").read_text(encoding="utf-8"))
         packages = sorted(f"{canonical(i['metadata']['name'])}=={i['metadata']['version']}"
                           for i in report.get("install", []) if canonical(i["metadata"]["name"]) not in NOT_INTO_FOLDER)
@@ -186,14 +193,15 @@ def install_requirements(code: OfficialCode, repo: Path, target: Path, python: s
             count = [0]
 
             def on_line(line: str) -> None:
-                if line.startswith("Collecting "):
+                # pip takes them in the order given: "Collecting" from an index, "Processing" from files
+                if line.startswith(("Collecting ", "Processing ")) and count[0] < len(packages):
                     count[0] += 1
-                    say(f"installing [{count[0]}/{len(packages)}] {line.split()[1]}", count[0] / (len(packages) + 1))
+                    say(f"installing [{count[0]}/{len(packages)}] {packages[count[0] - 1]}", count[0] / (len(packages) + 1))
 
             rc, tail = _stream(pip + ["--no-deps", "--progress-bar", "off", "--target", str(lib)] + packages,
                                env, on_line)
             if rc:
-                raise _failed(f"installing {code.repo}'s requirements", tail, "the package index")
+                raise _failed(f"installing {code.repo}'s requirements", tail, "the package index", AGAIN)
         lib.mkdir(exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(lib, target)
