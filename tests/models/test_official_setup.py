@@ -16,7 +16,7 @@ from deforum_wan.backends.base import BackendOptions
 from deforum_wan.backends.chain import load_backend
 from deforum_wan.errors import BackendError, WanError
 from deforum_wan.models.official_code import COMMITS_ENV, MIRROR_ENV, code_for, head_commit, home, repo_dir
-from deforum_wan.models.official_setup import import_check, remove, setup, status
+from deforum_wan.models.official_setup import import_check, read_requirements, remove, setup, status
 from deforum_wan.models.registry import get_model
 
 
@@ -163,3 +163,35 @@ def test_the_command_line(tmp_path, pinned, remote, capsys, monkeypatch):
     repo = repo_dir(code_for("wan2.1"), tmp_path)
     assert out[1] == f"wan2.1: Wan-Video/Wan2.1 at {commit[:12]} (the pinned commit) in {repo}; the wan package imports"
     assert out[2].startswith("removed Wan-Video/Wan2.1")
+
+
+# Wan-Video/Wan2.1's requirements.txt at 9737cba9c1c3 (git show HEAD:requirements.txt), as shipped.
+WAN21_REQUIREMENTS = """torch>=2.4.0
+torchvision>=0.19.0
+opencv-python>=4.9.0.80
+diffusers>=0.31.0
+transformers>=4.49.0
+tokenizers>=0.20.3
+accelerate>=1.1.1
+tqdm
+imageio
+easydict
+ftfy
+dashscope
+imageio-ffmpeg
+flash_attn
+gradio>=5.0.0
+numpy>=1.23.5,<2
+"""
+
+
+def test_what_of_wan21s_requirements_is_installed(tmp_path):
+    (tmp_path / "requirements.txt").write_text(WAN21_REQUIREMENTS)
+    lines, names, skipped = read_requirements(tmp_path, code_for("wan2.1"))
+    # the worker's torch, torchvision and numpy stay; its headless OpenCV is the same cv2
+    assert lines == ["opencv-python-headless>=4.9.0.80", "diffusers>=0.31.0", "transformers>=4.49.0",
+                     "tokenizers>=0.20.3", "accelerate>=1.1.1", "tqdm", "imageio", "easydict", "ftfy", "dashscope",
+                     "imageio-ffmpeg"]
+    assert names[0] == "opencv-python-headless" and len(names) == len(lines)
+    assert skipped == ["flash-attn (needs a CUDA build; PyTorch SDPA replaces it)",
+                       "gradio (Wan's own demo page; the wan package does not import it)"]

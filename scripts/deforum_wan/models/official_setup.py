@@ -32,6 +32,8 @@ SKIPPED = {
 # The worker's own: kept at its versions (their lines dropped, pinned for the resolver).
 WORKER_PINNED = ("torch", "torchvision", "torchaudio", "numpy", "triton")
 NOT_INTO_FOLDER = ("setuptools", "pip", "wheel")
+# The worker has OpenCV without its GUI (the same cv2): a second copy would add 300 MB.
+RENAMED = {"opencv-python": "opencv-python-headless"}
 OFFLINE = re.compile(r"could not resolve host|failed to connect|network is unreachable|connection refused|"
                      r"connection timed out|temporary failure in name resolution|"
                      r"failed to establish a new connection|name or service not known", re.I)
@@ -43,11 +45,16 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def requirement_name_text(line: str) -> str:
+    found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+    return found.group(0) if found else ""
+
+
 def requirement_name(line: str) -> str | None:
     """``imageio[ffmpeg]>=2`` -> ``imageio``; comments, options and blank lines -> None."""
     line = line.split("#", 1)[0].strip()
-    found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line) if line and not line.startswith("-") else None
-    return canonical(found.group(0)) if found else None
+    name = requirement_name_text(line) if not line.startswith("-") else ""
+    return canonical(name) if name else None
 
 
 def read_requirements(repo: Path, code: OfficialCode) -> tuple[list[str], list[str], list[str]]:
@@ -65,7 +72,11 @@ def read_requirements(repo: Path, code: OfficialCode) -> tuple[list[str], list[s
                 if SKIPPED[name] not in skipped:
                     skipped.append(SKIPPED[name])
                 continue
-            lines.append(raw.split("#", 1)[0].strip())
+            line = raw.split("#", 1)[0].strip()
+            if name in RENAMED:
+                line = RENAMED[name] + line[len(requirement_name_text(line)):]
+                name = RENAMED[name]
+            lines.append(line)
             names.append(name)
     return lines, names, skipped
 
@@ -186,8 +197,14 @@ def install_requirements(code: OfficialCode, repo: Path, target: Path, python: s
         if rc:
             raise _failed(f"resolving {code.repo}'s requirements", tail, "the package index", AGAIN)
         report = json.loads((work / "report.json").read_text(encoding="utf-8"))
-        packages = sorted(f"{canonical(i['metadata']['name'])}=={i['metadata']['version']}"
-                          for i in report.get("install", []) if canonical(i["metadata"]["name"]) not in NOT_INTO_FOLDER)
+        packages = []
+        for item in report.get("install", []):
+            name, version = canonical(item["metadata"]["name"]), item["metadata"]["version"]
+            if name in WORKER_PINNED or name.startswith("nvidia-"):  # a dependency wanting another GPU stack
+                skipped.append(f"{name} {version} (the worker keeps its own GPU stack)")
+            elif name not in NOT_INTO_FOLDER:
+                packages.append(f"{name}=={version}")
+        packages.sort()
         lib = work / "lib"
         if packages:
             count = [0]
@@ -250,7 +267,8 @@ def import_check(code: OfficialCode, models_dir, python: str, env: dict | None) 
     if missing:
         return f"the wan package of {code.repo} cannot import in the worker: missing {', '.join(missing)}"
     if error:
-        return f"the wan package of {code.repo} cannot import in the worker: {error}"
+        cuda = " (the official code runs on CUDA only)" if "CUDA" in error else ""
+        return f"the wan package of {code.repo} cannot import in the worker: {error}{cuda}"
     return None
 
 
