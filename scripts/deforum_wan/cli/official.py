@@ -12,8 +12,19 @@ from ..models.official_setup import remove, setup, status
 ACTIONS = ("setup", "update", "remove", "status")
 
 
-def _say(text: str, fraction: float | None = None) -> None:
-    print(f"  {text}", file=sys.stderr, flush=True)
+class _Say:
+    """Progress lines on stderr; a step that reports its share (git's percentages) every 10 %."""
+
+    def __init__(self):
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, text: str, fraction: float | None = None) -> None:
+        if fraction is not None:
+            step = (text.split(":", 1)[0], int(fraction * 10))
+            if step == self.last:
+                return
+            self.last = step
+        print(f"  {text}", file=sys.stderr, flush=True)
 
 
 def cmd_official(args) -> int:
@@ -24,7 +35,7 @@ def cmd_official(args) -> int:
         elif args.action == "status":
             print(status(code, args.models_dir, python=sys.executable, env=dict(os.environ)))
         else:
-            print(setup(code, args.models_dir, python=sys.executable, env=dict(os.environ), say=_say,
+            print(setup(code, args.models_dir, python=sys.executable, env=dict(os.environ), say=_Say(),
                         update=args.action == "update"))
     return 0
 
