@@ -95,6 +95,19 @@ def test_the_load_report_names_the_commit_and_warns_for_another(tmp_path, pinned
     assert f"Wan-Video/Wan2.1 at {commit[:12]}, not the pinned abababababab" in str(found.value)
 
 
+def test_a_clone_named_by_hand_is_used_as_before_with_its_commit_named(tmp_path, pinned, remote):
+    commit, _ = pinned
+    clone = tmp_path / "Wan2.1"
+    git("clone", "-q", str(remote[0] / "Wan2.1"), str(clone), cwd=tmp_path)  # the branch head: a later commit
+    later = git("rev-parse", "HEAD", cwd=clone)
+    with pytest.raises(BackendError) as found:
+        load_backend(get_model("wan2.1-t2v-1.3b"), "official",
+                     BackendOptions(models_dir=str(tmp_path / "models"), official_repo_path=str(clone)))
+    said = str(found.value)
+    assert f"official code: Wan-Video/Wan2.1 at {later[:12]} in {clone}" in said
+    assert f"Wan-Video/Wan2.1 at {later[:12]}, not the pinned {commit[:12]}" in said
+
+
 def test_update_moves_to_the_pinned_commit(tmp_path, pinned, remote, monkeypatch):
     commit, env = pinned
     code, models = code_for("wan2.1"), tmp_path / "models"

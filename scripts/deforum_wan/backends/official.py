@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, Interrupted, WanError, first_line
-from ..models.official_code import CODES, code_of_model, describe, set_up_clone
+from ..models.official_code import code_for, code_of_model, describe, set_up_clone
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, weights_missing_message
 from .base import (
@@ -165,7 +165,7 @@ def find_code(spec: ModelSpec, options: BackendOptions) -> tuple[str | None, Pat
     if options.official_repo_path:
         repo = Path(options.official_repo_path).expanduser().resolve()
         wan22 = (repo / "requirements_s2v.txt").is_file() or (repo / "wan" / "configs" / "wan_ti2v_5B.py").is_file()
-        line, warning = describe(repo, CODES["wan2.2" if wan22 else "wan2.1"])
+        line, warning = describe(repo, code_for("wan2.2" if wan22 else "wan2.1"))
         return str(repo), None, line, warning
     code = code_of_model(spec.id)
     found = set_up_clone(code, options.models_dir) if code is not None else None
