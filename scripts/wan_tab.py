@@ -157,7 +157,8 @@ def on_ui_settings():
 
     opts = {
         "wan_models_dir": option(os.path.join(paths.models_path, "wan"), "Wan model weights folder", restart=True),
-        "wan_official_repo": option("", "Path of a Wan2.1/Wan2.2 clone for the official backend (empty: not used)",
+        "wan_official_repo": option("", "Path of a Wan2.1/Wan2.2 clone for the official backend (empty: the one the tab's"
+                                    " Official Wan code → Set up made)",
                                     restart=True),
         "wan_default_backend": option("auto", "Default backend", gr.Dropdown, {"choices": list(BACKENDS)}),
         "wan_keep_warm": option(False, "Keep the model loaded between Wan jobs (faster; holds VRAM)", restart=True),

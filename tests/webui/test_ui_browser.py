@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 from helpers import EXAMPLE, ROOT
+from official_repo import make_remote, offline_pip
+
+from deforum_wan.models.official_code import COMMITS_ENV, MIRROR_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +58,14 @@ def ui_models(tmp_path_factory) -> Path:
     return models
 
 
+@pytest.fixture(scope="session")
+def official_remote(tmp_path_factory):
+    """A local stand-in for github.com/Wan-Video and a package index (official_repo.py)."""
+    return make_remote(tmp_path_factory.mktemp("official-remote"))
+
+
 @pytest.fixture(scope="module", params=list(GRADIO_VENVS))
-def server(request, tmp_path_factory, ui_models):
+def server(request, tmp_path_factory, ui_models, official_remote):
     if not os.path.isfile(CHROMIUM):
         pytest.skip("Chromium not installed (Debian: apt-get install chromium)")
     pytest.importorskip("playwright")
@@ -67,7 +76,8 @@ def server(request, tmp_path_factory, ui_models):
     root = tmp_path_factory.mktemp("ui")
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "PYTHONPATH": str(ROOT / "scripts")}
+           "PYTHONPATH": str(ROOT / "scripts"), MIRROR_ENV: str(official_remote[0]),
+           COMMITS_ENV: f"wan2.1={official_remote[1]}", **offline_pip(official_remote[2])}
     log = open(root / "server.log", "w")
     proc = subprocess.Popen(_ui_command(venv) + ["--port", str(port), "--outdir", str(root / "out"),
                                                  "--models-dir", str(ui_models)],
@@ -82,7 +92,7 @@ def server(request, tmp_path_factory, ui_models):
             break
         except OSError:
             time.sleep(0.3)
-    yield url, root / "out"
+    yield url, root / "out", ui_models
     proc.terminate()
     try:
         proc.wait(30)
@@ -95,7 +105,7 @@ def server(request, tmp_path_factory, ui_models):
 def page(server):
     from playwright.sync_api import sync_playwright
 
-    url, _ = server
+    url, *_ = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
@@ -135,7 +145,7 @@ def job_in(text) -> str | None:
 
 
 def test_import_plan_render_interrupt(page, server):
-    url, outdir = server
+    url, outdir, _ = server
     # Import a Deforum settings file: the fields fill from it.
     page.set_input_files("#wan_import input[type=file]", str(EXAMPLE))
     wait_text(page, "wan_status", lambda t: t.startswith(f"imported {EXAMPLE.name}; renders "), timeout=20)
@@ -212,7 +222,7 @@ def test_an_uploaded_video_previews_each_windows_source_segment(server, tmp_path
     from counter_video import write_counter_video
     from playwright.sync_api import sync_playwright
 
-    url, outdir = server
+    url, outdir, _ = server
     settings = tmp_path / "video_input.txt"
     settings.write_text(json.dumps({**json.loads(EXAMPLE.read_text()), "animation_mode": "Video Input",
                                     "video_init_path": "", "fps": 16, "wan_clip_duration": 1, "W": 160, "H": 32}))
@@ -241,3 +251,34 @@ def test_an_uploaded_video_previews_each_windows_source_segment(server, tmp_path
             images = strips.nth(i).locator("img")
             assert 1 <= images.count() <= 4 and images.first.evaluate("img => img.naturalWidth") == 96
         browser.close()
+
+
+# Every text the download bar shows (the poll replaces its HTML), kept in the page.
+WATCH_BAR_JS = """() => {
+  const bar = document.querySelector('#wan_download_bar');
+  window.wanBarSeen = [];
+  new MutationObserver(() => window.wanBarSeen.push(bar.innerHTML)).observe(
+    bar, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_set_up_the_official_code(page, server, official_remote):
+    _, _, models = server
+    commit = official_remote[1]
+    page.get_by_text("Official Wan code (the official backend)").click()
+    page.evaluate(WATCH_BAR_JS)
+    page.click("#wan_official_setup")
+    wait_text(page, "wan_official_line", lambda t: t == f"setting up Wan-Video/Wan2.1 at {commit[:12]} into"
+              f" {models} (progress below)", timeout=20)
+    bar = page.locator("#wan_download_bar").last  # gradio 3 gives the block and its HTML this id
+    done = f"set up Wan-Video/Wan2.1 at {commit[:12]} in {models / 'official' / 'wan2.1' / 'repo'}: 3 packages"
+    bar.get_by_text(done).wait_for(timeout=60_000)
+    assert bar.inner_text().strip().endswith("the wan package imports in the worker")
+    seen = page.evaluate("window.wanBarSeen")
+    assert any("<progress" in html and "setting up Wan-Video/Wan2.1: " in html for html in seen), seen
+    page.click("#wan_official_status")
+    wait_text(page, "wan_official_line", lambda t: t.startswith(f"wan2.1: Wan-Video/Wan2.1 at {commit[:12]} (the pinned"
+              " commit) in ") and t.endswith("; the wan package imports"), timeout=30)
+    page.click("#wan_official_remove")
+    wait_text(page, "wan_official_line", lambda t: t.startswith("removed Wan-Video/Wan2.1"), timeout=20)
+    assert not (models / "official").exists()

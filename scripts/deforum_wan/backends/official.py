@@ -13,6 +13,11 @@ is honoured at the next step boundary by raising out of the sampler (nothing is
 decoded). Should a future version change that call pattern, progress is still
 bounded by the step count and stopping still works, only at a different granularity.
 
+Which code: the clone named by ``official_repo_path`` (DEFORUM_WAN_OFFICIAL_REPO, Settings →
+Wan), else the one ``official setup`` made in the models folder (models/official_code.py), whose
+installed requirements are appended to sys.path; else an installed ``wan`` package. The load
+report names that clone and its commit, and warns when it is not the pinned commit.
+
 Where the official code loads .pth files (T5, VAE, CLIP) it does so with its own
 ``torch.load``; those files come from the Wan-AI repos.
 """
@@ -30,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, Interrupted, WanError, first_line
+from ..models.official_code import code_for, code_of_model, describe, set_up_clone
 from ..models.registry import ModelSpec
 from ..models.weights import locate_weights, weights_missing_message
 from .base import (
@@ -153,8 +159,27 @@ def _wan_package_dir(repo_path: str | None) -> Path | None:
     return Path(spec.origin).parent if spec is not None and spec.origin else None
 
 
-def import_wan(repo_path: str | None, task: str):
-    """Import the official ``wan`` package (from ``repo_path`` when given) that knows ``task``."""
+def find_code(spec: ModelSpec, options: BackendOptions) -> tuple[str | None, Path | None, str | None, str | None]:
+    """(clone, its installed requirements, a report line naming it and its commit, a warning
+    when that is not the pinned commit) for ``spec``; all None when no clone is named or set up."""
+    if options.official_repo_path:
+        repo = Path(options.official_repo_path).expanduser().resolve()
+        wan22 = (repo / "requirements_s2v.txt").is_file() or (repo / "wan" / "configs" / "wan_ti2v_5B.py").is_file()
+        line, warning = describe(repo, code_for("wan2.2" if wan22 else "wan2.1"))
+        return str(repo), None, line, warning
+    code = code_of_model(spec.id)
+    found = set_up_clone(code, options.models_dir) if code is not None else None
+    if found is None:
+        return None, None, None, None
+    line, warning = describe(found[0], code)
+    return str(found[0]), found[1], line, warning
+
+
+def import_wan(repo_path: str | None, task: str, packages: Path | None = None):
+    """Import the official ``wan`` package (from ``repo_path`` when given) that knows ``task``;
+    ``packages``: the folder its requirements were set up in (searched after everything else)."""
+    if packages is not None and packages.is_dir() and str(packages) not in sys.path:
+        sys.path.append(str(packages))  # behind the worker's own libraries: they always win
     package_dir = _wan_package_dir(repo_path)
     refused = (lightning_wheel(package_dir) or missing_extras(package_dir)) if package_dir is not None else None
     if refused:
@@ -175,7 +200,8 @@ def import_wan(repo_path: str | None, task: str):
         configs = importlib.import_module("wan.configs")
     except ImportError as e:
         if getattr(e, "name", None) == "wan":
-            raise BackendError(f"{NAME}: the wan package is not installed; set the official repo path"
+            raise BackendError(f"{NAME}: the wan package is not installed; set it up (the tab's Set up, or"
+                               " python -m deforum_wan official setup) or set the official repo path"
                                " (DEFORUM_WAN_OFFICIAL_REPO) to a clone of Wan-Video/Wan2.1 or Wan2.2") from e
         raise BackendError(f"{NAME}: the wan package needs {getattr(e, 'name', None) or e} "
                            f"({e}); install the official repo's requirements (Wan2.2: requirements.txt, "
@@ -225,6 +251,19 @@ class OfficialBackend(Backend):
             raise BackendError(f"{NAME}: no official-layout weights for tiny models")
         if spec.id not in TASKS:
             raise BackendError(f"{NAME}: {spec.id} has no official task")
+        repo, packages, self.code, warning = find_code(spec, self.options)
+        try:
+            self._load(spec, repo, packages)
+        except BackendError as e:  # the load report says which code could not run, and why
+            if self.code is None:
+                raise
+            raise BackendError(f"{e}; {self.code}" + (f" ({warning})" if warning else "")) from e
+        if self.code:
+            self.notes.insert(0, self.code)
+        if warning:
+            self._note(warning)
+
+    def _load(self, spec: ModelSpec, repo: str | None, packages: Path | None) -> None:
         if self.options.loras:
             raise BackendError(f"{NAME}: LoRA is not supported by the official code; use diffusers")
         self.device = check_cuda(self.options)
@@ -235,7 +274,7 @@ class OfficialBackend(Backend):
         if self.path is None:
             raise BackendError(f"{NAME}: {weights_missing_message(spec, self.options.models_dir, 'official')}")
         self.task, class_name = TASKS[spec.id]
-        wan = import_wan(self.options.official_repo_path, self.task)
+        wan = import_wan(repo, self.task, packages)
         if use_sdpa_without_flash_attn():
             self._note("flash-attn not installed; official attention runs on PyTorch SDPA")
         self._describe_ignored_options()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m deforum_wan plan|render|camera|models|download|tiny-models|bench|batch|ui``.
+"""Command line: ``python -m deforum_wan plan|render|camera|models|download|official|tiny-models|bench|batch|ui``.
 
 User errors (``WanError``) print one ``error: ...`` line and exit 2; Ctrl-C exits 130.
 """
@@ -66,12 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_command
     from .camera import add_camera_command
     from .models import add_model_commands
+    from .official import add_official_command
     from .render import add_render_command
     from .ui import add_ui_command
 
     add_render_command(sub)
     add_camera_command(sub)
     add_model_commands(sub)
+    add_official_command(sub)
     add_bench_command(sub)
     add_batch_command(sub)
     add_ui_command(sub)

@@ -40,6 +40,7 @@ from .fields import (
     size_note,
 )
 from .gradio_compat import file_path, file_paths, received_upload, update
+from .official import OfficialSetups
 from .plan_view import plan_html
 from .progress_text import current_job, job_name, job_status_line, jobs_table, progress_text, resumable, shown_path
 from .source_strip import source_strips
@@ -95,6 +96,9 @@ class WanTab:
         self.initial = {**STARTER_SETTINGS, **(defaults or {})}
         self.installed = installed_models(self.models_dir)
         self.downloads = Downloads(resolve_models_dir(self.models_dir))
+        # the official code's setup runs with the worker's Python and packages, as a render does
+        self.official = OfficialSetups(resolve_models_dir(self.models_dir), getattr(manager, "python", None)
+                                       or sys.executable, getattr(manager, "env", None))
 
     # --- helpers -----------------------------------------------------------------------
     def fields(self, values) -> dict:
@@ -426,6 +430,19 @@ class WanTab:
     def stop_download(self) -> str:
         return self.downloads.stop()
 
+    def official_setup(self, name) -> str:
+        """Set up the official Wan code ``name`` (clone, requirements, import check): the line."""
+        return self.official.start("setup", name)
+
+    def official_update(self, name) -> str:
+        return self.official.start("update", name)
+
+    def official_remove(self, name) -> str:
+        return self.official.remove(name)
+
+    def official_status(self, name) -> str:
+        return self.official.status(name)
+
     def refresh_models(self, model):
         self.installed = installed_models(self.models_dir)
         return update(choices=model_choices(self.installed), value=model_label(model_id(model), self.installed))
@@ -452,7 +469,7 @@ class WanTab:
 
     def poll(self, view: dict | None) -> list:
         """Progress text, preview, video, the drift chart, folder, queue table, Resume list, the
-        job's line, the download bar and whether Stop download shows; unchanged values are not resent. It writes
+        job's line, the download bar (and the official code's setup) and whether Stop download shows; unchanged values are not resent. It writes
         no other line: what an import, a save or a Download said stays."""
         view = dict(view or {})
         try:
@@ -470,7 +487,7 @@ class WanTab:
             "resumable": offered,
             # the Job line follows the job to its end ("queued job X" does not stay)
             "status": job_status_line(job, can_resume) if job and job["status"] != "queued" else None,
-            "download": self.downloads.html(),
+            "download": self.downloads.html() + self.official.html(),
             "downloading": self.downloads.running,
             "preview": (job or {}).get("preview") or None,
             "video": (job or {}).get("video") if job and job["status"] != "running" else None,

@@ -12,6 +12,7 @@ import gradio as gr
 
 from ..config.keys import COLOR_MODES
 from ..config.schedule import SEED_BEHAVIORS
+from ..models.official_code import CODES as OFFICIAL_CODES
 from .depth_needs import DEPTH_INFO, DEPTH_WARPING, DOWNLOAD_DEPTH
 from .fields import (
     ANIMATION_MODES,
@@ -127,6 +128,18 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                                    visible=False, elem_id="wan_stop_download")
                 with gr.Row():  # Wan 2.2 A14B given as two expert files
                     c["model_low"] = gr.Textbox(**wan_widget("model_low", start), elem_id="wan_model_low")
+                with gr.Accordion("Official Wan code (the official backend)", open=False,
+                                  elem_id="wan_official"):
+                    with gr.Row():  # cloned at the pinned commit, its requirements beside it, checked
+                        c["official_code"] = component(gr.Dropdown, label="Code", choices=list(OFFICIAL_CODES),
+                                                       value="wan2.1", scale=1, elem_id="wan_official_code")
+                        for action, label in (("setup", "Set up"), ("update", "Update"), ("remove", "Remove"),
+                                              ("status", "Status")):
+                            c[f"official_{action}"] = component(gr.Button, value=label, size="sm", scale=1,
+                                                                elem_id=f"wan_official_{action}")
+                    # the buttons' own line; Set up's and Update's progress and outcome show in the bar below
+                    c["official_line"] = component(gr.Textbox, label="Official code", interactive=False, lines=1,
+                                                   max_lines=2, elem_id="wan_official_line")
                 # the Download's own line: the poll never writes it (a start error stays)
                 c["download_status"] = component(gr.Textbox, label="Download", interactive=False, lines=1,
                                                  max_lines=2, elem_id="wan_download_status")
@@ -272,6 +285,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["download"].click, tab.download, [c["model"]], [c["download_status"], c["stop_download"]])
         on(c["download_depth"].click, tab.download_depth, fields + [base], [c["download_status"], c["stop_download"]])
         on(c["stop_download"].click, tab.stop_download, [], [c["download_status"]], queue=False)
+        for action in ("setup", "update", "remove", "status"):
+            on(c[f"official_{action}"].click, getattr(tab, f"official_{action}"), [c["official_code"]],
+               [c["official_line"]])
         poll(demo, tab.poll, [view],
              [c["progress"], c["preview"], c["video"], c["drift"], c["folder"], c["jobs"], c["resume_job"], job_status,
               c["download_bar"], c["stop_download"], view],
