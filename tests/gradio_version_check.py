@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from deforum_wan.cli.ui import build_app
 from deforum_wan.config.presets import PRESETS, resolve
 from deforum_wan.config.settings import load_settings, read_settings_file
+from deforum_wan.render.job import JobSpec, check_job
 from deforum_wan.webui.fields import FIELDS, fields_to_settings, settings_to_fields
 from deforum_wan.webui.tab_handlers import WanTab
 from deforum_wan.webui.tab_layout import build_ui
@@ -20,9 +21,12 @@ class Manager:
     def __init__(self, outdir):
         self.outdir, self.models_dir, self.submitted = Path(outdir), None, []
 
-    def submit(self, settings, name=""):
-        self.submitted.append(settings)
-        return "job1"
+    def check_batch(self, items):  # the real manager's check (render.job)
+        return [check_job(JobSpec(settings, name), self.outdir, models_dir=self.models_dir) for name, settings in items]
+
+    def queue_checked(self, checked):
+        self.submitted.extend(job.spec.settings for job in checked)
+        return ["job1" for _ in checked]
 
     def list(self):
         return []

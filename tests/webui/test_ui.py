@@ -10,6 +10,7 @@ from helpers import EXAMPLE, ROOT, real_settings_files
 
 from deforum_wan.config.presets import PRESETS, resolve
 from deforum_wan.config.settings import WAN_DEFAULTS, load_settings, read_settings_file
+from deforum_wan.render.job import CheckedJob, JobSpec, check_job
 from deforum_wan.webui.fields import (
     CUSTOM_SIZE,
     FIELDS,
@@ -43,14 +44,16 @@ class FakeManager:
         self.calls: list[str] = []
         self.jobs: list[dict] = []
 
-    def submit(self, settings, name=""):
-        return self.submit_batch([(name, settings)])[0]
+    def check_batch(self, items):
+        # the real manager's check (render.job), so the tab sees what it would queue
+        return [check_job(JobSpec(settings, name), self.outdir, models_dir=self.models_dir)
+                for name, settings in items]
 
-    def submit_batch(self, items):
+    def queue_checked(self, checked):
         ids = []
-        for name, settings in items:
-            load_settings(settings, name=name or "<settings>")  # the real manager validates too
-            self.submitted.append((name, settings))
+        for job in checked:
+            assert isinstance(job, CheckedJob)
+            self.submitted.append((job.spec.name, job.spec.settings))
             ids.append(f"job{len(self.submitted)}")
         return ids
 
@@ -394,6 +397,33 @@ def test_generate_submits_the_fields(tab, manager):
     name, settings = manager.submitted[0]
     assert name == "WanExample" and settings["seed"] == 5 and settings["max_frames"] == 24
     assert settings["wan_write_srt"] is True  # a key the tab has no field for is passed on
+
+
+def test_generate_checks_each_job_once(idle_manager, deforum_dir, monkeypatch):
+    """The tab's own refusals (a depth model to fetch) read the queue's check: the real
+    check_job runs once per job, counted where the tab and the queue call it."""
+    import deforum_wan.service.jobs as jobs
+    import deforum_wan.webui.tab_handlers as handlers
+
+    real, checked = jobs.check_job, []
+
+    def counted(spec, *args, **kwargs):
+        checked.append(spec.name)
+        return real(spec, *args, **kwargs)
+
+    for module in (jobs, handlers):
+        monkeypatch.setattr(module, "check_job", counted)
+    tab = WanTab(idle_manager)
+    values, base = example_values(tab, seed=5, frames=24)
+    assert tab.generate(*values, base, []).startswith("queued job ")
+    assert checked == ["tab"]
+    out = tab.import_files([upload(deforum_dir / name) for name in
+                            ("xmyx_Flashbacks-30s.txt", "sdwebui_simple.input_settings.txt")])
+    values, batch = out[:len(FIELDS)], out[len(FIELDS) + 1]
+    values[FIELDS.index("model")] = "tiny-random"
+    checked.clear()  # the import planned each file for its status line
+    assert tab.generate(*values, base, batch).startswith("queued 2 jobs: ")
+    assert checked == ["xmyx_Flashbacks-30s", "sdwebui_simple.input_settings"]
 
 
 def test_generate_error_is_one_line(tab, manager):
