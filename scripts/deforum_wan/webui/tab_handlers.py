@@ -4,6 +4,7 @@ error into one status line; nothing shows a traceback in the tab.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import sys
@@ -65,6 +66,16 @@ def one_line(exc: BaseException) -> str:
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"internal error: {type(exc).__name__}: {first}"
+
+
+def poll_memo(view: str | dict | None) -> dict:
+    """The poll's memo as the page hands it back; anything unreadable is an empty one (all resent)."""
+    if isinstance(view, str):
+        try:
+            view = json.loads(view or "{}")
+        except ValueError:
+            view = {}
+    return dict(view) if isinstance(view, dict) else {}
 
 
 def installed_models(models_dir: str | None) -> dict[str, int]:
@@ -437,15 +448,16 @@ class WanTab:
         found = find_inside(job["drift_chart"], [self.outdir.resolve()])
         return str(found) if found and found.suffix.lower() == ".png" else None
 
-    def poll(self, view: dict | None) -> list:
+    def poll(self, view: str | dict | None) -> list:
         """Progress text, preview, video, the drift chart, folder, queue table, Resume list, the
         job's line, the download bar and whether Stop download shows; unchanged values are not resent. It writes
-        no other line: what an import, a save or a Download said stays."""
-        view = dict(view or {})
+        no other line: what an import, a save or a Download said stays. ``view``: the last call's
+        memo (JSON, kept by the page: the job shown and a digest of each value)."""
+        view = poll_memo(view)
         try:
             jobs = self.manager.list()
         except Exception as exc:
-            return [one_line(exc)] + [update() for _ in range(9)] + [view]
+            return [one_line(exc)] + [update() for _ in range(9)] + [json.dumps(view)]
         job = current_job(jobs)
         job_id = (job or {}).get("id")
         if view.get("job") != job_id:  # another job: clear what the last one showed
@@ -471,9 +483,10 @@ class WanTab:
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():
                 value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
-            if key in view and view[key] == value or (key == "status" and value is None):
+            digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+            if view.get(key) == digest or (key == "status" and value is None):
                 out.append(update())  # unchanged: not resent (no redraw)
             else:
                 out.append(self._shown(key, value))
-                view[key] = value
-        return out + [view]
+                view[key] = digest
+        return out + [json.dumps(view)]
