@@ -1,7 +1,8 @@
 """The tab's 1 s poll, driven by the page: a timer in the page clicks a hidden button, never
-while the last poll is unanswered or a file is uploading. gradio's own timers (3.x's
-``every=``, 4.x's ``gr.Timer``) fire regardless, and on A1111's gradio 3.41 a poll crossing an
-upload left the import at "Uploading..." now and then. The poll's memo of what the page shows
+while the last poll is unanswered or a file is uploading, and a file chosen while a poll is
+out is handed to its field once the poll answered. gradio's own timers (3.x's ``every=``, 4.x's
+``gr.Timer``) fire regardless, and on A1111's gradio 3.41 a poll crossing an upload left the
+import at "Uploading..." now and then. The poll's memo of what the page shows
 is a hidden textbox, not a ``gr.State``: gradio 4's client warns ("Too many arguments provided
 for the endpoint") on every call of an event with a State input, once a second here."""
 from __future__ import annotations
@@ -16,28 +17,57 @@ BUTTON_ID = "wan_poll"
 VIEW_ID = "wan_poll_view"
 PERIOD_MS = 1000
 ANSWER_MS = 10_000  # a poll unanswered this long (a dropped reply) no longer holds the next back
+SETTLE_MS = 300  # after an event of the tab ended, before an upload or a poll starts
 UPLOAD_MS = 30_000  # an upload whose event never ended no longer holds the poll back
 
 # Installed once per page by the tab's load event; A1111/Forge render the tab inside their own
-# page (gradioApp), the standalone page is the document.
+# page (gradioApp), the standalone page is the document. gradio 3.41 redraws the page's values
+# as each event ends, and a file field redrawn while its upload is out drops the upload's
+# answer ("value changed since upload started"): a file chosen or dropped while a poll is out,
+# or just after one of the tab's events ended, is handed to its field once all is quiet.
 START_JS = f"""
 () => {{
   if (window.wanPoll) return [];
-  const poll = window.wanPoll = {{asked: 0, upload: 0, clicks: 0}};
+  const poll = window.wanPoll = {{asked: 0, upload: 0, quiet: 0, clicks: 0, holds: 0, held: null}};
   const root = () => (typeof gradioApp === 'function') ? gradioApp() : document;
   const inTab = (node) => {{
     const tab = root().querySelector('#tab_wan');
     return !tab || (node instanceof Node && tab.contains(node));
   }};
+  const busy = () => poll.asked || Date.now() < poll.quiet;
+  const replay = () => {{
+    const held = poll.held;
+    if (!held) return;
+    if (busy()) {{ setTimeout(replay, {SETTLE_MS}); return; }}
+    poll.held = null;
+    const again = held.type === 'drop'
+      ? new DragEvent('drop', {{bubbles: true, cancelable: true, composed: true, dataTransfer: held.dataTransfer}})
+      : new Event('change', {{bubbles: true, composed: true}});
+    again.wanReplay = true;
+    held.target.dispatchEvent(again);
+  }};
   const started = (event) => {{
     const file = event.type === 'drop' || (event.target && event.target.type === 'file');
-    if (file && inTab(event.target)) poll.upload = Date.now();
+    if (!file || !inTab(event.target)) return;
+    poll.upload = Date.now();
+    if (event.wanReplay || !busy()) return;
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    poll.held = event;
+    poll.holds += 1;
+    setTimeout(replay, {SETTLE_MS});
+  }};
+  // The end of a poll ('answer') or of an upload's event ('upload'), from their .then events.
+  poll.ended = (what) => {{
+    if (what === 'answer') poll.asked = 0; else poll.upload = 0;
+    poll.quiet = Date.now() + {SETTLE_MS};
   }};
   document.addEventListener('change', started, true);
   document.addEventListener('drop', started, true);
   setInterval(() => {{
     const now = Date.now();
-    if (now - poll.asked < {ANSWER_MS} || now - poll.upload < {UPLOAD_MS}) return;
+    if (poll.asked && now - poll.asked >= {ANSWER_MS}) poll.ended('answer');
+    if (busy() || poll.held || now - poll.upload < {UPLOAD_MS}) return;
     const button = root().querySelector('#{BUTTON_ID}');
     if (!button) return;
     poll.asked = now;
@@ -47,8 +77,8 @@ START_JS = f"""
   return [];
 }}
 """
-ANSWERED_JS = "() => { if (window.wanPoll) window.wanPoll.asked = 0; return []; }"
-UPLOADED_JS = "() => { if (window.wanPoll) window.wanPoll.upload = 0; return []; }"
+ANSWERED_JS = "() => { if (window.wanPoll) window.wanPoll.ended('answer'); return []; }"
+UPLOADED_JS = "() => { if (window.wanPoll) window.wanPoll.ended('upload'); return []; }"
 
 
 def view_box() -> Any:
