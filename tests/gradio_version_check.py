@@ -50,6 +50,7 @@ def main(files):
             [t[0] if isinstance(t, (list, tuple)) else t for t in dep.get("targets", [])][0]
             for dep in config["dependencies"]
             if "requestProgress" in str(dep.get("js") or "") and dep["inputs"][0] == task)
+        out["unprompted_warnings"] = unprompted_warnings(demo, config)
         out["task_buttons"] = sorted([demo.wan_components["generate"]._id, demo.wan_components["resume"]._id])
         preset = by_id[demo.wan_components["preset"]._id]
         choices = [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in preset.get("choices", [])]
@@ -96,6 +97,28 @@ def main(files):
         out["poll"] = tab.poll({})[0]
         out["named_files"] = named_files(demo, Path(tmp))
     print(json.dumps(out))
+
+
+def unprompted_warnings(demo, config) -> list:
+    """The events the page fires by itself (on load, on a timer, the poll's button) that gradio
+    4's client would warn about on each call, "Too many arguments provided for the endpoint":
+    more inputs than the endpoint's API parameters (a gr.State input is not one). The client
+    looks an event's parameters up as here: by its api_name, else by its index."""
+    if not hasattr(demo, "get_api_info"):  # 3.x: its client has no such check
+        return []
+    info = demo.get_api_info()
+    elem = {comp["id"]: comp.get("props", {}).get("elem_id") for comp in config["components"]}
+    found = []
+    for index, dep in enumerate(config["dependencies"]):
+        api = dep.get("api_name")
+        endpoint = (info["named_endpoints"].get(f"/{api}") if api else None) or \
+            info["unnamed_endpoints"].get(index) or info["unnamed_endpoints"].get(str(index))
+        if len(dep["inputs"]) <= len((endpoint or {}).get("parameters", [])):
+            continue
+        targets = [(elem.get(t[0]), t[1]) for t in dep.get("targets", []) if isinstance(t, (list, tuple))]
+        if any(event in ("load", "tick") or target == "wan_poll" for target, event in targets):
+            found.append([api, targets])
+    return found
 
 
 def named_files(demo, tmp: Path) -> dict:
