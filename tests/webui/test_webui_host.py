@@ -164,6 +164,26 @@ def test_render_through_the_webui(webui):
         assert not [word for word in ("Traceback", "Error:", "SD checkpoint") if word in after], after[-3000:]
 
 
+def test_the_worker_imports_its_libraries_in_the_webuis_python(webui):
+    """The worker's environment (its private folder first): diffusers, transformers and OpenCV
+    import, with numpy from the WebUI, and a 2D warp of the camera runs on OpenCV: the WebUI's
+    own where the folder holds none."""
+    _, root, _ = webui
+    from deforum_wan.webui.hostdeps import packages_dir, worker_env
+
+    extension = root / "extensions" / "deforum-wan"
+    code = ("import cv2, numpy, diffusers, transformers\n"
+            "from deforum_wan.render.warp import warp_2d\n"
+            "image = numpy.arange(8 * 8 * 3, dtype=numpy.uint8).reshape(8, 8, 3)\n"
+            "print(cv2.__version__, (warp_2d(image, numpy.eye(3)) == image).all())")
+    proc = subprocess.run([str(root / "venv" / "bin" / "python"), "-c", code], env=worker_env(extension),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == "True"  # the identity warp gives the image back
+    own_cv2 = (packages_dir(extension) / "cv2").is_dir()
+    print(f"worker: cv2 {proc.stdout.split()[0]} from {'its folder' if own_cv2 else 'the WebUI'}")
+
+
 def _wait_job(url: str, job: str, until, timeout: float) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
