@@ -102,22 +102,20 @@ def main(files):
 def unprompted_warnings(demo, config) -> list:
     """The events the page fires by itself (on load, on a timer, the poll's button) that gradio
     4's client would warn about on each call, "Too many arguments provided for the endpoint":
-    more inputs than the endpoint's API parameters (a gr.State input is not one). The client
-    looks an event's parameters up as here: by its api_name, else by its index."""
+    more inputs than the parameters it finds for the event. The page calls an event by its
+    index and looks its parameters up among the API's unnamed endpoints (4.40 lists none)."""
     if not hasattr(demo, "get_api_info"):  # 3.x: its client has no such check
         return []
-    info = demo.get_api_info()
+    unnamed = demo.get_api_info().get("unnamed_endpoints", {})
     elem = {comp["id"]: comp.get("props", {}).get("elem_id") for comp in config["components"]}
     found = []
     for index, dep in enumerate(config["dependencies"]):
-        api = dep.get("api_name")
-        endpoint = (info["named_endpoints"].get(f"/{api}") if api else None) or \
-            info["unnamed_endpoints"].get(index) or info["unnamed_endpoints"].get(str(index))
-        if len(dep["inputs"]) <= len((endpoint or {}).get("parameters", [])):
+        endpoint = unnamed.get(index) or unnamed.get(str(index)) or {}
+        if len(dep["inputs"]) <= len(endpoint.get("parameters", [])):
             continue
         targets = [(elem.get(t[0]), t[1]) for t in dep.get("targets", []) if isinstance(t, (list, tuple))]
         if any(event in ("load", "tick") or target == "wan_poll" for target, event in targets):
-            found.append([api, targets])
+            found.append([dep.get("api_name"), targets])
     return found
 
 

@@ -636,7 +636,7 @@ def test_the_poll_leaves_the_import_and_download_lines_alone(tab, manager, tmp_p
         writers = [dep for dep in config["dependencies"] if c[name]._id in
                    [t[0] if isinstance(t, (list, tuple)) else t for t in dep.get("targets", [])]]
         assert writers and all(c["job_status"]._id not in dep["outputs"] for dep in writers), name
-    view, job_lines = "{}", []
+    view, job_lines = {}, []
     manager.jobs = [_stopped("c" * 12, 1.0, status="failed", error="boom")]
     for second in range(10):
         if second == 5:

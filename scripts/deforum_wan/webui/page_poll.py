@@ -2,11 +2,10 @@
 while the last poll is unanswered or a file is uploading, and a file chosen while a poll is
 out is handed to its field once the poll answered. gradio's own timers (3.x's ``every=``, 4.x's
 ``gr.Timer``) fire regardless, and on A1111's gradio 3.41 a poll crossing an upload left the
-import at "Uploading..." now and then. The poll's memo of what the page shows
-is a hidden textbox, not a ``gr.State``: gradio 4's client warns ("Too many arguments provided
-for the endpoint") on every call of an event with a State input, once a second here."""
-from __future__ import annotations
-
+import at "Uploading..." now and then. The poll takes no input from the page (its memo of what
+the page shows is kept here by session): gradio 4.40's client warns ("Too many arguments
+provided for the endpoint") on each call of an event with inputs, once a second here."""
+import threading
 from typing import Any, Callable
 
 import gradio as gr
@@ -14,7 +13,6 @@ import gradio as gr
 from .gradio_compat import on
 
 BUTTON_ID = "wan_poll"
-VIEW_ID = "wan_poll_view"
 PERIOD_MS = 1000
 ANSWER_MS = 10_000  # a poll unanswered this long (a dropped reply) no longer holds the next back
 SETTLE_MS = 300  # after an event of the tab ended, before an upload or a poll starts
@@ -81,20 +79,43 @@ ANSWERED_JS = "() => { if (window.wanPoll) window.wanPoll.ended('answer'); retur
 UPLOADED_JS = "() => { if (window.wanPoll) window.wanPoll.ended('upload'); return []; }"
 
 
-def view_box() -> Any:
-    """The poll's memo of what the page shows (``WanTab.poll``'s last value)."""
-    return gr.Textbox(value="{}", visible=False, elem_id=VIEW_ID)
-
-
 def poll_button() -> Any:
     """The button the page's timer clicks; hidden by the tab's CSS (``#wan_poll``)."""
     return gr.Button("poll", elem_id=BUTTON_ID)
 
 
-def wire_poll(demo, button, fn: Callable, inputs: list, outputs: list, uploads: list) -> None:
-    """``fn`` on each click of ``button``; the page's timer started on load; each of
-    ``uploads`` (the upload events' dependencies) lets the poll go on once its event ended."""
-    clicked = on(button.click, fn, inputs, outputs, show_progress="hidden")
+class Memos:
+    """The poll's memo of what each page shows (``WanTab.poll``'s last value), by gradio's
+    session: kept here, as the poll takes no input from the page; the newest ``keep`` pages."""
+
+    def __init__(self, keep: int = 64):
+        self.keep, self.memos, self.lock = keep, {}, threading.Lock()
+
+    def get(self, session: str):
+        with self.lock:
+            return self.memos.get(session)
+
+    def put(self, session: str, memo) -> None:
+        with self.lock:
+            self.memos.pop(session, None)
+            self.memos[session] = memo
+            while len(self.memos) > self.keep:
+                self.memos.pop(next(iter(self.memos)))
+
+
+def wire_poll(demo, button, fn: Callable, outputs: list, uploads: list) -> None:
+    """``fn(memo)`` (its outputs, then the new memo) on each click of ``button``; the page's
+    timer started on load; each of ``uploads`` (the upload events' dependencies) lets the poll
+    go on once its event ended."""
+    memos = Memos()
+
+    def polled(request: gr.Request):  # gradio hands the request in: no input from the page
+        session = str(getattr(request, "session_hash", None) or "")
+        *shown, memo = fn(memos.get(session))
+        memos.put(session, memo)
+        return shown
+
+    clicked = on(button.click, polled, [], outputs, show_progress="hidden")
     on(clicked.then, None, [], [], js=ANSWERED_JS)
     for done in uploads:
         on(done.then, None, [], [], js=UPLOADED_JS)

@@ -68,16 +68,6 @@ def one_line(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {first}"
 
 
-def poll_memo(view: str | dict | None) -> dict:
-    """The poll's memo as the page hands it back; anything unreadable is an empty one (all resent)."""
-    if isinstance(view, str):
-        try:
-            view = json.loads(view or "{}")
-        except ValueError:
-            view = {}
-    return dict(view) if isinstance(view, dict) else {}
-
-
 def installed_models(models_dir: str | None) -> dict[str, int]:
     """Registry ids whose weights are on disk (models dir or hub cache) -> bytes there; no network."""
     found = {}
@@ -448,16 +438,16 @@ class WanTab:
         found = find_inside(job["drift_chart"], [self.outdir.resolve()])
         return str(found) if found and found.suffix.lower() == ".png" else None
 
-    def poll(self, view: str | dict | None) -> list:
+    def poll(self, view: dict | None) -> list:
         """Progress text, preview, video, the drift chart, folder, queue table, Resume list, the
         job's line, the download bar and whether Stop download shows; unchanged values are not resent. It writes
         no other line: what an import, a save or a Download said stays. ``view``: the last call's
-        memo (JSON, kept by the page: the job shown and a digest of each value)."""
-        view = poll_memo(view)
+        memo for this page (the job shown and a digest of each value), returned last."""
+        view = dict(view or {})
         try:
             jobs = self.manager.list()
         except Exception as exc:
-            return [one_line(exc)] + [update() for _ in range(9)] + [json.dumps(view)]
+            return [one_line(exc)] + [update() for _ in range(9)] + [view]
         job = current_job(jobs)
         job_id = (job or {}).get("id")
         if view.get("job") != job_id:  # another job: clear what the last one showed
@@ -489,4 +479,4 @@ class WanTab:
             else:
                 out.append(self._shown(key, value))
                 view[key] = digest
-        return out + [json.dumps(view)]
+        return out + [view]

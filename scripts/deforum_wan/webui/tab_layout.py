@@ -15,7 +15,7 @@ from ..config.schedule import SEED_BEHAVIORS
 from .depth_needs import DEPTH_INFO, DEPTH_WARPING, DOWNLOAD_DEPTH
 from .fields import ANIMATION_MODES, FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
 from .gradio_compat import blocks, component, on, refuse_named_files
-from .page_poll import poll_button, view_box, wire_poll
+from .page_poll import poll_button, wire_poll
 from .tab_handlers import WanTab
 
 # Monospace for the plan table. The WebUIs load the extension's style.css (same rules);
@@ -86,7 +86,6 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
     with blocks(analytics_enabled=False, title="Wan", css=CSS) as demo:
         base = gr.State(dict(tab.initial))
         batch = gr.State([])
-        view = view_box()
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
@@ -256,9 +255,9 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["download"].click, tab.download, [c["model"]], [c["download_status"], c["stop_download"]])
         on(c["download_depth"].click, tab.download_depth, fields + [base], [c["download_status"], c["stop_download"]])
         on(c["stop_download"].click, tab.stop_download, [], [c["download_status"]], queue=False)
-        wire_poll(demo, c["poll"], tab.poll, [view],
+        wire_poll(demo, c["poll"], tab.poll,
                   [c["progress"], c["preview"], c["video"], c["drift"], c["folder"], c["jobs"], c["resume_job"],
-                   job_status, c["download_bar"], c["stop_download"], view],
+                   job_status, c["download_bar"], c["stop_download"]],
                   [imported, image, sound])
     demo.wan_tab = tab  # for tests and the host
     demo.wan_components = c
