@@ -572,6 +572,27 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
     assert resumable["choices"] == [f"{job_id} run (10/48 frames kept)"] == [resumable["value"]]
 
 
+def test_each_page_keeps_its_own_poll_memo(manager, tmp_path):
+    """The poll takes no input from the page: what each page was sent is remembered by its
+    gradio session, so a second page gets everything and the first only what changed."""
+    import types
+
+    demo = build_ui(manager)
+    config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
+    button = demo.wan_components["poll"]._id
+    index = next(i for i, dep in enumerate(config["dependencies"])
+                 if any((t[0] if isinstance(t, (list, tuple)) else t) == button for t in dep.get("targets", [])))
+    assert config["dependencies"][index]["inputs"] == []
+    fns = demo.fns if isinstance(demo.fns, list) else list(demo.fns.values())
+    polled = fns[index].fn
+    manager.jobs = [{"id": "a" * 12, "name": "run", "status": "running", "created": 1.0, "run_dir": str(tmp_path),
+                     "progress": {"window": 1, "windows": 2, "frames_written": 3, "frames": 48}}]
+    first = polled(types.SimpleNamespace(session_hash="page-1"))
+    assert first[0].startswith("run [aaaaaaaa]: ") and first[4] == str(tmp_path)
+    assert all(value == {"__type__": "update"} for value in polled(types.SimpleNamespace(session_hash="page-1")))
+    assert polled(types.SimpleNamespace(session_hash="page-2")) == first
+
+
 def test_the_poll_shows_a_finished_jobs_drift_chart_from_the_output_folder_only(tab, manager, tmp_path):
     chart = manager.outdir / "Run_1" / "1_drift.png"
     chart.parent.mkdir(parents=True)
