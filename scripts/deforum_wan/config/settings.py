@@ -22,6 +22,7 @@ from ..models.registry import ModelSpec
 from . import prompt_text, values
 from .camera import CAMERA_DEFAULTS, STILL, Camera, SingularCamera
 from .files import FileRefused, read_limited
+from .keyframes import Keyframe, read_keyframes
 from .keys import (  # noqa: F401
     BACKENDS,
     COLOR_MODES,
@@ -119,6 +120,7 @@ class RenderSettings(_WanKeys):
     subseed_strength: Schedule | None = None
     parseq: Manifest | None = None  # the Parseq manifest whose values replace the schedules
     video_input: VideoInput | None = None  # animation_mode "Video Input"
+    keyframes: list[Keyframe] = field(default_factory=list)  # guided images, sorted by frame
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -311,6 +313,10 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
         warnings.append(f"wan_svi {wan['wan_svi']}: Stable Video Infinity advises a different seed per window"
                         " (the same noise accumulates artifacts); seed_behavior fixed gives each the same, iter does not")
     iter_n = _int(get("seed_iter_N"), "seed_iter_N", 1, 1_000_000)
+    keyframes = read_keyframes(raw, max_frames)
+    if keyframes and behavior != "schedule":  # Deforum's rule for guided images
+        warnings.append(f"guided images (use_looper): seed_behavior {behavior!r} set to 'schedule', as Deforum does")
+        behavior = "schedule"
     behavior, seed_schedule, subseed, subseed_strength = schedule.seeds(behavior, seed)
 
     cfg = schedule("cfg_scale_schedule", seed)
@@ -363,7 +369,7 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
         parseq=manifest, batch_name=batch_name, color_coherence=color, init_image=init_image,
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
         resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings,
-        video_input=video_input, **attrs,
+        video_input=video_input, keyframes=keyframes, **attrs,
     )
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..config.files import FileRefused, read_limited
+from ..config.keyframes import guided_images_of, with_images
 from ..config.parseq import MAX_MANIFEST_CHARS, names_file
+from ..config.schedule import ExprError
 from ..config.settings import init_image_of, soundtrack_of, video_init_of, video_mask_of
 from ..errors import SettingsError
 
@@ -71,6 +73,7 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
             raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
                               f" {roots[0]} (upload it, or copy it there)", where)
         settings[key] = str(found)
+    settings = confine_keyframes(settings, roots, where)
     inline_manifest(settings, roots, where)
     lora_roots = [Path(models_dir).expanduser().resolve(), *roots]
 
@@ -92,6 +95,24 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
     if isinstance(distill, str) and distill.strip().lower() not in ("", "auto", "off"):
         settings["wan_distill_lora"] = place(distill, "wan_distill_lora")
     return settings
+
+
+def confine_keyframes(settings: dict, roots: Sequence[Path], where: str = "the job") -> dict:
+    """Each guided image (``init_images``) found inside ``roots`` and named by its absolute path."""
+    try:
+        given = guided_images_of(settings) or {}
+    except ExprError as exc:  # the settings reader says it in full, with the job's name
+        raise SettingsError(str(exc), where) from None
+    found_all = {}
+    for key, value in given.items():
+        if not isinstance(value, str) or "://" in value:
+            continue  # refused by the settings reader, one line naming the key
+        found = find_inside(value, roots)
+        if found is None:
+            raise PathRefused(f"init_images key {str(key)!r}: {_shown(value)} must name an existing file inside"
+                              f" the output folder {roots[0]} (upload it, or copy it there)", where)
+        found_all[str(key)] = str(found)
+    return with_images(settings, found_all) if found_all else settings
 
 
 def inline_manifest(settings: dict, roots: Sequence[Path] | None, where: str = "the job") -> dict:
