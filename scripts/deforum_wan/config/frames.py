@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from . import prompt_text
 from .camera import CAMERA_DEFAULTS
+from .keyframes import image_at
 from .parseq import PROMPT_FIELD
 from .schedule import ExprError, build_schedule, seed_at
 from .settings import RenderSettings
@@ -43,10 +44,12 @@ def schedule_values(settings: RenderSettings, key: str) -> list[float]:
 
 def frame_values(settings: RenderSettings, source_frames: list[int] | None = None) -> list[dict]:
     """``source_frames``: a Video Input's source frame per output frame (the plan's), added as
-    ``source_frame``."""
+    ``source_frame``. With guided images: ``keyframe`` (the image in force, as the settings name
+    it) and ``anchor`` (true on the frame it is pinned to)."""
     n = settings.max_frames
     series = {name: schedule_values(settings, key) for name, key in CAMERA_KEYS.items()}
     strength = schedule_values(settings, "strength_schedule")
+    pinned = {k.frame for k in settings.keyframes}
     out = []
     for f in range(n):
         positive, negative = prompt_text.split(prompt_text.at_frame(settings.frame_prompts[f], f, n))
@@ -61,6 +64,9 @@ def frame_values(settings: RenderSettings, source_frames: list[int] | None = Non
         })
         if source_frames:
             out[-1]["source_frame"] = source_frames[f]
+        if settings.keyframes:
+            out[-1]["keyframe"] = image_at(settings.keyframes, f)
+            out[-1]["anchor"] = f in pinned
     return out
 
 
@@ -101,7 +107,9 @@ def format_frames(settings: RenderSettings, frames: list[dict]) -> str:
         prompt = row["prompt"] if len(row["prompt"]) <= 60 else row["prompt"][:57] + "..."
         neg = f"  --neg {row['negative_prompt'][:30]}" if row["negative_prompt"] else ""
         source = f"  (source frame {row['source_frame']})" if "source_frame" in row else ""
-        lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}")
+        guided = (f"  [{'pinned to ' if row['anchor'] else 'guided by '}{row['keyframe']}]" if "keyframe" in row
+                  else "")
+        lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}{guided}")
     if marked:
         lines.append(f"*: from the Parseq manifest ({settings.parseq.summary()})")
     lines.append("each camera value is the step from frame f-1 to f (Deforum never applies frame 0's);"

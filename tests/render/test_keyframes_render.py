@@ -1,0 +1,165 @@
+"""Guided images as anchors: each keyframe is a frame Wan is told to produce (the first frame of
+an I2V window, the last of an FLF2V or VACE window), lands on its exact output frame and is
+never crossfaded; wan_loop's last window ends on frame 0 and its seam is measured."""
+from __future__ import annotations
+
+import json
+
+import diffusers
+import numpy as np
+import pytest
+from helpers import manifest as read_manifest
+from PIL import Image
+
+from deforum_wan.config.frames import frame_values
+from deforum_wan.config.planner import LOOP, format_plan, make_plan
+from deforum_wan.config.settings import load_settings
+from deforum_wan.errors import SettingsError
+from deforum_wan.render.images import load_image, read_png
+from deforum_wan.render.job import JobSpec, check_job
+from deforum_wan.render.loop import Renderer
+from deforum_wan.render.names import frame_path
+
+JOB = {"prompts": {"0": "a lighthouse"}, "wan_model": "tiny-random-vace", "animation_mode": "2D",
+       "W": 64, "H": 64, "seed": 7, "color_coherence": "None", "wan_camera": "off", "use_looper": True,
+       "wan_backend": "diffusers", "cfg_scale_schedule": "0: (5)"}
+
+
+def _images(folder, n=3):
+    rng = np.random.default_rng(3)
+    names = []
+    for i in range(n):
+        name = f"key{i}.png"
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / name)
+        names.append(name)
+    return names
+
+
+def _job(folder, keys: dict, **more) -> dict:
+    return {**JOB, "init_images": json.dumps(keys), **more}
+
+
+@pytest.mark.parametrize("model", ["tiny-random-vace", "tiny-random-flf2v"])
+@pytest.mark.parametrize("fps, duration, overlap, keys", [
+    (12, 1.0, 2, {"0": "key0.png", "13": "key1.png", "30": "key2.png"}),
+    (16, 0.5, 4, {"0": "key0.png", "max_f/2": "key1.png", "max_f-3": "key2.png"}),
+    (24, 2.0, 0, {"0": "key0.png", "7": "key1.png", "8": "key2.png"}),
+    (8, 0.7, 1, {"0": "key0.png", "19": "key1.png", "25": "key2.png"}),
+])
+def test_each_keyframe_starts_a_window_and_ends_the_one_before(tmp_path, model, fps, duration, overlap, keys):
+    _images(tmp_path)
+    job = _job(tmp_path, keys, wan_model=model, fps=fps, max_frames=40, wan_clip_duration=duration,
+               wan_overlap=overlap)
+    checked = check_job(JobSpec(job, settings_base=str(tmp_path)), tmp_path, confine=False)
+    plan, pins = checked.plan, {k.frame: k.image for k in checked.settings.keyframes}
+    assert plan.anchors == pins
+    for frame, image in pins.items():
+        start = next(w for w in plan.windows if w.start_frame == frame and w.start_image)
+        assert start.start_image == image and start.overlap == 0 and start.mode == "i2v"
+        if frame:
+            before = plan.windows[start.index - 1]
+            lead = 0 if before.index == 0 or before.cut else before.overlap + 1
+            assert before.end_frame == frame and before.last_image == image
+            # the image is the window's last frame: exactly 4n+1 with it
+            assert before.native_frames == lead + before.new_frames + 1 and before.native_frames % 4 == 1
+    assert sum(s.end - s.start for s in plan.segments) == 40
+    assert "pinned to" in format_plan(plan)
+
+
+def test_a_plain_i2v_partner_starts_windows_at_keyframes_and_says_so(tmp_path):
+    plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png", "20": "b.png"}, wan_model="tiny-random",
+                                        max_frames=30)))
+    assert [w.start_image for w in plan.windows if w.start_image] == ["a.png", "b.png"]
+    assert not any(w.last_image for w in plan.windows)
+    assert any("cannot end a window on an image" in w for w in plan.warnings)
+
+
+def test_flf2v_is_refused_only_when_no_window_has_a_last_image(tmp_path):
+    with pytest.raises(SettingsError, match="no window here has a last image") as err:
+        make_plan(load_settings(_job(tmp_path, {"0": "a.png"}, wan_model="tiny-random-flf2v", max_frames=30)))
+    assert "\n" not in str(err.value)
+    plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png", "20": "b.png"}, wan_model="tiny-random-flf2v",
+                                        max_frames=30)))
+    assert [w.last_image for w in plan.windows if w.last_image] == ["b.png"]
+    plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png"}, wan_model="tiny-random-flf2v", max_frames=30,
+                                        wan_loop=True)))
+    assert plan.loop and plan.windows[-1].last_image == LOOP
+
+
+def test_plan_frames_name_the_keyframe_in_force_and_its_anchor(tmp_path):
+    settings = load_settings(_job(tmp_path, {"0": "a.png", "max_f/2": "b.png"}, max_frames=21))
+    rows = frame_values(settings)
+    assert [r["keyframe"] for r in rows] == ["a.png"] * 10 + ["b.png"] * 11
+    assert [r["frame"] for r in rows if r["anchor"]] == [0, 10]
+
+
+class RecordingVACE(diffusers.WanVACEPipeline):
+    calls: list[dict] = []
+
+    def __call__(self, *args, **kwargs):
+        RecordingVACE.calls.append(kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class RecordingFLF2V(diffusers.WanImageToVideoPipeline):
+    calls: list[dict] = []
+
+    def __call__(self, *args, **kwargs):
+        RecordingFLF2V.calls.append(kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+@pytest.mark.parametrize("fps, duration, overlap", [(12, 1.0, 2), (16, 0.6, 1)])
+def test_vace_anchors_hold_the_image_with_mask_0_and_the_written_frame_is_it(
+        tmp_path, tiny_models_dir, monkeypatch, fps, duration, overlap):
+    monkeypatch.setattr(diffusers, "WanVACEPipeline", RecordingVACE)
+    RecordingVACE.calls = []
+    names = _images(tmp_path)
+    job = _job(tmp_path, {"0": names[0], "11": names[1], "19": names[2]}, fps=fps, max_frames=26,
+               wan_clip_duration=duration, wan_overlap=overlap)
+    checked = check_job(JobSpec(job, settings_base=str(tmp_path)), tmp_path, confine=False)
+    plan = checked.plan
+    result = Renderer.for_job(checked, tmp_path / "out", models_dir=str(tiny_models_dir)).run()
+    assert result.status == "done" and len(RecordingVACE.calls) == len(plan.windows)
+    for w, call in zip(plan.windows, RecordingVACE.calls, strict=True):
+        video = [np.asarray(frame, np.float32) / 255 for frame in call["video"]]
+        mask = [np.asarray(m) for m in call["mask"]]
+        assert len(video) == w.native_frames
+        if w.start_image:
+            assert np.abs(video[0] - load_image(w.start_image, 64, 64, tmp_path)).max() <= 1 / 255 and (mask[0] == 0).all()
+        if w.last_image:  # the last pixel frame: alone in the last latent frame (4n+1 frames)
+            assert (w.native_frames - 1) % 4 == 0
+            assert np.abs(video[-1] - load_image(w.last_image, 64, 64, tmp_path)).max() <= 1 / 255 and (mask[-1] == 0).all()
+            assert all((m == 255).all() for m in mask[w.context or 1:-1])
+    for frame, image in plan.anchors.items():
+        written = read_png(frame_path(result.run_dir, result.timestring, frame)).astype(np.float32) / 255
+        assert np.abs(written - load_image(image, 64, 64, tmp_path)).max() <= 1 / 255
+
+
+def test_flf2v_windows_get_both_ends_and_a_loop_ends_on_frame_0_with_its_seam_measured(
+        tmp_path, tiny_models_dir, monkeypatch):
+    monkeypatch.setattr(diffusers, "WanImageToVideoPipeline", RecordingFLF2V)
+    RecordingFLF2V.calls = []
+    names = _images(tmp_path, 2)
+    job = _job(tmp_path, {"0": names[0], "10": names[1]}, wan_model="tiny-random-flf2v", fps=16, max_frames=20,
+               wan_clip_duration=1.0, wan_overlap=2, wan_loop=True)
+    checked = check_job(JobSpec(job, settings_base=str(tmp_path)), tmp_path, confine=False)
+    plan = checked.plan
+    assert plan.loop and plan.windows[-1].last_image == LOOP
+    events = []
+    result = Renderer.for_job(checked, tmp_path / "out", models_dir=str(tiny_models_dir), on_event=events.append).run()
+    assert result.status == "done" and len(RecordingFLF2V.calls) == len(plan.windows)
+    for w, call in zip(plan.windows, RecordingFLF2V.calls, strict=True):
+        assert (call.get("last_image") is not None) == bool(w.last_image)
+        if w.last_image and w.last_image != LOOP:
+            assert np.abs(np.asarray(call["last_image"], np.float32) / 255 - load_image(w.last_image, 64, 64, tmp_path)).max() \
+                <= 1 / 255
+    head = read_png(frame_path(result.run_dir, result.timestring, 0))
+    assert np.array_equal(np.asarray(RecordingFLF2V.calls[-1]["last_image"]), head)  # conditioned on frame 0
+    manifest = read_manifest(result.run_dir, result.timestring)
+    seam = manifest["loop_seam"]
+    frames = [read_png(frame_path(result.run_dir, result.timestring, k)).astype(np.float32) / 255 for k in range(20)]
+    steps = [np.abs(frames[k + 1] - frames[k]).mean() for k in range(19)]
+    assert seam["seam"] == pytest.approx(np.abs(frames[-1] - frames[0]).mean(), abs=1e-5)
+    assert seam["ratio"] == pytest.approx(seam["seam"] / np.median(steps), rel=1e-3)
+    assert any("loop seam" in e.get("message", "") for e in events)
