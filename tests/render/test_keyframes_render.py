@@ -48,6 +48,8 @@ def _job(folder, keys: dict, **more) -> dict:
 ])
 def test_each_keyframe_starts_a_window_and_ends_the_one_before(tmp_path, model, fps, duration, overlap, keys):
     _images(tmp_path)
+    if model == "tiny-random-flf2v":  # every window between two images: one window per stretch, the loop closes it
+        duration, keys = 5.0, {**keys, "max_f": "key0.png"}
     job = _job(tmp_path, keys, wan_model=model, fps=fps, max_frames=40, wan_clip_duration=duration,
                wan_overlap=overlap)
     checked = check_job(JobSpec(job, settings_base=str(tmp_path)), tmp_path, confine=False)
@@ -63,6 +65,8 @@ def test_each_keyframe_starts_a_window_and_ends_the_one_before(tmp_path, model, 
             # the image is the window's last frame: exactly 4n+1 with it
             assert before.native_frames == lead + before.new_frames + 1 and before.native_frames % 4 == 1
     assert sum(s.end - s.start for s in plan.segments) == 40
+    if model == "tiny-random-flf2v":
+        assert all(w.last_image for w in plan.windows[:-1])
     assert "pinned to" in format_plan(plan)
 
 
@@ -74,16 +78,22 @@ def test_a_plain_i2v_partner_starts_windows_at_keyframes_and_says_so(tmp_path):
     assert any("cannot end a window on an image" in w for w in plan.warnings)
 
 
-def test_flf2v_is_refused_only_when_no_window_has_a_last_image(tmp_path):
+def test_flf2v_plans_when_its_windows_have_both_ends_and_is_one_line_otherwise(tmp_path):
+    def plan_of(keys, **more):
+        return make_plan(load_settings(_job(tmp_path, keys, wan_model="tiny-random-flf2v", max_frames=30, **more)))
+
     with pytest.raises(SettingsError, match="no window here has a last image") as err:
-        make_plan(load_settings(_job(tmp_path, {"0": "a.png"}, wan_model="tiny-random-flf2v", max_frames=30)))
+        plan_of({"0": "a.png"})
     assert "\n" not in str(err.value)
-    plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png", "20": "b.png"}, wan_model="tiny-random-flf2v",
-                                        max_frames=30)))
-    assert [w.last_image for w in plan.windows if w.last_image] == ["b.png"]
-    plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png"}, wan_model="tiny-random-flf2v", max_frames=30,
-                                        wan_loop=True)))
-    assert plan.loop and plan.windows[-1].last_image == LOOP
+    plan = plan_of({"0": "a.png", "20": "b.png", "max_f": "c.png"}, wan_clip_duration=2)
+    assert [w.last_image for w in plan.windows if w.last_image] == ["b.png", "c.png"]
+    plan = plan_of({"0": "a.png"}, wan_loop=True, wan_clip_duration=2)
+    assert plan.loop and [w.last_image for w in plan.windows] == [LOOP]
+    # the frames after the last image, or a stretch longer than one window, have no end to go to
+    for keys, more in (({"0": "a.png", "20": "b.png"}, {}), ({"0": "a.png"}, {"wan_loop": True, "wan_clip_duration": 0.5})):
+        with pytest.raises(SettingsError, match="end on no image: put guided images at most a window apart") as err:
+            plan_of(keys, **more)
+        assert "\n" not in str(err.value)
 
 
 def test_plan_frames_name_the_keyframe_in_force_and_its_anchor(tmp_path):
@@ -163,3 +173,27 @@ def test_flf2v_windows_get_both_ends_and_a_loop_ends_on_frame_0_with_its_seam_me
     assert seam["seam"] == pytest.approx(np.abs(frames[-1] - frames[0]).mean(), abs=1e-5)
     assert seam["ratio"] == pytest.approx(seam["seam"] / np.median(steps), rel=1e-3)
     assert any("loop seam" in e.get("message", "") for e in events)
+
+
+def test_a_guided_window_that_ends_on_an_image_follows_the_path_to_it(tmp_path, tiny_models_dir, monkeypatch):
+    from deforum_wan.backends import camera_guide
+
+    guides = []
+    real = camera_guide.PathGuidance.__init__
+
+    def keep(self, pipe, guide, *args, **kwargs):
+        guides.append(guide)
+        real(self, pipe, guide, *args, **kwargs)
+
+    monkeypatch.setattr(camera_guide.PathGuidance, "__init__", keep)
+    names = _images(tmp_path, 2)
+    job = _job(tmp_path, {"0": names[0], "12": names[1]}, fps=16, max_frames=20,
+               wan_clip_duration=1.0, wan_camera="guide", zoom="0: (0.96)")
+    checked = check_job(JobSpec(job, settings_base=str(tmp_path)), tmp_path, confine=False)
+    ending = [w for w in checked.plan.windows if w.last_image and w.wan_camera == "guide"]
+    assert ending and "the path leads there" in format_plan(checked.plan)
+    Renderer.for_job(checked, tmp_path / "out", models_dir=str(tiny_models_dir)).run()
+    assert len(guides) == len([w for w in checked.plan.windows if w.wan_camera == "guide"])
+    guide = guides[[w.index for w in checked.plan.windows if w.wan_camera == "guide"].index(ending[0].index)]
+    assert np.abs(guide.frames[-1] - load_image(names[1], 64, 64, tmp_path)).max() <= 1 / 255
+    assert (guide.cover[-1] == 1).all() and guide.cover[1:-1].min() < 1  # zooming out uncovers the edges before it

@@ -200,6 +200,8 @@ def _check_mode(req: GenerateRequest, spec: ModelSpec) -> None:
             raise WanError(f"{spec.id} cannot continue from an image")
         if req.image is None and req.context is None:
             raise WanError("i2v needs an image")
+    if spec.kind == "flf2v" and req.last_image is None:
+        raise WanError(f"{spec.id} needs a last image as well as the first (first-last-frame model)")
     if req.last_image is not None and spec.kind not in ("flf2v", "vace"):
         raise WanError(f"{spec.id} cannot take a last image; use an FLF2V or VACE model")
     if req.context is not None and spec.kind != "vace":

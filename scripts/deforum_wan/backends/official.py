@@ -298,9 +298,6 @@ class OfficialBackend(Backend):
         if name == "WanI2V":
             return self.model.generate(req.prompt, to_pil(req.image), max_area=max_area, **common)
         if name == "WanFLF2V":
-            if req.last_image is None:  # diffusers' pipeline runs it from the first frame only
-                raise WanError(f"{NAME}: the official FLF2V code needs a last image for every window;"
-                               " wan_backend diffusers runs the windows that end on no image")
             return self.model.generate(req.prompt, to_pil(req.image), to_pil(req.last_image),
                                        max_area=max_area, **common)
         if name == "WanTI2V":

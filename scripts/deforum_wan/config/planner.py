@@ -223,7 +223,8 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             windows.append(Window(
                 index=len(windows), segment=seg.index, mode=mode,
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
-                native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
+                # a stretch of one frame that is a guided image: the image itself, nothing generated
+                native_frames=1 if start_image and need == 1 else round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
                              settings.seed_schedule),
                 **sampling, prompt=prompt, negative_prompt=negative, context=context,
@@ -282,25 +283,23 @@ def _pieces(seg: Segment, stream: int, video_start: bool, overlap: int, limit: i
 
 def _check_ends(settings: RenderSettings, windows: list[Window], cont: ModelSpec, first_model: ModelSpec,
                 warnings: list[str]) -> None:
-    """FLF2V renders between two given frames: refused when no window has a last image; the
-    windows without one run from their first frame only (I2V on its weights)."""
+    """FLF2V renders between two given frames (its transformer takes both images' embeddings):
+    refused, naming them, when any window it runs has no last image."""
     flf2v = next((m for m in (first_model, cont) if m.kind == "flf2v"), None)
     if flf2v is None:
         return
-    ended = [w.index for w in windows if w.last_image]
-    if not ended:
+    loose = [w for w in windows if not w.last_image and w.model == flf2v.id and w.native_frames > 1]
+    if len(loose) == len([w for w in windows if w.model == flf2v.id]):
         raise SettingsError(f"{flf2v.id} renders between a first and a last image, and no window here has a"
                             " last image: give guided images (use_looper, init_images) or wan_loop true,"
                             " or use an I2V or VACE model (e.g. wan2.1-i2v-14b-720p, wan2.1-vace-14b)",
                             settings.source)
-    loose = [w.index for w in windows if not w.last_image and w.model == flf2v.id]
     if loose:
-        warnings.append(f"{flf2v.id}: windows {_ranges(loose)} end on no image; they run from their first"
-                        " frame only (I2V on its weights)")
-
-
-def _ranges(indexes: list[int]) -> str:
-    return ", ".join(map(str, indexes[:8])) + (", ..." if len(indexes) > 8 else "")
+        spans = ", ".join(f"{w.index} (frames {w.start_frame}-{w.end_frame - 1})" for w in loose[:4])
+        raise SettingsError(f"{flf2v.id} renders between a first and a last image; windows {spans}"
+                            f"{' ...' if len(loose) > 4 else ''} end on no image: put guided images at most"
+                            " a window apart and one on the last frame (max_f), or set wan_loop true,"
+                            " or use a VACE model", settings.source)
 
 
 def _from_manifest(settings: RenderSettings) -> dict[str, str]:
@@ -551,6 +550,8 @@ def _segments(settings: RenderSettings, max_frames: int, scale: float | None,
         end = starts[i + 1][0] if i + 1 < len(starts) else max_frames
         length = end - start
         native = length if scale is not None else max(1, round(length * native_per_out))
+        if length == 1 and start in pins:  # one frame, the guided image itself
+            native = 1
         end_image = (pins.get(end, "") if end < max_frames else LOOP if loop else "") if ends else ""
         segments.append(Segment(i, start, end, prompt.positive, prompt.negative, native,
                                 cut=cut and start not in pins, keyframe=pins.get(start, ""), end_image=end_image))

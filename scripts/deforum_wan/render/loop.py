@@ -208,7 +208,7 @@ class Renderer:
         status = "interrupted"
         try:
             for w in plan.windows[start:]:
-                if backend is None or backend.spec.id != w.model:
+                if (backend is None or backend.spec.id != w.model) and w.native_frames > 1:  # 1: an image as it is
                     backend = self._load(w.model, w.index)
                 continues = w.index > 0 and not w.cut
                 previous = stream.conditioning(w.overlap) if continues else None
@@ -427,23 +427,13 @@ class Renderer:
         from ..backends.base import GenerateRequest
 
         image, context, video = self._start_of(w, plan, stream)
-        vace_frames = vace_keep = path_guide = None
-        if w.wan_camera and self._follow is not None:
-            if w.wan_camera == "vace" and context is not None and backend.takes_camera_frames:
-                vace_frames, vace_keep = self._follow.vace_frames(w, context)
-            elif backend.takes_path_guide:
-                path_guide = self._follow.path_guide(
-                    w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
-            elif backend.name not in self._unfollowed:
-                self._unfollowed.add(backend.name)
-                self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
-                          " follow the camera (wan_backend diffusers does)")
+        if w.native_frames == 1 and w.start_image:  # the frame is the guided image: nothing to generate
+            return [image]
+        last_image = self._last_image(w, plan) if w.last_image else None
+        vace_frames, vace_keep, path_guide = self._camera_inputs(backend, w, plan, image, context, last_image)
         if w.control == "gray":  # VACE: the segment shown grey and generated (inside its mask)
             vace_frames, vace_keep = self._gray_control(w, plan)
         svi = self._svi_input(backend, w, plan, stream, image) if image is not None else None
-        last_image = self._last_image(w, plan, stream) if w.last_image else None
-        if path_guide is not None and last_image is not None:  # the path leads to the image it ends on
-            path_guide.frames[-1], path_guide.cover[-1] = last_image, 1.0
         req = GenerateRequest(mode=w.mode, prompt=w.prompt, negative_prompt=w.negative_prompt,
                               num_frames=w.native_frames, width=plan.width, height=plan.height,
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
@@ -476,6 +466,25 @@ class Renderer:
             paste_kept(frames, vace_frames, vace_keep, 0)
         return frames
 
+    def _camera_inputs(self, backend, w: Window, plan: ClipPlan, image, context, last_image):
+        """How window ``w`` follows the camera: (VACE's warped frames, their keep share, the
+        path guide), each or None."""
+        vace_frames = vace_keep = path_guide = None
+        if not w.wan_camera or self._follow is None:
+            return vace_frames, vace_keep, path_guide
+        if w.wan_camera == "vace" and context is not None and backend.takes_camera_frames:
+            vace_frames, vace_keep = self._follow.vace_frames(w, context)
+        elif backend.takes_path_guide:
+            path_guide = self._follow.path_guide(
+                w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
+            if last_image is not None:  # the path leads to the image the window ends on
+                path_guide.frames[-1], path_guide.cover[-1] = last_image, 1.0
+        elif backend.name not in self._unfollowed:
+            self._unfollowed.add(backend.name)
+            self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
+                      " follow the camera (wan_backend diffusers does)")
+        return vace_frames, vace_keep, path_guide
+
     def _start_of(self, w: Window, plan: ClipPlan, stream: CarryStream):
         """What window ``w`` starts from: (image, VACE context, v2v video), each or None."""
         if w.mode == "v2v":
@@ -495,7 +504,7 @@ class Renderer:
         return load_image(image, plan.width, plan.height, self.settings_base, self.settings.init_fit,
                           label="guided image")
 
-    def _last_image(self, w: Window, plan: ClipPlan, stream: CarryStream) -> np.ndarray:
+    def _last_image(self, w: Window, plan: ClipPlan) -> np.ndarray:
         """The image window ``w`` ends on: a guided image, or (wan_loop) the video's first frame
         as written."""
         if w.last_image != LOOP:
