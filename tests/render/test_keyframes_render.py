@@ -197,3 +197,23 @@ def test_a_guided_window_that_ends_on_an_image_follows_the_path_to_it(tmp_path, 
     guide = guides[[w.index for w in checked.plan.windows if w.wan_camera == "guide"].index(ending[0].index)]
     assert np.abs(guide.frames[-1] - load_image(names[1], 64, 64, tmp_path)).max() <= 1 / 255
     assert (guide.cover[-1] == 1).all() and guide.cover[1:-1].min() < 1  # zooming out uncovers the edges before it
+
+
+def test_the_tab_plan_shows_each_windows_pins_and_a_cut_only_where_there_is_one(tmp_path):
+    from deforum_wan.webui.plan_view import plan_html
+
+    plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png", "13": "b.png"}, max_frames=30, wan_clip_duration=1,
+                                        wan_loop=True)))
+    html = plan_html(plan)
+    assert "i2v (start a.png, end b.png)" in html and "i2v (start b.png)" in html
+    assert "end frame 0 (loop)" in html and "(cut)" not in html
+
+
+def test_pinned_ends_run_on_one_gpu_and_a_guided_image_at_frame_0_replaces_the_init_image(tmp_path):
+    with pytest.raises(SettingsError, match="runs on one GPU; set wan_gpus to 1") as err:
+        make_plan(load_settings(_job(tmp_path, {"0": "a.png"}, wan_model="tiny-random-flf2v", max_frames=30,
+                                     wan_loop=True, wan_gpus=2, wan_clip_duration=2)))
+    assert "\n" not in str(err.value)
+    plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png"}, max_frames=30, use_init=True, init_image="i.png")))
+    assert plan.windows[0].start_image == "a.png"
+    assert any("the guided image at frame 0 starts the video instead" in w for w in plan.warnings)

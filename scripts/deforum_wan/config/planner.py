@@ -234,6 +234,11 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
             local += new
             stream += new
     _check_ends(settings, windows, cont, first_model, warnings)
+    if settings.gpus > 1 and any(w.last_image for w in windows):
+        raise SettingsError("a window that ends on an image (guided images, wan_loop) runs on one GPU; set wan_gpus"
+                            " to 1", settings.source)
+    if settings.init_image and windows and windows[0].start_image:
+        warnings.append("init_image: the guided image at frame 0 starts the video instead, as in Deforum")
     if windows and windows[-1].last_image == LOOP and windows[-1].index == 0 and windows[0].mode != "i2v":
         raise SettingsError("wan_loop: the video is one window, which cannot end on the frame it has yet to make;"
                             " give it an init image or a shorter wan_clip_duration", settings.source)
@@ -621,6 +626,12 @@ def format_plan(plan: ClipPlan) -> str:
     for warning in plan.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def mode_label(w: Window) -> str:
+    """A window's mode as the tab shows it: ``t2v (cut)``, ``i2v (start a.png, end b.png)``."""
+    pin = pinned_to(w)
+    return w.mode + (" (cut)" if w.cut and not w.start_image else "") + (f" ({pin})" if pin != "-" else "")
 
 
 def pinned_to(w: Window) -> str:

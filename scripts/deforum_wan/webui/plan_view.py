@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ..config.planner import ClipPlan
+from ..config.planner import ClipPlan, mode_label
 
 WIDTH = 1000  # SVG user units across the video
 COLOURS = ("#4f7cac", "#c0764f", "#5e9c6a", "#9a6fb0", "#b59a3c", "#4fa3a5")
@@ -36,7 +36,7 @@ def summary_table(plan: ClipPlan) -> str:
     rows = [_head(head)]
     for w in plan.windows:
         prompt = w.prompt if len(w.prompt) <= PROMPT_CHARS else w.prompt[:PROMPT_CHARS - 1].rstrip() + "…"
-        cells = (w.index, f"{w.start_frame}-{max(w.end_frame - 1, w.start_frame)}", w.mode + (" (cut)" if w.cut else ""),
+        cells = (w.index, f"{w.start_frame}-{max(w.end_frame - 1, w.start_frame)}", mode_label(w),
                  w.model)
         rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{escape(str(c))}</td>' for c in cells)
                     + f'<td style="{CELL_STYLE}" title="{escape(w.prompt)}">{escape(prompt)}</td></tr>')
@@ -74,7 +74,7 @@ def timeline_svg(plan: ClipPlan) -> str:
 
 
 def _window_title(plan: ClipPlan, w) -> str:
-    return (f"window {w.index}: frames {w.start_frame}-{max(w.end_frame - 1, w.start_frame)}, {w.mode},"
+    return (f"window {w.index}: frames {w.start_frame}-{max(w.end_frame - 1, w.start_frame)}, {mode_label(w)},"
             f" {w.model}, {w.native_frames} native frames")
 
 
@@ -88,7 +88,7 @@ def windows_table(plan: ClipPlan) -> str:
     for w in plan.windows:
         last = max(w.end_frame - 1, w.start_frame)
         cells = (w.index, f"{w.start_frame}-{last}", f"{w.start_frame / plan.fps:.2f}-{w.end_frame / plan.fps:.2f}",
-                 w.mode + (" (cut)" if w.cut else ""), w.model, w.seed, f"{w.guidance_scale:g}", w.steps,
+                 mode_label(w), w.model, w.seed, f"{w.guidance_scale:g}", w.steps,
                  _camera_cell(w), w.prompt)
         rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{escape(str(c))}</td>' for c in cells) + "</tr>")
     rows.append("</tbody></table>")
