@@ -103,6 +103,24 @@ def test_plan_frames_name_the_keyframe_in_force_and_its_anchor(tmp_path):
     assert [r["frame"] for r in rows if r["anchor"]] == [0, 10]
 
 
+def test_the_plan_command_shows_keyframes_anchors_and_pins(tmp_path, capsys):
+    from deforum_wan.cli.main import main
+
+    (tmp_path / "s.txt").write_text(json.dumps(_job(tmp_path, {"0": "a.png", "max_f/2": "b.png"}, max_frames=21,
+                                                    wan_loop=True, wan_clip_duration=1)))
+    capsys.readouterr()
+    assert main(["plan", str(tmp_path / "s.txt"), "--json", "--frames"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [(f["frame"], f["keyframe"]) for f in plan["frames"] if f["anchor"]] == [(0, "a.png"), (10, "b.png")]
+    assert plan["loop"] and plan["anchors"] == {"0": "a.png", "10": "b.png"}
+    assert main(["plan", str(tmp_path / "s.txt"), "--frames"]) == 0
+    out = capsys.readouterr().out
+    assert "[pinned to b.png]" in out and "[guided by b.png]" in out
+    assert main(["plan", str(tmp_path / "s.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "start a.png, end b.png" in out and "end frame 0 (loop)" in out
+
+
 class RecordingVACE(diffusers.WanVACEPipeline):
     calls: list[dict] = []
 
@@ -217,3 +235,19 @@ def test_pinned_ends_run_on_one_gpu_and_a_guided_image_at_frame_0_replaces_the_i
     plan = make_plan(load_settings(_job(tmp_path, {"0": "a.png"}, max_frames=30, use_init=True, init_image="i.png")))
     assert plan.windows[0].start_image == "a.png"
     assert any("the guided image at frame 0 starts the video instead" in w for w in plan.warnings)
+
+
+def test_a_vace_loop_keeps_its_tail_and_ends_on_frame_0(tmp_path, tiny_models_dir, monkeypatch):
+    monkeypatch.setattr(diffusers, "WanVACEPipeline", RecordingVACE)
+    RecordingVACE.calls = []
+    job = {**JOB, "use_looper": False, "fps": 16, "max_frames": 24, "wan_clip_duration": 1.0, "wan_loop": True}
+    checked = check_job(JobSpec(job), tmp_path, confine=False)
+    last = checked.plan.windows[-1]
+    assert last.last_image == LOOP and last.context and last.index > 0
+    result = Renderer.for_job(checked, tmp_path / "out", models_dir=str(tiny_models_dir)).run()
+    call = RecordingVACE.calls[-1]
+    video = [np.asarray(frame) for frame in call["video"]]
+    mask = [np.asarray(m) for m in call["mask"]]
+    assert np.array_equal(video[-1], read_png(frame_path(result.run_dir, result.timestring, 0))) and (mask[-1] == 0).all()
+    assert all((m == 0).all() for m in mask[:last.context]) and all((m == 255).all() for m in mask[last.context:-1])
+    assert read_manifest(result.run_dir, result.timestring)["loop_seam"]["median_step"] > 0

@@ -597,15 +597,16 @@ def format_plan(plan: ClipPlan) -> str:
     lines[2:2] = _source_lines(plan) + ([f"{plan.parseq} (its values replace Deforum's schedules)"]
                                         if plan.parseq else [])
     pinned = any(w.start_image or w.last_image for w in plan.windows)
+    pin_width = max((len(pinned_to(w)) for w in plan.windows), default=0)
     if pinned:
-        lines[-1] = lines[-1].replace("  prompt", "  pinned to" + " " * 20 + "  prompt")
+        lines[-1] = lines[-1].replace("  prompt", f"  {'pinned to':<{pin_width}}  prompt")
     for w in plan.windows:
         prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
-        pin = f"  {pinned_to(w)[:30]:<30}" if pinned else ""
+        pin = f"  {pinned_to(w):<{pin_width}}" if pinned else ""
         c = w.camera
         moves = (f" {c['zoom']:>6.3f} {c['pan_x']:>7.1f} {c['pan_y']:>7.1f} {c['rotation']:>5.1f}"
                  f" {c['coverage']:>6.0%} {w.wan_camera or '-':>6}") if camera else ""
-        lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut else ''):4} {w.start_frame:>5}-"
+        lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut and not w.start_image else ''):4} {w.start_frame:>5}-"
                      f"{w.end_frame - 1:<5} {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
                      f" {w.guidance_scale:>5g} {w.steps:>5}{moves}{_restyle_cell(w, plan)}{pin}  {prompt}")
     if camera:
