@@ -251,3 +251,33 @@ def test_a_vace_loop_keeps_its_tail_and_ends_on_frame_0(tmp_path, tiny_models_di
     assert np.array_equal(video[-1], read_png(frame_path(result.run_dir, result.timestring, 0))) and (mask[-1] == 0).all()
     assert all((m == 0).all() for m in mask[:last.context]) and all((m == 255).all() for m in mask[last.context:-1])
     assert read_manifest(result.run_dir, result.timestring)["loop_seam"]["median_step"] > 0
+
+
+def test_a_stopped_loop_with_guided_images_resumes_to_the_same_frames(tmp_path, tiny_models_dir):
+    from deforum_wan.errors import Interrupted
+
+    names = _images(tmp_path, 2)
+    job = _job(tmp_path, {"0": str(tmp_path / names[0]), "9": str(tmp_path / names[1])}, fps=16, max_frames=24,
+               wan_clip_duration=0.6, wan_overlap=1, wan_loop=True, seed_behavior="fixed")
+
+    def render(outdir, resume=None, **kwargs):
+        return Renderer.for_job(check_job(JobSpec(job, resume=resume), outdir, confine=False), outdir,
+                                models_dir=str(tiny_models_dir), sync_writes=True, **kwargs).run()
+
+    whole = render(tmp_path / "whole")
+    windows = check_job(JobSpec(job), tmp_path, confine=False).plan.windows
+    assert len(windows) >= 4 and windows[-1].last_image == LOOP
+    stop: list[int] = []
+    with pytest.raises(Interrupted):
+        render(tmp_path / "cut", should_stop=lambda: bool(stop),
+               on_event=lambda e: stop.append(1) if e["event"] == "window_done" and e["window"] == 1 else None)
+    (run_dir,) = (tmp_path / "cut").iterdir()
+    ts = next(run_dir.glob("*_settings.txt")).name[:14]
+    resumed = render(tmp_path / "cut", resume=ts)  # the last window reads frame 0 back from disk
+    assert resumed.status == "done" and resumed.frames == whole.frames == 24
+    for k in range(24):
+        a = read_png(frame_path(whole.run_dir, whole.timestring, k)).astype(np.int16)
+        b = read_png(frame_path(run_dir, ts, k)).astype(np.int16)
+        assert np.abs(a - b).max() <= 1, k
+    seam, again = read_manifest(whole.run_dir, whole.timestring)["loop_seam"], read_manifest(run_dir, ts)["loop_seam"]
+    assert again["seam"] == pytest.approx(seam["seam"], abs=2e-3) and seam["median_step"] > 0
