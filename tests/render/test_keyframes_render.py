@@ -281,3 +281,4 @@ def test_a_stopped_loop_with_guided_images_resumes_to_the_same_frames(tmp_path, 
         assert np.abs(a - b).max() <= 1, k
     seam, again = read_manifest(whole.run_dir, whole.timestring)["loop_seam"], read_manifest(run_dir, ts)["loop_seam"]
     assert again["seam"] == pytest.approx(seam["seam"], abs=2e-3) and seam["median_step"] > 0
+

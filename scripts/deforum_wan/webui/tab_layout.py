@@ -186,6 +186,16 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                         c["init_upload"] = component(gr.Image, label="Upload init image", type="filepath",
                                                      sources=["upload"], elem_id="wan_init_upload")
                     with gr.Row():
+                        c["keyframes"] = gr.Textbox(
+                            label="Guided images: one 'frame: image' per line (a frame or an expression of max_f;"
+                                  " 2D/3D), each pinned to its frame", value=start["keyframes"], lines=3,
+                            elem_id="wan_keyframes")
+                        with gr.Column():
+                            c["keyframe_upload"] = component(gr.Image, label="Add a guided image", type="filepath",
+                                                             sources=["upload"], elem_id="wan_keyframe_upload")
+                            c["keyframe_frame"] = component(gr.Number, label="at frame", value=0, precision=0,
+                                                            elem_id="wan_keyframe_frame")
+                    with gr.Row():
                         c["soundtrack"] = gr.Textbox(label="Soundtrack (audio file path; empty = none)",
                                                      value=start["soundtrack"], elem_id="wan_soundtrack")
                         c["soundtrack_upload"] = refuse_named_files(component(
@@ -248,6 +258,8 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
            [c["size"], c["steps"], c["guidance"], c["guidance_2"]])
         on(c["size"].change, tab.size_changed, [c["size"], c["width"], c["height"]], [c["width"], c["height"]])
         on(c["init_upload"].upload, tab.uploaded_image, [c["init_upload"]], [c["init_image"], status])
+        on(c["keyframe_upload"].upload, tab.uploaded_keyframe, [c["keyframe_upload"], c["keyframe_frame"], c["keyframes"]],
+           [c["keyframes"], status])
         on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]], [c["soundtrack"], status])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
         on(c["download"].click, tab.download, [c["model"]], [c["download_status"], c["stop_download"]])
