@@ -282,3 +282,18 @@ def test_a_stopped_loop_with_guided_images_resumes_to_the_same_frames(tmp_path, 
     seam, again = read_manifest(whole.run_dir, whole.timestring)["loop_seam"], read_manifest(run_dir, ts)["loop_seam"]
     assert again["seam"] == pytest.approx(seam["seam"], abs=2e-3) and seam["median_step"] > 0
 
+
+
+def test_the_camera_preview_shows_each_guided_image_at_its_frame_and_moves_on_from_it(tmp_path):
+    from deforum_wan.render.camera_preview import write_preview
+
+    names = _images(tmp_path, 2)
+    settings = load_settings(_job(tmp_path, {"0": str(tmp_path / names[0]), "6": str(tmp_path / names[1])},
+                                  max_frames=10, zoom="0: (1.05)"))
+    write_preview(settings, tmp_path / "preview")
+    frame = [np.asarray(Image.open(tmp_path / "preview" / f"{i:09}.png"), np.int16) for i in range(10)]
+    for k, name in ((0, names[0]), (6, names[1])):
+        expected = np.asarray(Image.open(tmp_path / name), np.int16)
+        assert np.abs(frame[k] - expected).max() <= 1, k
+    second = np.asarray(Image.open(tmp_path / names[1]), np.int16)
+    assert np.abs(frame[5] - second).mean() > 20 and np.abs(frame[7] - second).mean() < np.abs(frame[5] - second).mean()
