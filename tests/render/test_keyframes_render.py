@@ -297,3 +297,14 @@ def test_the_camera_preview_shows_each_guided_image_at_its_frame_and_moves_on_fr
         assert np.abs(frame[k] - expected).max() <= 1, k
     second = np.asarray(Image.open(tmp_path / names[1]), np.int16)
     assert np.abs(frame[5] - second).mean() > 20 and np.abs(frame[7] - second).mean() < np.abs(frame[5] - second).mean()
+
+
+@pytest.mark.parametrize("keys, more, message", [
+    ({"0": "a.png", "9": "b.png"}, {"wan_overlap": 15, "wan_clip_duration": 1},
+     "wan_overlap=15 leaves no room for the image a 17-frame window ends on; use at most 14"),
+    ({}, {"use_looper": False, "wan_loop": True, "max_frames": 8}, "wan_loop: the video is one window"),
+])
+def test_what_cannot_pin_its_frames_is_one_line(tmp_path, keys, more, message):
+    with pytest.raises(SettingsError, match=message) as err:
+        make_plan(load_settings(_job(tmp_path, keys, **{"max_frames": 30, **more})))
+    assert "\n" not in str(err.value)

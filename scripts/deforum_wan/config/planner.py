@@ -179,13 +179,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
         warnings.append(f"Deforum's cuts (strength 0 at {cuts[:5]}) need a text-to-video model; {first_model.id}"
                         " continues through them")
         cuts = []
-    pins = {k.frame if scale is None else round(k.frame * scale): k.image for k in settings.keyframes}
-    pins = {f: image for f, image in pins.items() if f < max_frames}
-    ends = cont.kind in ("flf2v", "vace")
-    if (pins or settings.loop) and not ends:
-        warnings.append(f"{cont.id} cannot end a window on an image (no last image): windows start at the guided"
-                        " images (I2V from each)" + ("; wan_loop needs an FLF2V or VACE model to close the loop"
-                                                     if settings.loop else ""))
+    pins, ends = _pins(settings, cont, scale, max_frames, limit, warnings)
     segments = _segments(settings, max_frames, scale, native / fps, cuts, pins, ends, settings.loop)
 
     windows: list[Window] = []
@@ -224,7 +218,8 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                 index=len(windows), segment=seg.index, mode=mode,
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
                 # a stretch of one frame that is a guided image: the image itself, nothing generated
-                native_frames=1 if start_image and need == 1 else round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
+                native_frames=1 if start_image and need == 1 else round_4n1_up(need),
+                new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
                              settings.seed_schedule),
                 **sampling, prompt=prompt, negative_prompt=negative, context=context,
@@ -233,15 +228,7 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                 last_image=end_image, camera=moves, **follow, **restyle))
             local += new
             stream += new
-    _check_ends(settings, windows, cont, first_model, warnings)
-    if settings.gpus > 1 and any(w.last_image for w in windows):
-        raise SettingsError("a window that ends on an image (guided images, wan_loop) runs on one GPU; set wan_gpus"
-                            " to 1", settings.source)
-    if settings.init_image and windows and windows[0].start_image:
-        warnings.append("init_image: the guided image at frame 0 starts the video instead, as in Deforum")
-    if windows and windows[-1].last_image == LOOP and windows[-1].index == 0 and windows[0].mode != "i2v":
-        raise SettingsError("wan_loop: the video is one window, which cannot end on the frame it has yet to make;"
-                            " give it an init image or a shorter wan_clip_duration", settings.source)
+    _check_pinned(settings, windows, cont, first_model, warnings)
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
                     native_fps=native, width=width, height=height, retime=settings.retime,
                     overlap=overlap, window_limit=limit, segments=segments, windows=windows,
@@ -275,30 +262,53 @@ def _pieces(seg: Segment, stream: int, video_start: bool, overlap: int, limit: i
         out.append([first, ov, lead, new])
         local += new
         stream += new
-    if seg.end_image and out:
+    if seg.end_image and out:  # lead + new + 1 <= limit (the cap above), and limit is 4n+1
         first, ov, lead, new = out[-1]
-        total = lead + new + 1
-        fitted = round_4n1_up(total) if round_4n1_up(total) <= limit else round_4n1_down(total)
-        fitted_new = fitted - lead - 1
-        if fitted_new >= 1:
-            out[-1][3] = fitted_new
-            seg.native_frames += fitted_new - new
+        fitted_new = round_4n1_up(lead + new + 1) - lead - 1
+        out[-1][3] = fitted_new
+        seg.native_frames += fitted_new - new
     return [tuple(p) for p in out]
 
 
-def _check_ends(settings: RenderSettings, windows: list[Window], cont: ModelSpec, first_model: ModelSpec,
-                warnings: list[str]) -> None:
-    """FLF2V renders between two given frames (its transformer takes both images' embeddings):
-    refused, naming them, when any window it runs has no last image."""
+def _pins(settings: RenderSettings, cont: ModelSpec, scale: float | None, max_frames: int, limit: int,
+          warnings: list[str]) -> tuple[dict[int, str], bool]:
+    """The guided images by output frame, and whether windows can end on them (the continuation
+    model takes a last image)."""
+    pins = {k.frame if scale is None else round(k.frame * scale): k.image for k in settings.keyframes}
+    pins = {f: image for f, image in pins.items() if f < max_frames}
+    ends = cont.kind in ("flf2v", "vace")
+    if (pins or settings.loop) and not ends:
+        warnings.append(f"{cont.id} cannot end a window on an image (no last image): windows start at the guided"
+                        " images (I2V from each)" + ("; wan_loop needs an FLF2V or VACE model to close the loop"
+                                                     if settings.loop else ""))
+    if (pins or settings.loop) and ends and settings.overlap > limit - 3:
+        raise SettingsError(f"wan_overlap={settings.overlap} leaves no room for the image a {limit}-frame window"
+                            f" ends on; use at most {limit - 3}", settings.source)
+    return pins, ends
+
+
+def _check_pinned(settings: RenderSettings, windows: list[Window], cont: ModelSpec, first_model: ModelSpec,
+                  warnings: list[str]) -> None:
+    """What the windows' pinned frames cannot do, refused before any weights load. FLF2V renders
+    between two given frames (its transformer takes both images' embeddings): refused, naming
+    them, when a window it runs has no last image."""
+    if settings.gpus > 1 and any(w.last_image for w in windows):
+        raise SettingsError("a window that ends on an image (guided images, wan_loop) runs on one GPU; set wan_gpus"
+                            " to 1", settings.source)
+    if windows and windows[-1].last_image == LOOP and windows[-1].index == 0 and windows[0].mode != "i2v":
+        raise SettingsError("wan_loop: the video is one window, which cannot end on the frame it has yet to make;"
+                            " give it an init image or a shorter wan_clip_duration", settings.source)
+    if settings.init_image and windows and windows[0].start_image:
+        warnings.append("init_image: the guided image at frame 0 starts the video instead, as in Deforum")
     flf2v = next((m for m in (first_model, cont) if m.kind == "flf2v"), None)
     if flf2v is None:
         return
-    loose = [w for w in windows if not w.last_image and w.model == flf2v.id and w.native_frames > 1]
-    if len(loose) == len([w for w in windows if w.model == flf2v.id]):
+    if not any(w.last_image for w in windows):
         raise SettingsError(f"{flf2v.id} renders between a first and a last image, and no window here has a"
                             " last image: give guided images (use_looper, init_images) or wan_loop true,"
                             " or use an I2V or VACE model (e.g. wan2.1-i2v-14b-720p, wan2.1-vace-14b)",
                             settings.source)
+    loose = [w for w in windows if not w.last_image and w.model == flf2v.id and w.native_frames > 1]
     if loose:
         spans = ", ".join(f"{w.index} (frames {w.start_frame}-{w.end_frame - 1})" for w in loose[:4])
         raise SettingsError(f"{flf2v.id} renders between a first and a last image; windows {spans}"
