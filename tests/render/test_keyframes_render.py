@@ -136,6 +136,11 @@ class RecordingFLF2V(diffusers.WanImageToVideoPipeline):
         RecordingFLF2V.calls.append(kwargs)
         return super().__call__(*args, **kwargs)
 
+    def prepare_latents(self, *args, **kwargs):  # the conditioning tensors the transformer is given
+        out = super().prepare_latents(*args, **kwargs)
+        RecordingFLF2V.calls[-1]["condition"] = out[1].detach().cpu().numpy()
+        return out
+
 
 @pytest.mark.parametrize("fps, duration, overlap", [(12, 1.0, 2), (16, 0.6, 1)])
 def test_vace_anchors_hold_the_image_with_mask_0_and_the_written_frame_is_it(
@@ -179,6 +184,12 @@ def test_flf2v_windows_get_both_ends_and_a_loop_ends_on_frame_0_with_its_seam_me
     assert result.status == "done" and len(RecordingFLF2V.calls) == len(plan.windows)
     for w, call in zip(plan.windows, RecordingFLF2V.calls, strict=True):
         assert (call.get("last_image") is not None) == bool(w.last_image)
+        # the condition's mask channels (one per pixel frame of a latent frame): the first frame given,
+        # and the window's last pixel frame, the last channel of its last latent frame; the rest generated
+        mask = call["condition"][:, :4]
+        assert mask.shape[2] == (w.native_frames - 1) // 4 + 1
+        assert (mask[:, :, 0] == 1).all() and (mask[:, :, 1:-1] == 0).all() and (mask[:, :3, -1] == 0).all()
+        assert (mask[:, 3, -1] == (1 if w.last_image else 0)).all()
         if w.last_image and w.last_image != LOOP:
             assert np.abs(np.asarray(call["last_image"], np.float32) / 255 - load_image(w.last_image, 64, 64, tmp_path)).max() \
                 <= 1 / 255
