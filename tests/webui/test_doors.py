@@ -88,6 +88,8 @@ def test_no_event_reads_a_server_file_a_request_names(served, outside):
                            ("uploaded_video", "secret.mp4")):
         answer = call(http, api_name, [file_entry(outside / name)])
         assert "process_completed" in answer and "wan-uploads/" not in answer, answer
+    answer = call(http, "uploaded_keyframe", [file_entry(outside / "secret.png"), 0, ""])
+    assert "process_completed" in answer and "wan-uploads/" not in answer, answer
     assert uploads_of(manager) == before  # nothing copied where it could be downloaded
     # gradio did not copy them into its upload folder either, where the tab would trust them
     copied = [p for p in upload_folder().rglob("secret.*") if p.read_bytes() in

@@ -207,6 +207,8 @@ FIELD_EFFECTS = {
     "video_path": ("clip.mp4", lambda s: s.raw.get("video_init_path") == "clip.mp4"),
     "control": ("flow", lambda s: s.wan_control == {"kind": "flow", "video": "clip.mp4", "weight": 1.0}
                 and "video_init_path" not in s.raw),  # a control video is not Video Input's
+    "keyframes": ("0: a.png\nmax_f/2: b.png", lambda s: s.raw["use_looper"] is True
+                  and json.loads(s.raw["init_images"]) == {"0": "a.png", "max_f/2": "b.png"}),
 }
 # Fields whose effect needs another field set as well (in both the before and the after).
 FIELD_CONTEXT = {"control": {"video_path": "clip.mp4"}}
@@ -545,6 +547,32 @@ def test_model_and_size_handlers(tab, tmp_path):
     assert kept.parent == tab.outdir.resolve() / "wan-uploads" and kept.read_bytes() == image.read_bytes()
     refreshed = tab.refresh_models("tiny-random")
     assert refreshed["value"] == "tiny-random [built on first use]" and len(refreshed["choices"]) > 10
+
+
+def test_uploaded_guided_images_are_added_at_their_frames_and_shown_on_the_plan(tab, tmp_path):
+    from PIL import Image
+
+    from deforum_wan.render.job import JobSpec, check_job
+    from deforum_wan.webui.plan_view import thumbnails, timeline_svg
+
+    tab.outdir.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(("a.png", "b.png")):
+        Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(tmp_path / name)
+    lines, said = tab.uploaded_keyframe(upload(tmp_path / "a.png"), 0, "")
+    lines, said = tab.uploaded_keyframe(upload(tmp_path / "b.png"), 12, lines)
+    assert [line.split(":")[0] for line in lines.splitlines()] == ["0", "12"] and "guided image at frame 12" in said
+    kept = [line.split(": ", 1)[1] for line in lines.splitlines()]
+    assert all((tab.outdir.resolve() / name).is_file() for name in kept)  # in the output folder, where jobs read them
+    assert "must be 'frame: image'" in tab.uploaded_keyframe(upload(tmp_path / "a.png"), 0, "no frame here")[1]
+    base = {**json.loads(EXAMPLE.read_text()), "animation_mode": "2D", "wan_camera": "off", "max_frames": 20}
+    settings = fields_to_settings({**settings_to_fields(base), "keyframes": lines}, base)
+    assert settings["use_looper"] is True and json.loads(settings["init_images"]) == {"0": kept[0], "12": kept[1]}
+    assert settings_to_fields(settings)["keyframes"] == lines
+    plan = check_job(JobSpec(settings), tab.outdir).plan  # the images confined to the output folder
+    shown = thumbnails(plan)
+    assert [(frame, image) for frame, image, _ in shown] == sorted(plan.anchors.items()) and len(shown) == 2
+    assert all(uri.startswith("data:image/png;base64,") for _, _, uri in shown)
+    assert timeline_svg(plan).count("<image ") == 2
 
 
 def test_interrupt_and_skip_reach_the_manager(tab, manager):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from . import prompt_text
 from .camera import CAMERA_DEFAULTS
+from .keyframes import image_at
 from .parseq import PROMPT_FIELD
 from .schedule import ExprError, build_schedule, seed_at
 from .settings import RenderSettings
@@ -45,12 +46,14 @@ def frame_values(settings: RenderSettings, source_frames: list[int] | None = Non
     """``source_frames``: a Video Input's, hybrid video's or control video's source frame per output
     frame (the plan's), added as ``source_frame``; a hybrid composite's alpha as ``hybrid_alpha``;
     ``control``: the control kind each frame is conditioned on (the plan's), added as ``control``
-    with its strength."""
+    with its strength. With guided images: ``keyframe`` (the image in force, as the settings name
+    it) and ``anchor`` (true on the frame it is pinned to)."""
     n = settings.max_frames
     series = {name: schedule_values(settings, key) for name, key in CAMERA_KEYS.items()}
     strength = schedule_values(settings, "strength_schedule")
     hybrid = settings.hybrid
     composite = hybrid.alpha if hybrid is not None and hybrid.composite != "None" else None
+    pinned = {k.frame for k in settings.keyframes}
     out = []
     for f in range(n):
         positive, negative = prompt_text.split(prompt_text.at_frame(settings.frame_prompts[f], f, n))
@@ -70,6 +73,9 @@ def frame_values(settings: RenderSettings, source_frames: list[int] | None = Non
         if control:
             weight = settings.control.weight if settings.control is not None else (1.0,)
             out[-1]["control"] = {"kind": control, "strength": weight[min(f, len(weight) - 1)]}
+        if settings.keyframes:
+            out[-1]["keyframe"] = image_at(settings.keyframes, f)
+            out[-1]["anchor"] = f in pinned
     return out
 
 
@@ -114,7 +120,9 @@ def format_frames(settings: RenderSettings, frames: list[dict]) -> str:
             source += f" (hybrid alpha {row['hybrid_alpha']:g})"
         if "control" in row:
             source += f"  ({row['control']['kind']} control {row['control']['strength']:g})"
-        lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}")
+        guided = (f"  [{'pinned to ' if row['anchor'] else 'guided by '}{row['keyframe']}]" if "keyframe" in row
+                  else "")
+        lines.append(f"{row['frame']:>5} {cells}  {prompt}{neg}{source}{guided}")
     if marked:
         lines.append(f"*: from the Parseq manifest ({settings.parseq.summary()})")
     lines.append("each camera value is the step from frame f-1 to f (Deforum never applies frame 0's);"

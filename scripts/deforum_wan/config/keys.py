@@ -198,6 +198,10 @@ KEYS: tuple[Key, ...] = (
         " (81 frames at 16 fps)", lo=0, hi=3600, field="clip_duration", label="Clip duration, s (0 = model window)", attr="clip_duration", example=2.5),
     Key("wan_overlap", "int", 4, "native frames shared by chained windows and crossfaded",
         lo=0, hi=64, field="overlap", label="Overlap (native frames)", attr="overlap", example=2),
+    Key("wan_loop", "flag", False, "`true`: a seamless loop: the last window is generated towards the"
+        " video's first frame (an FLF2V model's last image, or VACE with it as the last frame kept), and"
+        " the seam (last to first frame against the median change between neighbours) is measured",
+        attr="loop", example=True),
     Key("wan_motion_strength", "number", 1.0, "multiplies the flow shift: above 1 the sampler spends"
         " longer at high noise (more change and motion), below 1 the result stays closer to the"
         " conditioning frame", lo=0.05, hi=10, field="motion_strength", label="Motion strength", attr="motion_strength",

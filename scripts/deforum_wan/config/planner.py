@@ -42,6 +42,7 @@ from .settings import RenderSettings, VideoInput, video_mask_of
 from .source_video import source_frame_of
 
 MIN_WINDOW = 5
+LOOP = "@frame 0"  # Segment.end_image / Window.last_image of wan_loop: the video's own first frame
 # wan_camera guide's default free/lock shares of the steps: Time-to-Move's camera setting
 # (2 and 5 of 50 steps), for a file at Deforum's default strength; scaled by its strength.
 GUIDE_FREE, GUIDE_LOCK = 0.04, 0.10
@@ -57,6 +58,8 @@ class Segment:
     negative_prompt: str
     native_frames: int  # new native frames generated for it (M_i)
     cut: bool = False  # begins at a Deforum cut (strength 0), not at a prompt key
+    keyframe: str = ""  # begins at a guided image (its file): the first window starts from it
+    end_image: str = ""  # its last window ends on this image (the next keyframe's; LOOP: frame 0)
 
 
 @dataclass
@@ -79,7 +82,11 @@ class Window:
     prompt: str
     negative_prompt: str
     context: int = 0  # frames of the video kept as VACE context (mask 0): conditioning + overlap
-    cut: bool = False  # starts over at a Deforum cut (strength 0): a new T2V window, no overlap
+    # starts over, no overlap: at a Deforum cut (strength 0, a new T2V window) or at a guided
+    # image (start_image: I2V from it, the image written as its first frame)
+    cut: bool = False
+    start_image: str = ""
+    last_image: str = ""  # the image its last frame is pinned to (FLF2V last_image, VACE mask 0)
     camera: dict = field(default_factory=dict)  # Deforum's camera over the window (config.camera.summarize)
     # wan_camera as this window follows it: "" (not: still, or wan_camera off), "guide" (warped
     # path held for the shares camera_free/camera_lock of the steps) or "vace" (VACE keeps the warp).
@@ -123,6 +130,8 @@ class ClipPlan:
     hybrid: str = ""  # and what its motion and composite do to the guided windows
     control: str = ""  # a control video's kind (depth, canny, gray, flow), "" without one
     control_video: str = ""  # and its path; its frame of each output frame is source_frames'
+    loop: bool = False  # wan_loop: the last window ends on frame 0
+    anchors: dict[int, str] = field(default_factory=dict)  # output frame -> the guided image pinned there
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -149,7 +158,8 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
     warnings = list(settings.warnings)
     video = settings.video_input
     v2v = bool(video) and spec.kind == "t2v"  # a VACE model takes the source as a gray control
-    first_mode = "v2v" if v2v else "i2v" if settings.init_image and not video else "t2v"
+    pinned_start = any(k.frame == 0 for k in settings.keyframes) and not video
+    first_mode = "v2v" if v2v else "i2v" if (settings.init_image or pinned_start) and not video else "t2v"
     # The size first (the first model's trained sizes): the I2V partner can depend on it.
     size, size_source = _size(settings, spec, settings.continue_model or spec, warnings)
     if settings.control is not None:
@@ -188,26 +198,24 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
         warnings.append(f"Deforum's cuts (strength 0 at {cuts[:5]}) need a text-to-video model; {first_model.id}"
                         " continues through them")
         cuts = []
-    segments = _segments(settings, max_frames, scale, native / fps, cuts)
+    pins, ends = _pins(settings, cont, scale, max_frames, limit, warnings)
+    segments = _segments(settings, max_frames, scale, native / fps, cuts, pins, ends, settings.loop)
 
     windows: list[Window] = []
     stream = 0  # native frames so far in the whole video
     for seg in segments:
+        pieces = _pieces(seg, stream, not windows, overlap, limit,
+                         camera if settings.camera_min_coverage > 0 else None, segments, settings.camera_min_coverage)
         local = 0
-        while local < seg.native_frames:
-            first = not windows or (seg.cut and local == 0)  # the video's start, or a cut: T2V
-            ov = 0 if first else min(overlap, stream - 1)
-            cap = limit if first else limit - 1 - ov
-            lead = 0 if first else ov + 1  # the conditioning frame and the overlap come first
-            if camera is not None and settings.camera_min_coverage > 0:
-                cap = _camera_cap(camera, segments, stream - lead, lead, cap, settings.camera_min_coverage)
-            left_windows = math.ceil((seg.native_frames - local) / max(cap, 1))
-            new = min(cap, math.ceil((seg.native_frames - local) / left_windows))
-            need = new if first else new + 1 + ov
+        for first, ov, lead, new in pieces:
+            last_piece = local + new == seg.native_frames
+            end_image = seg.end_image if last_piece else ""
+            need = new + (0 if first else 1 + ov) + (1 if end_image else 0)
             out_start = seg.start + _out_index(local, seg)
             out_end = seg.start + _out_index(local + new, seg)
             at = min(out_start, seg.end - 1)
-            model = first_model if first else cont
+            start_image = seg.keyframe if first and local == 0 else ""
+            model = first_model if first and not start_image else cont
             sampling, sources = _sampling(settings, model, at)
             negative = seg.negative_prompt
             if not negative:  # the official code's own rule: an empty negative means Wan's default
@@ -225,17 +233,22 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                 prompt = f"{prompt}, {describe(moves)}" if prompt else describe(moves)
             restyle = _restyle(settings, segments, stream - lead, lead, round_4n1_up(need), at, fps,
                                sampling["steps"]) if video or settings.control else {}
+            mode = "i2v" if start_image else first_mode if first or v2v else "i2v"
             windows.append(Window(
-                index=len(windows), segment=seg.index, mode=first_mode if first or v2v else "i2v",
+                index=len(windows), segment=seg.index, mode=mode,
                 model=model.id, start_frame=out_start, end_frame=max(out_end, out_start),
-                native_frames=round_4n1_up(need), new_frames=new, overlap=ov, native_start=local,
+                # a stretch of one frame that is a guided image: the image itself, nothing generated
+                native_frames=1 if start_image and need == 1 else round_4n1_up(need),
+                new_frames=new, overlap=ov, native_start=local,
                 seed=seed_at(at, settings.seed, settings.seed_behavior, settings.seed_iter_N,
                              settings.seed_schedule),
                 **sampling, prompt=prompt, negative_prompt=negative, context=context,
                 sources={**sources, **_from_manifest(settings)},
-                cut=first and bool(windows), camera=moves, **follow, **restyle))
+                cut=first and bool(windows), start_image=start_image,
+                last_image=end_image, camera=moves, **follow, **restyle))
             local += new
             stream += new
+    _check_pinned(settings, windows, cont, first_model, warnings)
     return ClipPlan(fps=fps, max_frames=max_frames, model=spec.id, continue_model=cont.id,
                     native_fps=native, width=width, height=height, retime=settings.retime,
                     overlap=overlap, window_limit=limit, segments=segments, windows=windows,
@@ -247,7 +260,86 @@ def make_plan(settings: RenderSettings) -> ClipPlan:
                     if video or settings.hybrid or settings.control else [], hybrid=_hybrid_line(settings),
                     hybrid_video=settings.hybrid.path if settings.hybrid else "",
                     control=settings.control.kind if settings.control else "",
-                    control_video=settings.control.path if settings.control else "")
+                    control_video=settings.control.path if settings.control else "",
+                    loop=any(w.last_image == LOOP for w in windows),
+                    anchors={seg.start: seg.keyframe for seg in segments if seg.keyframe})
+
+
+def _pieces(seg: Segment, stream: int, video_start: bool, overlap: int, limit: int, camera,
+            segments: list[Segment], min_coverage: float) -> list[tuple[bool, int, int, int]]:
+    """How segment ``seg`` is split into windows: (starts over, overlap, lead, new frames) each.
+    A segment that ends on an image gives its last window one frame more (the image) and makes
+    that window exactly 4n+1 frames long, so the image is its last frame: the segment's native
+    frame count moves by up to 3 (its retime map takes them up)."""
+    out: list[list] = []
+    local = 0
+    while local < seg.native_frames:
+        first = (video_start and not out) or ((seg.cut or bool(seg.keyframe)) and local == 0)
+        ov = 0 if first else min(overlap, stream - 1)
+        cap = limit if first else limit - 1 - ov
+        lead = 0 if first else ov + 1  # the conditioning frame and the overlap come first
+        if seg.end_image:
+            cap -= 1  # room for the image it ends on
+        if camera is not None:
+            cap = _camera_cap(camera, segments, stream - lead, lead, cap, min_coverage)
+        left_windows = math.ceil((seg.native_frames - local) / max(cap, 1))
+        new = min(cap, math.ceil((seg.native_frames - local) / left_windows))
+        out.append([first, ov, lead, new])
+        local += new
+        stream += new
+    if seg.end_image and out:  # lead + new + 1 <= limit (the cap above), and limit is 4n+1
+        first, ov, lead, new = out[-1]
+        fitted_new = round_4n1_up(lead + new + 1) - lead - 1
+        out[-1][3] = fitted_new
+        seg.native_frames += fitted_new - new
+    return [tuple(p) for p in out]
+
+
+def _pins(settings: RenderSettings, cont: ModelSpec, scale: float | None, max_frames: int, limit: int,
+          warnings: list[str]) -> tuple[dict[int, str], bool]:
+    """The guided images by output frame, and whether windows can end on them (the continuation
+    model takes a last image)."""
+    pins = {k.frame if scale is None else round(k.frame * scale): k.image for k in settings.keyframes}
+    pins = {f: image for f, image in pins.items() if f < max_frames}
+    ends = cont.kind in ("flf2v", "vace")
+    if (pins or settings.loop) and not ends:
+        warnings.append(f"{cont.id} cannot end a window on an image (no last image): windows start at the guided"
+                        " images (I2V from each)" + ("; wan_loop needs an FLF2V or VACE model to close the loop"
+                                                     if settings.loop else ""))
+    if (pins or settings.loop) and ends and settings.overlap > limit - 3:
+        raise SettingsError(f"wan_overlap={settings.overlap} leaves no room for the image a {limit}-frame window"
+                            f" ends on; use at most {limit - 3}", settings.source)
+    return pins, ends
+
+
+def _check_pinned(settings: RenderSettings, windows: list[Window], cont: ModelSpec, first_model: ModelSpec,
+                  warnings: list[str]) -> None:
+    """What the windows' pinned frames cannot do, refused before any weights load. FLF2V renders
+    between two given frames (its transformer takes both images' embeddings): refused, naming
+    them, when a window it runs has no last image."""
+    if settings.gpus > 1 and any(w.last_image for w in windows):
+        raise SettingsError("a window that ends on an image (guided images, wan_loop) runs on one GPU; set wan_gpus"
+                            " to 1", settings.source)
+    if windows and windows[-1].last_image == LOOP and windows[-1].index == 0 and windows[0].mode != "i2v":
+        raise SettingsError("wan_loop: the video is one window, which cannot end on the frame it has yet to make;"
+                            " give it an init image or a shorter wan_clip_duration", settings.source)
+    if settings.init_image and windows and windows[0].start_image:
+        warnings.append("init_image: the guided image at frame 0 starts the video instead, as in Deforum")
+    flf2v = next((m for m in (first_model, cont) if m.kind == "flf2v"), None)
+    if flf2v is None:
+        return
+    if not any(w.last_image for w in windows):
+        raise SettingsError(f"{flf2v.id} renders between a first and a last image, and no window here has a"
+                            " last image: give guided images (use_looper, init_images) or wan_loop true,"
+                            " or use an I2V or VACE model (e.g. wan2.1-i2v-14b-720p, wan2.1-vace-14b)",
+                            settings.source)
+    loose = [w for w in windows if not w.last_image and w.model == flf2v.id and w.native_frames > 1]
+    if loose:
+        spans = ", ".join(f"{w.index} (frames {w.start_frame}-{w.end_frame - 1})" for w in loose[:4])
+        raise SettingsError(f"{flf2v.id} renders between a first and a last image; windows {spans}"
+                            f"{' ...' if len(loose) > 4 else ''} end on no image: put guided images at most"
+                            " a window apart and one on the last frame (max_f), or set wan_loop true,"
+                            " or use a VACE model", settings.source)
 
 
 def _from_manifest(settings: RenderSettings) -> dict[str, str]:
@@ -434,11 +526,6 @@ def _check_models(settings: RenderSettings, first_mode: str, first_model: ModelS
     if cont.native_fps != spec.native_fps:
         raise SettingsError(f"{spec.id} ({spec.native_fps} fps) and {cont.id} ({cont.native_fps} fps)"
                             " run at different native fps; pick a matching pair", settings.source)
-    flf2v = next((m for m in (first_model, cont) if m.kind == "flf2v"), None)
-    if flf2v is not None:  # refused here, not after an 80 GB load: nothing gives it its last frames
-        raise SettingsError(f"{flf2v.id} renders between a first and a last image, which a Deforum file"
-                            " does not give for its windows; use an I2V or VACE model (e.g."
-                            " wan2.1-i2v-14b-720p, wan2.1-vace-14b)", settings.source)
     if settings.gpus > 1 and "vace" in (first_model.kind, cont.kind):
         raise SettingsError(f"VACE models run on one GPU (their transformer has no context-parallel plan);"
                             f" set wan_gpus to 1 for {cont.id if cont.kind == 'vace' else first_model.id}",
@@ -515,7 +602,10 @@ def _camera_cap(camera, segments: list[Segment], first_native: int, lead: int, c
 
 
 def _segments(settings: RenderSettings, max_frames: int, scale: float | None,
-              native_per_out: float, cuts: list[int] = ()) -> list[Segment]:
+              native_per_out: float, cuts: list[int] = (), pins: dict[int, str] | None = None,
+              ends: bool = False, loop: bool = False) -> list[Segment]:
+    """``pins``: output frame -> guided image, each starting a segment; ``ends``: the model takes
+    a last image, so a segment before a pin ends on it (and, ``loop``, the last on frame 0)."""
     keys = []
     for p in settings.prompts:
         k = p.frame if scale is None else round(p.frame * scale)
@@ -533,13 +623,21 @@ def _segments(settings: RenderSettings, max_frames: int, scale: float | None,
             starts.append((cut, prompt, True))
         elif cut in {k for k, _, _ in starts}:
             starts = [(k, p, c or k == cut) for k, p, c in starts]
+    pins = pins or {}
+    for pin in pins:  # a guided image starts a segment, as a cut does (the image in place of T2V)
+        if pin not in {k for k, _, _ in starts}:
+            starts.append((pin, [p for k, p, _ in sorted(starts, key=lambda x: x[0]) if k < pin][-1], False))
     starts.sort(key=lambda item: item[0])
     segments = []
     for i, (start, prompt, cut) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else max_frames
         length = end - start
         native = length if scale is not None else max(1, round(length * native_per_out))
-        segments.append(Segment(i, start, end, prompt.positive, prompt.negative, native, cut=cut))
+        if length == 1 and start in pins:  # one frame, the guided image itself
+            native = 1
+        end_image = (pins.get(end, "") if end < max_frames else LOOP if loop else "") if ends else ""
+        segments.append(Segment(i, start, end, prompt.positive, prompt.negative, native,
+                                cut=cut and start not in pins, keyframe=pins.get(start, ""), end_image=end_image))
     return segments
 
 
@@ -578,21 +676,30 @@ def format_plan(plan: ClipPlan) -> str:
     ]
     lines[2:2] = _source_lines(plan) + ([f"{plan.parseq} (its values replace Deforum's schedules)"]
                                         if plan.parseq else [])
+    pinned = any(w.start_image or w.last_image for w in plan.windows)
+    pin_width = max((len(pinned_to(w)) for w in plan.windows), default=0)
+    if pinned:
+        lines[-1] = lines[-1].replace("  prompt", f"  {'pinned to':<{pin_width}}  prompt")
     for w in plan.windows:
         prompt = w.prompt if len(w.prompt) <= 50 else w.prompt[:47] + "..."
+        pin = f"  {pinned_to(w):<{pin_width}}" if pinned else ""
         c = w.camera
         moves = (f" {c['zoom']:>6.3f} {c['pan_x']:>7.1f} {c['pan_y']:>7.1f} {c['rotation']:>5.1f}"
                  f" {c['coverage']:>6.0%} {w.wan_camera or '-':>6}") if camera else ""
         if plan.hybrid:
             moves += f"  {w.motion or '-':<12}"
-        lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut else ''):4} {w.start_frame:>5}-"
+        lines.append(f"{w.index:>3} {w.segment:>3} {w.mode + ('*' if w.cut and not w.start_image else ''):4} {w.start_frame:>5}-"
                      f"{w.end_frame - 1:<5} {w.native_frames:>6} {w.new_frames:>4} {w.overlap:>3} {w.seed:>10}"
-                     f" {w.guidance_scale:>5g} {w.steps:>5}{moves}{_restyle_cell(w, plan)}  {prompt}")
+                     f" {w.guidance_scale:>5g} {w.steps:>5}{moves}{_restyle_cell(w, plan)}{pin}  {prompt}")
     if camera:
         lines.append("camera over each window (Deforum's path, flat depth): net zoom, pan of the frame centre,"
                      " rotation in degrees, share of the last frame still from the first; how Wan follows it (wan_camera)")
-    if any(w.cut for w in plan.windows):
+    if any(w.cut and not w.start_image for w in plan.windows):
         lines.append("t2v*: a new shot at a Deforum cut (strength_schedule 0)")
+    if pinned:
+        lines.append("pinned to: start = I2V from the guided image, written as the window's first frame; end = the"
+                     " window's last frame is the image (FLF2V last image, VACE kept with mask 0), written by the"
+                     " next window; the overlap never crossfades either")
     if any(w.mode == "v2v" for w in plan.windows):
         lines.append("v2v: video-to-video on the window's source frames (first and last shown; a continuation"
                      " window starts from the video's own last overlap + 1 frames), denoised 1 - strength_schedule")
@@ -605,6 +712,22 @@ def format_plan(plan: ClipPlan) -> str:
     for warning in plan.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def mode_label(w: Window) -> str:
+    """A window's mode as the tab shows it: ``t2v (cut)``, ``i2v (start a.png, end b.png)``."""
+    pin = pinned_to(w)
+    return w.mode + (" (cut)" if w.cut and not w.start_image else "") + (f" ({pin})" if pin != "-" else "")
+
+
+def pinned_to(w: Window) -> str:
+    """How a window is pinned: ``start a.png, end b.png``, ``end frame 0 (loop)``, or ``-``."""
+    from pathlib import PurePath
+
+    said = ([f"start {PurePath(w.start_image).name}"] if w.start_image else []) + (
+        [("end frame 0 (loop)" if w.last_image == LOOP else f"end {PurePath(w.last_image).name}")]
+        if w.last_image else [])
+    return ", ".join(said) or "-"
 
 
 def _restyle_cell(w: Window, plan: ClipPlan) -> str:
@@ -650,6 +773,13 @@ def _source_lines(plan: ClipPlan) -> list[str]:
     follows = dict.fromkeys(w.sources["camera"] for w in plan.windows if "camera" in w.sources)
     if follows:
         lines.append("camera " + "; ".join(follows))
+    if any(w.last_image and w.wan_camera for w in plan.windows):
+        lines.append("camera and pinned ends: a window that ends on an image follows the camera's path (guide: its"
+                     " early steps; vace: the warped frames kept) and its last frame is the image throughout: the"
+                     " path leads there, the image is where it lands")
+    if plan.anchors:
+        lines.append("guided images " + ", ".join(f"{name} at frame {f}" for f, name in sorted(plan.anchors.items()))
+                     + " (each is its frame exactly)")
     context = {w.context for w in plan.windows if w.context}
     if context:
         lines.append(f"VACE context: the last {'/'.join(map(str, sorted(context)))} frames of the video"

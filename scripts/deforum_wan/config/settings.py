@@ -24,6 +24,7 @@ from .camera import CAMERA_DEFAULTS, STILL, Camera, SingularCamera
 from .control import ControlVideo, control_video, read_requested_control
 from .files import FileRefused, read_limited
 from .hybrid import MODES_WITH_HYBRID, Hybrid, hybrid_keys, hybrid_video_of, read_hybrid
+from .keyframes import Keyframe, read_keyframes
 from .keys import (  # noqa: F401
     BACKENDS,
     COLOR_MODES,
@@ -123,6 +124,7 @@ class RenderSettings(_WanKeys):
     video_input: VideoInput | None = None  # animation_mode "Video Input"
     hybrid: Hybrid | None = None  # 2D/3D with hybrid_motion or hybrid_composite (config.hybrid)
     control: ControlVideo | None = None  # a VACE control video (ControlNet units, wan_control)
+    keyframes: list[Keyframe] = field(default_factory=list)  # guided images, sorted by frame
     speed_overrides: dict = field(default_factory=dict)  # preset fields set explicitly (presets.resolve)
     warnings: list[str] = field(default_factory=list)
 
@@ -326,6 +328,10 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
         warnings.append(f"wan_svi {wan['wan_svi']}: Stable Video Infinity advises a different seed per window"
                         " (the same noise accumulates artifacts); seed_behavior fixed gives each the same, iter does not")
     iter_n = _int(get("seed_iter_N"), "seed_iter_N", 1, 1_000_000)
+    keyframes = read_keyframes(raw, max_frames)
+    if keyframes and behavior != "schedule":  # Deforum's rule for guided images
+        warnings.append(f"guided images (use_looper): seed_behavior {behavior!r} set to 'schedule', as Deforum does")
+        behavior = "schedule"
     behavior, seed_schedule, subseed, subseed_strength = schedule.seeds(behavior, seed)
 
     cfg = schedule("cfg_scale_schedule", seed)
@@ -368,11 +374,7 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
         in_effect = dict(raw, diffusion_cadence=manifest.cadence)
     camera = _camera(in_effect, max_frames, W, H, seed, warnings, wan_camera=wan["wan_camera"],
                      series=schedule.camera())
-    video_input = _video_input(raw, label, max_frames, seed, video) if video_init_of(raw) is not None else None
-    if str(raw.get("animation_mode")) in MODES_WITH_HYBRID:
-        hybrid_keys(raw)  # a misspelt hybrid value is one line, even when it leaves hybrid off
-    hybrid = read_hybrid(raw, label, max_frames, seed, warnings, video) if hybrid_video_of(raw) is not None else None
-    attrs["control"] = control_video(raw, wan["wan_control"], max_frames, seed, label, control)
+    attrs.update(_videos(raw, label, max_frames, seed, warnings, wan["wan_control"], video, control))
 
     return RenderSettings(
         source=label, raw=raw, camera=camera, W=W, H=H, fps=fps, max_frames=max_frames, seed=seed,
@@ -382,8 +384,22 @@ def _validate(data: dict, label: str, models_dir=None, video: tuple | None = Non
         parseq=manifest, batch_name=batch_name, color_coherence=color, init_image=init_image,
         soundtrack=soundtrack, skip_video_creation=_bool(get("skip_video_creation")),
         resume_timestring=resume, speed_overrides=preset_overrides(wan), warnings=warnings,
-        video_input=video_input, hybrid=hybrid, **attrs,
+        keyframes=keyframes, **attrs,
     )
+
+
+def _videos(raw: dict, label: str, max_frames: int, seed: int, warnings: list[str], wan_control,
+            video: tuple | None, control: tuple | None) -> dict:
+    """The videos a render reads: Video Input's, a hybrid video, a control video (each or None);
+    ``video``/``control``: what reading them found (None: not read)."""
+    if str(raw.get("animation_mode")) in MODES_WITH_HYBRID:
+        hybrid_keys(raw)  # a misspelt hybrid value is one line, even when it leaves hybrid off
+    return {
+        "video_input": _video_input(raw, label, max_frames, seed, video) if video_init_of(raw) is not None else None,
+        "hybrid": read_hybrid(raw, label, max_frames, seed, warnings, video) if hybrid_video_of(raw) is not None
+        else None,
+        "control": control_video(raw, wan_control, max_frames, seed, label, control),
+    }
 
 
 class _Schedules:

@@ -82,24 +82,49 @@ def write_preview(settings: RenderSettings, outdir: str | os.PathLike, image: st
         W, H = max(16, round(W * scale / 2) * 2), max(16, round(H * scale / 2) * 2)
         camera = camera.scaled(W, H)
         notes.append(f"shown at {W}x{H} (scaled from W/H {settings.W}x{settings.H})")
-    anchor = load_anchor(image, W, H)
     motion = video_motion(settings, W, H)
     if motion is not None:
         notes.append(f"hybrid video {Path(settings.hybrid.path).name}: {settings.hybrid.describe() or 'composite'}"
                      " after each camera step")
-    path = CameraPath(camera, anchor, depth=depth, motion=motion)
     from PIL import Image
 
-    # one chained pass over the frames asked for (each is Deforum's frame i, warp only)
-    for i, (frame, _) in zip(range(first, last + 1), path.iter_at([float(i) for i in range(first, last + 1)])):
-        Image.fromarray(frame).save(out / f"{i:09}.png")
-        if on_frame is not None:
-            on_frame(i)
+    # one chained pass per stretch (each frame is Deforum's frame i, warp only): from the image,
+    # then from each guided image at its frame (the render writes it there exactly)
+    for start, anchor, end in _stretches(settings, load_anchor(image, W, H), W, H, first, last, notes):
+        path = CameraPath(camera, anchor, anchor_time=float(start), depth=depth, motion=motion)
+        frames = range(max(first, start), end + 1)
+        for i, (frame, _) in zip(frames, path.iter_at([float(i) for i in frames])):
+            Image.fromarray(frame).save(out / f"{i:09}.png")
+            if on_frame is not None:
+                on_frame(i)
     video = out / "camera.mp4"
     cmd = pattern_command(Path(str(out).replace("%", "%%")) / "%09d.png", out / f"{first:09}.png",
                           first, settings.fps, last - first + 1, video)
     run_ffmpeg(cmd, video.name)
     return video, notes
+
+
+def _stretches(settings: RenderSettings, anchor: np.ndarray, width: int, height: int, first: int, last: int,
+               notes: list[str]) -> list[tuple[int, np.ndarray, int]]:
+    """(anchor frame, anchor image, last frame) of each stretch the preview warps: from frame 0,
+    then from each guided image that can be read here (one that cannot is noted and passed over)."""
+    stretches = [(0, anchor)]
+    for k in settings.keyframes:
+        try:
+            image = load_anchor(k.image, width, height)
+        except WanError as exc:
+            notes.append(f"guided image at frame {k.frame} not shown ({exc})")
+            continue
+        if k.frame == 0:
+            stretches[0] = (0, image)
+        else:
+            stretches.append((k.frame, image))
+    out = []
+    for n, (start, image) in enumerate(stretches):
+        end = stretches[n + 1][0] - 1 if n + 1 < len(stretches) else last
+        if end >= first and start <= last:
+            out.append((start, image, min(end, last)))
+    return out
 
 
 def prune_previews(parent: str | os.PathLike, keep: int) -> None:

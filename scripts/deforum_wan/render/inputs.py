@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 from ..config.control import control_paths, with_path
 from ..config.files import FileRefused, read_limited
+from ..config.keyframes import guided_images_of, with_images
 from ..config.keys import BY_NAME
 from ..config.parseq import MAX_MANIFEST_CHARS, names_file
 from ..config.schedule import ExprError
@@ -75,6 +76,7 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
                               f" {roots[0]} (upload it, or copy it there)", where)
         settings[key] = str(found)
     _confine_controls(settings, roots, where)
+    settings = confine_keyframes(settings, roots, where)
     inline_manifest(settings, roots, where)
     lora_roots = [Path(models_dir).expanduser().resolve(), *roots]
 
@@ -113,6 +115,24 @@ def _confine_controls(settings: dict, roots: Sequence[Path], where: str) -> None
             raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
                               f" {roots[0]} (upload it, or copy it there)", where)
         with_path(settings, key, str(found))
+
+
+def confine_keyframes(settings: dict, roots: Sequence[Path], where: str = "the job") -> dict:
+    """Each guided image (``init_images``) found inside ``roots`` and named by its absolute path."""
+    try:
+        given = guided_images_of(settings) or {}
+    except ExprError as exc:  # the settings reader says it in full, with the job's name
+        raise SettingsError(str(exc), where) from None
+    found_all = {}
+    for key, value in given.items():
+        if not isinstance(value, str) or "://" in value:
+            continue  # refused by the settings reader, one line naming the key
+        found = find_inside(value, roots)
+        if found is None:
+            raise PathRefused(f"init_images key {str(key)!r}: {_shown(value)} must name an existing file inside"
+                              f" the output folder {roots[0]} (upload it, or copy it there)", where)
+        found_all[str(key)] = str(found)
+    return with_images(settings, found_all) if found_all else settings
 
 
 def inline_manifest(settings: dict, roots: Sequence[Path] | None, where: str = "the job") -> dict:

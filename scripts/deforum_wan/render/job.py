@@ -115,6 +115,11 @@ def plan_checked(settings: RenderSettings, base: Path | None = None) -> ClipPlan
         from .images import load_image
 
         load_image(settings.init_image, plan.width, plan.height, base, settings.init_fit)
+    if settings.keyframes:
+        from .images import load_image
+
+        for k in settings.keyframes:  # each guided image decodes, or one line naming its key
+            load_image(k.image, plan.width, plan.height, base, settings.init_fit, label=f"init_images key {k.key!r}")
     return plan
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import events
 from ..backends.pool import BackendPool
-from ..config.planner import ClipPlan, Window
+from ..config.planner import LOOP, ClipPlan, Window
 from ..config.settings import RenderSettings
 from ..config.source_video import to_gray
 from ..errors import Interrupted, WanError
@@ -187,7 +187,11 @@ class Renderer:
         colors = ColorCorrection(s.color_match, s.color_coherence, s.color_match_strength, s.color_reference)
         shot_of = {seg.start: seg.index for seg in plan.segments}
 
+        self._head: np.ndarray | None = None  # frame 0 as written: where wan_loop's last window ends
+
         def keep_shot_start(i: int, frame: np.ndarray) -> None:  # each shot's first frame: its reference
+            if i == 0:
+                self._head = frame.astype(np.float32) / 255.0
             if i in shot_of:
                 colors.shots[shot_of[i]] = frame
 
@@ -206,7 +210,7 @@ class Renderer:
         status = "interrupted"
         try:
             for w in plan.windows[start:]:
-                if backend is None or backend.spec.id != w.model:
+                if (backend is None or backend.spec.id != w.model) and w.native_frames > 1:  # 1: an image as it is
                     backend = self._load(w.model, w.index)
                 continues = w.index > 0 and not w.cut
                 previous = stream.conditioning(w.overlap) if continues else None
@@ -253,6 +257,8 @@ class Renderer:
             manifest.extra["camera_adherence"] = adherence.to_dict()
         if drift is not None:
             manifest.extra["drift"] = drift
+        if status == "done" and plan.loop:
+            manifest.extra["loop_seam"] = self._measure_seam(run_dir, ts, written)
         manifest.set_status(status)
         if status == "done":
             self.folder.carry_file.unlink(missing_ok=True)
@@ -423,17 +429,10 @@ class Renderer:
         from ..backends.base import GenerateRequest
 
         image, context, video = self._start_of(w, plan, stream)
-        vace_frames = vace_keep = path_guide = None
-        if w.wan_camera and self._follow is not None:
-            if w.wan_camera == "vace" and context is not None and backend.takes_camera_frames:
-                vace_frames, vace_keep = self._follow.vace_frames(w, context)
-            elif backend.takes_path_guide:
-                path_guide = self._follow.path_guide(
-                    w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
-            elif backend.name not in self._unfollowed:
-                self._unfollowed.add(backend.name)
-                self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
-                          " follow the camera (wan_backend diffusers does)")
+        if w.native_frames == 1 and w.start_image:  # the frame is the guided image: nothing to generate
+            return [image]
+        last_image = self._last_image(w, plan) if w.last_image else None
+        vace_frames, vace_keep, path_guide = self._camera_inputs(backend, w, plan, image, context, last_image)
         if w.control:  # VACE: the segment's control frames (grey source, or the control video's), generated
             vace_frames, vace_keep = self._control_segment(w, plan)
         svi = self._svi_input(backend, w, plan, stream, image) if image is not None else None
@@ -442,7 +441,7 @@ class Renderer:
                               seed=w.seed, guidance_scale=w.guidance_scale, steps=w.steps,
                               image=image, guidance_scale_2=w.guidance_scale_2, shift=w.shift,
                               context=context, vace_frames=vace_frames, vace_keep=vace_keep,
-                              path_guide=path_guide, svi=svi, video=video,
+                              path_guide=path_guide, svi=svi, video=video, last_image=last_image,
                               strength=w.denoise if video is not None else None,
                               control_scale=w.control_scale if self._control is not None else None)
 
@@ -464,9 +463,30 @@ class Renderer:
                 paste_kept(frames, vace_frames, vace_keep, len(context) - 1)
             return frames[: w.overlap + w.new_frames]
         frames = list(frames[: w.new_frames])
+        if w.start_image:  # the guided image is its frame, exactly (Wan's copy of it is a re-render)
+            frames[0] = image
         if vace_frames is not None:  # a mask video: the source frame as it is outside the mask
             paste_kept(frames, vace_frames, vace_keep, 0)
         return frames
+
+    def _camera_inputs(self, backend, w: Window, plan: ClipPlan, image, context, last_image):
+        """How window ``w`` follows the camera: (VACE's warped frames, their keep share, the
+        path guide), each or None."""
+        vace_frames = vace_keep = path_guide = None
+        if not w.wan_camera or self._follow is None:
+            return vace_frames, vace_keep, path_guide
+        if w.wan_camera == "vace" and context is not None and backend.takes_camera_frames:
+            vace_frames, vace_keep = self._follow.vace_frames(w, context)
+        elif backend.takes_path_guide:
+            path_guide = self._follow.path_guide(
+                w, lead_frames(image, context, lambda: self._still(backend, w, plan)))
+            if last_image is not None:  # the path leads to the image the window ends on
+                path_guide.frames[-1], path_guide.cover[-1] = last_image, 1.0
+        elif backend.name not in self._unfollowed:
+            self._unfollowed.add(backend.name)
+            self.emit("warning", message=f"the {backend.name} backend has no step hook: its windows do not"
+                      " follow the camera (wan_backend diffusers does)")
+        return vace_frames, vace_keep, path_guide
 
     def _start_of(self, w: Window, plan: ClipPlan, stream: CarryStream):
         """What window ``w`` starts from: (image, VACE context, v2v video), each or None."""
@@ -474,12 +494,27 @@ class Renderer:
             return None, None, self._source_segment(w, plan, stream)
         if w.mode != "i2v":
             return None, None, None
+        if w.start_image:  # a guided image: the window starts from it
+            return self._keyframe(w.start_image, plan), None, None
         if w.index == 0:
             return load_image(self.settings.init_image, plan.width, plan.height, self.settings_base,
                               self.settings.init_fit), None, None
         if w.context:
             return None, stream.context(w.overlap), None  # VACE keeps these frames (mask 0)
         return stream.conditioning(w.overlap), None, None
+
+    def _keyframe(self, image: str, plan: ClipPlan) -> np.ndarray:
+        return load_image(image, plan.width, plan.height, self.settings_base, self.settings.init_fit,
+                          label="guided image")
+
+    def _last_image(self, w: Window, plan: ClipPlan) -> np.ndarray:
+        """The image window ``w`` ends on: a guided image, or (wan_loop) the video's first frame
+        as written."""
+        if w.last_image != LOOP:
+            return self._keyframe(w.last_image, plan)
+        if self._head is None:  # resumed: frame 0 is on disk
+            self._head = read_png(self.folder.frame(0)).astype(np.float32) / 255.0
+        return self._head
 
     def _source_segment(self, w: Window, plan: ClipPlan, stream: CarryStream) -> np.ndarray:
         """A v2v window's video: the video's own last ``overlap + 1`` frames where it continues,
@@ -625,6 +660,14 @@ class Renderer:
             except OSError as exc:  # a picture is not worth failing a finished render for
                 self.emit("warning", message=f"cannot write the drift chart: {exc.strerror or exc}")
         return data
+
+    def _measure_seam(self, run_dir: Path, ts: str, written: int) -> dict:
+        """wan_loop: the jump from the last frame to the first against the motion between neighbours."""
+        from . import seam
+
+        result = seam.measure(lambda k: read_png(frame_path(run_dir, ts, k)).astype(np.float32) / 255.0, written)
+        self.emit("note", message=seam.describe(result))
+        return result
 
     def _finish(self, run_dir: Path, ts: str, plan: ClipPlan, written: int) -> Path | None:
         s = self.settings

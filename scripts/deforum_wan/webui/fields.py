@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from ..config.camera import CAMERA_DEFAULTS
+from ..config.keyframes import guided_images_of
 from ..config.keys import (
     BY_NAME,
     COLOR_MODES,
@@ -57,7 +58,7 @@ _DEFORUM_FIELDS: dict[str, str] = {
     "init_image": "init_image", "soundtrack": "soundtrack_path", "batch_name": "batch_name",
     "depth_warping": "use_depth_warping",
     "animation_mode": "animation_mode",
-    "video_path": "video_init_path",
+    "video_path": "video_init_path", "keyframes": "init_images",
 }
 FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
@@ -289,6 +290,7 @@ def settings_to_fields(settings: dict) -> dict[str, Any]:
         "depth_warping": truthy(s.get("use_depth_warping", CAMERA_DEFAULTS["use_depth_warping"])),
         "animation_mode": _choice(s.get("animation_mode"), ANIMATION_MODES, str(CAMERA_DEFAULTS["animation_mode"])),
         "video_path": _video_of(s),
+        "keyframes": keyframes_text(s),
         **{f: _shown(k, _get(s, k.name)) for f, k in WAN_KEY_FIELDS.items()},
     }
 
@@ -324,6 +326,8 @@ def _normalize(name: str, value: Any) -> Any:
         return str(value or "").strip()
     if name == "depth_warping":
         return truthy(value)
+    if name == "keyframes":
+        return "\n".join(f"{k}: {v}" for k, v in parse_keyframes(value).items())
     return "" if value is None else value  # free text is kept as typed
 
 
@@ -377,6 +381,8 @@ def _present(base: dict, name: str) -> bool:
         return "use_init" in base
     if name == "soundtrack":
         return "add_soundtrack" in base
+    if name == "keyframes":
+        return "use_looper" in base
     key = FIELD_KEYS[name]
     return key in base or any(ours == key and alias in base for alias, ours in WAN_ALIASES.items())
 
@@ -393,12 +399,38 @@ def _apply(out: dict, name: str, value: Any) -> None:
         out["use_init"] = bool(value)
         if value:
             out["init_image"] = value
+    elif name == "keyframes":  # Deforum's guided images: use_looper + init_images (JSON text, as Deforum keeps it)
+        out["use_looper"] = bool(value)
+        if value:
+            out["init_images"] = json.dumps(parse_keyframes(value), indent=4)
     elif name == "soundtrack":
         out["add_soundtrack"] = "File" if value else "None"
         if value:
             out["soundtrack_path"] = value
     else:
         out[FIELD_KEYS[name]] = value  # ours wins over another fork's alias on re-import
+
+
+def keyframes_text(settings: dict) -> str:
+    """Guided images as the tab shows them: ``frame: image`` per line ("" when off)."""
+    try:
+        given = guided_images_of({**settings, "animation_mode": "2D"})  # shown whatever the mode
+    except ExprError:
+        given = None
+    return "\n".join(f"{k}: {v}" for k, v in (given or {}).items())
+
+
+def parse_keyframes(text: Any) -> dict[str, str]:
+    """``frame: image`` lines (a frame number or an expression of max_f) -> init_images."""
+    out: dict[str, str] = {}
+    for line in str(text or "").splitlines():
+        if not line.strip():
+            continue
+        key, sep, image = line.partition(":")
+        if not sep or not key.strip() or not image.strip():
+            raise SettingsError(f"guided image line {line.strip()[:80]!r} must be 'frame: image'", "guided images")
+        out[key.strip()] = image.strip()
+    return out
 
 
 def wan_widget(name: str, start: dict[str, Any], **given: Any) -> dict[str, Any]:

@@ -4,11 +4,18 @@ column), and the full table one click away in a details element, scrolled sidewa
 than wrapped (plain HTML: the same in gradio 3, 4 and 6)."""
 from __future__ import annotations
 
+import base64
+import io
 from html import escape
+from pathlib import Path
 
-from ..config.planner import ClipPlan
+from ..config.files import read_limited
+from ..config.planner import ClipPlan, mode_label
+from ..errors import WanError
 
 WIDTH = 1000  # SVG user units across the video
+THUMB = 40  # a guided image's thumbnail on the timeline, in SVG units (the timeline is stretched to fit)
+MAX_THUMBNAILS = 32  # they travel inside the page (data URIs): a few KB each
 COLOURS = ("#4f7cac", "#c0764f", "#5e9c6a", "#9a6fb0", "#b59a3c", "#4fa3a5")
 
 
@@ -36,7 +43,7 @@ def summary_table(plan: ClipPlan) -> str:
     rows = [_head(head)]
     for w in plan.windows:
         prompt = w.prompt if len(w.prompt) <= PROMPT_CHARS else w.prompt[:PROMPT_CHARS - 1].rstrip() + "…"
-        cells = (w.index, f"{w.start_frame}-{max(w.end_frame - 1, w.start_frame)}", w.mode + (" (cut)" if w.cut else ""),
+        cells = (w.index, f"{w.start_frame}-{max(w.end_frame - 1, w.start_frame)}", mode_label(w),
                  w.model)
         rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{escape(str(c))}</td>' for c in cells)
                     + f'<td style="{CELL_STYLE}" title="{escape(w.prompt)}">{escape(prompt)}</td></tr>')
@@ -64,6 +71,9 @@ def timeline_svg(plan: ClipPlan) -> str:
         parts.append(f'<rect x="{x(seg.start)}" y="2" width="{max(x(seg.end) - x(seg.start), 1)}" height="24"'
                      f' fill="{colour}"><title>{escape(f"frames {seg.start}-{seg.end - 1}: {seg.prompt}")}</title>'
                      '</rect>')
+    parts += [f'<image href="{uri}" x="{x(frame)}" y="2" width="{THUMB}" height="24" preserveAspectRatio="xMinYMid meet">'
+              f'<title>{escape(f"guided image {Path(image).name} at frame {frame}")}</title></image>'
+              for frame, image, uri in thumbnails(plan)]
     for w in plan.windows:
         colour = COLOURS[w.segment % len(COLOURS)]
         start, end = x(w.start_frame), x(w.end_frame)
@@ -73,8 +83,27 @@ def timeline_svg(plan: ClipPlan) -> str:
     return "".join(parts)
 
 
+def thumbnails(plan: ClipPlan) -> list[tuple[int, str, str]]:
+    """(frame, image, data URI) of each guided image's small thumbnail; an image that cannot be
+    read here (a name the job resolves elsewhere) has none."""
+    from ..render.images import MAX_IMAGE_BYTES, open_raster
+
+    out = []
+    for frame, image in sorted(plan.anchors.items())[:MAX_THUMBNAILS]:
+        try:
+            with open_raster(read_limited(image, MAX_IMAGE_BYTES, "guided image"), "guided image") as img:
+                small = img.convert("RGB")
+                small.thumbnail((THUMB * 2, 48))
+                buf = io.BytesIO()
+                small.save(buf, "PNG")
+        except (OSError, WanError):
+            continue
+        out.append((frame, image, "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()))
+    return out
+
+
 def _window_title(plan: ClipPlan, w) -> str:
-    return (f"window {w.index}: frames {w.start_frame}-{max(w.end_frame - 1, w.start_frame)}, {w.mode},"
+    return (f"window {w.index}: frames {w.start_frame}-{max(w.end_frame - 1, w.start_frame)}, {mode_label(w)},"
             f" {w.model}, {w.native_frames} native frames")
 
 
@@ -88,7 +117,7 @@ def windows_table(plan: ClipPlan) -> str:
     for w in plan.windows:
         last = max(w.end_frame - 1, w.start_frame)
         cells = (w.index, f"{w.start_frame}-{last}", f"{w.start_frame / plan.fps:.2f}-{w.end_frame / plan.fps:.2f}",
-                 w.mode + (" (cut)" if w.cut else ""), w.model, w.seed, f"{w.guidance_scale:g}", w.steps,
+                 mode_label(w), w.model, w.seed, f"{w.guidance_scale:g}", w.steps,
                  _camera_cell(w), w.prompt)
         rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{escape(str(c))}</td>' for c in cells) + "</tr>")
     rows.append("</tbody></table>")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..config.planner import format_plan
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
-from ..errors import WanError
+from ..errors import SettingsError, WanError
 from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render.camera_preview import prune_previews, write_preview
@@ -33,6 +33,7 @@ from .fields import (
     model_id,
     model_label,
     nearest_size,
+    parse_keyframes,
     parse_size,
     prompts_text,
     sampling_label,
@@ -378,6 +379,20 @@ class WanTab:
     def uploaded_image(self, value) -> Any:
         """An uploaded init image kept in the output folder; the field gets its server name."""
         return self._keep(value, "image")
+
+    def uploaded_keyframe(self, value, frame, lines) -> Any:
+        """An uploaded guided image kept in the output folder, added as ``frame: name`` (a frame
+        already given gets the new image)."""
+        try:  # the lines first: nothing is kept for an upload that cannot be added
+            at = str(int(frame or 0))
+            given = parse_keyframes(lines)
+        except (TypeError, ValueError, SettingsError) as exc:
+            return update(), one_line(exc)
+        name, said = self._keep(value, "image")
+        if not isinstance(name, str):
+            return update(), said
+        given[at] = name
+        return "\n".join(f"{k}: {v}" for k, v in given.items()), f"{said}; guided image at frame {at}"
 
     def uploaded_soundtrack(self, value) -> Any:
         return self._keep(value, "audio")

@@ -208,6 +208,16 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                         c["init_upload"] = component(gr.Image, label="Upload init image", type="filepath",
                                                      sources=["upload"], elem_id="wan_init_upload")
                     with gr.Row():
+                        c["keyframes"] = gr.Textbox(
+                            label="Guided images: one 'frame: image' per line (a frame or an expression of max_f;"
+                                  " 2D/3D), each pinned to its frame", value=start["keyframes"], lines=3,
+                            elem_id="wan_keyframes")
+                        with gr.Column():
+                            c["keyframe_upload"] = component(gr.Image, label="Add a guided image", type="filepath",
+                                                             sources=["upload"], elem_id="wan_keyframe_upload")
+                            c["keyframe_frame"] = component(gr.Number, label="at frame", value=0, precision=0,
+                                                            elem_id="wan_keyframe_frame")
+                    with gr.Row():
                         c["soundtrack"] = gr.Textbox(label="Soundtrack (audio file path; empty = none)",
                                                      value=start["soundtrack"], elem_id="wan_soundtrack")
                         c["soundtrack_upload"] = refuse_named_files(component(
@@ -283,6 +293,8 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         sound = on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]],
                    [c["soundtrack"], status])
         video = on(c["video_upload"].upload, tab.uploaded_video, [c["video_upload"]], [c["video_path"], status])
+        keyframe = on(c["keyframe_upload"].upload, tab.uploaded_keyframe,
+           [c["keyframe_upload"], c["keyframe_frame"], c["keyframes"]], [c["keyframes"], status])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
         on(c["download"].click, tab.download, [c["model"]], [c["download_status"], c["stop_download"]])
         on(c["download_depth"].click, tab.download_depth, fields + [base], [c["download_status"], c["stop_download"]])
@@ -293,7 +305,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         wire_poll(demo, c["poll"], tab.poll,
                   [c["progress"], c["preview"], c["video"], c["drift"], c["folder"], c["jobs"], c["resume_job"],
                    job_status, c["download_bar"], c["stop_download"]],
-                  [imported, image, sound, video])
+                  [imported, image, sound, video, keyframe])
     demo.wan_tab = tab  # for tests and the host
     demo.wan_components = c
     return demo
