@@ -426,12 +426,12 @@ def test_generate_checks_each_job_once(idle_manager, deforum_dir, monkeypatch):
     assert tab.generate(*values, base, []).startswith("queued job ")
     assert checked == ["tab"]
     out = tab.import_files([upload(deforum_dir / name) for name in
-                            ("xmyx_Flashbacks-30s.txt", "sdwebui_simple.input_settings.txt")])
+                            ("edream_test-settings.txt", "sdwebui_simple.input_settings.txt")])
     values, batch = out[:len(FIELDS)], out[len(FIELDS) + 1]
     values[FIELDS.index("model")] = "tiny-random"
     checked.clear()  # the import planned each file for its status line
     assert tab.generate(*values, base, batch).startswith("queued 2 jobs: ")
-    assert checked == ["xmyx_Flashbacks-30s", "sdwebui_simple.input_settings"]
+    assert checked == ["edream_test-settings", "sdwebui_simple.input_settings"]
 
 
 def test_generate_error_is_one_line(tab, manager):
@@ -456,15 +456,23 @@ def test_import_one_file_fills_the_fields(tab, deforum_dir):
     said = f"renders {plan.width}x{plan.height}, not W/H 1024x576 ("
     assert (plan.width, plan.height) != (1024, 576)
     assert status.startswith(f"imported xmyx_Flashbacks-30s.txt; {said}") and said in size["info"]
+    # its hybrid video is a placeholder path no machine has: the import says what Generate
+    # would refuse, with both ways on (upload the video, or render without it)
+    remedy = "or set hybrid_motion and hybrid_composite to None to render without the hybrid video"
+    assert "; before Generate: tab: video_init_path 'C:/Your/File/Path/Here/Turbulent-noise-30s.mp4'" in status
+    assert status.endswith(remedy) and "\n" not in status
     plan_line = tab.plan(*values, base, [])[2]
+    assert plan_line.startswith("error: tab: video_init_path") and plan_line.endswith(remedy)
+    flat = {**base, "hybrid_motion": "None", "hybrid_composite": "None"}
+    plan_line = tab.plan(*values, flat, [])[2]
     assert said in plan_line and plan.size_source in plan_line
 
 
 def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
-    paths = [deforum_dir / "xmyx_Flashbacks-30s.txt", deforum_dir / "sdwebui_simple.input_settings.txt"]
+    paths = [deforum_dir / "edream_test-settings.txt", deforum_dir / "sdwebui_simple.input_settings.txt"]
     out = tab.import_files([upload(p) for p in paths])
     values, (base, batch, _size, status) = out[:len(FIELDS)], out[len(FIELDS):]
-    assert [name for name, _ in batch] == ["xmyx_Flashbacks-30s", "sdwebui_simple.input_settings"]
+    assert [name for name, _ in batch] == ["edream_test-settings", "sdwebui_simple.input_settings"]
     assert "batch" in status
     values[FIELDS.index("model")] = "tiny-random"  # a Wan field: applies to every file
     values[FIELDS.index("preset")] = "low-vram"
@@ -474,10 +482,10 @@ def test_import_many_files_is_a_batch_of_jobs(tab, manager, deforum_dir):
     assert table.count("win seg mode") == 2 and plan_status == "plan: 2 files"
     assert tab.generate(*values, base, batch) == "queued 2 jobs: job1, job2"
     (n1, s1), (n2, s2) = manager.submitted
-    assert (n1, n2) == ("xmyx_Flashbacks-30s", "sdwebui_simple.input_settings")
+    assert (n1, n2) == ("edream_test-settings", "sdwebui_simple.input_settings")
     assert s1["wan_model"] == s2["wan_model"] == "tiny-random"
     assert s1["wan_preset"] == s2["wan_preset"] == "low-vram" and s1["wan_gpus"] == s2["wan_gpus"] == 2
-    assert s1["seed"] == 3159940858 and s2["seed"] == 1
+    assert s1["seed"] == -1 and s2["seed"] == 1  # each its own: the first's random seed stays random
     assert set(WAN_FIELDS) <= set(FIELDS)
     assert tab.clear_batch()[0] == []
 

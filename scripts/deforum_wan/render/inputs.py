@@ -73,7 +73,7 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
         found = find_inside(value, roots)
         if found is None:
             raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
-                              f" {roots[0]} (upload it, or copy it there)", where)
+                              f" {roots[0]} (upload it, or copy it there){_without(settings, key)}", where)
         settings[key] = str(found)
     _confine_controls(settings, roots, where)
     settings = confine_keyframes(settings, roots, where)
@@ -98,6 +98,13 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
     if isinstance(distill, str) and distill.strip().lower() not in ("", "auto", "off"):
         settings["wan_distill_lora"] = place(distill, "wan_distill_lora")
     return settings
+
+
+def _without(settings: dict, key: str) -> str:
+    """How to render without a hybrid video: Deforum files often keep its placeholder path."""
+    if key != "video_init_path" or str(settings.get("animation_mode")) == "Video Input":
+        return ""
+    return "; or set hybrid_motion and hybrid_composite to None to render without the hybrid video"
 
 
 def _confine_controls(settings: dict, roots: Sequence[Path], where: str) -> None:

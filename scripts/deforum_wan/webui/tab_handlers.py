@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config.planner import format_plan
+from ..config.planner import format_plan, make_plan
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import SettingsError, WanError
 from ..models.registry import MODELS
@@ -290,12 +290,13 @@ class WanTab:
             return keep + [one_line(exc)]
         first = loaded[0][1]
         values = self.field_values(first)
-        rendered = self._rendered_size(first, self.fields(values))
+        rendered, problem = self._rendered_size(first, self.fields(values))
         size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values),
                       info=rendered or None)
         if len(loaded) == 1:
             return values + [first, [], size, f"imported {Path(paths[0]).name}" + (f"; {parseq}" if parseq else "")
-                             + (f"; {rendered}" if rendered else "") + (f"; first: {needs}" if needs else "")]
+                             + (f"; {rendered}" if rendered else "") + (f"; first: {needs}" if needs else "")
+                             + (f"; before Generate: {problem}" if problem and not needs else "")]
         batch = [[name, data] for name, data in loaded]
         return values + [first, batch, size,
                          f"imported {len(loaded)} files as a batch: Generate queues one job per file, each"
@@ -309,13 +310,20 @@ class WanTab:
         except WanError as exc:  # a depth_algorithm no model stands for: said, the import stands
             return str(exc)
 
-    def _rendered_size(self, data: dict, fields: dict) -> str:
-        """What the plan renders at for these settings ("" while they do not plan yet)."""
+    def _rendered_size(self, data: dict, fields: dict) -> tuple[str, str]:
+        """What the plan renders at for these settings ("" while they do not plan), and what
+        Generate would refuse them for now ("" if nothing): a file naming a video or image that
+        is not here still imports, and says so."""
         try:
-            plan = self._check(data, "tab").plan
+            return size_note(self._check(data, "tab").plan, fields["width"], fields["height"]), ""
+        except WanError as exc:
+            problem = " ".join(str(exc).split())
         except Exception:  # an incomplete file: Plan names the problem
-            return ""
-        return size_note(plan, fields["width"], fields["height"])
+            return "", ""
+        try:  # the size does not depend on the input files
+            return size_note(make_plan(load_settings(data, name="tab")), fields["width"], fields["height"]), problem
+        except Exception:
+            return "", problem
 
     def _size(self, values: list) -> str:
         f = self.fields(values)
