@@ -122,16 +122,28 @@ def test_depth_warping_off_is_a_flat_scene_that_needs_nothing(models, tmp_path):
 def test_every_real_file_previews_and_renders_from_the_tab(served, models, tmp_path):
     """Each real file, a few frames at 64x64 on the tiny model: Preview camera, then Generate on
     a real queue. 3D files whose depth model is served get it by the button; the others render
-    as a flat scene (Depth warping off), as a user without that model would."""
+    as a flat scene (Depth warping off), as a user without that model would. A hybrid video the
+    file names but this machine lacks is uploaded in the tab's Video section, as a user would."""
+    from counter_video import write_counter_video
+    from test_ui import upload
+
     from deforum_wan.service.jobs import JobManager
+
+    clip = tmp_path / "clip.mp4"
+    write_counter_video(clip, TINY["frames"], fps=12)  # hybrid: one output frame per input frame
 
     manager = JobManager(tmp_path / "jobs.db", tmp_path / "out", models_dir=str(models), env=worker_env(),
                          keep_warm=True)
     try:
         tab = WanTab(manager)
-        ids, depth, flat = {}, [], []
+        ids, depth, flat, hybrid = {}, [], [], []
         for path in REAL:
             values, base, _ = imported(tab, path, **TINY)
+            if "hybrid_motion and hybrid_composite to None" in tab.plan(*values, base, [])[2]:
+                name, said = tab.uploaded_video(upload(clip))
+                assert said.startswith("uploaded as wan-uploads/"), (path.name, said)
+                values[FIELDS.index("video_path")] = name
+                hybrid.append(path.name)
             said = tab.preview_camera(*values, base, [])[1]  # the preview needs depth wherever it is on
             if said.startswith("error: depth model depth-dpt-large"):
                 fetch_depth(tab, values, base)
@@ -150,6 +162,7 @@ def test_every_real_file_previews_and_renders_from_the_tab(served, models, tmp_p
         failed = {name: r.get("error") for name, r in records.items() if r["status"] != "done"}
         assert not failed, failed
         assert depth and flat  # both ways through were taken
+        assert len(hybrid) == 3  # the three hybrid files at hand, each with the uploaded video
     finally:
         manager.shutdown()
 
