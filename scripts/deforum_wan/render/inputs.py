@@ -65,16 +65,9 @@ def confine_job_paths(settings: dict, outdir: str | os.PathLike, models_dir: str
                        ("video_mask_path", video_mask_of(settings)), ("soundtrack_path", soundtrack_of(settings))):
         if not value:  # an empty video_init_path is refused by the settings, naming the key
             continue
-        if "://" in value:
-            if key == "soundtrack_path":
-                continue  # the render warns and makes a silent video
-            raise PathRefused(f"{key} {_shown(value)} is a URL (the render reads local files only); download"
-                              " it into the output folder", where)
-        found = find_inside(value, roots)
-        if found is None:
-            raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
-                              f" {roots[0]} (upload it, or copy it there){_without(settings, key)}", where)
-        settings[key] = str(found)
+        if "://" in value and key == "soundtrack_path":
+            continue  # the render warns and makes a silent video
+        settings[key] = _found(key, value, roots, where, _without(settings, key))
     _confine_controls(settings, roots, where)
     settings = confine_keyframes(settings, roots, where)
     inline_manifest(settings, roots, where)
@@ -114,14 +107,20 @@ def _confine_controls(settings: dict, roots: Sequence[Path], where: str) -> None
     except ExprError as exc:
         raise SettingsError(str(exc), where) from None
     for key, value in control_paths(settings, wan_control):
-        if "://" in value:
-            raise PathRefused(f"{key} {_shown(value)} is a URL (the render reads local files only); download"
-                              " it into the output folder", where)
-        found = find_inside(value, roots)
-        if found is None:
-            raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
-                              f" {roots[0]} (upload it, or copy it there)", where)
-        with_path(settings, key, str(found))
+        with_path(settings, key, _found(key, value, roots, where))
+
+
+def _found(key: str, value: str, roots: Sequence[Path], where: str, hint: str = "") -> str:
+    """The absolute path of input file ``value`` inside ``roots``, or one PathRefused line (a
+    URL, or no such file there; ``hint``: what else the user may do)."""
+    if "://" in value:
+        raise PathRefused(f"{key} {_shown(value)} is a URL (the render reads local files only); download"
+                          " it into the output folder", where)
+    found = find_inside(value, roots)
+    if found is None:
+        raise PathRefused(f"{key} {_shown(value)} must name an existing file inside the output folder"
+                          f" {roots[0]} (upload it, or copy it there){hint}", where)
+    return str(found)
 
 
 def confine_keyframes(settings: dict, roots: Sequence[Path], where: str = "the job") -> dict:
