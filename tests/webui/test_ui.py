@@ -319,6 +319,34 @@ def test_plan_shows_the_table(tab):
     assert "<script>" not in tab.plan(*tab.field_values(hostile), hostile, [])[1]  # escaped
 
 
+def test_plan_shows_each_models_memory_as_the_command_line_does(manager, tiny_models_dir, tmp_path, capsys,
+                                                                 monkeypatch):
+    from helpers import QUICK, settings
+
+    from deforum_wan.cli.main import main
+    from deforum_wan.models.footprint import human_bytes
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    data = settings(QUICK)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    assert main(["plan", str(path), "--json"]) == 0
+    parts = json.loads(capsys.readouterr().out)["memory"]["tiny-random"]
+    assert main(["plan", str(path)]) == 0
+    cli = capsys.readouterr().out.splitlines()
+    memory = cli[next(i for i, line in enumerate(cli) if line.startswith("memory of tiny-random: ")):]
+
+    tab = WanTab(manager, models_dir=str(tiny_models_dir))
+    table, view, _ = tab.plan(*tab.field_values(data), data, [])
+    assert table.splitlines()[-len(memory):] == memory  # under the plan, word for word
+    assert {p["part"] for p in parts} == {"transformer", "text_encoder", "vae"}
+    for part in parts:  # each part's bytes, from its headers, in both views
+        assert part["bytes"] > 0 and part["source"].startswith(str(tiny_models_dir))
+        size = human_bytes(part["bytes"])
+        assert any(line.strip().startswith(f"{part['part']}: ") and f"{size} in memory" in line for line in memory)
+        assert f"{part['part']} {size}" in view.split('class="wan-plan-memory"', 1)[1].split("</p>", 1)[0]
+
+
 def test_preview_camera_shows_deforums_path_as_a_video(tab):
     from deforum_wan.render.video import probe_video
 

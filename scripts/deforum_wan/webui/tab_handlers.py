@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config.memory_plan import format_memory, memory_parts, memory_summary
 from ..config.planner import format_plan
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import SettingsError, WanError
@@ -137,10 +138,11 @@ class WanTab:
         status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps,"
                   f" {size_note(plan, f['width'], f['height'])}"
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
+        text, view = self._plan_views(checked)
         if missing:  # what Generate needs first, said before the table
-            return (f"missing: {missing}\n\n{format_plan(plan)}",
-                    f"<p><b>missing:</b> {html.escape(missing)}</p>{plan_html(plan)}{source_strips(plan)}", f"{status}; missing: {missing}")
-        return format_plan(plan), plan_html(plan) + source_strips(plan), status
+            return (f"missing: {missing}\n\n{text}", f"<p><b>missing:</b> {html.escape(missing)}</p>{view}",
+                    f"{status}; missing: {missing}")
+        return text, view, status
 
     def preview_camera(self, *args) -> tuple[Any, str]:
         """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time:
@@ -172,13 +174,21 @@ class WanTab:
         """What Generate would queue, checked by the same rules (the plan, the input files)."""
         return check_job(JobSpec(settings, name), self.outdir, models_dir=self.models_dir)
 
+    def _plan_views(self, checked: CheckedJob, strips: bool = True) -> tuple[str, str]:
+        """The plan as text with each model's memory lines under it, and as HTML with a short
+        memory line (the weight files' headers only: nothing is loaded)."""
+        memory = memory_parts(checked.settings, self.models_dir)
+        text = "\n".join([format_plan(checked.plan), *format_memory(memory)])
+        view = plan_html(checked.plan, memory_summary(memory))
+        return text, view + (source_strips(checked.plan) if strips else "")
+
     def _plan_batch(self, values, batch) -> tuple[str, str, str]:
         parts, views, failed = [], [], 0
         for name, data in self.batch_settings(values, batch):
             try:
-                plan = self._check(data, name).plan
-                parts.append(f"== {name} ==\n{format_plan(plan)}")
-                views.append(f"<h4>{html.escape(name)}</h4>{plan_html(plan)}")
+                text, view = self._plan_views(self._check(data, name), strips=False)
+                parts.append(f"== {name} ==\n{text}")
+                views.append(f"<h4>{html.escape(name)}</h4>{view}")
             except Exception as exc:
                 failed += 1
                 parts.append(f"== {name} ==\n{one_line(exc)}")
