@@ -865,3 +865,23 @@ def test_a_parseq_file_says_so_on_import_and_in_the_plan(tab, tmp_path):
     table, view, _ = tab.plan(*values, data, [])
     assert "Parseq manifest: 12 frames" in table and "seed (Parseq)" in view and "prompt (Parseq)" in view
     assert "guidance (Parseq)" not in view  # the manifest has no scale
+
+
+@pytest.mark.parametrize("overrides", [True, False])
+def test_frames_and_fps_show_what_a_parseq_manifest_renders(tab, tmp_path, overrides):
+    frames = [{"frame": f, "deforum_prompt": "a cat", "seed": 50 + f} for f in range(12)]
+    data = {"max_frames": 48, "fps": 15, "prompts": {"0": "ignored"}, "parseq_non_schedule_overrides": overrides,
+            "parseq_manifest": json.dumps({"options": {"output_fps": 24}, "rendered_frames": frames})}
+    path = tmp_path / "parseq.json"
+    path.write_text(json.dumps(data))
+    out = tab.import_files([upload(path)])
+    values, base, status = out[:len(FIELDS)], out[len(FIELDS)], out[-1]
+    fields = dict(zip(FIELDS, values))
+    rendered = load_settings(fields_to_settings(fields, base))  # what Generate would render
+    assert (fields["frames"], fields["fps"]) == (rendered.max_frames, rendered.fps)
+    assert (rendered.max_frames, rendered.fps) == ((12, 24) if overrides else (48, 15))
+    said = "Frames and Output fps show the manifest's 12 frames at 24 fps (its non-schedule overrides)," \
+        " not the file's 48 frames at 15 fps"
+    assert (said in status) == overrides, status
+    plan_status = tab.plan(*values, base, [])[2]
+    assert f"{rendered.max_frames} frames at {rendered.fps:g} fps" in plan_status

@@ -30,6 +30,7 @@ from .fields import (
     FIELDS,
     WAN_FIELDS,
     fields_to_settings,
+    manifest_fields,
     model_choices,
     model_id,
     model_label,
@@ -286,7 +287,7 @@ class WanTab:
         if not paths:
             return keep + ["no file to import"]
         loaded, needs = [], None  # needs: the first file's missing depth model, said with the import
-        parseq = ""  # the first file's Parseq manifest, said with the import
+        parseq, first_read = "", None  # the first file's Parseq manifest (said with the import), its settings
         try:
             for path in paths:
                 # a manifest file it names is read now, from the folders a job may read
@@ -294,17 +295,25 @@ class WanTab:
                 read = load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
                 loaded.append((Path(path).stem, data))
                 needs = needs or self._depth_note(read)
-                if len(loaded) == 1 and read.parseq is not None:
-                    parseq = read.parseq.summary()
+                if len(loaded) == 1:
+                    first_read = read
+                    parseq = read.parseq.summary() if read.parseq is not None else ""
         except Exception as exc:
             return keep + [one_line(exc)]
         first = loaded[0][1]
         values = self.field_values(first)
-        rendered = self._rendered_size(first, self.fields(values))
+        try:
+            checked = self._check(first, "tab")
+        except Exception:  # an incomplete file: Plan names the problem
+            checked = None
+        f = self.fields(values)
+        rendered = size_note(checked.plan, f["width"], f["height"]) if checked else ""
         size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values),
                       info=rendered or None)
         if len(loaded) == 1:
+            overridden = manifest_fields(values, checked.settings if checked else first_read)
             return values + [first, [], size, f"imported {Path(paths[0]).name}" + (f"; {parseq}" if parseq else "")
+                             + (f"; {overridden}" if overridden else "")
                              + (f"; {rendered}" if rendered else "") + (f"; first: {needs}" if needs else "")]
         batch = [[name, data] for name, data in loaded]
         return values + [first, batch, size,
@@ -318,14 +327,6 @@ class WanTab:
             return missing_message(settings, self.models_dir)
         except WanError as exc:  # a depth_algorithm no model stands for: said, the import stands
             return str(exc)
-
-    def _rendered_size(self, data: dict, fields: dict) -> str:
-        """What the plan renders at for these settings ("" while they do not plan yet)."""
-        try:
-            plan = self._check(data, "tab").plan
-        except Exception:  # an incomplete file: Plan names the problem
-            return ""
-        return size_note(plan, fields["width"], fields["height"])
 
     def _size(self, values: list) -> str:
         f = self.fields(values)
