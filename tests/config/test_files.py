@@ -177,7 +177,7 @@ def test_a_job_record_damaged_later_is_one_line(tmp_path):
     raw.execute("UPDATE jobs SET settings = '{not json' WHERE id = ?", (job_id,))
     raw.commit()
     raw.close()
-    with pytest.raises(WanError, match="stored settings are unreadable \(a damaged row\)"):
+    with pytest.raises(WanError, match=r"stored settings are unreadable \(a damaged row\)"):
         store.settings(job_id)
     store.close()
 

@@ -177,6 +177,23 @@ def test_plan_needs_no_gpu_and_validates(client):
     assert r.status_code == 422 and "W must be a number" in r.json()["error"]
 
 
+def test_plan_names_each_models_memory_as_the_command_line_does(client, tiny_models_dir, tmp_path, capsys,
+                                                                 monkeypatch):
+    from deforum_wan.cli.main import main
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(settings(QUICK)))
+    assert main(["plan", str(path), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)["memory"]
+    r = client.post("/wan_api/plan", json={"settings": settings(QUICK)})
+    assert r.status_code == 200, r.text
+    memory = r.json()["memory"]
+    assert memory == cli and list(memory) == ["tiny-random"]
+    parts = {p["part"]: p for p in memory["tiny-random"]}
+    assert set(parts) == {"transformer", "text_encoder", "vae"} and all(p["bytes"] > 0 for p in parts.values())
+
+
 def test_every_key_of_the_table_is_read_and_checked_by_the_api(client, manager):
     from helpers import BAD
 

@@ -319,6 +319,34 @@ def test_plan_shows_the_table(tab):
     assert "<script>" not in tab.plan(*tab.field_values(hostile), hostile, [])[1]  # escaped
 
 
+def test_plan_shows_each_models_memory_as_the_command_line_does(manager, tiny_models_dir, tmp_path, capsys,
+                                                                 monkeypatch):
+    from helpers import QUICK, settings
+
+    from deforum_wan.cli.main import main
+    from deforum_wan.models.footprint import human_bytes
+
+    monkeypatch.setenv("DEFORUM_WAN_MODELS_DIR", str(tiny_models_dir))
+    data = settings(QUICK)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    assert main(["plan", str(path), "--json"]) == 0
+    parts = json.loads(capsys.readouterr().out)["memory"]["tiny-random"]
+    assert main(["plan", str(path)]) == 0
+    cli = capsys.readouterr().out.splitlines()
+    memory = cli[next(i for i, line in enumerate(cli) if line.startswith("memory of tiny-random: ")):]
+
+    tab = WanTab(manager, models_dir=str(tiny_models_dir))
+    table, view, _ = tab.plan(*tab.field_values(data), data, [])
+    assert table.splitlines()[-len(memory):] == memory  # under the plan, word for word
+    assert {p["part"] for p in parts} == {"transformer", "text_encoder", "vae"}
+    for part in parts:  # each part's bytes, from its headers, in both views
+        assert part["bytes"] > 0 and part["source"].startswith(str(tiny_models_dir))
+        size = human_bytes(part["bytes"])
+        assert any(line.strip().startswith(f"{part['part']}: ") and f"{size} in memory" in line for line in memory)
+        assert f"{part['part']} {size}" in view.split('class="wan-plan-memory"', 1)[1].split("</p>", 1)[0]
+
+
 def test_preview_camera_shows_deforums_path_as_a_video(tab):
     from deforum_wan.render.video import probe_video
 
@@ -845,3 +873,23 @@ def test_a_parseq_file_says_so_on_import_and_in_the_plan(tab, tmp_path):
     table, view, _ = tab.plan(*values, data, [])
     assert "Parseq manifest: 12 frames" in table and "seed (Parseq)" in view and "prompt (Parseq)" in view
     assert "guidance (Parseq)" not in view  # the manifest has no scale
+
+
+@pytest.mark.parametrize("overrides", [True, False])
+def test_frames_and_fps_show_what_a_parseq_manifest_renders(tab, tmp_path, overrides):
+    frames = [{"frame": f, "deforum_prompt": "a cat", "seed": 50 + f} for f in range(12)]
+    data = {"max_frames": 48, "fps": 15, "prompts": {"0": "ignored"}, "parseq_non_schedule_overrides": overrides,
+            "parseq_manifest": json.dumps({"options": {"output_fps": 24}, "rendered_frames": frames})}
+    path = tmp_path / "parseq.json"
+    path.write_text(json.dumps(data))
+    out = tab.import_files([upload(path)])
+    values, base, status = out[:len(FIELDS)], out[len(FIELDS)], out[-1]
+    fields = dict(zip(FIELDS, values))
+    rendered = load_settings(fields_to_settings(fields, base))  # what Generate would render
+    assert (fields["frames"], fields["fps"]) == (rendered.max_frames, rendered.fps)
+    assert (rendered.max_frames, rendered.fps) == ((12, 24) if overrides else (48, 15))
+    said = "Frames and Output fps show the manifest's 12 frames at 24 fps (its non-schedule overrides)," \
+        " not the file's 48 frames at 15 fps"
+    assert (said in status) == overrides, status
+    plan_status = tab.plan(*values, base, [])[2]
+    assert f"{rendered.max_frames} frames at {rendered.fps:g} fps" in plan_status

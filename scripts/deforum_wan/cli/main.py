@@ -16,7 +16,7 @@ from .args import add_settings_args, apply_extra_dirs, overrides
 
 def cmd_plan(args) -> int:
     from ..config.frames import format_frames, frame_values
-    from ..config.memory_plan import format_memory, memory_parts
+    from ..config.memory_plan import format_memory, memory_json, memory_parts
     from ..config.planner import format_plan, make_plan
     from ..config.settings import load_settings, read_settings_file
     from ..render.inputs import inline_manifest
@@ -31,7 +31,7 @@ def cmd_plan(args) -> int:
     memory = memory_parts(settings)  # headers of the weights on disk only
     frames = frame_values(settings, plan.source_frames, plan.control or _gray(plan)) if args.frames else None
     if args.json:
-        out = {**plan.to_json(), "memory": {m: [p.to_json() for p in parts] for m, parts in memory.items()}}
+        out = {**plan.to_json(), "memory": memory_json(memory)}
         if frames is not None:
             out["frames"] = frames
         print(json.dumps(out, indent=2, ensure_ascii=False))

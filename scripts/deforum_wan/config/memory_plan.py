@@ -1,6 +1,7 @@
 """What each model a render loads will hold, and where: per part (transformer(s), text encoder,
 VAE, image encoder) its format, quantisation, bytes in memory from the weight files' headers
-(models/footprint.py, nothing loaded) and its place by the offload setting. For ``plan``."""
+(models/footprint.py, nothing loaded) and its place by the offload setting. For the plan (the
+command line's, the tab's and the API's)."""
 from __future__ import annotations
 
 from ..models.footprint import Part, human_bytes, model_parts, placement
@@ -20,12 +21,36 @@ def memory_parts(settings, models_dir=None, device: str = "auto") -> dict[str, l
     return out
 
 
+def memory_json(models: dict[str, list[Part]]) -> dict[str, list[dict]]:
+    """The plan JSON's ``memory``: model id -> its parts as objects."""
+    return {model_id: [p.to_json() for p in parts] for model_id, parts in models.items()}
+
+
 def format_memory(models: dict[str, list[Part]]) -> list[str]:
     lines = []
     for model_id, parts in models.items():
-        known = [p.bytes for p in parts if p.bytes is not None]
-        total = "unknown" if not known else \
-            human_bytes(sum(known)) + (" and parts of unknown size" if len(known) < len(parts) else "")
-        lines.append(f"memory of {model_id}: {total} (from the weight files' headers)")
+        lines.append(f"memory of {model_id}: {_total(parts)} (from the weight files' headers)")
         lines += [f"  {p.line()}" for p in parts]
     return lines
+
+
+def memory_summary(models: dict[str, list[Part]]) -> list[str]:
+    """One short line per model (the tab's plan view): its total, each part's bytes, where it lives."""
+    lines = []
+    for model_id, parts in models.items():
+        sizes = ", ".join(f"{p.part} {_size(p)}" for p in parts)
+        places = sorted({p.place for p in parts if p.place})
+        lines.append(f"{model_id}: {_total(parts)} ({sizes})" + (f" on {places[0]}" if len(places) == 1 else ""))
+    return lines
+
+
+def _total(parts: list[Part]) -> str:
+    known = [p.bytes for p in parts if p.bytes is not None]
+    return "unknown" if not known else \
+        human_bytes(sum(known)) + (" and parts of unknown size" if len(known) < len(parts) else "")
+
+
+def _size(part: Part) -> str:
+    if part.bytes is not None:
+        return human_bytes(part.bytes)
+    return "not on disk" if not part.source else "size unknown"

@@ -18,7 +18,8 @@ The output folder is the manager's; no request names a path to write.
     GET  /wan_api/jobs/{id}/video   -> the mp4;  /preview -> the latest frame (png);
                                     /drift -> the finished render's drift chart (png)
     POST /wan_api/interrupt | /wan_api/skip | /wan_api/start -> {"ok": bool, "state": {...}}
-    POST /wan_api/plan              {"settings": {...}} -> the clip plan (no GPU)
+    POST /wan_api/plan              {"settings": {...}} -> the clip plan and, under "memory", each
+                                    model's parts and bytes from its headers (no GPU)
     GET  /wan_api/models            -> {"models_dir": ..., "models": [...]}
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import asyncio
 import json
 import logging
 
+from ..config.memory_plan import memory_json, memory_parts
 from ..config.settings import MAX_FILE_BYTES
 from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import registry_rows
@@ -275,4 +277,7 @@ def _wrong_method(allowed: str):
 
 def _plan_json(manager, settings: dict, name: str) -> dict:
     """The plan of the job a submission of these settings would queue: the same check."""
-    return check_job(JobSpec(settings, name or ""), manager.outdir, models_dir=manager.models_dir).plan.to_json()
+    checked = check_job(JobSpec(settings, name or ""), manager.outdir, models_dir=manager.models_dir)
+    # what each model will hold, as ``plan --json`` has it (the weight files' headers only)
+    return {**checked.plan.to_json(),
+            "memory": memory_json(memory_parts(checked.settings, manager.models_dir))}

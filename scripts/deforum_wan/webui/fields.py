@@ -62,6 +62,7 @@ _DEFORUM_FIELDS: dict[str, str] = {
 }
 FIELD_KEYS: dict[str, str] = {**_DEFORUM_FIELDS, **{f: k.name for f, k in WAN_KEY_FIELDS.items()}}
 FIELDS: tuple[str, ...] = tuple(FIELD_KEYS)
+MANIFEST_LABELS = {"frames": "Frames", "fps": "Output fps"}  # the fields a Parseq manifest can set
 # Fields that configure Wan rather than describe the animation (every Wan key's field):
 # applied to every file of an imported batch (each file keeps its own prompts, frames, ...).
 WAN_FIELDS: tuple[str, ...] = tuple(WAN_KEY_FIELDS)
@@ -180,6 +181,30 @@ def size_note(plan, width: Any, height: Any) -> str:
     if (plan.width, plan.height) == asked:
         return f"renders {plan.width}x{plan.height}"
     return f"renders {plan.width}x{plan.height}, not W/H {asked[0]}x{asked[1]} ({plan.size_source})"
+
+
+def manifest_fields(values: list, settings) -> str:
+    """Frames and Output fps in ``values`` (FIELDS order) as a Parseq manifest with its
+    non-schedule overrides sets them for ``settings``: the render uses its length and fps, not
+    the file's max_frames and fps. The import's note on it; "" when it changes neither."""
+    manifest = settings.parseq
+    if manifest is None or not manifest.overrides:
+        return ""
+    # its length, unless a source video's kept frames are the frames (Deforum's rule)
+    wanted = {"frames": settings.max_frames if settings.max_frames == manifest.length else None,
+              "fps": settings.fps if manifest.fps else None}
+    was = {}  # field -> the file's value, where the manifest's differs
+    for name, value in wanted.items():
+        index = FIELDS.index(name)
+        if value is not None and _number(values[index]) != value:
+            was[name] = values[index]
+            values[index] = int(value) if float(value).is_integer() else value
+    if not was:
+        return ""
+    now = " at ".join(f"{values[FIELDS.index(name)]} {name}" for name in was)
+    before = " at ".join(f"{value} {name}" for name, value in was.items())
+    return (f"{' and '.join(MANIFEST_LABELS[name] for name in was)} show the manifest's {now} (its"
+            f" non-schedule overrides), not the file's {before}")
 
 
 def parse_size(label: str) -> tuple[int, int] | None:

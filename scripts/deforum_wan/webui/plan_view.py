@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
@@ -26,12 +27,15 @@ SCROLL_STYLE = "overflow-x:auto;max-width:100%"
 PROMPT_CHARS = 48  # the summary's prompt, cut (the full one is in its tooltip and the full table)
 
 
-def plan_html(plan: ClipPlan) -> str:
+def plan_html(plan: ClipPlan, memory: Sequence[str] = ()) -> str:
+    """``memory``: one short line per model (config/memory_plan.memory_summary), under the summary."""
     notes = "".join(f"<li>{escape(text)}</li>" for text in plan.warnings)
     parseq = (f'<p class="wan-plan-parseq">{escape(plan.parseq)}: the values marked (Parseq) come from it</p>'
               if plan.parseq else "")
+    held = (f'<p class="wan-plan-memory" style="font-size:12px">in memory (from the weight files\' headers):'
+            f' {escape("; ".join(memory))}</p>' if memory else "")
     return (f'<div class="wan-plan">{parseq}{timeline_svg(plan)}'
-            f'<div class="wan-plan-summary" style="{SCROLL_STYLE}">{summary_table(plan)}</div>'
+            f'<div class="wan-plan-summary" style="{SCROLL_STYLE}">{summary_table(plan)}</div>{held}'
             f'<details class="wan-plan-full"><summary>Full table: seed, guidance, steps, camera, whole prompts'
             f'</summary><div style="{SCROLL_STYLE}">{windows_table(plan)}</div></details>'
             + (f"<ul>{notes}</ul>" if notes else "") + "</div>")

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config.memory_plan import format_memory, memory_parts, memory_summary
 from ..config.planner import format_plan, make_plan
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import SettingsError, WanError
@@ -29,6 +30,7 @@ from .fields import (
     FIELDS,
     WAN_FIELDS,
     fields_to_settings,
+    manifest_fields,
     model_choices,
     model_id,
     model_label,
@@ -137,10 +139,11 @@ class WanTab:
         status = (f"plan: {len(plan.windows)} windows, {plan.max_frames} frames at {plan.fps:g} fps,"
                   f" {size_note(plan, f['width'], f['height'])}"
                   + (f", {len(plan.warnings)} warnings (listed under the table)" if plan.warnings else ""))
+        text, view = self._plan_views(checked)
         if missing:  # what Generate needs first, said before the table
-            return (f"missing: {missing}\n\n{format_plan(plan)}",
-                    f"<p><b>missing:</b> {html.escape(missing)}</p>{plan_html(plan)}{source_strips(plan)}", f"{status}; missing: {missing}")
-        return format_plan(plan), plan_html(plan) + source_strips(plan), status
+            return (f"missing: {missing}\n\n{text}", f"<p><b>missing:</b> {html.escape(missing)}</p>{view}",
+                    f"{status}; missing: {missing}")
+        return text, view, status
 
     def preview_camera(self, *args) -> tuple[Any, str]:
         """Deforum's camera on the init image (or a grid) as an mp4, in seconds, before any GPU time:
@@ -172,13 +175,21 @@ class WanTab:
         """What Generate would queue, checked by the same rules (the plan, the input files)."""
         return check_job(JobSpec(settings, name), self.outdir, models_dir=self.models_dir)
 
+    def _plan_views(self, checked: CheckedJob, strips: bool = True) -> tuple[str, str]:
+        """The plan as text with each model's memory lines under it, and as HTML with a short
+        memory line (the weight files' headers only: nothing is loaded)."""
+        memory = memory_parts(checked.settings, self.models_dir)
+        text = "\n".join([format_plan(checked.plan), *format_memory(memory)])
+        view = plan_html(checked.plan, memory_summary(memory))
+        return text, view + (source_strips(checked.plan) if strips else "")
+
     def _plan_batch(self, values, batch) -> tuple[str, str, str]:
         parts, views, failed = [], [], 0
         for name, data in self.batch_settings(values, batch):
             try:
-                plan = self._check(data, name).plan
-                parts.append(f"== {name} ==\n{format_plan(plan)}")
-                views.append(f"<h4>{html.escape(name)}</h4>{plan_html(plan)}")
+                text, view = self._plan_views(self._check(data, name), strips=False)
+                parts.append(f"== {name} ==\n{text}")
+                views.append(f"<h4>{html.escape(name)}</h4>{view}")
             except Exception as exc:
                 failed += 1
                 parts.append(f"== {name} ==\n{one_line(exc)}")
@@ -276,7 +287,7 @@ class WanTab:
         if not paths:
             return keep + ["no file to import"]
         loaded, needs = [], None  # needs: the first file's missing depth model, said with the import
-        parseq = ""  # the first file's Parseq manifest, said with the import
+        parseq, first_read = "", None  # the first file's Parseq manifest (said with the import), its settings
         try:
             for path in paths:
                 # a manifest file it names is read now, from the folders a job may read
@@ -284,17 +295,29 @@ class WanTab:
                 read = load_settings(data, name=Path(path).name)  # a bad file is named now, not at Generate
                 loaded.append((Path(path).stem, data))
                 needs = needs or self._depth_note(read)
-                if len(loaded) == 1 and read.parseq is not None:
-                    parseq = read.parseq.summary()
+                if len(loaded) == 1:
+                    first_read = read
+                    parseq = read.parseq.summary() if read.parseq is not None else ""
         except Exception as exc:
             return keep + [one_line(exc)]
         first = loaded[0][1]
         values = self.field_values(first)
-        rendered, problem = self._rendered_size(first, self.fields(values))
+        f = self.fields(values)
+        problem = ""
+        try:
+            checked = self._check(first, "tab")
+        except WanError as exc:  # a file naming a video or image not here still imports, and says so
+            checked, problem = None, " ".join(str(exc).split())
+        except Exception:  # an incomplete file: Plan names the problem
+            checked = None
+        rendered = size_note(checked.plan, f["width"], f["height"]) if checked else \
+            self._unchecked_size(first, f) if problem else ""
         size = update(choices=size_choices(first.get("wan_model", "")), value=self._size(values),
                       info=rendered or None)
         if len(loaded) == 1:
+            overridden = manifest_fields(values, checked.settings if checked else first_read)
             return values + [first, [], size, f"imported {Path(paths[0]).name}" + (f"; {parseq}" if parseq else "")
+                             + (f"; {overridden}" if overridden else "")
                              + (f"; {rendered}" if rendered else "") + (f"; first: {needs}" if needs else "")
                              + (f"; before Generate: {problem}" if problem and not needs else "")]
         batch = [[name, data] for name, data in loaded]
@@ -310,20 +333,13 @@ class WanTab:
         except WanError as exc:  # a depth_algorithm no model stands for: said, the import stands
             return str(exc)
 
-    def _rendered_size(self, data: dict, fields: dict) -> tuple[str, str]:
-        """What the plan renders at for these settings ("" while they do not plan), and what
-        Generate would refuse them for now ("" if nothing): a file naming a video or image that
-        is not here still imports, and says so."""
+    def _unchecked_size(self, data: dict, fields: dict) -> str:
+        """The size note of settings whose input files are not here (the size does not depend on
+        them); "" where they do not plan either."""
         try:
-            return size_note(self._check(data, "tab").plan, fields["width"], fields["height"]), ""
-        except WanError as exc:
-            problem = " ".join(str(exc).split())
-        except Exception:  # an incomplete file: Plan names the problem
-            return "", ""
-        try:  # the size does not depend on the input files
-            return size_note(make_plan(load_settings(data, name="tab")), fields["width"], fields["height"]), problem
+            return size_note(make_plan(load_settings(data, name="tab")), fields["width"], fields["height"])
         except Exception:
-            return "", problem
+            return ""
 
     def _size(self, values: list) -> str:
         f = self.fields(values)
