@@ -202,8 +202,13 @@ def test_every_key_of_the_table_is_read_and_checked_by_the_api(client, manager):
     # /plan checks a job as /jobs does: the LoRA file the example names must be there.
     manager.outdir.mkdir(parents=True, exist_ok=True)
     (manager.outdir / "style.safetensors").write_bytes(b"")
+    # and the control video wan_control's example names
+    from counter_video import write_counter_video
+
+    write_counter_video(manager.outdir / "edges.mp4", QUICK["max_frames"], fps=15)
     for key in KEYS:
-        r = client.post("/wan_api/plan", json={"settings": settings(QUICK, **{key.name: key.example})})
+        needs = {"wan_model": "tiny-random-vace"} if key.name == "wan_control" else {}  # control: VACE only
+        r = client.post("/wan_api/plan", json={"settings": settings(QUICK, **needs, **{key.name: key.example})})
         assert r.status_code == 200, (key.name, r.text)
         if key.kind in BAD:
             r = client.post("/wan_api/plan", json={"settings": settings(QUICK, **{key.name: BAD[key.kind]})})
