@@ -107,6 +107,10 @@ def cmd_ui(args) -> int:
         raise WanError(f"--host {args.host} lets other machines in: give --auth USER:PASS{token} (or --no-auth"
                        " to serve it open)")
     check_outdir(args.outdir)  # fail in seconds on an unusable folder
+    if args.worker_python != sys.executable:  # the tab reads videos with the worker's ffmpeg if it has none
+        from ..config import ffmpeg
+
+        ffmpeg.set_fallback(lambda: ffmpeg.binary_of_python(args.worker_python))
     from ..service.jobstore import jobs_db_path
 
     db = jobs_db_path(args.outdir)
