@@ -38,7 +38,8 @@ def add_ui_command(subparsers) -> argparse.ArgumentParser:
                    help="keep the model loaded in the worker between jobs (faster, holds VRAM)")
     p.add_argument("--worker-python", default=sys.executable, metavar="PYTHON",
                    help="interpreter that runs the render worker (default: this one); lets the UI run"
-                   " on a light gradio-only environment while renders use one with torch")
+                   " on a light gradio-only environment while renders use one with torch (its ffmpeg reads"
+                   " the tab's videos where this one has no imageio-ffmpeg)")
     p.set_defaults(func=cmd_ui)
     return p
 
