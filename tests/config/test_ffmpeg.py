@@ -31,6 +31,13 @@ from deforum_wan.config.source_video import SourceReader, probe
 from deforum_wan.errors import WanError
 if len(sys.argv) > 2:
     ffmpeg.set_fallback(lambda: ffmpeg.binary_in(sys.argv[2]))
+if len(sys.argv) > 3:  # a soundtrack, checked as the tab checks a job's
+    from deforum_wan.render.video import check_soundtrack
+    try:
+        print(json.dumps({"soundtrack": str(check_soundtrack(sys.argv[3]))}))
+    except WanError as exc:
+        print(json.dumps({"error": str(exc)}))
+    sys.exit()
 try:
     info = probe(sys.argv[1], "job.txt")
     reader = SourceReader(sys.argv[1], 80, 16)
@@ -101,6 +108,16 @@ def test_a_host_without_imageio_ffmpeg_probes_and_decodes_with_the_workers_binar
     assert [read_counter(np.array(f)) for f in host["frames"]] == [0, 7, 39]
     assert all(np.array_equal(np.array(h, np.float32), w) for h, w in zip(host["frames"], here))
     assert probe(counter_video).frames == 40
+
+
+def test_a_host_without_imageio_ffmpeg_checks_a_soundtrack(counter_video, tmp_path):
+    """The soundtrack probe runs in the host too (it was skipped there)."""
+    song = tmp_path / "song.m4a"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=d=0.5",
+                    str(song)], check=True)
+    assert _in_host(counter_video, PACKAGES, song) == {"soundtrack": str(song)}
+    error = _in_host(counter_video, PACKAGES, counter_video)["error"]  # a video without audio
+    assert error.startswith(f"soundtrack file {counter_video} is not audio ffmpeg can read (")
 
 
 def test_a_host_without_any_ffmpeg_gets_one_line(counter_video):
