@@ -17,6 +17,7 @@ if str(EXTENSION / "scripts") not in sys.path:
 from modules import call_queue, paths, progress, script_callbacks, sd_models, shared  # noqa: E402
 
 import deforum_wan  # noqa: E402
+from deforum_wan.config import ffmpeg  # noqa: E402
 from deforum_wan.config.keys import BACKENDS  # noqa: E402
 from deforum_wan.config.settings import read_settings_file  # noqa: E402
 from deforum_wan.errors import WanError  # noqa: E402
@@ -31,6 +32,10 @@ from deforum_wan.webui.host_checkpoint import HostCheckpoint  # noqa: E402
 from deforum_wan.webui.tab_layout import build_ui  # noqa: E402
 
 SECTION = ("wan", "Wan")
+
+# The tab probes and previews videos in the WebUI's own Python, which seldom has imageio-ffmpeg:
+# it runs the binary of the worker's copy (by path; nothing of that folder is imported here).
+ffmpeg.set_fallback(lambda: ffmpeg.binary_in(hostdeps.packages_dir(EXTENSION)))
 
 
 def _opt(name, default=None):

@@ -601,3 +601,34 @@ def test_thirty_imports_in_a_row_none_stuck_uploading(webui, tmp_path):
     assert polls >= 20, f"the tab's poll ran {polls} times during the imports"  # they met the poll
     assert idle >= 8 and idle_warned == 0, f"{idle_warned} console warnings in 10 s of {idle} polls: {warned[:1]}"
     print(f"30 imports: {min(took):.1f}..{max(took):.1f} s each, {polls} polls meanwhile, {held} held for one")
+
+
+def test_a_video_input_plans_in_the_webuis_python(webui, tmp_path):
+    """A Video Input file and its video uploaded in the tab: Plan probes the video and shows each
+    window's source strip in the WebUI's own Python, which has no imageio-ffmpeg in A1111 and
+    Forge (the tab runs the binary inside the worker's packages)."""
+    url, _, _ = webui
+    playwright = pytest.importorskip("playwright.sync_api")
+    from counter_video import write_counter_video
+
+    settings = tmp_path / "video_input.txt"
+    settings.write_text(json.dumps({**json.loads(EXAMPLE.read_text()), "animation_mode": "Video Input",
+                                    "video_init_path": "", "fps": 16, "wan_clip_duration": 1, "W": 160, "H": 32}))
+    video = tmp_path / "counter.mp4"
+    write_counter_video(video, 40, fps=30)
+    with playwright.sync_playwright() as p:
+        browser, page = _open_wan_tab(p, url)
+        page.set_input_files("#wan_import input[type=file]", str(settings))
+        _wait_value(page, "wan_status", lambda t: t.startswith("imported video_input.txt"), timeout=60)
+        page.get_by_text("Video (Video Input, control video)").first.click()
+        page.locator("#wan_video_upload input[type=file]").set_input_files(str(video))
+        _wait_value(page, "wan_status", lambda t: t.startswith("uploaded as wan-uploads/"), timeout=60)
+        page.locator("#wan_plan").first.click()
+        status = _wait_value(page, "wan_status", lambda t: t.startswith(("plan: ", "error", "internal")),
+                             timeout=120)
+        assert status.startswith("plan: "), status
+        windows = page.locator("#wan_plan_view .wan-plan-summary tbody tr").count()
+        strips = page.locator("#wan_plan_view .wan-source-window")
+        assert windows >= 2 and strips.count() == windows, page.locator("#wan_plan_view").first.inner_text()[:500]
+        assert strips.first.locator("img").first.evaluate("img => img.naturalWidth") == 96
+        browser.close()

@@ -38,7 +38,8 @@ def add_ui_command(subparsers) -> argparse.ArgumentParser:
                    help="keep the model loaded in the worker between jobs (faster, holds VRAM)")
     p.add_argument("--worker-python", default=sys.executable, metavar="PYTHON",
                    help="interpreter that runs the render worker (default: this one); lets the UI run"
-                   " on a light gradio-only environment while renders use one with torch")
+                   " on a light gradio-only environment while renders use one with torch (its ffmpeg reads"
+                   " the tab's videos where this one has no imageio-ffmpeg)")
     p.set_defaults(func=cmd_ui)
     return p
 
@@ -107,6 +108,10 @@ def cmd_ui(args) -> int:
         raise WanError(f"--host {args.host} lets other machines in: give --auth USER:PASS{token} (or --no-auth"
                        " to serve it open)")
     check_outdir(args.outdir)  # fail in seconds on an unusable folder
+    if args.worker_python != sys.executable:  # the tab reads videos with the worker's ffmpeg if it has none
+        from ..config import ffmpeg
+
+        ffmpeg.set_fallback(lambda: ffmpeg.binary_of_python(args.worker_python))
     from ..service.jobstore import jobs_db_path
 
     db = jobs_db_path(args.outdir)

@@ -1,5 +1,5 @@
 """A source video (Deforum's Video Input): which of its frames are used, probed and decoded
-through imageio-ffmpeg within bounds, so a huge, corrupt or empty file is one line before any
+through ffmpeg (config.ffmpeg) within bounds, so a huge, corrupt or empty file is one line before any
 model loads.
 
 Deforum's extraction (video_audio_utilities.vid2frames): source frame c is kept iff
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SettingsError
+from .ffmpeg import FfmpegMissing, ffmpeg_exe, has_imageio_ffmpeg
 
 MAX_SIDE = 8192  # px, each side
 MAX_PIXELS = 7680 * 4320  # 8K UHD
@@ -92,13 +93,11 @@ def kept_frames(path: str | Path, extraction: Extraction, label: str) -> tuple[V
 
 def probe(path: str | Path, label: str = "<settings>") -> VideoInfo:
     """Size, fps and frame count of a video, within the bounds above, or one VideoRefused line."""
-    import imageio_ffmpeg
-
     name = Path(path).name
     if not Path(path).is_file():
         raise VideoRefused(f"video {name}: no such file", label)
     # Without an output ffmpeg exits 1 after printing the stream header: expected.
-    header = _ffmpeg([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], label, name)
+    header = _ffmpeg(["-hide_banner", "-i", str(path)], label, name)
     size = _INVALID_SIZE_RE.search(header)
     stream = _STREAM_RE.search(header)
     if size is None and stream is not None:
@@ -125,19 +124,23 @@ def probe(path: str | Path, label: str = "<settings>") -> VideoInfo:
     return VideoInfo(width, height, rate, frames)
 
 
-def _ffmpeg(cmd: list[str], label: str, name: str) -> str:
+def _ffmpeg(args: list[str], label: str, name: str) -> str:
+    """ffmpeg's log of ``ffmpeg args``."""
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S).stderr.decode("utf-8", "replace")
+        cmd = [ffmpeg_exe(), *args]
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=PROBE_TIMEOUT_S).stderr.decode("utf-8", "replace")
+    except FfmpegMissing as exc:
+        raise VideoRefused(f"video {name}: {exc}", label) from None
     except subprocess.TimeoutExpired:
         raise VideoRefused(f"video {name}: ffmpeg took over {PROBE_TIMEOUT_S} s to read it", label) from None
+    except OSError as exc:
+        raise VideoRefused(f"video {name}: could not run ffmpeg ({exc.strerror or exc})", label) from None
 
 
 def _count(path, label: str, name: str) -> int:
     """Frames counted by ffmpeg (packets of the first video stream, no decoding)."""
-    import imageio_ffmpeg
-
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-           "-f", "null", "-"]
+    cmd = ["-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
     text = _ffmpeg(cmd, label, name)
     counts = re.findall(r"frame=\s*(\d+)", text)
     return int(counts[-1]) if counts else 0
@@ -151,7 +154,7 @@ class SourceReader:
 
     def __init__(self, path: str | Path, width: int, height: int):
         self.path, self.width, self.height = Path(path), width, height
-        self._frames = None  # imageio-ffmpeg's generator, started on the first request
+        self._frames = None  # a generator of raw frames, started on the first request
         self._held: dict[int, np.ndarray] = {}
         self.decoded = 0  # frames decoded so far (the next one's index)
 
@@ -177,11 +180,14 @@ class SourceReader:
     def _start(self) -> None:
         if self._frames is not None:
             return
+        # passthrough: one output frame per decoded frame (no fps conversion), as frames were counted
+        output = ["-vf", f"scale={self.width}:{self.height}:flags=bicubic", "-fps_mode", "passthrough"]
+        if not has_imageio_ffmpeg():  # a WebUI's own Python: the binary, through a pipe
+            self._frames = rawvideo_frames(self.path, self.width, self.height, output)
+            return
         import imageio_ffmpeg
 
-        # passthrough: one output frame per decoded frame (no fps conversion), as frames were counted
-        self._frames = imageio_ffmpeg.read_frames(str(self.path), output_params=[
-            "-vf", f"scale={self.width}:{self.height}:flags=bicubic", "-fps_mode", "passthrough"])
+        self._frames = imageio_ffmpeg.read_frames(str(self.path), output_params=output)
         said = logging.getLogger("imageio_ffmpeg")  # "different from the source frame size": the scale asked for
         level = said.level
         said.setLevel(logging.ERROR)
@@ -194,6 +200,26 @@ class SourceReader:
         if self._frames is not None:
             self._frames.close()
         self._frames, self._held = None, {}
+
+
+def rawvideo_frames(path: str | Path, width: int, height: int, output: list[str]):
+    """RGB24 frames of ``width`` x ``height`` as bytes, from ffmpeg's output to a pipe, with the
+    command imageio-ffmpeg's read_frames runs (its input and output options, ``output`` last)."""
+    size = width * height * 3
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-pix_fmt", "rgb24", "-vcodec", "rawvideo",
+           "-f", "image2pipe", *output, "-"]
+    process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            data = process.stdout.read(size)
+            if len(data) < size:  # the end (a cut last frame is no frame)
+                return
+            yield data
+    finally:  # closed early too: ffmpeg is stopped, not left writing to a pipe nobody reads
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def source_frame_of(kept: list[int], output_time: float) -> int:

@@ -4,7 +4,6 @@ a probe of the result, and the prompt subtitles beside it."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import shlex
@@ -13,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
+from ..config.ffmpeg import ffmpeg_exe
 from ..config.files import regular_file
 from ..errors import WanError
 from .names import atomic_write_text, frame_name, frame_path, frame_pattern, temp_beside, video_path
@@ -29,15 +29,6 @@ class VideoError(WanError):
         super().__init__(message)
         self.command = command
         self.stderr = stderr
-
-
-def ffmpeg_exe() -> str:
-    """The imageio-ffmpeg binary (the one Deforum uses), or IMAGEIO_FFMPEG_EXE."""
-    try:
-        import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as e:
-        raise WanError(f"ffmpeg not found ({e}); install imageio-ffmpeg") from e
 
 
 def _shell_join(cmd: list[str]) -> str:
@@ -70,11 +61,7 @@ def check_soundtrack(soundtrack: str | os.PathLike) -> Path:
 
 
 def _probe_audio(path: Path) -> None:
-    """ffmpeg decodes the first tenth of a second of its audio, or one WanError line. Skipped
-    where imageio-ffmpeg is not installed (a WebUI's own Python): the worker, which has it,
-    checks the job again with check_soundtrack."""
-    if importlib.util.find_spec("imageio_ffmpeg") is None:
-        return
+    """ffmpeg decodes the first tenth of a second of its audio, or one WanError line."""
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-t", "0.1", "-f", "null", "-"]
     try:
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
