@@ -27,6 +27,7 @@ from deforum_wan.service.jobstore import jobs_db_path  # noqa: E402
 from deforum_wan.webui import hostdeps  # noqa: E402
 from deforum_wan.webui.api_login import api_guard  # noqa: E402
 from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
+from deforum_wan.webui.host_checkpoint import HostCheckpoint  # noqa: E402
 from deforum_wan.webui.tab_layout import build_ui  # noqa: E402
 
 SECTION = ("wan", "Wan")
@@ -57,7 +58,7 @@ class _Host:
     """The one manager of this WebUI process. Kept on the deforum_wan package (which stays in
     sys.modules) so a UI reload, which re-runs this file, does not start a second one."""
 
-    unloaded = False
+    checkpoint = HostCheckpoint(sd_models, enabled=lambda: _opt("wan_unload_sd", True))
 
     @classmethod
     def manager(cls) -> JobManager:
@@ -74,8 +75,8 @@ class _Host:
         # The bridge first: the manager's dispatcher calls its before_job (take the WebUI's lock,
         # unload the checkpoint) before a worker starts loading Wan, from the first job on.
         # progress: the WebUI's task queue, so the page's own bar follows the tab's jobs (txt2img's way)
-        bridge = ProgressBridge(None, shared.state, lock=call_queue.queue_lock, before=cls.unload_sd,
-                                after=cls.reload_sd, load_image=_load_image, progress=progress)
+        bridge = ProgressBridge(None, shared.state, lock=call_queue.queue_lock, before=cls.checkpoint.unload,
+                                after=cls.checkpoint.reload, load_image=_load_image, progress=progress)
         manager = JobManager(db, outdir, models_dir=_models_dir(), keep_warm=bool(_opt("wan_keep_warm", False)),
                              python=sys.executable, env=env, before_job=bridge.before_job,
                              after_job=bridge.after_job)
@@ -85,21 +86,6 @@ class _Host:
         deforum_wan._webui_manager = manager
         deforum_wan._webui_bridge = bridge
         return manager
-
-    @classmethod
-    def unload_sd(cls) -> None:
-        # model_data.sd_model, not shared.sd_model: reading the latter loads a checkpoint.
-        loaded = getattr(getattr(sd_models, "model_data", None), "sd_model", None)
-        if _opt("wan_unload_sd", True) and loaded is not None:
-            sd_models.unload_model_weights()
-            cls.unloaded = True
-
-    @classmethod
-    def reload_sd(cls) -> None:
-        if cls.unloaded:
-            cls.unloaded = False
-            sd_models.reload_model_weights()
-
 
 def _refresh_worker_packages() -> None:
     """Another extension's installer may have changed numpy or torch after ours ran: the

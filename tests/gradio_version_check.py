@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from deforum_wan.cli.ui import build_app
 from deforum_wan.config.presets import PRESETS, resolve
 from deforum_wan.config.settings import load_settings, read_settings_file
+from deforum_wan.render.job import JobSpec, check_job
 from deforum_wan.webui.fields import FIELDS, fields_to_settings, settings_to_fields
 from deforum_wan.webui.tab_handlers import WanTab
 from deforum_wan.webui.tab_layout import build_ui
@@ -20,9 +21,12 @@ class Manager:
     def __init__(self, outdir):
         self.outdir, self.models_dir, self.submitted = Path(outdir), None, []
 
-    def submit(self, settings, name=""):
-        self.submitted.append(settings)
-        return "job1"
+    def check_batch(self, items):  # the real manager's check (render.job)
+        return [check_job(JobSpec(settings, name), self.outdir, models_dir=self.models_dir) for name, settings in items]
+
+    def queue_checked(self, checked):
+        self.submitted.extend(job.spec.settings for job in checked)
+        return ["job1" for _ in checked]
 
     def list(self):
         return []
@@ -46,6 +50,7 @@ def main(files):
             [t[0] if isinstance(t, (list, tuple)) else t for t in dep.get("targets", [])][0]
             for dep in config["dependencies"]
             if "requestProgress" in str(dep.get("js") or "") and dep["inputs"][0] == task)
+        out["unprompted_warnings"] = unprompted_warnings(demo, config)
         out["task_buttons"] = sorted([demo.wan_components["generate"]._id, demo.wan_components["resume"]._id])
         preset = by_id[demo.wan_components["preset"]._id]
         choices = [ch[0] if isinstance(ch, (list, tuple)) else ch for ch in preset.get("choices", [])]
@@ -92,6 +97,26 @@ def main(files):
         out["poll"] = tab.poll({})[0]
         out["named_files"] = named_files(demo, Path(tmp))
     print(json.dumps(out))
+
+
+def unprompted_warnings(demo, config) -> list:
+    """The events the page fires by itself (on load, on a timer, the poll's button) that gradio
+    4's client would warn about on each call, "Too many arguments provided for the endpoint":
+    more inputs than the parameters it finds for the event. The page calls an event by its
+    index and looks its parameters up among the API's unnamed endpoints (4.40 lists none)."""
+    if not hasattr(demo, "get_api_info"):  # 3.x: its client has no such check
+        return []
+    unnamed = demo.get_api_info().get("unnamed_endpoints", {})
+    elem = {comp["id"]: comp.get("props", {}).get("elem_id") for comp in config["components"]}
+    found = []
+    for index, dep in enumerate(config["dependencies"]):
+        endpoint = unnamed.get(index) or unnamed.get(str(index)) or {}
+        if len(dep["inputs"]) <= len(endpoint.get("parameters", [])):
+            continue
+        targets = [(elem.get(t[0]), t[1]) for t in dep.get("targets", []) if isinstance(t, (list, tuple))]
+        if any(event in ("load", "tick") or target == "wan_poll" for target, event in targets):
+            found.append([dep.get("api_name"), targets])
+    return found
 
 
 def named_files(demo, tmp: Path) -> dict:

@@ -53,6 +53,16 @@ def models(tmp_path, tiny_models_dir):
     return folder
 
 
+@pytest.fixture
+def queue(models, tmp_path):
+    """A real job queue on ``models`` whose worker cannot start: what Generate checks, nothing renders."""
+    from deforum_wan.service.jobs import JobManager
+
+    manager = JobManager(tmp_path / "jobs.db", tmp_path / "out", models_dir=str(models), python="false")
+    yield manager
+    manager.shutdown()
+
+
 def imported(tab: WanTab, path, **fields) -> tuple[list, dict, str]:
     """Import ``path`` as the browser does, then set ``fields`` (the tab's own values)."""
     from test_ui import upload
@@ -70,8 +80,8 @@ def fetch_depth(tab: WanTab, values, base) -> str:
     return said
 
 
-def test_a_3d_file_says_what_it_needs_and_download_depth_model_fetches_it(served, models, tmp_path):
-    tab = WanTab(types.SimpleNamespace(outdir=tmp_path / "out", models_dir=str(models)))
+def test_a_3d_file_says_what_it_needs_and_download_depth_model_fetches_it(served, models, queue):
+    tab = WanTab(queue)
     values, base, status = imported(tab, by_name("sdwebui_default_settings.txt"), **TINY)
     need = (f"depth model depth-dpt-large ({SERVED.repo}, about 1.4 GB) is not in {models} or the hub cache;"
             " press Download depth model, or untick Depth warping for a flat scene")

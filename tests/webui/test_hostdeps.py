@@ -40,6 +40,25 @@ def test_the_webuis_default_torch_gets_transformers_4(host):
     assert pins["kornia"] == "0.8.2"  # the host's old kornia would break diffusers' import
 
 
+@pytest.mark.parametrize("name", ["opencv-python", "opencv-contrib-python"])
+def test_the_hosts_own_build_of_the_pinned_opencv_is_shared_not_copied(tmp_path, name):
+    """A1111 and Forge ship opencv-python 4.11.0.86, the numpy-1 pin under another name: the
+    worker imports the host's cv2 (nothing asks pip for it), and the marker watches it."""
+    host = {**A1111, name: hostdeps.OPENCV_NUMPY1}
+    pins = choose_pins((3, 10, 13), host, REQ)
+    assert "opencv-python-headless" not in pins
+    other = {**A1111, name: "4.8.0.76"}  # another build: the worker gets its own copy
+    assert choose_pins((3, 10, 13), other, REQ)["opencv-python-headless"] == hostdeps.OPENCV_NUMPY1
+    ext = make_extension(tmp_path)
+    kwargs = dict(python="py", python_version=(3, 10, 13), run=FakePip([("diffusers", "0.36.0")]),
+                  say=lambda line: None)
+    hostdeps.ensure_installed(ext, host=host, **kwargs)
+    requested = [arg for call in kwargs["run"].calls for arg in call if "==" in arg]
+    assert requested and not any(arg.startswith("opencv") for arg in requested)
+    moved = {**host, name: "4.12.0.88"}
+    assert hostdeps.stale_reason(ext / ".wan-packages", moved) == f"{name} {hostdeps.OPENCV_NUMPY1} -> 4.12.0.88"
+
+
 @pytest.mark.parametrize("host,python,message", [
     ({"numpy": "1.26.2"}, (3, 10), "torch is not installed"),
     ({"torch": "2.0.1", "numpy": "1.26.2"}, (3, 10), "needs torch >= 2.1"),

@@ -10,6 +10,7 @@ from helpers import EXAMPLE, ROOT, real_settings_files
 
 from deforum_wan.config.presets import PRESETS, resolve
 from deforum_wan.config.settings import WAN_DEFAULTS, load_settings, read_settings_file
+from deforum_wan.render.job import CheckedJob, JobSpec, check_job
 from deforum_wan.webui.fields import (
     CUSTOM_SIZE,
     FIELDS,
@@ -43,14 +44,16 @@ class FakeManager:
         self.calls: list[str] = []
         self.jobs: list[dict] = []
 
-    def submit(self, settings, name=""):
-        return self.submit_batch([(name, settings)])[0]
+    def check_batch(self, items):
+        # the real manager's check (render.job), so the tab sees what it would queue
+        return [check_job(JobSpec(settings, name), self.outdir, models_dir=self.models_dir)
+                for name, settings in items]
 
-    def submit_batch(self, items):
+    def queue_checked(self, checked):
         ids = []
-        for name, settings in items:
-            load_settings(settings, name=name or "<settings>")  # the real manager validates too
-            self.submitted.append((name, settings))
+        for job in checked:
+            assert isinstance(job, CheckedJob)
+            self.submitted.append((job.spec.name, job.spec.settings))
             ids.append(f"job{len(self.submitted)}")
         return ids
 
@@ -396,6 +399,33 @@ def test_generate_submits_the_fields(tab, manager):
     assert settings["wan_write_srt"] is True  # a key the tab has no field for is passed on
 
 
+def test_generate_checks_each_job_once(idle_manager, deforum_dir, monkeypatch):
+    """The tab's own refusals (a depth model to fetch) read the queue's check: the real
+    check_job runs once per job, counted where the tab and the queue call it."""
+    import deforum_wan.service.jobs as jobs
+    import deforum_wan.webui.tab_handlers as handlers
+
+    real, checked = jobs.check_job, []
+
+    def counted(spec, *args, **kwargs):
+        checked.append(spec.name)
+        return real(spec, *args, **kwargs)
+
+    for module in (jobs, handlers):
+        monkeypatch.setattr(module, "check_job", counted)
+    tab = WanTab(idle_manager)
+    values, base = example_values(tab, seed=5, frames=24)
+    assert tab.generate(*values, base, []).startswith("queued job ")
+    assert checked == ["tab"]
+    out = tab.import_files([upload(deforum_dir / name) for name in
+                            ("xmyx_Flashbacks-30s.txt", "sdwebui_simple.input_settings.txt")])
+    values, batch = out[:len(FIELDS)], out[len(FIELDS) + 1]
+    values[FIELDS.index("model")] = "tiny-random"
+    checked.clear()  # the import planned each file for its status line
+    assert tab.generate(*values, base, batch).startswith("queued 2 jobs: ")
+    assert checked == ["xmyx_Flashbacks-30s", "sdwebui_simple.input_settings"]
+
+
 def test_generate_error_is_one_line(tab, manager):
     values, base = example_values(tab, steps=0)
     status = tab.generate(*values, base, [])
@@ -542,6 +572,27 @@ def test_poll_shows_progress_and_sends_only_changes(tab, manager, tmp_path):
     assert resumable["choices"] == [f"{job_id} run (10/48 frames kept)"] == [resumable["value"]]
 
 
+def test_each_page_keeps_its_own_poll_memo(manager, tmp_path):
+    """The poll takes no input from the page: what each page was sent is remembered by its
+    gradio session, so a second page gets everything and the first only what changed."""
+    import types
+
+    demo = build_ui(manager)
+    config = demo.get_config_file() if hasattr(demo, "get_config_file") else demo.config
+    button = demo.wan_components["poll"]._id
+    index = next(i for i, dep in enumerate(config["dependencies"])
+                 if any((t[0] if isinstance(t, (list, tuple)) else t) == button for t in dep.get("targets", [])))
+    assert config["dependencies"][index]["inputs"] == []
+    fns = demo.fns if isinstance(demo.fns, list) else list(demo.fns.values())
+    polled = fns[index].fn
+    manager.jobs = [{"id": "a" * 12, "name": "run", "status": "running", "created": 1.0, "run_dir": str(tmp_path),
+                     "progress": {"window": 1, "windows": 2, "frames_written": 3, "frames": 48}}]
+    first = polled(types.SimpleNamespace(session_hash="page-1"))
+    assert first[0].startswith("run [aaaaaaaa]: ") and first[4] == str(tmp_path)
+    assert all(value == {"__type__": "update"} for value in polled(types.SimpleNamespace(session_hash="page-1")))
+    assert polled(types.SimpleNamespace(session_hash="page-2")) == first
+
+
 def test_the_poll_shows_a_finished_jobs_drift_chart_from_the_output_folder_only(tab, manager, tmp_path):
     chart = manager.outdir / "Run_1" / "1_drift.png"
     chart.parent.mkdir(parents=True)
@@ -606,7 +657,7 @@ def test_the_poll_leaves_the_import_and_download_lines_alone(tab, manager, tmp_p
         writers = [dep for dep in config["dependencies"] if c[name]._id in
                    [t[0] if isinstance(t, (list, tuple)) else t for t in dep.get("targets", [])]]
         assert writers and all(c["job_status"]._id not in dep["outputs"] for dep in writers), name
-    view: dict = {}
+    view, job_lines = {}, []
     manager.jobs = [_stopped("c" * 12, 1.0, status="failed", error="boom")]
     for second in range(10):
         if second == 5:
@@ -614,7 +665,8 @@ def test_the_poll_leaves_the_import_and_download_lines_alone(tab, manager, tmp_p
                                  "progress": {"windows": 2, "frames": 48}})
         *out, view = tab.poll(view)
         assert not any(line in str(value) for value in out for line in (import_line, download_line))
-    assert view["status"] == f"job {'d' * 12} is rendering"  # the job line did follow the jobs
+        job_lines += [out[7]] if isinstance(out[7], str) else []
+    assert job_lines[-1] == f"job {'d' * 12} is rendering"  # the job line did follow the jobs
 
 
 def test_resume_queues_the_chosen_or_the_latest_stopped_job(tab, manager):

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,7 +31,7 @@ from .. import events
 from ..config.settings import read_settings_file
 from ..errors import SettingsError, WanError, describe_error, one_line
 from ..models.weights import DEPTH_HINT_ENV, DEPTH_TAB_HINT, DOWNLOAD_HINT_ENV
-from ..render.job import JobSpec, check_job
+from ..render.job import CheckedJob, JobSpec, check_job
 from .jobstore import FINISHED, PROGRESS_KEYS, JobNotFound, JobStore, StoreUnavailable
 from .worker_client import RunnerClosed, WorkerDied, WorkerExited, WorkerRunner
 
@@ -87,8 +88,10 @@ class JobManager:
         return self.queue_checked(self.check_batch(items, resume=resume, inputs=inputs))
 
     def check_batch(self, items, *, resume: str | None = None,
-                    inputs: Iterable[str | os.PathLike] = ()) -> list[tuple[str, dict, str | None]]:
-        """``submit_batch``'s checks alone (the slow part): what ``queue_checked`` queues."""
+                    inputs: Iterable[str | os.PathLike] = ()) -> list[CheckedJob]:
+        """``submit_batch``'s checks alone (the slow part): what ``queue_checked`` queues. A door
+        that says more about a job before queuing it (the tab: a depth model to fetch) reads
+        these rather than checking the job again."""
         items = list(items)
         if not items:
             raise SettingsError("nothing to queue", "<batch>")
@@ -96,14 +99,14 @@ class JobManager:
         for index, item in enumerate(items):
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
                 raise SettingsError("each batch item must be (name, settings)", f"<batch item {index + 1}>")
-            name = str(item[0] or "") or (f"<batch item {index + 1}>" if len(items) > 1 else "")
-            job = check_job(JobSpec(item[1], name, resume), self.outdir, models_dir=self.models_dir, inputs=inputs)
-            checked.append((str(item[0] or ""), job.spec.settings, job.spec.resume))
+            label = str(item[0] or "") or (f"<batch item {index + 1}>" if len(items) > 1 else "")
+            job = check_job(JobSpec(item[1], label, resume), self.outdir, models_dir=self.models_dir, inputs=inputs)
+            checked.append(replace(job, spec=replace(job.spec, name=str(item[0] or ""))))
         return checked
 
-    def queue_checked(self, checked: list[tuple[str, dict, str | None]]) -> list[str]:
-        """Queue what ``check_batch`` returned."""
-        ids = self.store.add(checked)
+    def queue_checked(self, checked: list[CheckedJob]) -> list[str]:
+        """Queue what ``check_batch`` (or ``check_job``) passed, as it was checked."""
+        ids = self.store.add([(job.spec.name, job.spec.settings, job.spec.resume) for job in checked])
         with self._state:
             self._paused = False  # queuing is "Generate": it also restarts a paused queue
             self._wake.notify_all()

@@ -4,7 +4,6 @@
   ``buttons``...), ``sources=[...]`` becomes ``source="upload"`` on 3.x, and ``type="filepath"``
   of ``gr.File`` is ``"file"`` on 3.x (a temp-file object; ``file_path`` reads either);
 - events: ``js=`` is ``_js=`` on 3.x;
-- polling: ``gr.Timer`` where it exists (4.40+), else a hidden ``every=`` ticker (3.x, queue on);
 - ``update``: ``gr.update`` everywhere (``Component.update`` is gone in 4).
 """
 from __future__ import annotations
@@ -13,7 +12,6 @@ import inspect
 import os
 import stat
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,21 +71,6 @@ def on(event: Callable, fn: Callable, inputs=None, outputs=None, js: str | None 
     if accepted is not None:
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     return event(fn, inputs=inputs, outputs=outputs, **kwargs)
-
-
-def poll(blocks, fn: Callable, inputs: list, outputs: list, seconds: float) -> Any:
-    """Call ``fn`` every ``seconds`` while the page is open (the queue must be enabled)."""
-    if hasattr(gr, "Timer"):
-        timer = gr.Timer(seconds)
-        return timer.tick(fn, inputs=inputs, outputs=outputs, show_progress="hidden")
-    # 3.x: an every= event stays "pending" for ever and outlines its outputs as busy, so a
-    # hidden ticker takes the every= loop and its change event runs fn, which then ends.
-    ticker = gr.Number(value=_now, every=seconds, visible=False)
-    return ticker.change(fn, inputs=inputs, outputs=outputs, show_progress="hidden")
-
-
-def _now() -> float:
-    return time.time()  # gradio 3 reads the signature of a value callable (builtins have none)
 
 
 def file_path(value: Any) -> str | None:

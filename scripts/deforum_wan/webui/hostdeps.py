@@ -39,6 +39,10 @@ PINS_PY310_TORCH26 = {"diffusers": "0.41.0", "transformers": "5.20.2", "huggingf
 PINS_TORCH21 = {"diffusers": "0.36.0", "transformers": "4.57.1", "accelerate": "1.15.0",
                 "huggingface_hub": "0.36.2", "safetensors": "0.8.0", "tokenizers": "0.22.2"}
 OPENCV_NUMPY1 = "4.11.0.86"  # opencv 5 needs numpy >= 2
+# The one cv2 module under four names: A1111 and Forge ship opencv-python (Forge also -contrib)
+# at the worker's numpy-1 pin, and pip, seeing another name, would put a second 140 MB copy of
+# the same build into the folder. Where the host has the pinned build the worker shares it.
+OPENCV = ("opencv-python-headless", "opencv-python", "opencv-contrib-python", "opencv-contrib-python-headless")
 # diffusers imports these when they are importable at all, so an old copy in the host breaks
 # the worker (A1111 and Forge ship kornia 0.6, whose API diffusers' guiders no longer match).
 # peft: diffusers loads LoRAs through it (>= 0.17). The worker gets these versions whenever the
@@ -62,7 +66,8 @@ def canonical(name: str) -> str:
 FROM_HOST = tuple(dict.fromkeys(canonical(n) for n in (*HOST_PINNED, *OPTIONAL_IF_HOST_HAS)))
 # The worker's own libraries: taken from the host only where the host had the pinned version
 # (the folder did not get them); the marker then records the host's version.
-WORKER_OWN = tuple(dict.fromkeys(canonical(n) for n in (*WORKER_PACKAGES, *ALWAYS_EXTRA, *OPTIONAL_IF_HOST_HAS)))
+WORKER_OWN = tuple(dict.fromkeys(canonical(n) for n in (*WORKER_PACKAGES, *OPENCV, *ALWAYS_EXTRA,
+                                                         *OPTIONAL_IF_HOST_HAS)))
 WATCHED = tuple(dict.fromkeys((*FROM_HOST, *WORKER_OWN)))  # the host versions read at launch
 
 
@@ -111,6 +116,8 @@ def choose_pins(python: tuple[int, ...], host: dict[str, str], requirements: dic
         pins.update({canonical(k): v for k, v in PINS_PY310_TORCH26.items()})
     if version_tuple(host.get("numpy"))[:1] < (2,):
         pins["opencv-python-headless"] = OPENCV_NUMPY1
+    if any(host.get(name) == pins["opencv-python-headless"] for name in OPENCV):
+        del pins["opencv-python-headless"]  # the host's cv2 is that build
     pins.update({canonical(k): v for k, v in ALWAYS_EXTRA.items()})
     pins.update({canonical(k): v for k, v in OPTIONAL_IF_HOST_HAS.items() if host.get(canonical(k))})
     return pins

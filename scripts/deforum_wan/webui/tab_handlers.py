@@ -4,10 +4,12 @@ error into one status line; nothing shows a traceback in the tab.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -191,32 +193,27 @@ class WanTab:
         self._task_queued(task)
         try:
             if batch:
-                items = self.batch_settings(values, batch)
-                refused = self._missing_depth(items)
-                if refused:
-                    return refused
-                ids = self.manager.submit_batch(items)
+                ids = self._queue(self.batch_settings(values, batch))
                 return f"queued {len(ids)} jobs: {', '.join(ids)}"
             settings = self.settings_of(values, base)
-            refused = self._missing_depth([("tab", settings)])
-            if refused:
-                return refused
-            ids = [self.manager.submit(settings, name=job_name(self.fields(values).get("batch_name")))]
+            ids = self._queue([(job_name(self.fields(values).get("batch_name")), settings)], label="tab")
             return f"queued job {ids[0]}"
         except Exception as exc:
             return one_line(exc)
         finally:
             self._task_jobs(task, ids)
 
-    def _missing_depth(self, items: list[tuple[str, dict]]) -> str | None:
-        """A job whose 3D depth warping needs a depth model not on disk is refused here, in the
-        tab's words, rather than failing in the worker a second later."""
-        for name, data in items:
-            checked = self._check(data, name or "tab")
-            missing = missing_message(checked.settings, self.models_dir, checked.plan)
+    def _queue(self, items: list[tuple[str, dict]], label: str | None = None) -> list[str]:
+        """Queue ``[(name, settings), ...]`` checked once, by the queue's own check; a job whose
+        3D depth warping needs a depth model not on disk is refused here, in the tab's words
+        (``label`` names a job in them), rather than failing in the worker a second later."""
+        checked = self.manager.check_batch([(label or name, data) for name, data in items])
+        for job in checked:
+            missing = missing_message(job.settings, self.models_dir, job.plan)
             if missing:
-                return f"error: {name or 'tab'}: {missing}"
-        return None
+                raise WanError(f"{job.spec.name or 'tab'}: {missing}")
+        return self.manager.queue_checked([replace(job, spec=replace(job.spec, name=name))
+                                           for job, (name, _) in zip(checked, items)])
 
     def _task_queued(self, task: str | None) -> None:
         if task and self.tasks is not None:
@@ -448,7 +445,8 @@ class WanTab:
     def poll(self, view: dict | None) -> list:
         """Progress text, preview, video, the drift chart, folder, queue table, Resume list, the
         job's line, the download bar and whether Stop download shows; unchanged values are not resent. It writes
-        no other line: what an import, a save or a Download said stays."""
+        no other line: what an import, a save or a Download said stays. ``view``: the last call's
+        memo for this page (the job shown and a digest of each value), returned last."""
         view = dict(view or {})
         try:
             jobs = self.manager.list()
@@ -479,9 +477,10 @@ class WanTab:
             value = new[key]
             if key in ("preview", "video") and value and not Path(value).is_file():
                 value = None  # not on disk (not written yet, or deleted): show nothing rather than a broken file
-            if key in view and view[key] == value or (key == "status" and value is None):
+            digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+            if view.get(key) == digest or (key == "status" and value is None):
                 out.append(update())  # unchanged: not resent (no redraw)
             else:
                 out.append(self._shown(key, value))
-                view[key] = value
+                view[key] = digest
         return out + [view]

@@ -14,10 +14,9 @@ from ..config.keys import COLOR_MODES
 from ..config.schedule import SEED_BEHAVIORS
 from .depth_needs import DEPTH_INFO, DEPTH_WARPING, DOWNLOAD_DEPTH
 from .fields import ANIMATION_MODES, FIELDS, model_choices, sampling_label, size_choices, size_for, wan_widget
-from .gradio_compat import blocks, component, on, poll, refuse_named_files
+from .gradio_compat import blocks, component, on, refuse_named_files
+from .page_poll import poll_button, wire_poll
 from .tab_handlers import WanTab
-
-POLL_SECONDS = 1.0
 
 # Monospace for the plan table. The WebUIs load the extension's style.css (same rules);
 # the standalone server passes this to gradio.
@@ -30,6 +29,8 @@ CSS = """#wan_plan_out textarea, #wan_progress textarea { font-family: ui-monosp
 /* gradio 3/4 draw a Markdown or HTML output at opacity 0.2 while its event runs: the 1 s poll
    would blink the job table and the download bar every second, changed or not. */
 #wan_jobs .pending, #wan_download_bar .pending { opacity: 1 !important; }
+/* the button the page's poll timer clicks (webui/page_poll.py) */
+#wan_poll { display: none !important; }
 """
 # Reads the Deforum tab's prompt fields in the page (A1111/Forge both render Deforum's tab
 # as #tab_deforum_interface; its textboxes have no elem_id, so they are found by label).
@@ -85,7 +86,6 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
     with blocks(analytics_enabled=False, title="Wan", css=CSS) as demo:
         base = gr.State(dict(tab.initial))
         batch = gr.State([])
-        view = gr.State({})
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
@@ -230,6 +230,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                                        elem_id="wan_saved")
                 c["deforum_js"] = gr.Textbox(visible=False, elem_id="wan_deforum_js")
                 c["task"] = gr.Textbox(visible=False, elem_id="wan_task_id")  # set by TASK_JS
+                c["poll"] = poll_button()
 
         fields = [c[name] for name in FIELDS]
         status, job_status = c["status"], c["job_status"]
@@ -239,7 +240,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["interrupt"].click, tab.interrupt, [], [job_status], queue=False)
         on(c["skip"].click, tab.skip, [], [job_status], queue=False)
         on(c["resume"].click, tab.resume_task, [c["task"], c["resume_job"]], [job_status], js=TASK_JS)
-        on(c["import"].upload, tab.import_files, [c["import"]], fields + [base, batch, c["size"], status])
+        imported = on(c["import"].upload, tab.import_files, [c["import"]], fields + [base, batch, c["size"], status])
         on(c["clear_batch"].click, tab.clear_batch, [], [batch, status])
         on(c["save"].click, tab.save_settings, fields + [base], [c["saved"], status])
         on(c["deforum"].click, tab.use_deforum_prompts, [c["deforum_js"]],
@@ -247,16 +248,17 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
         on(c["model"].change, tab.model_changed, [c["model"], c["width"], c["height"]],
            [c["size"], c["steps"], c["guidance"], c["guidance_2"]])
         on(c["size"].change, tab.size_changed, [c["size"], c["width"], c["height"]], [c["width"], c["height"]])
-        on(c["init_upload"].upload, tab.uploaded_image, [c["init_upload"]], [c["init_image"], status])
-        on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]], [c["soundtrack"], status])
+        image = on(c["init_upload"].upload, tab.uploaded_image, [c["init_upload"]], [c["init_image"], status])
+        sound = on(c["soundtrack_upload"].upload, tab.uploaded_soundtrack, [c["soundtrack_upload"]],
+                   [c["soundtrack"], status])
         on(c["refresh"].click, tab.refresh_models, [c["model"]], [c["model"]])
         on(c["download"].click, tab.download, [c["model"]], [c["download_status"], c["stop_download"]])
         on(c["download_depth"].click, tab.download_depth, fields + [base], [c["download_status"], c["stop_download"]])
         on(c["stop_download"].click, tab.stop_download, [], [c["download_status"]], queue=False)
-        poll(demo, tab.poll, [view],
-             [c["progress"], c["preview"], c["video"], c["drift"], c["folder"], c["jobs"], c["resume_job"], job_status,
-              c["download_bar"], c["stop_download"], view],
-             POLL_SECONDS)
+        wire_poll(demo, c["poll"], tab.poll,
+                  [c["progress"], c["preview"], c["video"], c["drift"], c["folder"], c["jobs"], c["resume_job"],
+                   job_status, c["download_bar"], c["stop_download"]],
+                  [imported, image, sound])
     demo.wan_tab = tab  # for tests and the host
     demo.wan_components = c
     return demo
