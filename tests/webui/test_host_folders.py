@@ -126,6 +126,9 @@ def test_the_tab_lists_neos_wan_files_and_nothing_else(in_neo, tiny_models_dir, 
                                "prompts": {"0": "a fox"}, "wan_model": T2V})
     label = values[FIELDS.index("model")]
     assert label in files and model_id(label) == T2V
+    # Download on it: the parts it lacks, read from its header (the tiny ones are built, none)
+    assert tab.downloads.start(model_id(label)) == f"{T2V}: its components are on disk (or given by" \
+        " wan_components); nothing to fetch"
     status = tab.plan(*values, None, [])[2]
     assert status.startswith("plan: 1 window"), status
     sources = {p.part: p.source for p in model_parts(resolve_model(T2V, models_dir=tiny_models_dir), tiny_models_dir)}
