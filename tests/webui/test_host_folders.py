@@ -159,3 +159,15 @@ def test_a_wan_file_in_neos_checkpoint_folder_renders_like_the_same_weights_in_a
         finally:
             backend.close()
     assert np.array_equal(frames[0], frames[1])
+
+
+def test_models_puts_other_models_files_in_one_line(in_neo, tiny_models_dir, capsys):
+    from deforum_wan.cli.main import main
+
+    assert main(["models", "--models-dir", str(tiny_models_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"  {in_neo / 'models' / 'Stable-diffusion' / T2V}  " in out and "unusable" not in out
+    others = [line for line in out.splitlines() if "other models' files" in line]
+    assert len(others) == 1 and others[0].startswith("  other models' files, not Wan (5): "), others
+    assert sorted(others[0].split(": ", 1)[1].split(", ")) == sorted(
+        [name.split("/")[-1] for name in OTHERS] + ["t5-v1_1-xxl-encoder-Q8_0.gguf"])

@@ -111,8 +111,10 @@ def webui(tmp_path_factory, hub):
            "GRADIO_ANALYTICS_ENABLED": "False"}
     for name in ("HF_HUB_OFFLINE", "HF_TOKEN"):
         env.pop(name, None)
+    # Neo downloads no SD model by itself, and refuses the flag that says not to
+    no_download = [] if _is_neo(root) else ["--no-download-sd-model"]
     proc = subprocess.Popen([str(root / "venv" / "bin" / "python"), "launch.py", "--skip-torch-cuda-test",
-                             "--skip-python-version-check", "--skip-version-check", "--no-download-sd-model",
+                             "--skip-python-version-check", "--skip-version-check", *no_download,
                              "--api", "--port", str(port), *args],
                             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
