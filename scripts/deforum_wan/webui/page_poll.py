@@ -2,17 +2,20 @@
 while the last poll is unanswered or a file is uploading, and a file chosen while a poll is
 out is handed to its field once the poll answered. gradio's own timers (3.x's ``every=``, 4.x's
 ``gr.Timer``) fire regardless, and on A1111's gradio 3.41 a poll crossing an upload left the
-import at "Uploading..." now and then. The poll takes no input from the page (its memo of what
-the page shows is kept here by session): gradio 4.40's client warns ("Too many arguments
-provided for the endpoint") on each call of an event with inputs, once a second here."""
+import at "Uploading..." now and then. On gradio 4+ the poll takes no input from the page (its
+memo of what the page shows is kept here by session): 4.40's client warns ("Too many arguments
+provided for the endpoint") on each call of an event with inputs, once a second here. 3.x names
+no page in its requests; there a hidden textbox holds the memo."""
+import json
 import threading
 from typing import Any, Callable
 
 import gradio as gr
 
-from .gradio_compat import on
+from .gradio_compat import GRADIO_MAJOR, on
 
 BUTTON_ID = "wan_poll"
+MEMO_ID = "wan_poll_memo"  # gradio 3.x only
 PERIOD_MS = 1000
 ANSWER_MS = 10_000  # a poll unanswered this long (a dropped reply) no longer holds the next back
 SETTLE_MS = 300  # after an event of the tab ended, before an upload or a poll starts
@@ -106,16 +109,25 @@ class Memos:
 def wire_poll(demo, button, fn: Callable, outputs: list, uploads: list) -> None:
     """``fn(memo)`` (its outputs, then the new memo) on each click of ``button``; the page's
     timer started on load; each of ``uploads`` (the upload events' dependencies) lets the poll
-    go on once its event ended."""
-    memos = Memos()
+    go on once its event ended. Inside the Blocks being built."""
+    if GRADIO_MAJOR >= 4:
+        memos = Memos()
 
-    def polled(request: gr.Request):  # gradio hands the request in: no input from the page
-        session = str(getattr(request, "session_hash", None) or "")
-        *shown, memo = fn(memos.get(session))
-        memos.put(session, memo)
-        return shown
+        def polled(request: gr.Request):  # gradio hands the request in: no input from the page
+            session = str(getattr(request, "session_hash", None) or "")
+            *shown, memo = fn(memos.get(session))
+            memos.put(session, memo)
+            return shown
 
-    clicked = on(button.click, polled, [], outputs, show_progress="hidden")
+        clicked = on(button.click, polled, [], outputs, show_progress="hidden")
+    else:  # 3.x's request names no page, and its client does not warn: the page keeps the memo
+        box = gr.Textbox(value="{}", visible=False, elem_id=MEMO_ID)
+
+        def polled_with_memo(memo: str):
+            *shown, memo = fn(json.loads(memo or "{}"))
+            return [*shown, json.dumps(memo)]
+
+        clicked = on(button.click, polled_with_memo, [box], [*outputs, box], show_progress="hidden")
     on(clicked.then, None, [], [], js=ANSWERED_JS)
     for done in uploads:
         on(done.then, None, [], [], js=UPLOADED_JS)
