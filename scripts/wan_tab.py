@@ -1,4 +1,4 @@
-"""The Wan tab in AUTOMATIC1111 v1.10 and Forge: the only file that imports the WebUI's `modules`.
+"""The Wan tab in AUTOMATIC1111 v1.10, Forge and Forge Neo: the only file that imports the WebUI's `modules`.
 
 Everything is imported here, at load time: A1111 puts the extension root on sys.path only
 while it loads this file, so nothing may be imported lazily from callbacks. Nothing heavy is
@@ -29,6 +29,7 @@ from deforum_wan.webui import hostdeps  # noqa: E402
 from deforum_wan.webui.api_login import api_guard  # noqa: E402
 from deforum_wan.webui.host_bridge import ProgressBridge  # noqa: E402
 from deforum_wan.webui.host_checkpoint import HostCheckpoint  # noqa: E402
+from deforum_wan.webui.host_folders import add_extra_dirs, is_neo, neo_dirs  # noqa: E402
 from deforum_wan.webui.tab_layout import build_ui  # noqa: E402
 
 SECTION = ("wan", "Wan")
@@ -52,6 +53,21 @@ def _outdir() -> str:
     return _opt("wan_outdir") or _opt("outdir_img2img_samples") or "outputs/img2img-images"
 
 
+def _forge_version():
+    try:
+        from modules_forge import forge_version  # Forge and Neo only
+    except ImportError:
+        return None
+    return getattr(forge_version, "version", None)
+
+
+def _host_model_dirs() -> None:
+    """In Forge Neo, its Wan files are where its users keep them: its checkpoint, text encoder
+    and VAE folders (and their flags) become extra model folders for the tab and the worker."""
+    if is_neo(shared.cmd_opts, _forge_version()):
+        add_extra_dirs(neo_dirs(paths.models_path, shared.cmd_opts))
+
+
 def _load_image(path):
     from PIL import Image  # the WebUI has Pillow loaded already
 
@@ -71,6 +87,7 @@ class _Host:
         if existing is not None:
             return existing
         _refresh_worker_packages()
+        _host_model_dirs()  # before the worker's environment is copied from ours
         env = hostdeps.worker_env(EXTENSION)
         if _opt("wan_official_repo"):
             env["DEFORUM_WAN_OFFICIAL_REPO"] = _opt("wan_official_repo")

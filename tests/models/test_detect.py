@@ -139,3 +139,28 @@ def test_bad_files_are_one_line_each(tmp_path):
         assert words in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(WanError, match="patch_embedding has shape"):
         detect(read_header(good))
+
+
+def test_other_models_encoders_and_vaes_beside_wans_are_refused(tmp_path):
+    """A host's folders hold Flux's T5-XXL (as wide as UMT5-XXL) and SD's image VAEs: not Wan's."""
+    import diffusers
+    import torch
+    from helpers import write_gguf_header
+    from transformers import T5Config, T5EncoderModel
+
+    from deforum_wan.models.headers import read_header as read_any_header
+
+    with torch.device("meta"):
+        sd_vae = diffusers.AutoencoderKL(latent_channels=4, block_out_channels=(128, 256, 512, 512),
+                                         down_block_types=("DownEncoderBlock2D",) * 4,
+                                         up_block_types=("UpDecoderBlock2D",) * 4)
+        t5 = T5EncoderModel(T5Config(d_model=4096, num_layers=24, num_heads=64, d_kv=64, d_ff=10240,
+                                     feed_forward_proj="gated-gelu"))
+    with pytest.raises(WanError, match="image VAE"):
+        detect(_header({k: Tensor("F16", tuple(v.shape)) for k, v in sd_vae.state_dict().items()}))
+    with pytest.raises(WanError, match="not UMT5"):
+        detect(_header({k: Tensor("F16", tuple(v.shape)) for k, v in t5.state_dict().items()}))
+    names = {"token_embd.weight": (1, (32128, 4096)), "enc.blk.0.attn_rel_b.weight": (0, (32, 64))}
+    names.update({f"enc.blk.{i}.attn_q.weight": (1, (4096, 4096)) for i in range(24)})
+    with pytest.raises(WanError, match="not UMT5"):
+        detect(read_any_header(write_gguf_header(tmp_path / "t5-v1_1-xxl-encoder-f16.gguf", names)))

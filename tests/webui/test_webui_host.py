@@ -1,8 +1,8 @@
-"""The Wan tab inside a real AUTOMATIC1111 or Forge (skipped unless one is given).
+"""The Wan tab inside a real AUTOMATIC1111, Forge or Forge Neo (skipped unless one is given).
 
     WAN_TEST_WEBUI_DIR=/path/to/webui      the WebUI folder (venv/ inside, this extension in extensions/)
     WAN_TEST_WEBUI_URL=http://127.0.0.1:7860/   use a running one instead of starting it
-    WAN_TEST_WEBUI_ARGS="..."              launch.py flags (default: CPU flags for A1111 or Forge)
+    WAN_TEST_WEBUI_ARGS="..."              launch.py flags (default: CPU flags for A1111, Forge or Neo)
     WAN_TAB_CHECK=/path/webui-tab-check.py  (default: ../shared/tools/webui-tab-check.py)
 
     WAN_TEST_SCREENSHOTS=docs/screenshots    where the progress test saves its PNGs (default: none)
@@ -19,7 +19,8 @@ the tiny I2V model as a real model's repo, an empty HF_HOME and no HF_HUB_OFFLIN
 Download fetches it through the WebUI's own Python and huggingface_hub into its models/wan (and
 the test removes it again); a Download of a repo the server lacks says so on the Download line,
 which the poll leaves alone. Thirty imports in a row, with the tab's poll running, each end
-(none stays at "Uploading...").
+(none stays at "Uploading..."). In Forge Neo, a Wan single file in its models/Stable-diffusion
+is listed by the tab (the SD checkpoint beside it is not) and renders.
 """
 from __future__ import annotations
 
@@ -68,6 +69,11 @@ def _post(url: str, body: dict):
         return json.load(r)
 
 
+def _is_neo(root: Path) -> bool:
+    version = root / "modules_forge" / "forge_version.py"
+    return version.is_file() and "neo" in version.read_text(errors="replace")
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """The hub a WebUI this module starts talks to (its HF_ENDPOINT): tests/hub_server.py serving
@@ -94,7 +100,7 @@ def webui(tmp_path_factory, hub):
         yield os.environ["WAN_TEST_WEBUI_URL"].rstrip("/") + "/", root, Path(log) if log else None
         return
     forge = (root / "modules_forge").is_dir()
-    default = ("--always-cpu" if forge else "--use-cpu all --no-half --precision full")
+    default = "--cpu" if _is_neo(root) else "--always-cpu" if forge else "--use-cpu all --no-half --precision full"
     args = shlex.split(os.environ.get("WAN_TEST_WEBUI_ARGS", default))
     port = _free_port()
     log_path = tmp_path_factory.mktemp("webui") / "webui.log"
@@ -105,8 +111,10 @@ def webui(tmp_path_factory, hub):
            "GRADIO_ANALYTICS_ENABLED": "False"}
     for name in ("HF_HUB_OFFLINE", "HF_TOKEN"):
         env.pop(name, None)
+    # Neo downloads no SD model by itself, and refuses the flag that says not to
+    no_download = [] if _is_neo(root) else ["--no-download-sd-model"]
     proc = subprocess.Popen([str(root / "venv" / "bin" / "python"), "launch.py", "--skip-torch-cuda-test",
-                             "--skip-python-version-check", "--skip-version-check", "--no-download-sd-model",
+                             "--skip-python-version-check", "--skip-version-check", *no_download,
                              "--api", "--port", str(port), *args],
                             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
@@ -632,3 +640,73 @@ def test_a_video_input_plans_in_the_webuis_python(webui, tmp_path):
         assert windows >= 2 and strips.count() == windows, page.locator("#wan_plan_view").first.inner_text()[:500]
         assert strips.first.locator("img").first.evaluate("img => img.naturalWidth") == 96
         browser.close()
+
+
+def _neo_files(root: Path) -> list[Path]:
+    """The tiny T2V model as Neo users keep Wan: a ComfyUI-style transformer file in
+    models/Stable-diffusion, its UMT5 in models/text_encoder and its VAE in models/VAE; an SD
+    checkpoint's header beside the transformer. Returns what it wrote."""
+    import torch
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from helpers import to_original_name, write_safetensors_header
+    from safetensors.torch import save_file
+    from transformers import UMT5EncoderModel
+
+    tiny, models = root / "models" / "wan" / "tiny-random", root / "models"
+    files = [models / "Stable-diffusion" / "wan_host_test_tiny_bf16.safetensors",
+             models / "text_encoder" / "umt5_host_test_tiny.safetensors",
+             models / "VAE" / "wan_host_test_tiny_vae.safetensors",
+             models / "Stable-diffusion" / "host_test_sd15.safetensors"]
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    transformer = WanTransformer3DModel.from_pretrained(tiny / "transformer").state_dict()
+    save_file({"model.diffusion_model." + to_original_name(k): v.to(torch.bfloat16).contiguous()
+               for k, v in transformer.items()}, files[0])
+    text = UMT5EncoderModel.from_pretrained(tiny / "text_encoder").state_dict()
+    save_file({k: v.contiguous() for k, v in text.items() if k != "encoder.embed_tokens.weight"}, files[1])
+    save_file({k: v.contiguous() for k, v in AutoencoderKLWan.from_pretrained(tiny / "vae").state_dict().items()},
+              files[2])
+    write_safetensors_header(files[3], {"model.diffusion_model.input_blocks.0.0.weight": ("F16", (320, 4, 3, 3))})
+    return files
+
+
+def test_a_wan_file_in_neos_checkpoint_folder_is_listed_by_the_tab_and_renders(webui):
+    """Forge Neo: a Wan transformer file in models/Stable-diffusion is in the model list after
+    Refresh models (the SD checkpoint beside it is not), and a job on it renders with its text
+    encoder and VAE from Neo's folders, leaving no traceback in the log."""
+    url, root, log = webui
+    if not _is_neo(root):
+        pytest.skip("Forge Neo only: A1111 and Forge keep no Wan files of their own")
+    if not (root / "models" / "wan" / "tiny-random").is_dir():
+        pytest.skip("no tiny-random in the WebUI's models/wan (python -m deforum_wan tiny-models DIR)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    files = _neo_files(root)
+    name = files[0].name
+    try:
+        with playwright.sync_playwright() as p:
+            browser, page = _open_wan_tab(p, url)
+            page.click("#wan_refresh_models")
+            box = page.locator("#wan_model input").first
+            box.click()
+            box.fill(name)  # the list narrows to what matches, as a user types
+            page.wait_for_selector("#wan_model ul.options li", timeout=30_000)
+            options = page.locator("#wan_model ul.options li").all_inner_texts()
+            box.fill("host_test_sd15")
+            page.wait_for_timeout(1000)
+            sd = page.locator("#wan_model ul.options li").all_inner_texts()
+            browser.close()
+        assert any(o.strip().startswith(f"{name} [file: Wan transformer T2V") for o in options), options
+        assert not any("host_test_sd15" in o for o in sd), sd
+        logged = len(log.read_text(errors="replace")) if log else 0
+        settings = {**json.loads(EXAMPLE.read_text()), "wan_model": name, "max_frames": 16}
+        job = _post(url + "wan_api/jobs", {"settings": settings, "name": "neo-file"})["jobs"][0]
+        info = _wait_job(url, job, lambda j: j["status"] not in ("queued", "running"), 300)
+        assert info["status"] == "done", info
+        assert Path(info["video"]).is_file()
+        if log:
+            time.sleep(2)
+            after = log.read_text(errors="replace")[logged:]
+            assert "Traceback" not in after, after[-3000:]
+    finally:
+        for path in files:
+            path.unlink(missing_ok=True)

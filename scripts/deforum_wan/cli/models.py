@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import WanError
-from ..models.detect import detect
+from ..models.detect import OtherModelFile, detect
 from ..models.file_models import components_to_fetch, resolve_model
 from ..models.headers import read_header
 from ..models.places import confine, looks_like_file, model_roots, weight_files
@@ -49,12 +49,15 @@ def cmd_models(args) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    files = registry["files"]
-    if files:
+    files = [f for f in registry["files"] if not f.get("other")]
+    others = [Path(f["path"]).name for f in registry["files"] if f.get("other")]
+    if files or others:
         print(f"\nweight files ({', '.join(registry['folders'])}):")
     for f in files:
         what = f"{f['summary']}, {f['quant']}" if f["kind"] else f"unusable: {f['reason']}"
         print(f"  {f['path']}  {_size(f['bytes'])}  {what}")
+    if others:  # a host's checkpoint folder holds SD/SDXL/Flux files beside Wan's: one line
+        print(f"  other models' files, not Wan ({len(others)}): {', '.join(others)}")
     return 0
 
 
@@ -64,14 +67,14 @@ def file_rows(models_dir=None) -> dict:
     rows = []
     for path, _folder_kind in weight_files(roots):
         row = {"path": str(path), "bytes": path.stat().st_size if path.exists() else 0, "kind": None,
-               "summary": None, "quant": None, "reason": None}
+               "summary": None, "quant": None, "reason": None, "other": False}
         try:
             confine(path, roots)
             found = detect(read_header(path))
             row.update(kind=found.kind, summary=found.summary, quant=found.quant, variant=found.variant,
                        size=found.size, layout=found.layout)
         except WanError as e:
-            row["reason"] = str(e).splitlines()[0]
+            row.update(reason=str(e).splitlines()[0], other=isinstance(e, OtherModelFile))
         rows.append(row)
     return {"folders": [str(r) for r in roots], "files": rows}
 

@@ -23,6 +23,11 @@ DROPPED = (".scale_input", ".input_scale")  # activation scales: not used when w
 MARKERS = ("scaled_fp8",)  # an empty tensor ComfyUI writes in a scaled fp8 file
 
 
+class OtherModelFile(WanError):
+    """A file of another model (an SD, SDXL or Flux checkpoint, a CLIP or T5 encoder, an image
+    VAE): lists put these aside in one line rather than each as unusable."""
+
+
 @dataclass(frozen=True)
 class Detected:
     kind: str  # transformer | text_encoder | vae | clip_vision | lora
@@ -86,7 +91,7 @@ def detect(header: Header) -> Detected:
         raise WanError(f"{header.path.name}: a CLIP vision encoder in open_clip's layout; use ComfyUI's"
                        " clip_vision_h.safetensors (transformers' layout) or the diffusers folder")
     sample = ", ".join(list(names)[:3]) or "no tensors"
-    raise WanError(f"{header.path.name}: not a Wan transformer, UMT5, Wan VAE or CLIP vision file ({sample})")
+    raise OtherModelFile(f"{header.path.name}: not a Wan transformer, UMT5, Wan VAE or CLIP vision file ({sample})")
 
 
 def _count(names, pattern: str) -> int:
@@ -172,13 +177,17 @@ def _gguf_text_encoder(header: Header, quant: str) -> Detected:
     embed = header.shape("token_embd.weight")
     layers = _count(header.tensors, r"enc\.blk\.(\d+)\.")
     umt5 = layers < 2 or "enc.blk.1.attn_rel_b.weight" in header.tensors
+    if not umt5:  # Flux's T5-XXL (t5-v1_1-xxl-encoder-*.gguf): the same width as UMT5-XXL, another model
+        raise OtherModelFile(f"{header.path.name}: a T5 encoder but not UMT5 (Wan's text encoder)")
     d_model = embed[1]
-    name = "UMT5-XXL" if d_model == 4096 and layers == 24 else f"{'UMT5' if umt5 else 'T5'} of unknown size (d_model {d_model})"
+    name = "UMT5-XXL" if d_model == 4096 and layers == 24 else f"UMT5 of unknown size (d_model {d_model})"
     return Detected("text_encoder", "llama.cpp", quant, f"text encoder {name}, llama.cpp layout", size=name,
                     config={"d_model": d_model, "num_layers": layers, "vocab_size": embed[0]})
 
 
 def _vae(header: Header, layout: str, post_quant: str, quant: str) -> Detected:
+    if len(header.shape(post_quant)) != 5:  # an SD/SDXL image VAE: 2D convolutions, not Wan's 3D ones
+        raise OtherModelFile(f"{header.path.name}: an image VAE (2D), not a Wan VAE")
     z = header.shape(post_quant)[0]
     version = {16: "Wan 2.1", 48: "Wan 2.2"}.get(z)
     family = {16: "wan2.1", 48: "wan2.2"}.get(z)

@@ -14,8 +14,9 @@ from html import escape
 from ..errors import DownloadCancelled, one_line
 from ..models.download_process import download_in_child
 from ..models.file_models import components_to_fetch
-from ..models.registry import DEPTH_MODELS, continuation_model, get_model
+from ..models.registry import DEPTH_MODELS, continuation_model
 from ..models.weights import download_size, locate_depth, locate_weights
+from .fields import model_spec
 
 
 def _gb(n: float) -> str:
@@ -37,7 +38,7 @@ class Downloads:
         if model_id in DEPTH_MODELS:
             depth = DEPTH_MODELS[model_id]
             return [] if locate_depth(depth, self.models_dir) is not None else [(depth, "depth")]
-        spec = get_model(model_id)
+        spec = model_spec(model_id)  # a registry id, or a weight file read by its header
         if spec.weights:
             base = components_to_fetch(spec, self.models_dir)
             return [(base, "components")] if base is not None else []
@@ -63,7 +64,7 @@ class Downloads:
             if not specs:
                 if model_id in DEPTH_MODELS:
                     return f"depth model {model_id} is already downloaded (in {self.models_dir} or the hub cache)"
-                if get_model(model_id).weights:
+                if model_spec(model_id).weights:
                     return f"{model_id}: its components are on disk (or given by wan_components); nothing to fetch"
                 return f"{model_id} and its continuation model are already in {self.models_dir}"
             sizes = [download_size(s, self.models_dir, layout, from_tab=True) for s, layout in specs]

@@ -34,6 +34,8 @@ from ..config.settings import (  # fields read values exactly as load_settings d
 )
 from ..config.values import match_choice, truthy
 from ..errors import SettingsError
+from ..models.file_models import resolve_model
+from ..models.places import looks_like_file
 from ..models.registry import DEFAULT_MODEL, MODELS, get_model
 
 CUSTOM_SIZE = "custom"
@@ -138,9 +140,20 @@ def preset_name(value: Any) -> str:
 
 
 def model_id(value: Any) -> str:
-    """The registry id in a model field value ("wan2.1-t2v-1.3b [installed]" -> the id)."""
+    """The model in a model field value: the registry id ("wan2.1-t2v-1.3b [installed]" -> the
+    id), or a weight file's name as it is spelled ("Wan 2.1.safetensors [file: ...]" -> the name)."""
     text = str(value or "").strip()
+    name = text.split(" [", 1)[0].strip()
+    if looks_like_file(name):
+        return name
     return text.split()[0].lower() if text else DEFAULT_MODEL
+
+
+def model_spec(value: Any):
+    """The ModelSpec a model field value names: a registry model, or a weight file read by its
+    header; WanError for an unknown one."""
+    mid = model_id(value)
+    return resolve_model(mid) if looks_like_file(mid) else get_model(mid)
 
 
 def size_label(width: int, height: int) -> str:
@@ -150,7 +163,7 @@ def size_label(width: int, height: int) -> str:
 def size_choices(model: str) -> list[str]:
     """The model's trained sizes, then "custom" (W/H typed in)."""
     try:
-        sizes = get_model(model_id(model)).sizes
+        sizes = model_spec(model).sizes
     except Exception:  # an unknown id: load_settings reports it; offer custom only
         sizes = ()
     return [size_label(w, h) for w, h in sizes] + [CUSTOM_SIZE]
@@ -475,7 +488,7 @@ def sampling_label(name: str, model: str) -> str:
     """The label of a field that an empty value leaves to the model, naming the model's value."""
     title = WAN_KEY_FIELDS[name].label
     try:
-        spec = get_model(model_id(model))
+        spec = model_spec(model)
     except Exception:  # an unknown id: load_settings reports it
         return f"{title} (empty: the model's)"
     value = {"steps": spec.steps, "guidance": spec.guidance, "guidance_2": spec.guidance_2}[name]
@@ -484,16 +497,19 @@ def sampling_label(name: str, model: str) -> str:
     return f"{title} (empty: {spec.id}'s {value:g})"
 
 
-def model_choices(installed: set[str] | None = None) -> list[str]:
-    """Registry ids for the model dropdown, each marked installed or not."""
-    return [model_label(mid, installed) for mid in MODELS]
+def model_choices(installed: set[str] | None = None, files: dict[str, str] | None = None) -> list[str]:
+    """Registry ids for the model dropdown, each marked installed or not, then the Wan weight
+    files of the model folders (``files``: name -> label)."""
+    return [model_label(mid, installed) for mid in MODELS] + list((files or {}).values())
 
 
-def model_label(mid: str, installed: set[str] | dict[str, int] | None = None) -> str:
-    """``wan2.1-t2v-1.3b [installed, 16.4 GB]``; ``installed``: ids on disk (or id -> bytes)."""
+def model_label(mid: str, installed: set[str] | dict[str, int] | None = None,
+                files: dict[str, str] | None = None) -> str:
+    """``wan2.1-t2v-1.3b [installed, 16.4 GB]``; ``installed``: ids on disk (or id -> bytes);
+    a listed weight file by its label in ``files``."""
     mid = model_id(mid)
     if mid not in MODELS:
-        return mid
+        return (files or {}).get(mid, mid)
     installed = installed or set()
     if MODELS[mid].tiny:  # random weights made on this machine, never downloaded
         return f"{mid} [{'built locally' if mid in installed else 'built on first use'}]"

@@ -17,6 +17,7 @@ from ..config.memory_plan import format_memory, memory_parts, memory_summary
 from ..config.planner import format_plan, make_plan
 from ..config.settings import load_settings, read_settings_file, resolve_batch_name
 from ..errors import SettingsError, WanError
+from ..models.file_choices import transformer_files
 from ..models.registry import MODELS
 from ..models.weights import disk_size, locate_weights, resolve_models_dir
 from ..render.camera_preview import prune_previews, write_preview
@@ -87,6 +88,14 @@ def installed_models(models_dir: str | None) -> dict[str, int]:
     return found
 
 
+def listed_files(models_dir: str | None) -> dict[str, str]:
+    """The Wan transformer files of the model folders (the host's own, in Forge Neo): name -> label."""
+    try:
+        return {choice.name: choice.label for choice in transformer_files(models_dir)}
+    except OSError:  # an unreadable folder: no files listed
+        return {}
+
+
 class WanTab:
     """The tab's handlers. Field values come in ``FIELDS`` order."""
 
@@ -100,6 +109,7 @@ class WanTab:
         self.deforum_prompts = deforum_prompts
         self.initial = {**STARTER_SETTINGS, **(defaults or {})}
         self.installed = installed_models(self.models_dir)
+        self.files = listed_files(self.models_dir)
         self.downloads = Downloads(resolve_models_dir(self.models_dir))
         # the official code's setup runs with the worker's Python and packages, as a render does
         self.official = OfficialSetups(resolve_models_dir(self.models_dir), getattr(manager, "python", None)
@@ -112,7 +122,7 @@ class WanTab:
     def field_values(self, settings: dict) -> list:
         """Gradio values for the field components (the model shown with its install mark)."""
         shown = settings_to_fields(settings)
-        shown["model"] = model_label(shown["model"], self.installed)
+        shown["model"] = model_label(shown["model"], self.installed, self.files)
         return [shown[name] for name in FIELDS]
 
     def settings_of(self, values, base: dict | None) -> dict:
@@ -481,7 +491,9 @@ class WanTab:
 
     def refresh_models(self, model):
         self.installed = installed_models(self.models_dir)
-        return update(choices=model_choices(self.installed), value=model_label(model_id(model), self.installed))
+        self.files = listed_files(self.models_dir)
+        return update(choices=model_choices(self.installed, self.files),
+                      value=model_label(model_id(model), self.installed, self.files))
 
     # --- progress ----------------------------------------------------------------------
     @staticmethod

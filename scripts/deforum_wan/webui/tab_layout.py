@@ -116,7 +116,7 @@ def build_ui(manager, *, defaults: dict | None = None, deforum_prompts: Callable
                     c["negative"] = gr.Textbox(label="Added to every negative prompt", value=start["negative"],
                                                elem_id="wan_negative")
                 with gr.Row():
-                    c["model"] = component(gr.Dropdown, **wan_widget("model", start, choices=model_choices(tab.installed)),
+                    c["model"] = component(gr.Dropdown, **wan_widget("model", start, choices=model_choices(tab.installed, tab.files)),
                                            allow_custom_value=True, scale=3, elem_id="wan_model")
                     c["backend"] = component(gr.Dropdown, **wan_widget("backend", start), scale=1, elem_id="wan_backend")
                     c["refresh"] = component(gr.Button, value="Refresh models", size="sm", scale=1,
