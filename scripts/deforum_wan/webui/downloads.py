@@ -38,7 +38,7 @@ class Downloads:
         if model_id in DEPTH_MODELS:
             depth = DEPTH_MODELS[model_id]
             return [] if locate_depth(depth, self.models_dir) is not None else [(depth, "depth")]
-        spec = model_spec(model_id)  # a registry id, or a weight file read by its header
+        spec = model_spec(model_id, self.models_dir)  # a registry id, or a weight file read by its header
         if spec.weights:
             base = components_to_fetch(spec, self.models_dir)
             return [(base, "components")] if base is not None else []
@@ -64,7 +64,7 @@ class Downloads:
             if not specs:
                 if model_id in DEPTH_MODELS:
                     return f"depth model {model_id} is already downloaded (in {self.models_dir} or the hub cache)"
-                if model_spec(model_id).weights:
+                if model_spec(model_id, self.models_dir).weights:
                     return f"{model_id}: its components are on disk (or given by wan_components); nothing to fetch"
                 return f"{model_id} and its continuation model are already in {self.models_dir}"
             sizes = [download_size(s, self.models_dir, layout, from_tab=True) for s, layout in specs]

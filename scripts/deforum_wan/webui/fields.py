@@ -36,7 +36,7 @@ from ..config.values import match_choice, truthy
 from ..errors import SettingsError
 from ..models.file_models import resolve_model
 from ..models.places import looks_like_file
-from ..models.registry import DEFAULT_MODEL, MODELS, get_model
+from ..models.registry import DEFAULT_MODEL, FILE_MODELS, MODELS, get_model
 
 CUSTOM_SIZE = "custom"
 # Deforum's animation modes. 2D and 3D move the camera; Video Input restyles an imported file's
@@ -149,11 +149,14 @@ def model_id(value: Any) -> str:
     return text.split()[0].lower() if text else DEFAULT_MODEL
 
 
-def model_spec(value: Any):
-    """The ModelSpec a model field value names: a registry model, or a weight file read by its
-    header; WanError for an unknown one."""
+def model_spec(value: Any, models_dir=None):
+    """The ModelSpec a model field value names: a registry model, a weight file already read
+    (settings naming it register it), or one read by its header in the model folders
+    (``models_dir``); WanError for an unknown one."""
     mid = model_id(value)
-    return resolve_model(mid) if looks_like_file(mid) else get_model(mid)
+    if mid.lower() in MODELS or mid in FILE_MODELS or not looks_like_file(mid):
+        return get_model(mid)
+    return resolve_model(mid, models_dir=models_dir)
 
 
 def size_label(width: int, height: int) -> str:
