@@ -208,7 +208,7 @@ def test_a_long_plan_fits_the_column(page):
     assert not tall, tall[:3]
 
 
-def test_an_uploaded_video_previews_each_windows_source_segment(server, tmp_path):
+def test_an_uploaded_video_previews_each_windows_source_segment(page, server, tmp_path):
     """A Video Input file imported, its video uploaded through the tab's video field: Plan shows
     per window a strip of its source frames next to the plan (its own page: a fresh import box).
     The gradio venvs have no imageio-ffmpeg, as the WebUIs' Pythons: the tab there probes and
@@ -216,7 +216,6 @@ def test_an_uploaded_video_previews_each_windows_source_segment(server, tmp_path
     import json
 
     from counter_video import write_counter_video
-    from playwright.sync_api import sync_playwright
 
     url, outdir, _ = server
     settings = tmp_path / "video_input.txt"
@@ -224,13 +223,14 @@ def test_an_uploaded_video_previews_each_windows_source_segment(server, tmp_path
                                     "video_init_path": "", "fps": 16, "wan_clip_duration": 1, "W": 160, "H": 32}))
     video = tmp_path / "counter.mp4"
     write_counter_video(video, 40, fps=30)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    # a page of its own in the module's browser (one Playwright per module)
+    page = page.context.browser.new_page(viewport={"width": 1400, "height": 1100})
+    try:
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         page.wait_for_selector("#wan_generate")
-        wait_text(page, "wan_progress", lambda t: t.startswith("idle:"), timeout=60)  # the events are wired
+        # the first poll answered (the events are wired): an earlier test's job may be shown
+        wait_text(page, "wan_progress", lambda t: t != "idle", timeout=60)
         page.set_input_files("#wan_import input[type=file]", str(settings))
         wait_text(page, "wan_status", lambda t: t.startswith("imported video_input.txt"), timeout=30)
         page.get_by_text("Video (Video Input, control video)").first.click()  # its accordion, opened
@@ -246,7 +246,8 @@ def test_an_uploaded_video_previews_each_windows_source_segment(server, tmp_path
         for i in range(windows):
             images = strips.nth(i).locator("img")
             assert 1 <= images.count() <= 4 and images.first.evaluate("img => img.naturalWidth") == 96
-        browser.close()
+    finally:
+        page.close()
 
 
 # Every text the download bar shows (the poll replaces its HTML), kept in the page.
