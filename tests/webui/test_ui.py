@@ -331,7 +331,11 @@ def test_plan_shows_each_models_memory_as_the_command_line_does(manager, tiny_mo
     path = tmp_path / "s.json"
     path.write_text(json.dumps(data))
     assert main(["plan", str(path), "--json"]) == 0
-    parts = json.loads(capsys.readouterr().out)["memory"]["tiny-random"]
+    planned = json.loads(capsys.readouterr().out)
+    parts = planned["memory"]["tiny-random"]
+    # every model a window runs, the I2V partner the planner chose itself too
+    windows = {w["model"] for w in planned["windows"]}
+    assert "tiny-random-i2v" in windows and windows <= set(planned["memory"])
     assert main(["plan", str(path)]) == 0
     cli = capsys.readouterr().out.splitlines()
     memory = cli[next(i for i, line in enumerate(cli) if line.startswith("memory of tiny-random: ")):]

@@ -28,7 +28,7 @@ def cmd_plan(args) -> int:
     settings = load_settings(data, name=Path(args.settings).name, read_video=True,
                              base=Path(args.settings).parent)
     plan = make_plan(settings)
-    memory = memory_parts(settings)  # headers of the weights on disk only
+    memory = memory_parts(settings, plan=plan)  # headers of the weights on disk only
     frames = frame_values(settings, plan.source_frames, plan.control or _gray(plan)) if args.frames else None
     if args.json:
         out = {**plan.to_json(), "memory": memory_json(memory)}

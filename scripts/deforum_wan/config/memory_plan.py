@@ -5,16 +5,19 @@ command line's, the tab's and the API's)."""
 from __future__ import annotations
 
 from ..models.footprint import Part, human_bytes, model_parts, placement
+from ..models.registry import get_model
 from .presets import resolve
 
 
-def memory_parts(settings, models_dir=None, device: str = "auto") -> dict[str, list[Part]]:
-    """model id -> its parts, for the model and the continuation model of ``settings``.
-    An fp8 file that LoRAs are loaded into is dequantised (as the diffusers backend does)."""
+def memory_parts(settings, models_dir=None, device: str = "auto", plan=None) -> dict[str, list[Part]]:
+    """model id -> its parts, for the model and the continuation model of ``settings``, and
+    every model a window of ``plan`` runs (the partner the planner chose itself). An fp8 file
+    that LoRAs are loaded into is dequantised (as the diffusers backend does)."""
     speed = resolve(settings.preset, settings.speed_overrides)
     place = placement(speed["offload"], device)
+    planned = [get_model(m) for m in dict.fromkeys(w.model for w in plan.windows)] if plan is not None else []
     out = {}
-    for spec in filter(None, (settings.model, settings.continue_model)):
+    for spec in filter(None, (settings.model, settings.continue_model, *planned)):
         out.setdefault(spec.id, model_parts(spec, models_dir, dtype=settings.dtype, vae_dtype="float32",
                                             float8=bool(speed["layerwise_fp8"]), keep_fp8=not settings.loras,
                                             place=place))

@@ -280,4 +280,4 @@ def _plan_json(manager, settings: dict, name: str) -> dict:
     checked = check_job(JobSpec(settings, name or ""), manager.outdir, models_dir=manager.models_dir)
     # what each model will hold, as ``plan --json`` has it (the weight files' headers only)
     return {**checked.plan.to_json(),
-            "memory": memory_json(memory_parts(checked.settings, manager.models_dir))}
+            "memory": memory_json(memory_parts(checked.settings, manager.models_dir, plan=checked.plan))}

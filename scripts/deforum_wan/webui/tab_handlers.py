@@ -188,7 +188,7 @@ class WanTab:
     def _plan_views(self, checked: CheckedJob, strips: bool = True) -> tuple[str, str]:
         """The plan as text with each model's memory lines under it, and as HTML with a short
         memory line (the weight files' headers only: nothing is loaded)."""
-        memory = memory_parts(checked.settings, self.models_dir)
+        memory = memory_parts(checked.settings, self.models_dir, plan=checked.plan)
         text = "\n".join([format_plan(checked.plan), *format_memory(memory)])
         view = plan_html(checked.plan, memory_summary(memory))
         return text, view + (source_strips(checked.plan) if strips else "")
