@@ -120,8 +120,12 @@ def test_the_settings_take_max_frames_from_the_video_and_refuse_bad_values_in_on
         settings_of(pan_video, hybrid_motion="Optical Flo")
     with pytest.raises(SettingsError, match="hybrid video needs video_init_path"):
         settings_of("", hybrid_composite="Normal")
-    with pytest.raises(SettingsError, match="video missing.mp4: no such file"):
-        settings_of(tmp_path / "missing.mp4")
+    with pytest.raises(SettingsError, match="video missing.mp4: no such file; or set hybrid_motion and"
+                       " hybrid_composite to None to render without the hybrid video"):
+        settings_of(tmp_path / "missing.mp4")  # shared files keep their author's path: the way on is named
+    with pytest.raises(SettingsError, match=r"video missing.mp4: no such file\Z"):  # Video Input needs its video
+        load_settings({**BASE, "animation_mode": "Video Input", "video_init_path": str(tmp_path / "missing.mp4")},
+                      read_video=True)
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(SettingsError, match="bad.mp4 has no readable video stream"):
         settings_of(tmp_path / "bad.mp4")

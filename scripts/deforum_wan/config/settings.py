@@ -262,6 +262,12 @@ def _read_video(data: dict, label: str, base) -> tuple[Path, VideoInfo, list[int
         return path, info, kept, mask
     except ExprError as exc:
         raise SettingsError(str(exc), label) from None
+    except VideoRefused as exc:
+        if video_init_of(data) is not None:  # Video Input: nothing to render without the video
+            raise
+        # a hybrid video: shared Deforum files often keep their author's path
+        raise VideoRefused(f"{exc.detail}; or set hybrid_motion and hybrid_composite to None to render"
+                           " without the hybrid video", label) from None
 
 
 def _video_path(raw: dict, label: str, base, key: str = "video_init_path", value: str | None = None) -> Path:
