@@ -189,7 +189,7 @@ def test_plan_names_each_models_memory_as_the_command_line_does(client, tiny_mod
     r = client.post("/wan_api/plan", json={"settings": settings(QUICK)})
     assert r.status_code == 200, r.text
     memory = r.json()["memory"]
-    assert memory == cli and list(memory) == ["tiny-random"]
+    assert memory == cli and list(memory) == ["tiny-random", "tiny-random-i2v"]  # the planner's I2V partner too
     parts = {p["part"]: p for p in memory["tiny-random"]}
     assert set(parts) == {"transformer", "text_encoder", "vae"} and all(p["bytes"] > 0 for p in parts.values())
 
